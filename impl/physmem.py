@@ -1,0 +1,76 @@
+"""Simulated physical memory: 4 KiB frames of little-endian 64-bit words.
+
+Frames are allocated on first write, so a large, mostly empty memory costs
+only what is used.  Reads of a frame never written return zeros.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+from mmcheck.errors import AddressError, InvalidArgument
+
+FRAME_SHIFT = 12
+FRAME_SIZE = 1 << FRAME_SHIFT
+_WORD = struct.Struct("<Q")
+_ZERO_FRAME = bytes(FRAME_SIZE)
+
+
+class PhysMem:
+    """``frames`` frames of byte-addressed memory, accessed by aligned 64-bit words."""
+
+    __slots__ = ("_frames", "frames", "size")
+
+    def __init__(self, frames: int) -> None:
+        if frames < 1:
+            raise InvalidArgument(f"frames must be at least 1, got {frames}")
+        self.frames = frames
+        self.size = frames << FRAME_SHIFT
+        self._frames: dict[int, bytearray] = {}
+
+    def _check(self, pa: int) -> None:
+        if pa & 7:
+            raise AddressError(f"physical address {pa:#x} is not 8-byte aligned: words are 64-bit")
+        if not 0 <= pa < self.size:
+            raise AddressError(
+                f"physical address {pa:#x} is outside memory: allowed 0x0 .. {self.size - 8:#x}"
+            )
+
+    def read(self, pa: int) -> int:
+        """The word at ``pa``; raises :class:`AddressError` if misaligned or outside memory."""
+        self._check(pa)
+        return self.read_unchecked(pa)
+
+    def read_unchecked(self, pa: int) -> int:
+        """The word at ``pa``, which the caller has checked (the walker's fast path)."""
+        frame = self._frames.get(pa >> FRAME_SHIFT)
+        if frame is None:
+            return 0
+        value: int = _WORD.unpack_from(frame, pa & (FRAME_SIZE - 1))[0]
+        return value
+
+    def write(self, pa: int, value: int) -> None:
+        """Store ``value`` at ``pa``; on bad input raises and changes nothing."""
+        self._check(pa)
+        if not 0 <= value < 1 << 64:
+            raise InvalidArgument(f"value {value:#x} does not fit a 64-bit word: allowed 0 .. 2**64-1")
+        self.write_unchecked(pa, value)
+
+    def write_unchecked(self, pa: int, value: int) -> None:
+        """Store a checked word (the walker's A/D updates)."""
+        pfn = pa >> FRAME_SHIFT
+        frame = self._frames.get(pfn)
+        if frame is None:
+            if not value:
+                return
+            frame = self._frames[pfn] = bytearray(_ZERO_FRAME)
+        _WORD.pack_into(frame, pa & (FRAME_SIZE - 1), value)
+
+    def nonzero_words(self) -> Iterator[tuple[int, int]]:
+        """Every non-zero word as ``(pa, value)``, in address order."""
+        for pfn in sorted(self._frames):
+            base = pfn << FRAME_SHIFT
+            for offset, (value,) in enumerate(_WORD.iter_unpack(self._frames[pfn])):
+                if value:
+                    yield base + offset * 8, value

@@ -1,0 +1,7 @@
+"""``python -m mmcheck``."""
+
+import sys
+
+from mmcheck.cli import main
+
+sys.exit(main())

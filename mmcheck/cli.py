@@ -1,0 +1,107 @@
+"""The ``mmcheck`` command line.
+
+Exit codes: 0 success, 1 a check failed (divergence, unexpected result),
+2 bad input (malformed scenario, an operation outside its domain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from mmcheck.errors import MMCheckError
+from mmcheck.replay import MODELS, replay
+from mmcheck.scenario import KINDS, MODES, Access, load, parse_int
+from mmcheck.walkview import describe_walk
+from properties.drivers import SpecRunner
+from spec.permissions import Kind, Mode
+from spec.walk import walk
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    scenario = load(args.file)
+    report = replay(scenario, args.model)
+    if args.json:
+        out: dict[str, object] = {"results": report.results}
+        if report.divergence is not None:
+            d = report.divergence
+            out["divergence"] = {"op": d.index, "reason": d.reason, "spec": repr(d.spec), "impl": repr(d.impl)}
+        if report.expected_mismatch is not None:
+            out["expected_mismatch"] = report.expected_mismatch
+        print(json.dumps(out))
+    else:
+        for index, (op, result) in enumerate(zip(scenario.ops, report.results, strict=False)):
+            print(f"{index:3} {json.dumps(op.to_json())}\n    -> {json.dumps(result)}")
+    if report.divergence is not None:
+        print(f"divergence: {report.divergence.describe()}", file=sys.stderr)
+        return 1
+    if report.expected_mismatch is not None:
+        i = report.expected_mismatch
+        assert scenario.expected_results is not None
+        print(
+            f"ops[{i}] gave {json.dumps(report.results[i])}, expected {json.dumps(scenario.expected_results[i])}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_walk(args: argparse.Namespace) -> int:
+    scenario = load(args.file)
+    va = parse_int(args.va, "--va")
+    runner = SpecRunner(scenario.config)
+    for op in scenario.ops:
+        if not isinstance(op, Access):
+            runner.apply(op)
+    state = runner.state
+    from spec.mmu import check_cpu
+
+    check_cpu(state, args.cpu)
+    ctl = state.cpus[args.cpu]
+    kind, mode = Kind(args.kind), Mode(args.mode)
+    outcome = walk(state.memory, ctl, va, kind, mode, state.maxphyaddr)
+    print("\n".join(describe_walk(va, ctl, kind, mode, outcome)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmcheck",
+        description="Model-checked x86-64 virtual memory: replay, walk and check scenarios.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("replay", help="run a scenario on the spec and the implementation and compare")
+    p.add_argument("file", help="scenario JSON file")
+    p.add_argument("--json", action="store_true", help="print one JSON object with a results list")
+    p.add_argument("--model", choices=MODELS, default="both", help="run one side only (default: both)")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("walk", help="explain the page walk of one address, step by step")
+    p.add_argument("file", help="scenario JSON file that sets up memory and CPUs (its accesses are skipped)")
+    p.add_argument("--va", required=True, help="linear address, e.g. 0x1010")
+    p.add_argument("--kind", choices=KINDS, default="read")
+    p.add_argument("--mode", choices=MODES, default="user")
+    p.add_argument("--cpu", type=int, default=0)
+    p.set_defaults(func=cmd_walk)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except MMCheckError as exc:
+        print(f"mmcheck: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"mmcheck: error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

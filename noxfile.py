@@ -1,0 +1,47 @@
+"""Sessions: ``nox -s verify`` is the main job; ``nox -s tests`` runs the test suite.
+
+Tool versions live in ``pyproject.toml`` extras, not here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "typecheck", "tests", "verify"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _workers() -> list[str]:
+    return ["-n", "auto"] if (os.cpu_count() or 1) > 1 else []
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The pytest suite (unit tests, scenario regressions, fast machine runs)."""
+    session.install("-e", ".[check]")
+    session.run("pytest", *_workers(), *session.posargs)
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """Proofs, contracts and refinement machines in the ``ci`` profile; one summary line."""
+    session.install("-e", ".[check]")
+    profile = os.environ.get("MMCHECK_PROFILE", "ci")
+    session.run("python", "-m", "proofs.verify", "--profile", profile, *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over everything."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over all non-test code."""
+    session.install("-e", ".[typecheck,check]")
+    session.run("mypy")

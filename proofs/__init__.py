@@ -1,0 +1,1 @@
+"""Proofs and exhaustive checks: Z3 lemmas, CrossHair contracts, and ``verify``."""

@@ -1,0 +1,1 @@
+"""Hypothesis refinement machines, registered as ``verify`` checks."""

@@ -1,0 +1,56 @@
+"""Hypothesis profiles, registered in one place and loaded explicitly.
+
+Hypothesis loads its own ``ci`` profile when the ``CI`` variable is set, and
+a profile registered without ``parent=`` copies whatever is active at the
+time.  So every profile here names its parent, and :func:`load` selects one
+by name (``MMCHECK_PROFILE``, default ``dev``) after all are registered: a
+run behaves the same locally and in CI.
+
+- ``dev``: quick, randomized, with the local example database.
+- ``ci``: derandomized (same examples every run), no database, budgeted for
+  ``nox -s verify`` on 2 cores.
+- ``thorough``: randomized, many more examples and longer runs, for hunting.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, Phase, settings
+
+PROFILES = ("dev", "ci", "thorough")
+_BASE = settings.get_profile("default")
+_QUIET = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
+
+settings.register_profile(
+    "dev", parent=_BASE, max_examples=50, stateful_step_count=30, deadline=None, suppress_health_check=_QUIET
+)
+settings.register_profile(
+    "ci",
+    parent=_BASE,
+    max_examples=200,
+    stateful_step_count=40,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=False,
+    suppress_health_check=_QUIET,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+)
+settings.register_profile(
+    "thorough",
+    parent=_BASE,
+    max_examples=5000,
+    stateful_step_count=80,
+    deadline=None,
+    suppress_health_check=_QUIET,
+)
+
+
+def load(name: str | None = None) -> str:
+    """Load profile ``name`` (or ``$MMCHECK_PROFILE``, or ``dev``) and return its name."""
+    chosen = name or os.environ.get("MMCHECK_PROFILE", "dev")
+    if chosen not in PROFILES:
+        raise ValueError(f"unknown Hypothesis profile {chosen!r}: allowed {', '.join(PROFILES)}")
+    settings.load_profile(chosen)
+    return chosen
