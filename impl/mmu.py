@@ -80,9 +80,7 @@ class Mmu:
             raise UnknownCpu(f"cpu {n} does not exist: allowed 0..{len(self.cpus) - 1}")
         return self.cpus[n]
 
-    def set_cpu(
-        self, n: int, *, cr3: int, wp: bool, smep: bool, smap: bool, ac: bool, nxe: bool, la57: bool
-    ) -> None:
+    def set_cpu(self, n: int, *, cr3: int, wp: bool, smep: bool, smap: bool, ac: bool, nxe: bool, la57: bool) -> None:
         """Load CPU ``n``'s control bits; CR3 must be a frame inside memory."""
         cpu = self.cpu(n)
         if cr3 & 0xFFF or not 0 <= cr3 < self.mem.size:

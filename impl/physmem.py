@@ -33,9 +33,7 @@ class PhysMem:
         if pa & 7:
             raise AddressError(f"physical address {pa:#x} is not 8-byte aligned: words are 64-bit")
         if not 0 <= pa < self.size:
-            raise AddressError(
-                f"physical address {pa:#x} is outside memory: allowed 0x0 .. {self.size - 8:#x}"
-            )
+            raise AddressError(f"physical address {pa:#x} is outside memory: allowed 0x0 .. {self.size - 8:#x}")
 
     def read(self, pa: int) -> int:
         """The word at ``pa``; raises :class:`AddressError` if misaligned or outside memory."""

@@ -96,9 +96,7 @@ class Config:
             raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(cls.LIMITS)}")
         if "frames" not in raw:
             raise ScenarioError(f"{where}.frames", "missing: the number of 4 KiB physical frames")
-        values = {
-            key: parse_int(raw[key], f"{where}.{key}", *cls.LIMITS[key]) for key in cls.LIMITS if key in raw
-        }
+        values = {key: parse_int(raw[key], f"{where}.{key}", *cls.LIMITS[key]) for key in cls.LIMITS if key in raw}
         return cls(**values)
 
     def to_json(self) -> dict[str, int]:

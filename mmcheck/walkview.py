@@ -18,16 +18,13 @@ def describe_walk(va: int, ctl: Control, kind: Kind, mode: Mode, outcome: Outcom
     """Lines explaining how ``va`` was translated (or why it faulted)."""
     lines = [
         f"{kind.value} of {va:#x} in {mode.value} mode, {ctl.levels}-level paging, CR3={ctl.cr3:#x}",
-        f"  controls: WP={int(ctl.wp)} SMEP={int(ctl.smep)} SMAP={int(ctl.smap)} "
-        f"AC={int(ctl.ac)} NXE={int(ctl.nxe)}",
+        f"  controls: WP={int(ctl.wp)} SMEP={int(ctl.smep)} SMAP={int(ctl.smap)} AC={int(ctl.ac)} NXE={int(ctl.nxe)}",
     ]
     if isinstance(outcome, GeneralProtection):
         width = 12 + 9 * ctl.levels
         lines.append(f"  not canonical: bits 63..{width - 1} are not all equal -> #GP (vector 13)")
         return lines
-    indices = ", ".join(
-        f"{LEVEL_NAMES[level]}[{table_index(va, level)}]" for level in range(ctl.levels, 0, -1)
-    )
+    indices = ", ".join(f"{LEVEL_NAMES[level]}[{table_index(va, level)}]" for level in range(ctl.levels, 0, -1))
     lines.append(f"  indices: {indices}, offset {page_offset(va, 1):#x}")
     steps = outcome.steps if isinstance(outcome, Translation | PageFault) else ()
     for step in steps:

@@ -131,10 +131,7 @@ class Divergence:
 
     def describe(self) -> str:
         """One paragraph for a person."""
-        return (
-            f"op {self.index} ({self.op.name}): {self.reason}\n"
-            f"  spec: {self.spec}\n  impl: {self.impl}"
-        )
+        return f"op {self.index} ({self.op.name}): {self.reason}\n  spec: {self.spec}\n  impl: {self.impl}"
 
 
 class DivergenceError(AssertionError):

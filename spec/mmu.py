@@ -42,9 +42,7 @@ def initial(frames: int, cpus: int, maxphyaddr: int = DEFAULT_MAXPHYADDR) -> Mmu
     if cpus < 1:
         raise ConfigError(f"cpus must be at least 1, got {cpus}")
     if not MIN_MAXPHYADDR <= maxphyaddr <= MAX_MAXPHYADDR:
-        raise ConfigError(
-            f"maxphyaddr must be {MIN_MAXPHYADDR}..{MAX_MAXPHYADDR} (SDM 4.1.4), got {maxphyaddr}"
-        )
+        raise ConfigError(f"maxphyaddr must be {MIN_MAXPHYADDR}..{MAX_MAXPHYADDR} (SDM 4.1.4), got {maxphyaddr}")
     if frames * PAGE_SIZE > 1 << maxphyaddr:
         raise ConfigError(f"{frames} frames do not fit below MAXPHYADDR={maxphyaddr}")
     return MmuState(PhysMemory(frames), (Control(),) * cpus, maxphyaddr)
@@ -77,10 +75,8 @@ def set_cpu(state: MmuState, cpu: int, ctl: Control) -> MmuState:
     if ctl.cr3 % PAGE_SIZE:
         raise AddressError(f"cr3 {ctl.cr3:#x} is not 4 KiB aligned: it names the top table's frame")
     if not 0 <= ctl.cr3 < state.memory.size:
-        raise AddressError(
-            f"cr3 {ctl.cr3:#x} is outside memory: allowed 0x0 .. {state.memory.size - PAGE_SIZE:#x}"
-        )
-    cpus = (*state.cpus[:cpu], ctl, *state.cpus[cpu + 1:])
+        raise AddressError(f"cr3 {ctl.cr3:#x} is outside memory: allowed 0x0 .. {state.memory.size - PAGE_SIZE:#x}")
+    cpus = (*state.cpus[:cpu], ctl, *state.cpus[cpu + 1 :])
     return replace(state, cpus=cpus)
 
 

@@ -78,9 +78,7 @@ def check_word_address(pa: int, frames: int) -> None:
     if pa % WORD_SIZE:
         raise AddressError(f"physical address {pa:#x} is not 8-byte aligned: words are 64-bit")
     if not 0 <= pa < frames * PAGE_SIZE:
-        raise AddressError(
-            f"physical address {pa:#x} is outside memory: allowed 0x0 .. {frames * PAGE_SIZE - 8:#x}"
-        )
+        raise AddressError(f"physical address {pa:#x} is outside memory: allowed 0x0 .. {frames * PAGE_SIZE - 8:#x}")
 
 
 def check_word_value(value: int) -> None:

@@ -42,8 +42,16 @@ XD = 1 << 63
 ADDRESS_MASK_52 = ((1 << 52) - 1) & ~((1 << PAGE_SHIFT) - 1)
 
 FLAG_NAMES = (
-    (P, "P"), (RW, "RW"), (US, "US"), (PWT, "PWT"), (PCD, "PCD"),
-    (A, "A"), (D, "D"), (PS, "PS"), (G, "G"), (XD, "XD"),
+    (P, "P"),
+    (RW, "RW"),
+    (US, "US"),
+    (PWT, "PWT"),
+    (PCD, "PCD"),
+    (A, "A"),
+    (D, "D"),
+    (PS, "PS"),
+    (G, "G"),
+    (XD, "XD"),
 )
 
 
