@@ -18,7 +18,7 @@ from properties import profiles
 CHECK_MODULES = (
     "proofs.lemmas",
     "proofs.contracts",
-    "properties.machines",
+    "properties.mmu_machine",
 )
 
 

@@ -1,1 +1,0 @@
-"""Hypothesis refinement machines, registered as ``verify`` checks."""
