@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from mmcheck.replay import replay
-from mmcheck.scenario import load
+from mmcheck.scenario import OP_TYPES, load
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
 
-def replayable(path: Path) -> bool:
-    """Scenarios whose ops this build's runners all know."""
-    import json
-
-    from mmcheck.scenario import OP_TYPES
-
-    raw = json.loads(path.read_text())
-    ops = raw.get("scenario", raw)["ops"]
-    return all(op["op"] in OP_TYPES for op in ops)
-
-
-FILES = sorted(p for p in SCENARIOS.glob("*.json") if replayable(p))
+def scenario_params() -> list[object]:
+    """Every scenario file; those using ops this build does not know yet are skipped, by name."""
+    params: list[object] = []
+    for path in sorted(SCENARIOS.glob("*.json")):
+        raw = json.loads(path.read_text())
+        unknown = sorted({op["op"] for op in raw.get("scenario", raw)["ops"]} - set(OP_TYPES))
+        marks = [pytest.mark.skip(reason=f"ops not in the vocabulary yet: {', '.join(unknown)}")] if unknown else []
+        params.append(pytest.param(path, id=path.stem, marks=marks))
+    return params
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+@pytest.mark.parametrize("path", scenario_params())
 def test_scenario_gives_expected_results(path: Path) -> None:
     """Spec and implementation agree op by op, and match the recorded answers."""
     scenario = load(path)
@@ -36,9 +34,17 @@ def test_scenario_gives_expected_results(path: Path) -> None:
     assert list(scenario.expected_results) == report.results
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+@pytest.mark.parametrize("path", scenario_params())
 @pytest.mark.parametrize("model", ["spec", "impl"])
 def test_each_side_alone_gives_expected_results(path: Path, model: str) -> None:
     """Each side, run alone, also gives the recorded answers."""
     scenario = load(path)
     assert list(scenario.expected_results or ()) == replay(scenario, model).results
+
+
+def test_scenario_round_trips_through_json(tmp_path: Path) -> None:
+    """Writing a parsed scenario and reading it back gives the same scenario."""
+    from mmcheck.scenario import dump
+
+    original = load(SCENARIOS / "sdm-permission-rules.json")
+    assert original == load(dump(original, tmp_path / "copy.json"))
