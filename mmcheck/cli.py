@@ -66,6 +66,13 @@ def cmd_walk(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quiz(args: argparse.Namespace) -> int:
+    from mmcheck.quiz import generate, render
+
+    print("\n".join(render(generate(args.topic, args.seed, args.questions), answers=args.c)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmcheck",
@@ -86,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=MODES, default="user")
     p.add_argument("--cpu", type=int, default=0)
     p.set_defaults(func=cmd_walk)
+
+    p = sub.add_parser("quiz", help="a generated exercise; -c prints the worked answer")
+    p.add_argument("--topic", choices=("walk", "permissions"), default="walk")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same problem")
+    p.add_argument("--questions", type=int, default=5, choices=range(1, 21), metavar="1..20")
+    p.add_argument("-c", action="store_true", help="show the answers, worked out step by step")
+    p.set_defaults(func=cmd_quiz)
     return parser
 
 

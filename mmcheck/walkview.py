@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from spec.address import LEVEL_NAMES, level_shift, page_offset, table_index
 from spec.permissions import Control, Kind, Mode, Rights, describe_error_code
+from spec.pte import P as PRESENT
 from spec.pte import flag_names
 from spec.walk import GeneralProtection, MachineCheck, Outcome, PageFault, Translation
 
@@ -27,11 +28,15 @@ def describe_walk(va: int, ctl: Control, kind: Kind, mode: Mode, outcome: Outcom
     indices = ", ".join(f"{LEVEL_NAMES[level]}[{table_index(va, level)}]" for level in range(ctl.levels, 0, -1))
     lines.append(f"  indices: {indices}, offset {page_offset(va, 1):#x}")
     steps = outcome.steps if isinstance(outcome, Translation | PageFault) else ()
-    for step in steps:
-        lines.append(
-            f"  {step.table:>4}[{table_index(va, step.level):3}] at {step.entry_pa:#x} = {step.entry:#018x}"
-            f"  [{flag_names(step.entry)}]  rights so far: {rights_text(step.rights)}"
-        )
+    used = outcome.used if isinstance(outcome, PageFault) else len(steps)
+    for number, step in enumerate(steps):
+        entry = f"  {step.table:>4}[{table_index(va, step.level):3}] at {step.entry_pa:#x} = {step.entry:#018x}"
+        if number < used:
+            lines.append(f"{entry}  [{flag_names(step.entry)}]  rights so far: {rights_text(step.rights)}")
+        elif step.entry & PRESENT:
+            lines.append(f"{entry}  [{flag_names(step.entry)}]  reserved bits set: the walk stops")
+        else:
+            lines.append(f"{entry}  not present: the walk stops")
     if isinstance(outcome, Translation):
         size = {1: "4 KiB", 2: "2 MiB", 3: "1 GiB"}[outcome.level]
         lines.append(
