@@ -66,6 +66,14 @@ def cmd_walk(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from mmcheck.explain import explain
+
+    lines, ok = explain(load(args.file))
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
 def cmd_quiz(args: argparse.Namespace) -> int:
     from mmcheck.quiz import generate, render
 
@@ -93,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=MODES, default="user")
     p.add_argument("--cpu", type=int, default=0)
     p.set_defaults(func=cmd_walk)
+
+    p = sub.add_parser("explain", help="narrate a scenario step by step: the rule that fired, what changed")
+    p.add_argument("file", help="scenario JSON file (a counterexample, a regression, an example)")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("quiz", help="a generated exercise; -c prints the worked answer")
     p.add_argument("--topic", choices=("walk", "permissions"), default="walk")
