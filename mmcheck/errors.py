@@ -43,3 +43,36 @@ class ScenarioError(InvalidArgument):
         self.where = where
         self.problem = problem
         super().__init__(f"{where}: {problem}")
+
+
+class BuddyError(InvalidArgument):
+    """A buddy allocator call with an order or block outside its domain.
+
+    Linux treats these as kernel bugs (``VM_BUG_ON_PAGE`` in ``__free_one_page``,
+    a ``WARN`` for an order above ``MAX_PAGE_ORDER`` in ``__alloc_pages``); here
+    they are refused and the allocator is left as it was.
+    """
+
+
+class OrderOutOfRange(BuddyError):
+    """An order outside ``0 .. max_order``."""
+
+
+class BlockOutOfRange(BuddyError):
+    """A block that does not lie inside memory (``pfn + 2**order > frames``)."""
+
+
+class MisalignedBlock(BuddyError):
+    """A block whose pfn is not a multiple of ``2**order``."""
+
+
+class DoubleFree(BuddyError):
+    """Freeing frames that are already free."""
+
+
+class WrongOrder(BuddyError):
+    """Freeing an allocated block with an order other than the one it was allocated with."""
+
+
+class NotAllocated(BuddyError):
+    """Freeing a pfn that is inside an allocated block but is not its first frame."""

@@ -234,6 +234,72 @@ class Access(Op):
         return {"op": self.name, "cpu": self.cpu, "va": hex(self.va), "kind": self.kind, "mode": self.mode}
 
 
+MAX_ORDER_FIELD = 63
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class AllocPages(Op):
+    """Allocate ``2**order`` physically contiguous frames from the buddy allocator.
+
+    Result ``{"pfn": N}`` (the first frame), ``{"error": "ENOMEM"}`` when no
+    free block is large enough, ``{"error": "EINVAL"}`` for an order above
+    ``max_order``.
+    """
+
+    order: int
+    name: ClassVar[str] = "alloc_pages"
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object], where: str) -> AllocPages:
+        check_keys(raw, where, ("order",))
+        return cls(require(raw, "order", where, lambda r, w: parse_int(r, w, 0, MAX_ORDER_FIELD)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.name, "order": self.order}
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class FreePages(Op):
+    """Return the block of ``2**order`` frames at ``pfn`` to the buddy allocator.
+
+    Result ``{"ok": true}``, or ``{"error": "EINVAL"}`` when it is not an
+    allocated block of that order (double free, wrong order, misaligned, outside memory).
+    """
+
+    pfn: int
+    order: int
+    name: ClassVar[str] = "free_pages"
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object], where: str) -> FreePages:
+        check_keys(raw, where, ("pfn", "order"))
+        return cls(
+            require(raw, "pfn", where, parse_int),
+            require(raw, "order", where, lambda r, w: parse_int(r, w, 0, MAX_ORDER_FIELD)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.name, "pfn": hex(self.pfn), "order": self.order}
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class BuddyInfo(Op):
+    """Read the free block counts per order, as ``/proc/buddyinfo`` shows them: ``{"free": [n0, n1, ...]}``."""
+
+    name: ClassVar[str] = "buddyinfo"
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object], where: str) -> BuddyInfo:
+        check_keys(raw, where, ())
+        return cls()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.name}
+
+
 def parse_op(raw: object, where: str) -> Op:
     """One operation object, dispatched on its ``op`` field."""
     if not isinstance(raw, Mapping):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from impl.buddy import BuddyAllocator
 from impl.mmu import Mmu
 from impl.physmem import PhysMem
+from spec.buddy import Block, BuddyState
 from spec.mmu import MmuState
 from spec.permissions import Control
 from spec.physmem import PhysMemory
@@ -29,3 +31,18 @@ def abstract_cpus(mmu: Mmu) -> tuple[Control, ...]:
 def abstract_mmu(mmu: Mmu) -> MmuState:
     """The whole hardware layer: memory, CPUs, MAXPHYADDR."""
     return MmuState(abstract_memory(mmu.mem), abstract_cpus(mmu), mmu.maxphyaddr)
+
+
+def abstract_buddy(allocator: BuddyAllocator) -> BuddyState:
+    """The allocator's free lists and allocated blocks as the spec's sets of blocks.
+
+    Free blocks come from the free lists (what allocation actually uses), not
+    from the per-frame flags; allocated ones from walking memory block by block.
+    Costs one step per block, not per frame.
+    """
+    return BuddyState(
+        allocator.frames,
+        allocator.max_order,
+        frozenset(Block(pfn, order) for pfn, order in allocator.free_blocks()),
+        frozenset(Block(pfn, order) for pfn, order in allocator.allocated_blocks()),
+    )

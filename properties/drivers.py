@@ -14,11 +14,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from impl import buddy as impl_buddy
 from impl.mmu import FETCH, READ, WRITE, Fault, Mmu, Translated
 from impl.physmem import PhysMem
-from mmcheck.errors import MMCheckError
-from mmcheck.scenario import Access, Config, Op, ReadPhys, Result, SetCpu, WritePhys
-from properties.abstraction import abstract_memory, abstract_mmu
+from mmcheck.errors import BuddyError, MMCheckError
+from mmcheck.scenario import (
+    Access,
+    AllocPages,
+    BuddyInfo,
+    Config,
+    FreePages,
+    Op,
+    ReadPhys,
+    Result,
+    SetCpu,
+    WritePhys,
+)
+from properties.abstraction import abstract_buddy, abstract_memory, abstract_mmu
+from spec import buddy as spec_buddy
 from spec import mmu as spec_mmu
 from spec.permissions import Control, Kind, Mode
 from spec.walk import (
@@ -68,6 +81,16 @@ def control_of(op: SetCpu) -> Control:
     return Control(op.cr3, op.wp, op.smep, op.smap, op.ac, op.nxe, op.la57)
 
 
+BuddyOp = AllocPages | FreePages | BuddyInfo
+EINVAL: Result = {"error": "EINVAL"}
+ENOMEM: Result = {"error": "ENOMEM"}
+
+
+def parse_buddyinfo(line: str) -> list[int]:
+    """The counts of a ``/proc/buddyinfo`` line (``Node 0, zone   Normal      1      0 ...``)."""
+    return [int(field) for field in line.split()[4:]]
+
+
 class SpecRunner:
     """Runs operations on the pure spec, keeping the current state."""
 
@@ -75,6 +98,8 @@ class SpecRunner:
         self.config = config
         self.state = spec_mmu.initial(config.frames, config.cpus, config.maxphyaddr)
         self.last_outcome: Outcome | None = None
+        self.buddy = spec_buddy.initial(config.frames, config.max_order)
+        self.buddy_error: BuddyError | None = None
 
     def apply(self, op: Op) -> Result:
         """Run ``op``; bad input raises and leaves :attr:`state` as it was."""
@@ -90,7 +115,24 @@ class SpecRunner:
             self.state, outcome = spec_mmu.access(self.state, op.cpu, op.va, Kind(op.kind), Mode(op.mode))
             self.last_outcome = outcome
             return spec_outcome_result(outcome)
+        if isinstance(op, BuddyOp):
+            self.buddy_error = None
+            try:
+                return self.apply_buddy(op)
+            except BuddyError as exc:
+                self.buddy_error = exc
+                return EINVAL
         raise MMCheckError(f"the spec runner has no rule for {op.name!r}")
+
+    def apply_buddy(self, op: BuddyOp) -> Result:
+        """Run a buddy allocator op; a refused one raises :class:`BuddyError` (the caller's EINVAL)."""
+        if isinstance(op, AllocPages):
+            self.buddy, outcome = spec_buddy.alloc(self.buddy, op.order)
+            return ENOMEM if isinstance(outcome, spec_buddy.OutOfMemory) else {"pfn": outcome.pfn}
+        if isinstance(op, FreePages):
+            self.buddy = spec_buddy.free(self.buddy, op.pfn, op.order)
+            return {"ok": True}
+        return {"free": list(spec_buddy.free_counts(self.buddy))}
 
 
 class ImplRunner:
@@ -100,6 +142,8 @@ class ImplRunner:
         self.config = config
         self.mem = PhysMem(config.frames)
         self.mmu = Mmu(self.mem, config.cpus, config.maxphyaddr)
+        self.buddy = impl_buddy.BuddyAllocator(config.frames, config.max_order)
+        self.buddy_error: BuddyError | None = None
 
     def apply(self, op: Op) -> Result:
         """Run ``op``; bad input raises and leaves the implementation as it was."""
@@ -116,7 +160,24 @@ class ImplRunner:
         if isinstance(op, Access):
             outcome = self.mmu.access(op.cpu, op.va, IMPL_KINDS[op.kind], op.mode == "user")
             return impl_outcome_result(outcome)
+        if isinstance(op, BuddyOp):
+            self.buddy_error = None
+            try:
+                return self.apply_buddy(op)
+            except BuddyError as exc:
+                self.buddy_error = exc
+                return EINVAL
         raise MMCheckError(f"the implementation runner has no rule for {op.name!r}")
+
+    def apply_buddy(self, op: BuddyOp) -> Result:
+        """Run a buddy allocator op; a refused one raises :class:`BuddyError` (the caller's EINVAL)."""
+        if isinstance(op, AllocPages):
+            pfn = self.buddy.alloc(op.order)
+            return ENOMEM if pfn is None else {"pfn": pfn}
+        if isinstance(op, FreePages):
+            self.buddy.free(op.pfn, op.order)
+            return {"ok": True}
+        return {"free": parse_buddyinfo(self.buddy.buddyinfo())}
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +220,7 @@ class Lockstep:
         index = self.index
         self.index += 1
         before = self.spec.state
+        before_buddy = self.spec.buddy
         spec_error = impl_error = None
         spec_result = impl_result = None
         try:
@@ -175,6 +237,11 @@ class Lockstep:
             self.check_abstraction(index, op, before)
             assert spec_error is not None
             raise spec_error
+        if isinstance(op, BuddyOp):
+            self.check_buddy_refusal(index, op)
+        if isinstance(op, AllocPages):
+            assert spec_result is not None and impl_result is not None
+            spec_result = self.adopt_alloc_choice(index, op, before_buddy, spec_result, impl_result)
         if spec_result != impl_result:
             raise DivergenceError(Divergence(index, op, "results differ", spec_result, impl_result))
         if isinstance(op, Access):
@@ -202,3 +269,52 @@ class Lockstep:
             raise DivergenceError(Divergence(index, op, "memory differs", expected.memory, actual.memory))
         if actual.cpus != expected.cpus:
             raise DivergenceError(Divergence(index, op, "control registers differ", expected.cpus, actual.cpus))
+        self.check_buddy_abstraction(index, op)
+
+    def check_buddy_refusal(self, index: int, op: BuddyOp) -> None:
+        """Both sides refused a buddy op with the same error, or neither did."""
+        spec_error, impl_error = self.spec.buddy_error, self.impl.buddy_error
+        if type(spec_error) is not type(impl_error):
+            raise DivergenceError(Divergence(index, op, "bad input handled differently", spec_error, impl_error))
+
+    def adopt_alloc_choice(
+        self, index: int, op: AllocPages, before: spec_buddy.BuddyState, spec_result: Result, impl_result: Result
+    ) -> Result:
+        """Check the block the implementation handed out is one the spec allows, then continue from it.
+
+        Returns the spec's result for that choice; ENOMEM on one side only is
+        left to the comparison of results.
+        """
+        if "pfn" not in spec_result or "pfn" not in impl_result:
+            return spec_result
+        pfn = impl_result["pfn"]
+        allowed = spec_buddy.allowed_pfns(before, op.order)
+        if pfn not in allowed:
+            choices = ", ".join(hex(p) for p in sorted(allowed))
+            raise DivergenceError(
+                Divergence(index, op, "allocated block is not an allowed choice", f"one of {choices}", hex(pfn))
+            )
+        self.spec.buddy = spec_buddy.alloc_at(before, op.order, pfn)
+        return {"pfn": pfn}
+
+    def check_buddy_abstraction(self, index: int, op: Op) -> None:
+        """The implementation's free lists and allocated blocks, abstracted, equal the spec's; so do the counts."""
+        expected = self.spec.buddy
+        actual = abstract_buddy(self.impl.buddy)
+        if actual != expected:
+            raise DivergenceError(Divergence(index, op, "buddy allocator differs", *buddy_difference(expected, actual)))
+        counts = tuple(self.impl.buddy.nr_free)
+        if spec_buddy.counts_violations(expected, counts):
+            expected_counts = list(spec_buddy.free_counts(expected))
+            raise DivergenceError(Divergence(index, op, "nr_free counts differ", expected_counts, list(counts)))
+
+
+def buddy_difference(expected: spec_buddy.BuddyState, actual: spec_buddy.BuddyState) -> tuple[str, str]:
+    """What only the spec has and what only the implementation has, for a divergence report."""
+
+    def only(mine: spec_buddy.BuddyState, theirs: spec_buddy.BuddyState) -> str:
+        free = sorted(mine.free - theirs.free)
+        allocated = sorted(mine.allocated - theirs.allocated)
+        return f"free {free}, allocated {allocated} (not on the other side)"
+
+    return only(expected, actual), only(actual, expected)
