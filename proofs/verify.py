@@ -18,6 +18,7 @@ from properties import profiles
 CHECK_MODULES = (
     "proofs.lemmas",
     "proofs.contracts",
+    "proofs.inductive",
     "properties.mmu_machine",
 )
 

@@ -1,0 +1,158 @@
+"""Inductive invariants proved with Z3: I(s) and T(s, s') imply I(s').
+
+Where a protocol's state fits integers, booleans and arrays, its transition
+relation is written here over Z3 terms and the key invariant is checked to
+be inductive.  ``unsat`` of ``I(s) and T(s, s') and not I(s')`` confirms it;
+a model is a counterexample to induction (reported as refuted, with the
+state that breaks it); a timeout is unknown.
+
+The transition functions take the protocol's decision rule as a parameter,
+so the tests can hand in a broken rule and watch the proof fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import z3
+
+from proofs.lemmas import TIMEOUT_MS
+from proofs.verdict import Status, Verdict, check, timed
+
+PAGES = 3
+
+
+@dataclass(frozen=True)
+class GenState:
+    """One CPU's view of one mm under Linux's TLB generation protocol.
+
+    - ``mm_gen``: ``mm->context.tlb_gen``, bumped by every flush request;
+    - ``local``: ``cpu_tlbstate.ctxs[asid].tlb_gen``, the generation this CPU has caught up to;
+    - ``chg[p]``: the generation of the last change to page ``p``'s translation (0: never changed);
+    - ``page_of``: which page the change of each generation touched (the flush request's range);
+    - ``stale[p]``: the CPU may still hold a translation of ``p`` from before its last change.
+    """
+
+    mm_gen: z3.ArithRef
+    local: z3.ArithRef
+    chg: tuple[z3.ArithRef, ...]
+    page_of: z3.ArrayRef
+    stale: tuple[z3.BoolRef, ...]
+
+
+def fresh(tag: str) -> GenState:
+    """A state of fresh Z3 constants named with ``tag``."""
+    return GenState(
+        z3.Int(f"mm_gen{tag}"),
+        z3.Int(f"local{tag}"),
+        tuple(z3.Int(f"chg{p}{tag}") for p in range(PAGES)),
+        z3.Array(f"page_of{tag}", z3.IntSort(), z3.IntSort()),
+        tuple(z3.Bool(f"stale{p}{tag}") for p in range(PAGES)),
+    )
+
+
+def gen_invariant(s: GenState) -> z3.BoolRef:
+    """A stale translation exists only for a change this CPU has not caught up to.
+
+    With ``local <= mm_gen`` (the WARN_ON_ONCE in arch/x86/mm/tlb.c
+    flush_tlb_func) and the bookkeeping facts that tie each page's last
+    change to its generation.
+    """
+    facts = [0 <= s.local, s.local <= s.mm_gen]
+    for p in range(PAGES):
+        facts += [
+            0 <= s.chg[p],
+            s.chg[p] <= s.mm_gen,
+            z3.Implies(s.chg[p] > 0, s.page_of[s.chg[p]] == p),
+            z3.Implies(s.stale[p], s.chg[p] > s.local),
+        ]
+    return z3.And(*facts)
+
+
+# decide(local, mm_gen, request_gen, full_request) -> (do_anything, partial_ok)
+Decision = Callable[[z3.ArithRef, z3.ArithRef, z3.ArithRef, z3.BoolRef], tuple[z3.BoolRef, z3.BoolRef]]
+
+
+def linux_decision(
+    local: z3.ArithRef, mm_gen: z3.ArithRef, gen: z3.ArithRef, full: z3.BoolRef
+) -> tuple[z3.BoolRef, z3.BoolRef]:
+    """flush_tlb_func (arch/x86/mm/tlb.c, 6.12) steps 3-5.
+
+    Nothing to do when the request is not newer than ``local`` or ``local``
+    already equals ``mm_gen``.  A partial flush only when the request is for
+    a range, is exactly one generation ahead of ``local``, and is the latest
+    (``new_tlb_gen == local + 1 == mm_gen``); otherwise a full flush.
+    """
+    act = z3.And(gen > local, local != mm_gen)
+    partial = z3.And(z3.Not(full), gen == local + 1, gen == mm_gen)
+    return act, partial
+
+
+def gen_transition(s: GenState, t: GenState, decide: Decision) -> z3.BoolRef:
+    """One step: a page's translation changes, or this CPU handles a flush request, or it caches."""
+    change = z3.Or(
+        *[
+            z3.And(
+                t.mm_gen == s.mm_gen + 1,
+                t.local == s.local,
+                t.chg[p] == t.mm_gen,
+                t.page_of == z3.Store(s.page_of, t.mm_gen, p),
+                *[t.chg[q] == s.chg[q] for q in range(PAGES) if q != p],
+                # the CPU may hold the old translation of p; others keep their state
+                *[t.stale[q] == s.stale[q] for q in range(PAGES) if q != p],
+            )
+            for p in range(PAGES)
+        ]
+    )
+    gen, full = z3.Int("request_gen"), z3.Bool("request_full")
+    act, partial = decide(s.local, s.mm_gen, gen, full)
+    target = s.page_of[gen]
+    handle = z3.And(
+        1 <= gen,
+        gen <= s.mm_gen,
+        t.mm_gen == s.mm_gen,
+        t.page_of == s.page_of,
+        *[t.chg[p] == s.chg[p] for p in range(PAGES)],
+        t.local == z3.If(act, s.mm_gen, s.local),
+        *[
+            t.stale[p] == z3.If(act, z3.If(partial, z3.And(s.stale[p], target != p), False), s.stale[p])
+            for p in range(PAGES)
+        ],
+    )
+    return z3.Or(change, handle)
+
+
+def prove_inductive(decide: Decision = linux_decision, timeout_ms: int = TIMEOUT_MS) -> tuple[Status, str]:
+    """Is :func:`gen_invariant` inductive under :func:`gen_transition` with this decision rule?"""
+    s, t = fresh(""), fresh("'")
+    solver = z3.Solver()
+    solver.set("timeout", timeout_ms)
+    solver.add(gen_invariant(s), gen_transition(s, t, decide), z3.Not(gen_invariant(t)))
+    answer = solver.check()
+    if answer == z3.unsat:
+        return Status.CONFIRMED, ""
+    if answer == z3.sat:
+        return Status.REFUTED, f"counterexample to induction: {solver.model()}"
+    return Status.UNKNOWN, f"solver: {solver.reason_unknown()}"
+
+
+def initial_satisfies(decide: Decision = linux_decision) -> tuple[Status, str]:
+    """The start state (nothing changed, nothing stale, generations 0) satisfies the invariant."""
+    s = fresh("0")
+    init = z3.And(s.mm_gen == 0, s.local == 0, *[c == 0 for c in s.chg], *[z3.Not(b) for b in s.stale])
+    solver = z3.Solver()
+    solver.add(init, z3.Not(gen_invariant(s)))
+    return (Status.CONFIRMED, "") if solver.check() == z3.unsat else (Status.REFUTED, str(solver.model()))
+
+
+NAME = "tlb_gen: stale translations only for changes not yet caught up (inductive, flush_tlb_func rule)"
+
+
+@check("z3", NAME)
+def tlb_gen_inductive() -> Verdict:
+    def run() -> tuple[Status, str]:
+        base = initial_satisfies()
+        return base if base[0] is not Status.CONFIRMED else prove_inductive()
+
+    return timed(NAME, run)
