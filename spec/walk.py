@@ -11,7 +11,8 @@ The processor also writes to the tables: it sets A in every entry it uses
 and D in the leaf of a write (SDM 4.8).  For a successful access both are
 required.  For a faulting access the SDM leaves open whether the entries
 walked before the fault get A, so :func:`allowed_ad_updates` allows either;
-D is never set by a faulting access, nor by a read or a fetch.
+D is never set by a faulting access, nor by a read or a fetch.  The same
+freedom holds for the entries used before a walk ran off the end of memory.
 
 A walk that would read an entry beyond the end of physical memory has no
 architectural answer; this model reports it as a machine check (vector 18).
@@ -81,10 +82,15 @@ class GeneralProtection:
 
 @dataclass(frozen=True, slots=True)
 class MachineCheck:
-    """An entry to read lies outside physical memory (this model's vector 18)."""
+    """An entry to read lies outside physical memory (this model's vector 18).
+
+    ``steps`` are the entries read before it, all present and valid: the
+    processor used them, so like a faulting walk it may have set their A bits.
+    """
 
     va: int
     pa: int
+    steps: tuple[Step, ...] = ()
 
 
 Outcome = Translation | PageFault | GeneralProtection | MachineCheck
@@ -100,7 +106,7 @@ def walk(mem: PhysMemory, ctl: Control, va: int, kind: Kind, mode: Mode, maxphya
     for level in range(ctl.levels, 0, -1):
         entry_pa = table + table_index(va, level) * WORD_SIZE
         if not mem.contains(entry_pa):
-            return MachineCheck(va, entry_pa)
+            return MachineCheck(va, entry_pa, tuple(steps))
         entry = mem.read(entry_pa)
         if not entry & PRESENT:
             steps.append(Step(level, entry_pa, entry, rights))
@@ -143,11 +149,15 @@ def required_ad_updates(outcome: Outcome, kind: Kind) -> dict[int, int]:
 
 
 def allowed_ad_updates(outcome: Outcome, kind: Kind) -> dict[int, int]:
-    """Bits the processor may set: the required ones, plus A on entries a faulting walk used."""
+    """Bits the processor may set: the required ones, plus A on entries a faulting or aborted walk used."""
     updates = required_ad_updates(outcome, kind)
+    used: tuple[Step, ...] = ()
     if isinstance(outcome, PageFault):
-        for step in outcome.steps[: outcome.used]:
-            updates[step.entry_pa] = updates.get(step.entry_pa, 0) | A
+        used = outcome.steps[: outcome.used]
+    elif isinstance(outcome, MachineCheck):
+        used = outcome.steps
+    for step in used:
+        updates[step.entry_pa] = updates.get(step.entry_pa, 0) | A
     return updates
 
 
