@@ -156,3 +156,124 @@ def tlb_gen_inductive() -> Verdict:
         return base if base[0] is not Status.CONFIRMED else prove_inductive()
 
     return timed(NAME, run)
+
+
+# --- Buddy coalescing -------------------------------------------------------------------------------------------
+#
+# A memory of FRAMES frames and orders 0..TOP.  free[o] and alloc[o] are bit
+# vectors with bit i set when block (i << o, o) is a free block or an allocated
+# block.  Z3 checks that allocation (any free block of order >= the request,
+# split as mm/page_alloc.c expand() does, keeping the lowest part) and freeing
+# (the __free_one_page merge loop) preserve: every frame in exactly one block,
+# and no two free buddies of one order below TOP.
+
+FRAMES = 8
+TOP = 2
+Vectors = tuple[z3.BitVecRef, ...]
+
+
+def bit(vector: z3.BitVecRef, index: z3.BitVecRef | int) -> z3.BoolRef:
+    return z3.Extract(0, 0, z3.LShR(vector, index)) == 1
+
+
+def with_bit(vector: z3.BitVecRef, index: z3.BitVecRef | int, value: bool) -> z3.BitVecRef:
+    mask = z3.BitVecVal(1, FRAMES) << index
+    return vector | mask if value else vector & ~mask
+
+
+def buddy_vectors(tag: str) -> tuple[Vectors, Vectors]:
+    free = tuple(z3.BitVec(f"free{o}{tag}", FRAMES) for o in range(TOP + 1))
+    alloc = tuple(z3.BitVec(f"alloc{o}{tag}", FRAMES) for o in range(TOP + 1))
+    return free, alloc
+
+
+def buddy_invariant(free: Vectors, alloc: Vectors) -> z3.BoolRef:
+    """Each frame lies in exactly one block (free or allocated); no block index past the memory; fully coalesced."""
+    facts = []
+    for o in range(TOP + 1):
+        beyond = FRAMES >> o
+        facts += [z3.LShR(free[o], beyond) == 0, z3.LShR(alloc[o], beyond) == 0]
+    for frame in range(FRAMES):
+        covering = [z3.If(bit(v[o], frame >> o), 1, 0) for v in (free, alloc) for o in range(TOP + 1)]
+        facts.append(z3.Sum(covering) == 1)
+    for o in range(TOP):
+        for j in range(0, FRAMES >> o, 2):
+            facts.append(z3.Not(z3.And(bit(free[o], j), bit(free[o], j + 1))))
+    return z3.And(*facts)
+
+
+BuddyOf = Callable[[z3.BitVecRef], z3.BitVecRef]
+
+
+def linux_buddy(index: z3.BitVecRef) -> z3.BitVecRef:
+    """__find_buddy_pfn (mm/internal.h): flip the bit of the order, here bit 0 of the block index."""
+    return index ^ 1
+
+
+def free_step(
+    free: Vectors, alloc: Vectors, order: int, index: z3.BitVecRef, buddy_of: BuddyOf, merge_top: int
+) -> tuple[z3.BoolRef, Vectors, Vectors]:
+    """Free allocated block ``(index, order)``: the __free_one_page merge loop (mm/page_alloc.c), unrolled."""
+    pre = z3.And(z3.ULT(index, FRAMES >> order), bit(alloc[order], index))
+    new_alloc = tuple(with_bit(v, index, False) if o == order else v for o, v in enumerate(alloc))
+    cur = list(free)
+    done: z3.BoolRef = z3.BoolVal(False)
+    idx = index
+    for k in range(order, merge_top):
+        buddy = buddy_of(idx)
+        merge = z3.And(z3.Not(done), z3.ULT(buddy, FRAMES >> k), bit(cur[k], buddy))
+        stop = z3.And(z3.Not(done), z3.Not(merge))
+        cur[k] = z3.If(merge, with_bit(cur[k], buddy, False), z3.If(stop, with_bit(cur[k], idx, True), cur[k]))
+        done = z3.Or(done, stop)
+        idx = z3.If(merge, z3.LShR(idx, 1), idx)
+    cur[merge_top] = z3.If(done, cur[merge_top], with_bit(cur[merge_top], idx, True))
+    return pre, tuple(cur), new_alloc
+
+
+def alloc_step(
+    free: Vectors, alloc: Vectors, order: int, source: int, index: z3.BitVecRef
+) -> tuple[z3.BoolRef, Vectors, Vectors]:
+    """Allocate from free block ``(index, source)``: expand() returns each upper half, keeps the lowest part."""
+    pre = z3.And(z3.ULT(index, FRAMES >> source), bit(free[source], index))
+    cur = [with_bit(v, index, False) if o == source else v for o, v in enumerate(free)]
+    for level in range(source - 1, order - 1, -1):
+        upper = (index << (source - level)) + 1
+        cur[level] = with_bit(cur[level], upper, True)
+    new_alloc = tuple(with_bit(v, index << (source - order), True) if o == order else v for o, v in enumerate(alloc))
+    return pre, tuple(cur), new_alloc
+
+
+def prove_buddy_inductive(
+    buddy_of: BuddyOf = linux_buddy, merge_top: int = TOP, timeout_ms: int = TIMEOUT_MS
+) -> tuple[Status, str]:
+    """Is :func:`buddy_invariant` preserved by every alloc and free (for every order and block)?"""
+    free, alloc = buddy_vectors("")
+    index = z3.BitVec("block", FRAMES)
+    steps = [free_step(free, alloc, o, index, buddy_of, merge_top) for o in range(TOP + 1)]
+    steps += [alloc_step(free, alloc, o, k, index) for o in range(TOP + 1) for k in range(o, TOP + 1)]
+    for number, (pre, new_free, new_alloc) in enumerate(steps):
+        solver = z3.Solver()
+        solver.set("timeout", timeout_ms)
+        solver.add(buddy_invariant(free, alloc), pre, z3.Not(buddy_invariant(new_free, new_alloc)))
+        answer = solver.check()
+        if answer == z3.sat:
+            model = solver.model()
+            shown = {str(d): model[d] for d in model.decls()}
+            return Status.REFUTED, f"counterexample to induction (step {number}): {shown}"
+        if answer != z3.unsat:
+            return Status.UNKNOWN, f"solver: {solver.reason_unknown()} (step {number})"
+    initial_free = tuple(z3.BitVecVal((1 << (FRAMES >> TOP)) - 1 if o == TOP else 0, FRAMES) for o in range(TOP + 1))
+    empty = tuple(z3.BitVecVal(0, FRAMES) for _ in range(TOP + 1))
+    solver = z3.Solver()
+    solver.add(z3.Not(buddy_invariant(initial_free, empty)))
+    if solver.check() != z3.unsat:
+        return Status.REFUTED, "the initial state (all memory free in top-order blocks) breaks the invariant"
+    return Status.CONFIRMED, ""
+
+
+BUDDY_NAME = f"buddy: alloc and free keep blocks disjoint, covering and fully coalesced ({FRAMES} frames, inductive)"
+
+
+@check("z3", BUDDY_NAME)
+def buddy_coalescing_inductive() -> Verdict:
+    return timed(BUDDY_NAME, prove_buddy_inductive)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import z3
 
-from proofs.inductive import initial_satisfies, linux_decision, prove_inductive
+from proofs.inductive import TOP, initial_satisfies, linux_decision, prove_buddy_inductive, prove_inductive
 from proofs.verdict import Status
 
 
@@ -37,3 +37,17 @@ def test_partial_flush_of_a_superseded_request_is_refuted() -> None:
 
 def test_the_linux_rule_is_what_the_default_uses() -> None:
     assert prove_inductive(linux_decision) == prove_inductive()
+
+
+def test_buddy_coalescing_is_inductive() -> None:
+    assert (Status.CONFIRMED, "") == prove_buddy_inductive()
+
+
+def test_buddy_merge_stopping_one_order_early_is_refuted() -> None:
+    """A merge loop that stops below the top order leaves two free buddies (the 'early stop' bug)."""
+    assert Status.REFUTED == prove_buddy_inductive(merge_top=TOP - 1)[0]
+
+
+def test_buddy_computed_by_addition_is_refuted() -> None:
+    """pfn + (1 << order) is the buddy only for a lower half; freeing an upper half merges the wrong block."""
+    assert Status.REFUTED == prove_buddy_inductive(buddy_of=lambda index: index + 1)[0]
