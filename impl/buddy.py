@@ -116,17 +116,22 @@ class BuddyAllocator:
                 pfn, _ = free_list.popitem()
                 self._buddy[pfn] = 0
                 self.nr_free[current] -= 1
-                self._expand(pfn, order, current)
+                pfn = self._expand(pfn, order, current)
                 self._order[pfn] = order
                 self._refcount[pfn] = 1
                 return pfn
         return None
 
-    def _expand(self, pfn: int, low: int, high: int) -> None:
-        """``expand()``: halve the order-``high`` block at ``pfn`` down to ``low``, freeing each upper half."""
+    def _expand(self, pfn: int, low: int, high: int) -> int:
+        """``expand()``: halve the order-``high`` block at ``pfn`` down to ``low``, freeing each upper half.
+
+        Returns the pfn of the order-``low`` block kept for the caller: always
+        the lowest one, ``pfn`` itself.
+        """
         while high > low:
             self._add_to_free_list(upper_half_pfn(pfn, high), high - 1)
             high -= 1
+        return pfn
 
     # --- freeing ---
 

@@ -23,6 +23,8 @@ CHECK_MODULES = (
     "proofs.contracts",
     "proofs.inductive",
     "properties.mmu_machine",
+    "proofs.buddy_lemmas",
+    "properties.buddy_machine",
 )
 
 
