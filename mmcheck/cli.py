@@ -81,6 +81,31 @@ def cmd_quiz(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_oracle(args: argparse.Namespace) -> int:
+    from mmcheck.qemu_oracle import compare, run
+
+    scenario = load(args.file)
+    qemu = run(scenario)
+    verdict = compare(scenario, qemu)
+    if args.json:
+        out = {
+            "results": qemu.results,
+            "disagreements": [
+                {"op": d.index, "reason": d.reason, "ours": d.ours, "qemu": d.qemu} for d in verdict.disagreements
+            ],
+            "deviations": dict(verdict.deviations),
+        }
+        print(json.dumps(out))
+    else:
+        for index, (op, result) in enumerate(zip(scenario.ops, qemu.results, strict=True)):
+            print(f"{index:3} {json.dumps(op.to_json())}\n    qemu -> {json.dumps(result)}")
+        for name, count in sorted(verdict.deviations.items()):
+            print(f"documented QEMU deviation {name}: {count} op(s)")
+    for d in verdict.disagreements:
+        print(f"disagreement: {d.describe()}", file=sys.stderr)
+    return 0 if verdict.agree else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmcheck",
@@ -112,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", type=int, default=5, choices=range(1, 21), metavar="1..20")
     p.add_argument("-c", action="store_true", help="show the answers, worked out step by step")
     p.set_defaults(func=cmd_quiz)
+
+    p = sub.add_parser("oracle", help="run an MMU scenario on an independent oracle and compare with spec and impl")
+    p.add_argument("oracle", choices=("qemu",), help="qemu: QEMU's x86 page walker in a bare-metal guest")
+    p.add_argument("file", help="scenario JSON file with write_phys, read_phys, set_cpu and access ops")
+    p.add_argument("--json", action="store_true", help="print one JSON object with a results list")
+    p.set_defaults(func=cmd_oracle)
     return parser
 
 

@@ -76,3 +76,15 @@ class WrongOrder(BuddyError):
 
 class NotAllocated(BuddyError):
     """Freeing a pfn that is inside an allocated block but is not its first frame."""
+
+
+class OracleError(MMCheckError):
+    """An external oracle (QEMU) failed to give an answer: a build error, a crash, a timeout."""
+
+
+class OracleUnavailable(OracleError):
+    """A program the oracle needs (qemu-system-x86_64, gcc, ld, objcopy) is not installed."""
+
+
+class OracleUnsupported(InvalidArgument):
+    """The scenario lies outside what the oracle can run faithfully; the message says which op and why."""
