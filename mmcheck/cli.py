@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from mmcheck.buddyview import VIEW_MODELS, buddy_view
 from mmcheck.errors import MMCheckError
 from mmcheck.replay import MODELS, replay
 from mmcheck.scenario import KINDS, MODES, Access, load, parse_int
@@ -106,6 +107,12 @@ def cmd_oracle(args: argparse.Namespace) -> int:
     return 0 if verdict.agree else 1
 
 
+def cmd_buddy(args: argparse.Namespace) -> int:
+    for line in buddy_view(load(args.file), args.model):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmcheck",
@@ -143,6 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="scenario JSON file with write_phys, read_phys, set_cpu and access ops")
     p.add_argument("--json", action="store_true", help="print one JSON object with a results list")
     p.set_defaults(func=cmd_oracle)
+
+    p = sub.add_parser("buddy", help="show the buddy allocator's free lists, with block addresses, after each step")
+    p.add_argument("file", help="scenario JSON file with alloc_pages / free_pages ops")
+    p.add_argument(
+        "--model",
+        choices=VIEW_MODELS,
+        default="spec",
+        help="spec: free sets, lowest pfn first; impl: free lists in the order allocation takes them",
+    )
+    p.set_defaults(func=cmd_buddy)
     return parser
 
 
