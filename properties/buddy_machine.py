@@ -19,7 +19,8 @@ blocks, abstracted, equal the spec's state, with the same ``nr_free`` counts.
 The machine's invariant then checks the spec state itself: aligned, disjoint,
 fully coalesced, free plus allocated covering every frame once.  The
 operations that led to a failure, after shrinking, are saved as
-``counterexamples/buddy_machine.json`` for ``mmcheck replay``.
+``counterexamples/buddy_machine.json`` for ``mmcheck replay``, and
+:func:`run_machine` minimises that file (:mod:`properties.minimise`).
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ from hypothesis.stateful import (
 )
 
 from mmcheck.errors import MMCheckError
-from mmcheck.scenario import AllocPages, Config, FreePages, Op, Result, load
+from mmcheck.scenario import AllocPages, Config, FreePages, Op, Result, dump, load
 from proofs.verdict import Status, Verdict, check, timed
 from properties.drivers import DivergenceError
+from properties.minimise import minimise
 from properties.recording import RecordingLockstep, counterexample_folder, save_counterexample
 from spec import buddy as spec_buddy
 from spec.buddy import Block
@@ -142,9 +144,12 @@ def failure_text(exc: BaseException) -> str:
     return "\n".join([f"{type(exc).__name__}: {exc}", *notes])
 
 
-def counterexample_steps(path: Path) -> int:
-    """The number of operations in a saved counterexample."""
-    return len(load(path).ops)
+def save_minimised(path: Path) -> str:
+    """Minimise the saved counterexample at ``path`` in place; say how long it was and is."""
+    shrunk = load(path)
+    minimal = minimise(shrunk)
+    dump(minimal, path)
+    return f"counterexample of {len(minimal.ops)} steps ({len(shrunk.ops)} as Hypothesis shrank it): {path}"
 
 
 def run_machine(machine: type[BuddyMachine] = BuddyMachine, run_settings: settings | None = None) -> tuple[Status, str]:
@@ -155,10 +160,7 @@ def run_machine(machine: type[BuddyMachine] = BuddyMachine, run_settings: settin
         run_state_machine_as_test(machine, settings=run_settings or settings(report_multiple_bugs=False))
     except Exception as exc:
         after = target.stat().st_mtime_ns if target.exists() else None
-        if after is not None and after != before:
-            saved = f"counterexample of {counterexample_steps(target)} steps: {target}"
-        else:
-            saved = "no counterexample saved"
+        saved = save_minimised(target) if after is not None and after != before else "no counterexample saved"
         return Status.REFUTED, f"{failure_text(exc)}\n{saved}"
     return Status.CONFIRMED, ""
 

@@ -26,6 +26,7 @@ from proofs.verdict import Status
 from properties.abstraction import abstract_buddy
 from properties.buddy_machine import run_machine
 from properties.drivers import DivergenceError, Lockstep
+from properties.minimise import minimise
 from spec import buddy
 from spec.buddy import Block, BuddyState, OutOfMemory
 
@@ -254,3 +255,19 @@ def test_scenario_wraps_results_from_both_sides() -> None:
     scenario = Scenario(Config(frames=4, max_order=2), (AllocPages(0), BuddyInfo()))
     lockstep = Lockstep(scenario.config)
     assert [{"pfn": 0}, {"free": [1, 1, 0]}] == [lockstep.apply(op) for op in scenario.ops]
+
+
+def test_minimise_drops_operations_the_failure_does_not_need(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused frees in front of a bad allocation go; the allocation that diverges stays."""
+    import impl.buddy
+
+    monkeypatch.setattr(impl.buddy, "BuddyAllocator", HandsOutTheUpperHalf)
+    junk = (FreePages(0, 0), AllocPages(0), FreePages(0, 1))
+    scenario = Scenario(Config(frames=8, max_order=3), (*junk, AllocPages(2)))
+    assert (AllocPages(2),) == minimise(scenario).ops
+
+
+def test_minimise_leaves_a_passing_scenario_alone() -> None:
+    """A scenario that does not fail is returned as it is."""
+    scenario = Scenario(Config(frames=8, max_order=3), (AllocPages(0), FreePages(0, 0)))
+    assert scenario == minimise(scenario)
