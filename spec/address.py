@@ -63,7 +63,12 @@ def is_canonical(va: int, levels: int) -> bool:
 
 
 def split(va: int, levels: int) -> tuple[tuple[int, ...], int]:
-    """Decompose ``va`` into table indices, top level first, and the 4 KiB page offset."""
+    """Decompose ``va`` into table indices, top level first, and the 4 KiB page offset.
+
+    pre: levels in (4, 5) and 0 <= va < 2 ** 64
+    post: len(__return__[0]) == levels
+    post: all(0 <= i < ENTRIES_PER_TABLE for i in __return__[0]) and 0 <= __return__[1] < PAGE_SIZE
+    """
     indices = tuple(table_index(va, level) for level in range(levels, 0, -1))
     return indices, page_offset(va, 1)
 
@@ -73,6 +78,11 @@ def join(indices: tuple[int, ...], offset: int, levels: int) -> int:
 
     The inverse of :func:`split` on canonical addresses: the top implemented
     bit is copied into bits 63 .. width (sign extension).
+
+    pre: levels in (4, 5) and len(indices) == levels and 0 <= offset < PAGE_SIZE
+    pre: all(0 <= i < ENTRIES_PER_TABLE for i in indices)
+    post: split(__return__, levels) == (indices, offset)
+    post: is_canonical(__return__, levels)
     """
     va = offset
     for level, index in zip(range(levels, 0, -1), indices, strict=True):

@@ -64,7 +64,14 @@ class Rights:
 
 
 def combine(rights: Rights, writable: bool, user: bool, xd: bool) -> Rights:
-    """Add one entry's R/W, U/S and XD to the rights of the path (SDM 4.6.1)."""
+    """Add one entry's R/W, U/S and XD to the rights of the path (SDM 4.6.1).
+
+    Rights only shrink along a path:
+
+    post: rights.writable or not __return__.writable
+    post: rights.user or not __return__.user
+    post: __return__.no_exec or not rights.no_exec
+    """
     return Rights(
         writable=rights.writable and writable,
         user=rights.user and user,
@@ -85,6 +92,14 @@ def access_allowed(rights: Rights, kind: Kind, mode: Mode, ctl: Control) -> bool
     - supervisor read or write of a user-mode address: blocked by SMAP=1
       unless RFLAGS.AC=1 (all accesses here are explicit);
     - supervisor write: allowed if writable on every level or CR0.WP=0.
+
+    Consequences: user mode never reaches a supervisor-mode address; only a
+    supervisor write with WP=0 goes through a read-only path; with NXE=1 no
+    fetch goes through an XD path.
+
+    post: not (__return__ and mode is Mode.USER and not rights.user)
+    post: not (__return__ and kind is Kind.WRITE and not rights.writable) or (mode is Mode.SUPERVISOR and not ctl.wp)
+    post: not (__return__ and kind is Kind.FETCH and ctl.nxe and rights.no_exec)
     """
     exec_blocked = ctl.nxe and rights.no_exec
     if mode is Mode.USER:
@@ -120,6 +135,9 @@ def error_code(kind: Kind, mode: Mode, ctl: Control, present: bool, reserved: bo
     P is 0 for a not-present entry and 1 for a protection or reserved-bit
     violation; RSVD implies P.  I/D is set for a fetch only when NXE=1 or
     SMEP=1 (in IA-32e mode PAE is always on).
+
+    post: bool(__return__ & PF_P) or not __return__ & PF_RSVD
+    post: bool(__return__ & PF_WR) == (kind is Kind.WRITE) and bool(__return__ & PF_US) == (mode is Mode.USER)
     """
     code = 0
     if present or reserved:

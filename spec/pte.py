@@ -84,7 +84,11 @@ IGNORED_MASK = (0b111 << 9) | (((1 << 11) - 1) << 52)
 
 
 def decode(word: int) -> Pte:
-    """Split a 64-bit entry into its fields."""
+    """Split a 64-bit entry into its fields.
+
+    pre: 0 <= word < 2 ** 64
+    post: encode(__return__) == word
+    """
     return Pte(
         present=bool(word & P),
         writable=bool(word & RW),
@@ -102,7 +106,10 @@ def decode(word: int) -> Pte:
 
 
 def encode(pte: Pte) -> int:
-    """The 64-bit word of an entry; the inverse of :func:`decode`."""
+    """The 64-bit word of an entry; the inverse of :func:`decode`.
+
+    post: 0 <= __return__ < 2 ** 64
+    """
     flags = (
         (P if pte.present else 0)
         | (RW if pte.writable else 0)
