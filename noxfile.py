@@ -45,3 +45,10 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over all non-test code."""
     session.install("-e", ".[typecheck,check]")
     session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Buddy allocator throughput, impl against spec at 2**14 and 2**20 frames; JSON under results/."""
+    session.install(".[check,bench]")
+    session.run("python", "-m", "benchmarks.bench_buddy", *session.posargs)
