@@ -72,3 +72,22 @@ class PhysMem:
             for offset, (value,) in enumerate(_WORD.iter_unpack(self._frames[pfn])):
                 if value:
                     yield base + offset * 8, value
+
+    def zero_frame(self, pfn: int) -> None:
+        """Fill frame ``pfn`` with zeros (``clear_page``)."""
+        self._frames.pop(pfn, None)
+
+    def copy_frame(self, src: int, dst: int) -> None:
+        """Copy frame ``src`` over frame ``dst`` (``copy_page``)."""
+        frame = self._frames.get(src)
+        if frame is None:
+            self._frames.pop(dst, None)
+        else:
+            self._frames[dst] = bytearray(frame)
+
+    def frame_words(self, pfn: int) -> dict[int, int]:
+        """The non-zero words of frame ``pfn`` by byte offset."""
+        frame = self._frames.get(pfn)
+        if frame is None:
+            return {}
+        return {offset * 8: value for offset, (value,) in enumerate(_WORD.iter_unpack(frame)) if value}

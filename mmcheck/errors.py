@@ -88,3 +88,22 @@ class OracleUnavailable(OracleError):
 
 class OracleUnsupported(InvalidArgument):
     """The scenario lies outside what the oracle can run faithfully; the message says which op and why."""
+
+
+class UnknownPid(InvalidArgument, LookupError):
+    """A pid that names no live process: pids are numbered 1, 2, 3 in order of creation."""
+
+
+class UnknownPin(InvalidArgument, LookupError):
+    """A pin number that names no pin taken (or one already released)."""
+
+
+class IdleCpu(InvalidArgument):
+    """A CPU that runs no process was asked to access memory: ``switch`` it to a pid first."""
+
+
+class DisallowedChoice(MMCheckError):
+    """The implementation made a free choice (a frame to allocate) that the spec does not allow.
+
+    Not a misuse of the API: a refinement failure the harness reports as a divergence.
+    """

@@ -380,3 +380,7 @@ def dump(scenario: Scenario, path: str | Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(scenario.to_json(), indent=1) + "\n")
     return target
+
+
+# The kernel layer's operations register themselves in OP_TYPES.
+import mmcheck.kernel_ops  # noqa: E402, F401

@@ -10,12 +10,19 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from impl.buddy import BuddyAllocator
+from impl.kernel import PG_ANON, PG_EXCLUSIVE
+from impl.kernel import Kernel as ImplKernel
+from impl.kernel import Process as ImplProcess
 from impl.mmu import Mmu
 from impl.physmem import PhysMem
+from impl.vma import Vma as ImplVma
 from spec.buddy import Block, BuddyState
+from spec.kernel import Kernel, Leaf, Page, Pin, Space
 from spec.mmu import MmuState
 from spec.permissions import Control
 from spec.physmem import PhysMemory
+from spec.vma import Prot
+from spec.vma import Vma as SpecVma
 
 
 def abstract_memory(mem: PhysMem) -> PhysMemory:
@@ -45,4 +52,96 @@ def abstract_buddy(allocator: BuddyAllocator) -> BuddyState:
         allocator.max_order,
         frozenset(Block(pfn, order) for pfn, order in allocator.free_blocks()),
         frozenset(Block(pfn, order) for pfn, order in allocator.allocated_blocks()),
+    )
+
+
+# --- the kernel layer ---------------------------------------------------------------------------
+
+_KERNEL_HALF_SIGN = 0xFFFF << 48
+_PTE_PFN = ((1 << 52) - 1) & ~0xFFF
+_PTE_PROTNONE = 0x100
+
+
+def abstract_vma(vma: ImplVma) -> SpecVma:
+    """An implementation VMA as the spec's."""
+    prot = Prot(vma.read, vma.write, vma.exec)
+    return SpecVma(vma.start, vma.end, prot, vma.shared, vma.obj, vma.pgoff, vma.anon)
+
+
+def decode_leaf(entry: int, writable: bool, user: bool, nx: bool) -> Leaf:
+    """A non-empty PTE with the rights of the walk above it: present, PROT_NONE, or something else."""
+    pfn = (entry & _PTE_PFN) >> 12
+    if entry & 1:
+        return Leaf(pfn, True, writable and bool(entry & 2), user and bool(entry & 4), nx or bool(entry >> 63))
+    if entry & _PTE_PROTNONE:
+        return Leaf(pfn, present=False, writable=False, user=True, nx=True)
+    return Leaf(pfn, present=False, writable=True, user=False, nx=False)
+
+
+def decode_tables(mem: PhysMem, root: int, indices: range) -> tuple[dict[tuple[int, int], int], dict[int, Leaf]]:
+    """Decode the real page table under ``root`` for PML4 ``indices``: its lower tables by key, its leaves by vpn.
+
+    Rights are combined over the walk (R/W and U/S ANDed, XD ORed, SDM 4.6.1).
+    Kernel-half vpns are those of the sign-extended (canonical) address.
+    """
+    tables: dict[tuple[int, int], int] = {}
+    leaves: dict[int, Leaf] = {}
+
+    def visit(table: int, level: int, base: int, indices: range, rights: tuple[bool, bool, bool]) -> None:
+        shift = 9 * (level - 1)
+        for i in indices:
+            entry = mem.read((table << 12) + i * 8)
+            if not entry:
+                continue
+            vpn = base + (i << shift)
+            if level == 1:
+                canonical = ((vpn << 12) | _KERNEL_HALF_SIGN if vpn >> 35 else vpn << 12) >> 12
+                leaves[canonical] = decode_leaf(entry, *rights)
+                continue
+            if not entry & 1:
+                continue
+            child = (entry & _PTE_PFN) >> 12
+            tables[(level - 1, vpn >> shift)] = child
+            down = (rights[0] and bool(entry & 2), rights[1] and bool(entry & 4), rights[2] or bool(entry >> 63))
+            visit(child, level - 1, vpn, range(512), down)
+
+    visit(root, 4, 0, indices, (True, True, False))
+    return tables, leaves
+
+
+def abstract_space(kernel: ImplKernel, proc: ImplProcess) -> Space:
+    """One process: VMAs, PML4 frame, user tables and leaves, and the kernel half's leaves."""
+    tables, leaves = decode_tables(kernel.mem, proc.root, range(256))
+    _, kernel_leaves = decode_tables(kernel.mem, proc.root, range(256, 512))
+    vmas = tuple(abstract_vma(v) for v in proc.vmas)
+    return Space(vmas, proc.root, MappingProxyType(tables), MappingProxyType(leaves), MappingProxyType(kernel_leaves))
+
+
+def abstract_pages(kernel: ImplKernel) -> dict[int, Page]:
+    """The ``struct page`` arrays, for every frame with a reference, with the frame's words."""
+    pages = {}
+    for pfn, refcount in enumerate(kernel.refcount):
+        if refcount or kernel.mapcount[pfn] or kernel.flags[pfn]:
+            flags = kernel.flags[pfn]
+            words = MappingProxyType(kernel.mem.frame_words(pfn))
+            anon, exclusive = bool(flags & PG_ANON), bool(flags & PG_EXCLUSIVE)
+            pages[pfn] = Page(refcount, kernel.mapcount[pfn], anon, exclusive, words)
+    return pages
+
+
+def abstract_kernel(kernel: ImplKernel) -> Kernel:
+    """The whole kernel layer as the spec's :class:`~spec.kernel.Kernel`, decoded from the real page tables."""
+    return Kernel(
+        buddy=abstract_buddy(kernel.buddy),
+        boot=tuple(kernel.boot),
+        current=tuple(kernel.current),
+        pages=MappingProxyType(abstract_pages(kernel)),
+        procs=MappingProxyType({pid: abstract_space(kernel, p) for pid, p in sorted(kernel.procs.items())}),
+        objects=MappingProxyType({obj: MappingProxyType(dict(c)) for obj, c in sorted(kernel.objects.items())}),
+        pins=MappingProxyType({n: Pin(pfn, offset) for n, (pfn, offset) in sorted(kernel.pins.items())}),
+        zero_words=MappingProxyType(kernel.mem.frame_words(kernel.zero_pfn)),
+        kernel_words=MappingProxyType(kernel.mem.frame_words(kernel.kernel_pfn)),
+        next_pid=kernel.next_pid,
+        next_object=kernel.next_object,
+        next_pin=kernel.next_pin,
     )

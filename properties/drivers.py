@@ -17,7 +17,8 @@ from typing import Any
 from impl import buddy as impl_buddy
 from impl.mmu import FETCH, READ, WRITE, Fault, Mmu, Translated
 from impl.physmem import PhysMem
-from mmcheck.errors import BuddyError, MMCheckError
+from mmcheck.errors import BuddyError, DisallowedChoice, MMCheckError
+from mmcheck.kernel_ops import KernelOp
 from mmcheck.scenario import (
     Access,
     AllocPages,
@@ -30,9 +31,11 @@ from mmcheck.scenario import (
     SetCpu,
     WritePhys,
 )
-from properties.abstraction import abstract_buddy, abstract_memory, abstract_mmu
+from properties.abstraction import abstract_buddy, abstract_kernel, abstract_memory, abstract_mmu
+from properties.kernel_driver import ImplKernelSide, L0Side, SpecKernelSide, kernel_difference
 from spec import buddy as spec_buddy
 from spec import mmu as spec_mmu
+from spec.kernel import NO_CHOICES, Choices
 from spec.permissions import Control, Kind, Mode
 from spec.walk import (
     VECTOR_GP,
@@ -100,9 +103,18 @@ class SpecRunner:
         self.last_outcome: Outcome | None = None
         self.buddy = spec_buddy.initial(config.frames, config.max_order)
         self.buddy_error: BuddyError | None = None
+        self.kernel = SpecKernelSide(config)
+
+    def apply_kernel(self, op: KernelOp, choices: Choices = NO_CHOICES) -> Result:
+        """Run a kernel-layer op on L1, taking the implementation's frame ``choices`` by role."""
+        self.buddy = self.kernel.boot_if_needed(self.buddy, choices)
+        self.buddy, result = self.kernel.apply(op, self.buddy, choices)
+        return result
 
     def apply(self, op: Op) -> Result:
         """Run ``op``; bad input raises and leaves :attr:`state` as it was."""
+        if isinstance(op, KernelOp):
+            return self.apply_kernel(op)
         if isinstance(op, WritePhys):
             self.state = spec_mmu.write_phys(self.state, op.pa, op.value)
             return {"ok": True}
@@ -144,9 +156,12 @@ class ImplRunner:
         self.mmu = Mmu(self.mem, config.cpus, config.maxphyaddr)
         self.buddy = impl_buddy.BuddyAllocator(config.frames, config.max_order)
         self.buddy_error: BuddyError | None = None
+        self.kernel = ImplKernelSide()
 
     def apply(self, op: Op) -> Result:
         """Run ``op``; bad input raises and leaves the implementation as it was."""
+        if isinstance(op, KernelOp):
+            return self.kernel.apply(op, self.mmu, self.buddy)
         if isinstance(op, WritePhys):
             self.mem.write(op.pa, op.value)
             return {"ok": True}
@@ -209,6 +224,7 @@ class Lockstep:
     def __init__(self, config: Config) -> None:
         self.spec = SpecRunner(config)
         self.impl = ImplRunner(config)
+        self.l0 = L0Side(config)
         self.index = 0
 
     def apply(self, op: Op) -> Result:
@@ -219,6 +235,8 @@ class Lockstep:
         """
         index = self.index
         self.index += 1
+        if isinstance(op, KernelOp):
+            return self.apply_kernel(index, op)
         before = self.spec.state
         before_buddy = self.spec.buddy
         spec_error = impl_error = None
@@ -262,8 +280,26 @@ class Lockstep:
             )
         self.spec.state = spec_mmu.MmuState(impl_memory, self.spec.state.cpus, self.spec.state.maxphyaddr)
 
+    def apply_kernel(self, index: int, op: KernelOp) -> Result:
+        """See :func:`_kernel_lockstep`."""
+        return _kernel_lockstep(self, index, op)
+
+    def check_kernel(self, index: int, op: Op) -> None:
+        """The implementation kernel, abstracted, equals the L1 state; so do the buddy allocators."""
+        expected, impl = self.spec.kernel.kernel, self.impl.kernel.kernel
+        if (expected is None) != (impl is None):
+            raise DivergenceError(Divergence(index, op, "only one side booted the kernel", expected, impl))
+        if expected is not None and impl is not None:
+            difference = kernel_difference(expected, abstract_kernel(impl))
+            if difference:
+                raise DivergenceError(Divergence(index, op, "kernel state differs", *difference))
+        self.check_buddy_abstraction(index, op)
+
     def check_abstraction(self, index: int, op: Op, expected: spec_mmu.MmuState) -> None:
         """The abstraction of the implementation's state equals the spec's state."""
+        if self.impl.kernel.kernel is not None:
+            self.check_kernel(index, op)
+            return
         actual = abstract_mmu(self.impl.mmu)
         if actual.memory != expected.memory:
             raise DivergenceError(Divergence(index, op, "memory differs", expected.memory, actual.memory))
@@ -318,3 +354,40 @@ def buddy_difference(expected: spec_buddy.BuddyState, actual: spec_buddy.BuddySt
         return f"free {free}, allocated {allocated} (not on the other side)"
 
     return only(expected, actual), only(actual, expected)
+
+
+def _kernel_lockstep(lockstep: Lockstep, index: int, op: KernelOp) -> Result:
+    """A kernel-layer op on both sides: the implementation first, then L1 with its frame choices.
+
+    Then: same results (or the same error class, nothing changed), the
+    abstraction of the implementation equals the L1 state, and L1's outcome
+    is one the programmer's view (L0) allows.
+    """
+    spec_error = impl_error = None
+    spec_result = impl_result = None
+    try:
+        impl_result = lockstep.impl.apply(op)
+    except MMCheckError as exc:
+        impl_error = exc
+    choices = lockstep.impl.kernel.choices()
+    try:
+        spec_result = lockstep.spec.apply_kernel(op, choices)
+    except DisallowedChoice as exc:
+        raise DivergenceError(Divergence(index, op, "frame choice not allowed", str(exc), choices)) from exc
+    except MMCheckError as exc:
+        spec_error = exc
+    if spec_error or impl_error:
+        if type(spec_error) is not type(impl_error):
+            raise DivergenceError(Divergence(index, op, "bad input handled differently", spec_error, impl_error))
+        lockstep.check_kernel(index, op)
+        assert spec_error is not None
+        raise spec_error
+    if spec_result != impl_result:
+        raise DivergenceError(Divergence(index, op, "results differ", spec_result, impl_result))
+    lockstep.check_kernel(index, op)
+    outcome = lockstep.spec.kernel.last
+    assert outcome is not None and spec_result is not None
+    problem = lockstep.l0.check(op, outcome)
+    if problem:
+        raise DivergenceError(Divergence(index, op, "L1 does not refine L0", problem, spec_result))
+    return spec_result

@@ -1,0 +1,574 @@
+"""Address spaces on real x86-64 page tables: processes, faults, COW fork, syscalls.
+
+Every frame comes from the buddy allocator (:mod:`impl.buddy`): at boot the
+zero page, one kernel page and the kernel's tables (``init_mm``); then each
+process's PML4, its lower tables, and user pages.  Page tables are real
+4-level tables in simulated physical memory, walked by :class:`impl.mmu.Mmu`;
+a #PF goes to :meth:`Kernel._fault`, and the access is retried.
+
+Per-frame ``struct page`` fields live in arrays: ``refcount``, ``mapcount``
+and ``flags`` (``PG_ANON``, ``PG_EXCLUSIVE`` for ``PageAnonExclusive``).
+The zero page is never counted.  Each allocation is reported in
+:attr:`Kernel.effects` as ``(role, pfn)`` so a harness can check the choice.
+
+Linux sources followed: mm/memory.c (``do_anonymous_page``, ``do_wp_page``,
+``wp_page_copy``, ``copy_present_ptes``, ``zap_pte_range``,
+``free_pgd_range``), mm/mprotect.c (``change_pte_range``,
+``can_change_pte_writable``), mm/mmap.c, mm/madvise.c, mm/gup.c,
+fs/proc/task_mmu.c, arch/x86/mm/fault.c (``access_error``),
+arch/x86/mm/pgprot.c (``protection_map``).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator
+from typing import Any
+
+from impl.buddy import BuddyAllocator
+from impl.mmu import WRITE, Fault, Mmu, Translated
+from impl.vma import Vma, VmaList
+from mmcheck.errors import AddressError, ConfigError, IdleCpu, UnknownCpu, UnknownPid, UnknownPin
+
+Result = dict[str, Any]
+Role = tuple[str, int, int, int]
+
+_P, _RW, _US, _A, _D, _G = 0x1, 0x2, 0x4, 0x20, 0x40, 0x100
+_PROTNONE = 0x100  # _PAGE_PROTNONE reuses the global bit of a non-present entry
+_NX = 1 << 63
+_PFN = ((1 << 52) - 1) & ~0xFFF
+_PAGE_TABLE = _P | _RW | _US | _A | _D
+_KERNPG_TABLE = _P | _RW | _A | _D
+_PAGE_KERNEL_RO = _P | _A | _G | _NX
+
+PG_ANON, PG_EXCLUSIVE = 1, 2
+
+PAGE_SIZE = 4096
+TASK_SIZE = (1 << 47) - PAGE_SIZE
+USER_PAGES = 1 << 35
+MMAP_MIN_ADDR = 0x10000
+KERNEL_VA = 0xFFFFFFFF80000000
+KERNEL_WORD = 0x4C494E5558
+PSS_SHIFT = 12
+
+OK: Result = {"ok": True}
+
+
+def errno(name: str) -> Result:
+    return {"error": name}
+
+
+def segv(code: int) -> Result:
+    return {"signal": "SIGSEGV", "error_code": code}
+
+
+class Process:
+    """A process: its pid, the frame of its PML4, and its VMAs."""
+
+    __slots__ = ("pid", "root", "vmas")
+
+    def __init__(self, pid: int, root: int, vmas: VmaList) -> None:
+        self.pid, self.root, self.vmas = pid, root, vmas
+
+
+class Kernel:
+    """The kernel over one MMU and one buddy allocator; see the module docstring."""
+
+    def __init__(self, mmu: Mmu, buddy: BuddyAllocator) -> None:
+        self.mmu, self.mem, self.buddy = mmu, mmu.mem, buddy
+        frames = buddy.frames
+        self.refcount = array("i", bytes(4 * frames))
+        self.mapcount = array("i", bytes(4 * frames))
+        self.flags = bytearray(frames)
+        self.effects: list[tuple[Role, int]] = []
+        self.procs: dict[int, Process] = {}
+        self.objects: dict[int, dict[int, int]] = {}
+        self.obj_users: dict[int, int] = {}
+        self.pins: dict[int, tuple[int, int]] = {}
+        self.next_pid = self.next_object = self.next_pin = 1
+        self.current = [0] * len(mmu.cpus)
+        if self.free_frames() < 6:
+            raise ConfigError("the kernel needs 6 free frames to boot: give the config more frames")
+        self.boot = tuple(self._alloc(("boot", i, 0, 0)) for i in range(6))
+        self.zero_pfn, self.kernel_pfn, self.init_root = self.boot[0], self.boot[1], self.boot[2]
+        self._build_kernel_half()
+        for cpu in range(len(mmu.cpus)):
+            self._load_cr3(cpu, self.init_root)
+
+    # --- frames ---------------------------------------------------------------------------------
+
+    def free_frames(self) -> int:
+        """Frames the buddy allocator can still hand out."""
+        return sum(count << order for order, count in enumerate(self.buddy.nr_free))
+
+    def _alloc(self, role: Role) -> int:
+        pfn = self.buddy.alloc(0)
+        assert pfn is not None, "callers check free_frames() first"
+        self.mem.zero_frame(pfn)
+        self.effects.append((role, pfn))
+        return pfn
+
+    def _get(self, pfn: int, maps: int = 1) -> None:
+        if pfn != self.zero_pfn:
+            self.refcount[pfn] += 1
+            self.mapcount[pfn] += maps
+
+    def _put(self, pfn: int, unmaps: int = 1) -> None:
+        if pfn == self.zero_pfn:
+            return
+        self.refcount[pfn] -= 1
+        self.mapcount[pfn] -= unmaps
+        if self.refcount[pfn] == 0:
+            self.mapcount[pfn] = 0
+            self.flags[pfn] = 0
+            self.buddy.free(pfn, 0)
+
+    # --- page tables ----------------------------------------------------------------------------
+
+    def _build_kernel_half(self) -> None:
+        """init_mm: PML4[511] -> PDPT[510] -> PD[0] -> PT[0] -> the kernel page, read-only and global."""
+        _, kpage, root, pdpt, pd, pt = self.boot
+        write = self.mem.write
+        write((root << 12) + 511 * 8, (pdpt << 12) | _KERNPG_TABLE)
+        write((pdpt << 12) + 510 * 8, (pd << 12) | _KERNPG_TABLE)
+        write(pd << 12, (pt << 12) | _KERNPG_TABLE)
+        write(pt << 12, (kpage << 12) | _PAGE_KERNEL_RO)
+        write(kpage << 12, KERNEL_WORD)
+
+    def _new_root(self, pid: int) -> int:
+        """A PML4 with the kernel half copied from init_mm (``pgd_alloc``)."""
+        root = self._alloc(("root", pid, 0, 0))
+        for i in range(256, 512):
+            entry = self.mem.read((self.init_root << 12) + i * 8)
+            if entry:
+                self.mem.write((root << 12) + i * 8, entry)
+        return root
+
+    def _load_cr3(self, cpu: int, root: int) -> None:
+        self.mmu.set_cpu(cpu, cr3=root << 12, wp=True, smep=False, smap=False, ac=False, nxe=True, la57=False)
+
+    def _pte_pa(self, root: int, vpn: int) -> int | None:
+        """Physical address of the PTE for ``vpn``, or None if a table on the way is missing."""
+        table = root
+        for level in (4, 3, 2):
+            entry = self.mem.read_unchecked((table << 12) + ((vpn >> (9 * (level - 1))) & 511) * 8)
+            if not entry & _P:
+                return None
+            table = (entry & _PFN) >> 12
+        return (table << 12) + (vpn & 511) * 8
+
+    def _missing_tables(self, root: int, vpn: int) -> int:
+        table = root
+        for level in (4, 3, 2):
+            entry = self.mem.read_unchecked((table << 12) + ((vpn >> (9 * (level - 1))) & 511) * 8)
+            if not entry & _P:
+                return level - 1
+            table = (entry & _PFN) >> 12
+        return 0
+
+    def _pte_pa_alloc(self, pid: int, root: int, vpn: int) -> int:
+        """Like :meth:`_pte_pa`, allocating missing tables top-down (``__pud_alloc`` ... ``__pte_alloc``)."""
+        table = root
+        for level in (4, 3, 2):
+            pa = (table << 12) + ((vpn >> (9 * (level - 1))) & 511) * 8
+            entry = self.mem.read_unchecked(pa)
+            if not entry & _P:
+                child = self._alloc(("table", pid, level - 1, vpn >> (9 * (level - 1))))
+                entry = (child << 12) | _PAGE_TABLE
+                self.mem.write(pa, entry)
+            table = (entry & _PFN) >> 12
+        return (table << 12) + (vpn & 511) * 8
+
+    def _ptes(self, table: int, level: int, base: int, lo: int, hi: int) -> Iterator[tuple[int, int, int]]:
+        """Every non-empty PTE for pages ``lo .. hi-1`` under ``table`` at ``level``: (vpn, pte pa, entry)."""
+        shift = 9 * (level - 1)
+        first = max(0, (lo - base) >> shift)
+        last = min(512, ((hi - 1 - base) >> shift) + 1)
+        read = self.mem.read_unchecked
+        for i in range(first, last):
+            pa = (table << 12) + i * 8
+            entry = read(pa)
+            if not entry:
+                continue
+            if level == 1:
+                yield base + i, pa, entry
+            elif entry & _P:
+                yield from self._ptes((entry & _PFN) >> 12, level - 1, base + (i << shift), lo, hi)
+
+    def _tables(self, table: int, level: int, base: int, lo: int, hi: int) -> Iterator[tuple[int, int, int, int]]:
+        """Tables below ``table`` whose range overlaps ``lo .. hi-1``, children first: (level, key, parent pa, pfn)."""
+        shift = 9 * (level - 1)
+        first = max(0, (lo - base) >> shift)
+        last = min(512, ((hi - 1 - base) >> shift) + 1)
+        for i in range(first, last):
+            pa = (table << 12) + i * 8
+            entry = self.mem.read_unchecked(pa)
+            if not entry & _P:
+                continue
+            child, child_base = (entry & _PFN) >> 12, base + (i << shift)
+            if level > 2:
+                yield from self._tables(child, level - 1, child_base, lo, hi)
+            yield level - 1, child_base >> shift, pa, child
+
+    def user_ptes(self, proc: Process, lo: int = 0, hi: int = USER_PAGES) -> Iterator[tuple[int, int, int]]:
+        """The process's non-empty PTEs in pages ``lo .. hi-1``."""
+        return self._ptes(proc.root, 4, 0, lo, min(hi, USER_PAGES))
+
+    def _leaf(self, vma: Vma, pfn: int, writable: bool) -> int:
+        """``vm_get_page_prot`` plus the per-entry write bit: PROT_NONE is not present, XD unless executable."""
+        if not vma.accessible:
+            return (pfn << 12) | _PROTNONE | _A | _NX
+        entry = (pfn << 12) | _P | _US | _A | (0 if vma.exec else _NX)
+        return entry | (_RW | _D if writable else 0)
+
+    # --- processes ------------------------------------------------------------------------------
+
+    def proc(self, pid: int) -> Process:
+        """Process ``pid``, or :class:`UnknownPid`."""
+        proc = self.procs.get(pid)
+        if proc is None:
+            raise UnknownPid(f"pid {pid} is not a live process: allowed {sorted(self.procs)}")
+        return proc
+
+    def spawn(self) -> Result:
+        """A process with an empty address space."""
+        if self.free_frames() < 1:
+            return errno("ENOMEM")
+        pid = self.next_pid
+        self.procs[pid] = Process(pid, self._new_root(pid), VmaList())
+        self.next_pid += 1
+        return {"pid": pid}
+
+    def fork(self, pid: int) -> Result:
+        """``dup_mmap``: copy the VMAs, and the PTEs of private VMAs with anonymous memory, write-protected."""
+        parent = self.proc(pid)
+        copied = [
+            pte
+            for vma in parent.vmas
+            if not vma.shared and vma.anon
+            for pte in self.user_ptes(parent, vma.start, vma.end)
+        ]
+        keys = {(level, vpn >> (9 * level)) for vpn, _, _ in copied for level in (1, 2, 3)}
+        if self.free_frames() < 1 + len(keys):
+            return errno("ENOMEM")
+        child = self.next_pid
+        self.next_pid += 1
+        root = self._new_root(child)
+        for vpn, pa, entry in copied:
+            if entry & _RW:
+                entry &= ~_RW
+                self.mem.write(pa, entry)
+            self.mem.write(self._pte_pa_alloc(child, root, vpn), entry)
+            pfn = (entry & _PFN) >> 12
+            if pfn != self.zero_pfn:
+                self._get(pfn)
+                self.flags[pfn] &= ~PG_EXCLUSIVE
+        vmas = parent.vmas.copy()
+        for vma in vmas:
+            if vma.shared:
+                self.obj_users[vma.obj] += 1
+        self.procs[child] = Process(child, root, vmas)
+        return {"pid": child}
+
+    def exit(self, pid: int) -> Result:
+        """Unmap everything, free every table and the PML4; CPUs running ``pid`` go idle on init_mm."""
+        proc = self.proc(pid)
+        self._zap(proc, 0, USER_PAGES)
+        for _, _, _, pfn in list(self._tables(proc.root, 4, 0, 0, USER_PAGES)):
+            self.buddy.free(pfn, 0)
+        self.buddy.free(proc.root, 0)
+        for vma in proc.vmas:
+            if vma.shared:
+                self._unuse_object(vma.obj)
+        del self.procs[pid]
+        for cpu, running in enumerate(self.current):
+            if running == pid:
+                self.current[cpu] = 0
+                self._load_cr3(cpu, self.init_root)
+        return OK
+
+    def switch(self, cpu: int, pid: int) -> Result:
+        """Run ``pid`` on ``cpu``: load its PML4 into CR3."""
+        proc = self.proc(pid)
+        if not 0 <= cpu < len(self.current):
+            raise UnknownCpu(f"cpu {cpu} does not exist: allowed 0..{len(self.current) - 1}")
+        self.current[cpu] = pid
+        self._load_cr3(cpu, proc.root)
+        return OK
+
+    # --- mappings -------------------------------------------------------------------------------
+
+    def _zap(self, proc: Process, lo: int, hi: int) -> None:
+        for _, pa, entry in list(self.user_ptes(proc, lo, hi)):
+            self.mem.write(pa, 0)
+            self._put((entry & _PFN) >> 12)
+
+    def _unuse_object(self, obj: int) -> None:
+        self.obj_users[obj] -= 1
+        if self.obj_users[obj] == 0:
+            del self.obj_users[obj]
+            for pfn in self.objects.pop(obj).values():
+                self._put(pfn, 0)
+
+    def _split(self, proc: Process, vpn: int) -> None:
+        upper = proc.vmas.split_at(vpn)
+        if upper is not None and upper.shared:
+            self.obj_users[upper.obj] += 1
+
+    def _unmap(self, proc: Process, lo: int, hi: int) -> None:
+        """Zap, remove the VMAs, free the tables no VMA reaches, drop unused objects."""
+        self._zap(proc, lo, hi)
+        self._split(proc, lo)
+        self._split(proc, hi)
+        for vma in proc.vmas.remove(lo, hi):
+            if vma.shared:
+                self._unuse_object(vma.obj)
+        for level, key, parent_pa, pfn in list(self._tables(proc.root, 4, 0, lo, hi)):
+            span = 9 * level
+            if not proc.vmas.intersects(key << span, (key + 1) << span):
+                self.mem.write(parent_pa, 0)
+                self.buddy.free(pfn, 0)
+
+    def mmap(self, pid: int, va: int, pages: int, rwx: tuple[bool, bool, bool], shared: bool) -> Result:
+        """``mmap(va, pages * 4096, prot, MAP_FIXED | MAP_ANONYMOUS | MAP_PRIVATE or MAP_SHARED)``."""
+        proc = self.proc(pid)
+        if va % PAGE_SIZE or pages <= 0:
+            return errno("EINVAL")
+        if va + pages * PAGE_SIZE > TASK_SIZE:
+            return errno("ENOMEM")
+        if va < MMAP_MIN_ADDR:
+            return errno("EPERM")
+        lo = va >> 12
+        self._unmap(proc, lo, lo + pages)
+        obj = 0
+        if shared:
+            obj = self.next_object
+            self.next_object += 1
+            self.objects[obj] = {}
+            self.obj_users[obj] = 1
+        proc.vmas.insert(Vma(lo, lo + pages, rwx, shared, obj))
+        return OK
+
+    def munmap(self, pid: int, va: int, pages: int) -> Result:
+        """``munmap``."""
+        proc = self.proc(pid)
+        if va % PAGE_SIZE or pages <= 0 or va + pages * PAGE_SIZE > TASK_SIZE:
+            return errno("EINVAL")
+        self._unmap(proc, va >> 12, (va >> 12) + pages)
+        return OK
+
+    def mprotect(self, pid: int, va: int, pages: int, rwx: tuple[bool, bool, bool]) -> Result:
+        """``mprotect``: the mapped run at ``va`` gets ``rwx``; ENOMEM where it stops short."""
+        proc = self.proc(pid)
+        if va % PAGE_SIZE:
+            return errno("EINVAL")
+        if pages == 0:
+            return OK
+        lo, hi = va >> 12, (va >> 12) + pages
+        end = proc.vmas.covered_until(lo, hi)
+        if end == lo:
+            return errno("ENOMEM")
+        self._split(proc, lo)
+        self._split(proc, end)
+        for vma in proc.vmas.within(lo, end):
+            vma.read, vma.write, vma.exec = rwx
+            for _, pa, entry in list(self.user_ptes(proc, vma.start, vma.end)):
+                self.mem.write(pa, self._changed(vma, entry))
+        return OK if end == hi else errno("ENOMEM")
+
+    def _changed(self, vma: Vma, entry: int) -> int:
+        """``change_pte_range``: the new protection; private entries stay writable only if exclusive anon."""
+        pfn = (entry & _PFN) >> 12
+        if vma.shared:
+            writable = vma.write
+        else:
+            writable = vma.write and pfn != self.zero_pfn and self.flags[pfn] == PG_ANON | PG_EXCLUSIVE
+        return self._leaf(vma, pfn, writable)
+
+    def madvise_dontneed(self, pid: int, va: int, pages: int) -> Result:
+        """``madvise(MADV_DONTNEED)``: zap the range, keep the tables."""
+        proc = self.proc(pid)
+        if va % PAGE_SIZE:
+            return errno("EINVAL")
+        if pages == 0:
+            return OK
+        lo, hi = va >> 12, (va >> 12) + pages
+        self._zap(proc, lo, hi)
+        return OK if proc.vmas.mapped_pages(lo, hi) == hi - lo else errno("ENOMEM")
+
+    # --- access and faults ----------------------------------------------------------------------
+
+    def running(self, cpu: int) -> Process:
+        """The process ``cpu`` runs."""
+        if not 0 <= cpu < len(self.current):
+            raise UnknownCpu(f"cpu {cpu} does not exist: allowed 0..{len(self.current) - 1}")
+        if not self.current[cpu]:
+            raise IdleCpu(f"cpu {cpu} runs no process: switch it to a pid first")
+        return self.procs[self.current[cpu]]
+
+    @staticmethod
+    def check_va(va: int) -> None:
+        """Canonical (4-level) and 8-byte aligned, else :class:`AddressError`."""
+        if not 0 <= va < 1 << 64 or (va >> 47) not in (0, (1 << 17) - 1):
+            raise AddressError(f"virtual address {va:#x} is not canonical: bits 63..47 must be equal")
+        if va & 7:
+            raise AddressError(f"virtual address {va:#x} is not 8-byte aligned: accesses are 64-bit words")
+
+    def access(self, cpu: int, va: int, kind: int, user: bool, value: int = 0) -> Result:
+        """A load, store or fetch through the MMU; a #PF runs the fault handler, then the access is retried."""
+        proc = self.running(cpu)
+        self.check_va(va)
+        for _ in range(3):
+            outcome = self.mmu.access(cpu, va, kind, user)
+            if isinstance(outcome, Translated):
+                if kind == WRITE:
+                    self.mem.write(outcome.pa, value)
+                    return OK
+                return {"value": self.mem.read(outcome.pa)}
+            assert isinstance(outcome, Fault)
+            failed = self._fault(proc, va, kind, outcome.error_code)
+            if failed is not None:
+                return failed
+        raise AssertionError(f"access to {va:#x} still faults after three fixes")
+
+    def _fault(self, proc: Process, va: int, kind: int, code: int) -> Result | None:
+        """``do_user_addr_fault``: None when fixed, else SIGSEGV or ENOMEM."""
+        vpn = va >> 12
+        vma = proc.vmas.find(vpn) if va < TASK_SIZE else None
+        if vma is None:
+            return segv(code)
+        if kind == WRITE:
+            if not vma.write:
+                return segv(code)
+        elif code & _P or not vma.accessible:
+            return segv(code)
+        pa = self._pte_pa(proc.root, vpn)
+        entry = 0 if pa is None else self.mem.read(pa)
+        if not entry:
+            return self._missing(proc, vma, vpn, kind == WRITE)
+        if kind == WRITE and not entry & _RW:
+            assert pa is not None
+            return self._wp(proc, vma, vpn, pa, entry)
+        return None
+
+    def _missing(self, proc: Process, vma: Vma, vpn: int, write: bool) -> Result | None:
+        """``do_anonymous_page`` (zero page on read), or ``shmem_fault`` for a shared VMA."""
+        if vma.shared:
+            return self._shmem(proc, vma, vpn)
+        if self.free_frames() < self._missing_tables(proc.root, vpn) + (1 if write else 0):
+            return errno("ENOMEM")
+        pa = self._pte_pa_alloc(proc.pid, proc.root, vpn)
+        if not write:
+            self.mem.write(pa, self._leaf(vma, self.zero_pfn, False))
+            return None
+        pfn = self._alloc(("page", proc.pid, vpn, 0))
+        self.refcount[pfn], self.mapcount[pfn], self.flags[pfn] = 1, 1, PG_ANON | PG_EXCLUSIVE
+        vma.anon = True
+        self.mem.write(pa, self._leaf(vma, pfn, True))
+        return None
+
+    def _shmem(self, proc: Process, vma: Vma, vpn: int) -> Result | None:
+        index = vma.pgoff + vpn - vma.start
+        cache = self.objects[vma.obj]
+        pfn = cache.get(index)
+        if self.free_frames() < self._missing_tables(proc.root, vpn) + (1 if pfn is None else 0):
+            return errno("ENOMEM")
+        pa = self._pte_pa_alloc(proc.pid, proc.root, vpn)
+        if pfn is None:
+            pfn = cache[index] = self._alloc(("shmem", vma.obj, index, 0))
+            self.refcount[pfn], self.mapcount[pfn], self.flags[pfn] = 1, 0, 0
+        self._get(pfn)
+        self.mem.write(pa, self._leaf(vma, pfn, vma.write))
+        return None
+
+    def _wp(self, proc: Process, vma: Vma, vpn: int, pa: int, entry: int) -> Result | None:
+        """``do_wp_page``: reuse an exclusive or singly-referenced anonymous page, else copy it."""
+        old = (entry & _PFN) >> 12
+        anon = old != self.zero_pfn and self.flags[old] & PG_ANON
+        if anon and (self.flags[old] & PG_EXCLUSIVE or self.refcount[old] == 1):
+            self.flags[old] |= PG_EXCLUSIVE
+            self.mem.write(pa, entry | _RW | _D)
+            return None
+        if self.free_frames() < 1:
+            return errno("ENOMEM")
+        new = self._alloc(("page", proc.pid, vpn, 0))
+        if old != self.zero_pfn:
+            self.mem.copy_frame(old, new)
+        self.refcount[new], self.mapcount[new], self.flags[new] = 1, 1, PG_ANON | PG_EXCLUSIVE
+        vma.anon = True
+        self.mem.write(pa, (entry & ~_PFN) | (new << 12) | _RW | _D)
+        self._put(old)
+        return None
+
+    # --- pins -----------------------------------------------------------------------------------
+
+    def pin(self, pid: int, va: int) -> Result:
+        """``get_user_pages`` without FOLL_WRITE: fault the page in for reading and take a reference."""
+        proc = self.proc(pid)
+        self.check_va(va)
+        vpn = va >> 12
+        vma = proc.vmas.find(vpn) if va < TASK_SIZE else None
+        if vma is None or not vma.read:
+            return errno("EFAULT")
+        pa = self._pte_pa(proc.root, vpn)
+        if pa is None or not self.mem.read(pa):
+            failed = self._missing(proc, vma, vpn, False)
+            if failed is not None:
+                return failed
+            pa = self._pte_pa(proc.root, vpn)
+            assert pa is not None
+        pfn = (self.mem.read(pa) & _PFN) >> 12
+        self._get(pfn, 0)
+        number = self.next_pin
+        self.next_pin += 1
+        self.pins[number] = (pfn, va & 0xFFF)
+        return {"pin": number}
+
+    def _pin(self, number: int) -> tuple[int, int]:
+        if number not in self.pins:
+            raise UnknownPin(f"pin {number} is not held: allowed {sorted(self.pins)}")
+        return self.pins[number]
+
+    def read_pin(self, number: int) -> Result:
+        """The pinned word, read through the reference."""
+        pfn, offset = self._pin(number)
+        return {"value": self.mem.read((pfn << 12) + offset)}
+
+    def unpin(self, number: int) -> Result:
+        """Drop the pin's reference."""
+        pfn, _ = self._pin(number)
+        del self.pins[number]
+        self._put(pfn, 0)
+        return OK
+
+    # --- observations ---------------------------------------------------------------------------
+
+    def stat(self, pid: int) -> Result:
+        """``smaps_rollup``: Rss, Pss, USS, Anonymous in kB."""
+        proc = self.proc(pid)
+        rss = pss = uss = anon = 0
+        for _, _, entry in self.user_ptes(proc):
+            pfn = (entry & _PFN) >> 12
+            if pfn == self.zero_pfn:
+                continue
+            rss += PAGE_SIZE
+            if self.flags[pfn] & PG_ANON:
+                anon += PAGE_SIZE
+            mapcount = self.mapcount[pfn]
+            if self.refcount[pfn] == 1 or mapcount < 2:
+                pss += PAGE_SIZE << PSS_SHIFT
+                uss += PAGE_SIZE
+            else:
+                pss += (PAGE_SIZE << PSS_SHIFT) // mapcount
+        return {"rss_kb": rss >> 10, "pss_kb": pss >> (10 + PSS_SHIFT), "uss_kb": uss >> 10, "anon_kb": anon >> 10}
+
+    def pagemap(self, pid: int, va: int) -> Result:
+        """One ``/proc/PID/pagemap`` entry: present, pfn, exclusive (mapped once)."""
+        proc = self.proc(pid)
+        self.check_va(va & ~7)
+        pa = self._pte_pa(proc.root, va >> 12) if va < TASK_SIZE else None
+        entry = 0 if pa is None else self.mem.read(pa)
+        if not entry:
+            return {"present": False, "pfn": 0, "exclusive": False}
+        pfn = (entry & _PFN) >> 12
+        return {"present": True, "pfn": pfn, "exclusive": pfn != self.zero_pfn and self.mapcount[pfn] == 1}

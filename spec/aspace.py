@@ -1,0 +1,225 @@
+"""Address-space syscalls: spawn, exit, mmap, munmap, mprotect, madvise, switch, and pins.
+
+Every rule takes the state and returns the new state with an outcome;
+Linux's errors are outcomes (``Errno``), a pid that does not exist is an
+exception and changes nothing.
+
+- ``mmap`` (fixed address, anonymous) replaces whatever was mapped in the
+  range (``MAP_FIXED``, mm/mmap.c ``mmap_region``); a shared mapping gets a new
+  shmem-like object.  No frame is allocated until a fault.
+- ``munmap`` clears the range's entries, splits the VMAs at its edges, frees
+  the tables no VMA reaches any more and drops objects no VMA maps.
+- ``mprotect`` changes the mapped run at the start of the range, stops at the
+  first hole with ENOMEM (mm/mprotect.c ``do_mprotect_pkey``) and rewrites
+  the entries (``change_pte_range``): a private entry becomes writable only
+  for an exclusive anonymous page (``can_change_pte_writable``), a shared
+  one whenever the VMA is writable.
+- ``madvise(MADV_DONTNEED)`` clears the range's entries and keeps the tables
+  (mm/madvise.c ``madvise_dontneed_single_vma``); ENOMEM if the range has a hole.
+- ``exit`` clears every entry, frees every table, and idles the CPUs that ran it.
+- ``pin`` takes a read-only ``get_user_pages`` reference (mm/gup.c): EFAULT
+  without ``VM_READ``; a missing entry is faulted in for reading first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mmcheck.errors import UnknownPin
+from spec.address import PAGE_SHIFT, PAGE_SIZE
+from spec.fault import missing_fault
+from spec.kernel import (
+    Choices,
+    Kernel,
+    Leaf,
+    Pin,
+    Space,
+    check_cpu,
+    free_frames,
+    frozen,
+    get_page,
+    page_words,
+    put_page,
+    release,
+    space,
+    take,
+    updated,
+    with_space,
+    without,
+)
+from spec.memory import check_address
+from spec.outcome import EFAULT, ENOMEM, Errno, NewPid, NewPin, Ok, Outcome, Value
+from spec.pagetable import free_unused_tables, leaf_for, zap
+from spec.vma import (
+    TASK_SIZE,
+    Prot,
+    Vma,
+    covered_until,
+    cut,
+    find,
+    has_hole,
+    insert,
+    inside,
+    mmap_error,
+    munmap_error,
+    range_error,
+)
+
+ALL_PAGES = 1 << 52
+
+
+def spawn(k: Kernel, choices: Choices) -> tuple[Kernel, Outcome]:
+    """A new process with no VMAs: only its PML4 (role ``("root", pid, 0, 0)``), holding the kernel half."""
+    if free_frames(k) < 1:
+        return k, ENOMEM
+    pid = k.next_pid
+    k, root = take(k, ("root", pid, 0, 0), choices)
+    sp = Space((), root, kernel=k.kernel_leaves)
+    return replace(k, procs=updated(k.procs, pid, sp), next_pid=pid + 1), NewPid(pid)
+
+
+def drop_objects(k: Kernel) -> Kernel:
+    """Release the shmem objects no VMA maps any more, with their page-cache references."""
+    mapped = {v.obj for sp in k.procs.values() for v in sp.vmas if v.shared}
+    dead = sorted(obj for obj in k.objects if obj not in mapped)
+    pages = [pfn for obj in dead for pfn in k.objects[obj].values()]
+    k = replace(k, objects=without(k.objects, dead))
+    for pfn in pages:
+        k = put_page(k, pfn, unmaps=0)
+    return k
+
+
+def unmap_range(k: Kernel, pid: int, lo: int, hi: int) -> Kernel:
+    """Pages ``lo .. hi-1`` unmapped: entries cleared, VMAs split, unused tables and objects freed."""
+    k = zap(k, pid, lo, hi)
+    sp = space(k, pid)
+    k = with_space(k, pid, replace(sp, vmas=cut(sp.vmas, lo, hi)))
+    return drop_objects(free_unused_tables(k, pid))
+
+
+def exit_process(k: Kernel, pid: int) -> tuple[Kernel, Outcome]:
+    """``pid`` is gone with all its entries and tables; CPUs running it become idle."""
+    k = zap(k, pid, 0, ALL_PAGES)
+    sp = space(k, pid)
+    for pfn in [*sp.tables.values(), sp.root]:
+        k = release(k, pfn)
+    current = tuple(0 if c == pid else c for c in k.current)
+    return drop_objects(replace(k, procs=without(k.procs, [pid]), current=current)), Ok()
+
+
+def mmap(k: Kernel, pid: int, va: int, pages: int, prot: Prot, shared: bool) -> tuple[Kernel, Outcome]:
+    """Map ``pages`` fresh anonymous pages at ``va``, private or shared."""
+    space(k, pid)
+    error = mmap_error(va, pages)
+    if error:
+        return k, Errno(error)
+    lo = va >> PAGE_SHIFT
+    k = unmap_range(k, pid, lo, lo + pages)
+    obj = 0
+    if shared:
+        obj = k.next_object
+        k = replace(k, objects=updated(k.objects, obj, frozen({})), next_object=obj + 1)
+    sp = space(k, pid)
+    vma = Vma(lo, lo + pages, prot, shared, obj)
+    return with_space(k, pid, replace(sp, vmas=insert(sp.vmas, (vma,)))), Ok()
+
+
+def munmap(k: Kernel, pid: int, va: int, pages: int) -> tuple[Kernel, Outcome]:
+    """Unmap the range."""
+    space(k, pid)
+    error = munmap_error(va, pages)
+    if error:
+        return k, Errno(error)
+    return unmap_range(k, pid, va >> PAGE_SHIFT, (va >> PAGE_SHIFT) + pages), Ok()
+
+
+def changed_leaf(k: Kernel, vma: Vma, leaf: Leaf) -> Leaf:
+    """``change_pte_range``: the entry under the VMA's new protection, upgraded to writable when allowed."""
+    if vma.shared:
+        writable = vma.prot.write
+    else:
+        page = k.pages.get(leaf.pfn)
+        writable = vma.prot.write and page is not None and page.anon and page.exclusive
+    return leaf_for(vma, leaf.pfn, writable)
+
+
+def mprotect(k: Kernel, pid: int, va: int, pages: int, prot: Prot) -> tuple[Kernel, Outcome]:
+    """Change the protection of the mapped run at ``va``; ENOMEM if it ends before the range does."""
+    sp = space(k, pid)
+    error = range_error(va)
+    if error:
+        return k, Errno(error)
+    lo, hi = va >> PAGE_SHIFT, (va >> PAGE_SHIFT) + pages
+    if pages == 0:
+        return k, Ok()
+    end = covered_until(sp.vmas, lo, hi)
+    if end == lo:
+        return k, ENOMEM
+    changed = tuple(replace(v, prot=prot) for v in inside(sp.vmas, lo, end))
+    vmas = insert(cut(sp.vmas, lo, end), changed)
+    leaves = dict(sp.leaves)
+    for vpn, leaf in sp.leaves.items():
+        if lo <= vpn < end:
+            vma = find(vmas, vpn)
+            assert vma is not None
+            leaves[vpn] = changed_leaf(k, vma, leaf)
+    k = with_space(k, pid, replace(sp, vmas=vmas, leaves=frozen(leaves)))
+    return k, Ok() if end == hi else ENOMEM
+
+
+def madvise_dontneed(k: Kernel, pid: int, va: int, pages: int) -> tuple[Kernel, Outcome]:
+    """Clear the entries of the range; ENOMEM (after clearing the mapped parts) if it has a hole."""
+    sp = space(k, pid)
+    error = range_error(va)
+    if error:
+        return k, Errno(error)
+    if pages == 0:
+        return k, Ok()
+    lo, hi = va >> PAGE_SHIFT, (va >> PAGE_SHIFT) + pages
+    k = zap(k, pid, lo, hi)
+    return k, ENOMEM if has_hole(sp.vmas, lo, hi) else Ok()
+
+
+def switch(k: Kernel, cpu: int, pid: int) -> tuple[Kernel, Outcome]:
+    """CPU ``cpu`` runs ``pid`` (loads its CR3)."""
+    space(k, pid)
+    check_cpu(k, cpu)
+    return replace(k, current=tuple(pid if i == cpu else c for i, c in enumerate(k.current))), Ok()
+
+
+def pin(k: Kernel, pid: int, va: int, choices: Choices) -> tuple[Kernel, Outcome]:
+    """Take a read-only reference on the page at ``va`` (``get_user_pages`` without FOLL_WRITE)."""
+    sp = space(k, pid)
+    check_address(va)
+    vpn = va >> PAGE_SHIFT
+    vma = find(sp.vmas, vpn) if va < TASK_SIZE else None
+    if vma is None or not vma.prot.read:
+        return k, EFAULT
+    if vpn not in sp.leaves:
+        k, failed = missing_fault(k, pid, vma, vpn, False, choices)
+        if failed is not None:
+            return k, failed
+    pfn = space(k, pid).leaves[vpn].pfn
+    k = get_page(k, pfn, maps=0)
+    number = k.next_pin
+    return replace(k, pins=updated(k.pins, number, Pin(pfn, va % PAGE_SIZE)), next_pin=number + 1), NewPin(number)
+
+
+def held_pin(k: Kernel, number: int) -> Pin:
+    """Pin ``number``; :class:`UnknownPin` if it is not held."""
+    if number not in k.pins:
+        raise UnknownPin(f"pin {number} is not held: allowed {sorted(k.pins)}")
+    return k.pins[number]
+
+
+def read_pin(k: Kernel, number: int) -> Outcome:
+    """The pinned word, read through the reference (as a vmsplice'd pipe would)."""
+    held = held_pin(k, number)
+    return Value(page_words(k, held.pfn).get(held.offset, 0))
+
+
+def unpin(k: Kernel, number: int) -> tuple[Kernel, Outcome]:
+    """Drop the pin's reference; the frame is freed if that was the last one."""
+    held = held_pin(k, number)
+    k = replace(k, pins=without(k.pins, [number]))
+    return put_page(k, held.pfn, unmaps=0), Ok()

@@ -1,0 +1,110 @@
+"""Copy-on-write: fork shares private pages read-only; a write fault copies or reuses.
+
+fork (kernel/fork.c ``dup_mmap``, mm/memory.c ``copy_page_range``): the child
+gets the parent's VMAs.  Page-table entries are copied only for private VMAs
+that hold anonymous memory (``vma_needs_copy``: an ``anon_vma``); other VMAs,
+including shared anonymous ones, are left for the child to fault in.  Each
+copied entry (``copy_present_ptes`` / ``__copy_present_ptes``) takes a
+reference and a map count, clears ``PageAnonExclusive``, and a writable entry
+is write-protected in parent and child alike.  No data is copied.
+
+A write fault on a present read-only private entry (``do_wp_page``):
+
+- the zero page: a fresh zeroed page is allocated (``wp_page_copy`` with
+  ``is_zero_pfn``);
+- an anonymous page that is ``PageAnonExclusive`` or whose reference count
+  is 1 is *reused*: the entry just becomes writable
+  (``wp_can_reuse_anon_folio``: the test is on the reference count, not the
+  map count, since 09854ba94c6a "mm: do_wp_page() simplification", which
+  closed CVE-2020-29374);
+- otherwise the page is copied into a new exclusive page, the entry points at
+  the copy, and the old page loses one reference and one map count
+  (``wp_page_copy``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from spec.kernel import (
+    Choices,
+    Kernel,
+    Leaf,
+    Space,
+    free_frames,
+    frozen,
+    get_page,
+    new_anon_page,
+    put_page,
+    space,
+    take,
+    updated,
+    with_page,
+    with_space,
+)
+from spec.outcome import ENOMEM, NewPid, Outcome
+from spec.pagetable import missing_tables, set_leaf
+from spec.vma import Vma, find
+
+
+def mark_anon(k: Kernel, pid: int, vpn: int) -> Kernel:
+    """The VMA holding ``vpn`` now has anonymous memory (``anon_vma_prepare``)."""
+    sp = space(k, pid)
+    vmas = tuple(replace(v, anon=True) if v.contains(vpn) else v for v in sp.vmas)
+    return with_space(k, pid, replace(sp, vmas=vmas))
+
+
+def can_reuse(k: Kernel, pfn: int) -> bool:
+    """``do_wp_page``'s reuse test: an anonymous page, exclusive or referenced only by this entry."""
+    if pfn == k.zero_pfn:
+        return False
+    page = k.pages[pfn]
+    return page.anon and (page.exclusive or page.refcount == 1)
+
+
+def wp_fault(k: Kernel, pid: int, vma: Vma, vpn: int, leaf: Leaf, choices: Choices) -> tuple[Kernel, Outcome | None]:
+    """Break COW on a write to a present read-only private entry: reuse the page or copy it."""
+    if can_reuse(k, leaf.pfn):
+        k = with_page(k, leaf.pfn, exclusive=True)
+        return set_leaf(k, pid, vpn, replace(leaf, writable=True)), None
+    if free_frames(k) < 1:
+        return k, ENOMEM
+    k, pfn = take(k, ("page", pid, vpn, 0), choices)
+    words = k.zero_words if leaf.pfn == k.zero_pfn else k.pages[leaf.pfn].words
+    k = mark_anon(new_anon_page(k, pfn, words), pid, vpn)
+    k = set_leaf(k, pid, vpn, replace(leaf, pfn=pfn, writable=True))
+    return put_page(k, leaf.pfn), None
+
+
+def copied_leaves(sp: Space) -> dict[int, Leaf]:
+    """The entries fork copies: those of private VMAs with anonymous memory (``vma_needs_copy``)."""
+    return {
+        vpn: leaf
+        for vpn, leaf in sp.leaves.items()
+        if (vma := find(sp.vmas, vpn)) is not None and not vma.shared and vma.anon
+    }
+
+
+def fork(k: Kernel, pid: int, choices: Choices) -> tuple[Kernel, Outcome]:
+    """A child sharing the parent's private pages read-only; ENOMEM (nothing changed) without frames for its tables."""
+    parent = space(k, pid)
+    child = k.next_pid
+    copied = copied_leaves(parent)
+    keys = missing_tables(Space((), 0), sorted(copied))
+    if free_frames(k) < 1 + len(keys):
+        return k, ENOMEM
+    k, root = take(k, ("root", child, 0, 0), choices)
+    tables = {}
+    for key in keys:
+        k, tables[key] = take(k, ("table", child, *key), choices)
+    leaves = {}
+    for vpn, leaf in sorted(copied.items()):
+        leaves[vpn] = replace(leaf, writable=False)
+        if leaf.writable:
+            k = set_leaf(k, pid, vpn, leaves[vpn])
+        k = get_page(k, leaf.pfn)
+        if leaf.pfn != k.zero_pfn:
+            k = with_page(k, leaf.pfn, exclusive=False)
+    sp = Space(parent.vmas, root, frozen(tables), frozen(leaves), k.kernel_leaves)
+    k = replace(k, procs=updated(k.procs, child, sp), next_pid=child + 1)
+    return k, NewPid(child)

@@ -1,0 +1,276 @@
+"""The kernel's view of memory (L1): frames, address spaces, page tables, as one value.
+
+The state holds
+
+- the buddy allocator (:mod:`spec.buddy`), from which every frame comes: the
+  shared zero page, the kernel page and the kernel's page tables at boot,
+  then user pages and page-table pages;
+- ``pages``: the ``struct page`` of every frame that holds user data, with
+  its reference count, map count, whether it is anonymous and
+  ``PageAnonExclusive``, and its words;
+- one :class:`Space` per process: VMAs, the frame of its top-level table
+  (PML4), the frames of its lower tables by the range they cover, its leaf
+  entries by virtual page, and the kernel half it shares with every process;
+- the shmem-like objects behind shared anonymous VMAs, the pins, and the
+  process each CPU runs.
+
+Counting follows Linux (include/linux/mm.h, mm/rmap.c): every page-table
+mapping of a page takes one reference and one map count; a pin
+(``get_user_pages``) and the page cache of a shmem object take a reference
+each.  The zero page is never counted (``vm_normal_page`` returns NULL for it).
+
+Where the kernel may choose (which free frame a new page or table gets), the
+spec does not: each allocation has a *role* naming what it is for, the
+implementation reports the frame it picked for each role, and :func:`take`
+checks the pick is one the buddy allocator allows
+(:func:`spec.buddy.allowed_pfns`).  Run alone, the spec takes the buddy's
+least choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TypeVar
+
+from mmcheck.errors import ConfigError, DisallowedChoice, IdleCpu, UnknownCpu, UnknownPid
+from spec import buddy
+from spec.address import PAGE_SHIFT
+from spec.vma import KERNEL_VA, KERNEL_WORD, Vma
+
+Role = tuple[str, int, int, int]
+Choices = Mapping[Role, int]
+NO_CHOICES: Choices = MappingProxyType({})
+Words = Mapping[int, int]
+NO_WORDS: Words = MappingProxyType({})
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def frozen(mapping: Mapping[_K, _V]) -> Mapping[_K, _V]:
+    """A read-only copy."""
+    return MappingProxyType(dict(mapping))
+
+
+def updated(mapping: Mapping[_K, _V], key: _K, value: _V) -> Mapping[_K, _V]:
+    """A read-only copy with ``key`` set to ``value``."""
+    out = dict(mapping)
+    out[key] = value
+    return MappingProxyType(out)
+
+
+def without(mapping: Mapping[_K, _V], keys: Iterable[_K]) -> Mapping[_K, _V]:
+    """A read-only copy without ``keys``."""
+    gone = set(keys)
+    return MappingProxyType({k: v for k, v in mapping.items() if k not in gone})
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """The ``struct page`` of a frame holding user data, and its words (offset -> non-zero value)."""
+
+    refcount: int
+    mapcount: int
+    anon: bool
+    exclusive: bool
+    words: Words = field(default_factory=lambda: NO_WORDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """A leaf page-table entry as the hardware sees it: the frame and the rights over the whole walk.
+
+    ``present`` is the P bit; a ``PROT_NONE`` entry keeps its frame with P
+    clear (``_PAGE_PROTNONE``, arch/x86/include/asm/pgtable_types.h).
+    Accessed and dirty bits are not part of this view.
+    """
+
+    pfn: int
+    present: bool = True
+    writable: bool = False
+    user: bool = True
+    nx: bool = True
+
+    def __repr__(self) -> str:
+        return (
+            f"Leaf(pfn={self.pfn:#x}, present={self.present}, writable={self.writable}, user={self.user}, nx={self.nx})"
+        )
+
+
+TableKey = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    """One address space (``mm_struct``).
+
+    ``tables`` maps ``(level, vpn >> 9*level)`` to the frame of the table at
+    ``level`` (3 PDPT, 2 PD, 1 PT) covering those pages; ``leaves`` maps user
+    pages to their entries; ``kernel`` the kernel half's leaves.
+    """
+
+    vmas: tuple[Vma, ...]
+    root: int
+    tables: Mapping[TableKey, int] = field(default_factory=lambda: MappingProxyType({}))
+    leaves: Mapping[int, Leaf] = field(default_factory=lambda: MappingProxyType({}))
+    kernel: Mapping[int, Leaf] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """A read-only ``get_user_pages`` reference to word ``offset`` of frame ``pfn``."""
+
+    pfn: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Kernel:
+    """The whole kernel-level state; see the module docstring.
+
+    ``boot`` holds the frames taken at boot: the zero page, the kernel page,
+    the kernel's own PML4 (``init_mm``), and the kernel half's PDPT, PD and PT.
+    """
+
+    buddy: buddy.BuddyState
+    boot: tuple[int, ...]
+    current: tuple[int, ...]
+    pages: Mapping[int, Page] = field(default_factory=lambda: MappingProxyType({}))
+    procs: Mapping[int, Space] = field(default_factory=lambda: MappingProxyType({}))
+    objects: Mapping[int, Mapping[int, int]] = field(default_factory=lambda: MappingProxyType({}))
+    pins: Mapping[int, Pin] = field(default_factory=lambda: MappingProxyType({}))
+    zero_words: Words = field(default_factory=lambda: NO_WORDS)
+    kernel_words: Words = field(default_factory=lambda: NO_WORDS)
+    next_pid: int = 1
+    next_object: int = 1
+    next_pin: int = 1
+
+    @property
+    def zero_pfn(self) -> int:
+        """The shared zero page (``my_zero_pfn``)."""
+        return self.boot[0]
+
+    @property
+    def kernel_leaves(self) -> Mapping[int, Leaf]:
+        """The kernel half every address space maps: one read-only, supervisor-only page (``PAGE_KERNEL_RO``)."""
+        return MappingProxyType({KERNEL_VA >> PAGE_SHIFT: Leaf(self.boot[1], present=True, user=False, nx=True)})
+
+
+BOOT_FRAMES = 6
+
+
+# --- frames -------------------------------------------------------------------------------------
+
+
+def free_frames(k: Kernel) -> int:
+    """Frames the buddy allocator can still hand out one by one."""
+    return sum(b.size for b in k.buddy.free)
+
+
+def take(k: Kernel, role: Role, choices: Choices) -> tuple[Kernel, int]:
+    """Allocate one frame for ``role``: the implementation's pick if it reported one, else the least choice.
+
+    The caller has checked a frame is free.  A pick the buddy does not allow
+    raises :class:`DisallowedChoice`.
+    """
+    pfn = choices.get(role)
+    if pfn is None:
+        least = buddy.least_choice(k.buddy, 0)
+        assert least is not None, "take() needs a free frame: check free_frames first"
+        pfn = least
+    elif pfn not in buddy.allowed_pfns(k.buddy, 0):
+        raise DisallowedChoice(f"frame {pfn:#x} for {role} is not one the buddy allocator may hand out")
+    return replace(k, buddy=buddy.alloc_at(k.buddy, 0, pfn)), pfn
+
+
+def release(k: Kernel, pfn: int) -> Kernel:
+    """Give frame ``pfn`` back to the buddy allocator."""
+    return replace(k, buddy=buddy.free(k.buddy, pfn, 0))
+
+
+def new_anon_page(k: Kernel, pfn: int, words: Words = NO_WORDS) -> Kernel:
+    """A fresh anonymous page mapped once, exclusive (``folio_add_new_anon_rmap(..., RMAP_EXCLUSIVE)``)."""
+    return replace(k, pages=updated(k.pages, pfn, Page(1, 1, True, True, words)))
+
+
+def new_shmem_page(k: Kernel, pfn: int) -> Kernel:
+    """A fresh zeroed shmem page, referenced by its object's page cache only."""
+    return replace(k, pages=updated(k.pages, pfn, Page(1, 0, False, False)))
+
+
+def get_page(k: Kernel, pfn: int, maps: int = 1) -> Kernel:
+    """One more reference, and ``maps`` more map counts (``folio_get`` + ``folio_add_*_rmap``)."""
+    if pfn == k.zero_pfn:
+        return k
+    page = k.pages[pfn]
+    return replace(
+        k, pages=updated(k.pages, pfn, replace(page, refcount=page.refcount + 1, mapcount=page.mapcount + maps))
+    )
+
+
+def put_page(k: Kernel, pfn: int, unmaps: int = 1) -> Kernel:
+    """One reference fewer, and ``unmaps`` map counts fewer; the frame is freed with its last reference."""
+    if pfn == k.zero_pfn:
+        return k
+    page = k.pages[pfn]
+    if page.refcount == 1:
+        return release(replace(k, pages=without(k.pages, [pfn])), pfn)
+    page = replace(page, refcount=page.refcount - 1, mapcount=page.mapcount - unmaps)
+    return replace(k, pages=updated(k.pages, pfn, page))
+
+
+def with_page(k: Kernel, pfn: int, **changes: object) -> Kernel:
+    """The state with fields of page ``pfn`` changed."""
+    return replace(k, pages=updated(k.pages, pfn, replace(k.pages[pfn], **changes)))  # type: ignore[arg-type]
+
+
+def page_words(k: Kernel, pfn: int) -> Words:
+    """The words of a frame that holds data: a user page, the zero page or the kernel page."""
+    if pfn == k.zero_pfn:
+        return k.zero_words
+    if pfn == k.boot[1]:
+        return k.kernel_words
+    return k.pages[pfn].words
+
+
+# --- processes and CPUs -------------------------------------------------------------------------
+
+
+def space(k: Kernel, pid: int) -> Space:
+    """Process ``pid``'s address space; :class:`UnknownPid` if there is none."""
+    if pid not in k.procs:
+        raise UnknownPid(f"pid {pid} is not a live process: allowed {sorted(k.procs)}")
+    return k.procs[pid]
+
+
+def with_space(k: Kernel, pid: int, sp: Space) -> Kernel:
+    """The state with process ``pid``'s address space replaced."""
+    return replace(k, procs=updated(k.procs, pid, sp))
+
+
+def check_cpu(k: Kernel, cpu: int) -> None:
+    """Raise :class:`UnknownCpu` unless ``cpu`` exists."""
+    if not 0 <= cpu < len(k.current):
+        raise UnknownCpu(f"cpu {cpu} does not exist: allowed 0..{len(k.current) - 1}")
+
+
+def running(k: Kernel, cpu: int) -> int:
+    """The pid ``cpu`` runs; :class:`IdleCpu` when it runs none."""
+    check_cpu(k, cpu)
+    if not k.current[cpu]:
+        raise IdleCpu(f"cpu {cpu} runs no process: switch it to a pid first")
+    return k.current[cpu]
+
+
+def boot(state: buddy.BuddyState, cpus: int, choices: Choices = NO_CHOICES) -> Kernel:
+    """Take the boot frames (roles ``("boot", i, 0, 0)``) and write the kernel page; every CPU idle."""
+    if free_frames(Kernel(state, (), ())) < BOOT_FRAMES:
+        raise ConfigError(f"the kernel needs {BOOT_FRAMES} free frames to boot: give the config more frames")
+    k = Kernel(state, (), (0,) * cpus)
+    frames = []
+    for i in range(BOOT_FRAMES):
+        k, pfn = take(k, ("boot", i, 0, 0), choices)
+        frames.append(pfn)
+    return replace(k, boot=tuple(frames), kernel_words=MappingProxyType({0: KERNEL_WORD}))

@@ -1,0 +1,338 @@
+"""The programmer's view of memory (L0): what "correct" means for a user.
+
+Each process sees a map from virtual page to a protection and a *cell*, the
+page's contents (64-bit words by 8-byte aligned offset, absent words are 0).
+Nothing is shared unless mapped shared:
+
+- ``mmap`` adds fresh zero-filled pages (each its own cell), replacing what
+  was mapped there; ``munmap`` removes pages; ``mprotect`` changes their
+  protection;
+- ``fork`` copies the whole map: a private page gets a new cell with a copy of
+  the contents, a shared page keeps its cell, so both processes see each
+  other's later stores to it;
+- ``store`` writes the cell, ``load`` returns the last value stored to it;
+- ``madvise(DONTNEED)`` gives private pages a fresh zero cell and leaves
+  shared ones alone;
+- an access the protection forbids is SIGSEGV; on x86 write or execute
+  permission implies read;
+- the kernel half is one page that supervisor-mode loads read
+  (:data:`~spec.vma.KERNEL_WORD` at offset 0) and everything else faults on.
+
+A *pin* (a read-only ``get_user_pages`` reference, as vmsplice takes) of a
+shared page reads the cell as it is now.  A pin of a private page reads one
+of the values the pinning process gave that word since the pin, while the
+process kept the page mapped: never a value another process stored
+(CVE-2020-29374).  Which of them is the kernel's business, so L0 answers
+with the set of allowed values.
+
+Any operation that needs memory may also fail with ENOMEM and change
+nothing; that is checked by the harness, not modelled here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from mmcheck.errors import AddressError, IdleCpu, UnknownCpu, UnknownPid, UnknownPin
+from spec.address import PAGE_SHIFT, PAGE_SIZE, WORD_SIZE, is_canonical
+from spec.outcome import EFAULT, Errno, NewPid, NewPin, Ok, OneOf, Outcome, Signal, Value
+from spec.permissions import Kind, Mode
+from spec.vma import (
+    KERNEL_VA,
+    KERNEL_WORD,
+    TASK_SIZE,
+    Prot,
+    mmap_error,
+    munmap_error,
+    range_error,
+)
+
+Words = Mapping[int, int]
+_EMPTY: Words = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One virtual page: its protection, its cell, and whether it was mapped shared."""
+
+    prot: Prot
+    cell: int
+    shared: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PinView:
+    """A pin of word ``offset`` of page ``vpn`` of process ``pid``.
+
+    For a shared page the pin follows ``cell``.  For a private one,
+    ``values`` holds what the word may read, and ``live`` says the pinning
+    process still maps the page, so its stores add to ``values``.
+    """
+
+    pid: int
+    vpn: int
+    offset: int
+    cell: int
+    shared: bool
+    values: frozenset[int]
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """Every process's pages, every cell's words, the pins, and which process each CPU runs (0: none)."""
+
+    procs: Mapping[int, Mapping[int, Page]] = field(default_factory=lambda: MappingProxyType({}))
+    cells: Mapping[int, Words] = field(default_factory=lambda: MappingProxyType({}))
+    pins: Mapping[int, PinView] = field(default_factory=lambda: MappingProxyType({}))
+    current: tuple[int, ...] = (0,)
+    next_pid: int = 1
+    next_cell: int = 1
+    next_pin: int = 1
+
+
+def initial(cpus: int) -> Memory:
+    """No processes; every CPU idle."""
+    return Memory(current=(0,) * cpus)
+
+
+def _pages(mem: Memory, pid: int) -> Mapping[int, Page]:
+    if pid not in mem.procs:
+        raise UnknownPid(f"pid {pid} is not a live process: allowed {sorted(mem.procs)}")
+    return mem.procs[pid]
+
+
+def _set(mapping: Mapping[int, object], key: int, value: object) -> MappingProxyType[int, object]:
+    out = dict(mapping)
+    out[key] = value
+    return MappingProxyType(out)
+
+
+def _with_pages(mem: Memory, pid: int, pages: Mapping[int, Page]) -> Memory:
+    procs = dict(mem.procs)
+    procs[pid] = MappingProxyType(dict(pages))
+    return replace(mem, procs=MappingProxyType(procs))
+
+
+def _detach(mem: Memory, pid: int, vpns: frozenset[int]) -> Memory:
+    """Pins of private pages ``vpns`` of ``pid`` stop following the process's stores."""
+    pins = {
+        n: replace(p, live=False) if p.pid == pid and p.vpn in vpns and not p.shared else p for n, p in mem.pins.items()
+    }
+    return replace(mem, pins=MappingProxyType(pins))
+
+
+def spawn(mem: Memory) -> tuple[Memory, Outcome]:
+    """A new process with no pages."""
+    pid = mem.next_pid
+    return replace(mem, procs=_set(mem.procs, pid, _EMPTY), next_pid=pid + 1), NewPid(pid)  # type: ignore[arg-type]
+
+
+def fork(mem: Memory, pid: int) -> tuple[Memory, Outcome]:
+    """A child with a copy of ``pid``'s map: private pages in new cells, shared pages in the same ones."""
+    pages = _pages(mem, pid)
+    child, cells, next_cell = {}, dict(mem.cells), mem.next_cell
+    for vpn, page in pages.items():
+        if page.shared:
+            child[vpn] = page
+        else:
+            cells[next_cell] = mem.cells[page.cell]
+            child[vpn] = replace(page, cell=next_cell)
+            next_cell += 1
+    new = replace(mem, cells=MappingProxyType(cells), next_cell=next_cell, next_pid=mem.next_pid + 1)
+    return _with_pages(new, mem.next_pid, child), NewPid(mem.next_pid)
+
+
+def exit_process(mem: Memory, pid: int) -> tuple[Memory, Outcome]:
+    """``pid`` and its map are gone; CPUs running it become idle."""
+    pages = _pages(mem, pid)
+    mem = _detach(mem, pid, frozenset(pages))
+    procs = {p: v for p, v in mem.procs.items() if p != pid}
+    current = tuple(0 if c == pid else c for c in mem.current)
+    return replace(mem, procs=MappingProxyType(procs), current=current), Ok()
+
+
+def _unmap(mem: Memory, pid: int, lo: int, hi: int) -> Memory:
+    pages = _pages(mem, pid)
+    gone = frozenset(v for v in pages if lo <= v < hi)
+    mem = _detach(mem, pid, gone)
+    return _with_pages(mem, pid, {v: p for v, p in pages.items() if v not in gone})
+
+
+def mmap(mem: Memory, pid: int, va: int, pages: int, prot: Prot, shared: bool) -> tuple[Memory, Outcome]:
+    """Fresh zero pages at ``va`` (replacing what was there), each with its own cell."""
+    _pages(mem, pid)
+    error = mmap_error(va, pages)
+    if error:
+        return mem, Errno(error)
+    lo = va >> PAGE_SHIFT
+    mem = _unmap(mem, pid, lo, lo + pages)
+    cells = dict(mem.cells)
+    new = dict(mem.procs[pid])
+    for i in range(pages):
+        cells[mem.next_cell + i] = _EMPTY
+        new[lo + i] = Page(prot, mem.next_cell + i, shared)
+    mem = replace(mem, cells=MappingProxyType(cells), next_cell=mem.next_cell + pages)
+    return _with_pages(mem, pid, new), Ok()
+
+
+def munmap(mem: Memory, pid: int, va: int, pages: int) -> tuple[Memory, Outcome]:
+    """The pages of the range are gone."""
+    _pages(mem, pid)
+    error = munmap_error(va, pages)
+    if error:
+        return mem, Errno(error)
+    return _unmap(mem, pid, va >> PAGE_SHIFT, (va >> PAGE_SHIFT) + pages), Ok()
+
+
+def _mapped_run(pages: Mapping[int, Page], lo: int, hi: int) -> int:
+    page = lo
+    while page < hi and page in pages:
+        page += 1
+    return page
+
+
+def mprotect(mem: Memory, pid: int, va: int, pages: int, prot: Prot) -> tuple[Memory, Outcome]:
+    """New protection for the mapped run of pages at ``va``; ENOMEM if the range has a hole.
+
+    Linux changes the VMAs in order and stops at the first hole
+    (``do_mprotect_pkey``, mm/mprotect.c), so the run before it keeps the change.
+    """
+    current = _pages(mem, pid)
+    error = range_error(va)
+    if error:
+        return mem, Errno(error)
+    lo = va >> PAGE_SHIFT
+    end = _mapped_run(current, lo, lo + pages)
+    new = {v: replace(p, prot=prot) if lo <= v < end else p for v, p in current.items()}
+    return _with_pages(mem, pid, new), Ok() if end == lo + pages else Errno("ENOMEM")
+
+
+def madvise_dontneed(mem: Memory, pid: int, va: int, pages: int) -> tuple[Memory, Outcome]:
+    """Private pages of the range read zero again; shared ones keep their contents; ENOMEM if the range has a hole."""
+    current = _pages(mem, pid)
+    error = range_error(va)
+    if error:
+        return mem, Errno(error)
+    lo, hi = va >> PAGE_SHIFT, (va >> PAGE_SHIFT) + pages
+    private = frozenset(v for v, p in current.items() if lo <= v < hi and not p.shared)
+    mem = _detach(mem, pid, private)
+    cells, new, next_cell = dict(mem.cells), dict(current), mem.next_cell
+    for vpn in sorted(private):
+        cells[next_cell] = _EMPTY
+        new[vpn] = replace(current[vpn], cell=next_cell)
+        next_cell += 1
+    mem = replace(mem, cells=MappingProxyType(cells), next_cell=next_cell)
+    holes = any(v not in current for v in range(lo, hi))
+    return _with_pages(mem, pid, new), Errno("ENOMEM") if holes else Ok()
+
+
+def switch(mem: Memory, cpu: int, pid: int) -> tuple[Memory, Outcome]:
+    """CPU ``cpu`` now runs ``pid``."""
+    _pages(mem, pid)
+    _check_cpu(mem, cpu)
+    current = tuple(pid if i == cpu else c for i, c in enumerate(mem.current))
+    return replace(mem, current=current), Ok()
+
+
+def _check_cpu(mem: Memory, cpu: int) -> None:
+    if not 0 <= cpu < len(mem.current):
+        raise UnknownCpu(f"cpu {cpu} does not exist: allowed 0..{len(mem.current) - 1}")
+
+
+def check_address(va: int) -> None:
+    """Raise :class:`AddressError` unless ``va`` is a canonical, 8-byte aligned 64-bit address."""
+    if not 0 <= va < 1 << 64 or not is_canonical(va, 4):
+        raise AddressError(f"virtual address {va:#x} is not canonical: bits 63..47 must be equal")
+    if va % WORD_SIZE:
+        raise AddressError(f"virtual address {va:#x} is not 8-byte aligned: accesses are 64-bit words")
+
+
+def running(mem: Memory, cpu: int) -> int:
+    """The pid ``cpu`` runs; :class:`IdleCpu` if none."""
+    _check_cpu(mem, cpu)
+    if not mem.current[cpu]:
+        raise IdleCpu(f"cpu {cpu} runs no process: switch it to a pid first")
+    return mem.current[cpu]
+
+
+def allowed(prot: Prot, kind: Kind) -> bool:
+    """Reads need any right (W or X imply R on x86), writes need W, fetches need X."""
+    if kind is Kind.WRITE:
+        return prot.write
+    if kind is Kind.FETCH:
+        return prot.exec
+    return prot.accessible
+
+
+def _kernel_access(kind: Kind, mode: Mode, va: int) -> Outcome:
+    if mode is Mode.SUPERVISOR and kind is Kind.READ and va >> PAGE_SHIFT == KERNEL_VA >> PAGE_SHIFT:
+        return Value(KERNEL_WORD if va == KERNEL_VA else 0)
+    return Signal()
+
+
+def access(mem: Memory, cpu: int, va: int, kind: Kind, mode: Mode, value: int = 0) -> tuple[Memory, Outcome]:
+    """A load, store or fetch by the process ``cpu`` runs."""
+    pid = running(mem, cpu)
+    check_address(va)
+    if va >= TASK_SIZE:
+        return mem, _kernel_access(kind, mode, va)
+    page = mem.procs[pid].get(va >> PAGE_SHIFT)
+    if page is None or not allowed(page.prot, kind):
+        return mem, Signal()
+    offset = va % PAGE_SIZE
+    if kind is not Kind.WRITE:
+        return mem, Value(mem.cells[page.cell].get(offset, 0))
+    return _store(mem, pid, va >> PAGE_SHIFT, page, offset, value), Ok()
+
+
+def _store(mem: Memory, pid: int, vpn: int, page: Page, offset: int, value: int) -> Memory:
+    words = dict(mem.cells[page.cell])
+    words[offset] = value
+    pins = {
+        n: replace(p, values=p.values | {value})
+        if p.live and not p.shared and p.pid == pid and p.vpn == vpn and p.offset == offset
+        else p
+        for n, p in mem.pins.items()
+    }
+    return replace(mem, cells=_set(mem.cells, page.cell, MappingProxyType(words)), pins=MappingProxyType(pins))  # type: ignore[arg-type]
+
+
+def pin(mem: Memory, pid: int, va: int) -> tuple[Memory, Outcome]:
+    """Pin the word at ``va``: EFAULT unless mapped with PROT_READ (mm/gup.c ``check_vma_flags``)."""
+    pages = _pages(mem, pid)
+    check_address(va)
+    page = pages.get(va >> PAGE_SHIFT) if va < TASK_SIZE else None
+    if page is None or not page.prot.read:
+        return mem, EFAULT
+    offset = va % PAGE_SIZE
+    now = frozenset({mem.cells[page.cell].get(offset, 0)})
+    view = PinView(pid, va >> PAGE_SHIFT, offset, page.cell, page.shared, now, True)
+    return replace(mem, pins=_set(mem.pins, mem.next_pin, view), next_pin=mem.next_pin + 1), NewPin(mem.next_pin)  # type: ignore[arg-type]
+
+
+def _pin(mem: Memory, number: int) -> PinView:
+    if number not in mem.pins:
+        raise UnknownPin(f"pin {number} is not held: allowed {sorted(mem.pins)}")
+    return mem.pins[number]
+
+
+def read_pin(mem: Memory, number: int) -> Outcome:
+    """The shared cell's word now, or the set of values a private pin may read."""
+    view = _pin(mem, number)
+    if view.shared:
+        return Value(mem.cells[view.cell].get(view.offset, 0))
+    return OneOf(view.values)
+
+
+def unpin(mem: Memory, number: int) -> tuple[Memory, Outcome]:
+    """Release the pin."""
+    _pin(mem, number)
+    return replace(mem, pins=MappingProxyType({n: p for n, p in mem.pins.items() if n != number})), Ok()
+
+
+def pids(mem: Memory) -> frozenset[int]:
+    """The live processes."""
+    return frozenset(mem.procs)

@@ -1,0 +1,180 @@
+"""Virtual memory areas: the ranges of an address space and their protection.
+
+A VMA covers the virtual pages ``start .. end-1`` (page numbers, not
+addresses) with one protection, private or shared.  A shared anonymous VMA
+is backed by a shmem-like object (``obj``) whose page ``pgoff + (vpn -
+start)`` it maps; a private one may hold anonymous pages, and ``anon``
+records that it has ever had one (Linux's ``vma->anon_vma``, set by
+``vmf_anon_prepare`` / ``anon_vma_prepare`` in mm/memory.c): fork copies
+page-table entries only for such VMAs (``vma_needs_copy``, mm/memory.c).
+
+Adjacent VMAs are not merged (Linux's ``vma_merge`` would join equal
+neighbours); a split keeps both halves' ``anon`` and object offset, as
+``__split_vma`` does (mm/vma.c).
+
+Syscall argument rules shared by both views of memory are here too: the
+errors Linux returns for a bad address range (mm/mmap.c ``do_mmap``,
+``do_vmi_munmap``; mm/mprotect.c; mm/madvise.c).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, replace
+
+from mmcheck.errors import InvalidArgument
+from spec.address import PAGE_SHIFT, PAGE_SIZE
+
+# x86-64 TASK_SIZE_MAX with 4-level paging: the user half minus its last page
+# (arch/x86/include/asm/page_64_types.h).
+TASK_SIZE = (1 << 47) - PAGE_SIZE
+TASK_PAGES = TASK_SIZE >> PAGE_SHIFT
+# The default vm.mmap_min_addr (mm/Kconfig DEFAULT_MMAP_MIN_ADDR on x86).
+MMAP_MIN_ADDR = 0x10000
+# The kernel half: one read-only, supervisor-only, global page at the start of
+# the kernel text mapping (__START_KERNEL_map, Documentation/arch/x86/x86_64/mm.rst),
+# present in every address space; its first word holds KERNEL_WORD.
+KERNEL_VA = 0xFFFFFFFF80000000
+KERNEL_WORD = 0x4C494E5558
+
+
+@dataclass(frozen=True, slots=True)
+class Prot:
+    """``PROT_READ``, ``PROT_WRITE``, ``PROT_EXEC``, written like ``"rw-"``."""
+
+    read: bool = False
+    write: bool = False
+    exec: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Prot:
+        """``"rwx"`` with ``-`` for a missing right, e.g. ``"r--"`` or ``"rw-"``."""
+        if len(text) != 3 or any(c not in (want, "-") for c, want in zip(text, "rwx", strict=True)):
+            raise InvalidArgument(f"protection {text!r} is not like 'rw-': three places r, w, x, each may be '-'")
+        return cls(text[0] == "r", text[1] == "w", text[2] == "x")
+
+    def __str__(self) -> str:
+        return ("r" if self.read else "-") + ("w" if self.write else "-") + ("x" if self.exec else "-")
+
+    def __repr__(self) -> str:
+        return f"Prot.parse({str(self)!r})"
+
+    @property
+    def accessible(self) -> bool:
+        """Any right at all (``vma_is_accessible``); on x86 write or execute implies read."""
+        return self.read or self.write or self.exec
+
+
+NO_ACCESS = Prot()
+
+
+@dataclass(frozen=True, slots=True)
+class Vma:
+    """Pages ``start .. end-1`` with protection ``prot``; see the module docstring for the rest."""
+
+    start: int
+    end: int
+    prot: Prot
+    shared: bool = False
+    obj: int = 0
+    pgoff: int = 0
+    anon: bool = False
+
+    def __repr__(self) -> str:
+        return (
+            f"Vma(start={self.start:#x}, end={self.end:#x}, prot={self.prot!r}, shared={self.shared}, "
+            f"obj={self.obj}, pgoff={self.pgoff}, anon={self.anon})"
+        )
+
+    def contains(self, vpn: int) -> bool:
+        """True when page ``vpn`` lies in the VMA."""
+        return self.start <= vpn < self.end
+
+    def index_of(self, vpn: int) -> int:
+        """The page of the backing object that ``vpn`` maps (``linear_page_index``)."""
+        return self.pgoff + vpn - self.start
+
+
+def find(vmas: tuple[Vma, ...], vpn: int) -> Vma | None:
+    """The VMA containing page ``vpn``, if any (``vma_lookup``)."""
+    i = bisect.bisect_right([v.start for v in vmas], vpn) - 1
+    return vmas[i] if i >= 0 and vmas[i].contains(vpn) else None
+
+
+def clip(vma: Vma, lo: int, hi: int) -> Vma:
+    """The part of ``vma`` inside pages ``lo .. hi-1`` (which must overlap it)."""
+    start, end = max(vma.start, lo), min(vma.end, hi)
+    return replace(vma, start=start, end=end, pgoff=vma.index_of(start))
+
+
+def cut(vmas: tuple[Vma, ...], lo: int, hi: int) -> tuple[Vma, ...]:
+    """The VMAs with pages ``lo .. hi-1`` removed; a VMA straddling an edge is split (``__split_vma``)."""
+    kept: list[Vma] = []
+    for vma in vmas:
+        if vma.end <= lo or vma.start >= hi:
+            kept.append(vma)
+            continue
+        if vma.start < lo:
+            kept.append(clip(vma, vma.start, lo))
+        if vma.end > hi:
+            kept.append(clip(vma, hi, vma.end))
+    return tuple(sorted(kept, key=lambda v: v.start))
+
+
+def inside(vmas: tuple[Vma, ...], lo: int, hi: int) -> tuple[Vma, ...]:
+    """The parts of the VMAs that lie inside pages ``lo .. hi-1``."""
+    return tuple(clip(v, lo, hi) for v in vmas if v.end > lo and v.start < hi)
+
+
+def insert(vmas: tuple[Vma, ...], new: tuple[Vma, ...]) -> tuple[Vma, ...]:
+    """``vmas`` plus ``new`` (which overlap nothing in ``vmas``), sorted by start."""
+    return tuple(sorted((*vmas, *new), key=lambda v: v.start))
+
+
+def covered_until(vmas: tuple[Vma, ...], lo: int, hi: int) -> int:
+    """The first page at or after ``lo`` (at most ``hi``) that no VMA covers: the end of the mapped run at ``lo``."""
+    page = lo
+    for vma in vmas:
+        if vma.end <= page:
+            continue
+        if vma.start > page or page >= hi:
+            break
+        page = vma.end
+    return min(page, hi)
+
+
+def has_hole(vmas: tuple[Vma, ...], lo: int, hi: int) -> bool:
+    """True when some page of ``lo .. hi-1`` lies in no VMA."""
+    covered = sum(v.end - v.start for v in inside(vmas, lo, hi))
+    return covered < hi - lo
+
+
+def intersects(vmas: tuple[Vma, ...], lo: int, hi: int) -> bool:
+    """True when some VMA has a page in ``lo .. hi-1``."""
+    return any(v.end > lo and v.start < hi for v in vmas)
+
+
+# --- Syscall argument checks: the error name, or None when the range is acceptable --------------
+
+
+def mmap_error(va: int, pages: int) -> str | None:
+    """``mmap(MAP_FIXED)``: EINVAL misaligned or empty, ENOMEM past TASK_SIZE, EPERM below mmap_min_addr."""
+    if va % PAGE_SIZE or pages <= 0:
+        return "EINVAL"
+    if va + pages * PAGE_SIZE > TASK_SIZE:
+        return "ENOMEM"
+    if va < MMAP_MIN_ADDR:
+        return "EPERM"
+    return None
+
+
+def munmap_error(va: int, pages: int) -> str | None:
+    """``munmap``: EINVAL when misaligned, empty, or past TASK_SIZE (``do_vmi_munmap``)."""
+    if va % PAGE_SIZE or pages <= 0 or va + pages * PAGE_SIZE > TASK_SIZE:
+        return "EINVAL"
+    return None
+
+
+def range_error(va: int) -> str | None:
+    """``mprotect``/``madvise``: EINVAL when the start is misaligned; a length of 0 succeeds."""
+    return "EINVAL" if va % PAGE_SIZE else None
