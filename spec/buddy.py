@@ -152,6 +152,7 @@ def split_off(block: Block, order: int) -> tuple[Block, tuple[Block, ...]]:
     ``Block(4, 2)``, ``Block(2, 1)``.
 
     pre: 0 <= order <= block.order <= 52
+    pre: 0 <= block.pfn < 2 ** 52
     post: __return__[0].pfn == block.pfn and __return__[0].order == order
     post: sum(b.size for b in __return__[1]) + (1 << order) == block.size
     """
