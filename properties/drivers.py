@@ -11,7 +11,9 @@ allows, then lets the spec continue from the implementation's choice.
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from impl import buddy as impl_buddy
@@ -231,8 +233,23 @@ class Lockstep:
         """Run ``op`` on both sides; raise :class:`DivergenceError` at the first disagreement.
 
         Bad input must raise the same error class on both sides and change
-        neither; the error is then re-raised to the caller.
+        neither; the error is then re-raised to the caller.  Any other
+        exception (a crash of either side) is a divergence too, naming the
+        file and line where it was raised.
         """
+        index = self.index
+        try:
+            return self.apply_checked(op)
+        except (DivergenceError, MMCheckError):
+            raise
+        except Exception as exc:
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            where = f"{Path(frame.filename).parent.name}/{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
+            reason = f"crashed with {type(exc).__name__}: {exc}"
+            raise DivergenceError(Divergence(index, op, reason, "no exception", where)) from exc
+
+    def apply_checked(self, op: Op) -> Result:
+        """The body of :meth:`apply`, before crashes are turned into divergences."""
         index = self.index
         self.index += 1
         if isinstance(op, KernelOp):

@@ -39,6 +39,12 @@ class PhysMemory:
         words = ", ".join(f"{pa:#x}: {value:#x}" for pa, value in sorted(self.words.items()))
         return f"PhysMemory(frames={self.frames}, words={{{words}}})"
 
+    def __deepcopy__(self, memo: dict[int, object]) -> PhysMemory:
+        return self  # an immutable value: copies may share it
+
+    def __reduce__(self) -> tuple[object, tuple[int, dict[int, int]]]:
+        return _rebuild, (self.frames, dict(self.words))
+
     def contains(self, pa: int) -> bool:
         """True when the word at ``pa`` lies inside memory."""
         return pa >= 0 and pa + WORD_SIZE <= self.size
@@ -71,6 +77,11 @@ class PhysMemory:
         """The non-zero words, by address."""
         for pa in sorted(self.words):
             yield PhysAddr(pa), self.words[pa]
+
+
+def _rebuild(frames: int, words: dict[int, int]) -> PhysMemory:
+    """Unpickle a :class:`PhysMemory` (a read-only mapping does not pickle by itself)."""
+    return PhysMemory(frames, MappingProxyType(words))
 
 
 def check_word_address(pa: int, frames: int) -> None:
