@@ -66,9 +66,11 @@ from mmcheck.errors import OracleError, OracleUnavailable, OracleUnsupported
 from mmcheck.replay import replay
 from mmcheck.scenario import Access, ReadPhys, Result, Scenario, SetCpu, WritePhys
 from properties.drivers import SpecRunner
+from spec.address import PAGE_SHIFT, level_shift
 from spec.permissions import PF_P, PF_RSVD, Kind
 from spec.physmem import PhysMemory
-from spec.walk import ad_update_allowed
+from spec.pte import PS, has_reserved_bits
+from spec.walk import Outcome, PageFault, ad_update_allowed
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST_DIR = ROOT / "oracles" / "qemu"
@@ -95,6 +97,11 @@ DEVIATIONS = {
     "rsvd-without-p": (
         "QEMU 7.2 reports a reserved-bit #PF with error code bit 0 (P) clear; "
         "Intel SDM Vol. 3A 4.7 sets RSVD only together with P=1"
+    ),
+    "a-on-reserved-large-leaf": (
+        "QEMU 7.2 sets A in a 2 MiB or 1 GiB leaf before it checks the leaf's reserved address bits "
+        "(20:13 or 29:13), so the reserved-bit #PF leaves A set in the entry that caused it; "
+        "Intel SDM Vol. 3A 4.8 sets A only in entries used for translation, and such an entry ends it (4.7)"
     ),
 }
 
@@ -466,7 +473,13 @@ def compare(scenario: Scenario, qemu: QemuRun) -> Comparison:
                     verdict.deviations[deviation] += 1
             after = qemu_memory(before, qemu.changes[index])
             assert spec.last_outcome is not None
-            if not ad_update_allowed(before, after, spec.last_outcome, Kind(op.kind)):
+            nxe = spec.state.cpus[op.cpu].nxe
+            ad_deviation = ad_update_deviation(
+                before, after, spec.last_outcome, Kind(op.kind), scenario.config.maxphyaddr, nxe
+            )
+            if ad_deviation is not None:
+                verdict.deviations[ad_deviation] += 1
+            elif not ad_update_allowed(before, after, spec.last_outcome, Kind(op.kind)):
                 changed = {hex(pa): hex(v) for pa, v in qemu.changes[index].items()}
                 spec_after = {hex(pa): hex(v) for pa, v in spec.state.memory.nonzero() if before.words.get(pa) != v}
                 verdict.disagreements.append(Disagreement(index, where, "A/D writes not allowed", spec_after, changed))
@@ -474,6 +487,29 @@ def compare(scenario: Scenario, qemu: QemuRun) -> Comparison:
         elif ours != got:
             verdict.disagreements.append(Disagreement(index, where, "result differs", ours, got))
     return verdict
+
+
+def ad_update_deviation(
+    before: PhysMemory, after: PhysMemory, outcome: Outcome, kind: Kind, maxphyaddr: int, nxe: bool
+) -> str | None:
+    """The documented deviation that explains QEMU's A/D writes, if they are not allowed but it is exactly that one.
+
+    ``a-on-reserved-large-leaf``: a reserved-bit fault in a 2 MiB or 1 GiB
+    leaf whose only reserved bits are its low address bits, with A set in that
+    leaf as well as what the SDM allows.
+    """
+    if ad_update_allowed(before, after, outcome, kind) or not isinstance(outcome, PageFault):
+        return None
+    if not outcome.error_code & PF_RSVD:
+        return None
+    leaf = outcome.steps[-1]
+    low = ((1 << level_shift(leaf.level)) - 1) & ~((1 << (PAGE_SHIFT + 1)) - 1)
+    if leaf.level not in (2, 3) or not leaf.entry & PS or not leaf.entry & low:
+        return None
+    if has_reserved_bits(leaf.entry & ~low, leaf.level, maxphyaddr, nxe):
+        return None
+    widened = replace(outcome, used=len(outcome.steps))
+    return "a-on-reserved-large-leaf" if ad_update_allowed(before, after, widened, kind) else None
 
 
 def qemu_memory(before: PhysMemory, changes: dict[int, int]) -> PhysMemory:

@@ -1,13 +1,29 @@
-"""QEMU's x86 page walker as an oracle: the shared example, then generated page tables, differentially."""
+"""QEMU's x86 page walker as an oracle: the shared example, then generated page tables, differentially.
+
+The differential test draws batches of scenarios (``properties.page_tables``)
+and runs each batch in as few QEMU boots as possible (one per paging mode and
+MAXPHYADDR).  ``MMCHECK_QEMU_BATCHES`` sets how many batches of
+``MMCHECK_QEMU_BATCH`` scenarios run; ``nox -s qemu`` asks for at least 1,000
+scenarios.  A disagreement is saved as a scenario file (see
+``properties.recording``) and fails the test with the op, our result and QEMU's.
+"""
 
 from __future__ import annotations
 
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, given, settings
 
 from mmcheck import qemu_oracle
-from mmcheck.scenario import load
+from mmcheck.errors import OracleUnsupported
+from mmcheck.scenario import Scenario, load
+from properties.page_tables import mmu_batches
+from properties.recording import save_counterexample
 
 MISSING = qemu_oracle.missing_tools()
 pytestmark = [
@@ -16,6 +32,28 @@ pytestmark = [
 ]
 
 SCENARIOS = Path(__file__).parent / "scenarios"
+BATCHES = int(os.environ.get("MMCHECK_QEMU_BATCHES", "4"))
+BATCH = int(os.environ.get("MMCHECK_QEMU_BATCH", "8"))
+STATS: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary(request: pytest.FixtureRequest) -> Iterator[None]:
+    """One line at the end: scenarios and ops checked, deviations accepted, time per scenario."""
+    yield
+    if STATS["scenarios"]:
+        per = STATS["microseconds"] / STATS["scenarios"] / 1e6
+        deviations = ", ".join(f"{k[4:]}={v}" for k, v in sorted(STATS.items()) if k.startswith("dev:")) or "none"
+        line = (
+            f"qemu oracle: {STATS['scenarios']} scenarios, {STATS['accesses']} accesses, {STATS['reads']} page-table"
+            f" reads agree with QEMU in {STATS['boots']} boots; {per * 1000:.1f} ms per scenario;"
+            f" documented deviations accepted: {deviations}"
+        )
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line("\n" + line)
 
 
 def test_sdm_example_runs_on_qemu_as_expected() -> None:
@@ -26,3 +64,26 @@ def test_sdm_example_runs_on_qemu_as_expected() -> None:
     expected = [{"pa": None} if "pa" in want else want for want in scenario.expected_results]
     assert expected == run.results
     assert qemu_oracle.compare(scenario, run).agree
+
+
+# No shrinking: each scenario is checked on its own, so a failure already
+# names the one scenario at fault, and every shrink step would cost a boot.
+@settings(max_examples=BATCHES, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(mmu_batches(BATCH))
+def test_spec_and_impl_agree_with_qemu(batch: list[Scenario]) -> None:
+    """Every access result and every A/D write matches QEMU, apart from documented deviations."""
+    started = time.monotonic()
+    verdicts = qemu_oracle.check_scenarios(batch)
+    STATS["microseconds"] += int((time.monotonic() - started) * 1e6)
+    STATS["boots"] += len({(s.config.maxphyaddr, s.config.levels) for s in batch})
+    for scenario, verdict in zip(batch, verdicts, strict=True):
+        assert not isinstance(verdict, OracleUnsupported), f"the generator left the oracle's reach: {verdict}"
+        if not verdict.agree:
+            problem = "\n".join(d.describe() for d in verdict.disagreements)
+            path = save_counterexample("qemu-oracle", scenario.config, list(scenario.ops), problem)
+            pytest.fail(f"{problem}\nscenario saved: {path} (run: mmcheck oracle qemu {path})")
+        STATS["scenarios"] += 1
+        STATS["accesses"] += sum(op.name == "access" for op in scenario.ops)
+        STATS["reads"] += sum(op.name == "read_phys" for op in scenario.ops)
+        for name, count in verdict.deviations.items():
+            STATS[f"dev:{name}"] += count
