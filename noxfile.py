@@ -52,3 +52,20 @@ def bench(session: nox.Session) -> None:
     """Buddy allocator throughput, impl against spec at 2**14 and 2**20 frames; JSON under results/."""
     session.install(".[check,bench]")
     session.run("python", "-m", "benchmarks.bench_buddy", *session.posargs)
+
+
+@nox.session
+def qemu(session: nox.Session) -> None:
+    """Spec and impl against QEMU's page walker on generated page tables (needs qemu-system-x86 and gcc).
+
+    ``MMCHECK_QEMU_SCENARIOS`` (default 1000) sets how many scenarios run, in
+    batches of eight per pair of QEMU boots.
+    """
+    session.install("-e", ".[check]")
+    scenarios = int(os.environ.get("MMCHECK_QEMU_SCENARIOS", "1000"))
+    env = {
+        "MMCHECK_QEMU_BATCH": "8",
+        "MMCHECK_QEMU_BATCHES": str(-(-scenarios // 8)),
+        "MMCHECK_PROFILE": os.environ.get("MMCHECK_PROFILE", "ci"),
+    }
+    session.run("pytest", "-m", "qemu", "tests/test_qemu_oracle.py", *session.posargs, env=env)

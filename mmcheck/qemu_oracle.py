@@ -36,14 +36,16 @@ with CR2 and RIP equal to the address means the fetch faulted; any later
 event means it succeeded.  Nothing is placed at the target (that would change
 scenario memory); the one instruction that runs there finds every general
 register non-canonical, so zero bytes (``add [rax], al``) raise #GP without
-touching memory.  The extra load of a write sets no bit a write would not.
+touching memory.  The extra load of a write sets only A bits, which the SDM
+allows a write that then faults to have set as well (4.8).
 
 What the oracle refuses (:class:`OracleUnsupported`), rather than answer
 wrongly: scenario memory above 64 MiB (the guest lives there); words in the
 legacy hole 0xa0000-0xfffff (not RAM on a PC); present entries pointing into
 the hole or outside scenario memory (the spec calls a walk off the end of
-memory a machine check, QEMU would read guest memory); the top-level slot 511
-the guest borrows (written by the scenario, or reached by an access); and a
+memory a machine check, QEMU would read guest memory); an access through the
+top-level slot 511 the guest borrows, or a present entry pointing at a top-level
+table (a walk could then read slot 511 at a lower level); and a
 scenario that accesses memory under both 4- and 5-level paging.
 """
 
@@ -251,20 +253,19 @@ def plan(scenario: Scenario) -> Plan:
 
 
 def check_present_targets(targets: dict[int, int], top_frames: set[int], size: int, where: str) -> None:
-    """Present words must point inside usable memory, and not at a top table's borrowed slot.
+    """Present words must point inside usable memory, and not at a top-level table.
 
     A word that points at a top-level table could let a walk read that
     table's slot 511 as a lower-level entry, which would find the guest's
-    entry instead of the scenario's.
+    entry instead of the scenario's.  (The scenario's own word in slot 511 is
+    saved and restored around each access, and only a walk through slot 511
+    would read it, which the access check refuses.)
     """
     for pa, target in targets.items():
         if target >= size or in_hole(target):
             raise OracleUnsupported(f"{where}: the present word at {pa:#x} points to {target:#x}, not usable memory")
         if target in top_frames:
             raise OracleUnsupported(f"{where}: the present word at {pa:#x} points at the top-level table {target:#x}")
-    for top in top_frames:
-        if top + SLOT * 8 in targets:
-            raise OracleUnsupported(f"{where}: slot {SLOT} of the top-level table at {top:#x} is borrowed by the guest")
 
 
 def encode(plans: Sequence[Plan]) -> bytes:

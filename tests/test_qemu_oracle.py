@@ -10,6 +10,7 @@ scenarios.  A disagreement is saved as a scenario file (see
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -20,18 +21,18 @@ import pytest
 from hypothesis import Phase, given, settings
 
 from mmcheck import qemu_oracle
+from mmcheck.cli import main
 from mmcheck.errors import OracleUnsupported
 from mmcheck.scenario import Scenario, load
 from properties.page_tables import mmu_batches
 from properties.recording import save_counterexample
 
 MISSING = qemu_oracle.missing_tools()
-pytestmark = [
-    pytest.mark.qemu,
-    pytest.mark.skipif(MISSING is not None, reason=f"QEMU oracle unavailable: {MISSING}"),
-]
+needs_qemu = pytest.mark.skipif(MISSING is not None, reason=f"QEMU oracle unavailable: {MISSING}")
+pytestmark = pytest.mark.qemu
 
 SCENARIOS = Path(__file__).parent / "scenarios"
+DEVIATIONS = Path(qemu_oracle.GUEST_DIR) / "deviations"
 BATCHES = int(os.environ.get("MMCHECK_QEMU_BATCHES", "4"))
 BATCH = int(os.environ.get("MMCHECK_QEMU_BATCH", "8"))
 STATS: Counter[str] = Counter()
@@ -56,6 +57,7 @@ def summary(request: pytest.FixtureRequest) -> Iterator[None]:
                 reporter.write_line("\n" + line)
 
 
+@needs_qemu
 def test_sdm_example_runs_on_qemu_as_expected() -> None:
     """The SDM walk example gives its recorded results on QEMU (success without the physical address)."""
     scenario = load(SCENARIOS / "sdm-mmu-walk.json")
@@ -68,6 +70,7 @@ def test_sdm_example_runs_on_qemu_as_expected() -> None:
 
 # No shrinking: each scenario is checked on its own, so a failure already
 # names the one scenario at fault, and every shrink step would cost a boot.
+@needs_qemu
 @settings(max_examples=BATCHES, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(mmu_batches(BATCH))
 def test_spec_and_impl_agree_with_qemu(batch: list[Scenario]) -> None:
@@ -87,3 +90,68 @@ def test_spec_and_impl_agree_with_qemu(batch: list[Scenario]) -> None:
         STATS["reads"] += sum(op.name == "read_phys" for op in scenario.ops)
         for name, count in verdict.deviations.items():
             STATS[f"dev:{name}"] += count
+
+
+@needs_qemu
+@pytest.mark.parametrize("path", sorted(DEVIATIONS.glob("*.json")), ids=lambda p: p.stem)
+def test_documented_deviation_still_shows(path: Path) -> None:
+    """Each documented QEMU deviation is reproduced, and accepted only under its own name."""
+    scenario = load(path)
+    run = qemu_oracle.run(scenario)
+    assert scenario.extra["qemu_results"] == run.results
+    verdict = qemu_oracle.compare(scenario, run)
+    assert verdict.agree, verdict.disagreements
+    assert path.stem in verdict.deviations
+    assert set(verdict.deviations) <= set(qemu_oracle.DEVIATIONS)
+
+
+def test_every_deviation_is_documented() -> None:
+    """Every deviation the comparison may accept has a scenario and a section in docs/qemu-oracle.md."""
+    doc = (Path(__file__).parent.parent / "docs" / "qemu-oracle.md").read_text()
+    for name in qemu_oracle.DEVIATIONS:
+        assert (DEVIATIONS / f"{name}.json").exists(), name
+        assert f"`{name}`" in doc, name
+
+
+@needs_qemu
+def test_cli_runs_a_scenario_on_qemu(capsys: pytest.CaptureFixture[str]) -> None:
+    """``mmcheck oracle qemu FILE --json`` prints QEMU's results and exits 0 when everything agrees."""
+    assert 0 == main(["oracle", "qemu", str(SCENARIOS / "sdm-mmu-walk.json"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert [] == out["disagreements"]
+    assert {"pa": None} == out["results"][8]
+
+
+def scenario_of(ops: list[dict[str, object]], frames: int = 1024) -> Scenario:
+    return Scenario.from_json({"config": {"frames": frames}, "ops": ops})
+
+
+SET_CPU = {"op": "set_cpu", "cpu": 0, "cr3": "0x1000", "wp": False, "smep": False, "smap": False, "ac": False}
+
+
+@pytest.mark.parametrize(
+    ("ops", "frames", "reason"),
+    [
+        ([], 1 << 15, "at most"),
+        ([{"op": "write_phys", "pa": "0xa0000", "value": "0x0"}], 1024, "legacy hole"),
+        ([{"op": "write_phys", "pa": "0x2000", "value": "0x1003"}], 1024, "top-level table"),
+        ([{"op": "write_phys", "pa": "0x1000", "value": "0x800003"}], 1024, "not usable memory"),
+    ],
+)
+def test_plan_refuses_what_it_cannot_run_faithfully(ops: list[dict[str, object]], frames: int, reason: str) -> None:
+    """Scenarios outside the oracle's reach are refused with a reason, never run."""
+    access = {"op": "access", "cpu": 0, "va": "0x1000", "kind": "read", "mode": "user"}
+    scenario = scenario_of([*ops, {**SET_CPU, "nxe": False, "la57": False}, access], frames)
+    with pytest.raises(OracleUnsupported, match=reason):
+        qemu_oracle.plan(scenario)
+
+
+def test_plan_refuses_slot_511_and_mixed_paging_modes() -> None:
+    """The borrowed top-level slot and a switch between 4- and 5-level paging are refused."""
+    high = {"op": "access", "cpu": 0, "va": "0xffffff8000000000", "kind": "read", "mode": "user"}
+    low = {"op": "access", "cpu": 0, "va": "0x1000", "kind": "read", "mode": "user"}
+    with pytest.raises(OracleUnsupported, match="slot 511"):
+        qemu_oracle.plan(scenario_of([{**SET_CPU, "nxe": False, "la57": False}, high]))
+    mixed = [{**SET_CPU, "nxe": False, "la57": False}, low, {**SET_CPU, "nxe": False, "la57": True}, low]
+    with pytest.raises(OracleUnsupported, match="4- and 5-level"):
+        qemu_oracle.plan(scenario_of(mixed))
