@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mmcheck.errors import MMCheckError
 from mmcheck.scenario import Config, Op, Result, Scenario, dump
 from properties.drivers import DivergenceError, Lockstep
 
@@ -42,11 +43,18 @@ class RecordingLockstep:
         self.lockstep = Lockstep(config)
 
     def apply(self, op: Op) -> Result:
-        """Run ``op`` on both sides; on divergence save the scenario and re-raise."""
+        """Run ``op`` on both sides; on divergence save the scenario and re-raise.
+
+        Bad input that both sides refused alike changed nothing, so it is not
+        recorded: a saved scenario replays without input errors.
+        """
         self.ops.append(op)
         try:
             return self.lockstep.apply(op)
         except DivergenceError as exc:
             path = save_counterexample(self.name, self.config, self.ops, exc.divergence.describe())
             exc.add_note(f"counterexample saved: {path} (replay with: mmcheck replay {path})")
+            raise
+        except MMCheckError:
+            self.ops.pop()
             raise
