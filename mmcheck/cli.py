@@ -75,6 +75,29 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    from proofs.explore import Stats
+    from proofs.systems import BuddyBounds, BuddySystem, run_exploration
+
+    bounds = BuddyBounds(args.frames, args.max_order, args.alloc_order, not args.no_bad_frees)
+    print(
+        f"ARG layer {args.layer} frames {args.frames} max_order {args.max_order} alloc_order {args.alloc_order} "
+        f"depth {args.depth} max_states {args.max_states}",
+        flush=True,
+    )
+
+    def progress(stats: Stats) -> None:
+        print(f"  ... {stats.distinct} states, depth {stats.depth}, {stats.rate:,.0f} states/s", flush=True)
+
+    result, saved = run_exploration(BuddySystem(bounds), args.depth, args.max_states, args.layer, progress)
+    print(result.stats.summary())
+    if saved is not None:
+        print(f"violation after {len(result.path or [])} ops: {result.reason}")
+        print(f"shortest counterexample saved: {saved} (mmcheck replay {saved}; mmcheck explain {saved})")
+        return 1
+    return 0
+
+
 def cmd_quiz(args: argparse.Namespace) -> int:
     from mmcheck.quiz import generate, render
 
@@ -137,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="narrate a scenario step by step: the rule that fired, what changed")
     p.add_argument("file", help="scenario JSON file (a counterexample, a regression, an example)")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("explore", help="model-check: every reachable state within a bound, breadth-first")
+    p.add_argument("--layer", choices=("buddy",), default="buddy", help="which system to explore")
+    p.add_argument("--frames", type=int, default=10, help="physical frames")
+    p.add_argument("--max-order", type=int, default=2, help="largest buddy order")
+    p.add_argument("--alloc-order", type=int, default=1, help="largest order the explorer allocates")
+    p.add_argument("--depth", type=int, default=20, help="maximum operations on a path")
+    p.add_argument("--max-states", type=int, default=None, help="stop after this many distinct states")
+    p.add_argument("--no-bad-frees", action="store_true", help="leave out frees with the wrong order")
+    p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("quiz", help="a generated exercise; -c prints the worked answer")
     p.add_argument("--topic", choices=("walk", "permissions"), default="walk")

@@ -25,6 +25,7 @@ CHECK_MODULES = (
     "properties.mmu_machine",
     "proofs.buddy_lemmas",
     "properties.buddy_machine",
+    "proofs.systems",
 )
 
 

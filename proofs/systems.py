@@ -1,0 +1,120 @@
+"""Systems for the explorer: the spec and the implementation in lockstep, over a bounded vocabulary.
+
+A state is a :class:`properties.drivers.Lockstep` (the spec state and the
+implementation side by side); a step copies it and applies one op, so every
+transition is checked exactly as ``mmcheck replay`` checks it.  A divergence
+becomes a :class:`proofs.explore.Violation`; bad input that both sides reject
+alike leaves the state as it was and adds no transition.
+
+The fingerprint pairs the spec state with the implementation's concrete
+choices that the spec does not fix (the order of each free list decides which
+block the next allocation hands out), so two states are merged only when both
+sides will behave the same from there on.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmcheck.errors import MMCheckError
+from mmcheck.scenario import AllocPages, BuddyInfo, Config, FreePages, Op, Scenario, dump
+from proofs.explore import Result, Stats, Violation, explore
+from proofs.verdict import Status, Verdict, check, timed
+from properties.drivers import DivergenceError, Lockstep
+from properties.recording import counterexample_folder
+
+LAYERS = ("buddy",)
+
+
+def clone(state: Lockstep) -> Lockstep:
+    """An independent copy: the spec side holds immutable values and is copied shallowly, the implementation deeply."""
+    successor = copy.copy(state)
+    successor.spec = copy.copy(state.spec)
+    successor.spec.kernel = copy.copy(state.spec.kernel)
+    successor.impl = copy.deepcopy(state.impl)
+    return successor
+
+
+@dataclass(frozen=True)
+class BuddyBounds:
+    """The bounded buddy vocabulary: orders up to ``max_alloc_order``, and a double free of each freed block."""
+
+    frames: int = 16
+    max_order: int = 3
+    max_alloc_order: int = 2
+    bad_frees: bool = True
+
+
+class BuddySystem:
+    """The buddy allocator, spec and implementation in lockstep."""
+
+    def __init__(self, bounds: BuddyBounds) -> None:
+        self.bounds = bounds
+        self.config = Config(frames=bounds.frames, max_order=bounds.max_order)
+
+    def initial(self) -> Lockstep:
+        return Lockstep(self.config)
+
+    def enabled(self, state: Lockstep) -> Iterable[Op]:
+        for order in range(self.bounds.max_alloc_order + 1):
+            yield AllocPages(order)
+        for block in sorted(state.spec.buddy.allocated):
+            yield FreePages(block.pfn, block.order)
+            if self.bounds.bad_frees and block.order > 0:
+                yield FreePages(block.pfn, block.order - 1)  # the wrong order: must be refused alike
+        yield BuddyInfo()
+
+    def step(self, state: Lockstep, op: Op) -> Lockstep:
+        successor = clone(state)
+        try:
+            successor.apply(op)
+        except DivergenceError as exc:
+            raise Violation(exc.divergence.describe()) from exc
+        except MMCheckError:
+            return state
+        return successor
+
+    def fingerprint(self, state: Lockstep) -> Hashable:
+        impl = state.impl.buddy
+        lists = tuple(tuple(impl.free_list(order)) for order in range(self.bounds.max_order + 1))
+        return state.spec.buddy, lists
+
+    def scenario(self, ops: list[Op], about: str) -> Scenario:
+        """The path to a violation as a replayable scenario."""
+        return Scenario(self.config, tuple(ops), about=about)
+
+
+def run_exploration(
+    system: BuddySystem,
+    depth: int,
+    max_states: int | None,
+    name: str,
+    progress: Callable[[Stats], None] | None = None,
+) -> tuple[Result[Op], Path | None]:
+    """Explore; on a violation save the shortest path as a scenario and return its path."""
+    result = explore(system, max_depth=depth, max_states=max_states, progress=progress)
+    if result.path is None:
+        return result, None
+    about = f"shortest counterexample found by the explorer ({name}): {result.reason}"
+    return result, dump(system.scenario(result.path, about), counterexample_folder() / f"explore-{name}.json")
+
+
+# 10 frames make a tail that is not a power of two; max_order 2 below the memory size lets merges stop at the top.
+VERIFY_BOUNDS = BuddyBounds(frames=10, max_order=2, max_alloc_order=1)
+VERIFY_NAME = "explore: buddy, every reachable state of 10 frames (allocations of order 0-1, max_order 2), lockstep"
+
+
+@check("explore", VERIFY_NAME)
+def explore_buddy() -> Verdict:
+    def run() -> tuple[Status, str]:
+        result, saved = run_exploration(BuddySystem(VERIFY_BOUNDS), depth=40, max_states=None, name="buddy")
+        if saved is not None:
+            return Status.REFUTED, f"{result.reason}\nshortest counterexample ({len(result.path or [])} ops): {saved}"
+        if not result.stats.exhausted:
+            return Status.UNKNOWN, f"bound reached before exhausting: {result.stats.summary()}"
+        return Status.CONFIRMED, result.stats.summary()
+
+    return timed(VERIFY_NAME, run)
