@@ -152,7 +152,7 @@ def save_minimised(path: Path) -> str:
     shrunk = load(path)
     minimal = minimise(shrunk)
     dump(minimal, path)
-    return f"counterexample of {len(minimal.ops)} steps ({len(shrunk.ops)} as Hypothesis shrank it): {path}"
+    return f"counterexample of {len(minimal.ops)} steps ({len(shrunk.ops)} as the machine saved it): {path}"
 
 
 def run_machine(machine: type[MmuMachine] = MmuMachine, run_settings: settings | None = None) -> tuple[Status, str]:

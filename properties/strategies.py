@@ -37,6 +37,8 @@ FRAMES = 16
 CPUS = 2
 MAXPHYADDR = 46
 TABLE_FRAMES = 2
+# Frames a well-formed path may place its lower tables in (distinct along one path).
+TREE_FRAMES = 6
 HOT_INDICES = (0, 1, 2, ENTRIES_PER_TABLE - 1)
 MAX_LEVELS = 5
 
@@ -340,8 +342,9 @@ def accesses(levels: int, cpus: int = CPUS) -> st.SearchStrategy[Access]:
 class PathMapping:
     """A well-formed path from a root table to a leaf, ready to be written.
 
-    ``path`` holds five indices (PML5 first), ``tables`` the frames of the
-    tables below the root (top first), ``links`` the non-leaf entries' flag
+    ``path`` holds five indices (PML5 first), ``tables`` distinct frames for
+    the tables below the root (top first; the root's own frame is skipped so
+    no entry of the path overwrites another), ``links`` the non-leaf entries' flag
     bits (top first), ``leaf`` the leaf's flags and address.  With
     ``levels``-level paging the entries written are those of levels
     ``levels`` down to ``leaf_level``.  ``flaw``, when given, is
@@ -364,6 +367,7 @@ class PathMapping:
         keep = MASK64 if nxe else MASK64 & ~XD
         out: list[WritePhys] = []
         table = root
+        below = [pfn for pfn in self.tables if pfn * PAGE_SIZE != root]
         walked = self.path[MAX_LEVELS - levels :]
         for depth, level in enumerate(range(levels, self.leaf_level - 1, -1)):
             slot = table + walked[depth] * WORD_SIZE
@@ -371,7 +375,7 @@ class PathMapping:
             if level == self.leaf_level:
                 out.append(WritePhys(slot, self.leaf & keep | flaw))
                 break
-            table = self.tables[depth] * PAGE_SIZE
+            table = below[depth] * PAGE_SIZE
             out.append(WritePhys(slot, (P | self.links[depth] | table) & keep | flaw))
         return out
 
@@ -399,7 +403,7 @@ def leaf_words(level: int) -> st.SearchStrategy[int]:
 @cache
 def path_mappings() -> st.SearchStrategy[PathMapping]:
     """A valid path of tables ending in a 4 KiB, 2 MiB or 1 GiB leaf."""
-    tables = st.tuples(*(table_pfns() for _ in range(MAX_LEVELS - 1)))
+    tables = st.permutations(range(TREE_FRAMES)).map(tuple)
     links = st.tuples(*(link_bits() for _ in range(MAX_LEVELS - 1)))
     flaws = st.one_of(st.none(), st.none(), st.tuples(st.integers(0, MAX_LEVELS - 1), reserved_bits()))
     by_level = (
