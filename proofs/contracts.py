@@ -115,3 +115,11 @@ def pte_contracts() -> Verdict:
 @check("crosshair", PERMISSIONS)
 def permissions_contracts() -> Verdict:
     return timed(PERMISSIONS, lambda: crosshair_check(["spec.permissions"]))
+
+
+BUDDY = "spec.buddy: buddy arithmetic and split contracts (buddy differs, merged block below, halves inside)"
+
+
+@check("crosshair", BUDDY)
+def buddy_contracts() -> Verdict:
+    return timed(BUDDY, lambda: crosshair_check(["spec.buddy"]))
