@@ -25,8 +25,6 @@ operations that led to a failure, after shrinking, are saved as
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -37,15 +35,14 @@ from hypothesis.stateful import (
     invariant,
     multiple,
     rule,
-    run_state_machine_as_test,
 )
 
 from mmcheck.errors import MMCheckError
-from mmcheck.scenario import AllocPages, Config, FreePages, Op, Result, dump, load
+from mmcheck.scenario import AllocPages, Config, FreePages, Op, Result
 from proofs.verdict import Status, Verdict, check, timed
+from properties import machinery
 from properties.drivers import DivergenceError
-from properties.minimise import minimise
-from properties.recording import RecordingLockstep, counterexample_folder, save_counterexample
+from properties.recording import RecordingLockstep, save_counterexample
 from spec import buddy as spec_buddy
 from spec.buddy import Block
 
@@ -133,36 +130,9 @@ class BuddyMachine(RuleBasedStateMachine):
             raise AssertionError(f"the spec state breaks its invariants: {problems} (counterexample: {path})")
 
 
-def counterexample_path(machine: type[BuddyMachine] = BuddyMachine) -> Path:
-    """Where a failing run of ``machine`` leaves its counterexample scenario."""
-    return counterexample_folder() / f"{machine.name}.json"
-
-
-def failure_text(exc: BaseException) -> str:
-    """The failure and the notes Hypothesis attached (the falsifying program, the saved file)."""
-    notes = getattr(exc, "__notes__", [])
-    return "\n".join([f"{type(exc).__name__}: {exc}", *notes])
-
-
-def save_minimised(path: Path) -> str:
-    """Minimise the saved counterexample at ``path`` in place; say how long it was and is."""
-    shrunk = load(path)
-    minimal = minimise(shrunk)
-    dump(minimal, path)
-    return f"counterexample of {len(minimal.ops)} steps ({len(shrunk.ops)} as Hypothesis shrank it): {path}"
-
-
 def run_machine(machine: type[BuddyMachine] = BuddyMachine, run_settings: settings | None = None) -> tuple[Status, str]:
-    """Run ``machine`` under ``run_settings`` (default: the loaded profile, reporting one bug)."""
-    target = counterexample_path(machine)
-    before = target.stat().st_mtime_ns if target.exists() else None
-    try:
-        run_state_machine_as_test(machine, settings=run_settings or settings(report_multiple_bugs=False))
-    except Exception as exc:
-        after = target.stat().st_mtime_ns if target.exists() else None
-        saved = save_minimised(target) if after is not None and after != before else "no counterexample saved"
-        return Status.REFUTED, f"{failure_text(exc)}\n{saved}"
-    return Status.CONFIRMED, ""
+    """Run ``machine`` (default: this module's) under ``run_settings`` or the loaded profile."""
+    return machinery.run_machine(machine, run_settings)
 
 
 @check("machine", CHECK_NAME)

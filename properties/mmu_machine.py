@@ -18,18 +18,16 @@ whichever Hypothesis profile is loaded (``verify`` loads ``ci``).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, rule
 
 from mmcheck.errors import AddressError, MMCheckError, UnknownCpu
-from mmcheck.scenario import KINDS, MODES, Access, Config, Op, ReadPhys, Result, SetCpu, WritePhys, dump, load
+from mmcheck.scenario import KINDS, MODES, Access, Config, Op, ReadPhys, Result, SetCpu, WritePhys
 from proofs.verdict import Status, Verdict, check, timed
+from properties import machinery
 from properties import strategies as gen
-from properties.minimise import minimise
-from properties.recording import RecordingLockstep, counterexample_folder
+from properties.recording import RecordingLockstep
 from spec.permissions import Control
 
 CONFIG = Config(frames=gen.FRAMES, cpus=gen.CPUS, maxphyaddr=gen.MAXPHYADDR)
@@ -136,36 +134,9 @@ class MmuMachine(RuleBasedStateMachine):
             raise AssertionError(f"{op!r} is outside its domain but both sides accepted it")
 
 
-def counterexample_path(machine: type[MmuMachine] = MmuMachine) -> Path:
-    """Where a failing run of ``machine`` leaves its counterexample scenario."""
-    return counterexample_folder() / f"{machine.name}.json"
-
-
-def failure_text(exc: BaseException) -> str:
-    """The failure and the notes Hypothesis attached (the falsifying program, the saved file)."""
-    notes = getattr(exc, "__notes__", [])
-    return "\n".join([f"{type(exc).__name__}: {exc}", *notes])
-
-
-def save_minimised(path: Path) -> str:
-    """Minimise the saved counterexample at ``path`` in place; say how long it was and is."""
-    shrunk = load(path)
-    minimal = minimise(shrunk)
-    dump(minimal, path)
-    return f"counterexample of {len(minimal.ops)} steps ({len(shrunk.ops)} as the machine saved it): {path}"
-
-
 def run_machine(machine: type[MmuMachine] = MmuMachine, run_settings: settings | None = None) -> tuple[Status, str]:
-    """Run ``machine`` under ``run_settings`` (default: the loaded profile, reporting one bug)."""
-    target = counterexample_path(machine)
-    before = target.stat().st_mtime_ns if target.exists() else None
-    try:
-        run_state_machine_as_test(machine, settings=run_settings or settings(report_multiple_bugs=False))
-    except Exception as exc:
-        after = target.stat().st_mtime_ns if target.exists() else None
-        saved = save_minimised(target) if after is not None and after != before else "no counterexample saved"
-        return Status.REFUTED, f"{failure_text(exc)}\n{saved}"
-    return Status.CONFIRMED, ""
+    """Run ``machine`` (default: this module's) under ``run_settings`` or the loaded profile."""
+    return machinery.run_machine(machine, run_settings)
 
 
 @check("machine", CHECK_NAME)

@@ -12,7 +12,8 @@ from impl.mmu import Mmu
 from mmcheck.replay import replay
 from mmcheck.scenario import load
 from proofs.verdict import CHECKS, Status
-from properties.mmu_machine import CHECK_NAME, counterexample_path, refinement, run_machine
+from properties.machinery import counterexample_path
+from properties.mmu_machine import CHECK_NAME, MmuMachine, refinement, run_machine
 
 
 def test_mmu_machine_finds_no_divergence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -34,8 +35,8 @@ def test_refuted_run_names_a_saved_minimised_counterexample(monkeypatch: pytest.
     with bug.applied():
         status, detail = run_machine(run_settings=fast)
     assert Status.REFUTED == status
-    assert str(counterexample_path()) in detail
-    scenario = load(counterexample_path())
+    assert str(counterexample_path(MmuMachine)) in detail
+    scenario = load(counterexample_path(MmuMachine))
     assert len(scenario.ops) <= 8
     assert replay(scenario).divergence is None, "the planted bug is gone, so the scenario replays clean"
 

@@ -17,7 +17,8 @@ from hypothesis import settings
 
 from mmcheck.scenario import load
 from proofs.verdict import Status
-from properties.buddy_machine import counterexample_path, run_machine
+from properties.buddy_machine import BuddyMachine, run_machine
+from properties.machinery import counterexample_path
 from properties.minimise import failure_kind
 
 from .buddy import BUDDY_MUTANTS
@@ -43,7 +44,7 @@ def test_ci_machine_catches_buddy_mutant(
         status, detail = run_machine(run_settings=ci_settings())
     seconds = time.perf_counter() - start
     assert Status.REFUTED == status, f"{mutant.name} survived the ci buddy machine"
-    saved = counterexample_path()
+    saved = counterexample_path(BuddyMachine)
     assert saved.exists(), detail
     scenario = load(saved)
     with capsys.disabled():

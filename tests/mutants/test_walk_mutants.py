@@ -17,8 +17,9 @@ from hypothesis import Phase, settings
 
 from mmcheck.scenario import load
 from proofs.verdict import Status
+from properties.machinery import counterexample_path
 from properties.minimise import failure_kind
-from properties.mmu_machine import counterexample_path, run_machine
+from properties.mmu_machine import MmuMachine, run_machine
 
 from .catalogue import Mutant
 from .walk import WALK_MUTANTS
@@ -51,7 +52,7 @@ def test_ci_machine_catches_walk_mutant(
         status, detail = run_machine(run_settings=ci_settings())
     seconds = time.perf_counter() - start
     assert Status.REFUTED == status, f"{mutant.name} survived the ci mmu machine"
-    saved = counterexample_path()
+    saved = counterexample_path(MmuMachine)
     assert saved.exists(), detail
     scenario = load(saved)
     with capsys.disabled():
