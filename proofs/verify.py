@@ -26,6 +26,7 @@ CHECK_MODULES = (
     "proofs.buddy_lemmas",
     "properties.buddy_machine",
     "proofs.systems",
+    "properties.kernel_machine",
 )
 
 
