@@ -136,6 +136,22 @@ def cmd_buddy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_draw(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mmcheck.draw import scenario_picture, to_text, write
+
+    picture = scenario_picture(load(args.file), Path(args.file).name, args.step, args.pid)
+    if args.json:
+        print(json.dumps(picture.to_json()))
+    elif args.output is None:
+        print(to_text(picture), end="")
+    else:
+        for note in write(picture, Path(args.output)):
+            print(note)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmcheck",
@@ -193,6 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="spec: free sets, lowest pfn first; impl: free lists in the order allocation takes them",
     )
     p.set_defaults(func=cmd_buddy)
+
+    p = sub.add_parser(
+        "draw", help="draw the page-table trees, shared and COW frames and free lists after a step of a scenario"
+    )
+    p.add_argument("file", help="scenario JSON file with kernel-level ops (spawn, mmap, fork, store ...)")
+    p.add_argument("--step", type=int, default=None, help="draw the state after op K (default: after the last op)")
+    p.add_argument("--pid", type=int, default=None, help="draw this process only (default: every live process)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="out.svg (needs Graphviz dot, else writes out.txt), out.dot or out.txt; default: text to stdout",
+    )
+    p.add_argument("--json", action="store_true", help="print the graph description (nodes, edges, free lists) as JSON")
+    p.set_defaults(func=cmd_draw)
     return parser
 
 
