@@ -107,3 +107,7 @@ class DisallowedChoice(MMCheckError):
 
     Not a misuse of the API: a refinement failure the harness reports as a divergence.
     """
+
+
+class UnknownMutant(InvalidArgument, LookupError):
+    """A mutant name or layer that the catalogue does not hold."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import impl.buddy
 from impl.buddy import BuddyAllocator
-
-from .catalogue import Mutant, Replace, SourcePatch
+from properties.mutants.catalogue import Mutant, Replace, SourcePatch
 
 REFINES = "buddy: impl free lists and allocated blocks, abstracted, equal the spec state; alloc picks an allowed block"
 
@@ -44,7 +43,7 @@ BUDDY_MUTANTS = (
     ),
     Mutant(
         "split-keeps-upper",
-        "expand() hands out the upper half and frees the lower ones",
+        "textbook error: expand() hands out the upper half and frees the lower ones",
         f"{REFINES}; alloc returns the lowest sub-block",
         "buddy",
         method_patch(

@@ -15,8 +15,8 @@ Two ways to apply one:
   result in;
 - :class:`Replace` swaps in a given object (a function or a subclass).
 
-A layer's quality test applies each mutant around the run ``verify`` makes
-of that layer's machine and checks it is refuted with a short counterexample.
+:mod:`properties.mutants.hunt` applies each mutant around the runs
+``verify`` makes of its layer's checks and reports which caught it.
 """
 
 from __future__ import annotations
@@ -98,9 +98,10 @@ class Replace:
 class Mutant:
     """One catalogued defect.
 
-    ``mirrors`` names the real bug or misreading, ``invariant`` the property
-    that must catch it, ``layer`` where it lives (``walk``, ``buddy``,
-    ``cow``, ``tlb``), ``patch`` how to apply it.
+    ``mirrors`` names the real bug or misreading (the text before its first
+    colon is the short label tables show), ``invariant`` the property that must
+    catch it, ``layer`` where it lives (``walk``, ``buddy``, ``cow``, ``tlb``),
+    ``patch`` how to apply it.
     """
 
     name: str
@@ -112,3 +113,8 @@ class Mutant:
     def applied(self) -> contextlib.AbstractContextManager[None]:
         """Install the defect for the duration of the block."""
         return self.patch.applied()
+
+    @property
+    def label(self) -> str:
+        """The short name of what it mirrors: ``mirrors`` up to its first colon."""
+        return self.mirrors.split(":", 1)[0]

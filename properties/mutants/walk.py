@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from impl.mmu import Mmu
-
-from .catalogue import Mutant, SourcePatch
+from properties.mutants.catalogue import Mutant, SourcePatch
 
 TRANSLATION = "translation: impl walk = spec walk (result, A/D bits, memory)"
 

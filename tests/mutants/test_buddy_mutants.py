@@ -20,9 +20,8 @@ from proofs.verdict import Status
 from properties.buddy_machine import BuddyMachine, run_machine
 from properties.machinery import counterexample_path
 from properties.minimise import failure_kind
-
-from .buddy import BUDDY_MUTANTS
-from .catalogue import Mutant
+from properties.mutants import Mutant
+from properties.mutants.buddy import BUDDY_MUTANTS
 
 MAX_OPS = 8
 

@@ -9,9 +9,8 @@ import pytest
 from mmcheck.replay import replay
 from mmcheck.scenario import load
 from proofs.systems import VERIFY_BOUNDS, BuddySystem, run_exploration
-
-from .buddy import BUDDY_MUTANTS
-from .catalogue import Mutant
+from properties.mutants import Mutant
+from properties.mutants.buddy import BUDDY_MUTANTS
 
 pytestmark = pytest.mark.quality
 
@@ -26,4 +25,3 @@ def test_explorer_finds_buddy_mutant(mutant: Mutant, tmp_path: Path, monkeypatch
         assert len(result.path) <= 6
         assert replay(load(saved)).divergence is not None
     assert replay(load(saved)).divergence is None
-

@@ -20,9 +20,8 @@ from proofs.verdict import Status
 from properties.machinery import counterexample_path
 from properties.minimise import failure_kind
 from properties.mmu_machine import MmuMachine, run_machine
-
-from .catalogue import Mutant
-from .walk import WALK_MUTANTS
+from properties.mutants import Mutant
+from properties.mutants.walk import WALK_MUTANTS
 
 MAX_OPS = 8
 

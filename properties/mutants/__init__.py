@@ -1,0 +1,53 @@
+"""The mutant catalogue: realistic defects of ``impl/`` the harness must catch, as an importable registry.
+
+Each :class:`Mutant` mirrors a real bug (a kernel commit or CVE from the
+linux-mm reference, an SDM misreading, a textbook error) and is applied only
+while a check runs, by patching ``impl/`` code in memory: the shipped
+implementation contains no bug switches.  :mod:`.hunt` runs the checks
+``verify`` runs for a mutant's layer with the mutant applied, and
+``mmcheck mutants`` / ``nox -s mutants`` print which caught each one.
+
+A layer adds its mutants as a tuple in a module of this package and lists it
+in :data:`MUTANTS`; :data:`properties.mutants.hunt.DETECTORS` says which
+checks hunt them.
+"""
+
+from __future__ import annotations
+
+from mmcheck.errors import UnknownMutant
+from properties.mutants.buddy import BUDDY_MUTANTS
+from properties.mutants.catalogue import Mutant, Patch, Replace, SourcePatch, swapped
+from properties.mutants.walk import WALK_MUTANTS
+
+MUTANTS: tuple[Mutant, ...] = WALK_MUTANTS + BUDDY_MUTANTS
+LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))
+
+__all__ = [
+    "LAYERS",
+    "MUTANTS",
+    "Mutant",
+    "Patch",
+    "Replace",
+    "SourcePatch",
+    "by_name",
+    "select",
+    "swapped",
+]
+
+
+def by_name(name: str) -> Mutant:
+    """The catalogued mutant called ``name``, or :class:`~mmcheck.errors.UnknownMutant`."""
+    for mutant in MUTANTS:
+        if mutant.name == name:
+            return mutant
+    raise UnknownMutant(f"no mutant named {name!r}: `mmcheck mutants --list` shows the catalogue")
+
+
+def select(layers: list[str] | None = None, names: list[str] | None = None) -> tuple[Mutant, ...]:
+    """The mutants of ``layers`` (all when None), or exactly those called ``names`` (each must exist)."""
+    if layers:
+        unknown = sorted(set(layers) - set(LAYERS))
+        if unknown:
+            raise UnknownMutant(f"no mutants in layer(s) {', '.join(unknown)}: layers are {', '.join(LAYERS)}")
+    chosen = [by_name(name) for name in names] if names else list(MUTANTS)
+    return tuple(m for m in chosen if not layers or m.layer in layers)
