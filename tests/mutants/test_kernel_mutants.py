@@ -95,3 +95,10 @@ def test_ci_kernel_machine_catches_mutant(
         print(f"\n  {name:28} caught: {len(scenario.ops)} ops, {seconds:.1f}s")
     assert len(scenario.ops) <= MAX_OPS, saved.read_text()
     assert failure_kind(scenario) is None, "the saved scenario must pass on the real implementation"
+
+
+def test_unmutated_kernel_survives_the_same_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The baseline: without a mutant the same run finds nothing, so the failures above are the mutants'."""
+    monkeypatch.setenv("MMCHECK_COUNTEREXAMPLES", str(tmp_path))
+    status, detail = run_machine(run_settings=ci_settings())
+    assert Status.CONFIRMED == status, detail
