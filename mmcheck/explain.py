@@ -13,9 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mmcheck.errors import MMCheckError
-from mmcheck.scenario import Access, Op, ReadPhys, Scenario, SetCpu, WritePhys
+from mmcheck.kernel_ops import KernelOp
+from mmcheck.kernelstory import changes as kernel_changes
+from mmcheck.kernelstory import rule as kernel_rule
+from mmcheck.replay import result_matches
+from mmcheck.scenario import Access, AllocPages, BuddyInfo, FreePages, Op, ReadPhys, Scenario, SetCpu, WritePhys
 from mmcheck.walkview import describe_walk
+from properties.abstraction import abstract_buddy, abstract_kernel
 from properties.drivers import DivergenceError, Lockstep
+from spec import buddy as spec_buddy
+from spec.buddy import BuddyState
+from spec.kernel_invariants import violations as kernel_violations
 from spec.mmu import MmuState
 from spec.permissions import Kind, Mode
 from spec.pte import P as PRESENT
@@ -79,32 +87,109 @@ def memory_changes(before: MmuState, after: MmuState) -> list[str]:
     return lines
 
 
+BUDDY_RULES = {
+    "alloc_pages": "take a free block of the smallest order that fits, split off the rest (__rmqueue_smallest, expand)",
+    "free_pages": "give the block back and merge it with its buddy while the buddy is free (__free_one_page)",
+    "buddyinfo": "count the free blocks of each order (/proc/buddyinfo)",
+}
+
+
+def narrate_buddy(op: Op) -> str:
+    """The buddy op and the rule of the allocator it runs."""
+    fields = ", ".join(f"{key} {value}" for key, value in op.to_json().items() if key != "op")
+    return f"{op.name}({fields}): {BUDDY_RULES[op.name]}"
+
+
+def buddy_changes(before: BuddyState, after: BuddyState) -> list[str]:
+    """Free blocks that left or joined the free lists."""
+    gone = [f"-{b.order}:{b.pfn:#x}" for b in sorted(before.free - after.free)]
+    came = [f"+{b.order}:{b.pfn:#x}" for b in sorted(after.free - before.free)]
+    return [f"    changed: free blocks (order:pfn) {' '.join(gone + came)}"] if gone or came else []
+
+
+BUDDY_INVARIANTS = (
+    spec_buddy.aligned_violations,
+    spec_buddy.disjoint_violations,
+    spec_buddy.coalesced_violations,
+    spec_buddy.conservation_violations,
+)
+
+
+def broken_invariants(lockstep: Lockstep) -> list[str]:
+    """The invariants the implementation's state, abstracted, breaks, each named by its function."""
+    try:
+        impl_kernel = lockstep.impl.kernel.kernel
+        if impl_kernel is not None:
+            return kernel_violations(abstract_kernel(impl_kernel))
+        state = abstract_buddy(lockstep.impl.buddy)
+    except Exception as exc:
+        return [f"the implementation's state cannot be abstracted: {type(exc).__name__}: {exc}"]
+    return [f"{check.__name__}: {problem}" for check in BUDDY_INVARIANTS for problem in check(state)]
+
+
+def divergence_lines(lockstep: Lockstep, exc: DivergenceError, index: int) -> list[str]:
+    """What broke at a divergence: the check, both sides, and the invariants of the implementation's state."""
+    d = exc.divergence
+    lines = [f"    DIVERGENCE: {d.reason}", f"      spec: {d.spec}", f"      impl: {d.impl}"]
+    broken = broken_invariants(lockstep)
+    if broken:
+        lines.append("    invariant broken in the implementation's state:")
+        lines += [f"      {problem}" for problem in broken]
+    else:
+        lines.append("    every state invariant holds on the implementation; the refinement check above is what broke")
+    lines.append(f"the implementation does not refine the spec at op {index}")
+    return lines
+
+
 def explain(scenario: Scenario) -> tuple[list[str], bool]:
-    """The narration, and whether the scenario ran without divergence or bad input."""
+    """The narration, and whether the scenario ran without divergence, bad input or unexpected result."""
     lines: list[str] = []
     if scenario.about:
         lines += [scenario.about, ""]
     lockstep = Lockstep(scenario.config)
     for index, op in enumerate(scenario.ops):
         before = lockstep.spec.state
-        narrator = NARRATORS.get(type(op))
-        story = narrator(op, before) if narrator else [f"{op.name}: {op.to_json()}"]
-        lines.append(f"[{index}] {story[0]}")
-        lines += [f"    {line.strip()}" for line in story[1:]]
+        kernel_before = lockstep.spec.kernel.kernel
+        buddy_before = lockstep.spec.buddy
+        if isinstance(op, KernelOp):
+            story = []
+        elif isinstance(op, AllocPages | FreePages | BuddyInfo):
+            story = [narrate_buddy(op)]
+        else:
+            narrator = NARRATORS.get(type(op))
+            story = narrator(op, before) if narrator else [f"{op.name}: {op.to_json()}"]
+        if story:
+            lines.append(f"[{index}] {story[0]}")
+            lines += [f"    {line.strip()}" for line in story[1:]]
         try:
             result = lockstep.apply(op)
         except DivergenceError as exc:
-            d = exc.divergence
-            lines += [f"    DIVERGENCE: {d.reason}", f"      spec: {d.spec}", f"      impl: {d.impl}"]
-            lines.append(f"the implementation does not refine the spec at op {index}")
+            if not story:
+                lines.append(f"[{index}] {op.name} {op.to_json()}")
+            lines += divergence_lines(lockstep, exc, index)
             return lines, False
         except MMCheckError as exc:
+            if not story:
+                lines.append(f"[{index}] {op.name} {op.to_json()}")
             lines += [f"    rejected as bad input: {exc}", "(the state is unchanged)"]
             return lines, False
+        kernel_after = lockstep.spec.kernel.kernel
+        if isinstance(op, KernelOp) and kernel_after is not None:
+            lines.append(f"[{index}] {kernel_rule(op, kernel_before, kernel_after, result)}")
+            if kernel_before is None:
+                frames = ", ".join(f"{pfn:#x}" for pfn in kernel_after.boot)
+                lines.append(f"    the kernel boots first: frames {frames} (zero page, kernel page, kernel tables)")
         lines.append(f"    result: {result}")
-        if not isinstance(op, WritePhys):
+        if isinstance(op, KernelOp) and kernel_after is not None:
+            lines += [f"    changed: {change}" for change in kernel_changes(kernel_before, kernel_after)]
+        elif isinstance(op, AllocPages | FreePages):
+            refused = lockstep.spec.buddy_error
+            if refused is not None:
+                lines.append(f"    refused, {type(refused).__name__}: {refused} (nothing changed)")
+            lines += buddy_changes(buddy_before, lockstep.spec.buddy)
+        elif not isinstance(op, WritePhys):
             lines += memory_changes(before, lockstep.spec.state)
-        if scenario.expected_results is not None and scenario.expected_results[index] != result:
+        if scenario.expected_results is not None and not result_matches(scenario.expected_results[index], result):
             lines.append(f"    UNEXPECTED: the scenario records {scenario.expected_results[index]}")
             return lines, False
     lines.append(f"all {len(scenario.ops)} ops ran; spec and implementation agree at every step")
