@@ -49,9 +49,10 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Buddy allocator throughput, impl against spec at 2**14 and 2**20 frames; JSON under results/."""
+    """Buddy allocator (2**14, 2**20 frames) and kernel layer (fork, COW, loads) throughput; JSON in results/."""
     session.install(".[check,bench]")
     session.run("python", "-m", "benchmarks.bench_buddy", *session.posargs)
+    session.run("python", "-m", "benchmarks.bench_kernel")
 
 
 @nox.session
@@ -69,3 +70,13 @@ def qemu(session: nox.Session) -> None:
         "MMCHECK_PROFILE": os.environ.get("MMCHECK_PROFILE", "ci"),
     }
     session.run("pytest", "-m", "qemu", "tests/test_qemu_oracle.py", *session.posargs, env=env)
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Each catalogued mutant against the ci checks of its layer; table, medians, ``mutants: K killed of N``.
+
+    Posargs go to ``mmcheck mutants`` (``--layer buddy``, ``--name wp-ignored``, ``--jobs 1``, ``-v``).
+    """
+    session.install("-e", ".[check]")
+    session.run("mmcheck", "mutants", *session.posargs)
