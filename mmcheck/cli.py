@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from mmcheck.buddyview import VIEW_MODELS, buddy_view
-from mmcheck.errors import MMCheckError
+from mmcheck.errors import MMCheckError, UnknownMutant
 from mmcheck.replay import MODELS, replay
 from mmcheck.scenario import KINDS, MODES, Access, load, parse_int
 from mmcheck.walkview import describe_walk
@@ -22,8 +23,16 @@ from spec.walk import walk
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from properties.mutants import recorded_mutant
+
     scenario = load(args.file)
-    report = replay(scenario, args.model)
+    mutant = None if args.no_mutant else recorded_mutant(scenario, args.mutant)
+    if mutant is not None:
+        print(f"replay: applying mutant {mutant.name} ({mutant.label}) to the implementation", file=sys.stderr)
+    with mutant.applied() if mutant is not None else contextlib.nullcontext():
+        report = replay(scenario, args.model)
     if args.json:
         out: dict[str, object] = {"results": report.results}
         if report.divergence is not None:
@@ -152,6 +161,41 @@ def cmd_draw(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mutants(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from properties.mutants import select
+    from properties.mutants.hunt import hunt_each, summary, table
+    from properties.recording import counterexample_folder
+
+    chosen = select(args.layer, args.name)
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:24} {m.layer:6} {m.mirrors}\n{'':31} catches it: {m.invariant}")
+        return 0
+    if not chosen:
+        raise UnknownMutant("no catalogued mutant matches both --layer and --name")
+    folder = Path(args.output) if args.output else counterexample_folder() / "mutants"
+    layers = ",".join(args.layer or []) or "all"
+    print(f"ARG layer {layers} mutants {len(chosen)} jobs {args.jobs} profile ci output {folder}", flush=True)
+    order = {m.name: i for i, m in enumerate(chosen)}
+    catches = []
+    for catch in hunt_each(chosen, folder, args.jobs):
+        catches.append(catch)
+        verdict = f"caught by {catch.caught_by}" if catch.killed else "SURVIVED"
+        print(f"  {len(catches):2}/{len(chosen)} {catch.mutant}: {verdict}", flush=True)
+    catches.sort(key=lambda c: order[c.mutant])
+    print("\n".join(table(catches)))
+    if args.verbose:
+        for c in catches:
+            for d in c.detections:
+                saved = f", {d.steps} ops: {d.scenario}" if d.scenario else ""
+                print(f"  {c.mutant} / {d.detector}: {d.status.value} in {d.seconds:.2f}s{saved} {d.detail}".rstrip())
+    print(f"counterexamples: {folder}/<mutant>.<detector>.json (mmcheck replay FILE re-applies the mutant)")
+    print("\n".join(summary(catches)))
+    return 0 if all(c.killed and not c.problems for c in catches) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmcheck",
@@ -163,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="scenario JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object with a results list")
     p.add_argument("--model", choices=MODELS, default="both", help="run one side only (default: both)")
+    p.add_argument(
+        "--mutant",
+        default=None,
+        help="apply this catalogued mutant to the implementation (default: the one the file records, if any)",
+    )
+    p.add_argument(
+        "--no-mutant", action="store_true", help="replay on the real implementation even if the file records a mutant"
+    )
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("walk", help="explain the page walk of one address, step by step")
@@ -209,6 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="spec: free sets, lowest pfn first; impl: free lists in the order allocation takes them",
     )
     p.set_defaults(func=cmd_buddy)
+
+    p = sub.add_parser("mutants", help="apply each catalogued bug to the implementation; show which check catches it")
+    p.add_argument("--layer", action="append", help="only mutants of this layer (repeatable): walk, buddy, ...")
+    p.add_argument("--name", action="append", help="only the mutant of this name (repeatable)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants hunted at once (default: cores)")
+    p.add_argument("--output", default=None, help="folder for counterexamples (default: <counterexamples>/mutants)")
+    p.add_argument("--list", action="store_true", help="list the catalogue (name, layer, what it mirrors) and exit")
+    p.add_argument("-v", "--verbose", action="store_true", help="every detector's verdict, time and scenario")
+    p.set_defaults(func=cmd_mutants)
 
     p = sub.add_parser(
         "draw", help="draw the page-table trees, shared and COW frames and free lists after a step of a scenario"

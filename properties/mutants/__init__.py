@@ -14,7 +14,8 @@ checks hunt them.
 
 from __future__ import annotations
 
-from mmcheck.errors import UnknownMutant
+from mmcheck.errors import ScenarioError, UnknownMutant
+from mmcheck.scenario import Scenario
 from properties.mutants.buddy import BUDDY_MUTANTS
 from properties.mutants.catalogue import Mutant, Patch, Replace, SourcePatch, swapped
 from properties.mutants.walk import WALK_MUTANTS
@@ -30,6 +31,7 @@ __all__ = [
     "Replace",
     "SourcePatch",
     "by_name",
+    "recorded_mutant",
     "select",
     "swapped",
 ]
@@ -51,3 +53,18 @@ def select(layers: list[str] | None = None, names: list[str] | None = None) -> t
             raise UnknownMutant(f"no mutants in layer(s) {', '.join(unknown)}: layers are {', '.join(LAYERS)}")
     chosen = [by_name(name) for name in names] if names else list(MUTANTS)
     return tuple(m for m in chosen if not layers or m.layer in layers)
+
+
+def recorded_mutant(scenario: Scenario, name: str | None = None) -> Mutant | None:
+    """The mutant called ``name``, else the one ``scenario`` records under ``"mutant"``, else None.
+
+    A counterexample found against a mutant diverges only while that mutant
+    is applied, so replaying it re-applies the mutant it names.
+    """
+    recorded = scenario.extra.get("mutant")
+    chosen = name or recorded
+    if chosen is None:
+        return None
+    if not isinstance(chosen, str):
+        raise ScenarioError("mutant", f"must be the name of a catalogued mutant, got {chosen!r}")
+    return by_name(chosen)

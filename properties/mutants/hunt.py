@@ -274,6 +274,11 @@ def table(catches: Iterable[Catch]) -> list[str]:
     return rows
 
 
+def alone_catch(catch: Catch, kind: str) -> Catch:
+    """``catch`` as if only the detectors of ``kind`` had run."""
+    return replace(catch, detections=tuple(d for d in catch.detections if d.kind == kind))
+
+
 def medians(catches: Sequence[Catch]) -> tuple[float | None, float | None]:
     """Median time to catch and median counterexample length over the killed mutants."""
     times = [c.seconds for c in catches if c.seconds is not None]
@@ -287,6 +292,13 @@ def summary(catches: Sequence[Catch]) -> list[str]:
     lines = []
     if time_median is not None and steps_median is not None:
         lines.append(f"median time to catch {time_median:.1f}s, median counterexample {steps_median:g} ops")
+    for kind in dict.fromkeys(d.kind for c in catches for d in c.detections):
+        alone = [alone_catch(c, kind) for c in catches]
+        caught = sum(a.killed for a in alone)
+        kind_time, kind_steps = medians(alone)
+        if kind_time is not None:
+            shown = f", median {kind_steps:g} ops" if kind_steps is not None else ""
+            lines.append(f"  {kind} alone: {caught} of {len(alone)}, median {kind_time:.1f}s{shown}")
     lines += [f"problem: {p}" for c in catches for p in c.problems]
     lines += [f"survived: {c.mutant} ({c.layer})" for c in catches if not c.killed]
     lines.append(f"mutants: {sum(c.killed for c in catches)} killed of {len(catches)}")
