@@ -1,0 +1,84 @@
+/*
+ * Loads and stores that may fault, for the Linux oracle (mmcheck/linux_oracle.py).
+ *
+ * Python cannot survive a SIGSEGV raised by its own memory access, and
+ * touching the page from another process would change the very COW state
+ * under test.  So the access is made here, in the model process itself,
+ * between sigsetjmp and a SIGSEGV/SIGBUS handler that siglongjmps back with
+ * the signal, its si_code and the hardware page-fault error code the kernel
+ * puts in the signal frame (uc_mcontext.gregs[REG_ERR], arch/x86/kernel/signal.c
+ * setup_sigcontext from thread.error_code, set by arch/x86/mm/fault.c
+ * set_signal_archinfo).
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <ucontext.h>
+
+static sigjmp_buf landing;
+static volatile sig_atomic_t armed;
+static volatile int64_t fault_info[4];
+
+static void on_fault(int sig, siginfo_t *si, void *raw)
+{
+	ucontext_t *uc = raw;
+
+	if (!armed) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	armed = 0;
+	fault_info[0] = sig;
+	fault_info[1] = si->si_code;
+	fault_info[2] = (int64_t)(uintptr_t)si->si_addr;
+	fault_info[3] = uc->uc_mcontext.gregs[REG_ERR];
+	siglongjmp(landing, 1);
+}
+
+int mmc_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_fault;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, NULL) || sigaction(SIGBUS, &sa, NULL))
+		return -1;
+	return 0;
+}
+
+static void copy_info(int64_t *info)
+{
+	for (int i = 0; i < 4; i++)
+		info[i] = fault_info[i];
+}
+
+/* Returns 0 and the word in *value, or the signal number with info[] = {sig, si_code, si_addr, error code}. */
+int mmc_load(uint64_t address, uint64_t *value, int64_t *info)
+{
+	if (sigsetjmp(landing, 1)) {
+		copy_info(info);
+		return (int)info[0];
+	}
+	armed = 1;
+	uint64_t word = *(volatile uint64_t *)(uintptr_t)address;
+	armed = 0;
+	*value = word;
+	return 0;
+}
+
+int mmc_store(uint64_t address, uint64_t value, int64_t *info)
+{
+	if (sigsetjmp(landing, 1)) {
+		copy_info(info);
+		return (int)info[0];
+	}
+	armed = 1;
+	*(volatile uint64_t *)(uintptr_t)address = value;
+	armed = 0;
+	return 0;
+}
