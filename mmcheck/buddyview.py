@@ -75,3 +75,22 @@ def buddy_view(scenario: Scenario, model: str = "spec") -> Iterator[str]:
             yield f"    refused, {type(runner.buddy_error).__name__}: {runner.buddy_error} (nothing changed)"
         else:
             yield from show()
+
+
+def buddy_json(scenario: Scenario, model: str = "spec") -> dict[str, object]:
+    """The same run as data: the free lists (pfns per order) at the start and after each op, refusals named."""
+    runner: SpecRunner | ImplRunner = SpecRunner(scenario.config) if model == "spec" else ImplRunner(scenario.config)
+
+    def lists() -> list[list[int]]:
+        return spec_free_lists(runner) if isinstance(runner, SpecRunner) else impl_free_lists(runner)
+
+    start = lists()
+    steps: list[dict[str, object]] = []
+    for op in scenario.ops:
+        step: dict[str, object] = {"op": op.to_json(), "result": runner.apply(op)}
+        if runner.buddy_error is not None and isinstance(op, BUDDY_OPS):
+            step["refused"] = f"{type(runner.buddy_error).__name__}: {runner.buddy_error}"
+        step["free_lists"] = lists()
+        steps.append(step)
+    config = scenario.config
+    return {"frames": config.frames, "max_order": config.max_order, "model": model, "start": start, "steps": steps}

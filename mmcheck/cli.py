@@ -77,10 +77,18 @@ def cmd_walk(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from mmcheck.explain import explain
+    import contextlib
 
-    lines, ok = explain(load(args.file))
-    print("\n".join(lines))
+    from mmcheck.explain import explain
+    from properties.mutants import recorded_mutant
+
+    scenario = load(args.file)
+    mutant = recorded_mutant(scenario)
+    if mutant is not None:
+        print(f"explain: applying mutant {mutant.name} ({mutant.label}) to the implementation", file=sys.stderr)
+    with mutant.applied() if mutant is not None else contextlib.nullcontext():
+        lines, ok = explain(scenario)
+    print(json.dumps({"ok": ok, "lines": lines}) if args.json else "\n".join(lines))
     return 0 if ok else 1
 
 
@@ -108,9 +116,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def cmd_quiz(args: argparse.Namespace) -> int:
-    from mmcheck.quiz import generate, render
+    from mmcheck.quiz import generate, quiz_json, render
 
-    print("\n".join(render(generate(args.topic, args.seed, args.questions), answers=args.c)))
+    quiz = generate(args.topic, args.seed, args.questions)
+    print(json.dumps(quiz_json(quiz, args.c)) if args.json else "\n".join(render(quiz, answers=args.c)))
     return 0
 
 
@@ -140,6 +149,11 @@ def cmd_oracle(args: argparse.Namespace) -> int:
 
 
 def cmd_buddy(args: argparse.Namespace) -> int:
+    from mmcheck.buddyview import buddy_json
+
+    if args.json:
+        print(json.dumps(buddy_json(load(args.file), args.model)))
+        return 0
     for line in buddy_view(load(args.file), args.model):
         print(line)
     return 0
@@ -227,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="narrate a scenario step by step: the rule that fired, what changed")
     p.add_argument("file", help="scenario JSON file (a counterexample, a regression, an example)")
+    p.add_argument("--json", action="store_true", help='print {"ok": ..., "lines": [...]}')
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("explore", help="model-check: every reachable state within a bound, breadth-first")
@@ -244,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same problem")
     p.add_argument("--questions", type=int, default=5, choices=range(1, 21), metavar="1..20")
     p.add_argument("-c", action="store_true", help="show the answers, worked out step by step")
+    p.add_argument("--json", action="store_true", help="print the problem (and with -c the answers) as JSON")
     p.set_defaults(func=cmd_quiz)
 
     p = sub.add_parser("oracle", help="run an MMU scenario on an independent oracle and compare with spec and impl")
@@ -260,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="spec",
         help="spec: free sets, lowest pfn first; impl: free lists in the order allocation takes them",
     )
+    p.add_argument("--json", action="store_true", help="print the free lists at the start and after each op as JSON")
     p.set_defaults(func=cmd_buddy)
 
     p = sub.add_parser("mutants", help="apply each catalogued bug to the implementation; show which check catches it")

@@ -155,3 +155,41 @@ def render(quiz: Quiz, answers: bool) -> list[str]:
     if not answers:
         lines += ["", "Run again with -c to see the answers worked out."]
     return lines
+
+
+def quiz_json(quiz: Quiz, answers: bool) -> dict[str, object]:
+    """The problem as data: memory words, control bits, questions, and with ``answers`` each result.
+
+    Results have the form ``mmcheck replay --json`` gives (``{"pa": "0x..."}``
+    or ``{"fault": {"vector": 14, "error_code": 7}}``).
+    """
+    state = mmu.initial(quiz.scenario.config.frames, 1)
+    ctl = Control()
+    memory: dict[str, str] = {}
+    for op in quiz.scenario.ops:
+        if isinstance(op, WritePhys):
+            state = mmu.write_phys(state, op.pa, op.value)
+            memory[hex(op.pa)] = hex(op.value)
+        elif isinstance(op, SetCpu):
+            ctl = Control(op.cr3, op.wp, op.smep, op.smap, op.ac, op.nxe, op.la57)
+    questions: list[dict[str, object]] = []
+    for op in quiz.accesses:
+        question: dict[str, object] = {"va": hex(op.va), "kind": op.kind, "mode": op.mode}
+        if answers:
+            outcome = walk(state.memory, ctl, op.va, Kind(op.kind), Mode(op.mode), state.maxphyaddr)
+            question["answer"] = answer_json(outcome)
+        questions.append(question)
+    controls = {name: getattr(ctl, name) for name in ("wp", "smep", "smap", "ac", "nxe")}
+    return {"topic": quiz.topic, "seed": quiz.seed, "memory": memory, "cr3": hex(ctl.cr3)} | {
+        "controls": controls,
+        "questions": questions,
+    }
+
+
+def answer_json(outcome: Outcome) -> dict[str, object]:
+    """An outcome as a replay result."""
+    if isinstance(outcome, Translation):
+        return {"pa": hex(outcome.pa)}
+    if isinstance(outcome, PageFault):
+        return {"fault": {"vector": 14, "error_code": outcome.error_code}}
+    return {"fault": {"vector": 13 if isinstance(outcome, GeneralProtection) else 18}}
