@@ -93,6 +93,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
+    from mmcheck.console import explore_figures, is_terminal, print_table, stats_table
     from proofs.explore import Stats
     from proofs.systems import BuddyBounds, BuddySystem, run_exploration
 
@@ -107,7 +108,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
         print(f"  ... {stats.distinct} states, depth {stats.depth}, {stats.rate:,.0f} states/s", flush=True)
 
     result, saved = run_exploration(BuddySystem(bounds), args.depth, args.max_states, args.layer, progress)
-    print(result.stats.summary())
+    if is_terminal():
+        print_table(stats_table("explore", explore_figures(result.stats)))
+    else:
+        print(result.stats.summary())
     if saved is not None:
         print(f"violation after {len(result.path or [])} ops: {result.reason}")
         print(f"shortest counterexample saved: {saved} (mmcheck replay {saved}; mmcheck explain {saved})")
@@ -150,9 +154,13 @@ def cmd_oracle(args: argparse.Namespace) -> int:
 
 def cmd_buddy(args: argparse.Namespace) -> int:
     from mmcheck.buddyview import buddy_json
+    from mmcheck.console import buddy_table, is_terminal, print_table
 
     if args.json:
         print(json.dumps(buddy_json(load(args.file), args.model)))
+        return 0
+    if is_terminal():
+        print_table(buddy_table(buddy_json(load(args.file), args.model)))
         return 0
     for line in buddy_view(load(args.file), args.model):
         print(line)
