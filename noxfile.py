@@ -80,3 +80,18 @@ def mutants(session: nox.Session) -> None:
     """
     session.install("-e", ".[check]")
     session.run("mmcheck", "mutants", *session.posargs)
+
+
+@nox.session
+def linux(session: nox.Session) -> None:
+    """Spec and impl against the live Linux kernel: COW, the zero page, pagemap and smaps (needs root and gcc).
+
+    ``MMCHECK_LINUX_SCENARIOS`` (default 300) sets how many generated
+    scenarios run; the scenario files under tests/scenarios/ run as well.
+    """
+    session.install("-e", ".[check]")
+    env = {
+        "MMCHECK_LINUX_SCENARIOS": os.environ.get("MMCHECK_LINUX_SCENARIOS", "300"),
+        "MMCHECK_PROFILE": os.environ.get("MMCHECK_PROFILE", "ci"),
+    }
+    session.run("pytest", "tests/test_linux_oracle.py", *session.posargs, env=env)

@@ -127,9 +127,42 @@ def cmd_quiz(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_oracle_linux(args: argparse.Namespace) -> int:
+    from mmcheck import linux_oracle
+
+    scenario = load(args.file)
+    verdict = linux_oracle.run(scenario)
+    if args.json:
+        steps = [{"op": s.op.to_json(), **{side: r for side, r in s.results.items()}} for s in verdict.steps]
+        out = {
+            "steps": steps,
+            "observations": {side: verdict.observations(side) for side in ("linux", *linux_oracle.MODELS)},
+            "disagreements": [
+                {"op": d.index, "model": d.model, "differs_in": list(d.what), "known": linux_oracle.known_divergence(d)}
+                for d in verdict.disagreements
+            ],
+        }
+        print(json.dumps(out))
+    else:
+        for step in verdict.steps:
+            print(f"{step.index:3} {json.dumps(step.op.to_json())}")
+            for side in ("linux", *linux_oracle.MODELS):
+                print(f"    {side:5} -> {json.dumps(step.results[side])}")
+                for line in step.snapshots[side].render():
+                    print(f"             {line}")
+    for d in verdict.disagreements:
+        known = linux_oracle.known_divergence(d)
+        print(
+            f"disagreement: {d.describe()}" + (f"\n  (reported divergence {known})" if known else ""), file=sys.stderr
+        )
+    return 0 if verdict.agree else 1
+
+
 def cmd_oracle(args: argparse.Namespace) -> int:
     from mmcheck.qemu_oracle import compare, run
 
+    if args.oracle == "linux":
+        return cmd_oracle_linux(args)
     scenario = load(args.file)
     qemu = run(scenario)
     verdict = compare(scenario, qemu)
@@ -270,9 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the problem (and with -c the answers) as JSON")
     p.set_defaults(func=cmd_quiz)
 
-    p = sub.add_parser("oracle", help="run an MMU scenario on an independent oracle and compare with spec and impl")
-    p.add_argument("oracle", choices=("qemu",), help="qemu: QEMU's x86 page walker in a bare-metal guest")
-    p.add_argument("file", help="scenario JSON file with write_phys, read_phys, set_cpu and access ops")
+    p = sub.add_parser("oracle", help="run a scenario on an independent oracle and compare with spec and impl")
+    p.add_argument(
+        "oracle",
+        choices=("qemu", "linux"),
+        help="qemu: QEMU's x86 page walker in a bare-metal guest; linux: this machine's kernel, in real processes",
+    )
+    p.add_argument(
+        "file",
+        help="scenario JSON file: MMU ops (write_phys, read_phys, set_cpu, access) for qemu, kernel ops for linux",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object with a results list")
     p.set_defaults(func=cmd_oracle)
 

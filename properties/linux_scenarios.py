@@ -1,0 +1,128 @@
+"""Small kernel-level scenarios for the live-kernel oracle (:mod:`mmcheck.linux_oracle`).
+
+One to three live processes, a few pages at the start of the oracle's window,
+and the operations the oracle can run: spawn, fork, exit, mmap (private or
+shared), munmap, mprotect, madvise(MADV_DONTNEED), switch, load, store, stat
+and pagemap.  Every scenario is valid input (each op names a live pid, each
+access runs on a CPU that runs a process), so any difference the oracle finds
+is a difference in behaviour.
+
+Mappings start on a few fixed slots but may overlap and touch each other, so
+VMA splits, replacements and adjacency all happen.  Shared mappings are one
+page long unless ``shared_pages`` says otherwise (see docs/linux-oracle.md,
+fault-around).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import strategies as st
+
+from mmcheck.kernel_ops import (
+    Exit,
+    Fork,
+    Load,
+    Madvise,
+    Mmap,
+    Mprotect,
+    Munmap,
+    PagemapOp,
+    Spawn,
+    StatOp,
+    Store,
+    Switch,
+)
+from mmcheck.linux_oracle import PAGE, WINDOW
+from mmcheck.scenario import Config, Op, Scenario
+
+BASE = WINDOW[0]
+PAGES = 8
+PROTS = ("rw-", "r--", "---", "-w-", "rwx", "r-x")
+MAX_LIVE = 3
+CPUS = 2
+
+
+@dataclass
+class Tracker:
+    """What the generator must know to keep a scenario valid: live pids, what each CPU runs."""
+
+    live: list[int] = field(default_factory=list)
+    next_pid: int = 1
+    current: list[int] = field(default_factory=lambda: [0] * CPUS)
+    ops: list[Op] = field(default_factory=list)
+
+    def add(self, op: Op) -> None:
+        self.ops.append(op)
+        if isinstance(op, Spawn | Fork):
+            self.live.append(self.next_pid)
+            self.next_pid += 1
+        elif isinstance(op, Exit):
+            self.live.remove(op.pid)
+            self.current = [0 if c == op.pid else c for c in self.current]
+        elif isinstance(op, Switch):
+            self.current[op.cpu] = op.pid
+
+
+def prots() -> st.SearchStrategy[str]:
+    """Mostly ``rw-`` and ``r--``, so neighbouring mappings often have equal protections (and Linux merges them)."""
+    return st.one_of(st.sampled_from(("rw-", "r--")), st.sampled_from(PROTS))
+
+
+def va(page: int, word: int = 0) -> int:
+    """The address of word ``word`` of scenario page ``page``."""
+    return BASE + page * PAGE + 8 * word
+
+
+@st.composite
+def linux_scenarios(draw: st.DrawFn, max_steps: int = 14, shared_pages: int = 1) -> Scenario:
+    """A valid scenario of 1 to ``max_steps`` operations after the first spawn."""
+    t = Tracker()
+    t.add(Spawn())
+    steps = draw(st.integers(1, max_steps))
+    kinds = ("mmap", "mmap", "access", "access", "access", "fork", "exit", "spawn", "unmap", "protect", "advise", "see")
+    for _ in range(steps):
+        kind = draw(st.sampled_from(kinds))
+        pid = draw(st.sampled_from(t.live))
+        if kind == "spawn" and len(t.live) < MAX_LIVE:
+            t.add(Spawn())
+        elif kind == "fork" and len(t.live) < MAX_LIVE:
+            t.add(Fork(pid))
+        elif kind == "exit" and len(t.live) > 1:
+            t.add(Exit(pid))
+        elif kind == "mmap":
+            shared = draw(st.booleans())
+            pages = draw(st.integers(1, shared_pages if shared else 3))
+            start = draw(st.integers(0, PAGES - pages))
+            t.add(Mmap(pid, va(start), pages, draw(prots()), shared))
+        elif kind in ("unmap", "protect", "advise"):
+            pages = draw(st.integers(1, 3))
+            start = va(draw(st.integers(0, PAGES - pages)))
+            if kind == "unmap":
+                t.add(Munmap(pid, start, pages))
+            elif kind == "protect":
+                t.add(Mprotect(pid, start, pages, draw(prots())))
+            else:
+                t.add(Madvise(pid, start, pages, "dontneed"))
+        elif kind == "see":
+            if draw(st.booleans()):
+                t.add(StatOp(pid))
+            else:
+                t.add(PagemapOp(pid, va(draw(st.integers(0, PAGES - 1)))))
+        else:
+            draw_access(draw, t, pid)
+    return Scenario(Config(frames=1024, cpus=CPUS), tuple(t.ops))
+
+
+def draw_access(draw: st.DrawFn, t: Tracker, pid: int) -> None:
+    """A load or store by ``pid``, switching a CPU to it first when none runs it."""
+    if pid in t.current:
+        cpu = t.current.index(pid)
+    else:
+        cpu = draw(st.integers(0, CPUS - 1))
+        t.add(Switch(cpu, pid))
+    address = va(draw(st.integers(0, PAGES - 1)), draw(st.integers(0, 1)))
+    if draw(st.booleans()):
+        t.add(Load(cpu, address))
+    else:
+        t.add(Store(cpu, address, draw(st.integers(1, 255))))

@@ -1,0 +1,216 @@
+"""The live Linux kernel as an oracle: scenario files, then generated scenarios, on the kernel and the models.
+
+``MMCHECK_LINUX_SCENARIOS`` sets how many generated scenarios run (default 5,
+so ``nox -s tests`` stays fast; ``nox -s linux`` asks for 300).  A
+disagreement is saved as a scenario file (``properties.recording``) with both
+sides' observations, and fails the test; a disagreement that is an instance
+of an already reported divergence (``linux_oracle.KNOWN_DIVERGENCES``) is
+counted and ends that scenario's comparison.  Without root, Linux, x86-64 or
+gcc every live test skips, saying which.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+
+from mmcheck import linux_oracle
+from mmcheck.cli import main
+from mmcheck.errors import OracleUnsupported
+from mmcheck.kernel_ops import KernelOp, Load, StatOp
+from mmcheck.replay import result_matches
+from mmcheck.scenario import OP_TYPES, Scenario, load
+from properties.linux_scenarios import linux_scenarios
+from properties.recording import save_counterexample
+
+UNAVAILABLE = linux_oracle.unavailable()
+needs_kernel = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"Linux oracle unavailable: {UNAVAILABLE}")
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+DIVERGENCES = SCENARIOS / "linux-divergences"
+ABSTRACTIONS = SCENARIOS / "linux-abstractions"
+DOC = Path(__file__).parent.parent / "docs" / "linux-oracle.md"
+GENERATED = int(os.environ.get("MMCHECK_LINUX_SCENARIOS", "5"))
+STATS: Counter[str] = Counter()
+
+
+def kernel_scenarios() -> list[object]:
+    """Scenario files made only of kernel-layer ops the oracle runs: the top level and ``linux-cow/``."""
+    params: list[object] = []
+    for path in sorted([*SCENARIOS.glob("*.json"), *(SCENARIOS / "linux-cow").glob("*.json")]):
+        raw = json.loads(path.read_text())
+        names = {op["op"] for op in raw.get("scenario", raw)["ops"]}
+        if names <= set(OP_TYPES) and all(issubclass(OP_TYPES[n], KernelOp) for n in names):
+            scenario = load(path)
+            try:
+                linux_oracle.check_supported(scenario)
+            except OracleUnsupported:
+                continue
+            params.append(pytest.param(path, id=path.parent.name + "/" + path.stem))
+    return params
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary(request: pytest.FixtureRequest) -> Iterator[None]:
+    """One line at the end: scenarios and steps run, agreement, known divergences, time per scenario."""
+    yield
+    if STATS["scenarios"]:
+        per = STATS["microseconds"] / STATS["scenarios"] / 1e3
+        known = ", ".join(f"{k[6:]}={v}" for k, v in sorted(STATS.items()) if k.startswith("known:")) or "none"
+        line = (
+            f"linux oracle: {STATS['scenarios']} generated scenarios ({STATS['steps']} steps) run on the live kernel"
+            f" and on spec and impl; {STATS['agree']} agree throughout; stopped at a known divergence: {known};"
+            f" {per:.0f} ms per scenario"
+        )
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line("\n" + line)
+
+
+def fail_with_saved(scenario: Scenario, verdict: linux_oracle.Verdict) -> None:
+    """Save the scenario with every side's observations and fail, naming the file."""
+    problem = "\n".join(d.describe() for d in verdict.disagreements)
+    extra = {f"{side}_observations": verdict.observations(side) for side in ("linux", "spec", "impl")}
+    path = save_counterexample("linux-oracle", scenario.config, list(scenario.ops), problem, **extra)
+    pytest.fail(f"{problem}\nscenario saved: {path} (run: mmcheck oracle linux {path})")
+
+
+@needs_kernel
+@pytest.mark.parametrize("path", kernel_scenarios())
+def test_scenario_file_agrees_with_the_kernel(path: Path) -> None:
+    """Spec, impl and the live kernel agree after every step; the kernel gives the results the file records."""
+    scenario = load(path)
+    verdict = linux_oracle.run(scenario)
+    assert verdict.agree, "\n".join(d.describe() for d in verdict.disagreements)
+    if scenario.expected_results is not None:
+        for index, (want, step) in enumerate(zip(scenario.expected_results, verdict.steps, strict=True)):
+            got = step.results["linux"]
+            if isinstance(step.op, StatOp):
+                assert linux_oracle.stats_agree(want, got, 0), f"op {index}: expected {want}, kernel gave {got}"
+            else:
+                assert result_matches(want, got), f"op {index}: expected {want}, kernel gave {got}"
+
+
+@needs_kernel
+@pytest.mark.linux
+@settings(max_examples=GENERATED)
+@given(linux_scenarios())
+def test_generated_scenarios_agree_with_the_kernel(scenario: Scenario) -> None:
+    """Every generated scenario: spec and impl agree with the kernel after every step, or hit a known divergence."""
+    started = time.monotonic()
+    verdict = linux_oracle.run(scenario)
+    STATS["microseconds"] += int((time.monotonic() - started) * 1e6)
+    STATS["scenarios"] += 1
+    STATS["steps"] += len(verdict.steps)
+    unknown = [d for d in verdict.disagreements if linux_oracle.known_divergence(d) is None]
+    if unknown:
+        fail_with_saved(scenario, verdict)
+    for name in {linux_oracle.known_divergence(d) for d in verdict.disagreements}:
+        STATS[f"known:{name}"] += 1
+    STATS["agree"] += verdict.agree
+
+
+@needs_kernel
+@pytest.mark.parametrize("path", sorted(DIVERGENCES.glob("*.json")), ids=lambda p: p.stem)
+def test_reported_divergence_still_shows(path: Path) -> None:
+    """Each reported divergence reproduces on this kernel, first at the recorded op, and is recognised by name."""
+    scenario = load(path)
+    verdict = linux_oracle.run(scenario)
+    first = scenario.extra["first_disagreement"]
+    assert {"spec", "impl"} == {d.model for d in verdict.disagreements}
+    for d in verdict.disagreements:
+        assert (first["op"], first["differs_in"]) == (d.index, list(d.what))
+        assert scenario.extra["divergence"] == linux_oracle.known_divergence(d)
+
+
+def divergence_params() -> list[object]:
+    """Each reported divergence, marked xfail (strict) with its reason and scenario path."""
+    params: list[object] = []
+    for path in sorted(DIVERGENCES.glob("*.json")):
+        reason = linux_oracle.KNOWN_DIVERGENCES.get(path.stem, f"unknown divergence {path}")
+        params.append(pytest.param(path, id=path.stem, marks=pytest.mark.xfail(strict=True, reason=reason)))
+    return params
+
+
+@needs_kernel
+@pytest.mark.parametrize("path", divergence_params())
+def test_reported_divergence_is_fixed_in_the_model(path: Path) -> None:
+    """The models agree with the kernel on each reported divergence (xfail until the kernel layer models it)."""
+    verdict = linux_oracle.run(load(path))
+    assert verdict.agree, "\n".join(d.describe() for d in verdict.disagreements)
+
+
+@needs_kernel
+@pytest.mark.parametrize("path", sorted(ABSTRACTIONS.glob("*.json")), ids=lambda p: p.stem)
+def test_documented_abstraction_still_shows(path: Path) -> None:
+    """Each documented abstraction is real on this kernel: the models differ from it exactly as recorded."""
+    scenario = load(path)
+    verdict = linux_oracle.run(scenario)
+    first = scenario.extra["first_disagreement"]
+    assert {"spec", "impl"} == {d.model for d in verdict.disagreements}
+    for d in verdict.disagreements:
+        assert (first["op"], first["differs_in"]) == (d.index, list(d.what))
+
+
+def test_every_divergence_and_abstraction_is_documented() -> None:
+    """Each divergence and abstraction scenario has a section in docs/linux-oracle.md, and a name the code knows."""
+    doc = DOC.read_text()
+    for path in sorted(DIVERGENCES.glob("*.json")):
+        assert path.stem in linux_oracle.KNOWN_DIVERGENCES, path
+        assert f"`{path.stem}`" in doc, path
+    for path in sorted(ABSTRACTIONS.glob("*.json")):
+        assert f"`{path.stem}`" in doc, path
+
+
+def test_pss_rounding_allowance_is_exact() -> None:
+    """Pss may differ only by the per-VMA rounding: never above the model, at most one kB per extra fractional VMA."""
+    assert linux_oracle.pss_agrees(5, 5, 0)
+    assert not linux_oracle.pss_agrees(5, 4, 1)
+    assert linux_oracle.pss_agrees(5, 4, 2)
+    assert not linux_oracle.pss_agrees(5, 3, 2)
+    assert not linux_oracle.pss_agrees(4, 5, 3)
+
+
+def test_oracle_refuses_what_it_cannot_run_faithfully() -> None:
+    """Supervisor accesses, fetches, pins and ranges outside the window are refused, naming the op."""
+    base = load(SCENARIOS / "linux-kernel-cow-fork.json")
+    bad = [
+        Load(0, 0x100000000000, "supervisor"),
+        OP_TYPES["fetch"].from_json({"cpu": 0, "va": "0x100000000000"}, "x"),
+        OP_TYPES["pin"].from_json({"pid": 1, "va": "0x100000000000"}, "x"),
+        OP_TYPES["mmap"].from_json({"pid": 1, "va": "0x10000", "pages": 1, "prot": "rw-"}, "x"),
+    ]
+    for op in bad:
+        with pytest.raises(OracleUnsupported, match=rf"ops\[{len(base.ops)}\] \({op.name}\)"):
+            linux_oracle.check_supported(Scenario(base.config, (*base.ops, op)))
+
+
+@needs_kernel
+def test_cli_prints_both_sides_and_exits_0_on_agreement(capsys: pytest.CaptureFixture[str]) -> None:
+    """``mmcheck oracle linux FILE`` prints the kernel's and the models' observations; 0 when they agree."""
+    assert 0 == main(["oracle", "linux", str(SCENARIOS / "linux-kernel-cow-fork.json")])
+    out = capsys.readouterr().out
+    assert "linux -> " in out and "spec  -> " in out
+
+
+@needs_kernel
+def test_cli_exits_1_on_disagreement(capsys: pytest.CaptureFixture[str]) -> None:
+    """A scenario the models get wrong makes the CLI exit 1 and print the disagreement."""
+    assert 1 == main(["oracle", "linux", str(ABSTRACTIONS / "shmem-fault-around.json")])
+    assert "differ in present pages" in capsys.readouterr().err
+
+
+def test_cli_exits_2_without_the_kernel(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not root (or not Linux): exit 2 with the reason."""
+    monkeypatch.setattr(linux_oracle, "unavailable", lambda: "the Linux oracle needs root")
+    assert 2 == main(["oracle", "linux", str(SCENARIOS / "linux-kernel-cow-fork.json")])
+    assert "needs root" in capsys.readouterr().err
