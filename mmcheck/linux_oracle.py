@@ -42,11 +42,16 @@ They can differ only when a VMA holds a page mapped by a number of PTEs that
 does not divide 4 (a kB is a quarter page), by less than one kB per such VMA:
 :func:`pss_agrees` allows exactly that and no more.
 
+A pin is a read-only ``get_user_pages`` reference, as ``vmsplice`` takes one
+(fs/splice.c ``vmsplice_to_pipe`` → ``iov_iter_get_pages2``, no FOLL_WRITE):
+the worker vmsplices the word into a new pipe and hands the pipe to the
+driver, so the pin outlives the process; ``read_pin`` ``tee``s the pipe into
+another and reads that (the pin stays), ``unpin`` closes it.
+
 ``switch`` has no live counterpart (each model process runs when it is sent a
 command; one CPU is enough).  What the oracle refuses
 (:class:`OracleUnsupported`) rather than answer wrongly: supervisor-mode
-accesses, ``fetch`` (it would execute the page's bytes), pins (see
-docs/linux-oracle.md), huge mappings, operations outside the kernel layer,
+accesses, ``fetch`` (it would execute the page's bytes), huge mappings, operations outside the kernel layer,
 ranges in user space outside the scenario window (they could hit the worker's
 own memory), and scenarios in which the model runs out of frames (the live
 kernel has far more memory than a scenario's config).
@@ -82,6 +87,7 @@ from mmcheck.errors import (
     OracleUnsupported,
     UnknownCpu,
     UnknownPid,
+    UnknownPin,
 )
 from mmcheck.kernel_ops import (
     Exit,
@@ -180,6 +186,10 @@ def libc() -> ctypes.CDLL:
     lib = ctypes.CDLL(None, use_errno=True)
     lib.mmap.restype = ctypes.c_void_p
     lib.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    lib.vmsplice.restype = ctypes.c_ssize_t
+    lib.vmsplice.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint]
+    lib.tee.restype = ctypes.c_ssize_t
+    lib.tee.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint]
     for name in ("munmap", "mprotect", "madvise"):
         fn = getattr(lib, name)
         fn.restype = ctypes.c_int
@@ -330,6 +340,9 @@ class Worker:
             if command == "fork":
                 self.fork(fds[0])
                 continue
+            if command == "pin":
+                self.pin(*args)
+                continue
             send(self.sock, getattr(self, f"do_{command}")(*args))
 
     def fork(self, fd: int) -> None:
@@ -343,6 +356,20 @@ class Worker:
             return
         child_sock.close()
         send(self.sock, ("forked", pid))
+
+    def pin(self, va: int) -> None:
+        """vmsplice the word at ``va`` into a new pipe (a read-only GUP reference) and hand the pipe to the driver."""
+        r, w = os.pipe()
+        iov = (ctypes.c_uint64 * 2)(va, 8)  # struct iovec {iov_base, iov_len}
+        done = self.lib.vmsplice(w, iov, 1, 0)
+        code = ctypes.get_errno()
+        os.close(w)
+        if done < 0:
+            os.close(r)
+            send(self.sock, ("error", errno.errorcode.get(code, str(code))))
+            return
+        send(self.sock, ("pinned",), [r])
+        os.close(r)
 
     def syscall_result(self, ret: int) -> tuple[str, ...]:
         """``("ok",)`` or ``("error", "EINVAL")``."""
@@ -503,6 +530,9 @@ class LinuxRun:
         self.started: list[Proc] = []
         self.next_pid = 1
         self.current: list[int] = [0] * config.cpus
+        self.received: list[int] = []
+        self.pins: dict[int, int] = {}
+        self.next_pin = 1
 
     def __enter__(self) -> LinuxRun:
         return self
@@ -518,6 +548,9 @@ class LinuxRun:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.real_pid, signal.SIGKILL)
             proc.sock.close()
+        for fd in self.pins.values():
+            os.close(fd)
+        self.pins.clear()
         for proc in self.started:
             if proc.direct:
                 with contextlib.suppress(ChildProcessError):
@@ -534,7 +567,7 @@ class LinuxRun:
     def reply(self, proc: Proc, what: str) -> tuple[Any, ...]:
         proc.sock.settimeout(REPLY_TIMEOUT)
         try:
-            answer, _ = receive(proc.sock)
+            answer, self.received = receive(proc.sock)
         except (TimeoutError, OSError, EOFError) as exc:
             raise OracleError(f"worker {proc.real_pid} gave no answer to {what!r}: {exc}") from exc
         if answer[0] == "crashed":
@@ -621,6 +654,8 @@ class LinuxRun:
             if answer[0] == "signal":
                 return {"signal": signal.Signals(answer[1]).name, "error_code": answer[2]}
             return {"value": answer[1]} if answer[0] == "value" else {"ok": True}
+        if isinstance(op, PinOp | ReadPin | Unpin):
+            return self.apply_pin(op)
         if isinstance(op, StatOp):
             return stat_of(read_smaps(self.proc(op.pid).real_pid))
         if isinstance(op, PagemapOp):
@@ -630,6 +665,30 @@ class LinuxRun:
             pfn = entry & PM_PFN_MASK if present else 0
             return {"present": present, "pfn": pfn, "exclusive": bool(entry & PM_MMAP_EXCLUSIVE)}
         return self.apply_mapping(op)
+
+    def apply_pin(self, op: PinOp | ReadPin | Unpin) -> Result:
+        """A pin is a pipe holding a vmsplice'd word; reading it tees the pipe (so it stays), unpinning closes it."""
+        if isinstance(op, PinOp):
+            answer = self.ask(self.proc(op.pid), ("pin", op.va))
+            if answer[0] == "error":
+                return {"error": answer[1]}
+            number = self.next_pin
+            self.next_pin += 1
+            self.pins[number] = self.received[0]
+            return {"pin": number}
+        if op.pin not in self.pins:
+            raise UnknownPin(f"pin {op.pin} is not held: allowed {sorted(self.pins)}")
+        if isinstance(op, Unpin):
+            os.close(self.pins.pop(op.pin))
+            return {"ok": True}
+        r, w = os.pipe()
+        try:
+            if libc().tee(self.pins[op.pin], w, 8, 0) != 8:
+                raise OracleError(f"tee of pin {op.pin} failed: {os.strerror(ctypes.get_errno())}")
+            return {"value": int.from_bytes(os.read(r, 8), "little")}
+        finally:
+            os.close(r)
+            os.close(w)
 
     def apply_mapping(self, op: Op) -> Result:
         """mmap, munmap, mprotect, madvise: the real system call in the worker."""
@@ -769,8 +828,8 @@ def check_supported(scenario: Scenario) -> None:
             raise OracleUnsupported(f"{where}: the Linux oracle runs kernel-layer operations only")
         if isinstance(op, Fetch):
             raise OracleUnsupported(f"{where}: a fetch would execute the page's bytes; not run on the live kernel")
-        if isinstance(op, PinOp | ReadPin | Unpin):
-            raise OracleUnsupported(f"{where}: pins are not run on the live kernel (see docs/linux-oracle.md)")
+        if isinstance(op, PinOp) and outside_window(op.va, 8):
+            raise OracleUnsupported(f"{where}: {op.va:#x} is in user space outside the scenario window")
         if isinstance(op, Load | Store) and op.mode != "user":
             raise OracleUnsupported(f"{where}: a user process cannot make a supervisor-mode access")
         if isinstance(op, Load | Store) and outside_window(op.va, 8):

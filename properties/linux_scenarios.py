@@ -28,13 +28,17 @@ from mmcheck.kernel_ops import (
     Mprotect,
     Munmap,
     PagemapOp,
+    PinOp,
+    ReadPin,
     Spawn,
     StatOp,
     Store,
     Switch,
+    Unpin,
 )
 from mmcheck.linux_oracle import PAGE, WINDOW
 from mmcheck.scenario import Config, Op, Scenario
+from properties.drivers import SpecRunner
 
 BASE = WINDOW[0]
 PAGES = 8
@@ -43,17 +47,31 @@ MAX_LIVE = 3
 CPUS = 2
 
 
+CONFIG = Config(frames=1024, cpus=CPUS)
+
+
 @dataclass
 class Tracker:
-    """What the generator must know to keep a scenario valid: live pids, what each CPU runs."""
+    """What the generator must know to keep a scenario valid: live pids, what each CPU runs, pins held.
+
+    Whether a pin succeeds depends on the mapping, so the spec runs along to
+    tell which pin numbers exist.
+    """
 
     live: list[int] = field(default_factory=list)
     next_pid: int = 1
     current: list[int] = field(default_factory=lambda: [0] * CPUS)
     ops: list[Op] = field(default_factory=list)
+    pins: list[int] = field(default_factory=list)
+    spec: SpecRunner = field(default_factory=lambda: SpecRunner(CONFIG))
 
     def add(self, op: Op) -> None:
         self.ops.append(op)
+        result = self.spec.apply(op)
+        if "pin" in result:
+            self.pins.append(result["pin"])
+        if isinstance(op, Unpin):
+            self.pins.remove(op.pin)
         if isinstance(op, Spawn | Fork):
             self.live.append(self.next_pid)
             self.next_pid += 1
@@ -75,12 +93,14 @@ def va(page: int, word: int = 0) -> int:
 
 
 @st.composite
-def linux_scenarios(draw: st.DrawFn, max_steps: int = 14, shared_pages: int = 1) -> Scenario:
-    """A valid scenario of 1 to ``max_steps`` operations after the first spawn."""
+def linux_scenarios(draw: st.DrawFn, max_steps: int = 14, shared_pages: int = 1, pins: bool = True) -> Scenario:
+    """A valid scenario of 1 to ``max_steps`` operations after the first spawn; ``pins`` adds pin ops."""
     t = Tracker()
     t.add(Spawn())
     steps = draw(st.integers(1, max_steps))
-    kinds = ("mmap", "mmap", "access", "access", "access", "fork", "exit", "spawn", "unmap", "protect", "advise", "see")
+    kinds: tuple[str, ...] = ("mmap", "mmap", "access", "access", "access", "fork", "exit", "spawn", "unmap")
+    kinds += ("protect", "advise", "see")
+    kinds += ("pin",) if pins else ()
     for _ in range(steps):
         kind = draw(st.sampled_from(kinds))
         pid = draw(st.sampled_from(t.live))
@@ -104,6 +124,8 @@ def linux_scenarios(draw: st.DrawFn, max_steps: int = 14, shared_pages: int = 1)
                 t.add(Mprotect(pid, start, pages, draw(prots())))
             else:
                 t.add(Madvise(pid, start, pages, "dontneed"))
+        elif kind == "pin":
+            draw_pin(draw, t, pid)
         elif kind == "see":
             if draw(st.booleans()):
                 t.add(StatOp(pid))
@@ -111,7 +133,18 @@ def linux_scenarios(draw: st.DrawFn, max_steps: int = 14, shared_pages: int = 1)
                 t.add(PagemapOp(pid, va(draw(st.integers(0, PAGES - 1)))))
         else:
             draw_access(draw, t, pid)
-    return Scenario(Config(frames=1024, cpus=CPUS), tuple(t.ops))
+    return Scenario(CONFIG, tuple(t.ops))
+
+
+def draw_pin(draw: st.DrawFn, t: Tracker, pid: int) -> None:
+    """Take a pin on a word of ``pid``, or read or release one held."""
+    choice = draw(st.sampled_from(("pin", "read", "read", "unpin"))) if t.pins else "pin"
+    if choice == "pin":
+        t.add(PinOp(pid, va(draw(st.integers(0, PAGES - 1)), draw(st.integers(0, 1)))))
+    elif choice == "read":
+        t.add(ReadPin(draw(st.sampled_from(t.pins))))
+    else:
+        t.add(Unpin(draw(st.sampled_from(t.pins))))
 
 
 def draw_access(draw: st.DrawFn, t: Tracker, pid: int) -> None:

@@ -181,12 +181,12 @@ def test_pss_rounding_allowance_is_exact() -> None:
 
 
 def test_oracle_refuses_what_it_cannot_run_faithfully() -> None:
-    """Supervisor accesses, fetches, pins and ranges outside the window are refused, naming the op."""
+    """Supervisor accesses, fetches, and addresses or ranges outside the window are refused, naming the op."""
     base = load(SCENARIOS / "linux-kernel-cow-fork.json")
     bad = [
         Load(0, 0x100000000000, "supervisor"),
         OP_TYPES["fetch"].from_json({"cpu": 0, "va": "0x100000000000"}, "x"),
-        OP_TYPES["pin"].from_json({"pid": 1, "va": "0x100000000000"}, "x"),
+        OP_TYPES["pin"].from_json({"pid": 1, "va": "0x7fff00000000"}, "x"),
         OP_TYPES["mmap"].from_json({"pid": 1, "va": "0x10000", "pages": 1, "prot": "rw-"}, "x"),
     ]
     for op in bad:
