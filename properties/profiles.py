@@ -10,6 +10,9 @@ run behaves the same locally and in CI.
 - ``ci``: derandomized (same examples every run), no database, budgeted for
   ``nox -s verify`` on 2 cores.
 - ``thorough``: randomized, many more examples and longer runs, for hunting.
+- ``mutmut``: derandomized, no database, a small budget: mutation testing
+  runs the fast refinement tests once per mutant and its verdicts must be
+  reproducible.  Chosen by default when mutmut's ``MUTANT_UNDER_TEST`` is set.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 
 from hypothesis import HealthCheck, Phase, settings
 
-PROFILES = ("dev", "ci", "thorough")
+PROFILES = ("dev", "ci", "thorough", "mutmut")
 _BASE = settings.get_profile("default")
 _QUIET = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
 
@@ -46,10 +49,23 @@ settings.register_profile(
     suppress_health_check=_QUIET,
 )
 
+settings.register_profile(
+    "mutmut",
+    parent=_BASE,
+    max_examples=60,
+    stateful_step_count=30,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=False,
+    suppress_health_check=_QUIET,
+)
+
 
 def load(name: str | None = None) -> str:
-    """Load profile ``name`` (or ``$MMCHECK_PROFILE``, or ``dev``) and return its name."""
-    chosen = name or os.environ.get("MMCHECK_PROFILE", "dev")
+    """Load profile ``name`` (or ``$MMCHECK_PROFILE``, or ``mutmut`` under mutmut, or ``dev``) and return its name."""
+    default = "mutmut" if "MUTANT_UNDER_TEST" in os.environ else "dev"
+    chosen = name or os.environ.get("MMCHECK_PROFILE", default)
     if chosen not in PROFILES:
         raise ValueError(f"unknown Hypothesis profile {chosen!r}: allowed {', '.join(PROFILES)}")
     settings.load_profile(chosen)
