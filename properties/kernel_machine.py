@@ -3,8 +3,13 @@
 Hypothesis drives a :class:`~properties.recording.RecordingLockstep` with the
 kernel-layer operations over a few pages in two regions (one page table each,
 in different page directories, so tables are allocated and freed) on a small
-memory, so ENOMEM happens.  After every operation the lockstep runner has
-checked that
+memory, so ENOMEM happens.  Every program starts where COW starts: a running
+parent with a private writable mapping, one page written, and a forked child
+(five operations); at most two processes live at a time.  Rules are few and
+coarse (process, mapping, access, pins, observe) because Hypothesis's swarm
+testing switches whole rules off per example, and the draws inside them are
+weighted towards private writable mappings and stores to mapped pages.
+After every operation the lockstep runner has checked that
 
 - the implementation and the L1 spec gave the same result, or refused bad
   input with the same error class and changed nothing;
