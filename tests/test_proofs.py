@@ -185,12 +185,12 @@ def test_error_code_mutant_is_refuted() -> None:
 # -- verdicts -----------------------------------------------------------------------------------------------------
 
 
-def test_solver_timeout_is_unknown() -> None:
-    """A claim Z3 cannot settle in 1 ms (factoring a 62-bit semiprime) is unknown, not a pass."""
-    x, y = z3.BitVecs("x y", 64)
-    n = 2_147_483_647 * 2_147_483_629
-    claim = z3.Implies(z3.And(z3.UGT(x, 1), z3.UGT(y, 1), z3.ULT(x, 1 << 32), z3.ULT(y, 1 << 32)), x * y != n)
-    status, detail = lemmas.prove(claim, timeout_ms=1)
+def test_solver_timeout_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the solver gives up (here: told it ran out of time), the verdict is unknown, not a pass."""
+    monkeypatch.setattr(z3.Solver, "check", lambda self, *args: z3.unknown)
+    monkeypatch.setattr(z3.Solver, "reason_unknown", lambda self: "timeout")
+    x = z3.BitVec("x", 64)
+    status, detail = lemmas.prove(x == x)
     assert Status.UNKNOWN == status
     assert "solver" in detail
     assert not Verdict("t", status).passed
