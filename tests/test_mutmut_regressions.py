@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from impl.buddy import LIMIT_ORDER, BuddyAllocator
-from impl.mmu import READ, Mmu
+from impl.mmu import READ, Fault, Mmu
 from impl.physmem import PhysMem
 from mmcheck.errors import MMCheckError, NotAllocated
 from mmcheck.scenario import Access, AllocPages, Config, FreePages, Op, SetCpu, WritePhys
@@ -150,3 +150,14 @@ def test_entry_bits_at_and_above_maxphyaddr(maxphyaddr: int, bit: int, expected:
     for op in leaf_path(0x5007 | 1 << bit):
         lock.apply(op)
     assert expected == lock.apply(Access(0, 0x0, "read", "user"))
+
+
+def test_default_maxphyaddr_is_the_scenario_default() -> None:
+    """An Mmu built without MAXPHYADDR uses the scenario default (46): bit 46 of an entry is reserved."""
+    mmu = Mmu(PhysMem(16), 1)
+    for op in leaf_path(0x5007 | 1 << Config(frames=16).maxphyaddr):
+        if isinstance(op, WritePhys):
+            mmu.mem.write(op.pa, op.value)
+    mmu.set_cpu(0, cr3=0x1000, wp=False, smep=False, smap=False, ac=False, nxe=False, la57=False)
+    fault = mmu.access(0, 0x0, READ, True)
+    assert isinstance(fault, Fault) and (14, 0xD) == (fault.vector, fault.error_code)
