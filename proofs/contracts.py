@@ -32,7 +32,7 @@ from proofs.verdict import Status, Verdict, check, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 PER_CONDITION_TIMEOUT = 4.0
-BUDGET_SECONDS = 60.0
+BUDGET_SECONDS = 150.0
 
 _REPORT = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<level>error|info|warning): (?P<message>.*)$")
 CONFIRMED_ALL_PATHS = "Confirmed over all paths."
