@@ -20,9 +20,13 @@ def _workers() -> list[str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The pytest suite (unit tests, scenario regressions, fast machine runs)."""
+    """The pytest suite (unit tests, scenario regressions, fast machine runs).
+
+    Checks marked ``slow`` repeat what ``verify`` and ``mutants`` run; pass
+    ``-- -m ""`` to include them.
+    """
     session.install("-e", ".[check]")
-    session.run("pytest", *_workers(), *session.posargs)
+    session.run("pytest", *_workers(), "-m", "not slow", *session.posargs)
 
 
 @nox.session

@@ -54,6 +54,8 @@ def test_ci_machine_catches_buddy_mutant(
     assert failure_kind(scenario) is None, "the saved scenario must pass on the real implementation"
 
 
+# The same run as verify's ci machine check; nox -s mutants and verify cover it, nox -s tests skips it.
+@pytest.mark.slow
 def test_unmutated_allocator_survives_the_same_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The baseline: without a mutant the same run finds nothing, so the failures above are the mutants'."""
     monkeypatch.setenv("MMCHECK_COUNTEREXAMPLES", str(tmp_path))

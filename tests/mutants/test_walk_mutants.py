@@ -69,6 +69,8 @@ def test_mutant_patch_still_applies(mutant: Mutant) -> None:
         pass
 
 
+# The same run as verify's ci machine check; nox -s mutants and verify cover it, nox -s tests skips it.
+@pytest.mark.slow
 def test_unmutated_walker_survives_the_same_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The baseline: without a mutant the same run finds nothing, so the failures above are the mutants'."""
     monkeypatch.setenv("MMCHECK_COUNTEREXAMPLES", str(tmp_path))
