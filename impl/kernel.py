@@ -263,7 +263,7 @@ class Kernel:
             if pfn != self.zero_pfn:
                 self._get(pfn)
                 self.flags[pfn] &= ~PG_EXCLUSIVE
-        vmas = parent.vmas.copy()
+        vmas = parent.vmas.fork_copy()
         for vma in vmas:
             if vma.shared:
                 self.obj_users[vma.obj] += 1
@@ -315,6 +315,12 @@ class Kernel:
         if upper is not None and upper.shared:
             self.obj_users[upper.obj] += 1
 
+    def _merge(self, proc: Process, lo: int, hi: int) -> None:
+        """Merge compatible VMAs meeting in ``lo .. hi`` (mm/vma.c); a shared one merged away drops its object use."""
+        for vma in proc.vmas.merge(lo, hi):
+            if vma.shared:
+                self.obj_users[vma.obj] -= 1
+
     def _unmap(self, proc: Process, lo: int, hi: int) -> None:
         """Zap, remove the VMAs, free the tables no VMA reaches, drop unused objects."""
         self._zap(proc, lo, hi)
@@ -347,6 +353,7 @@ class Kernel:
             self.objects[obj] = {}
             self.obj_users[obj] = 1
         proc.vmas.insert(Vma(lo, lo + pages, rwx, shared, obj))
+        self._merge(proc, lo, lo + pages)
         return OK
 
     def munmap(self, pid: int, va: int, pages: int) -> Result:
@@ -374,6 +381,7 @@ class Kernel:
             vma.read, vma.write, vma.exec = rwx
             for _, pa, entry in list(self.user_ptes(proc, vma.start, vma.end)):
                 self.mem.write(pa, self._changed(vma, entry))
+        self._merge(proc, lo, end)
         return OK if end == hi else errno("ENOMEM")
 
     def _changed(self, vma: Vma, entry: int) -> int:
@@ -463,7 +471,7 @@ class Kernel:
             return None
         pfn = self._alloc(("page", proc.pid, vpn, 0))
         self.refcount[pfn], self.mapcount[pfn], self.flags[pfn] = 1, 1, PG_ANON | PG_EXCLUSIVE
-        vma.anon = True
+        proc.vmas.prepare_anon(vma)
         self.mem.write(pa, self._leaf(vma, pfn, True))
         return None
 
@@ -495,7 +503,7 @@ class Kernel:
         if old != self.zero_pfn:
             self.mem.copy_frame(old, new)
         self.refcount[new], self.mapcount[new], self.flags[new] = 1, 1, PG_ANON | PG_EXCLUSIVE
-        vma.anon = True
+        proc.vmas.prepare_anon(vma)
         self.mem.write(pa, (entry & ~_PFN) | (new << 12) | _RW | _D)
         self._put(old)
         return None

@@ -3,7 +3,11 @@
 Linux keeps VMAs in a maple tree (mm/mmap.c, lib/maple_tree.c); a sorted
 Python list with ``bisect`` gives the same O(log n) lookup for the sizes
 modelled here.  VMAs are split at range edges (``__split_vma``, mm/vma.c)
-and never merged.  Page numbers (vpn), not addresses, throughout.
+and merged with compatible neighbours where mmap and mprotect change them
+(``vma_merge_new_range``, ``vma_merge_existing_range``, Linux 6.18).
+``anon`` labels the VMA's ``anon_vma`` within its address space (0: none);
+``forked`` marks one fork gave it (its ``anon_vma_chain`` is not singular).
+Page numbers (vpn), not addresses, throughout.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import bisect
 class Vma:
     """Pages ``start .. end-1``: rights, private or shared (with its object and offset), and ``anon_vma``."""
 
-    __slots__ = ("anon", "end", "exec", "obj", "pgoff", "read", "shared", "start", "write")
+    __slots__ = ("anon", "end", "exec", "forked", "obj", "pgoff", "read", "shared", "start", "write")
 
     def __init__(
         self,
@@ -24,15 +28,30 @@ class Vma:
         shared: bool,
         obj: int = 0,
         pgoff: int = 0,
-        anon: bool = False,
+        anon: int = 0,
+        forked: bool = False,
     ) -> None:
         self.start, self.end = start, end
         self.read, self.write, self.exec = rwx
-        self.shared, self.obj, self.pgoff, self.anon = shared, obj, pgoff, anon
+        self.shared, self.obj, self.pgoff, self.anon, self.forked = shared, obj, pgoff, anon, forked
 
     def __repr__(self) -> str:
         rwx = ("r" if self.read else "-") + ("w" if self.write else "-") + ("x" if self.exec else "-")
-        return f"Vma({self.start:#x}..{self.end:#x} {rwx} shared={self.shared} obj={self.obj} anon={self.anon})"
+        return (
+            f"Vma({self.start:#x}..{self.end:#x} {rwx} shared={self.shared} obj={self.obj} "
+            f"anon={self.anon} forked={self.forked})"
+        )
+
+    @property
+    def flags(self) -> tuple[bool, bool, bool, bool, bool]:
+        """What ``is_mergeable_vma`` compares: rights, ``VM_SHARED`` and ``VM_ACCOUNT``.
+
+        ``VM_ACCOUNT`` (mm/mmap.c ``accountable_mapping``, mm/mprotect.c
+        ``mprotect_fixup``): set on a private VMA while it is writable, and
+        kept after that only if it has an anon_vma.
+        """
+        account = not self.shared and (self.write or self.anon != 0)
+        return self.read, self.write, self.exec, self.shared, account
 
     @property
     def accessible(self) -> bool:
@@ -44,7 +63,19 @@ class Vma:
         lo = self.start if start is None else start
         hi = self.end if end is None else end
         rwx = (self.read, self.write, self.exec)
-        return Vma(lo, hi, rwx, self.shared, self.obj, self.pgoff + lo - self.start, self.anon)
+        return Vma(lo, hi, rwx, self.shared, self.obj, self.pgoff + lo - self.start, self.anon, self.forked)
+
+    def merges_with(self, upper: Vma) -> bool:
+        """``upper`` begins where this ends and one VMA can cover both (``can_vma_merge_after``, mm/vma.c)."""
+        if self.end != upper.start or self.flags != upper.flags:
+            return False
+        if self.shared and (self.obj != upper.obj or self.pgoff + self.end - self.start != upper.pgoff):
+            return False
+        if self.anon and upper.anon:
+            return self.anon == upper.anon
+        if self.anon:
+            return not self.forked
+        return not upper.anon or not upper.forked
 
 
 class VmaList:
@@ -102,6 +133,57 @@ class VmaList:
         i = bisect.bisect_left(self.starts, vma.start)
         self.vmas.insert(i, vma)
         self.starts.insert(i, vma.start)
+
+    def merge(self, lo: int, hi: int) -> list[Vma]:
+        """Merge, left to right, neighbours meeting at a page in ``lo .. hi``; returns the VMAs merged away."""
+        i = max(0, bisect.bisect_left(self.starts, lo) - 1)
+        gone: list[Vma] = []
+        while i + 1 < len(self.vmas) and self.starts[i + 1] <= hi:
+            lower, upper = self.vmas[i], self.vmas[i + 1]
+            if self.starts[i + 1] >= lo and lower.merges_with(upper):
+                lower.end = upper.end
+                if not lower.anon:
+                    lower.anon, lower.forked = upper.anon, upper.forked
+                del self.vmas[i + 1]
+                del self.starts[i + 1]
+                gone.append(upper)
+            else:
+                i += 1
+        return gone
+
+    def prepare_anon(self, vma: Vma) -> None:
+        """Give ``vma`` an anon_vma (``__anon_vma_prepare``): a neighbour's unforked one if it can, else a new one.
+
+        ``find_mergeable_anon_vma`` (mm/rmap.c) tries the next VMA, then the
+        previous: touching, private, the same ``VM_ACCOUNT``, with an anon_vma
+        not inherited at fork.  A new label is the least one unused here.
+        """
+        if vma.anon:
+            return
+        i = bisect.bisect_left(self.starts, vma.start)
+        neighbours = []
+        if i + 1 < len(self.vmas) and self.starts[i + 1] == vma.end:
+            neighbours.append(self.vmas[i + 1])
+        if i > 0 and self.vmas[i - 1].end == vma.start:
+            neighbours.append(self.vmas[i - 1])
+        for other in neighbours:
+            if not other.shared and other.anon and not other.forked and other.flags[4] == vma.flags[4]:
+                vma.anon = other.anon
+                return
+        used = {v.anon for v in self.vmas}
+        vma.anon = 1
+        while vma.anon in used:
+            vma.anon += 1
+
+    def fork_copy(self) -> VmaList:
+        """The child's VMAs (``dup_mmap``): each anon_vma holder gets a new one of its own (``anon_vma_fork``)."""
+        out = self.copy()
+        label = 0
+        for vma in out.vmas:
+            if vma.anon:
+                label += 1
+                vma.anon, vma.forked = label, True
+        return out
 
     def intersects(self, lo: int, hi: int) -> bool:
         """Some VMA has a page in ``lo .. hi-1``."""

@@ -65,7 +65,7 @@ _PTE_PROTNONE = 0x100
 def abstract_vma(vma: ImplVma) -> SpecVma:
     """An implementation VMA as the spec's."""
     prot = Prot(vma.read, vma.write, vma.exec)
-    return SpecVma(vma.start, vma.end, prot, vma.shared, vma.obj, vma.pgoff, vma.anon)
+    return SpecVma(vma.start, vma.end, prot, vma.shared, vma.obj, vma.pgoff, vma.anon, vma.forked)
 
 
 def decode_leaf(entry: int, writable: bool, user: bool, nx: bool) -> Leaf:

@@ -36,7 +36,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from mmcheck.errors import MMCheckError
@@ -58,11 +57,11 @@ from mmcheck.kernel_ops import (
     Switch,
     Unpin,
 )
-from mmcheck.scenario import Config, Op, Result, dump, load
+from mmcheck.scenario import Config, Op, Result
 from proofs.verdict import Status, Verdict, check, timed
+from properties import machinery
 from properties.drivers import DivergenceError
-from properties.minimise import minimise
-from properties.recording import RecordingLockstep, counterexample_folder, save_counterexample
+from properties.recording import RecordingLockstep, save_counterexample
 from spec.kernel_invariants import violations
 
 CONFIG = Config(frames=18, cpus=1, max_order=2)
@@ -235,15 +234,16 @@ class KernelMachine(RuleBasedStateMachine):
 
 def counterexample_path() -> Path:
     """Where a failing run leaves its counterexample scenario."""
-    return counterexample_folder() / f"{KernelMachine.name}.json"
+    return machinery.counterexample_path(KernelMachine)
 
 
 def machine_settings(run_settings: settings | None) -> settings:
     """``run_settings`` (default: the loaded profile) stopping at the first bug, without Hypothesis's shrink phase.
 
-    Shrinking these programs inside Hypothesis took minutes; the saved scenario
-    is minimised afterwards by replay (:func:`properties.minimise.minimise`),
-    which gives a 1-minimal counterexample in seconds.
+    Shrinking these programs inside Hypothesis took minutes; the shared runner
+    minimises the saved scenario afterwards by replay
+    (:func:`properties.minimise.minimise`), which gives a 1-minimal
+    counterexample in seconds.
     """
     base = run_settings or settings()
     phases = [phase for phase in base.phases if phase is not Phase.shrink]
@@ -253,21 +253,8 @@ def machine_settings(run_settings: settings | None) -> settings:
 def run_machine(
     machine: type[KernelMachine] = KernelMachine, run_settings: settings | None = None
 ) -> tuple[Status, str]:
-    """Run ``machine`` under ``run_settings`` (default: the loaded profile); minimise the saved failure."""
-    target = counterexample_folder() / f"{machine.name}.json"
-    before = target.stat().st_mtime_ns if target.exists() else None
-    try:
-        run_state_machine_as_test(machine, settings=machine_settings(run_settings))
-    except Exception as exc:
-        notes = "\n".join([f"{type(exc).__name__}: {exc}", *getattr(exc, "__notes__", [])])
-        after = target.stat().st_mtime_ns if target.exists() else None
-        if after is None or after == before:
-            return Status.REFUTED, f"{notes}\nno counterexample saved"
-        found = load(target)
-        minimal = minimise(found)
-        dump(minimal, target)
-        return Status.REFUTED, f"{notes}\ncounterexample of {len(minimal.ops)} steps ({len(found.ops)} found): {target}"
-    return Status.CONFIRMED, ""
+    """Run ``machine`` on the shared runner (:func:`properties.machinery.run_machine`) without shrinking."""
+    return machinery.run_machine(machine, machine_settings(run_settings))
 
 
 @check("machine", CHECK_NAME)

@@ -11,6 +11,13 @@ Mappings start on a few fixed slots but may overlap and touch each other, so
 VMA splits, replacements and adjacency all happen.  Shared mappings are one
 page long unless ``shared_pages`` says otherwise (see docs/linux-oracle.md,
 fault-around).
+
+About one scenario in three begins with a merge prelude (:func:`draw_merge_prelude`):
+two touching private mappings, mostly of one protection, each accessed, then a
+fork.  Whether Linux merges them (mm/vma.c: equal flags, ``VM_ACCOUNT``
+included, and compatible anon_vmas) decides which entries fork copies
+(mm/memory.c ``vma_needs_copy``), so this is where a difference in merging
+shows.
 """
 
 from __future__ import annotations
@@ -97,6 +104,8 @@ def linux_scenarios(draw: st.DrawFn, max_steps: int = 14, shared_pages: int = 1,
     """A valid scenario of 1 to ``max_steps`` operations after the first spawn; ``pins`` adds pin ops."""
     t = Tracker()
     t.add(Spawn())
+    if draw(st.integers(0, 2)) == 0:
+        draw_merge_prelude(draw, t)
     steps = draw(st.integers(1, max_steps))
     kinds: tuple[str, ...] = ("mmap", "mmap", "access", "access", "access", "fork", "exit", "spawn", "unmap")
     kinds += ("protect", "advise", "see")
@@ -136,6 +145,21 @@ def linux_scenarios(draw: st.DrawFn, max_steps: int = 14, shared_pages: int = 1,
     return Scenario(CONFIG, tuple(t.ops))
 
 
+def draw_merge_prelude(draw: st.DrawFn, t: Tracker) -> None:
+    """Two touching private mappings of pid 1, each accessed, the first maybe re-protected, then a fork."""
+    first, second = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    start = draw(st.integers(0, PAGES - first - second))
+    prot = draw(st.sampled_from(("rw-", "rw-", "r--", "rwx")))
+    t.add(Mmap(1, va(start), first, prot, False))
+    draw_access(draw, t, 1, start)
+    if draw(st.booleans()):
+        prot = draw(st.sampled_from(("rw-", "r--")))
+        t.add(Mprotect(1, va(start), first, prot))
+    t.add(Mmap(1, va(start + first), second, draw(st.sampled_from((prot, prot, prot, "rw-", "r--"))), False))
+    draw_access(draw, t, 1, start + first + draw(st.integers(0, second - 1)))
+    t.add(Fork(1))
+
+
 def draw_pin(draw: st.DrawFn, t: Tracker, pid: int) -> None:
     """Take a pin on a word of ``pid``, or read or release one held."""
     choice = draw(st.sampled_from(("pin", "read", "read", "unpin"))) if t.pins else "pin"
@@ -147,14 +171,15 @@ def draw_pin(draw: st.DrawFn, t: Tracker, pid: int) -> None:
         t.add(Unpin(draw(st.sampled_from(t.pins))))
 
 
-def draw_access(draw: st.DrawFn, t: Tracker, pid: int) -> None:
-    """A load or store by ``pid``, switching a CPU to it first when none runs it."""
+def draw_access(draw: st.DrawFn, t: Tracker, pid: int, page: int | None = None) -> None:
+    """A load or store by ``pid`` (to ``page`` if given), switching a CPU to it first when none runs it."""
     if pid in t.current:
         cpu = t.current.index(pid)
     else:
         cpu = draw(st.integers(0, CPUS - 1))
         t.add(Switch(cpu, pid))
-    address = va(draw(st.integers(0, PAGES - 1)), draw(st.integers(0, 1)))
+    page = draw(st.integers(0, PAGES - 1)) if page is None else page
+    address = va(page, draw(st.integers(0, 1)))
     if draw(st.booleans()):
         t.add(Load(cpu, address))
     else:

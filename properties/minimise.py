@@ -7,6 +7,12 @@ deterministically, so a one-at-a-time deletion pass (the last stage of
 delta debugging) finishes the job: an operation goes if the scenario
 without it still fails with the same kind of failure.
 The result is 1-minimal: removing any single operation loses the failure.
+
+Pids are numbered in order of creation, so a ``spawn`` or ``fork`` whose
+process the failure does not need can only go if the later pids move down
+by one: when deleting such an op alone loses the failure, the deletion is
+tried again with the later ops renumbered.  Passes repeat until one
+deletes nothing, since a deletion late in a pass can free an earlier op.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mmcheck.errors import MMCheckError
+from mmcheck.kernel_ops import Fork, Spawn
 from mmcheck.replay import replay
-from mmcheck.scenario import Scenario
+from mmcheck.scenario import Op, Scenario
 
 
 def failure_kind(scenario: Scenario) -> str | None:
@@ -34,18 +41,40 @@ def failure_kind(scenario: Scenario) -> str | None:
     return f"{report.divergence.op.name}: {report.divergence.reason}"
 
 
+def without_process(ops: list[Op], index: int) -> list[Op] | None:
+    """``ops`` without the ``spawn``/``fork`` at ``index``, later pids above the one it made moved down by one.
+
+    The pid it made is taken to be one more than the creating ops before it
+    (a guess the replay then checks); None when a later op names that pid.
+    """
+    if not isinstance(ops[index], Spawn | Fork):
+        return None
+    made = 1 + sum(isinstance(op, Spawn | Fork) for op in ops[:index])
+    later: list[Op] = []
+    for op in ops[index + 1 :]:
+        pid = getattr(op, "pid", None)
+        if pid == made:
+            return None
+        later.append(replace(op, pid=pid - 1) if isinstance(pid, int) and pid > made else op)  # type: ignore[type-var]
+    return ops[:index] + later
+
+
 def minimise(scenario: Scenario) -> Scenario:
     """The scenario with every operation removed that the failure does not need (1-minimal)."""
     kind = failure_kind(scenario)
     if kind is None:
         return scenario
     ops = list(scenario.ops)
-    index = 0
-    while index < len(ops):
-        candidate = replace(scenario, ops=tuple(ops[:index] + ops[index + 1 :]), expected_results=None)
-        if failure_kind(candidate) == kind:
-            del ops[index]
-        else:
-            index += 1
+    before = len(ops) + 1
+    while len(ops) < before:
+        before, index = len(ops), 0
+        while index < len(ops):
+            for shorter in (ops[:index] + ops[index + 1 :], without_process(ops, index)):
+                candidate = replace(scenario, ops=tuple(shorter or ()), expected_results=None)
+                if shorter is not None and failure_kind(candidate) == kind:
+                    ops = shorter
+                    break
+            else:
+                index += 1
     note = f"minimised from {len(scenario.ops)} to {len(ops)} ops, still failing with: {kind}"
     return replace(scenario, ops=tuple(ops), expected_results=None, about=f"{scenario.about}\n{note}".strip())

@@ -6,11 +6,15 @@ exception and changes nothing.
 
 - ``mmap`` (fixed address, anonymous) replaces whatever was mapped in the
   range (``MAP_FIXED``, mm/mmap.c ``mmap_region``); a shared mapping gets a new
-  shmem-like object.  No frame is allocated until a fault.
+  shmem-like object.  The new VMA merges with compatible neighbours
+  (mm/vma.c ``vma_merge_new_range``, :func:`spec.vma.merge_at`).  No frame is
+  allocated until a fault.
 - ``munmap`` clears the range's entries, splits the VMAs at its edges, frees
   the tables no VMA reaches any more and drops objects no VMA maps.
 - ``mprotect`` changes the mapped run at the start of the range, stops at the
-  first hole with ENOMEM (mm/mprotect.c ``do_mprotect_pkey``) and rewrites
+  first hole with ENOMEM (mm/mprotect.c ``do_mprotect_pkey``), merges the
+  changed VMAs with each other and their neighbours where compatible
+  (``mprotect_fixup`` -> ``vma_modify_flags``, mm/vma.c) and rewrites
   the entries (``change_pte_range``): a private entry becomes writable only
   for an exclusive anonymous page (``can_change_pte_writable``), a shared
   one whenever the VMA is writable.
@@ -60,6 +64,7 @@ from spec.vma import (
     has_hole,
     insert,
     inside,
+    merge_at,
     mmap_error,
     munmap_error,
     range_error,
@@ -121,7 +126,8 @@ def mmap(k: Kernel, pid: int, va: int, pages: int, prot: Prot, shared: bool) -> 
         k = replace(k, objects=updated(k.objects, obj, frozen({})), next_object=obj + 1)
     sp = space(k, pid)
     vma = Vma(lo, lo + pages, prot, shared, obj)
-    return with_space(k, pid, replace(sp, vmas=insert(sp.vmas, (vma,)))), Ok()
+    vmas = merge_at(insert(sp.vmas, (vma,)), lo, lo + pages)
+    return with_space(k, pid, replace(sp, vmas=vmas)), Ok()
 
 
 def munmap(k: Kernel, pid: int, va: int, pages: int) -> tuple[Kernel, Outcome]:
@@ -156,7 +162,7 @@ def mprotect(k: Kernel, pid: int, va: int, pages: int, prot: Prot) -> tuple[Kern
     if end == lo:
         return k, ENOMEM
     changed = tuple(replace(v, prot=prot) for v in inside(sp.vmas, lo, end))
-    vmas = insert(cut(sp.vmas, lo, end), changed)
+    vmas = merge_at(insert(cut(sp.vmas, lo, end), changed), lo, end)
     leaves = dict(sp.leaves)
     for vpn, leaf in sp.leaves.items():
         if lo <= vpn < end:

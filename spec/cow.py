@@ -1,9 +1,11 @@
 """Copy-on-write: fork shares private pages read-only; a write fault copies or reuses.
 
 fork (kernel/fork.c ``dup_mmap``, mm/memory.c ``copy_page_range``): the child
-gets the parent's VMAs.  Page-table entries are copied only for private VMAs
-that hold anonymous memory (``vma_needs_copy``: an ``anon_vma``); other VMAs,
-including shared anonymous ones, are left for the child to fault in.  Each
+gets the parent's VMAs, each anon_vma holder with a new anon_vma chained to
+the parent's (``anon_vma_fork``, :func:`spec.vma.forked_copy`).  Page-table
+entries are copied only for private VMAs that hold anonymous memory
+(``vma_needs_copy``: an ``anon_vma``); other VMAs, including shared anonymous
+ones, are left for the child to fault in.  Each
 copied entry (``copy_present_ptes`` / ``__copy_present_ptes``) takes a
 reference and a map count, clears ``PageAnonExclusive``, and a writable entry
 is write-protected in parent and child alike.  No data is copied.
@@ -44,14 +46,13 @@ from spec.kernel import (
 )
 from spec.outcome import ENOMEM, NewPid, Outcome
 from spec.pagetable import missing_tables, set_leaf
-from spec.vma import Vma, find
+from spec.vma import Vma, anon_prepare, find, forked_copy
 
 
 def mark_anon(k: Kernel, pid: int, vpn: int) -> Kernel:
-    """The VMA holding ``vpn`` now has anonymous memory (``anon_vma_prepare``)."""
+    """The VMA holding ``vpn`` has an anon_vma from now on (``vmf_anon_prepare``): see :func:`spec.vma.anon_prepare`."""
     sp = space(k, pid)
-    vmas = tuple(replace(v, anon=True) if v.contains(vpn) else v for v in sp.vmas)
-    return with_space(k, pid, replace(sp, vmas=vmas))
+    return with_space(k, pid, replace(sp, vmas=anon_prepare(sp.vmas, vpn)))
 
 
 def can_reuse(k: Kernel, pfn: int) -> bool:
@@ -105,6 +106,6 @@ def fork(k: Kernel, pid: int, choices: Choices) -> tuple[Kernel, Outcome]:
         k = get_page(k, leaf.pfn)
         if leaf.pfn != k.zero_pfn:
             k = with_page(k, leaf.pfn, exclusive=False)
-    sp = Space(parent.vmas, root, frozen(tables), frozen(leaves), k.kernel_leaves)
+    sp = Space(forked_copy(parent.vmas), root, frozen(tables), frozen(leaves), k.kernel_leaves)
     k = replace(k, procs=updated(k.procs, child, sp), next_pid=child + 1)
     return k, NewPid(child)

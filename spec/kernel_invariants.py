@@ -16,6 +16,9 @@
 - Accounting: the sum of PSS over processes (exactly, before rounding) equals
   the number of frames mapped by user entries.
 - Page tables: every leaf's PDPT, PD and PT exist.
+- VMAs: sorted and disjoint; no two neighbours could be merged (every change
+  that makes them compatible merges them, mm/vma.c); only private VMAs have
+  an anon_vma, and every anonymous page is mapped through a VMA that has one.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from fractions import Fraction
 
 from spec.kernel import Kernel
 from spec.pagetable import table_keys
-from spec.vma import find
+from spec.vma import find, mergeable
 
 
 def private_leaves(k: Kernel) -> list[tuple[int, int, int, bool]]:
@@ -143,6 +146,25 @@ def table_violations(k: Kernel) -> list[str]:
     ]
 
 
+def vma_violations(k: Kernel) -> list[str]:
+    """VMAs disjoint and in order, never mergeable with a neighbour; anon_vmas where anonymous pages are."""
+    problems = []
+    for pid, sp in k.procs.items():
+        for a, b in zip(sp.vmas, sp.vmas[1:], strict=False):
+            if a.end > b.start:
+                problems.append(f"pid {pid}: {a!r} overlaps or precedes {b!r}")
+            elif mergeable(a, b):
+                problems.append(f"pid {pid}: {a!r} and {b!r} should have been merged")
+        problems += [f"pid {pid}: {v!r} is shared but has an anon_vma" for v in sp.vmas if v.shared and v.anon]
+        problems += [f"pid {pid}: {v!r} is forked without an anon_vma" for v in sp.vmas if v.forked and not v.anon]
+        for vpn, leaf in sp.leaves.items():
+            vma = find(sp.vmas, vpn)
+            page = k.pages.get(leaf.pfn)
+            if vma is not None and not vma.shared and page is not None and page.anon and not vma.anon:
+                problems.append(f"pid {pid}: anonymous page {leaf.pfn:#x} at {vpn:#x} in {vma!r} without an anon_vma")
+    return problems
+
+
 INVARIANTS = (
     cow_violations,
     count_violations,
@@ -151,6 +173,7 @@ INVARIANTS = (
     leak_violations,
     pss_violations,
     table_violations,
+    vma_violations,
 )
 
 

@@ -4,13 +4,18 @@ A VMA covers the virtual pages ``start .. end-1`` (page numbers, not
 addresses) with one protection, private or shared.  A shared anonymous VMA
 is backed by a shmem-like object (``obj``) whose page ``pgoff + (vpn -
 start)`` it maps; a private one may hold anonymous pages, and ``anon``
-records that it has ever had one (Linux's ``vma->anon_vma``, set by
-``vmf_anon_prepare`` / ``anon_vma_prepare`` in mm/memory.c): fork copies
-page-table entries only for such VMAs (``vma_needs_copy``, mm/memory.c).
+names its ``anon_vma`` (0 for none), which it gets with its first anonymous
+page (``vmf_anon_prepare`` / ``__anon_vma_prepare``, mm/rmap.c): fork copies
+page-table entries only for VMAs that have one (``vma_needs_copy``,
+mm/memory.c).  ``anon`` labels tell anon_vmas of one address space apart;
+they mean nothing across processes.  ``forked`` says the VMA's
+``anon_vma_chain`` also links a parent's anon_vma: fork gave it its anon_vma
+(``anon_vma_fork``), and mm/vma.c calls that ``vma_had_uncowed_parents``.
 
-Adjacent VMAs are not merged (Linux's ``vma_merge`` would join equal
-neighbours); a split keeps both halves' ``anon`` and object offset, as
-``__split_vma`` does (mm/vma.c).
+A split keeps both halves' ``anon`` and object offset, as ``__split_vma``
+does (mm/vma.c).  Adjacent compatible VMAs are merged where ``mmap`` and
+``mprotect`` change the VMA list (mm/vma.c ``vma_merge_new_range``,
+``vma_merge_existing_range``): see :func:`mergeable` and :func:`merge_at`.
 
 Syscall argument rules shared by both views of memory are here too: the
 errors Linux returns for a bad address range (mm/mmap.c ``do_mmap``,
@@ -78,13 +83,26 @@ class Vma:
     shared: bool = False
     obj: int = 0
     pgoff: int = 0
-    anon: bool = False
+    anon: int = 0
+    forked: bool = False
 
     def __repr__(self) -> str:
         return (
             f"Vma(start={self.start:#x}, end={self.end:#x}, prot={self.prot!r}, shared={self.shared}, "
-            f"obj={self.obj}, pgoff={self.pgoff}, anon={self.anon})"
+            f"obj={self.obj}, pgoff={self.pgoff}, anon={self.anon}, forked={self.forked})"
         )
+
+    @property
+    def account(self) -> bool:
+        """``VM_ACCOUNT``: a private VMA is charged while writable, and stays charged once it has an anon_vma.
+
+        ``mmap_region`` sets it on a private writable mapping (``accountable_mapping``);
+        ``mprotect_fixup`` (mm/mprotect.c) sets it when a private VMA becomes
+        writable and clears it when it stops being writable only while the VMA
+        has no anon_vma.  A private VMA gets an anon_vma only while writable, so
+        the flag is always ``write or anon``.
+        """
+        return not self.shared and (self.prot.write or self.anon != 0)
 
     def contains(self, vpn: int) -> bool:
         """True when page ``vpn`` lies in the VMA."""
@@ -129,6 +147,99 @@ def inside(vmas: tuple[Vma, ...], lo: int, hi: int) -> tuple[Vma, ...]:
 def insert(vmas: tuple[Vma, ...], new: tuple[Vma, ...]) -> tuple[Vma, ...]:
     """``vmas`` plus ``new`` (which overlap nothing in ``vmas``), sorted by start."""
     return tuple(sorted((*vmas, *new), key=lambda v: v.start))
+
+
+# --- merging (mm/vma.c, Linux 6.18) ---------------------------------------------------------------
+
+
+def anon_compatible(a: Vma, b: Vma) -> bool:
+    """``is_mergeable_anon_vma``: both without an anon_vma, the same one, or one joining the other's unforked one."""
+    if a.anon and b.anon:
+        return a.anon == b.anon
+    holder = a if a.anon else b
+    return not holder.anon or not holder.forked
+
+
+def mergeable(a: Vma, b: Vma) -> bool:
+    """``b`` starts where ``a`` ends and one VMA can cover both (``can_vma_merge_after`` / ``_before``).
+
+    ``is_mergeable_vma``: the same flags (protection, shared, ``VM_ACCOUNT``)
+    and the same file, the object of a shared VMA, at consecutive offsets; a
+    private anonymous VMA's offset is its start (``do_mmap``), always
+    consecutive.  Then :func:`anon_compatible`.
+    """
+    if a.end != b.start or a.prot != b.prot or a.shared != b.shared or a.account != b.account:
+        return False
+    if a.shared and (a.obj != b.obj or a.index_of(a.end) != b.pgoff):
+        return False
+    return anon_compatible(a, b)
+
+
+def joined(a: Vma, b: Vma) -> Vma:
+    """The merged VMA: ``a``'s start and offset, ``b``'s end, the anon_vma either had (``dup_anon_vma``)."""
+    holder = a if a.anon else b
+    return replace(a, end=b.end, anon=holder.anon, forked=holder.forked)
+
+
+def merge_at(vmas: tuple[Vma, ...], lo: int, hi: int) -> tuple[Vma, ...]:
+    """Merge, left to right, the neighbours that meet at a page ``lo .. hi`` (both ends included).
+
+    This is where ``mmap`` and ``mprotect`` try to merge: the new or changed
+    range with its neighbours, and its pieces with each other.  Going left to
+    right gives ``vma_merge_new_range``'s order: the left neighbour first, then
+    the right one only if it is also compatible with the left one's anon_vma
+    (``can_vma_merge_right``).
+    """
+    out: list[Vma] = []
+    for vma in vmas:
+        if out and lo <= vma.start <= hi and mergeable(out[-1], vma):
+            out[-1] = joined(out[-1], vma)
+        else:
+            out.append(vma)
+    return tuple(out)
+
+
+def fresh_anon(vmas: tuple[Vma, ...]) -> int:
+    """The least label no VMA of this address space uses: a new anon_vma."""
+    used = {v.anon for v in vmas}
+    return next(n for n in range(1, len(used) + 2) if n not in used)
+
+
+def reusable_anon(vmas: tuple[Vma, ...], vma: Vma) -> int:
+    """The anon_vma ``vma`` takes from a neighbour, or 0 (``find_mergeable_anon_vma``, mm/rmap.c).
+
+    The next VMA first, then the previous one: it must touch ``vma``, be
+    private with the same flags apart from the access rights
+    (``anon_vma_compatible``: here ``VM_ACCOUNT``) and have an anon_vma not
+    inherited at fork (``reusable_anon_vma``: a singular ``anon_vma_chain``).
+    """
+    for other in (v for v in vmas if v.start == vma.end), (v for v in vmas if v.end == vma.start):
+        for n in other:
+            if not n.shared and n.anon and not n.forked and n.account == vma.account:
+                return n.anon
+    return 0
+
+
+def anon_prepare(vmas: tuple[Vma, ...], vpn: int) -> tuple[Vma, ...]:
+    """The VMA holding ``vpn`` gets an anon_vma if it has none: a neighbour's reusable one, else a new one."""
+    vma = find(vmas, vpn)
+    if vma is None or vma.anon:
+        return vmas
+    label = reusable_anon(vmas, vma) or fresh_anon(vmas)
+    return tuple(replace(v, anon=label, forked=False) if v is vma else v for v in vmas)
+
+
+def forked_copy(vmas: tuple[Vma, ...]) -> tuple[Vma, ...]:
+    """The child's VMAs after fork (``dup_mmap``): each anon_vma holder gets a new anon_vma of its own.
+
+    ``anon_vma_fork`` gives every child VMA whose parent VMA has an anon_vma a
+    new one (so pieces that shared one in the parent no longer do) chained to
+    the parent's: the child's VMA is ``forked``.
+    """
+    out: list[Vma] = []
+    for vma in vmas:
+        out.append(replace(vma, anon=len([v for v in out if v.anon]) + 1, forked=True) if vma.anon else vma)
+    return tuple(out)
 
 
 def covered_until(vmas: tuple[Vma, ...], lo: int, hi: int) -> int:
