@@ -31,7 +31,7 @@ KERNEL_MUTANTS = (
         kernel_patch("_wp", (REUSE_TEST, "if anon:")),
     ),
     Mutant(
-        "fork-keeps-parent-writable",
+        "fork-no-wrprotect-parent",
         "B-5 class: copy_present_ptes write-protects the child's entry but not the parent's (__copy_present_ptes)",
         f"{COW}; L0: the child never sees the parent's writes after fork",
         "cow",
