@@ -111,3 +111,7 @@ class DisallowedChoice(MMCheckError):
 
 class UnknownMutant(InvalidArgument, LookupError):
     """A mutant name or layer that the catalogue does not hold."""
+
+
+class UnknownFlight(InvalidArgument, LookupError):
+    """A ``pending`` number that names no mapping change in flight (``step`` it only until it returns)."""

@@ -9,13 +9,22 @@
     {"op": "munmap", "pid": 1, "va": "0x...", "pages": 1}
     {"op": "mprotect", "pid": 1, "va": "0x...", "pages": 1, "prot": "r--"}
     {"op": "madvise", "pid": 1, "va": "0x...", "pages": 1, "advice": "dontneed"}
-    {"op": "switch", "cpu": 0, "pid": 1}
+    {"op": "switch", "cpu": 0, "pid": 1}      (pid null: a kernel thread, the mm stays loaded: lazy TLB)
     {"op": "load", "cpu": 0, "va": "0x...", "mode": "user"}   -> {"value": N} or {"signal": "SIGSEGV", "error_code": N}
     {"op": "store", "cpu": 0, "va": "0x...", "value": 7}      -> {"ok": true} or a signal
     {"op": "fetch", "cpu": 0, "va": "0x..."}                  -> like load
     {"op": "pin", "pid": 1, "va": "0x..."} -> {"pin": N};  {"op": "read_pin", "pin": N};  {"op": "unpin", "pin": N}
     {"op": "stat", "pid": 1}      -> {"rss_kb", "pss_kb", "uss_kb", "anon_kb"}
     {"op": "pagemap", "pid": 1, "va": "0x..."} -> {"present", "pfn", "exclusive"}
+
+TLB shootdown (docs/scenarios.md): ``mmap``, ``munmap``, ``mprotect``,
+``madvise``, ``fork`` and ``exit`` take ``"async": true`` to run only their
+first atomic step (page-table edit, IPIs sent) and answer ``{"pending": N}``;
+then each ``{"op": "step", "pending": N}`` is one more atomic step:
+``{"stage": "flushed", "cpu": C}`` when CPU ``C`` handled its IPI, and the
+syscall's own result at the last step (the gathered frames freed).
+``{"op": "tlb_evict", "cpu": C}`` drops CPU ``C``'s least recently used TLB
+entry, as hardware may at any time.
 
 Syscall failures are results (``{"error": "EINVAL"}``, ``"ENOMEM"``, ``"EPERM"``,
 ``"EFAULT"``).  ``mode`` defaults to ``"user"``, ``shared`` and ``huge`` to false.
@@ -54,8 +63,12 @@ PARSERS: dict[str, Callable[[object, str], Any]] = {
     "mode": lambda r, w: parse_choice(r, w, MODES),
     "advice": lambda r, w: parse_choice(r, w, ADVICE),
     "pin": lambda r, w: parse_int(r, w, 1, (1 << 31) - 1),
+    "pending": lambda r, w: parse_int(r, w, 1, (1 << 31) - 1),
+    "background": parse_bool,
 }
-DEFAULTS: dict[str, object] = {"shared": False, "huge": False, "mode": "user"}
+DEFAULTS: dict[str, object] = {"shared": False, "huge": False, "mode": "user", "background": False}
+# JSON keys that are Python keywords, by field name.
+KEYS = {"background": "async"}
 
 
 class KernelOp(Op):
@@ -63,14 +76,20 @@ class KernelOp(Op):
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> Op:
+        return cls.parse(raw, where)
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object], where: str) -> Op:
+        """The fields by name, checked with :data:`PARSERS`; optional ones defaulted."""
         names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-        unknown = sorted(set(raw) - set(names) - {"op"})
+        keys = [KEYS.get(name, name) for name in names]
+        unknown = sorted(set(raw) - set(keys) - {"op"})
         if unknown:
-            raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(names) or 'none'}")
+            raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(keys) or 'none'}")
         values: dict[str, Any] = {}
-        for name in names:
-            if name in raw:
-                values[name] = PARSERS[name](raw[name], f"{where}.{name}")
+        for name, key in zip(names, keys, strict=True):
+            if key in raw:
+                values[name] = PARSERS[name](raw[key], f"{where}.{key}")
             elif name in DEFAULTS:
                 values[name] = DEFAULTS[name]
             else:
@@ -81,6 +100,10 @@ class KernelOp(Op):
         out: dict[str, Any] = {"op": self.name}
         for f in fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
+            if f.name == "background":
+                if value:
+                    out["async"] = True
+                continue
             out[f.name] = hex(value) if f.name == "va" else value
         return out
 
@@ -99,6 +122,7 @@ class Fork(KernelOp):
     """Fork process ``pid``."""
 
     pid: int
+    background: bool = False
     name: ClassVar[str] = "fork"
 
 
@@ -108,6 +132,7 @@ class Exit(KernelOp):
     """Process ``pid`` exits."""
 
     pid: int
+    background: bool = False
     name: ClassVar[str] = "exit"
 
 
@@ -122,6 +147,7 @@ class Mmap(KernelOp):
     prot: str
     shared: bool = False
     huge: bool = False
+    background: bool = False
     name: ClassVar[str] = "mmap"
 
 
@@ -133,6 +159,7 @@ class Munmap(KernelOp):
     pid: int
     va: int
     pages: int
+    background: bool = False
     name: ClassVar[str] = "munmap"
 
 
@@ -145,6 +172,7 @@ class Mprotect(KernelOp):
     va: int
     pages: int
     prot: str
+    background: bool = False
     name: ClassVar[str] = "mprotect"
 
 
@@ -157,17 +185,35 @@ class Madvise(KernelOp):
     va: int
     pages: int
     advice: str
+    background: bool = False
     name: ClassVar[str] = "madvise"
 
 
 @register
 @dataclass(frozen=True, slots=True)
 class Switch(KernelOp):
-    """CPU ``cpu`` runs process ``pid``."""
+    """CPU ``cpu`` runs process ``pid``; ``"pid": null`` is :class:`KernelThread`."""
 
     cpu: int
     pid: int
     name: ClassVar[str] = "switch"
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object], where: str) -> Op:
+        if "pid" in raw and raw["pid"] is None:
+            return KernelThread.from_json({k: v for k, v in raw.items() if k != "pid"}, where)
+        return cls.parse(raw, where)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelThread(KernelOp):
+    """CPU ``cpu`` runs a kernel thread: the mm it had stays loaded (lazy TLB), written ``switch`` with ``pid`` null."""
+
+    cpu: int
+    name: ClassVar[str] = "switch"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": "switch", "cpu": self.cpu, "pid": None}
 
 
 @register
@@ -251,6 +297,26 @@ class PagemapOp(KernelOp):
     name: ClassVar[str] = "pagemap"
 
 
+@register
+@dataclass(frozen=True, slots=True)
+class Step(KernelOp):
+    """One more atomic step of the mapping change in flight as number ``pending``."""
+
+    pending: int
+    name: ClassVar[str] = "step"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class TlbEvict(KernelOp):
+    """CPU ``cpu``'s TLB drops its least recently used entry (hardware may drop any entry at any time)."""
+
+    cpu: int
+    name: ClassVar[str] = "tlb_evict"
+
+
+SYSCALLS_WITH_SHOOTDOWN = ("mmap", "munmap", "mprotect", "madvise", "fork", "exit")
+
 KERNEL_OPS = (
     Spawn,
     Fork,
@@ -260,6 +326,7 @@ KERNEL_OPS = (
     Mprotect,
     Madvise,
     Switch,
+    KernelThread,
     Load,
     Store,
     Fetch,
@@ -268,4 +335,6 @@ KERNEL_OPS = (
     Unpin,
     StatOp,
     PagemapOp,
+    Step,
+    TlbEvict,
 )

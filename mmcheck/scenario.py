@@ -70,13 +70,20 @@ def hex_or_int(value: int) -> str | int:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """Machine size and features.  ``frames`` is physical memory in 4 KiB frames."""
+    """Machine size and features.  ``frames`` is physical memory in 4 KiB frames.
+
+    ``tlb_entries`` is each CPU's TLB capacity in the implementation (0: no
+    TLB); ``flush_ceiling`` the most pages a shootdown flushes one by one
+    before it flushes everything (Linux's ``tlb_single_page_flush_ceiling``).
+    """
 
     frames: int
     cpus: int = 1
     levels: int = 4
     maxphyaddr: int = 46
     max_order: int = 10
+    tlb_entries: int = 64
+    flush_ceiling: int = 33
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "frames": (1, 1 << 24),
@@ -84,7 +91,11 @@ class Config:
         "levels": (4, 5),
         "maxphyaddr": (36, 52),
         "max_order": (0, 20),
+        "tlb_entries": (0, 1 << 16),
+        "flush_ceiling": (0, 1 << 20),
     }
+    # Written only when they differ from the default, so scenarios from before they existed read the same.
+    OPTIONAL: ClassVar[dict[str, int]] = {"tlb_entries": 64, "flush_ceiling": 33}
 
     @classmethod
     def from_json(cls, raw: object, where: str = "config") -> Config:
@@ -101,7 +112,9 @@ class Config:
 
     def to_json(self) -> dict[str, int]:
         """The config as a scenario writes it (every field, so replays are exact)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if self.OPTIONAL.get(f.name) != getattr(self, f.name)
+        }
 
 
 class Op:

@@ -7,7 +7,8 @@ a model is a counterexample to induction (reported as refuted, with the
 state that breaks it); a timeout is unknown.
 
 The transition functions take the protocol's decision rule as a parameter,
-so the tests can hand in a broken rule and watch the proof fail.
+so the tests can hand in a broken rule and watch the proof fail; the default
+is the spec's own function evaluated on Z3 terms.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import z3
 
 from proofs.lemmas import TIMEOUT_MS
 from proofs.verdict import Status, Verdict, check, timed
+from spec.shootdown import Logic, flush_decision
 
 PAGES = 3
 
@@ -74,18 +76,15 @@ def gen_invariant(s: GenState) -> z3.BoolRef:
 Decision = Callable[[z3.ArithRef, z3.ArithRef, z3.ArithRef, z3.BoolRef], tuple[z3.BoolRef, z3.BoolRef]]
 
 
+Z3_LOGIC = Logic(z3.And, z3.Not)
+
+
 def linux_decision(
     local: z3.ArithRef, mm_gen: z3.ArithRef, gen: z3.ArithRef, full: z3.BoolRef
 ) -> tuple[z3.BoolRef, z3.BoolRef]:
-    """flush_tlb_func (arch/x86/mm/tlb.c, 6.12) steps 3-5.
-
-    Nothing to do when the request is not newer than ``local`` or ``local``
-    already equals ``mm_gen``.  A partial flush only when the request is for
-    a range, is exactly one generation ahead of ``local``, and is the latest
-    (``new_tlb_gen == local + 1 == mm_gen``); otherwise a full flush.
-    """
-    act = z3.And(gen > local, local != mm_gen)
-    partial = z3.And(z3.Not(full), gen == local + 1, gen == mm_gen)
+    """The spec's own rule, :func:`spec.shootdown.flush_decision` (``flush_tlb_func``, arch/x86/mm/tlb.c),
+    applied to Z3 terms: the function the kernel spec runs is the one proved inductive."""
+    act, partial = flush_decision(local, mm_gen, gen, full, Z3_LOGIC)
     return act, partial
 
 

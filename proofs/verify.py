@@ -27,6 +27,7 @@ CHECK_MODULES = (
     "properties.buddy_machine",
     "proofs.systems",
     "properties.kernel_machine",
+    "properties.smp_machine",
 )
 
 

@@ -34,7 +34,8 @@ from mmcheck.scenario import (
     WritePhys,
 )
 from properties.abstraction import abstract_buddy, abstract_kernel, abstract_memory, abstract_mmu
-from properties.kernel_driver import ImplKernelSide, L0Side, SpecKernelSide, kernel_difference
+from properties.kernel_driver import ImplKernelSide, L0Side, SpecKernelSide, kernel_difference, tlb_difference
+from properties.smp_abstraction import abstract_smp
 from spec import buddy as spec_buddy
 from spec import mmu as spec_mmu
 from spec.kernel import NO_CHOICES, Choices
@@ -158,7 +159,7 @@ class ImplRunner:
         self.mmu = Mmu(self.mem, config.cpus, config.maxphyaddr)
         self.buddy = impl_buddy.BuddyAllocator(config.frames, config.max_order)
         self.buddy_error: BuddyError | None = None
-        self.kernel = ImplKernelSide()
+        self.kernel = ImplKernelSide(config)
 
     def apply(self, op: Op) -> Result:
         """Run ``op``; bad input raises and leaves the implementation as it was."""
@@ -307,9 +308,17 @@ class Lockstep:
         if (expected is None) != (impl is None):
             raise DivergenceError(Divergence(index, op, "only one side booted the kernel", expected, impl))
         if expected is not None and impl is not None:
-            difference = kernel_difference(expected, abstract_kernel(impl))
+            smp = self.impl.kernel.smp
+            assert smp is not None
+            actual = abstract_smp(abstract_kernel(impl), smp)
+            difference = kernel_difference(expected, actual)
             if difference:
                 raise DivergenceError(Divergence(index, op, "kernel state differs", *difference))
+            extra = tlb_difference(expected, actual)
+            if extra:
+                raise DivergenceError(
+                    Divergence(index, op, "a TLB holds a translation the spec does not allow", *extra)
+                )
         self.check_buddy_abstraction(index, op)
 
     def check_abstraction(self, index: int, op: Op, expected: spec_mmu.MmuState) -> None:

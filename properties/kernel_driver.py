@@ -10,18 +10,21 @@ programmer's view allows (L1 refines L0).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 from impl.buddy import BuddyAllocator
 from impl.kernel import Kernel as ImplKernel
 from impl.mmu import FETCH, READ, WRITE, Mmu
-from mmcheck.errors import InvalidArgument, MMCheckError
+from impl.shootdown import Smp
+from mmcheck.errors import InvalidArgument, MMCheckError, UnknownCpu
 from mmcheck.kernel_ops import (
     Exit,
     Fetch,
     Fork,
     KernelOp,
+    KernelThread,
     Load,
     Madvise,
     Mmap,
@@ -32,16 +35,18 @@ from mmcheck.kernel_ops import (
     ReadPin,
     Spawn,
     StatOp,
+    Step,
     Store,
     Switch,
+    TlbEvict,
     Unpin,
 )
 from mmcheck.scenario import Config, Result
-from spec import accounting, aspace, cow, fault
+from spec import accounting, aspace, cow, shootdown
 from spec import memory as l0
 from spec.buddy import BuddyState
-from spec.kernel import NO_CHOICES, Choices, Kernel, boot
-from spec.outcome import Errno, NewPid, NewPin, Ok, OneOf, Outcome, Pagemap, Signal, Stat, Value
+from spec.kernel import NO_CHOICES, Choices, Kernel, boot, check_cpu
+from spec.outcome import Errno, NewPid, NewPin, Ok, OneOf, Outcome, Pagemap, Pending, Signal, Stage, Stat, Value
 from spec.permissions import Kind, Mode
 from spec.vma import Prot
 
@@ -85,31 +90,54 @@ def outcome_json(outcome: Outcome) -> Result:
         }
     if isinstance(outcome, Pagemap):
         return {"present": outcome.present, "pfn": outcome.pfn, "exclusive": outcome.exclusive}
+    if isinstance(outcome, Pending):
+        return {"pending": outcome.flight}
+    if isinstance(outcome, Stage):
+        return {"stage": "flushed", "cpu": outcome.cpu}
     raise AssertionError(f"no JSON form for {outcome!r}")
 
 
+SpecEdit = Callable[[Kernel], tuple[Kernel, Outcome]]
+ShootdownOp = Fork | Exit | Mmap | Munmap | Mprotect | Madvise
+
+
+def spec_edit(op: ShootdownOp, choices: Choices) -> SpecEdit:
+    """The page-table edit of a syscall that may need a shootdown, as a spec function."""
+    if isinstance(op, Fork):
+        return lambda k: cow.fork(k, op.pid, choices)
+    if isinstance(op, Exit):
+        return lambda k: aspace.exit_process(k, op.pid)
+    if isinstance(op, Mmap):
+        prot = Prot.parse(op.prot)
+        return lambda k: aspace.mmap(k, op.pid, op.va, op.pages, prot, op.shared)
+    if isinstance(op, Munmap):
+        return lambda k: aspace.munmap(k, op.pid, op.va, op.pages)
+    if isinstance(op, Mprotect):
+        prot = Prot.parse(op.prot)
+        return lambda k: aspace.mprotect(k, op.pid, op.va, op.pages, prot)
+    return lambda k: aspace.madvise_dontneed(k, op.pid, op.va, op.pages)
+
+
 def spec_step(k: Kernel, op: KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
-    """One kernel-layer operation on the L1 spec."""
+    """One kernel-layer operation on the L1 spec; the events it records replace the last operation's."""
     check_supported(op)
+    k = replace(k, events=())
     if isinstance(op, Spawn):
         return aspace.spawn(k, choices)
-    if isinstance(op, Fork):
-        return cow.fork(k, op.pid, choices)
-    if isinstance(op, Exit):
-        return aspace.exit_process(k, op.pid)
-    if isinstance(op, Mmap):
-        return aspace.mmap(k, op.pid, op.va, op.pages, Prot.parse(op.prot), op.shared)
-    if isinstance(op, Munmap):
-        return aspace.munmap(k, op.pid, op.va, op.pages)
-    if isinstance(op, Mprotect):
-        return aspace.mprotect(k, op.pid, op.va, op.pages, Prot.parse(op.prot))
-    if isinstance(op, Madvise):
-        return aspace.madvise_dontneed(k, op.pid, op.va, op.pages)
-    if isinstance(op, Switch):
-        return aspace.switch(k, op.cpu, op.pid)
+    if isinstance(op, Fork | Exit | Mmap | Munmap | Mprotect | Madvise):
+        whole = isinstance(op, Fork | Exit)
+        lo = 0 if whole else op.va >> 12  # type: ignore[union-attr]
+        return shootdown.run(k, op.name, op.pid, spec_edit(op, choices), lo, whole, op.background)
+    if isinstance(op, Step):
+        return shootdown.step(k, op.pending)
+    if isinstance(op, TlbEvict):
+        check_cpu(k, op.cpu)
+        return k, Ok()
+    if isinstance(op, Switch | KernelThread):
+        return shootdown.switch(k, op.cpu, op.pid if isinstance(op, Switch) else None)
     if isinstance(op, Load | Store | Fetch):
         value = op.value if isinstance(op, Store) else 0
-        return fault.access(k, op.cpu, op.va, ACCESS_KINDS[op.name], Mode(op.mode), value, choices)
+        return shootdown.access(k, op.cpu, op.va, ACCESS_KINDS[op.name], Mode(op.mode), value, choices)
     if isinstance(op, PinOp):
         return aspace.pin(k, op.pid, op.va, choices)
     if isinstance(op, ReadPin):
@@ -128,13 +156,14 @@ class SpecKernelSide:
 
     def __init__(self, config: Config) -> None:
         self.cpus = config.cpus
+        self.flush_ceiling = config.flush_ceiling
         self.kernel: Kernel | None = None
         self.last: Outcome | None = None
 
     def boot_if_needed(self, buddy: BuddyState, choices: Choices) -> BuddyState:
         """Boot on the first use (kept even if the op that triggered it is refused)."""
         if self.kernel is None:
-            self.kernel = boot(buddy, self.cpus, choices)
+            self.kernel = boot(buddy, self.cpus, choices, self.flush_ceiling)
             return self.kernel.buddy
         return buddy
 
@@ -142,52 +171,71 @@ class SpecKernelSide:
         """Run ``op`` against the current buddy state; returns the new buddy state and the result."""
         buddy = self.boot_if_needed(buddy, choices)
         assert self.kernel is not None
+        self.kernel = replace(self.kernel, events=())
         k, outcome = spec_step(replace(self.kernel, buddy=buddy), op, choices)
         self.kernel, self.last = k, outcome
         return k.buddy, outcome_json(outcome)
 
 
 class ImplKernelSide:
-    """The implementation kernel of a run, booted on first use."""
+    """The implementation kernel of a run and its CPUs (:class:`impl.shootdown.Smp`), booted on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: Config | None = None) -> None:
         self.kernel: ImplKernel | None = None
+        self.smp: Smp | None = None
+        self.tlb_entries = 64 if config is None else config.tlb_entries
+        self.flush_ceiling = 33 if config is None else config.flush_ceiling
 
     def choices(self) -> Choices:
-        """The frames the last operation allocated, by role."""
+        """The frames the last operation allocated, by role, and the TLB entries its accesses hit."""
         return {} if self.kernel is None else dict(self.kernel.effects)
 
     def apply(self, op: KernelOp, mmu: Mmu, buddy: BuddyAllocator) -> Result:
         """Run ``op``; bad input raises and changes nothing (but the boot)."""
-        if self.kernel is None:
+        if self.kernel is None or self.smp is None:
             self.kernel = ImplKernel(mmu, buddy)
+            self.smp = Smp(self.kernel, self.tlb_entries, self.flush_ceiling)
         else:
             self.kernel.effects.clear()
-        return impl_step(self.kernel, op)
+            self.smp.events.clear()
+        return impl_step(self.kernel, op, self.smp)
 
 
-def impl_step(k: ImplKernel, op: KernelOp) -> Result:
-    """One kernel-layer operation on the implementation."""
+def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
+    """The kernel's own syscall, run by :meth:`impl.shootdown.Smp.syscall` as the page-table edit."""
+    if isinstance(op, Fork):
+        return lambda: k.fork(op.pid)
+    if isinstance(op, Exit):
+        return lambda: k.exit(op.pid)
+    if isinstance(op, Mmap):
+        return lambda: k.mmap(op.pid, op.va, op.pages, rwx(op.prot), op.shared)
+    if isinstance(op, Munmap):
+        return lambda: k.munmap(op.pid, op.va, op.pages)
+    if isinstance(op, Mprotect):
+        return lambda: k.mprotect(op.pid, op.va, op.pages, rwx(op.prot))
+    return lambda: k.madvise_dontneed(op.pid, op.va, op.pages)
+
+
+def impl_step(k: ImplKernel, op: KernelOp, smp: Smp | None = None) -> Result:
+    """One kernel-layer operation on the implementation (its CPUs default to a fresh :class:`Smp`)."""
     check_supported(op)
+    smp = smp or Smp(k)
     if isinstance(op, Spawn):
         return k.spawn()
-    if isinstance(op, Fork):
-        return k.fork(op.pid)
-    if isinstance(op, Exit):
-        return k.exit(op.pid)
-    if isinstance(op, Mmap):
-        return k.mmap(op.pid, op.va, op.pages, rwx(op.prot), op.shared)
-    if isinstance(op, Munmap):
-        return k.munmap(op.pid, op.va, op.pages)
-    if isinstance(op, Mprotect):
-        return k.mprotect(op.pid, op.va, op.pages, rwx(op.prot))
-    if isinstance(op, Madvise):
-        return k.madvise_dontneed(op.pid, op.va, op.pages)
-    if isinstance(op, Switch):
-        return k.switch(op.cpu, op.pid)
+    if isinstance(op, Fork | Exit | Mmap | Munmap | Mprotect | Madvise):
+        whole = isinstance(op, Fork | Exit)
+        lo = 0 if whole else op.va >> 12  # type: ignore[union-attr]
+        hi = 0 if whole else lo + op.pages  # type: ignore[union-attr]
+        return smp.syscall(op.name, op.pid, impl_edit(k, op), lo, hi, whole, op.background)
+    if isinstance(op, Step):
+        return smp.step_flight(op.pending)
+    if isinstance(op, TlbEvict):
+        return smp.evict(op.cpu)
+    if isinstance(op, Switch | KernelThread):
+        return smp.switch(op.cpu, op.pid if isinstance(op, Switch) else None)
     if isinstance(op, Load | Store | Fetch):
         value = op.value if isinstance(op, Store) else 0
-        return k.access(op.cpu, op.va, IMPL_KINDS[op.name], op.mode == "user", value)
+        return smp.access(op.cpu, op.va, IMPL_KINDS[op.name], op.mode == "user", value)
     if isinstance(op, PinOp):
         return k.pin(op.pid, op.va)
     if isinstance(op, ReadPin):
@@ -217,6 +265,10 @@ def l0_step(mem: l0.Memory, op: KernelOp) -> tuple[l0.Memory, Outcome | None]:
         return l0.mprotect(mem, op.pid, op.va, op.pages, Prot.parse(op.prot))
     if isinstance(op, Madvise):
         return l0.madvise_dontneed(mem, op.pid, op.va, op.pages)
+    if isinstance(op, KernelThread):
+        if not 0 <= op.cpu < len(mem.current):
+            raise UnknownCpu(f"cpu {op.cpu} does not exist: allowed 0..{len(mem.current) - 1}")
+        return replace(mem, current=tuple(0 if i == op.cpu else c for i, c in enumerate(mem.current))), Ok()
     if isinstance(op, Switch):
         return l0.switch(mem, op.cpu, op.pid)
     if isinstance(op, Load | Store | Fetch):
@@ -240,42 +292,175 @@ def refines(l1: Outcome, l0_outcome: Outcome) -> bool:
     return l1 == l0_outcome
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One way the programmer's view may stand: its memory, the changes in flight not yet applied (in the order
+    they started), and the outcomes of those applied but not yet returned."""
+
+    memory: l0.Memory
+    pending: tuple[int, ...] = ()
+    done: Mapping[int, Outcome | None] = field(default_factory=dict)
+    stale: l0.Memory | None = None
+
+
 class L0Side:
-    """The programmer's view run beside L1; :meth:`check` steps it and says what L1 got wrong, if anything."""
+    """The programmer's view run beside L1; :meth:`check` steps it and says what L1 got wrong, if anything.
+
+    A mapping change in flight (``"async": true``) takes effect in L0 at one
+    point between its start and its return, the same for every CPU
+    (linearizability): until it returns, an access may see the memory before
+    it or after it.  L0 keeps every candidate state that agrees with what L1
+    has shown so far; at the return only those where the change took effect
+    remain.  Changes take effect in the order they started.
+
+    Hardware is not linearizable here: after one CPU saw the new mapping,
+    another may still use a stale TLB entry until its IPI is handled.  So
+    once a change took effect in a candidate, an access may also be
+    explained by the memory before it (``stale``); a store that lands that way
+    writes the old cell, which matters only if the page still has it.
+    """
 
     def __init__(self, config: Config) -> None:
-        self.memory = l0.initial(config.cpus)
+        self.candidates = [Candidate(l0.initial(config.cpus))]
+        self.ops: dict[int, KernelOp] = {}
+
+    @property
+    def memory(self) -> l0.Memory:
+        """The first candidate (the only one while nothing is in flight)."""
+        return self.candidates[0].memory
 
     def check(self, op: KernelOp, l1: Outcome) -> str | None:
         """Step L0 with ``op`` and compare with L1's outcome; ENOMEM from an allocating op must change nothing."""
+        if isinstance(op, TlbEvict | StatOp | PagemapOp) or isinstance(l1, Stage):
+            return None
+        if isinstance(l1, Pending):
+            self.ops[l1.flight] = op
+            self.candidates = [replace(c, pending=(*c.pending, l1.flight)) for c in self.candidates]
+            return None
+        if isinstance(op, Step):
+            return self.returned(op.pending, l1)
         if l1 == Errno("ENOMEM") and isinstance(op, ALLOCATING):
             return None
-        mem, expected = l0_step(self.memory, op)
-        self.memory = mem
-        if expected is None or refines(l1, expected):
-            return None
-        return f"L1 gave {l1!r}, the programmer's view allows {expected!r}"
+        kept: list[Candidate] = []
+        expected: Outcome | None = None
+        for candidate in self.candidates:
+            for applied in range(len(candidate.pending) + 1):
+                c = self.apply_pending(candidate, applied)
+                mem, expected = l0_step(c.memory, op)
+                if expected is None or refines(l1, expected):
+                    keep(kept, replace(c, memory=mem))
+        if not kept and isinstance(op, Load | Store | Fetch):
+            kept = self.stale_access(op, l1)
+        if not kept:
+            return f"L1 gave {l1!r}, the programmer's view allows {expected!r}"
+        self.candidates = kept
+        return None
+
+    def stale_access(self, op: Load | Store | Fetch, l1: Outcome) -> list[Candidate]:
+        """The candidates where ``op`` is explained by the memory before the changes that took effect."""
+        kept: list[Candidate] = []
+        for c in self.candidates:
+            if c.stale is None:
+                continue
+            before, expected = l0_step(c.stale, op)
+            if not refines(l1, expected or Ok()):
+                continue
+            memory = c.memory
+            if isinstance(op, Store) and before != c.stale:
+                memory = stale_store(c.stale, memory, op)
+            keep(kept, replace(c, memory=memory, stale=before))
+        return kept
+
+    def apply_pending(self, c: Candidate, count: int) -> Candidate:
+        """``c`` with its first ``count`` changes in flight applied."""
+        mem, done, stale = c.memory, dict(c.done), c.stale
+        if count and stale is None:
+            stale = mem
+        for number in c.pending[:count]:
+            mem, done[number] = l0_step(mem, self.ops[number])
+        return Candidate(mem, c.pending[count:], done, stale)
+
+    def returned(self, number: int, l1: Outcome) -> str | None:
+        """Flight ``number`` returned ``l1``: keep the candidates where it took effect with that outcome."""
+        op = self.ops[number]
+        kept: list[Candidate] = []
+        expected: Outcome | None = None
+        for candidate in self.candidates:
+            if number in candidate.pending:
+                index = candidate.pending.index(number)
+                if l1 == Errno("ENOMEM") and isinstance(op, ALLOCATING):
+                    pending = candidate.pending[:index] + candidate.pending[index + 1 :]
+                    keep(kept, replace(candidate, pending=pending))
+                    continue
+                candidate = self.apply_pending(candidate, index + 1)
+            expected = candidate.done.get(number)
+            if expected is None or refines(l1, expected):
+                done = {n: o for n, o in candidate.done.items() if n != number}
+                keep(kept, replace(candidate, done=done, stale=candidate.stale if done else None))
+        del self.ops[number]
+        if not kept:
+            return f"L1 returned {l1!r} for {op.name}, the programmer's view allows {expected!r}"
+        self.candidates = kept
+        return None
+
+
+def stale_store(stale: l0.Memory, memory: l0.Memory, op: Store) -> l0.Memory:
+    """``memory`` with the word ``op`` stored through a stale translation, if its page still has the old cell."""
+    pid = stale.current[op.cpu]
+    old = stale.procs[pid].get(op.va >> 12)
+    if old is None or old.cell not in memory.cells:
+        return memory
+    words = dict(memory.cells[old.cell])
+    words[op.va % 4096] = op.value
+    cells = dict(memory.cells)
+    cells[old.cell] = MappingProxyType(words)
+    return replace(memory, cells=MappingProxyType(cells))
+
+
+def keep(kept: list[Candidate], candidate: Candidate) -> None:
+    """Add ``candidate`` unless an equal one is there."""
+    if candidate not in kept:
+        kept.append(candidate)
 
 
 def kernel_difference(expected: Kernel, actual: Kernel) -> tuple[str, str] | None:
-    """The first part where two L1 states differ, as (spec's, implementation's); None when equal."""
+    """The first part where two L1 states differ, as (spec's, implementation's); None when equal.
+
+    The TLBs are left out: the implementation's must be a subset of what the
+    spec allows (:func:`tlb_difference`), not equal to it.
+    """
+    expected, actual = replace(expected, tlbs=()), replace(actual, tlbs=())
     if expected == actual:
         return None
-    for name in ("buddy", "boot", "current", "objects", "pins", "zero_words", "kernel_words"):
+    names = ("buddy", "boot", "current", "objects", "pins", "zero_words", "kernel_words", "cpus", "flights", "limbo")
+    for name in names:
         mine, theirs = getattr(expected, name), getattr(actual, name)
         if mine != theirs:
             return f"{name}: {dict(mine) if hasattr(mine, 'items') else mine}", f"{name}: {theirs}"
-    for name in ("next_pid", "next_object", "next_pin"):
+    for name in ("next_pid", "next_object", "next_pin", "next_flight", "events"):
         if getattr(expected, name) != getattr(actual, name):
             return f"{name}: {getattr(expected, name)}", f"{name}: {getattr(actual, name)}"
     if set(expected.procs) != set(actual.procs):
         return f"pids {sorted(expected.procs)}", f"pids {sorted(actual.procs)}"
     for pid, sp in expected.procs.items():
         other = actual.procs[pid]
-        for name in ("vmas", "root", "tables", "leaves", "kernel"):
+        for name in ("vmas", "root", "tables", "leaves", "kernel", "tlb_gen", "cpumask"):
             if getattr(sp, name) != getattr(other, name):
                 return _mapping_difference(f"pid {pid} {name}", getattr(sp, name), getattr(other, name))
     return _mapping_difference("pages", expected.pages, actual.pages)
+
+
+def tlb_difference(spec: Kernel, impl: Kernel) -> tuple[str, str] | None:
+    """The entries of the implementation's TLBs that the spec says their CPUs cannot hold; None if there are none."""
+    for cpu, tlb in enumerate(impl.tlbs):
+        extra = shootdown.disallowed_entries(spec, cpu, tlb.entries)
+        if extra:
+            allowed = sorted(spec.tlbs[cpu].entries, key=lambda e: (e.pcid, e.vpn))
+            return (
+                f"cpu {cpu} may hold its current translations and {allowed}",
+                f"cpu {cpu} holds {extra}",
+            )
+    return None
 
 
 def _mapping_difference(what: str, mine: object, theirs: object) -> tuple[str, str]:

@@ -37,6 +37,8 @@ from typing import TypeVar
 from mmcheck.errors import ConfigError, DisallowedChoice, IdleCpu, UnknownCpu, UnknownPid
 from spec import buddy
 from spec.address import PAGE_SHIFT
+from spec.smp import CpuTlb, Event, Flight
+from spec.tlb import Tlb
 from spec.vma import KERNEL_VA, KERNEL_WORD, Vma
 
 Role = tuple[str, int, int, int]
@@ -109,6 +111,8 @@ class Space:
     ``tables`` maps ``(level, vpn >> 9*level)`` to the frame of the table at
     ``level`` (3 PDPT, 2 PD, 1 PT) covering those pages; ``leaves`` maps user
     pages to their entries; ``kernel`` the kernel half's leaves.
+    ``tlb_gen`` is ``mm->context.tlb_gen`` and ``cpumask`` is ``mm_cpumask``
+    (arch/x86/mm/tlb.c): see :mod:`spec.shootdown`.
     """
 
     vmas: tuple[Vma, ...]
@@ -116,6 +120,8 @@ class Space:
     tables: Mapping[TableKey, int] = field(default_factory=lambda: MappingProxyType({}))
     leaves: Mapping[int, Leaf] = field(default_factory=lambda: MappingProxyType({}))
     kernel: Mapping[int, Leaf] = field(default_factory=lambda: MappingProxyType({}))
+    tlb_gen: int = 0
+    cpumask: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +138,14 @@ class Kernel:
 
     ``boot`` holds the frames taken at boot: the zero page, the kernel page,
     the kernel's own PML4 (``init_mm``), and the kernel half's PDPT, PD and PT.
+
+    The SMP part (:mod:`spec.shootdown`): ``cpus`` is each CPU's
+    ``cpu_tlbstate``, ``tlbs`` what each CPU's TLB may hold beyond its current
+    translations, ``flights`` the mapping changes whose shootdown is under
+    way, ``events`` the effects of the last operation.  While ``gathering``,
+    a frame given back goes to ``gathered`` (an ``mmu_gather``) instead of
+    the buddy allocator; a data frame's words stay in ``limbo`` until it is
+    freed, since a CPU may still reach it through a stale TLB entry.
     """
 
     buddy: buddy.BuddyState
@@ -146,6 +160,15 @@ class Kernel:
     next_pid: int = 1
     next_object: int = 1
     next_pin: int = 1
+    cpus: tuple[CpuTlb, ...] = ()
+    tlbs: tuple[Tlb, ...] = ()
+    flights: Mapping[int, Flight] = field(default_factory=lambda: MappingProxyType({}))
+    next_flight: int = 1
+    events: tuple[Event, ...] = ()
+    flush_ceiling: int = 33
+    gathering: bool = False
+    gathered: tuple[int, ...] = ()
+    limbo: Mapping[int, Words] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def zero_pfn(self) -> int:
@@ -186,7 +209,9 @@ def take(k: Kernel, role: Role, choices: Choices) -> tuple[Kernel, int]:
 
 
 def release(k: Kernel, pfn: int) -> Kernel:
-    """Give frame ``pfn`` back to the buddy allocator."""
+    """Give frame ``pfn`` back to the buddy allocator; while gathering, queue it (``tlb_remove_page``)."""
+    if k.gathering:
+        return replace(k, gathered=(*k.gathered, pfn))
     return replace(k, buddy=buddy.free(k.buddy, pfn, 0))
 
 
@@ -216,7 +241,8 @@ def put_page(k: Kernel, pfn: int, unmaps: int = 1) -> Kernel:
         return k
     page = k.pages[pfn]
     if page.refcount == 1:
-        return release(replace(k, pages=without(k.pages, [pfn])), pfn)
+        limbo = updated(k.limbo, pfn, page.words) if k.gathering else k.limbo
+        return release(replace(k, pages=without(k.pages, [pfn]), limbo=limbo), pfn)
     page = replace(page, refcount=page.refcount - 1, mapcount=page.mapcount - unmaps)
     return replace(k, pages=updated(k.pages, pfn, page))
 
@@ -232,6 +258,8 @@ def page_words(k: Kernel, pfn: int) -> Words:
         return k.zero_words
     if pfn == k.boot[1]:
         return k.kernel_words
+    if pfn in k.limbo:
+        return k.limbo[pfn]
     return k.pages[pfn].words
 
 
@@ -264,11 +292,11 @@ def running(k: Kernel, cpu: int) -> int:
     return k.current[cpu]
 
 
-def boot(state: buddy.BuddyState, cpus: int, choices: Choices = NO_CHOICES) -> Kernel:
-    """Take the boot frames (roles ``("boot", i, 0, 0)``) and write the kernel page; every CPU idle."""
+def boot(state: buddy.BuddyState, cpus: int, choices: Choices = NO_CHOICES, flush_ceiling: int = 33) -> Kernel:
+    """Take the boot frames (roles ``("boot", i, 0, 0)``) and write the kernel page; every CPU idle on ``init_mm``."""
     if free_frames(Kernel(state, (), ())) < BOOT_FRAMES:
         raise ConfigError(f"the kernel needs {BOOT_FRAMES} free frames to boot: give the config more frames")
-    k = Kernel(state, (), (0,) * cpus)
+    k = Kernel(state, (), (0,) * cpus, cpus=(CpuTlb(),) * cpus, tlbs=(Tlb(),) * cpus, flush_ceiling=flush_ceiling)
     frames = []
     for i in range(BOOT_FRAMES):
         k, pfn = take(k, ("boot", i, 0, 0), choices)

@@ -76,7 +76,21 @@ class Pagemap:
     exclusive: bool
 
 
-Outcome = Ok | Value | OneOf | Signal | Errno | NewPid | NewPin | Stat | Pagemap
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A mapping change started in the background is in flight as number ``flight`` (see :mod:`spec.shootdown`)."""
+
+    flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One step of a mapping change in flight: CPU ``cpu`` handled its shootdown IPI."""
+
+    cpu: int
+
+
+Outcome = Ok | Value | OneOf | Signal | Errno | NewPid | NewPin | Stat | Pagemap | Pending | Stage
 
 ENOMEM = Errno("ENOMEM")
 EFAULT = Errno("EFAULT")

@@ -153,6 +153,13 @@ def kernel_machine(mutant: Mutant) -> RunResult:
     return status, saved_if_refuted(status, counterexample_path(KernelMachine)), detail
 
 
+def smp_machine(mutant: Mutant) -> RunResult:
+    from properties.smp_machine import SmpMachine, run_machine
+
+    status, detail = run_machine(run_settings=ci_settings(shrink=False))
+    return status, saved_if_refuted(status, counterexample_path(SmpMachine)), detail
+
+
 def buddy_explorer(mutant: Mutant) -> RunResult:
     """The model checker at ``verify``'s bound: every reachable state of 10 frames, breadth-first."""
     from proofs.systems import VERIFY_BOUNDS, BuddySystem, run_exploration
@@ -189,12 +196,14 @@ def z3_lemmas(module: str) -> Callable[[Mutant], RunResult]:
 MMU_MACHINE = Detector("machine", "mmu-machine", mmu_machine)
 BUDDY_MACHINE = Detector("machine", "buddy-machine", buddy_machine)
 KERNEL_MACHINE = Detector("machine", "kernel-machine", kernel_machine)
+SMP_MACHINE = Detector("machine", "smp-machine", smp_machine)
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 DETECTORS: dict[str, tuple[Detector, ...]] = {
     "walk": (MMU_MACHINE, Detector("proof", "z3", z3_lemmas("proofs.lemmas"))),
     "buddy": (BUDDY_MACHINE, BUDDY_EXPLORER, Detector("proof", "z3", z3_lemmas("proofs.buddy_lemmas"))),
     "cow": (KERNEL_MACHINE,),
     "aspace": (KERNEL_MACHINE,),
+    "tlb": (SMP_MACHINE,),
 }
 
 

@@ -1,0 +1,103 @@
+"""The TLB-shootdown layer: hardware invalidations, switch_mm, flights in steps, the flush rule, event counts."""
+
+from __future__ import annotations
+
+import itertools
+
+import z3
+
+from mmcheck.kernel_ops import KernelThread, Load, Mmap, Munmap, Spawn, Step, Store, Switch
+from mmcheck.scenario import Config
+from proofs.inductive import Z3_LOGIC
+from properties.drivers import Lockstep
+from spec.shootdown import flush_decision
+from spec.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, invlpg, invpcid, mov_cr3
+
+BASE = 0x10000000
+
+
+def entry(pcid: int, vpn: int) -> TlbEntry:
+    return TlbEntry(pcid, vpn, 0x10, True, True, True)
+
+
+def test_invlpg_drops_the_current_pcid_and_global_entries_only() -> None:
+    tlb = Tlb(frozenset({entry(1, 5), entry(2, 5), entry(GLOBAL_PCID, 5), entry(1, 6)}), frozenset({(1, 9), (2, 9)}))
+    assert Tlb(frozenset({entry(2, 5), entry(1, 6)}), frozenset({(2, 9)})) == invlpg(tlb, 1, 5)
+
+
+def test_invpcid_types_and_cr3() -> None:
+    tlb = Tlb(frozenset({entry(1, 5), entry(2, 5), entry(GLOBAL_PCID, 5)}))
+    assert frozenset({entry(2, 5), entry(GLOBAL_PCID, 5)}) == invpcid(tlb, 0, 1, 5).entries
+    assert frozenset({entry(2, 5), entry(GLOBAL_PCID, 5)}) == invpcid(tlb, 1, 1).entries
+    assert frozenset() == invpcid(tlb, 2).entries
+    assert frozenset({entry(GLOBAL_PCID, 5)}) == invpcid(tlb, 3).entries
+    assert tlb == mov_cr3(tlb, 1, noflush=True)
+    assert invpcid(tlb, 1, 1) == mov_cr3(tlb, 1, noflush=False)
+    assert frozenset({entry(2, 5)}) == fault_drop(tlb, 1, 5).entries
+
+
+def test_the_flush_rule_agrees_on_ints_and_z3_terms() -> None:
+    """The spec's decision function on small ints equals the same function evaluated by Z3."""
+    for local, mm, gen, full in itertools.product(range(4), range(4), range(4), (False, True)):
+        terms = flush_decision(z3.IntVal(local), z3.IntVal(mm), z3.IntVal(gen), z3.BoolVal(full), Z3_LOGIC)
+        expected = tuple(z3.is_true(z3.simplify(t)) for t in terms)
+        assert expected == flush_decision(local, mm, gen, full)
+
+
+def run(config: Config, ops: list[object]) -> tuple[Lockstep, list[dict[str, object]]]:
+    lockstep = Lockstep(config)
+    return lockstep, [lockstep.apply(op) for op in ops]  # type: ignore[arg-type]
+
+
+def munmap_counts(pages: int) -> tuple[int, int, int]:
+    """IPIs, single-page flushes and full flushes of one munmap of ``pages`` written pages, 4 CPUs, 2 running."""
+    config = Config(frames=pages + 40, cpus=4, max_order=3)
+    ops: list[object] = [Spawn(), Switch(0, 1), Switch(1, 1), Mmap(1, BASE, pages, "rw-")]
+    ops += [Store(0, BASE + i * 4096, 1) for i in range(pages)]
+    lockstep, _ = run(config, ops)
+    lockstep.apply(Munmap(1, BASE, pages))
+    events = lockstep.spec.kernel.kernel.events  # type: ignore[union-attr]
+    kinds = [e.kind for e in events]
+    return kinds.count("ipi"), kinds.count("invlpg"), kinds.count("flush")
+
+
+def test_munmap_interrupts_only_the_cpus_of_the_mask_and_flushes_fully_above_the_ceiling() -> None:
+    assert (2, 2, 0) == munmap_counts(1)
+    assert (2, 64, 0) == munmap_counts(32)
+    assert (2, 0, 2) == munmap_counts(40)
+
+
+def test_a_stale_entry_serves_loads_until_its_cpu_handles_the_ipi_and_frames_wait_for_the_flush() -> None:
+    config = Config(frames=40, cpus=2)
+    ops: list[object] = [Spawn(), Switch(0, 1), Switch(1, 1), Mmap(1, BASE, 1, "rw-"), Store(0, BASE, 7), Load(1, BASE)]
+    lockstep, _ = run(config, ops)
+    assert {"pending": 1} == lockstep.apply(Munmap(1, BASE, 1, background=True))
+    kernel = lockstep.spec.kernel.kernel
+    assert kernel is not None and [e.kind for e in kernel.events] == ["ipi", "ipi"]
+    assert {"value": 7} == lockstep.apply(Load(1, BASE))
+    assert {"stage": "flushed", "cpu": 0} == lockstep.apply(Step(1))
+    assert {"value": 7} == lockstep.apply(Load(1, BASE))
+    assert {"stage": "flushed", "cpu": 1} == lockstep.apply(Step(1))
+    assert {"ok": True} == lockstep.apply(Step(1))
+    kernel = lockstep.spec.kernel.kernel
+    assert kernel is not None and ["free"] * 4 == [e.kind for e in kernel.events]  # the page and its 3 tables
+    assert "signal" in lockstep.apply(Load(1, BASE))
+
+
+def test_a_lazy_cpu_is_skipped_unless_tables_are_freed_and_flushes_when_it_returns() -> None:
+    config = Config(frames=40, cpus=2)
+    ops: list[object] = [Spawn(), Switch(0, 1), Switch(1, 1), Mmap(1, BASE, 2, "rw-"), Store(1, BASE, 7)]
+    ops += [KernelThread(1), Munmap(1, BASE, 1)]
+    lockstep, _ = run(config, ops)
+    kernel = lockstep.spec.kernel.kernel
+    assert kernel is not None
+    assert [("ipi", 0)] == [(e.kind, e.cpu) for e in kernel.events if e.kind == "ipi"]
+    lockstep.apply(Switch(1, 1))
+    kernel = lockstep.spec.kernel.kernel
+    assert kernel is not None and [("flush", 1)] == [(e.kind, e.cpu) for e in kernel.events]
+    lockstep.apply(KernelThread(1))
+    lockstep.apply(Munmap(1, BASE, 2))
+    kernel = lockstep.spec.kernel.kernel
+    assert kernel is not None
+    assert [0, 1] == [e.cpu for e in kernel.events if e.kind == "ipi"]
+    assert 0 == kernel.cpus[1].loaded
