@@ -57,6 +57,7 @@ def bench(session: nox.Session) -> None:
     session.install(".[check,bench]")
     session.run("python", "-m", "benchmarks.bench_buddy", *session.posargs)
     session.run("python", "-m", "benchmarks.bench_kernel")
+    session.run("python", "-m", "benchmarks.bench_tlb")
 
 
 @nox.session
