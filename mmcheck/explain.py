@@ -21,6 +21,7 @@ from mmcheck.scenario import Access, AllocPages, BuddyInfo, FreePages, Op, ReadP
 from mmcheck.walkview import describe_walk
 from properties.abstraction import abstract_buddy, abstract_kernel
 from properties.drivers import DivergenceError, Lockstep
+from properties.smp_abstraction import abstract_smp
 from spec import buddy as spec_buddy
 from spec.buddy import BuddyState
 from spec.kernel_invariants import violations as kernel_violations
@@ -28,6 +29,7 @@ from spec.mmu import MmuState
 from spec.permissions import Kind, Mode
 from spec.pte import P as PRESENT
 from spec.pte import flag_names
+from spec.shootdown import violations as shootdown_violations
 from spec.walk import walk
 
 Narrator = Callable[[Op, MmuState], list[str]]
@@ -118,9 +120,13 @@ BUDDY_INVARIANTS = (
 def broken_invariants(lockstep: Lockstep) -> list[str]:
     """The invariants the implementation's state, abstracted, breaks, each named by its function."""
     try:
-        impl_kernel = lockstep.impl.kernel.kernel
+        impl_kernel, smp = lockstep.impl.kernel.kernel, lockstep.impl.kernel.smp
         if impl_kernel is not None:
-            return kernel_violations(abstract_kernel(impl_kernel))
+            kernel = abstract_kernel(impl_kernel)
+            if smp is None:
+                return kernel_violations(kernel)
+            kernel = abstract_smp(kernel, smp)
+            return kernel_violations(kernel) + shootdown_violations(kernel)
         state = abstract_buddy(lockstep.impl.buddy)
     except Exception as exc:
         return [f"the implementation's state cannot be abstracted: {type(exc).__name__}: {exc}"]
