@@ -64,9 +64,13 @@ def test_ci_machine_catches_walk_mutant(
 
 @pytest.mark.parametrize("mutant", WALK_MUTANTS, ids=[m.name for m in WALK_MUTANTS])
 def test_mutant_patch_still_applies(mutant: Mutant) -> None:
-    """Each patch matches the shipped source exactly (a stale patch would test nothing)."""
+    """Each patch matches the shipped source exactly (a stale patch would test nothing) and swaps the code in."""
+    owner, attribute = mutant.patch.owner, mutant.patch.attribute  # type: ignore[attr-defined]
+    shipped = vars(owner)[attribute] if isinstance(owner, type) else getattr(owner, attribute)
     with mutant.applied():
-        pass
+        patched = vars(owner)[attribute] if isinstance(owner, type) else getattr(owner, attribute)
+        assert patched is not shipped
+    assert shipped is (vars(owner)[attribute] if isinstance(owner, type) else getattr(owner, attribute))
 
 
 # The same run as verify's ci machine check; nox -s mutants and verify cover it, nox -s tests skips it.
