@@ -6,7 +6,12 @@ op (a missing entry that became a zero-page mapping was ``do_anonymous_page``
 on a read; a read-only entry that now points at a new frame was a COW copy in
 ``do_wp_page``), so the story cannot say something the spec did not do.  The
 diff lists the leaf entries, pages (reference and map counts, words), page
-tables, VMAs and free frames that changed.
+tables, VMAs and free frames that changed, and the TLB events of the op (IPIs
+sent, INVLPGs and full flushes, frames freed by a shootdown's last step).
+
+With several CPUs a load or store may succeed through a translation the page
+tables no longer give (a stale TLB entry, SDM Vol. 3A 4.10.2); the story says
+so instead of naming a fault path.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mmcheck.draw import TABLE_NAMES, rights
-from mmcheck.kernel_ops import Fork, KernelOp, Load, Mmap, Mprotect, Munmap, Store, Switch
+from mmcheck.kernel_ops import Fork, KernelOp, KernelThread, Load, Mmap, Mprotect, Munmap, Step, Store, Switch
 from spec.address import PAGE_SHIFT
 from spec.kernel import Kernel, Leaf, Page, free_frames
 from spec.vma import Vma
@@ -61,6 +66,11 @@ def access_rule(op: Load | Store, before: Kernel, after: Kernel, result: Result)
         if page is not None and not page.anon:
             return f"{where}: page fault on a missing entry; the shared object's page is mapped (shmem_fault)"
         return f"{where}: page fault on a missing entry; a fresh zeroed page is mapped (do_anonymous_page)"
+    if new is None or not new.present or (isinstance(op, Store) and not new.writable):
+        return (
+            f"{where}: the page tables do not allow it, but cpu {op.cpu}'s TLB still holds the old translation: "
+            "no walk, no fault (a stale entry, SDM Vol. 3A 4.10.2)"
+        )
     if old is not None and new is not None and old != new:
         if old.pfn == new.pfn:
             return f"{where}: write fault on a read-only entry; the page is exclusive, reused in place (do_wp_page)"
@@ -94,6 +104,11 @@ def rule(op: KernelOp, before: Kernel | None, after: Kernel, result: Result) -> 
         return (
             f"mmap pid {op.pid} {op.pages} page(s) at {op.va:#x} {op.prot} {kind}: a VMA only, no frame until a fault"
         )
+    if isinstance(op, Munmap) and "pending" in result:
+        return (
+            f"munmap pid {op.pid} {op.pages} page(s) at {op.va:#x}, first step only: entries cleared, pages and "
+            f"empty tables gathered in the mmu_gather, IPIs sent; operation {result['pending']} in flight"
+        )
     if isinstance(op, Munmap):
         return f"munmap pid {op.pid} {op.pages} page(s) at {op.va:#x}: entries cleared, pages and empty tables freed"
     if isinstance(op, Mprotect):
@@ -103,6 +118,23 @@ def rule(op: KernelOp, before: Kernel | None, after: Kernel, result: Result) -> 
         )
     if isinstance(op, Switch):
         return f"cpu {op.cpu} runs pid {op.pid} (loads its CR3)"
+    if isinstance(op, KernelThread):
+        return (
+            f"cpu {op.cpu} runs a kernel thread: the mm it had stays loaded and keeps the CPU in its mm_cpumask, "
+            "lazy (enter_lazy_tlb)"
+        )
+    if isinstance(op, Step) and "stage" in result:
+        cpu = result["cpu"]
+        where = f"step of operation {op.pending}: cpu {cpu} handles its IPI (flush_tlb_func)"
+        was, now = before.cpus[cpu], after.cpus[cpu]
+        if was.lazy and was.loaded and not now.loaded:
+            return f"{where}: it was lazy, so it switches to init_mm and leaves the mm_cpumask"
+        return where
+    if isinstance(op, Step):
+        return (
+            f"step of operation {op.pending}: every target has handled its IPI; the gathered frames are freed and "
+            "the syscall returns (tlb_finish_mmu)"
+        )
     fields = {key: value for key, value in op.to_json().items() if key != "op"}
     return f"{op.name} {fields}" if fields else op.name
 
@@ -129,6 +161,8 @@ def page_changes(before: Kernel | None, after: Kernel) -> Iterator[str]:
         if was is None:
             assert now is not None
             yield f"frame {pfn:#x}: new page, {page_text(now)}"
+        elif now is None and any(pfn in f.frames for f in after.flights.values()):
+            yield f"frame {pfn:#x}: last reference dropped, held in the mmu_gather until every IPI is handled"
         elif now is None:
             yield f"frame {pfn:#x}: last reference dropped, back to the buddy allocator"
         else:
@@ -177,10 +211,28 @@ def vma_changes(before: Kernel | None, after: Kernel) -> Iterator[str]:
             yield f"pid {pid} VMAs: {vmas or '(none)'}"
 
 
+def tlb_events(after: Kernel) -> Iterator[str]:
+    """The events of the op (the state keeps the last op's): IPIs sent, INVLPGs and full flushes, frames freed."""
+    new = after.events
+    ipis = [e.cpu for e in new if e.kind == "ipi"]
+    if ipis:
+        yield "IPI sent to cpu " + ", ".join(str(c) for c in ipis)
+    for cpu in sorted({e.cpu for e in new if e.kind in ("invlpg", "flush")}):
+        pages = [e.value for e in new if e.cpu == cpu and e.kind == "invlpg"]
+        if pages:
+            yield f"cpu {cpu}: INVLPG " + ", ".join(f"{vpn << PAGE_SHIFT:#x}" for vpn in pages)
+        for e in new:
+            if e.cpu == cpu and e.kind == "flush":
+                yield f"cpu {cpu}: full flush of PCID {e.value}"
+    freed = [e.value for e in new if e.kind == "free"]
+    if freed:
+        yield "frames freed: " + ", ".join(f"{pfn:#x}" for pfn in freed)
+
+
 def changes(before: Kernel | None, after: Kernel) -> list[str]:
     """The compact diff between two kernel states."""
     lines = [*vma_changes(before, after), *table_changes(before, after)]
-    lines += [*leaf_changes(before, after), *page_changes(before, after)]
+    lines += [*leaf_changes(before, after), *page_changes(before, after), *tlb_events(after)]
     old_free = free_frames(before) if before else None
     if old_free is not None and old_free != free_frames(after):
         lines.append(f"free frames: {old_free} -> {free_frames(after)}")

@@ -73,3 +73,20 @@ def test_partial_expected_results_match_like_replay() -> None:
     lines, ok = explain(load(SCENARIOS / "linux-kernel-cow-fork.json"))
     assert ok
     assert not any("UNEXPECTED" in line for line in lines)
+
+
+def test_a_shootdown_in_steps_tells_the_stale_hits_the_ipis_and_the_late_free() -> None:
+    """Loads in flight hit the stale entry; each step names its CPU; the frames are freed only at the last step."""
+    lines, ok = explain(load(SCENARIOS / "tlb-stale-read-during-munmap.json"))
+    text = "\n".join(lines)
+    assert ok
+    assert "[7] cpu 2 runs a kernel thread: the mm it had stays loaded" in text
+    assert "    changed: frame 0x2: last reference dropped, held in the mmu_gather until every IPI is handled" in text
+    assert "    changed: IPI sent to cpu 0, 1, 2" in text
+    for index in (9, 11):
+        at = lines.index(next(line for line in lines if line.startswith(f"[{index}] ")))
+        assert "cpu 1's TLB still holds the old translation" in lines[at]
+        assert "    result: {'value': 7}" == lines[at + 1]
+    assert "[13] step of operation 1: cpu 2 handles its IPI (flush_tlb_func): it was lazy, so it switches" in text
+    assert [line for line in lines if "frames freed" in line] == ["    changed: frames freed: 0x0, 0x1, 0x2, 0x27"]
+    assert text.index("frames freed") > text.index("[14] step of operation 1: every target has handled its IPI")
