@@ -216,6 +216,15 @@ def cmd_draw(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mmcheck.plot import write_plot
+
+    print(write_plot(load(args.file), Path(args.file).name, Path(args.output), args.model))
+    return 0
+
+
 def cmd_mutants(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -350,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the graph description (nodes, edges, free lists) as JSON")
     p.set_defaults(func=cmd_draw)
+
+    p = sub.add_parser("plot", help="plot free blocks per order over the steps of a buddy scenario (needs matplotlib)")
+    p.add_argument("file", help="scenario JSON file with alloc_pages / free_pages ops")
+    p.add_argument("-o", "--output", required=True, help="out.png, out.svg or out.pdf")
+    p.add_argument("--model", choices=VIEW_MODELS, default="spec", help="whose free lists to count (default: spec)")
+    p.set_defaults(func=cmd_plot)
     return parser
 
 
