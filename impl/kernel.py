@@ -135,6 +135,25 @@ class Kernel:
         write(pt << 12, (kpage << 12) | _PAGE_KERNEL_RO)
         write(kpage << 12, KERNEL_WORD)
 
+    def move_kernel_page(self) -> int | None:
+        """The kernel half's page moved to a new frame (role ``("kernel", 0, 0, 0)``) with its contents copied, as
+        ``vfree`` + ``vmalloc`` of the page would; the old frame is returned, not freed: the caller frees it
+        after ``flush_tlb_kernel_range`` (:meth:`impl.shootdown.Smp.kernel_remap`).  None if no frame is free.
+
+        The kernel half's PT is shared by every PML4 (``pgd_alloc`` copies PML4[256..511]), so one PTE write
+        changes the mapping of every address space.
+        """
+        if self.free_frames() < 1:
+            return None
+        old = self.kernel_pfn
+        new = self._alloc(("kernel", 0, 0, 0))
+        self.mem.copy_frame(old, new)
+        pt = self.boot[5]
+        self.mem.write(pt << 12, (new << 12) | _PAGE_KERNEL_RO)
+        self.boot = (self.boot[0], new, *self.boot[2:])
+        self.kernel_pfn = new
+        return old
+
     def _new_root(self, pid: int) -> int:
         """A PML4 with the kernel half copied from init_mm (``pgd_alloc``)."""
         root = self._alloc(("root", pid, 0, 0))

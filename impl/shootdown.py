@@ -22,9 +22,9 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from impl.buddy import BuddyAllocator
-from impl.kernel import _G, _NX, _P, _PFN, _RW, _US, OK, USER_PAGES, Kernel, Process
+from impl.kernel import _G, _NX, _P, _PFN, _RW, _US, KERNEL_VA, OK, USER_PAGES, Kernel, Process
 from impl.mmu import FETCH, WRITE, Translated
-from impl.tlb import NX, Tlb, U, W
+from impl.tlb import GLOBAL, NX, Tlb, U, W
 from mmcheck.errors import UnknownCpu, UnknownFlight
 
 TLB_NR_DYN_ASIDS = 6
@@ -296,6 +296,33 @@ class Smp:
         proc = self.k.proc(pid)
         number = self.start_flight(op, proc, edit, lo, hi, whole_mm, background)
         return {"pending": number} if background else self.finish_flight(number)
+
+    def kernel_remap(self) -> Result:
+        """The kernel half's page moved to a new frame, then ``flush_tlb_kernel_range`` (arch/x86/mm/tlb.c), then
+        the old frame freed; ``{"error": "ENOMEM"}`` if no frame is free.
+
+        Kernel mappings are shared by every mm, so ``on_each_cpu`` interrupts every online CPU (no cpumask; IPIs
+        recorded with pid 0, ``init_mm``) and each runs ``do_kernel_range_flush``: ``flush_tlb_one_kernel``, an
+        INVLPG, which drops the global translation in any PCID (Intel SDM Vol. 3A 4.10.4.1).  Above
+        ``tlb_single_page_flush_ceiling`` each runs ``do_flush_tlb_all`` instead (INVPCID type 2, recorded as a
+        flush of PCID -1).  The frame is freed only after every CPU flushed.
+        """
+        old = self.k.move_kernel_page()
+        if old is None:
+            return {"error": "ENOMEM"}
+        vpn = KERNEL_VA >> 12
+        for cpu in range(len(self.tlbs)):
+            self.events.append(("ipi", cpu, 0))
+        for cpu, tlb in enumerate(self.tlbs):
+            if self.flush_ceiling < 1:
+                tlb.invpcid(2)
+                self.events.append(("flush", cpu, GLOBAL))
+            else:
+                tlb.invlpg(self.cpu_tlb[cpu].pcid, vpn)
+                self.events.append(("invlpg", cpu, vpn))
+        self.k.buddy.free(old, 0)
+        self.events.append(("free", -1, old))
+        return OK
 
     # --- accesses -------------------------------------------------------------------------------
 

@@ -24,7 +24,9 @@ then each ``{"op": "step", "pending": N}`` is one more atomic step:
 ``{"stage": "flushed", "cpu": C}`` when CPU ``C`` handled its IPI, and the
 syscall's own result at the last step (the gathered frames freed).
 ``{"op": "tlb_evict", "cpu": C}`` drops CPU ``C``'s least recently used TLB
-entry, as hardware may at any time.
+entry, as hardware may at any time.  ``{"op": "kernel_remap"}`` moves the
+kernel half's page to a new frame and flushes it on every CPU before the old
+frame is freed (``{"ok": true}``, or ``{"error": "ENOMEM"}``).
 
 Syscall failures are results (``{"error": "EINVAL"}``, ``"ENOMEM"``, ``"EPERM"``,
 ``"EFAULT"``).  ``mode`` defaults to ``"user"``, ``shared`` and ``huge`` to false.
@@ -315,6 +317,14 @@ class TlbEvict(KernelOp):
     name: ClassVar[str] = "tlb_evict"
 
 
+@register
+@dataclass(frozen=True, slots=True)
+class KernelRemap(KernelOp):
+    """The kernel half's page moves to a new frame (``vfree`` + ``vmalloc``), then ``flush_tlb_kernel_range``."""
+
+    name: ClassVar[str] = "kernel_remap"
+
+
 SYSCALLS_WITH_SHOOTDOWN = ("mmap", "munmap", "mprotect", "madvise", "fork", "exit")
 
 KERNEL_OPS = (
@@ -337,4 +347,5 @@ KERNEL_OPS = (
     PagemapOp,
     Step,
     TlbEvict,
+    KernelRemap,
 )

@@ -24,6 +24,7 @@ from mmcheck.kernel_ops import (
     Fetch,
     Fork,
     KernelOp,
+    KernelRemap,
     KernelThread,
     Load,
     Madvise,
@@ -53,7 +54,7 @@ from spec.vma import Prot
 ACCESS_KINDS = {"load": Kind.READ, "store": Kind.WRITE, "fetch": Kind.FETCH}
 IMPL_KINDS = {"load": READ, "store": WRITE, "fetch": FETCH}
 # Operations that may need a frame: ENOMEM from them is allowed by L0 when it changed nothing.
-ALLOCATING = (Spawn, Fork, Load, Store, Fetch, PinOp)
+ALLOCATING = (Spawn, Fork, Load, Store, Fetch, PinOp, KernelRemap)
 
 
 def rwx(prot: str) -> tuple[bool, bool, bool]:
@@ -133,6 +134,8 @@ def spec_step(k: Kernel, op: KernelOp, choices: Choices) -> tuple[Kernel, Outcom
     if isinstance(op, TlbEvict):
         check_cpu(k, op.cpu)
         return k, Ok()
+    if isinstance(op, KernelRemap):
+        return shootdown.kernel_remap(k, choices)
     if isinstance(op, Switch | KernelThread):
         return shootdown.switch(k, op.cpu, op.pid if isinstance(op, Switch) else None)
     if isinstance(op, Load | Store | Fetch):
@@ -231,6 +234,8 @@ def impl_step(k: ImplKernel, op: KernelOp, smp: Smp | None = None) -> Result:
         return smp.step_flight(op.pending)
     if isinstance(op, TlbEvict):
         return smp.evict(op.cpu)
+    if isinstance(op, KernelRemap):
+        return smp.kernel_remap()
     if isinstance(op, Switch | KernelThread):
         return smp.switch(op.cpu, op.pid if isinstance(op, Switch) else None)
     if isinstance(op, Load | Store | Fetch):
@@ -271,6 +276,8 @@ def l0_step(mem: l0.Memory, op: KernelOp) -> tuple[l0.Memory, Outcome | None]:
         return replace(mem, current=tuple(0 if i == op.cpu else c for i, c in enumerate(mem.current))), Ok()
     if isinstance(op, Switch):
         return l0.switch(mem, op.cpu, op.pid)
+    if isinstance(op, KernelRemap):
+        return mem, Ok()  # the kernel page is not part of L0: its word reads the same from the new frame
     if isinstance(op, Load | Store | Fetch):
         value = op.value if isinstance(op, Store) else 0
         return l0.access(mem, op.cpu, op.va, ACCESS_KINDS[op.name], Mode(op.mode), value)
@@ -316,8 +323,10 @@ class L0Side:
     Hardware is not linearizable here: after one CPU saw the new mapping,
     another may still use a stale TLB entry until its IPI is handled.  So
     once a change took effect in a candidate, an access may also be
-    explained by the memory before it (``stale``); a store that lands that way
-    writes the old cell, which matters only if the page still has it.
+    explained by the memory before it (``stale``), even when the new mapping
+    would allow it too (a store through a stale entry succeeds either way,
+    but lands in the old cell); a store that lands that way writes the old
+    cell, which matters only if the page still has it.
     """
 
     def __init__(self, config: Config) -> None:
@@ -349,8 +358,9 @@ class L0Side:
                 mem, expected = l0_step(c.memory, op)
                 if expected is None or refines(l1, expected):
                     keep(kept, replace(c, memory=mem))
-        if not kept and isinstance(op, Load | Store | Fetch):
-            kept = self.stale_access(op, l1)
+        if isinstance(op, Load | Store | Fetch):
+            for candidate in self.stale_access(op, l1):
+                keep(kept, candidate)
         if not kept:
             return f"L1 gave {l1!r}, the programmer's view allows {expected!r}"
         self.candidates = kept
@@ -362,12 +372,16 @@ class L0Side:
         for c in self.candidates:
             if c.stale is None:
                 continue
-            before, expected = l0_step(c.stale, op)
+            stale = replace(c.stale, current=c.memory.current)  # the mappings before, the CPUs as they run now
+            try:
+                before, expected = l0_step(stale, op)
+            except MMCheckError:
+                continue
             if not refines(l1, expected or Ok()):
                 continue
             memory = c.memory
-            if isinstance(op, Store) and before != c.stale:
-                memory = stale_store(c.stale, memory, op)
+            if isinstance(op, Store) and before != stale:
+                memory = stale_store(stale, memory, op)
             keep(kept, replace(c, memory=memory, stale=before))
         return kept
 

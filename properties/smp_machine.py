@@ -12,7 +12,11 @@ through CPU 0 (so both CPUs may cache it).  The rules:
 - *access* (load or store) from any CPU running a process, mostly to the pages;
 - *switch* a CPU to a process or to a kernel thread (lazy TLB), or *evict* a
   TLB entry (hardware may drop any at any time);
-- fork, exit or spawn a process at once.
+- fork, exit or spawn a process at once;
+- *kernel_remap*: move the kernel half's page to a new frame and flush it on
+  every CPU (``flush_tlb_kernel_range``) before the old frame is freed, and
+  *kernel_load*: a supervisor-mode load of the kernel page from a CPU running
+  a process, so a global TLB entry to the old frame is filled and observable.
 
 After every operation the lockstep runner has checked that the implementation
 and the spec agree (results, ``cpu_tlbstate``, ``mm_cpumask``, ``tlb_gen``,
@@ -34,6 +38,7 @@ from mmcheck.errors import MMCheckError
 from mmcheck.kernel_ops import (
     Exit,
     Fork,
+    KernelRemap,
     KernelThread,
     Load,
     Madvise,
@@ -53,6 +58,7 @@ from properties.machinery import run_machine as run_refinement_machine
 from properties.recording import RecordingLockstep, save_counterexample
 from spec import shootdown
 from spec.kernel_invariants import violations
+from spec.vma import KERNEL_VA
 
 CONFIG = Config(frames=24, cpus=3, max_order=2, tlb_entries=4)
 BASE = 0x10000000
@@ -178,6 +184,19 @@ class SmpMachine(RuleBasedStateMachine):
             result = self.run(Spawn())
             if result and "pid" in result:
                 self.pids.append(result["pid"])
+
+    @rule()
+    def kernel_remap(self) -> None:
+        """The kernel page moves to a new frame; every CPU flushes it before the old frame is freed."""
+        self.run(KernelRemap())
+
+    @precondition(lambda self: any(self.running))
+    @rule(cpu=st.integers(0, CONFIG.cpus - 1), offset=st.sampled_from((0, 8)))
+    def kernel_load(self, cpu: int, offset: int) -> None:
+        """A supervisor-mode load of the kernel page (global, read-only) from a CPU that runs a process."""
+        runners = [c for c in range(CONFIG.cpus) if self.running[c]]
+        cpu = cpu if self.running[cpu] else runners[cpu % len(runners)]
+        self.run(Load(cpu, KERNEL_VA + offset, "supervisor"))
 
     @invariant()
     def invariants_hold(self) -> None:

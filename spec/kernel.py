@@ -137,7 +137,9 @@ class Kernel:
     """The whole kernel-level state; see the module docstring.
 
     ``boot`` holds the frames taken at boot: the zero page, the kernel page,
-    the kernel's own PML4 (``init_mm``), and the kernel half's PDPT, PD and PT.
+    the kernel's own PML4 (``init_mm``), and the kernel half's PDPT, PD and PT;
+    ``boot[1]`` is the kernel page's current frame, which a kernel-mapping
+    change (:func:`spec.shootdown.kernel_remap`) replaces.
 
     The SMP part (:mod:`spec.shootdown`): ``cpus`` is each CPU's
     ``cpu_tlbstate``, ``tlbs`` what each CPU's TLB may hold beyond its current

@@ -37,6 +37,15 @@ write-protect, exit, a COW break) is a :class:`~spec.smp.Flight`:
 Sending the IPIs is part of the first step: other CPUs can observe nothing
 between the edit and the send that they cannot observe before the IPIs are
 handled.  Run as one operation, all steps happen at once.
+
+**A kernel-mapping change** (:func:`kernel_remap`) moves the kernel half's
+page to a new frame, as ``vfree`` + ``vmalloc`` would, and then runs
+``flush_tlb_kernel_range`` (arch/x86/mm/tlb.c): kernel mappings are shared by
+every mm, so it interrupts every online CPU (``on_each_cpu``, no cpumask,
+lazy or idle alike), and each drops the page with INVLPG, which drops global
+translations too (SDM Vol. 3A 4.10.4.1), or, above the flush ceiling, flushes
+everything (``do_flush_tlb_all``: INVPCID type 2).  Only then is the old
+frame freed.  It runs in one step.
 """
 
 from __future__ import annotations
@@ -49,13 +58,26 @@ from mmcheck.errors import DisallowedChoice, UnknownFlight
 from spec import buddy
 from spec.address import PAGE_SHIFT, PAGE_SIZE
 from spec.fault import MAX_RETRIES, handle_fault, hardware_allows, hardware_error_code, leaf_at, perform
-from spec.kernel import Choices, Kernel, Leaf, Space, check_cpu, running, space, updated, without
+from spec.kernel import (
+    Choices,
+    Kernel,
+    Leaf,
+    Space,
+    check_cpu,
+    free_frames,
+    frozen,
+    running,
+    space,
+    take,
+    updated,
+    without,
+)
 from spec.memory import check_address
 from spec.outcome import Errno, Ok, Outcome, Pending, Stage
 from spec.permissions import Kind, Mode
 from spec.smp import INIT_CTX, TLB_NR_DYN_ASIDS, CpuTlb, Event, Flight, Slot
-from spec.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, flush_pcid, invlpg, remember
-from spec.vma import TASK_SIZE
+from spec.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, flush_pcid, invlpg, invpcid, remember
+from spec.vma import KERNEL_VA, TASK_SIZE
 
 Edit = Callable[[Kernel], tuple[Kernel, Outcome]]
 
@@ -343,6 +365,41 @@ def run(k: Kernel, op: str, pid: int, edit: Edit, lo: int, whole_mm: bool, backg
     if background:
         return k, Pending(number)
     return finish(k, number)
+
+
+KERNEL_ROLE = ("kernel", 0, 0, 0)
+
+
+def kernel_remap(k: Kernel, choices: Choices) -> tuple[Kernel, Outcome]:
+    """The kernel half's page moved to a new frame (role ``("kernel", 0, 0, 0)``), its words copied, then
+    ``flush_tlb_kernel_range`` on every CPU, then the old frame freed; ENOMEM if no frame is free.
+
+    Every CPU may hold the old global translation until its flush
+    (``on_each_cpu(do_kernel_range_flush)`` runs ``flush_tlb_one_kernel``,
+    an INVLPG, on each CPU; above ``tlb_single_page_flush_ceiling``,
+    ``do_flush_tlb_all``).  INVLPG drops global entries for the address in
+    any PCID (Intel SDM Vol. 3A 4.10.4.1).  IPIs carry the value 0
+    (``init_mm``); a full flush is recorded with PCID :data:`GLOBAL_PCID`.
+    """
+    if free_frames(k) < 1:
+        return k, Errno("ENOMEM")
+    vpn = KERNEL_VA >> PAGE_SHIFT
+    old_pfn, old = k.boot[1], k.kernel_leaves[vpn]
+    k, pfn = take(k, KERNEL_ROLE, choices)
+    k = replace(k, boot=(k.boot[0], pfn, *k.boot[2:]))
+    k = replace(k, procs=frozen({pid: replace(sp, kernel=k.kernel_leaves) for pid, sp in k.procs.items()}))
+    stale = frozenset({TlbEntry(GLOBAL_PCID, vpn, old_pfn, old.writable, old.user, old.nx)})
+    k = replace(k, tlbs=tuple(remember(t, stale, frozenset()) for t in k.tlbs))
+    for cpu in range(len(k.cpus)):
+        k = event(k, "ipi", cpu, 0)
+    full = k.flush_ceiling < 1
+    for cpu, state in enumerate(k.cpus):
+        if full:
+            k = event(with_cpu(k, cpu, state, invpcid(k.tlbs[cpu], 2)), "flush", cpu, GLOBAL_PCID)
+        else:
+            k = event(with_cpu(k, cpu, state, invlpg(k.tlbs[cpu], state.pcid, vpn)), "invlpg", cpu, vpn)
+    k = replace(k, buddy=buddy.free(k.buddy, old_pfn, 0))
+    return event(k, "free", -1, old_pfn), Ok()
 
 
 def settled(k: Kernel) -> Kernel:

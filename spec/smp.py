@@ -76,7 +76,8 @@ class Flight:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One effect: ``ipi`` (cpu, pid), ``invlpg`` (cpu, vpn), ``flush`` (cpu, pcid; a full flush), ``free`` (pfn)."""
+    """One effect: ``ipi`` (cpu, pid; 0 for a kernel-mapping change), ``invlpg`` (cpu, vpn), ``flush`` (cpu, pcid; a
+    full flush, -1 for every PCID and the global entries), ``free`` (pfn)."""
 
     kind: str
     cpu: int

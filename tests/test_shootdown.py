@@ -6,12 +6,13 @@ import itertools
 
 import z3
 
-from mmcheck.kernel_ops import KernelThread, Load, Mmap, Munmap, Spawn, Step, Store, Switch
+from mmcheck.kernel_ops import KernelRemap, KernelThread, Load, Mmap, Munmap, Spawn, Step, Store, Switch
 from mmcheck.scenario import Config
 from proofs.inductive import Z3_LOGIC
 from properties.drivers import Lockstep
 from spec.shootdown import flush_decision
 from spec.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, invlpg, invpcid, mov_cr3
+from spec.vma import KERNEL_VA, KERNEL_WORD
 
 BASE = 0x10000000
 
@@ -101,3 +102,33 @@ def test_a_lazy_cpu_is_skipped_unless_tables_are_freed_and_flushes_when_it_retur
     assert kernel is not None
     assert [0, 1] == [e.cpu for e in kernel.events if e.kind == "ipi"]
     assert 0 == kernel.cpus[1].loaded
+
+
+def test_kernel_remap_interrupts_every_cpu_invlpgs_the_global_entry_then_frees_the_old_frame() -> None:
+    """flush_tlb_kernel_range: IPIs to every CPU (lazy and idle too), INVLPG on each, and only then the free."""
+    config = Config(frames=40, cpus=3)
+    ops: list[object] = [Spawn(), Switch(0, 1), Switch(1, 1), Load(0, KERNEL_VA, "supervisor"), KernelThread(1)]
+    lockstep, results = run(config, ops)
+    assert {"value": KERNEL_WORD} == results[3]
+    before = lockstep.spec.kernel.kernel
+    assert before is not None
+    assert {"ok": True} == lockstep.apply(KernelRemap())
+    after = lockstep.spec.kernel.kernel
+    assert after is not None and after.boot[1] != before.boot[1]
+    vpn = KERNEL_VA >> 12
+    expected = [("ipi", c, 0) for c in range(3)] + [("invlpg", c, vpn) for c in range(3)]
+    assert [*expected, ("free", -1, before.boot[1])] == [(e.kind, e.cpu, e.value) for e in after.events]
+    assert all(e.pcid != GLOBAL_PCID for tlb in after.tlbs for e in tlb.entries)
+    assert {"value": KERNEL_WORD} == lockstep.apply(Load(0, KERNEL_VA, "supervisor"))
+
+
+def test_kernel_remap_above_the_ceiling_flushes_everything_and_fails_cleanly_without_a_frame() -> None:
+    lockstep, _ = run(Config(frames=40, cpus=2, flush_ceiling=0), [Spawn(), Switch(0, 1)])
+    assert {"ok": True} == lockstep.apply(KernelRemap())
+    kernel = lockstep.spec.kernel.kernel
+    assert kernel is not None
+    assert [("flush", 0, GLOBAL_PCID), ("flush", 1, GLOBAL_PCID)] == [
+        (e.kind, e.cpu, e.value) for e in kernel.events if e.kind == "flush"
+    ]
+    lockstep, _ = run(Config(frames=7, cpus=2), [Spawn(), Switch(0, 1)])
+    assert {"error": "ENOMEM"} == lockstep.apply(KernelRemap())

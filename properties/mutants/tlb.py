@@ -4,14 +4,16 @@ Each mirrors a bug of the linux-mm reference's catalogue (section 4, TLB
 shootdown ordering and x86 PCID): the frames of an ``mmu_gather`` freed before
 the flush, a protection change without the remote flush, page tables freed
 without interrupting lazy CPUs, a reused ASID without the generation check, a
-partial flush of a CPU more than one generation behind, and fork without
-``flush_tlb_mm`` of the parent.
+partial flush of a CPU more than one generation behind, fork without
+``flush_tlb_mm`` of the parent, and an INVLPG that keeps global translations
+(so ``flush_tlb_kernel_range`` leaves the kernel page's old frame reachable).
 """
 
 from __future__ import annotations
 
 import impl.shootdown
 from impl.shootdown import CpuTlbState, Smp
+from impl.tlb import Tlb
 from properties.mutants.catalogue import Mutant, Replace, SourcePatch
 
 COHERENCE = "TLB coherence: every implementation TLB entry is one the spec's may-hold set allows"
@@ -84,5 +86,13 @@ TLB_MUTANTS = (
             "start_flight",
             (("if touched or freed or (whole_mm", 'if op != "fork" and (touched or freed or whole_mm) or (False'),),
         ),
+    ),
+    Mutant(
+        "invlpg-keeps-global",
+        "INVLPG misses global entries: INVLPG must also invalidate global translations (Intel SDM Vol. 3A "
+        "4.10.4.1); the pop of the global entry is removed",
+        f"{COHERENCE}; after flush_tlb_kernel_range no CPU holds the kernel page's old frame",
+        "tlb",
+        SourcePatch(Tlb, "invlpg", (("self.entries.pop((GLOBAL, vpn), None)", "pass"),)),
     ),
 )

@@ -1,4 +1,8 @@
-"""The TLB-shootdown mutants: the ``ci`` SMP machine must catch each with a counterexample of at most 10 operations."""
+"""The TLB-shootdown mutants: the ``ci`` SMP machine must catch each with a counterexample of at most 10 operations.
+
+``invlpg-keeps-global`` is among them: it is observable only through a kernel-mapping change
+(``kernel_remap``) after a supervisor load filled the kernel page's global TLB entry.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from mmcheck.scenario import load
+from mmcheck.scenario import Scenario, load
 from proofs.verdict import Status
 from properties.machinery import counterexample_path
 from properties.minimise import failure_kind
@@ -48,3 +52,26 @@ def test_unmutated_smp_machine_finds_nothing(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setenv("MMCHECK_COUNTEREXAMPLES", str(tmp_path))
     status, detail = run_machine(ci_settings())
     assert Status.CONFIRMED == status, detail
+
+
+KERNEL_REMAP_SCENARIO = {
+    "config": {"frames": 24, "cpus": 2},
+    "ops": [
+        {"op": "spawn"},
+        {"op": "switch", "cpu": 0, "pid": 1},
+        {"op": "load", "cpu": 0, "va": "0xffffffff80000000", "mode": "supervisor"},
+        {"op": "kernel_remap"},
+        {"op": "load", "cpu": 0, "va": "0xffffffff80000000", "mode": "supervisor"},
+    ],
+}
+
+
+def test_invlpg_keeping_global_entries_is_observable() -> None:
+    """A global entry filled by a supervisor load survives the mutant's INVLPG in ``kernel_remap``, and only then."""
+    mutant = next(m for m in TLB_MUTANTS if m.name == "invlpg-keeps-global")
+    assert mutant.layer == "tlb"
+    scenario = Scenario.from_json(KERNEL_REMAP_SCENARIO)
+    assert failure_kind(scenario) is None
+    with mutant.applied():
+        kind = failure_kind(scenario)
+    assert kind is not None and "kernel_remap" in kind, kind
