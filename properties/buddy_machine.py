@@ -37,11 +37,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from mmcheck.errors import MMCheckError
 from mmcheck.scenario import AllocPages, Config, FreePages, Op, Result
 from proofs.verdict import Status, Verdict, check, timed
 from properties import machinery
-from properties.drivers import DivergenceError
 from properties.recording import RecordingLockstep, save_counterexample
 from spec import buddy as spec_buddy
 from spec.buddy import Block
@@ -72,17 +70,9 @@ class BuddyMachine(RuleBasedStateMachine):
         self.recorder = RecordingLockstep(self.name, config)
 
     def run(self, op: Op) -> Result:
-        """Run ``op`` on both sides (raises at the first divergence; a crash is saved as a counterexample too)."""
-        recorder = self.recorder
-        assert recorder is not None
-        try:
-            return recorder.apply(op)
-        except (DivergenceError, MMCheckError):
-            raise
-        except Exception as exc:
-            problem = f"op {len(recorder.ops) - 1} ({op.name}) crashed: {type(exc).__name__}: {exc}"
-            save_counterexample(self.name, recorder.config, recorder.ops, problem)
-            raise
+        """Run ``op`` on both sides; raises at the first divergence (a crash of either side is one, saved too)."""
+        assert self.recorder is not None
+        return self.recorder.apply(op)
 
     @property
     def spec_state(self) -> spec_buddy.BuddyState:

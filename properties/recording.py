@@ -58,3 +58,10 @@ class RecordingLockstep:
         except MMCheckError:
             self.ops.pop()
             raise
+
+    def try_apply(self, op: Op) -> Result | None:
+        """:meth:`apply`, with bad input that both sides refused alike (and that changed nothing) as None."""
+        try:
+            return self.apply(op)
+        except MMCheckError:
+            return None

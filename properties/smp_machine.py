@@ -34,7 +34,6 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from mmcheck.errors import MMCheckError
 from mmcheck.kernel_ops import (
     Exit,
     Fork,
@@ -53,7 +52,6 @@ from mmcheck.kernel_ops import (
 )
 from mmcheck.scenario import Config, Op, Result
 from proofs.verdict import Status, Verdict, check, timed
-from properties.drivers import DivergenceError
 from properties.machinery import run_machine as run_refinement_machine
 from properties.recording import RecordingLockstep, save_counterexample
 from spec import shootdown
@@ -81,12 +79,8 @@ class SmpMachine(RuleBasedStateMachine):
         self.running = [0] * CONFIG.cpus
 
     def run(self, op: Op) -> Result | None:
-        try:
-            return self.recorder.apply(op)
-        except DivergenceError:
-            raise
-        except MMCheckError:
-            return None
+        """Run ``op`` on every side; refused input (the same on both sides) is None."""
+        return self.recorder.try_apply(op)
 
     def pid(self, i: int) -> int:
         return self.pids[i % len(self.pids)]
