@@ -10,11 +10,12 @@ on the leaf only when the access is allowed).  Intel SDM Vol. 3A 4.5-4.8.
 from __future__ import annotations
 
 from impl.physmem import FRAME_SIZE, PhysMem
+from impl.tlb import NX, Tlb, U, W
 from mmcheck.errors import AddressError, UnknownCpu
 
 READ, WRITE, FETCH = 0, 1, 2
 
-_P, _RW, _US, _A, _D, _PS = 1, 2, 4, 0x20, 0x40, 0x80
+_P, _RW, _US, _A, _D, _PS, _G = 1, 2, 4, 0x20, 0x40, 0x80, 0x100
 _XD = 1 << 63
 _MASK64 = (1 << 64) - 1
 # Reserved low bits of large leaves: 20:13 in a 2 MiB PDE, 29:13 in a 1 GiB PDPTE.
@@ -137,6 +138,53 @@ class Mmu:
             table = entry & self._addr_mask
             shift -= 9
             level -= 1
+
+    def translate(self, n: int, va: int, kind: int, user: bool, tlb: Tlb, pcid: int) -> Translated | Fault:
+        """:meth:`access` through ``tlb`` in ``pcid``: a load or fetch that hits uses the cached entry, no walk.
+
+        A hit is checked against the rights the entry cached (SDM Vol. 3A
+        4.10.2.2: a TLB entry holds the rights combined over the walk); a hit
+        that does not allow the access is a protection #PF.  A miss walks and
+        fills the TLB with the translation of the 4 KiB page of ``va`` (a
+        large page may be cached as 4 KiB fragments, SDM 4.10.2.3), global
+        when the leaf has G (CR4.PGE=1).  Either #PF drops the entries for
+        ``va`` (SDM 4.10.4.1).  These entries do not cache the dirty flag, so an
+        allowed write walks to set D in the leaf as SDM 4.8 requires.
+        """
+        vpn = va >> 12
+        code = tlb.lookup(pcid, vpn)
+        if code is not None:
+            cpu = self.cpu(n)
+            rights = (_RW if code & W else 0) | (_US if code & U else 0)
+            if not self._allowed(cpu, rights, code & NX, kind, user):
+                tlb.fault(pcid, vpn)
+                return Fault(VECTOR_PF, self._code(cpu, kind, user, 1))
+            if kind != WRITE:
+                return Translated(((code >> 4) << 12) | (va & 0xFFF))
+        outcome = self.access(n, va, kind, user)
+        if isinstance(outcome, Translated):
+            tlb.fill(pcid, vpn, self.tlb_code(self.cpus[n], va, outcome.pa))
+        elif outcome.vector == VECTOR_PF:
+            tlb.fault(pcid, vpn)
+        return outcome
+
+    def tlb_code(self, cpu: Cpu, va: int, pa: int) -> int:
+        """The TLB entry (:mod:`impl.tlb` code) for the successful walk of ``va`` that reached ``pa``."""
+        mem = self.mem
+        width = 57 if cpu.la57 else 48
+        shift, level = width - 9, (5 if cpu.la57 else 4)
+        table, rights, no_exec = cpu.cr3, _RW | _US, 0
+        while True:
+            entry = mem.read_unchecked(table + ((va >> shift) & 0x1FF) * 8)
+            rights &= entry
+            no_exec |= entry >> 63
+            if level == 1 or entry & _PS:
+                break
+            table = entry & self._addr_mask
+            shift -= 9
+            level -= 1
+        bits = (W if rights & _RW else 0) | (U if rights & _US else 0) | (NX if no_exec else 0)
+        return (pa >> 12) << 4 | bits | (1 if entry & _G else 0)
 
     @staticmethod
     def _allowed(cpu: Cpu, rights: int, no_exec: int, kind: int, user: bool) -> bool:

@@ -1,0 +1,168 @@
+"""Address translation throughput: loads per second through the implementation's TLB and walker, and the spec's walk.
+
+:func:`measure_translation` builds the same page tables on both sides (4- or
+5-level paging, user-readable 4 KiB pages, A already set so no load writes
+the tables) and runs user-mode loads on CPU 0 for a given time:
+
+- implementation: :meth:`impl.mmu.Mmu.translate` through an
+  :class:`impl.tlb.Tlb` of :data:`TLB_ENTRIES` entries, then the word read
+  from :class:`impl.physmem.PhysMem`.  With ``hits`` the loads cycle over
+  :data:`HIT_PAGES` pages, which the TLB holds after the first round: every
+  later load is a hit and does not walk.  Without, they cycle over
+  :data:`MISS_PAGES` pages (more than the TLB holds, in LRU order), so every
+  load misses and walks;
+- spec: :func:`spec.mmu.access` (the walk of :mod:`spec.walk` and the A/D
+  bits it requires) then :func:`spec.mmu.read_phys`, over the same pages.
+  The spec layer has no caching TLB (:mod:`spec.tlb` is the set of what a CPU
+  *may* hold), so every spec load walks whether or not the implementation's
+  TLB would hit.
+
+Each side's loads are checked against the other's before timing: the same
+physical address and the same word.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from impl.mmu import READ, Mmu, Translated
+from impl.physmem import PhysMem
+from impl.tlb import Tlb
+from spec import mmu as spec_mmu
+from spec.permissions import Control, Kind, Mode
+from spec.walk import Translation
+
+TLB_ENTRIES = 64
+HIT_PAGES = 16
+MISS_PAGES = 2 * TLB_ENTRIES
+PCID = 1
+FRAMES = 512
+# Where the pages start: canonical, with a non-zero index at every level.
+BASE = 0x0000_4080_4020_1000
+BASE_LA57 = 0x0081_0080_4020_1000
+_P, _RW, _US, _A = 1, 2, 4, 0x20
+TABLE = _P | _RW | _US | _A
+
+
+def page_tables(levels: int, pages: int) -> tuple[int, dict[int, int], list[int]]:
+    """(CR3, the non-zero words of memory, the addresses loaded): ``pages`` consecutive 4 KiB pages from the base.
+
+    Each page is user-readable and writable, with A set in every entry, and
+    holds its own number in its first word.
+    """
+    if levels not in (4, 5):
+        raise ValueError(f"levels must be 4 or 5 (CR4.LA57), got {levels}")
+    base = BASE_LA57 if levels == 5 else BASE
+    words: dict[int, int] = {}
+    frames = iter(range(1, FRAMES))
+    cr3 = next(frames) << 12
+    tables: dict[tuple[int, int], int] = {}
+    addresses = []
+    for page in range(pages):
+        va = base + page * 4096
+        table = cr3
+        for level in range(levels, 1, -1):
+            index = (va >> (12 + 9 * (level - 1))) & 0x1FF
+            key = (table, index)
+            if key not in tables:
+                tables[key] = next(frames) << 12
+                words[table + index * 8] = tables[key] | TABLE
+            table = tables[key]
+        data = next(frames) << 12
+        words[table + ((va >> 12) & 0x1FF) * 8] = data | TABLE
+        words[data] = page + 1
+        addresses.append(va)
+    return cr3, words, addresses
+
+
+def impl_loader(levels: int, pages: int) -> tuple[Callable[[int], int], list[int]]:
+    """A load function of the implementation (TLB, then walk on a miss) and the addresses to load."""
+    cr3, words, addresses = page_tables(levels, pages)
+    mem = PhysMem(FRAMES)
+    for pa, value in words.items():
+        mem.write(pa, value)
+    mmu = Mmu(mem, 1)
+    mmu.set_cpu(0, cr3=cr3, wp=True, smep=False, smap=False, ac=False, nxe=True, la57=levels == 5)
+    tlb = Tlb(TLB_ENTRIES)
+    translate, read = mmu.translate, mem.read
+
+    def load(va: int) -> int:
+        outcome = translate(0, va, READ, True, tlb, PCID)
+        assert isinstance(outcome, Translated), outcome
+        return read(outcome.pa)
+
+    return load, addresses
+
+
+def spec_loader(levels: int, pages: int) -> tuple[Callable[[int], int], list[int]]:
+    """A load function of the spec (the walk, the A/D bits, the read) and the addresses to load."""
+    cr3, words, addresses = page_tables(levels, pages)
+    state = spec_mmu.initial(FRAMES, 1)
+    for pa, value in words.items():
+        state = spec_mmu.write_phys(state, pa, value)
+    state = spec_mmu.set_cpu(state, 0, Control(cr3=cr3, wp=True, nxe=True, la57=levels == 5))
+    current = [state]
+
+    def load(va: int) -> int:
+        state, outcome = spec_mmu.access(current[0], 0, va, Kind.READ, Mode.USER)
+        assert isinstance(outcome, Translation), outcome
+        current[0] = state
+        return spec_mmu.read_phys(state, outcome.pa)
+
+    return load, addresses
+
+
+def loads_per_second(load: Callable[[int], int], addresses: list[int], seconds: float) -> tuple[float, int]:
+    """Run ``load`` over ``addresses`` round after round for about ``seconds``; (loads per second, loads run)."""
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    now = start
+    while now < deadline:
+        for va in addresses:
+            load(va)
+        count += len(addresses)
+        now = time.perf_counter()
+    return count / (now - start), count
+
+
+def measure_translation(levels: int, hits: bool, seconds: float) -> dict[str, float | int | bool]:
+    """Loads per second of the implementation (with its TLB) and of the spec, each timed for about ``seconds``.
+
+    Returns ``levels``, ``hits``, ``pages`` (the working set), ``impl_loads_per_s``,
+    ``spec_loads_per_s``, ``ratio`` (implementation over spec) and the loads each side ran.
+    """
+    pages = HIT_PAGES if hits else MISS_PAGES
+    impl_load, addresses = impl_loader(levels, pages)
+    spec_load, _ = spec_loader(levels, pages)
+    for va in addresses:  # both sides agree; this round also fills the TLB
+        if impl_load(va) != spec_load(va):
+            raise AssertionError(f"implementation and spec load different words at {va:#x}")
+    impl_rate, impl_count = loads_per_second(impl_load, addresses, seconds)
+    spec_rate, spec_count = loads_per_second(spec_load, addresses, seconds)
+    return {
+        "levels": levels,
+        "hits": hits,
+        "pages": pages,
+        "impl_loads_per_s": impl_rate,
+        "spec_loads_per_s": spec_rate,
+        "ratio": impl_rate / spec_rate,
+        "impl_loads": impl_count,
+        "spec_loads": spec_count,
+    }
+
+
+def main() -> None:
+    for levels in (4, 5):
+        for hits in (True, False):
+            r = measure_translation(levels, hits, 1.0)
+            print(
+                f"{levels}-level, {'hits' if hits else 'misses'} ({r['pages']} pages): "
+                f"impl {r['impl_loads_per_s']:,.0f} loads/s, spec {r['spec_loads_per_s']:,.0f} loads/s, "
+                f"{r['ratio']:.1f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
