@@ -89,9 +89,9 @@ def decode_tables(mem: PhysMem, root: int, indices: range) -> tuple[dict[tuple[i
 
     def visit(table: int, level: int, base: int, indices: range, rights: tuple[bool, bool, bool]) -> None:
         shift = 9 * (level - 1)
-        for i in indices:
-            entry = mem.read((table << 12) + i * 8)
-            if not entry:
+        mem.read(table << 12)  # a table outside memory raises, as reading its entries one by one would
+        for i, entry in mem.frame_entries(table):
+            if i not in indices:
                 continue
             vpn = base + (i << shift)
             if level == 1:
