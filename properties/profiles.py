@@ -10,6 +10,10 @@ run behaves the same locally and in CI.
 - ``ci``: derandomized (same examples every run), no database, budgeted for
   ``nox -s verify`` on 2 cores.
 - ``thorough``: randomized, many more examples and longer runs, for hunting.
+- ``fuzz``: ``thorough`` stopping at the first bug and without Hypothesis's
+  shrink phase, for ``nox -s fuzz`` (:mod:`properties.fuzz`): a time-boxed
+  run must not spend its minutes shrinking; the saved scenario is minimised
+  by replay instead.  The run sets the database and the batch size.
 - ``mutmut``: derandomized, no database, a small budget: mutation testing
   runs the fast refinement tests once per mutant and its verdicts must be
   reproducible.  Chosen by default when mutmut's ``MUTANT_UNDER_TEST`` is set.
@@ -21,7 +25,7 @@ import os
 
 from hypothesis import HealthCheck, Phase, settings
 
-PROFILES = ("dev", "ci", "thorough", "mutmut")
+PROFILES = ("dev", "ci", "thorough", "fuzz", "mutmut")
 _BASE = settings.get_profile("default")
 _QUIET = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
 
@@ -47,6 +51,13 @@ settings.register_profile(
     stateful_step_count=80,
     deadline=None,
     suppress_health_check=_QUIET,
+)
+
+settings.register_profile(
+    "fuzz",
+    parent=settings.get_profile("thorough"),
+    report_multiple_bugs=False,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target],
 )
 
 settings.register_profile(
