@@ -370,8 +370,8 @@ class L0Side:
         """The candidates where ``op`` is explained by the memory before the changes that took effect."""
         kept: list[Candidate] = []
         for c in self.candidates:
-            if c.stale is None:
-                continue
+            if c.stale is None or c.memory.current[op.cpu] not in c.stale.procs:
+                continue  # nothing took effect, or the process was created since: it has no mapping from before
             stale = replace(c.stale, current=c.memory.current)  # the mappings before, the CPUs as they run now
             try:
                 before, expected = l0_step(stale, op)
