@@ -53,11 +53,12 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Buddy allocator (2**14, 2**20 frames) and kernel layer (fork, COW, loads) throughput; JSON in results/."""
-    session.install(".[check,bench]")
-    session.run("python", "-m", "benchmarks.bench_buddy", *session.posargs)
-    session.run("python", "-m", "benchmarks.bench_kernel")
-    session.run("python", "-m", "benchmarks.bench_tlb")
+    """Implementation against spec, shootdown counts and harness rates: one table, JSON and a plot in bench-results/.
+
+    ``-- --quick`` is a smoke run of seconds; ``-- --only buddy`` runs one family.
+    """
+    session.install(".[check,plot]")
+    session.run("python", "-m", "benchmarks.run", *session.posargs)
 
 
 @nox.session

@@ -11,13 +11,10 @@ spec and the implementation must report the same events, or the run fails):
 - naive: every CPU interrupted for every page (broadcast, no batching), the
   design the cpumask and the gather exist to avoid.
 
-Results print as a table and go to ``results/bench_tlb.json``.
+:mod:`benchmarks.run` reports them (``nox -s bench``).
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 from mmcheck.kernel_ops import Mmap, Munmap, Spawn, Store, Switch
 from mmcheck.scenario import Config, Op
@@ -46,22 +43,3 @@ def munmap_events(pages: int) -> dict[str, int]:
 def naive(pages: int) -> dict[str, int]:
     """Broadcast to every CPU for every page, one INVLPG each."""
     return {"ipi": CPUS * pages, "invlpg": CPUS * pages, "flush": 0}
-
-
-def main() -> None:
-    rows = []
-    print(f"munmap with {CPUS} CPUs, {RUNNING} of them ran the mm (IPIs / INVLPGs / full flushes)")
-    print(f"{'pages':>6} {'mmcheck':>22} {'naive broadcast':>22} {'IPIs saved':>11}")
-    for pages in SIZES:
-        ours, theirs = munmap_events(pages), naive(pages)
-        rows.append({"pages": pages, "mmcheck": ours, "naive": theirs})
-        fmt = "{ipi} / {invlpg} / {flush}"
-        saved = theirs["ipi"] / ours["ipi"] if ours["ipi"] else float("inf")
-        print(f"{pages:>6} {fmt.format(**ours):>22} {fmt.format(**theirs):>22} {saved:>10.0f}x")
-    out = Path("results")
-    out.mkdir(exist_ok=True)
-    (out / "bench_tlb.json").write_text(json.dumps(rows, indent=1) + "\n")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,381 @@
+"""``nox -s bench``: every benchmark in one run, one table, JSON and a plot.
+
+Each row is measured in this run on the implementation and on the spec
+(or against a reference design, or, for the harness, as one rate):
+
+- translation: loads per second with TLB hits, with misses (a full 4-level
+  walk) and with 5-level paging (:mod:`benchmarks.translation`);
+- buddy: alloc+free pairs per second (:mod:`benchmarks.bench_buddy`);
+- kernel: fork, COW faults, munmap of 512 pages, loads (:mod:`benchmarks.bench_kernel`);
+- shootdown: IPIs, INVLPGs and full flushes of a munmap against a broadcast
+  (:mod:`benchmarks.bench_tlb`; counts, not timings);
+- harness: state-machine steps per second and explorer distinct states per
+  second (:mod:`benchmarks.harness`).
+
+Buddy, fork and translation also run at three sizes each; the growth of the
+per-unit cost from one size to the next is reported and plotted (one panel
+per family).  Targets are shown as met or MISSED; a missed target does not
+fail the run, a crash does.  ``--quick`` runs small sizes in seconds (a
+smoke run: its figures are not measurements).  Results go to
+``bench-results/`` (``bench.json`` and ``bench.png``; ``bench-quick.*``
+with ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks import bench_buddy, bench_kernel, bench_tlb, harness, translation
+from benchmarks.report import (
+    Report,
+    Row,
+    Scaling,
+    Target,
+    against_baseline,
+    at_least,
+    compared,
+    print_report,
+    sizes_text,
+    write_json,
+    write_plot,
+)
+
+DEFAULT_OUT = Path("bench-results")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How much each benchmark runs: the full run or the quick smoke run."""
+
+    buddy_shifts: tuple[int, ...]
+    buddy_impl_pairs: int
+    buddy_spec_pairs: int
+    repeats: int
+    fork_shifts: tuple[int, ...]
+    spec_fork_shifts: tuple[int, ...]
+    munmap_pages: int
+    tlb_sizes: tuple[int, ...]
+    translation_seconds: float
+    translation_sizes: tuple[int, ...]
+    translation_size_seconds: float
+    machine_examples: int
+    explorer_states: int | None
+
+    def __post_init__(self) -> None:
+        if self.spec_fork_shifts[-1] != self.fork_shifts[0]:
+            raise ValueError("the spec's largest fork must be the implementation's smallest, to compare them")
+
+
+FULL = Plan(
+    buddy_shifts=(14, 17, 20),
+    buddy_impl_pairs=50_000,
+    buddy_spec_pairs=2_000,
+    repeats=3,
+    fork_shifts=(12, 14, 16),
+    spec_fork_shifts=(8, 10, 12),
+    munmap_pages=512,
+    tlb_sizes=bench_tlb.SIZES,
+    translation_seconds=0.5,
+    translation_sizes=(128, 256, 448),
+    translation_size_seconds=0.2,
+    machine_examples=50,
+    explorer_states=None,
+)
+QUICK = Plan(
+    buddy_shifts=(10, 12, 14),
+    buddy_impl_pairs=2_000,
+    buddy_spec_pairs=200,
+    repeats=1,
+    fork_shifts=(8, 9, 10),
+    spec_fork_shifts=(6, 7, 8),
+    munmap_pages=64,
+    tlb_sizes=(1, 40),
+    translation_seconds=0.05,
+    translation_sizes=(128, 192, 256),
+    translation_size_seconds=0.02,
+    machine_examples=2,
+    explorer_states=300,
+)
+
+TRANSLATION_HIT_RATIO = 20.0
+TRANSLATION_MODES = (
+    (4, True, "TLB hits"),
+    (4, False, "TLB misses, 4-level walk"),
+    (5, False, "TLB misses, 5-level walk"),
+)
+BUDDY_RATIO = 50.0
+FLAT = 1.5
+MACHINE_STEPS = 1_000.0
+EXPLORER_STATES = 20_000.0
+
+
+def say(text: str) -> None:
+    """Progress, on standard error: standard output holds the table alone."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def translation_family(plan: Plan, report: Report) -> None:
+    say(f"translation: loads through the TLB and the walk, the best of {plan.repeats} runs each")
+    for levels, hits, what in TRANSLATION_MODES:
+        runs = [translation.measure_translation(levels, hits, plan.translation_seconds) for _ in range(plan.repeats)]
+        impl = max(float(run["impl_loads_per_s"]) for run in runs)
+        spec = max(float(run["spec_loads_per_s"]) for run in runs)
+        row = compared(
+            "translation", f"loads/s, {what}", "loads/s", impl, spec, rate=True, note=f"{runs[0]['pages']} pages"
+        )
+        if hits:
+            row = at_least(row, "ratio", TRANSLATION_HIT_RATIO, f"impl >= {TRANSLATION_HIT_RATIO:.0f}x spec")
+        report.rows.append(row)
+    impl_costs, spec_costs = [], []
+    for pages in plan.translation_sizes:
+        impl_load, addresses = translation.impl_loader(4, pages)
+        spec_load, _ = translation.spec_loader(4, pages)
+        impl_costs.append(1e6 / best_rate(impl_load, addresses, plan.translation_size_seconds, plan.repeats))
+        spec_costs.append(1e6 / best_rate(spec_load, addresses, plan.translation_size_seconds, plan.repeats))
+    sizes = plan.translation_sizes
+    report.scalings.append(
+        Scaling(
+            "translation",
+            "us per load, TLB misses",
+            "pages loaded in turn (4-level paging)",
+            sizes,
+            tuple(impl_costs),
+            sizes,
+            tuple(spec_costs),
+        )
+    )
+
+
+def best_rate(load: Callable[[int], int], addresses: list[int], seconds: float, windows: int) -> float:
+    """Loads per second: the best of ``windows`` runs of ``seconds`` each."""
+    return max(translation.loads_per_second(load, addresses, seconds)[0] for _ in range(windows))
+
+
+def buddy_family(plan: Plan, report: Report) -> None:
+    say(f"buddy: alloc+free pairs, seed {SEED}, {plan.buddy_impl_pairs} impl pairs, {plan.buddy_spec_pairs} spec pairs")
+    work = bench_buddy.Workload.make(SEED, max(plan.buddy_impl_pairs, plan.buddy_spec_pairs))
+    runs = [
+        bench_buddy.measure(1 << shift, work, plan.buddy_impl_pairs, plan.buddy_spec_pairs, plan.repeats)
+        for shift in plan.buddy_shifts
+    ]
+    for (impl, spec), shift in zip(runs, plan.buddy_shifts, strict=True):
+        row = compared(
+            "buddy",
+            f"alloc+free pairs/s at 2^{shift} frames",
+            "pairs/s",
+            impl.pairs_per_second,
+            spec.pairs_per_second,
+            rate=True,
+        )
+        if shift == plan.buddy_shifts[-1]:
+            row = at_least(row, "ratio", BUDDY_RATIO, f"impl >= {BUDDY_RATIO:.0f}x spec")
+        report.rows.append(row)
+    impl_cost = tuple(impl.microseconds_per_pair for impl, _ in runs)
+    end_to_end = impl_cost[-1] / impl_cost[0]
+    report.scalings.append(
+        Scaling(
+            "buddy",
+            "us per alloc+free pair",
+            "frames",
+            tuple(1 << s for s in plan.buddy_shifts),
+            impl_cost,
+            tuple(1 << s for s in plan.buddy_shifts),
+            tuple(spec.microseconds_per_pair for _, spec in runs),
+            Target(
+                f"impl cost {sizes_text([1 << plan.buddy_shifts[-1]])} / {sizes_text([1 << plan.buddy_shifts[0]])} "
+                f"<= {FLAT}x (is {end_to_end:.2f}x)",
+                end_to_end,
+                end_to_end <= FLAT,
+            ),
+        )
+    )
+
+
+def kernel_family(plan: Plan, report: Report) -> None:
+    say("kernel: fork, COW faults, munmap, loads")
+    impl_runs = [bench_kernel.bench_impl(1 << shift, False, plan.repeats) for shift in plan.fork_shifts]
+    spec_runs = [bench_kernel.bench_spec(1 << shift) for shift in plan.spec_fork_shifts]
+    same, spec = impl_runs[0], spec_runs[-1]  # the same size (see Plan)
+    for run in impl_runs:
+        measure = f"fork of {sizes_text([run.pages])} written pages"
+        if run is same:
+            report.rows.append(
+                compared("kernel", measure, "ms", 1e3 * run.fork_seconds, 1e3 * spec.fork_seconds, rate=False)
+            )
+        else:
+            note = f"spec not run at this size: its fork is superlinear; it runs up to {sizes_text([spec.pages])}"
+            report.rows.append(Row("kernel", measure, "ms", "impl-vs-spec", impl=1e3 * run.fork_seconds, note=note))
+    spread = bench_kernel.bench_impl(same.pages, True)
+    report.rows.append(
+        Row(
+            "kernel",
+            f"fork of {sizes_text([spread.pages])} pages, one per page table",
+            "ms",
+            "impl-vs-spec",
+            impl=1e3 * spread.fork_seconds,
+            note="impl only: the spec's page tables are abstract",
+        )
+    )
+    size_note = f"{sizes_text([same.pages])} pages"
+    report.rows.append(
+        compared(
+            "kernel",
+            "COW faults/s after fork",
+            "faults/s",
+            same.cow_faults_per_second,
+            spec.cow_faults_per_second,
+            rate=True,
+            note=size_note,
+        )
+    )
+    report.rows.append(
+        compared(
+            "kernel",
+            "loads/s through the kernel's access path",
+            "loads/s",
+            same.loads_per_second,
+            spec.loads_per_second,
+            rate=True,
+            note=size_note,
+        )
+    )
+    pages = plan.munmap_pages
+    impl_munmap = bench_kernel.munmap_impl(pages, plan.repeats)
+    spec_munmap = bench_kernel.munmap_spec(pages, plan.repeats)
+    report.rows.append(
+        compared("kernel", f"munmap of {pages} written pages", "ms", 1e3 * impl_munmap, 1e3 * spec_munmap, rate=False)
+    )
+    costs = tuple(run.fork_us_per_page for run in impl_runs)
+    spread_factor = max(costs) / min(costs)
+    report.scalings.append(
+        Scaling(
+            "fork",
+            "us per mapped page",
+            "written pages",
+            tuple(r.pages for r in impl_runs),
+            costs,
+            tuple(r.pages for r in spec_runs),
+            tuple(r.fork_us_per_page for r in spec_runs),
+            Target(
+                f"impl cost per page within {FLAT}x across sizes (is {spread_factor:.2f}x)",
+                spread_factor,
+                spread_factor <= FLAT,
+            ),
+        )
+    )
+
+
+def shootdown_family(plan: Plan, report: Report) -> None:
+    sizes = ", ".join(map(str, plan.tlb_sizes))
+    say(f"shootdown: munmap of {sizes} pages, {bench_tlb.CPUS} CPUs, {bench_tlb.RUNNING} of them ran the mm")
+    for pages in plan.tlb_sizes:
+        ours, broadcast = bench_tlb.munmap_events(pages), bench_tlb.naive(pages)
+        for kind, name in (("ipi", "IPIs"), ("invlpg", "INVLPGs"), ("flush", "full flushes")):
+            report.rows.append(
+                against_baseline(
+                    "shootdown", f"munmap of {pages} page{'s' * (pages > 1)}: {name}", "", ours[kind], broadcast[kind]
+                )
+            )
+
+
+def harness_family(plan: Plan, report: Report) -> None:
+    say(f"harness: each machine for {plan.machine_examples} examples of up to {harness.STEPS_PER_EXAMPLE} steps")
+    for name in harness.MACHINES:
+        rate = harness.machine_rate(name, plan.machine_examples)
+        row = Row(
+            "harness",
+            f"{name} machine steps/s",
+            "steps/s",
+            "harness",
+            value=rate.steps_per_second,
+            note=f"{rate.steps} steps in {rate.seconds:.1f}s",
+        )
+        report.rows.append(at_least(row, "value", MACHINE_STEPS, f">= {MACHINE_STEPS:,.0f} steps/s"))
+    say("harness: the explorer")
+    for explored in harness.explorer_rates(plan.explorer_states):
+        stats = explored.stats
+        bound = "exhausted" if stats.exhausted else "state budget reached"
+        row = Row(
+            "harness",
+            f"explorer distinct states/s, {explored.system}",
+            "states/s",
+            "harness",
+            value=stats.rate,
+            note=f"{stats.distinct} states, depth {stats.depth}, {bound}, {stats.seconds:.1f}s",
+        )
+        report.rows.append(at_least(row, "value", EXPLORER_STATES, f">= {EXPLORER_STATES:,.0f} states/s"))
+
+
+SEED = 20241
+FAMILIES = {
+    "translation": translation_family,
+    "buddy": buddy_family,
+    "kernel": kernel_family,
+    "shootdown": shootdown_family,
+    "harness": harness_family,
+}
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run of seconds")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the JSON and the plot")
+    parser.add_argument("--only", choices=list(FAMILIES), action="append", help="run only this family (repeatable)")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    name = "bench-quick" if args.quick else "bench"
+    started = datetime.datetime.now(datetime.UTC)
+    report = Report(
+        meta={
+            "mode": "quick" if args.quick else "full",
+            "started": started.isoformat(timespec="seconds"),
+            "python": platform.python_version(),
+            "machine": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_before": load_average(),
+            "buddy_seed": SEED,
+        }
+    )
+    say(f"bench: {report.meta['mode']} run, load average {report.meta['load_average_before']}, {os.cpu_count()} cpus")
+    start = time.perf_counter()
+    for family, run in FAMILIES.items():
+        if not args.only or family in args.only:
+            gc.collect()  # each family starts from a collected heap
+            run(plan, report)
+    report.meta["seconds"] = round(time.perf_counter() - start, 1)
+    report.meta["load_average_after"] = load_average()
+    targets = report.targets()
+    title = (
+        f"nox -s bench ({report.meta['mode']}): {report.meta['seconds']}s, load {report.meta['load_average_before']}"
+        f" -> {report.meta['load_average_after']}; targets {sum(t.met for t in targets)} met, "
+        f"{sum(not t.met for t in targets)} missed"
+    )
+    print_report(report, title)
+    plot = args.out / f"{name}.png"
+    report.meta["plot"] = str(plot) if report.scalings and write_plot(report, plot) else None
+    write_json(report, args.out / f"{name}.json")
+    print(f"written: {args.out / f'{name}.json'}")
+    if report.meta["plot"] is None:
+        print("no plot: matplotlib is not installed (pip install -e '.[plot]')" if report.scalings else "no plot")
+    else:
+        print(f"written: {plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
