@@ -72,6 +72,16 @@ class BuddyAllocator:
         self.nr_free = [0] * (max_order + 1)
         self._free_boot_memory()
 
+    def clone(self) -> BuddyAllocator:
+        """An independent copy: metadata arrays and free lists (in their order) copied."""
+        new = BuddyAllocator.__new__(BuddyAllocator)
+        new.frames, new.max_order = self.frames, self.max_order
+        new._buddy, new._order = bytearray(self._buddy), bytearray(self._order)
+        new._refcount = array("i", self._refcount)
+        new._free_lists = [dict(free_list) for free_list in self._free_lists]
+        new.nr_free = list(self.nr_free)
+        return new
+
     def _free_boot_memory(self) -> None:
         """Hand every frame to the free lists in the largest aligned blocks (``__free_pages_memory``, mm/memblock.c)."""
         pfn = 0

@@ -95,6 +95,33 @@ class Kernel:
         for cpu in range(len(mmu.cpus)):
             self._load_cr3(cpu, self.init_root)
 
+    # Attributes :meth:`clone` knows: the immutable ones are shared, every container is copied.
+    _CLONED = frozenset(
+        {
+            *("mmu", "mem", "buddy", "refcount", "mapcount", "flags", "effects", "procs", "objects", "obj_users"),
+            *("pins", "next_pid", "next_object", "next_pin", "current", "boot", "zero_pfn", "kernel_pfn", "init_root"),
+        }
+    )
+
+    def clone(self, mmu: Mmu, buddy: BuddyAllocator) -> Kernel:
+        """An independent copy over ``mmu`` and ``buddy`` (clones of this kernel's), every container copied.
+
+        An attribute this method does not know raises, so one added later cannot end up shared between copies.
+        """
+        unknown = self.__dict__.keys() - self._CLONED
+        if unknown:
+            raise AssertionError(f"Kernel.clone does not copy {sorted(unknown)}: add them to it")
+        new = Kernel.__new__(Kernel)
+        new.__dict__.update(self.__dict__)
+        new.mmu, new.mem, new.buddy = mmu, mmu.mem, buddy
+        new.refcount, new.mapcount = array("i", self.refcount), array("i", self.mapcount)
+        new.flags = bytearray(self.flags)
+        new.effects = list(self.effects)
+        new.procs = {pid: Process(p.pid, p.root, p.vmas.copy()) for pid, p in self.procs.items()}
+        new.objects = {obj: dict(cache) for obj, cache in self.objects.items()}
+        new.obj_users, new.pins, new.current = dict(self.obj_users), dict(self.pins), list(self.current)
+        return new
+
     # --- frames ---------------------------------------------------------------------------------
 
     def free_frames(self) -> int:

@@ -75,6 +75,19 @@ class Mmu:
         self._addr_mask = ((1 << maxphyaddr) - 1) & ~0xFFF
         self._high_rsvd = ((1 << 52) - 1) & ~((1 << maxphyaddr) - 1)
 
+    def clone(self, mem: PhysMem) -> Mmu:
+        """An independent copy of the CPUs' controls over ``mem`` (a clone of this memory)."""
+        new = Mmu.__new__(Mmu)
+        new.mem, new.maxphyaddr = mem, self.maxphyaddr
+        new._addr_mask, new._high_rsvd = self._addr_mask, self._high_rsvd
+        new.cpus = []
+        for cpu in self.cpus:
+            copied = Cpu()
+            copied.cr3, copied.wp, copied.smep, copied.smap = cpu.cr3, cpu.wp, cpu.smep, cpu.smap
+            copied.ac, copied.nxe, copied.la57 = cpu.ac, cpu.nxe, cpu.la57
+            new.cpus.append(copied)
+        return new
+
     def cpu(self, n: int) -> Cpu:
         """CPU ``n``, or :class:`UnknownCpu`."""
         if not 0 <= n < len(self.cpus):

@@ -33,6 +33,13 @@ class PhysMem:
         self.size = frames << FRAME_SHIFT
         self._frames: dict[int, bytearray] = {}
 
+    def clone(self) -> PhysMem:
+        """An independent copy (the frames copied)."""
+        new = PhysMem.__new__(PhysMem)
+        new.frames, new.size = self.frames, self.size
+        new._frames = {pfn: bytearray(frame) for pfn, frame in self._frames.items()}
+        return new
+
     def _check(self, pa: int) -> None:
         if pa & 7:
             raise AddressError(f"physical address {pa:#x} is not 8-byte aligned: words are 64-bit")

@@ -46,6 +46,12 @@ class CpuTlbState:
     def pcid(self) -> int:
         return self.asid + 1
 
+    def clone(self) -> CpuTlbState:
+        new = CpuTlbState.__new__(CpuTlbState)
+        new.loaded, new.lazy, new.asid, new.next_asid = self.loaded, self.lazy, self.asid, self.next_asid
+        new.slots = [list(slot) for slot in self.slots]
+        return new
+
 
 class Flight:
     """A mapping change in flight: its flush request, the CPUs still to interrupt, its gathered frames, its result."""
@@ -58,6 +64,12 @@ class Flight:
         self.full = self.freed_tables = False
         self.targets: list[int] = []
         self.data: list[int] = []
+
+    def clone(self) -> Flight:
+        new = Flight(self.op, self.pid, list(self.frames), dict(self.result))
+        new.lo, new.hi, new.gen, new.full, new.freed_tables = self.lo, self.hi, self.gen, self.full, self.freed_tables
+        new.targets, new.data = list(self.targets), list(self.data)
+        return new
 
 
 def choose_new_asid(state: CpuTlbState, ctx_id: int, gen: int) -> tuple[int, bool]:
@@ -130,6 +142,26 @@ class Smp:
         self.next_flight = 1
         self.events: list[tuple[str, int, int]] = []
         self.flush_ceiling = flush_ceiling
+
+    _CLONED = frozenset(
+        {"k", "tlbs", "cpu_tlb", "tlb_gen", "cpumask", "flights", "next_flight", "events", "flush_ceiling"}
+    )
+
+    def clone(self, kernel: Kernel) -> Smp:
+        """An independent copy running ``kernel`` (a clone of this one's); an attribute it does not know raises."""
+        unknown = self.__dict__.keys() - self._CLONED
+        if unknown:
+            raise AssertionError(f"Smp.clone does not copy {sorted(unknown)}: add them to it")
+        new = Smp.__new__(Smp)
+        new.__dict__.update(self.__dict__)
+        new.k = kernel
+        new.tlbs = [tlb.clone() for tlb in self.tlbs]
+        new.cpu_tlb = [state.clone() for state in self.cpu_tlb]
+        new.tlb_gen = dict(self.tlb_gen)
+        new.cpumask = {pid: set(cpus) for pid, cpus in self.cpumask.items()}
+        new.flights = {number: flight.clone() for number, flight in self.flights.items()}
+        new.events = list(self.events)
+        return new
 
     def check_cpu(self, cpu: int) -> None:
         if not 0 <= cpu < len(self.cpu_tlb):

@@ -29,6 +29,12 @@ class Tlb:
         self.capacity = capacity
         self.entries: OrderedDict[tuple[int, int], int] = OrderedDict()
 
+    def clone(self) -> Tlb:
+        """An independent copy, in the same LRU order."""
+        new = Tlb(self.capacity)
+        new.entries = OrderedDict(self.entries)
+        return new
+
     def lookup(self, pcid: int, vpn: int) -> int | None:
         """The entry for ``vpn`` in ``pcid`` or a global one, marked most recently used; None on a miss."""
         for key in ((pcid, vpn), (GLOBAL, vpn)):
