@@ -176,7 +176,10 @@ def figure(value: float | None, unit: str = "") -> str:
 
 
 def ratio_text(value: float | None) -> str:
-    return "" if value is None else f"{value:,.1f}x"
+    """``1,024x``, ``17.4x``, ``0.45x``: three significant digits or more."""
+    if value is None:
+        return ""
+    return f"{value:,.0f}x" if value >= 100 else f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
 
 
 def sizes_text(sizes: Sequence[int]) -> str:

@@ -55,7 +55,7 @@ def test_the_quick_run_prints_one_plain_table(quick_run: tuple[subprocess.Comple
     """Not a terminal: a title, a header and one line per row, no Rich borders; progress goes to stderr."""
     done, out = quick_run
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("nox -s bench (quick): ")
+    assert lines[0].startswith("nox -s bench (quick: a smoke run, not measurements): ")
     assert lines[1].split()[:3] == ["family", "measure", "impl"]
     assert f"written: {out / 'bench-quick.json'}" in lines
     assert "┃" not in done.stdout and "\x1b[" not in done.stdout
