@@ -261,6 +261,8 @@ def write_plot(report: Report, path: Path) -> bool:
         if s.spec:
             axes.plot(s.spec_sizes, s.spec, marker="s", label="spec")
         axes.set_xscale("log", base=2)
+        ticks = sorted({*s.sizes, *s.spec_sizes})
+        axes.set_xticks(ticks, [sizes_text([size]) for size in ticks])
         axes.set_yscale("log")
         axes.set_xlabel(s.size_unit)
         axes.set_ylabel(s.cost)
