@@ -25,7 +25,7 @@ def tests(session: nox.Session) -> None:
     Checks marked ``slow`` repeat what ``verify`` and ``mutants`` run; pass
     ``-- -m ""`` to include them.
     """
-    session.install("-e", ".[check]")
+    session.install("-e", ".[check,fuzz]")
     session.run("pytest", *_workers(), "-m", "not slow", *session.posargs)
 
 
@@ -38,6 +38,19 @@ def verify(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """Every refinement machine on every core for a time box, sharing one example database; a report at the end.
+
+    ``nox -s fuzz -- --minutes N [--workers K] [--db DIR|redis://host:port/db]``;
+    the posargs go to ``python -m properties.fuzz`` (``--help`` lists them).
+    Exits non-zero if any machine fails; each failure is saved as a scenario
+    under ``counterexamples/fuzz/``.
+    """
+    session.install("-e", ".[check,fuzz]")
+    session.run("python", "-m", "properties.fuzz", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff over everything."""
     session.install("-e", ".[lint]")
@@ -47,7 +60,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over all non-test code."""
-    session.install("-e", ".[typecheck,check]")
+    session.install("-e", ".[typecheck,check,fuzz]")
     session.run("mypy")
 
 
