@@ -61,7 +61,7 @@ from properties import machinery
 from properties import profiles as _profiles  # noqa: F401  (registers the fuzz profile)
 from properties.recording import counterexample_folder
 
-ROOT = Path(__file__).resolve().parent.parent
+SESSION = "properties.fuzz_session"
 DEFAULT_DB = ".hypothesis/fuzz"
 DEFAULT_REPORT = "results/fuzz.json"
 FIRST_BATCH = 2
@@ -482,27 +482,28 @@ def command_args(args: argparse.Namespace) -> list[str]:
     if args.seed is not None and not args.seed.isdigit():
         raise FuzzArgumentError(f"--seed must be a whole number, got {args.seed!r}")
     db = check_db(args.db)
+    db = db if "://" in db else str(Path(db).resolve())
     if "://" in db:
         reach(db)
     run_seed = int(args.seed) if args.seed is not None else secrets.randbits(32)
     run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{run_seed}"
     out = counterexample_folder().resolve() / "fuzz"
     workers = positive_workers(args.workers) if args.workers is not None else os.cpu_count() or 1
-    where = [f"--tx={spec}" for spec in args.tx] if args.tx else ["-n", str(workers)]
+    where = [f"--tx={spec}" for spec in args.tx] if args.tx else [f"--numprocesses={workers}"]
+    # One token per option, the test module by import name: xdist rewrites every argument that is an
+    # existing path relative to an rsync root for remote gateways, and refuses one outside them.
     result = [
-        str(Path(__file__).resolve().with_name("fuzz_session.py")), "-p", "properties.fuzz", "-q",
-        "-p", "no:cacheprovider", "-p", "no:benchmark", "-W", "ignore::pytest.PytestAssertRewriteWarning",
-        "--rootdir", str(ROOT), "--dist", "each", *where,
+        "--pyargs", SESSION, "-p", "properties.fuzz", "-q", "-p", "no:cacheprovider", "-p", "no:benchmark",
+        "--pythonwarnings=ignore::pytest.PytestAssertRewriteWarning", "--dist=each", *where,
         *(f"--rsyncdir={folder}" for folder in args.rsyncdir or ()),
-        "--fuzz-db", db, "--fuzz-seed", str(run_seed), "--fuzz-run", run_id,
-        "--fuzz-out", str(out), "--fuzz-report", str(Path(args.report).resolve()),
+        f"--fuzz-db={db}", f"--fuzz-seed={run_seed}", f"--fuzz-run={run_id}",
+        f"--fuzz-out={out}", f"--fuzz-report={Path(args.report).resolve()}",
     ]  # fmt: skip
     if args.minutes is not None:
-        result += ["--fuzz-seconds", str(positive_minutes(args.minutes) * 60)]
-    for name in args.machine or ():
-        result += ["--fuzz-machine", name]
+        result.append(f"--fuzz-seconds={positive_minutes(args.minutes) * 60}")
+    result += [f"--fuzz-machine={name}" for name in args.machine or ()]
     if args.mutant is not None:
-        result += ["--fuzz-mutant", args.mutant]
+        result.append(f"--fuzz-mutant={args.mutant}")
     return result
 
 
@@ -514,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fuzz: {exc}", file=sys.stderr)
         return 2
     shown = {key: value for key, value in vars(args).items() if value not in (None, False, [])}
-    shown["seed"] = arguments[arguments.index("--fuzz-seed") + 1]
+    shown["seed"] = next(a for a in arguments if a.startswith("--fuzz-seed=")).partition("=")[2]
     shown["workers"] = args.workers or ("" if args.tx else str(os.cpu_count() or 1))
     shown = {key: ",".join(value) if isinstance(value, list) else value for key, value in shown.items()}
     print("ARG " + " ".join(f"{key} {value}" for key, value in shown.items() if value), flush=True)

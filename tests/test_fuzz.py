@@ -80,6 +80,21 @@ def test_bad_options_exit_2_naming_what_is_wrong(
     assert err.startswith("fuzz: ") and named in err, err
 
 
+def test_no_pytest_argument_is_a_path_so_remote_gateways_take_them(tmp_path: Path) -> None:
+    """xdist refuses, for ``ssh=`` gateways, any argument naming an existing path outside an rsync root.
+
+    So the test module goes by import name and every option is one token,
+    even when the database folder and the report already exist.
+    """
+    (tmp_path / "db").mkdir()
+    (tmp_path / "r.json").write_text("{}")
+    args = fuzz.parser().parse_args(["--minutes", "1", "--tx", "popen", "--db", str(tmp_path / "db")])
+    args.report = str(tmp_path / "r.json")
+    arguments = fuzz.command_args(args)
+    assert f"--fuzz-db={tmp_path / 'db'}" in arguments and "properties.fuzz_session" in arguments
+    assert [] == [a for a in arguments if Path(a.split("::")[0]).exists()]
+
+
 def test_an_unreachable_redis_server_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     """A Redis URL nobody answers on is refused up front, not discovered by every worker."""
     pytest.importorskip("redis", reason="the redis package (the fuzz extra) is not installed")
