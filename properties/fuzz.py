@@ -3,7 +3,7 @@
 ``nox -s fuzz -- --minutes N`` runs ``python -m properties.fuzz``, which
 starts pytest with pytest-xdist in ``--dist each`` mode: every worker (``-n K``
 local processes, default one per core, or the execnet gateways given with
-``--tx``) runs every machine test of this module.  A worker gives each machine
+``--tx``) runs the test of :mod:`properties.fuzz_session` once per machine.  A worker gives each machine
 an equal share of the time it has left and runs it in batches under the
 ``fuzz`` Hypothesis profile (``thorough`` without shrinking), each batch with
 a seed of its own drawn from ``--seed``, the worker and the machine.  A batch
@@ -23,7 +23,7 @@ their failures never mix with the real implementation's.
 
 A machine that fails is not run again by that worker.  Its counterexample,
 written by the machine's recorder into a folder private to the worker and
-minimised (:func:`properties.machinery.run_machine`), travels back to the
+minimised by replay (:func:`properties.machinery.save_minimised`), travels back to the
 controller with the worker's counts (pytest-xdist's ``workeroutput``, so this
 works for remote workers too) and is saved as
 ``<counterexamples>/fuzz/<machine>.<run>.<worker>.json``: a name no other
@@ -477,6 +477,8 @@ def command_args(args: argparse.Namespace) -> list[str]:
     for name in args.machine or ():
         if name not in known:
             raise FuzzArgumentError(f"--machine {name!r} is not a machine: allowed {', '.join(known)}")
+        if args.machine.count(name) > 1:
+            raise FuzzArgumentError(f"--machine {name!r} is given twice: name each machine once")
     if args.mutant is not None:
         by_name(args.mutant)
     if args.seed is not None and not args.seed.isdigit():

@@ -62,6 +62,7 @@ def run_fuzz(tmp_path: Path, *args: str, report: str = "report.json") -> tuple[i
         (["--minutes", "1", "--rsyncdir", "spec"], "--rsyncdir"),
         (["--minutes", "1", "--seed", "-1"], "--seed"),
         (["--minutes", "1", "--machine", "tlb_machine"], "--machine"),
+        (["--minutes", "1", "--machine", "mmu_machine", "--machine", "mmu_machine"], "twice"),
         (["--minutes", "1", "--mutant", "no-such-bug"], "no-such-bug"),
         (["--minutes", "1", "--db", "ftp://host/db"], "scheme 'ftp'"),
         (["--minutes", "1", "--db", "redis://host:port/0"], "port"),
