@@ -11,6 +11,15 @@ and ``flags`` (``PG_ANON``, ``PG_EXCLUSIVE`` for ``PageAnonExclusive``).
 The zero page is never counted.  Each allocation is reported in
 :attr:`Kernel.effects` as ``(role, pfn)`` so a harness can check the choice.
 
+Hugetlb mappings (``MAP_HUGETLB``, mm/hugetlb.c): each 2 MiB page is an
+order-9 block from the buddy allocator, mapped by a PD entry with PS=1 (SDM
+Vol. 3A 4.5.4), its ``struct page`` fields on the head frame with
+``PG_HUGE``.  Faults (``hugetlb_no_page``, ``hugetlb_wp``: reuse on
+``folio_mapcount == 1``), fork (``copy_hugetlb_page_range``), the 2 MiB
+split rule (``hugetlb_vm_op_split``), ``MADV_DONTNEED``'s rounding
+(``madvise_dontneed_free_valid_vma``) and ``smaps``/``pagemap``
+(``smaps_hugetlb_range``, ``pagemap_hugetlb_range``) follow Linux 6.12.
+
 Linux sources followed: mm/memory.c (``do_anonymous_page``, ``do_wp_page``,
 ``wp_page_copy``, ``copy_present_ptes``, ``zap_pte_range``,
 ``free_pgd_range``), mm/mprotect.c (``change_pte_range``,
@@ -28,12 +37,12 @@ from typing import Any
 from impl.buddy import BuddyAllocator
 from impl.mmu import WRITE, Fault, Mmu, Translated
 from impl.vma import Vma, VmaList
-from mmcheck.errors import AddressError, ConfigError, IdleCpu, UnknownCpu, UnknownPid, UnknownPin
+from mmcheck.errors import AddressError, ConfigError, IdleCpu, NotModelled, UnknownCpu, UnknownPid, UnknownPin
 
 Result = dict[str, Any]
 Role = tuple[str, int, int, int]
 
-_P, _RW, _US, _A, _D, _G = 0x1, 0x2, 0x4, 0x20, 0x40, 0x100
+_P, _RW, _US, _A, _D, _PS, _G = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80, 0x100
 _PROTNONE = 0x100  # _PAGE_PROTNONE reuses the global bit of a non-present entry
 _NX = 1 << 63
 _PFN = ((1 << 52) - 1) & ~0xFFF
@@ -41,7 +50,8 @@ _PAGE_TABLE = _P | _RW | _US | _A | _D
 _KERNPG_TABLE = _P | _RW | _A | _D
 _PAGE_KERNEL_RO = _P | _A | _G | _NX
 
-PG_ANON, PG_EXCLUSIVE = 1, 2
+PG_ANON, PG_EXCLUSIVE, PG_HUGE = 1, 2, 4
+HUGE_PAGES, HUGE_ORDER = 512, 9
 
 PAGE_SIZE = 4096
 TASK_SIZE = (1 << 47) - PAGE_SIZE
@@ -128,10 +138,15 @@ class Kernel:
         """Frames the buddy allocator can still hand out."""
         return sum(count << order for order, count in enumerate(self.buddy.nr_free))
 
-    def _alloc(self, role: Role) -> int:
-        pfn = self.buddy.alloc(0)
-        assert pfn is not None, "callers check free_frames() first"
-        self.mem.zero_frame(pfn)
+    def can_alloc_huge(self) -> bool:
+        """A free block of order 9 or more exists: a hugetlb page can be allocated."""
+        return any(self.buddy.nr_free[HUGE_ORDER:])
+
+    def _alloc(self, role: Role, order: int = 0) -> int:
+        pfn = self.buddy.alloc(order)
+        assert pfn is not None, "callers check free_frames() or can_alloc_huge() first"
+        for frame in range(pfn, pfn + (1 << order)):
+            self.mem.zero_frame(frame)
         self.effects.append((role, pfn))
         return pfn
 
@@ -146,9 +161,10 @@ class Kernel:
         self.refcount[pfn] -= 1
         self.mapcount[pfn] -= unmaps
         if self.refcount[pfn] == 0:
+            order = HUGE_ORDER if self.flags[pfn] & PG_HUGE else 0
             self.mapcount[pfn] = 0
             self.flags[pfn] = 0
-            self.buddy.free(pfn, 0)
+            self.buddy.free(pfn, order)
 
     # --- page tables ----------------------------------------------------------------------------
 
@@ -203,6 +219,43 @@ class Kernel:
             table = (entry & _PFN) >> 12
         return (table << 12) + (vpn & 511) * 8
 
+    def _leaf_entry(self, root: int, vpn: int) -> tuple[int, int] | None:
+        """(pa, entry) of the leaf mapping ``vpn``: a PTE, or a PD entry with PS=1; None if a table is missing."""
+        table = root
+        for level in (4, 3, 2):
+            pa = (table << 12) + ((vpn >> (9 * (level - 1))) & 511) * 8
+            entry = self.mem.read_unchecked(pa)
+            if level == 2 and entry & _PS:
+                return pa, entry
+            if not entry & _P:
+                return None
+            table = (entry & _PFN) >> 12
+        pa = (table << 12) + (vpn & 511) * 8
+        return pa, self.mem.read_unchecked(pa)
+
+    def _missing_huge_tables(self, root: int, vpn: int) -> int:
+        """How many of the PDPT and PD a hugetlb leaf for ``vpn`` needs are missing."""
+        table = root
+        for level in (4, 3):
+            entry = self.mem.read_unchecked((table << 12) + ((vpn >> (9 * (level - 1))) & 511) * 8)
+            if not entry & _P:
+                return level - 2
+            table = (entry & _PFN) >> 12
+        return 0
+
+    def _pmd_pa_alloc(self, pid: int, root: int, vpn: int) -> int:
+        """The PD entry's address for ``vpn``, allocating a missing PDPT and PD (``huge_pte_alloc``)."""
+        table = root
+        for level in (4, 3):
+            pa = (table << 12) + ((vpn >> (9 * (level - 1))) & 511) * 8
+            entry = self.mem.read_unchecked(pa)
+            if not entry & _P:
+                child = self._alloc(("table", pid, level - 1, vpn >> (9 * (level - 1))))
+                entry = (child << 12) | _PAGE_TABLE
+                self.mem.write(pa, entry)
+            table = (entry & _PFN) >> 12
+        return (table << 12) + ((vpn >> 9) & 511) * 8
+
     def _missing_tables(self, root: int, vpn: int) -> int:
         table = root
         for level in (4, 3, 2):
@@ -226,7 +279,8 @@ class Kernel:
         return (table << 12) + (vpn & 511) * 8
 
     def _ptes(self, table: int, level: int, base: int, lo: int, hi: int) -> Iterator[tuple[int, int, int]]:
-        """Every non-empty PTE for pages ``lo .. hi-1`` under ``table`` at ``level``: (vpn, pte pa, entry)."""
+        """Every non-empty leaf for pages ``lo .. hi-1`` under ``table`` at ``level``: (vpn, pa, entry); a 2 MiB
+        leaf (PD entry with PS=1) overlapping the range comes as the first page it maps."""
         shift = 9 * (level - 1)
         first = max(0, (lo - base) >> shift)
         last = min(512, ((hi - 1 - base) >> shift) + 1)
@@ -236,8 +290,8 @@ class Kernel:
             entry = read(pa)
             if not entry:
                 continue
-            if level == 1:
-                yield base + i, pa, entry
+            if level == 1 or (level == 2 and entry & _PS):
+                yield base + (i << shift), pa, entry
             elif entry & _P:
                 yield from self._ptes((entry & _PFN) >> 12, level - 1, base + (i << shift), lo, hi)
 
@@ -249,7 +303,7 @@ class Kernel:
         for i in range(first, last):
             pa = (table << 12) + i * 8
             entry = self.mem.read_unchecked(pa)
-            if not entry & _P:
+            if not entry & _P or (level == 2 and entry & _PS):
                 continue
             child, child_base = (entry & _PFN) >> 12, base + (i << shift)
             if level > 2:
@@ -263,8 +317,8 @@ class Kernel:
     def _leaf(self, vma: Vma, pfn: int, writable: bool) -> int:
         """``vm_get_page_prot`` plus the per-entry write bit: PROT_NONE is not present, XD unless executable."""
         if not vma.accessible:
-            return (pfn << 12) | _PROTNONE | _A | _NX
-        entry = (pfn << 12) | _P | _US | _A | (0 if vma.exec else _NX)
+            return (pfn << 12) | _PROTNONE | _A | _NX | (_PS if vma.huge else 0)
+        entry = (pfn << 12) | _P | _US | _A | (0 if vma.exec else _NX) | (_PS if vma.huge else 0)
         return entry | (_RW | _D if writable else 0)
 
     # --- processes ------------------------------------------------------------------------------
@@ -294,7 +348,9 @@ class Kernel:
             if not vma.shared and vma.anon
             for pte in self.user_ptes(parent, vma.start, vma.end)
         ]
-        keys = {(level, vpn >> (9 * level)) for vpn, _, _ in copied for level in (1, 2, 3)}
+        keys = {
+            (level, vpn >> (9 * level)) for vpn, _, entry in copied for level in ((2, 3) if entry & _PS else (1, 2, 3))
+        }
         if self.free_frames() < 1 + len(keys):
             return errno("ENOMEM")
         child = self.next_pid
@@ -304,7 +360,8 @@ class Kernel:
             if entry & _RW:
                 entry &= ~_RW
                 self.mem.write(pa, entry)
-            self.mem.write(self._pte_pa_alloc(child, root, vpn), entry)
+            alloc = self._pmd_pa_alloc if entry & _PS else self._pte_pa_alloc
+            self.mem.write(alloc(child, root, vpn), entry)
             pfn = (entry & _PFN) >> 12
             if pfn != self.zero_pfn:
                 self._get(pfn)
@@ -381,33 +438,57 @@ class Kernel:
                 self.mem.write(parent_pa, 0)
                 self.buddy.free(pfn, 0)
 
-    def mmap(self, pid: int, va: int, pages: int, rwx: tuple[bool, bool, bool], shared: bool) -> Result:
-        """``mmap(va, pages * 4096, prot, MAP_FIXED | MAP_ANONYMOUS | MAP_PRIVATE or MAP_SHARED)``."""
-        proc = self.proc(pid)
-        if va % PAGE_SIZE or pages <= 0:
-            return errno("EINVAL")
-        if va + pages * PAGE_SIZE > TASK_SIZE:
-            return errno("ENOMEM")
+    @staticmethod
+    def _mmap_error(va: int, pages: int, huge: bool) -> str | None:
+        """``do_mmap``'s checks; with ``MAP_HUGETLB`` the length is rounded up to 2 MiB first
+        (``ksys_mmap_pgoff``) and the address must be 2 MiB aligned (``prepare_hugepage_range``)."""
+        size = -(-pages // HUGE_PAGES) * HUGE_PAGES * PAGE_SIZE if huge else pages * PAGE_SIZE
+        if pages <= 0 or (va % PAGE_SIZE and not huge):
+            return "EINVAL"
+        if huge and size > TASK_SIZE:
+            return "ENOMEM"
+        if huge and va % (HUGE_PAGES * PAGE_SIZE):
+            return "EINVAL"
+        if va + size > TASK_SIZE:
+            return "ENOMEM"
         if va < MMAP_MIN_ADDR:
-            return errno("EPERM")
+            return "EPERM"
+        return None
+
+    def mmap(
+        self, pid: int, va: int, pages: int, rwx: tuple[bool, bool, bool], shared: bool, huge: bool = False
+    ) -> Result:
+        """``mmap(va, pages * 4096, prot, MAP_FIXED | MAP_ANONYMOUS | MAP_PRIVATE or MAP_SHARED [| MAP_HUGETLB])``."""
+        proc = self.proc(pid)
+        error = self._mmap_error(va, pages, huge)
+        if error:
+            return errno(error)
+        if huge:
+            pages = -(-pages // HUGE_PAGES) * HUGE_PAGES
         lo = va >> 12
+        if proc.vmas.split_refused(lo) or proc.vmas.split_refused(lo + pages):
+            return errno("EINVAL")
         self._unmap(proc, lo, lo + pages)
         obj = 0
-        if shared:
+        if shared or huge:
             obj = self.next_object
             self.next_object += 1
+        if shared:
             self.objects[obj] = {}
             self.obj_users[obj] = 1
-        proc.vmas.insert(Vma(lo, lo + pages, rwx, shared, obj))
+        proc.vmas.insert(Vma(lo, lo + pages, rwx, shared, obj, huge=huge))
         self._merge(proc, lo, lo + pages)
         return OK
 
     def munmap(self, pid: int, va: int, pages: int) -> Result:
-        """``munmap``."""
+        """``munmap``; EINVAL if an edge would split a hugetlb VMA off 2 MiB (``hugetlb_vm_op_split``)."""
         proc = self.proc(pid)
         if va % PAGE_SIZE or pages <= 0 or va + pages * PAGE_SIZE > TASK_SIZE:
             return errno("EINVAL")
-        self._unmap(proc, va >> 12, (va >> 12) + pages)
+        lo, hi = va >> 12, (va >> 12) + pages
+        if proc.vmas.split_refused(lo) or proc.vmas.split_refused(hi):
+            return errno("EINVAL")
+        self._unmap(proc, lo, hi)
         return OK
 
     def mprotect(self, pid: int, va: int, pages: int, rwx: tuple[bool, bool, bool]) -> Result:
@@ -421,6 +502,15 @@ class Kernel:
         end = proc.vmas.covered_until(lo, hi)
         if end == lo:
             return errno("ENOMEM")
+        if proc.vmas.split_refused(lo):
+            return errno("EINVAL")
+        result = OK if end == hi else errno("ENOMEM")
+        if proc.vmas.split_refused(end):
+            last = proc.vmas.find(end)
+            assert last is not None
+            end, result = max(lo, last.start), errno("EINVAL")
+            if end == lo:
+                return result
         self._split(proc, lo)
         self._split(proc, end)
         for vma in proc.vmas.within(lo, end):
@@ -428,26 +518,37 @@ class Kernel:
             for _, pa, entry in list(self.user_ptes(proc, vma.start, vma.end)):
                 self.mem.write(pa, self._changed(vma, entry))
         self._merge(proc, lo, end)
-        return OK if end == hi else errno("ENOMEM")
+        return result
 
     def _changed(self, vma: Vma, entry: int) -> int:
         """``change_pte_range``: the new protection; private entries stay writable only if exclusive anon."""
         pfn = (entry & _PFN) >> 12
         if vma.shared:
             writable = vma.write
+        elif vma.huge:
+            writable = False  # hugetlb_change_protection: huge_pte_modify, no upgrade
         else:
             writable = vma.write and pfn != self.zero_pfn and self.flags[pfn] == PG_ANON | PG_EXCLUSIVE
         return self._leaf(vma, pfn, writable)
 
     def madvise_dontneed(self, pid: int, va: int, pages: int) -> Result:
-        """``madvise(MADV_DONTNEED)``: zap the range, keep the tables."""
+        """``madvise(MADV_DONTNEED)``: zap the range VMA by VMA, keep the tables; in a hugetlb VMA the start must be
+        2 MiB aligned and the end is rounded down (``madvise_dontneed_free_valid_vma``)."""
         proc = self.proc(pid)
         if va % PAGE_SIZE:
             return errno("EINVAL")
         if pages == 0:
             return OK
         lo, hi = va >> 12, (va >> 12) + pages
-        self._zap(proc, lo, hi)
+        for vma in list(proc.vmas):
+            start, end = max(vma.start, lo), min(vma.end, hi)
+            if start >= end:
+                continue
+            if vma.huge:
+                if start % HUGE_PAGES:
+                    return errno("EINVAL")
+                end -= end % HUGE_PAGES
+            self._zap(proc, start, end)
         return OK if proc.vmas.mapped_pages(lo, hi) == hi - lo else errno("ENOMEM")
 
     # --- access and faults ----------------------------------------------------------------------
@@ -496,6 +597,8 @@ class Kernel:
                 return segv(code)
         elif code & _P or not vma.accessible:
             return segv(code)
+        if vma.huge:
+            return self._huge_fault(proc, vma, vpn - vpn % HUGE_PAGES, kind == WRITE)
         pa = self._pte_pa(proc.root, vpn)
         entry = 0 if pa is None else self.mem.read(pa)
         if not entry:
@@ -554,6 +657,61 @@ class Kernel:
         self._put(old)
         return None
 
+    def _huge_fault(self, proc: Process, vma: Vma, head: int, write: bool) -> Result | None:
+        """``hugetlb_fault`` on the 2 MiB page at ``head``: no entry (``hugetlb_no_page``) or a COW write."""
+        found = self._leaf_entry(proc.root, head)
+        if found is None or not found[1]:
+            return self._huge_missing(proc, vma, head, write)
+        pa, entry = found
+        if write and not entry & _RW:
+            return self._huge_wp(proc, vma, head, pa, entry)
+        return None
+
+    def _huge_missing(self, proc: Process, vma: Vma, head: int, write: bool) -> Result | None:
+        """``hugetlb_no_page``: the tables, then a zeroed 2 MiB page: private and anonymous (read-only on a read,
+        writable on a write), or the shared file's page for the offset (writable if the VMA is)."""
+        index = vma.pgoff + head - vma.start
+        cache = self.objects[vma.obj] if vma.shared else {}
+        pfn = cache.get(index)
+        tables = self._missing_huge_tables(proc.root, head)
+        if self.free_frames() < tables or (pfn is None and not self.can_alloc_huge()):
+            return errno("ENOMEM")
+        pa = self._pmd_pa_alloc(proc.pid, proc.root, head)
+        if pfn is None and not self.can_alloc_huge():
+            return errno("ENOMEM")
+        if not vma.shared:
+            pfn = self._alloc(("huge", proc.pid, head, 0), HUGE_ORDER)
+            self.refcount[pfn], self.mapcount[pfn] = 1, 1
+            self.flags[pfn] = PG_ANON | PG_EXCLUSIVE | PG_HUGE
+            proc.vmas.prepare_anon(vma)
+            self.mem.write(pa, self._leaf(vma, pfn, write))
+            return None
+        if pfn is None:
+            pfn = cache[index] = self._alloc(("hugeshm", vma.obj, index, 0), HUGE_ORDER)
+            self.refcount[pfn], self.mapcount[pfn], self.flags[pfn] = 1, 0, PG_HUGE
+        self._get(pfn)
+        self.mem.write(pa, self._leaf(vma, pfn, vma.write))
+        return None
+
+    def _huge_wp(self, proc: Process, vma: Vma, head: int, pa: int, entry: int) -> Result | None:
+        """``hugetlb_wp``: reuse an anonymous page mapped once (``folio_mapcount == 1``), else copy the 2 MiB."""
+        old = (entry & _PFN) >> 12
+        if self.flags[old] & PG_ANON and self.mapcount[old] == 1:
+            self.flags[old] |= PG_EXCLUSIVE
+            self.mem.write(pa, entry | _RW | _D)
+            return None
+        if not self.can_alloc_huge():
+            return errno("ENOMEM")
+        new = self._alloc(("huge", proc.pid, head, 0), HUGE_ORDER)
+        for i in range(HUGE_PAGES):
+            self.mem.copy_frame(old + i, new + i)
+        self.refcount[new], self.mapcount[new] = 1, 1
+        self.flags[new] = PG_ANON | PG_EXCLUSIVE | PG_HUGE
+        proc.vmas.prepare_anon(vma)
+        self.mem.write(pa, (entry & ~_PFN) | (new << 12) | _RW | _D)
+        self._put(old)
+        return None
+
     # --- pins -----------------------------------------------------------------------------------
 
     def pin(self, pid: int, va: int) -> Result:
@@ -564,6 +722,8 @@ class Kernel:
         vma = proc.vmas.find(vpn) if va < TASK_SIZE else None
         if vma is None or not vma.read:
             return errno("EFAULT")
+        if vma.huge:
+            raise NotModelled(f"pin of {va:#x}: pinning a hugetlb page is not modelled: pin a page of a normal mapping")
         pa = self._pte_pa(proc.root, vpn)
         if pa is None or not self.mem.read(pa):
             failed = self._missing(proc, vma, vpn, False)
@@ -603,8 +763,8 @@ class Kernel:
         rss = pss = uss = anon = 0
         for _, _, entry in self.user_ptes(proc):
             pfn = (entry & _PFN) >> 12
-            if pfn == self.zero_pfn:
-                continue
+            if pfn == self.zero_pfn or entry & _PS:
+                continue  # hugetlb pages count as Private_Hugetlb / Shared_Hugetlb only (smaps_hugetlb_range)
             rss += PAGE_SIZE
             if self.flags[pfn] & PG_ANON:
                 anon += PAGE_SIZE
@@ -620,9 +780,12 @@ class Kernel:
         """One ``/proc/PID/pagemap`` entry: present, pfn, exclusive (mapped once)."""
         proc = self.proc(pid)
         self.check_va(va & ~7)
-        pa = self._pte_pa(proc.root, va >> 12) if va < TASK_SIZE else None
-        entry = 0 if pa is None else self.mem.read(pa)
+        vpn = va >> 12
+        found = self._leaf_entry(proc.root, vpn) if va < TASK_SIZE else None
+        entry = 0 if found is None else found[1]
         if not entry:
             return {"present": False, "pfn": 0, "exclusive": False}
         pfn = (entry & _PFN) >> 12
+        if entry & _PS:  # pagemap_hugetlb_range: the subpage's pfn; exclusive unless mapped shared
+            return {"present": True, "pfn": pfn + vpn % HUGE_PAGES, "exclusive": self.mapcount[pfn] <= 1}
         return {"present": True, "pfn": pfn, "exclusive": pfn != self.zero_pfn and self.mapcount[pfn] == 1}

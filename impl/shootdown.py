@@ -12,7 +12,10 @@ with every frame it frees queued in a gather, then one IPI handled per step,
 then the frames freed (include/asm-generic/tlb.h: "1) unhook page 2) TLB
 invalidate page 3) free page").  Which entries changed is read from the page
 tables of the range before and after the edit, as ``zap_pte_range`` and
-``change_pte_range`` note them in the ``mmu_gather``.  Each IPI, flush and
+``change_pte_range`` note them in the ``mmu_gather``.  A change of 2 MiB
+entries only is flushed with a 2 MiB stride (``flush_tlb_range`` with
+``huge_page_shift``, arch/x86/include/asm/tlbflush.h), the ceiling counting
+2 MiB pages (``flush_tlb_mm_range``).  Each IPI, flush and
 frame freed is appended to :attr:`Smp.events` as ``(kind, cpu, value)``.
 """
 
@@ -22,9 +25,9 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from impl.buddy import BuddyAllocator
-from impl.kernel import _G, _NX, _P, _PFN, _RW, _US, KERNEL_VA, OK, USER_PAGES, Kernel, Process
+from impl.kernel import _G, _NX, _P, _PFN, _PS, _RW, _US, HUGE_PAGES, KERNEL_VA, OK, USER_PAGES, Kernel, Process
 from impl.mmu import FETCH, WRITE, Translated
-from impl.tlb import GLOBAL, NX, Tlb, U, W
+from impl.tlb import GLOBAL, HUGE, NX, Tlb, U, W
 from mmcheck.errors import UnknownCpu, UnknownFlight
 
 TLB_NR_DYN_ASIDS = 6
@@ -56,19 +59,35 @@ class CpuTlbState:
 class Flight:
     """A mapping change in flight: its flush request, the CPUs still to interrupt, its gathered frames, its result."""
 
-    __slots__ = ("data", "frames", "freed_tables", "full", "gen", "hi", "lo", "op", "pid", "result", "targets")
+    __slots__ = (
+        "data",
+        "frames",
+        "freed_tables",
+        "full",
+        "gen",
+        "hi",
+        "lo",
+        "op",
+        "orders",
+        "pid",
+        "result",
+        "stride",
+        "targets",
+    )
 
     def __init__(self, op: str, pid: int, frames: list[int], result: Result) -> None:
         self.op, self.pid, self.frames, self.result = op, pid, frames, result
-        self.lo = self.hi = self.gen = 0
+        self.lo = self.hi = self.gen = self.stride = 0
         self.full = self.freed_tables = False
         self.targets: list[int] = []
         self.data: list[int] = []
+        self.orders: dict[int, int] = {}
 
     def clone(self) -> Flight:
         new = Flight(self.op, self.pid, list(self.frames), dict(self.result))
         new.lo, new.hi, new.gen, new.full, new.freed_tables = self.lo, self.hi, self.gen, self.full, self.freed_tables
         new.targets, new.data = list(self.targets), list(self.data)
+        new.stride, new.orders = self.stride, dict(self.orders)
         return new
 
 
@@ -100,10 +119,12 @@ class Gather:
     def __init__(self, buddy: BuddyAllocator) -> None:
         self.buddy = buddy
         self.frames: list[int] = []
+        self.orders: dict[int, int] = {}
 
     def free(self, pfn: int, order: int) -> None:
-        assert order == 0, "the kernel layer frees single frames"
         self.frames.append(pfn)
+        if order:
+            self.orders[pfn] = order  # tlb_remove_page_size: a hugetlb page goes back whole
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.buddy, name)
@@ -251,8 +272,10 @@ class Smp:
         touched = [vpn for vpn, old in before.items() if needs_flush(old, after.get(vpn, 0), fault)]
         freed = any(pfn in tables for pfn in gather.frames)
         flight = Flight(op, proc.pid, sorted(gather.frames), result)
+        flight.orders = gather.orders
         if touched or freed or (whole_mm and "error" not in result):
-            self.request(flight, cpumask, proc.pid, touched, lo, freed or whole_mm, whole_mm)
+            huge = [vpn for vpn in touched if before[vpn] & _PS]
+            self.request(flight, cpumask, proc.pid, touched, lo, freed or whole_mm, whole_mm, huge)
             for cpu in flight.targets:
                 self.events.append(("ipi", cpu, proc.pid))
         flight.data = [pfn for pfn in flight.frames if pfn not in tables]
@@ -262,17 +285,26 @@ class Smp:
         return number
 
     def request(
-        self, flight: Flight, cpumask: list[int], pid: int, touched: list[int], lo: int, freed: bool, whole_mm: bool
+        self,
+        flight: Flight,
+        cpumask: list[int],
+        pid: int,
+        touched: list[int],
+        lo: int,
+        freed: bool,
+        whole_mm: bool,
+        huge: list[int],
     ) -> None:
         if touched:
-            flight.lo, flight.hi = min(touched), max(touched) + 1
+            flight.lo, flight.hi = min(touched), max(v + (HUGE_PAGES if v in huge else 1) for v in touched)
             if freed:
                 flight.lo = min(flight.lo, lo)
         else:
             flight.lo, flight.hi = lo, lo + 1
+        flight.stride = 9 if touched and len(huge) == len(touched) else 0
         flight.gen = self.tlb_gen.get(pid, 0) + 1
         self.tlb_gen[pid] = flight.gen
-        flight.full = whole_mm or flight.hi - flight.lo > self.flush_ceiling
+        flight.full = whole_mm or (flight.hi - flight.lo) >> flight.stride > self.flush_ceiling
         flight.freed_tables = freed
         flight.targets = [cpu for cpu in cpumask if freed or not self.cpu_tlb[cpu].lazy]
 
@@ -295,7 +327,7 @@ class Smp:
             return
         if partial:
             tlb = self.tlbs[cpu]
-            for vpn in range(flight.lo, flight.hi):
+            for vpn in range(flight.lo, flight.hi, 1 << flight.stride):
                 tlb.invlpg(state.pcid, vpn)
                 self.events.append(("invlpg", cpu, vpn))
         else:
@@ -310,7 +342,7 @@ class Smp:
             self.handle_ipi(cpu, flight)
             return {"stage": "flushed", "cpu": cpu}
         for pfn in flight.frames:
-            self.k.buddy.free(pfn, 0)
+            self.k.buddy.free(pfn, flight.orders.get(pfn, 0))
             self.events.append(("free", -1, pfn))
         del self.flights[number]
         return flight.result
@@ -359,16 +391,20 @@ class Smp:
     # --- accesses -------------------------------------------------------------------------------
 
     def translation(self, root: int, va: int) -> int:
-        """The TLB code of the walk of ``va`` from ``root``: frame, rights combined over the levels, G of the leaf."""
-        table, rights, nx, entry = root, _RW | _US, 0, 0
+        """The TLB code of the walk of ``va`` from ``root``: frame, rights combined over the levels, G of the leaf,
+        and :data:`impl.tlb.HUGE` for a 2 MiB leaf (a PD entry with PS=1, SDM Vol. 3A 4.5.4)."""
+        table, rights, nx, entry, huge = root, _RW | _US, 0, 0, 0
         read = self.k.mem.read_unchecked
         for level in (4, 3, 2, 1):
             entry = read((table << 12) + ((va >> (12 + 9 * (level - 1))) & 511) * 8)
             rights &= entry
             nx |= entry >> 63
             table = (entry & _PFN) >> 12
+            if level == 2 and entry & _PS:
+                huge = HUGE
+                break
         code = table << 4 | (W if rights & _RW else 0) | (U if rights & _US else 0) | (NX if nx else 0)
-        return code | (1 if entry & _G else 0)
+        return code | (1 if entry & _G else 0) | huge
 
     def access(self, cpu: int, va: int, kind: int, user: bool, value: int = 0) -> Result:
         """A load, store or fetch: a TLB hit uses the cached entry; a miss walks and fills; a #PF drops the entries
@@ -384,7 +420,8 @@ class Smp:
             if code is not None:
                 self.k.effects.append((("tlb", cpu, attempt, vpn), code))
                 if allows(code, kind, user):
-                    return self.perform(((code >> 4) << 12) | (va & 0xFFF), kind, value)
+                    offset = va & (HUGE_PAGES * 4096 - 1 if code & HUGE else 0xFFF)
+                    return self.perform((((code & ~HUGE) >> 4) << 12) | offset, kind, value)
                 error = 1 | (2 if kind == WRITE else 0) | (4 if user else 0) | (0x10 if kind == FETCH else 0)
             else:
                 outcome = self.k.mmu.access(cpu, va, kind, user)

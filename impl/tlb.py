@@ -5,6 +5,9 @@ is keyed by ``(GLOBAL, vpn)`` and matches in every PCID.  Each entry holds
 ``pfn << 4 | W << 3 | U << 2 | NX << 1 | G``: the frame and the rights
 combined over the walk (R/W and U/S ANDed, XD ORed, SDM 4.6.1).  When
 ``capacity`` entries are held, a fill evicts the least recently used.
+A 2 MiB translation carries :data:`HUGE` and is keyed by the first page of
+its 2 MiB: one entry serves every page in it, and invalidating any address
+in it drops it (SDM Vol. 3A 4.10.2.3, 4.10.4.1).
 
 The invalidations are those of the Intel SDM Vol. 3A 4.10.4.1: MOV to CR3
 (with or without the no-flush bit), INVLPG, INVPCID types 0-3, and the
@@ -18,6 +21,8 @@ from collections.abc import Iterator
 
 GLOBAL = -1
 W, U, NX, G = 8, 4, 2, 1
+HUGE = 1 << 60
+HUGE_PAGES = 512
 
 
 class Tlb:
@@ -36,10 +41,12 @@ class Tlb:
         return new
 
     def lookup(self, pcid: int, vpn: int) -> int | None:
-        """The entry for ``vpn`` in ``pcid`` or a global one, marked most recently used; None on a miss."""
-        for key in ((pcid, vpn), (GLOBAL, vpn)):
+        """The entry for ``vpn`` in ``pcid`` or a global one (a 2 MiB one covering it too), marked most recently
+        used; None on a miss."""
+        head = vpn - vpn % HUGE_PAGES
+        for key in ((pcid, vpn), (GLOBAL, vpn), (pcid, head), (GLOBAL, head)):
             code = self.entries.get(key)
-            if code is not None:
+            if code is not None and (key[1] == vpn or code & HUGE):
                 self.entries.move_to_end(key)
                 return code
         return None
@@ -48,7 +55,7 @@ class Tlb:
         """Cache a translation, evicting the least recently used entry when full."""
         if self.capacity <= 0:
             return
-        key = (GLOBAL if code & G else pcid, vpn)
+        key = (GLOBAL if code & G else pcid, vpn - vpn % HUGE_PAGES if code & HUGE else vpn)
         self.entries[key] = code
         self.entries.move_to_end(key)
         while len(self.entries) > self.capacity:
@@ -65,10 +72,18 @@ class Tlb:
         for key in [k for k in self.entries if not keep(k)]:  # type: ignore[operator]
             del self.entries[key]
 
+    def _pop_huge(self, pcid: int, vpn: int) -> None:
+        """Drop the 2 MiB entry of ``pcid`` covering ``vpn``, if there is one."""
+        head = (pcid, vpn - vpn % HUGE_PAGES)
+        if self.entries.get(head, 0) & HUGE:
+            del self.entries[head]
+
     def invlpg(self, pcid: int, vpn: int) -> None:
-        """INVLPG: the entries for ``vpn`` in ``pcid`` and the global ones."""
+        """INVLPG: the entries for ``vpn`` in ``pcid`` and the global ones, 2 MiB ones covering it included."""
         self.entries.pop((pcid, vpn), None)
         self.entries.pop((GLOBAL, vpn), None)
+        self._pop_huge(pcid, vpn)
+        self._pop_huge(GLOBAL, vpn)
 
     def fault(self, pcid: int, vpn: int) -> None:
         """A #PF on ``vpn``: the same entries as INVLPG."""
@@ -82,6 +97,7 @@ class Tlb:
         """INVPCID type 0 (one address, one PCID), 1 (one PCID), 2 (all), 3 (all but global)."""
         if kind == 0:
             self.entries.pop((pcid, vpn), None)
+            self._pop_huge(pcid, vpn)
         elif kind == 1:
             self.flush_pcid(pcid)
         elif kind == 2:

@@ -7,6 +7,9 @@ and merged with compatible neighbours where mmap and mprotect change them
 (``vma_merge_new_range``, ``vma_merge_existing_range``, Linux 6.18).
 ``anon`` labels the VMA's ``anon_vma`` within its address space (0: none);
 ``forked`` marks one fork gave it (its ``anon_vma_chain`` is not singular).
+``huge`` marks a hugetlb VMA (``VM_HUGETLB``): it splits only on 2 MiB
+boundaries (``hugetlb_vm_op_split``, mm/hugetlb.c) and never merges
+(``VM_DONTEXPAND`` is in ``VM_SPECIAL``, mm/vma.c).
 Page numbers (vpn), not addresses, throughout.
 """
 
@@ -18,7 +21,7 @@ import bisect
 class Vma:
     """Pages ``start .. end-1``: rights, private or shared (with its object and offset), and ``anon_vma``."""
 
-    __slots__ = ("anon", "end", "exec", "forked", "obj", "pgoff", "read", "shared", "start", "write")
+    __slots__ = ("anon", "end", "exec", "forked", "huge", "obj", "pgoff", "read", "shared", "start", "write")
 
     def __init__(
         self,
@@ -30,16 +33,18 @@ class Vma:
         pgoff: int = 0,
         anon: int = 0,
         forked: bool = False,
+        huge: bool = False,
     ) -> None:
         self.start, self.end = start, end
         self.read, self.write, self.exec = rwx
         self.shared, self.obj, self.pgoff, self.anon, self.forked = shared, obj, pgoff, anon, forked
+        self.huge = huge
 
     def __repr__(self) -> str:
         rwx = ("r" if self.read else "-") + ("w" if self.write else "-") + ("x" if self.exec else "-")
         return (
             f"Vma({self.start:#x}..{self.end:#x} {rwx} shared={self.shared} obj={self.obj} "
-            f"anon={self.anon} forked={self.forked})"
+            f"anon={self.anon} forked={self.forked}{' huge' if self.huge else ''})"
         )
 
     @property
@@ -63,11 +68,12 @@ class Vma:
         lo = self.start if start is None else start
         hi = self.end if end is None else end
         rwx = (self.read, self.write, self.exec)
-        return Vma(lo, hi, rwx, self.shared, self.obj, self.pgoff + lo - self.start, self.anon, self.forked)
+        pgoff = self.pgoff + lo - self.start
+        return Vma(lo, hi, rwx, self.shared, self.obj, pgoff, self.anon, self.forked, self.huge)
 
     def merges_with(self, upper: Vma) -> bool:
         """``upper`` begins where this ends and one VMA can cover both (``can_vma_merge_after``, mm/vma.c)."""
-        if self.end != upper.start or self.flags != upper.flags:
+        if self.huge or upper.huge or self.end != upper.start or self.flags != upper.flags:
             return False
         if self.shared and (self.obj != upper.obj or self.pgoff + self.end - self.start != upper.pgoff):
             return False
@@ -103,6 +109,11 @@ class VmaList:
         if i >= 0 and vpn < self.vmas[i].end:
             return self.vmas[i]
         return None
+
+    def split_refused(self, vpn: int) -> bool:
+        """Splitting at ``vpn`` would cut a hugetlb VMA off a 2 MiB boundary (``hugetlb_vm_op_split``: EINVAL)."""
+        vma = self.find(vpn)
+        return vma is not None and vma.huge and vma.start < vpn and vpn % 512 != 0
 
     def split_at(self, vpn: int) -> Vma | None:
         """Make ``vpn`` a VMA boundary; returns the new upper piece when a VMA was split."""
@@ -167,7 +178,8 @@ class VmaList:
         if i > 0 and self.vmas[i - 1].end == vma.start:
             neighbours.append(self.vmas[i - 1])
         for other in neighbours:
-            if not other.shared and other.anon and not other.forked and other.flags[4] == vma.flags[4]:
+            compatible = other.flags[4] == vma.flags[4] and other.huge == vma.huge and other.obj == vma.obj
+            if not other.shared and other.anon and not other.forked and compatible:
                 vma.anon = other.anon
                 return
         used = {v.anon for v in self.vmas}

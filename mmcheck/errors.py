@@ -115,3 +115,7 @@ class UnknownMutant(InvalidArgument, LookupError):
 
 class UnknownFlight(InvalidArgument, LookupError):
     """A ``pending`` number that names no mapping change in flight (``step`` it only until it returns)."""
+
+
+class NotModelled(InvalidArgument):
+    """The operation is valid in Linux but outside what the model covers; the message says what and why."""

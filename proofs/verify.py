@@ -28,6 +28,7 @@ CHECK_MODULES = (
     "proofs.systems",
     "properties.kernel_machine",
     "properties.smp_machine",
+    "properties.huge_machine",
 )
 
 

@@ -7,10 +7,11 @@ gives the state the spec's step reaches from the abstraction before it.
 
 from __future__ import annotations
 
+from itertools import chain, compress
 from types import MappingProxyType
 
 from impl.buddy import BuddyAllocator
-from impl.kernel import PG_ANON, PG_EXCLUSIVE
+from impl.kernel import HUGE_PAGES, PG_ANON, PG_EXCLUSIVE, PG_HUGE
 from impl.kernel import Kernel as ImplKernel
 from impl.kernel import Process as ImplProcess
 from impl.mmu import Mmu
@@ -60,22 +61,24 @@ def abstract_buddy(allocator: BuddyAllocator) -> BuddyState:
 _KERNEL_HALF_SIGN = 0xFFFF << 48
 _PTE_PFN = ((1 << 52) - 1) & ~0xFFF
 _PTE_PROTNONE = 0x100
+_PDE_PS = 0x80
 
 
 def abstract_vma(vma: ImplVma) -> SpecVma:
     """An implementation VMA as the spec's."""
     prot = Prot(vma.read, vma.write, vma.exec)
-    return SpecVma(vma.start, vma.end, prot, vma.shared, vma.obj, vma.pgoff, vma.anon, vma.forked)
+    return SpecVma(vma.start, vma.end, prot, vma.shared, vma.obj, vma.pgoff, vma.anon, vma.forked, vma.huge)
 
 
-def decode_leaf(entry: int, writable: bool, user: bool, nx: bool) -> Leaf:
-    """A non-empty PTE with the rights of the walk above it: present, PROT_NONE, or something else."""
+def decode_leaf(entry: int, writable: bool, user: bool, nx: bool, huge: bool = False) -> Leaf:
+    """A non-empty leaf (a PTE, or ``huge``: a PD entry with PS=1) with the rights of the walk above it: present,
+    PROT_NONE, or something else."""
     pfn = (entry & _PTE_PFN) >> 12
     if entry & 1:
-        return Leaf(pfn, True, writable and bool(entry & 2), user and bool(entry & 4), nx or bool(entry >> 63))
+        return Leaf(pfn, True, writable and bool(entry & 2), user and bool(entry & 4), nx or bool(entry >> 63), huge)
     if entry & _PTE_PROTNONE:
-        return Leaf(pfn, present=False, writable=False, user=True, nx=True)
-    return Leaf(pfn, present=False, writable=True, user=False, nx=False)
+        return Leaf(pfn, present=False, writable=False, user=True, nx=True, huge=huge)
+    return Leaf(pfn, present=False, writable=True, user=False, nx=False, huge=huge)
 
 
 def decode_tables(mem: PhysMem, root: int, indices: range) -> tuple[dict[tuple[int, int], int], dict[int, Leaf]]:
@@ -94,9 +97,9 @@ def decode_tables(mem: PhysMem, root: int, indices: range) -> tuple[dict[tuple[i
             if i not in indices:
                 continue
             vpn = base + (i << shift)
-            if level == 1:
+            if level == 1 or (level == 2 and entry & _PDE_PS):
                 canonical = ((vpn << 12) | _KERNEL_HALF_SIGN if vpn >> 35 else vpn << 12) >> 12
-                leaves[canonical] = decode_leaf(entry, *rights)
+                leaves[canonical] = decode_leaf(entry, *rights, huge=level == 2)
                 continue
             if not entry & 1:
                 continue
@@ -118,14 +121,20 @@ def abstract_space(kernel: ImplKernel, proc: ImplProcess) -> Space:
 
 
 def abstract_pages(kernel: ImplKernel) -> dict[int, Page]:
-    """The ``struct page`` arrays, for every frame with a reference, with the frame's words."""
+    """The ``struct page`` arrays, for every frame with a reference, with the frame's words (a hugetlb page's
+    head with the words of all its 512 frames, by offset in the 2 MiB)."""
     pages = {}
-    for pfn, refcount in enumerate(kernel.refcount):
-        if refcount or kernel.mapcount[pfn] or kernel.flags[pfn]:
-            flags = kernel.flags[pfn]
-            words = MappingProxyType(kernel.mem.frame_words(pfn))
-            anon, exclusive = bool(flags & PG_ANON), bool(flags & PG_EXCLUSIVE)
-            pages[pfn] = Page(refcount, kernel.mapcount[pfn], anon, exclusive, words)
+    used = chain(*(compress(range(len(counts)), counts) for counts in (kernel.refcount, kernel.mapcount, kernel.flags)))
+    for pfn in sorted(set(used)):
+        flags = kernel.flags[pfn]
+        huge = bool(flags & PG_HUGE)
+        words = {
+            (frame - pfn) * 4096 + index * 8: value
+            for frame in range(pfn, pfn + (HUGE_PAGES if huge else 1))
+            for index, value in kernel.mem.frame_entries(frame)
+        }
+        anon, exclusive = bool(flags & PG_ANON), bool(flags & PG_EXCLUSIVE)
+        pages[pfn] = Page(kernel.refcount[pfn], kernel.mapcount[pfn], anon, exclusive, MappingProxyType(words), huge)
     return pages
 
 

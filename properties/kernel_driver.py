@@ -18,7 +18,7 @@ from impl.buddy import BuddyAllocator
 from impl.kernel import Kernel as ImplKernel
 from impl.mmu import FETCH, READ, WRITE, Mmu
 from impl.shootdown import Smp
-from mmcheck.errors import InvalidArgument, MMCheckError, UnknownCpu
+from mmcheck.errors import MMCheckError, UnknownCpu
 from mmcheck.kernel_ops import (
     Exit,
     Fetch,
@@ -49,7 +49,7 @@ from spec.buddy import BuddyState
 from spec.kernel import NO_CHOICES, Choices, Kernel, boot, check_cpu
 from spec.outcome import Errno, NewPid, NewPin, Ok, OneOf, Outcome, Pagemap, Pending, Signal, Stage, Stat, Value
 from spec.permissions import Kind, Mode
-from spec.vma import Prot
+from spec.vma import Prot, huge_pages
 
 ACCESS_KINDS = {"load": Kind.READ, "store": Kind.WRITE, "fetch": Kind.FETCH}
 IMPL_KINDS = {"load": READ, "store": WRITE, "fetch": FETCH}
@@ -60,12 +60,6 @@ ALLOCATING = (Spawn, Fork, Load, Store, Fetch, PinOp, KernelRemap)
 def rwx(prot: str) -> tuple[bool, bool, bool]:
     """``"rw-"`` as three booleans."""
     return prot[0] == "r", prot[1] == "w", prot[2] == "x"
-
-
-def check_supported(op: KernelOp) -> None:
-    """Refuse what this layer does not model yet, the same way on every side."""
-    if isinstance(op, Mmap) and op.huge:
-        raise InvalidArgument("2 MiB huge mappings are not modelled yet: use huge=false")
 
 
 def outcome_json(outcome: Outcome) -> Result:
@@ -110,7 +104,7 @@ def spec_edit(op: ShootdownOp, choices: Choices) -> SpecEdit:
         return lambda k: aspace.exit_process(k, op.pid)
     if isinstance(op, Mmap):
         prot = Prot.parse(op.prot)
-        return lambda k: aspace.mmap(k, op.pid, op.va, op.pages, prot, op.shared)
+        return lambda k: aspace.mmap(k, op.pid, op.va, op.pages, prot, op.shared, op.huge)
     if isinstance(op, Munmap):
         return lambda k: aspace.munmap(k, op.pid, op.va, op.pages)
     if isinstance(op, Mprotect):
@@ -121,7 +115,6 @@ def spec_edit(op: ShootdownOp, choices: Choices) -> SpecEdit:
 
 def spec_step(k: Kernel, op: KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
     """One kernel-layer operation on the L1 spec; the events it records replace the last operation's."""
-    check_supported(op)
     k = replace(k, events=())
     if isinstance(op, Spawn):
         return aspace.spawn(k, choices)
@@ -211,7 +204,7 @@ def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
     if isinstance(op, Exit):
         return lambda: k.exit(op.pid)
     if isinstance(op, Mmap):
-        return lambda: k.mmap(op.pid, op.va, op.pages, rwx(op.prot), op.shared)
+        return lambda: k.mmap(op.pid, op.va, op.pages, rwx(op.prot), op.shared, op.huge)
     if isinstance(op, Munmap):
         return lambda: k.munmap(op.pid, op.va, op.pages)
     if isinstance(op, Mprotect):
@@ -221,7 +214,6 @@ def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
 
 def impl_step(k: ImplKernel, op: KernelOp, smp: Smp | None = None) -> Result:
     """One kernel-layer operation on the implementation (its CPUs default to a fresh :class:`Smp`)."""
-    check_supported(op)
     smp = smp or Smp(k)
     if isinstance(op, Spawn):
         return k.spawn()
@@ -229,6 +221,8 @@ def impl_step(k: ImplKernel, op: KernelOp, smp: Smp | None = None) -> Result:
         whole = isinstance(op, Fork | Exit)
         lo = 0 if whole else op.va >> 12  # type: ignore[union-attr]
         hi = 0 if whole else lo + op.pages  # type: ignore[union-attr]
+        if isinstance(op, Mmap) and op.huge:
+            hi = lo + huge_pages(op.pages)
         return smp.syscall(op.name, op.pid, impl_edit(k, op), lo, hi, whole, op.background)
     if isinstance(op, Step):
         return smp.step_flight(op.pending)
@@ -263,7 +257,7 @@ def l0_step(mem: l0.Memory, op: KernelOp) -> tuple[l0.Memory, Outcome | None]:
     if isinstance(op, Exit):
         return l0.exit_process(mem, op.pid)
     if isinstance(op, Mmap):
-        return l0.mmap(mem, op.pid, op.va, op.pages, Prot.parse(op.prot), op.shared)
+        return l0.mmap(mem, op.pid, op.va, op.pages, Prot.parse(op.prot), op.shared, op.huge)
     if isinstance(op, Munmap):
         return l0.munmap(mem, op.pid, op.va, op.pages)
     if isinstance(op, Mprotect):

@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from impl.shootdown import Flight as ImplFlight
 from impl.shootdown import Smp
-from impl.tlb import GLOBAL, NX, U, W
+from impl.tlb import GLOBAL, HUGE, NX, U, W
 from impl.tlb import Tlb as ImplTlb
 from spec.kernel import Kernel
 from spec.outcome import Errno, NewPid, Ok, Outcome
@@ -39,7 +39,13 @@ def abstract_tlb(tlb: ImplTlb) -> Tlb:
     return Tlb(
         frozenset(
             TlbEntry(
-                GLOBAL_PCID if pcid == GLOBAL else pcid, vpn, code >> 4, bool(code & W), bool(code & U), bool(code & NX)
+                GLOBAL_PCID if pcid == GLOBAL else pcid,
+                vpn,
+                (code & ~HUGE) >> 4,
+                bool(code & W),
+                bool(code & U),
+                bool(code & NX),
+                bool(code & HUGE),
             )
             for pcid, vpn, code in tlb.items()
         )
@@ -58,6 +64,7 @@ def abstract_flight(flight: ImplFlight) -> Flight:
         tuple(flight.targets),
         tuple(flight.frames),
         result_outcome(flight.result),
+        flight.stride,
     )
 
 

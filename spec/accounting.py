@@ -12,12 +12,20 @@ pagemap (Documentation/admin-guide/mm/pagemap.rst, task_mmu.c
 ``pte_to_pagemap_entry``): present for any present entry (a ``PROT_NONE``
 entry is present to ``pte_present``); ``exclusive`` (bit 56,
 ``PM_MMAP_EXCLUSIVE``) when the page is mapped exactly once; never for the zero page.
+
+Hugetlb pages are not in Rss, Pss, USS or Anonymous: ``smaps_hugetlb_range``
+counts them as Private_Hugetlb / Shared_Hugetlb only (task_mmu.c; the
+page-table walk gives hugetlb VMAs to ``.hugetlb_entry``, never to
+``smaps_pte_range``).  Their pagemap entry (``pagemap_hugetlb_range``) is
+present with the pfn of the 4 KiB subpage (``pte_pfn + (addr & ~hmask) >>
+PAGE_SHIFT``), exclusive when ``folio_likely_mapped_shared`` is false,
+which for a hugetlb folio is a map count of at most 1.
 """
 
 from __future__ import annotations
 
 from spec.address import PAGE_SHIFT, PAGE_SIZE
-from spec.kernel import Kernel, space
+from spec.kernel import Kernel, leaf_of, space
 from spec.memory import check_address
 from spec.outcome import Pagemap, Stat
 from spec.vma import TASK_SIZE
@@ -36,7 +44,7 @@ def stat(k: Kernel, pid: int) -> Stat:
     """Rss, Pss, USS and Anonymous of process ``pid``, in kB."""
     rss = pss = uss = anon = 0
     for leaf in space(k, pid).leaves.values():
-        if leaf.pfn == k.zero_pfn:
+        if leaf.pfn == k.zero_pfn or leaf.huge:
             continue
         page = k.pages[leaf.pfn]
         rss += PAGE_SIZE
@@ -50,8 +58,12 @@ def pagemap(k: Kernel, pid: int, va: int) -> Pagemap:
     """The pagemap entry of the page holding ``va``."""
     sp = space(k, pid)
     check_address(va - va % 8)
-    leaf = sp.leaves.get(va >> PAGE_SHIFT) if va < TASK_SIZE else None
-    if leaf is None:
+    vpn = va >> PAGE_SHIFT
+    found = leaf_of(sp.leaves, vpn) if va < TASK_SIZE else None
+    if found is None:
         return Pagemap(False, 0, False)
+    head, leaf = found
     page = k.pages.get(leaf.pfn)
+    if leaf.huge:
+        return Pagemap(True, leaf.pfn + vpn - head, page is not None and page.mapcount <= 1)
     return Pagemap(True, leaf.pfn, page is not None and page.mapcount == 1)

@@ -23,13 +23,34 @@ exception and changes nothing.
 - ``exit`` clears every entry, frees every table, and idles the CPUs that ran it.
 - ``pin`` takes a read-only ``get_user_pages`` reference (mm/gup.c): EFAULT
   without ``VM_READ``; a missing entry is faulted in for reading first.
+
+Hugetlb mappings (``huge``, ``MAP_HUGETLB``): ``mmap`` rounds the length up
+to 2 MiB and wants a 2 MiB aligned address (:func:`spec.vma.huge_mmap_error`)
+and gives the VMA a hugetlbfs file of its own (``hugetlb_file_setup``), shared
+or private.  A range edge that would split a hugetlb VMA off a 2 MiB
+boundary is EINVAL (``hugetlb_vm_op_split``): for munmap and an
+``mmap(MAP_FIXED)`` over it before anything changes; for mprotect, which
+changes the VMAs in order (``do_mprotect_pkey``), after the VMAs before the
+one it cannot split have changed.  The VMA split Linux may already have
+made at the first edge before refusing (``vms_gather_munmap_vmas``,
+``vma_modify``) is not kept: it changes no observable result.
+``madvise(MADV_DONTNEED)`` on a hugetlb VMA wants the start 2 MiB aligned
+(EINVAL) and rounds the end *down* to 2 MiB
+(``madvise_dontneed_free_valid_vma``, mm/madvise.c), so no data past the
+range is lost.  mprotect gives a hugetlb entry the VMA's page protection
+(``hugetlb_change_protection``: ``huge_pte_modify``), with no upgrade of a
+private entry to writable.  Pinning a hugetlb page is refused with
+:class:`~mmcheck.errors.NotModelled`: ``hugetlb_wp`` reuses on the map count,
+so a ``FOLL_GET`` reference may see another process's later writes (the
+comment in ``hugetlb_wp`` says so), which the programmer's view of pins does
+not allow.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from mmcheck.errors import UnknownPin
+from mmcheck.errors import NotModelled, UnknownPin
 from spec.address import PAGE_SHIFT, PAGE_SIZE
 from spec.fault import missing_fault
 from spec.kernel import (
@@ -55,6 +76,7 @@ from spec.memory import check_address
 from spec.outcome import EFAULT, ENOMEM, Errno, NewPid, NewPin, Ok, Outcome, Value
 from spec.pagetable import free_unused_tables, leaf_for, zap
 from spec.vma import (
+    HUGE_PAGES,
     TASK_SIZE,
     Prot,
     Vma,
@@ -62,12 +84,16 @@ from spec.vma import (
     cut,
     find,
     has_hole,
+    huge_mmap_error,
+    huge_pages,
     insert,
     inside,
     merge_at,
     mmap_error,
     munmap_error,
     range_error,
+    split_error,
+    split_refused,
 )
 
 ALL_PAGES = 1 << 52
@@ -112,37 +138,47 @@ def exit_process(k: Kernel, pid: int) -> tuple[Kernel, Outcome]:
     return drop_objects(replace(k, procs=without(k.procs, [pid]), current=current)), Ok()
 
 
-def mmap(k: Kernel, pid: int, va: int, pages: int, prot: Prot, shared: bool) -> tuple[Kernel, Outcome]:
-    """Map ``pages`` fresh anonymous pages at ``va``, private or shared."""
-    space(k, pid)
-    error = mmap_error(va, pages)
+def mmap(
+    k: Kernel, pid: int, va: int, pages: int, prot: Prot, shared: bool, huge: bool = False
+) -> tuple[Kernel, Outcome]:
+    """Map ``pages`` fresh anonymous pages at ``va``, private or shared; ``huge``: 2 MiB hugetlb pages."""
+    sp = space(k, pid)
+    error = huge_mmap_error(va, pages) if huge else mmap_error(va, pages)
+    pages = huge_pages(pages) if huge else pages
+    lo = va >> PAGE_SHIFT
+    error = error or split_error(sp.vmas, lo, lo + pages)
     if error:
         return k, Errno(error)
-    lo = va >> PAGE_SHIFT
     k = unmap_range(k, pid, lo, lo + pages)
     obj = 0
-    if shared:
+    if shared or huge:
         obj = k.next_object
-        k = replace(k, objects=updated(k.objects, obj, frozen({})), next_object=obj + 1)
+        k = replace(k, next_object=obj + 1)
+    if shared:
+        k = replace(k, objects=updated(k.objects, obj, frozen({})))
     sp = space(k, pid)
-    vma = Vma(lo, lo + pages, prot, shared, obj)
+    vma = Vma(lo, lo + pages, prot, shared, obj, huge=huge)
     vmas = merge_at(insert(sp.vmas, (vma,)), lo, lo + pages)
     return with_space(k, pid, replace(sp, vmas=vmas)), Ok()
 
 
 def munmap(k: Kernel, pid: int, va: int, pages: int) -> tuple[Kernel, Outcome]:
-    """Unmap the range."""
-    space(k, pid)
-    error = munmap_error(va, pages)
+    """Unmap the range; EINVAL (nothing changed) if an edge would split a hugetlb VMA off 2 MiB."""
+    sp = space(k, pid)
+    lo = va >> PAGE_SHIFT
+    error = munmap_error(va, pages) or split_error(sp.vmas, lo, lo + pages)
     if error:
         return k, Errno(error)
-    return unmap_range(k, pid, va >> PAGE_SHIFT, (va >> PAGE_SHIFT) + pages), Ok()
+    return unmap_range(k, pid, lo, lo + pages), Ok()
 
 
 def changed_leaf(k: Kernel, vma: Vma, leaf: Leaf) -> Leaf:
-    """``change_pte_range``: the entry under the VMA's new protection, upgraded to writable when allowed."""
+    """``change_pte_range``: the entry under the VMA's new protection, upgraded to writable when allowed
+    (``hugetlb_change_protection`` never upgrades a private hugetlb entry)."""
     if vma.shared:
         writable = vma.prot.write
+    elif vma.huge:
+        writable = False
     else:
         page = k.pages.get(leaf.pfn)
         writable = vma.prot.write and page is not None and page.anon and page.exclusive
@@ -161,6 +197,15 @@ def mprotect(k: Kernel, pid: int, va: int, pages: int, prot: Prot) -> tuple[Kern
     end = covered_until(sp.vmas, lo, hi)
     if end == lo:
         return k, ENOMEM
+    if split_refused(sp.vmas, lo):
+        return k, Errno("EINVAL")
+    outcome: Outcome = Ok() if end == hi else ENOMEM
+    if split_refused(sp.vmas, end):
+        last = find(sp.vmas, end)
+        assert last is not None
+        end, outcome = max(lo, last.start), Errno("EINVAL")
+        if end == lo:
+            return k, outcome
     changed = tuple(replace(v, prot=prot) for v in inside(sp.vmas, lo, end))
     vmas = merge_at(insert(cut(sp.vmas, lo, end), changed), lo, end)
     leaves = dict(sp.leaves)
@@ -170,11 +215,12 @@ def mprotect(k: Kernel, pid: int, va: int, pages: int, prot: Prot) -> tuple[Kern
             assert vma is not None
             leaves[vpn] = changed_leaf(k, vma, leaf)
     k = with_space(k, pid, replace(sp, vmas=vmas, leaves=frozen(leaves)))
-    return k, Ok() if end == hi else ENOMEM
+    return k, outcome
 
 
 def madvise_dontneed(k: Kernel, pid: int, va: int, pages: int) -> tuple[Kernel, Outcome]:
-    """Clear the entries of the range; ENOMEM (after clearing the mapped parts) if it has a hole."""
+    """Clear the entries of the range, VMA by VMA (``madvise_walk_vmas``); ENOMEM (after clearing the mapped parts)
+    if it has a hole.  In a hugetlb VMA the start must be 2 MiB aligned (EINVAL) and the end is rounded down."""
     sp = space(k, pid)
     error = range_error(va)
     if error:
@@ -182,7 +228,11 @@ def madvise_dontneed(k: Kernel, pid: int, va: int, pages: int) -> tuple[Kernel, 
     if pages == 0:
         return k, Ok()
     lo, hi = va >> PAGE_SHIFT, (va >> PAGE_SHIFT) + pages
-    k = zap(k, pid, lo, hi)
+    for vma in inside(sp.vmas, lo, hi):
+        if vma.huge and vma.start % HUGE_PAGES:
+            return k, Errno("EINVAL")
+        end = vma.end - vma.end % HUGE_PAGES if vma.huge else vma.end
+        k = zap(k, pid, vma.start, end)
     return k, ENOMEM if has_hole(sp.vmas, lo, hi) else Ok()
 
 
@@ -201,6 +251,11 @@ def pin(k: Kernel, pid: int, va: int, choices: Choices) -> tuple[Kernel, Outcome
     vma = find(sp.vmas, vpn) if va < TASK_SIZE else None
     if vma is None or not vma.prot.read:
         return k, EFAULT
+    if vma.huge:
+        raise NotModelled(
+            f"pin of {va:#x}: pinning a hugetlb page is not modelled (hugetlb_wp reuses on the map count, so a "
+            "FOLL_GET reference may see another process's writes): pin a page of a mapping with huge=false"
+        )
     if vpn not in sp.leaves:
         k, failed = missing_fault(k, pid, vma, vpn, False, choices)
         if failed is not None:

@@ -22,6 +22,20 @@ A write fault on a present read-only private entry (``do_wp_page``):
 - otherwise the page is copied into a new exclusive page, the entry points at
   the copy, and the old page loses one reference and one map count
   (``wp_page_copy``).
+
+Hugetlb pages follow mm/hugetlb.c.  Fork (``copy_hugetlb_page_range``, reached
+through the same ``vma_needs_copy`` test) takes a reference and a map count
+on each private page (``hugetlb_try_dup_anon_rmap`` clears
+``PageAnonExclusive``) and, the mapping being a COW mapping
+(``is_cow_mapping``), write-protects the entry in parent and child
+(``huge_ptep_set_wrprotect``).  A write fault on a read-only private entry
+(``hugetlb_wp``) reuses the page when ``folio_mapcount == 1`` and it is
+anonymous, *not* on the reference count: the comment there says so
+deliberately, so that fork+exit keeps working when the pool is empty, and
+accepts that ``FOLL_GET`` users may see leaks between processes.  Otherwise
+it copies the 2 MiB into a new page (``copy_user_large_folio``).  The
+fork-time copy of a possibly DMA-pinned page (``folio_needs_cow_for_dma``)
+is not modelled: pinning a hugetlb page is refused (:func:`spec.aspace.pin`).
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ from spec.kernel import (
     Kernel,
     Leaf,
     Space,
+    can_take_huge,
     free_frames,
     frozen,
     get_page,
@@ -46,7 +61,7 @@ from spec.kernel import (
 )
 from spec.outcome import ENOMEM, NewPid, Outcome
 from spec.pagetable import missing_tables, set_leaf
-from spec.vma import Vma, anon_prepare, find, forked_copy
+from spec.vma import HUGE_ORDER, Vma, anon_prepare, find, forked_copy
 
 
 def mark_anon(k: Kernel, pid: int, vpn: int) -> Kernel:
@@ -77,6 +92,22 @@ def wp_fault(k: Kernel, pid: int, vma: Vma, vpn: int, leaf: Leaf, choices: Choic
     return put_page(k, leaf.pfn), None
 
 
+def huge_wp_fault(
+    k: Kernel, pid: int, vma: Vma, head: int, leaf: Leaf, choices: Choices
+) -> tuple[Kernel, Outcome | None]:
+    """``hugetlb_wp``: reuse an anonymous page mapped once (map count, not reference count), else copy 2 MiB."""
+    page = k.pages[leaf.pfn]
+    if page.anon and page.mapcount == 1:
+        k = with_page(k, leaf.pfn, exclusive=True)
+        return set_leaf(k, pid, head, replace(leaf, writable=True)), None
+    if not can_take_huge(k):
+        return k, ENOMEM
+    k, pfn = take(k, ("huge", pid, head, 0), choices, HUGE_ORDER)
+    k = mark_anon(new_anon_page(k, pfn, page.words, huge=True), pid, head)
+    k = set_leaf(k, pid, head, replace(leaf, pfn=pfn, writable=True))
+    return put_page(k, leaf.pfn), None
+
+
 def copied_leaves(sp: Space) -> dict[int, Leaf]:
     """The entries fork copies: those of private VMAs with anonymous memory (``vma_needs_copy``)."""
     return {
@@ -91,7 +122,7 @@ def fork(k: Kernel, pid: int, choices: Choices) -> tuple[Kernel, Outcome]:
     parent = space(k, pid)
     child = k.next_pid
     copied = copied_leaves(parent)
-    keys = missing_tables(Space((), 0), sorted(copied))
+    keys = missing_tables(Space((), 0), sorted(copied), frozenset(v for v, leaf in copied.items() if leaf.huge))
     if free_frames(k) < 1 + len(keys):
         return k, ENOMEM
     k, root = take(k, ("root", child, 0, 0), choices)

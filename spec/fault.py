@@ -20,8 +20,23 @@ SIGSEGV with the hardware's error code:
 - a write to a present read-only private entry is copy-on-write
   (:func:`spec.cow.wp_fault`).
 
+A fault in a hugetlb VMA (mm/hugetlb.c ``hugetlb_fault``) works on the
+2 MiB page around the address.  There is no zero page: with no entry,
+``hugetlb_no_page`` gives a private VMA an anon_vma (``__vmf_anon_prepare``)
+and a fresh zeroed exclusive anonymous 2 MiB page, mapped read-only for a
+read and writable for a write (the write goes straight on to
+``hugetlb_wp``, which reuses it); a shared VMA maps its file's page for the
+offset, allocated zeroed on first touch, writable if the VMA is.  A write to a
+read-only private entry is :func:`spec.cow.huge_wp_fault`.
+
 When a frame is needed and none is free the access returns ENOMEM and changes
-nothing (Linux would invoke the OOM killer, ``VM_FAULT_OOM``).
+nothing (Linux would invoke the OOM killer, ``VM_FAULT_OOM``).  For a
+hugetlb page that is an abstraction: Linux takes pages from a pool filled
+ahead (``nr_hugepages``; here the buddy allocator's order-9 blocks),
+reserves them at mmap (``hugetlb_reserve_pages``, not modelled), and an
+allocation that still fails at fault is ``-ENOSPC`` from
+``alloc_hugetlb_folio``, which ``vmf_error`` turns into ``VM_FAULT_SIGBUS``:
+SIGBUS, where this model answers ENOMEM and changes nothing.
 """
 
 from __future__ import annotations
@@ -29,14 +44,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from spec import cow
-from spec.address import PAGE_SHIFT, PAGE_SIZE
+from spec.address import PAGE_SHIFT
 from spec.kernel import (
     Choices,
     Kernel,
     Leaf,
+    can_take_huge,
     free_frames,
     frozen,
     get_page,
+    leaf_of,
     new_anon_page,
     new_shmem_page,
     page_words,
@@ -50,7 +67,7 @@ from spec.memory import check_address
 from spec.outcome import ENOMEM, Ok, Outcome, Signal, Value
 from spec.pagetable import ensure_tables, leaf_for, missing_tables, set_leaf
 from spec.permissions import PF_ID, PF_P, PF_US, PF_WR, Kind, Mode
-from spec.vma import TASK_SIZE, Vma, find
+from spec.vma import HUGE_ORDER, HUGE_PAGES, TASK_SIZE, Vma, find
 
 MAX_RETRIES = 3
 
@@ -58,7 +75,8 @@ MAX_RETRIES = 3
 def leaf_at(k: Kernel, pid: int, va: int) -> Leaf | None:
     """The leaf the hardware would reach for ``va`` in process ``pid``, user or kernel half."""
     sp = space(k, pid)
-    return (sp.leaves if va < TASK_SIZE else sp.kernel).get(va >> PAGE_SHIFT)
+    found = leaf_of(sp.leaves if va < TASK_SIZE else sp.kernel, va >> PAGE_SHIFT)
+    return None if found is None else found[1]
 
 
 def hardware_allows(leaf: Leaf | None, kind: Kind, mode: Mode) -> bool:
@@ -88,7 +106,7 @@ def access(
         leaf = leaf_at(k, pid, va)
         if hardware_allows(leaf, kind, mode):
             assert leaf is not None
-            return perform(k, leaf.pfn, va % PAGE_SIZE, kind, value)
+            return perform(k, leaf.pfn, leaf.offset(va), kind, value)
         k, failed = handle_fault(k, pid, va, kind, hardware_error_code(leaf, kind, mode), choices)
         if failed is not None:
             return k, failed
@@ -121,10 +139,13 @@ def handle_fault(
     vma = find(space(k, pid).vmas, vpn) if va < TASK_SIZE else None
     if vma is None or access_error(vma, kind, code):
         return k, Signal(code)
-    leaf = space(k, pid).leaves.get(vpn)
-    if leaf is None:
+    found = leaf_of(space(k, pid).leaves, vpn)
+    if found is None:
         return missing_fault(k, pid, vma, vpn, kind is Kind.WRITE, choices)
+    key, leaf = found
     if kind is Kind.WRITE and not leaf.writable:
+        if vma.huge:
+            return cow.huge_wp_fault(k, pid, vma, key, leaf, choices)
         return cow.wp_fault(k, pid, vma, vpn, leaf, choices)
     return k, None
 
@@ -133,6 +154,8 @@ def missing_fault(
     k: Kernel, pid: int, vma: Vma, vpn: int, write: bool, choices: Choices
 ) -> tuple[Kernel, Outcome | None]:
     """No entry yet: ``do_anonymous_page`` for a private VMA, ``shmem_fault`` for a shared one."""
+    if vma.huge:
+        return huge_missing_fault(k, pid, vma, vpn - vpn % HUGE_PAGES, write, choices)
     if vma.shared:
         return shmem_fault(k, pid, vma, vpn, choices)
     need = len(missing_tables(space(k, pid), [vpn])) + (1 if write else 0)
@@ -160,3 +183,30 @@ def shmem_fault(k: Kernel, pid: int, vma: Vma, vpn: int, choices: Choices) -> tu
         k = replace(k, objects=updated(k.objects, vma.obj, updated(k.objects[vma.obj], index, cached)))
     k = get_page(k, cached)
     return set_leaf(k, pid, vpn, leaf_for(vma, cached, writable=vma.prot.write)), None
+
+
+def huge_missing_fault(
+    k: Kernel, pid: int, vma: Vma, head: int, write: bool, choices: Choices
+) -> tuple[Kernel, Outcome | None]:
+    """``hugetlb_no_page`` for the 2 MiB page at ``head``: the tables first (``huge_pte_alloc``), then the page.
+
+    Roles: ``("huge", pid, head, 0)`` for a private page, ``("hugeshm", obj, index, 0)`` for a shared one.
+    """
+    index = vma.index_of(head)
+    cached = k.objects[vma.obj].get(index) if vma.shared else None
+    tables = len(missing_tables(space(k, pid), [head], frozenset({head})))
+    if free_frames(k) < tables or (cached is None and not can_take_huge(k)):
+        return k, ENOMEM
+    k = ensure_tables(k, pid, head, choices, huge=True)
+    if cached is None and not can_take_huge(k):
+        return k, ENOMEM
+    if not vma.shared:
+        k, pfn = take(k, ("huge", pid, head, 0), choices, HUGE_ORDER)
+        k = cow.mark_anon(new_anon_page(k, pfn, huge=True), pid, head)
+        return set_leaf(k, pid, head, leaf_for(vma, pfn, writable=write)), None
+    if cached is None:
+        k, cached = take(k, ("hugeshm", vma.obj, index, 0), choices, HUGE_ORDER)
+        k = new_shmem_page(k, cached, huge=True)
+        k = replace(k, objects=updated(k.objects, vma.obj, updated(k.objects[vma.obj], index, cached)))
+    k = get_page(k, cached)
+    return set_leaf(k, pid, head, leaf_for(vma, cached, writable=vma.prot.write)), None

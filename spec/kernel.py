@@ -14,6 +14,10 @@ The state holds
 - the shmem-like objects behind shared anonymous VMAs, the pins, and the
   process each CPU runs.
 
+A hugetlb page (``huge``) is one ``struct page`` (the folio's head) for an
+order-9 block of 512 frames, its words keyed by offset within the 2 MiB, and
+one leaf: a PD entry with PS=1 keyed by the first virtual page it maps.
+
 Counting follows Linux (include/linux/mm.h, mm/rmap.c): every page-table
 mapping of a page takes one reference and one map count; a pin
 (``get_user_pages``) and the page cache of a shmem object take a reference
@@ -39,7 +43,7 @@ from spec import buddy
 from spec.address import PAGE_SHIFT
 from spec.smp import CpuTlb, Event, Flight
 from spec.tlb import Tlb
-from spec.vma import KERNEL_VA, KERNEL_WORD, Vma
+from spec.vma import HUGE_ORDER, HUGE_PAGES, KERNEL_VA, KERNEL_WORD, Vma
 
 Role = tuple[str, int, int, int]
 Choices = Mapping[Role, int]
@@ -78,6 +82,7 @@ class Page:
     anon: bool
     exclusive: bool
     words: Words = field(default_factory=lambda: NO_WORDS)
+    huge: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +91,8 @@ class Leaf:
 
     ``present`` is the P bit; a ``PROT_NONE`` entry keeps its frame with P
     clear (``_PAGE_PROTNONE``, arch/x86/include/asm/pgtable_types.h).
-    Accessed and dirty bits are not part of this view.
+    ``huge`` is a PD entry with PS=1 mapping 2 MiB from ``pfn`` (SDM Vol. 3A
+    4.5.4, Table 4-18).  Accessed and dirty bits are not part of this view.
     """
 
     pfn: int
@@ -94,11 +100,22 @@ class Leaf:
     writable: bool = False
     user: bool = True
     nx: bool = True
+    huge: bool = False
 
     def __repr__(self) -> str:
         return (
-            f"Leaf(pfn={self.pfn:#x}, present={self.present}, writable={self.writable}, user={self.user}, nx={self.nx})"
+            f"Leaf(pfn={self.pfn:#x}, present={self.present}, writable={self.writable}, user={self.user}, nx={self.nx}"
+            + (", huge=True)" if self.huge else ")")
         )
+
+    @property
+    def pages(self) -> int:
+        """How many 4 KiB pages the entry maps."""
+        return HUGE_PAGES if self.huge else 1
+
+    def offset(self, va: int) -> int:
+        """The byte offset of ``va`` in the page the entry maps."""
+        return va % (self.pages << PAGE_SHIFT)
 
 
 TableKey = tuple[int, int]
@@ -186,6 +203,16 @@ class Kernel:
 BOOT_FRAMES = 6
 
 
+def leaf_of(leaves: Mapping[int, Leaf], vpn: int) -> tuple[int, Leaf] | None:
+    """The entry that maps page ``vpn`` and the page it is keyed by: its own, or a huge one covering it."""
+    leaf = leaves.get(vpn)
+    if leaf is not None:
+        return vpn, leaf
+    head = vpn - vpn % HUGE_PAGES
+    leaf = leaves.get(head)
+    return (head, leaf) if leaf is not None and leaf.huge else None
+
+
 # --- frames -------------------------------------------------------------------------------------
 
 
@@ -194,37 +221,50 @@ def free_frames(k: Kernel) -> int:
     return sum(b.size for b in k.buddy.free)
 
 
-def take(k: Kernel, role: Role, choices: Choices) -> tuple[Kernel, int]:
-    """Allocate one frame for ``role``: the implementation's pick if it reported one, else the least choice.
+def can_take_huge(k: Kernel) -> bool:
+    """The buddy allocator has a free block of order 9 or more: a hugetlb page can be allocated."""
+    return k.buddy.max_order >= HUGE_ORDER and bool(buddy.allowed_pfns(k.buddy, HUGE_ORDER))
 
-    The caller has checked a frame is free.  A pick the buddy does not allow
+
+def take(k: Kernel, role: Role, choices: Choices, order: int = 0) -> tuple[Kernel, int]:
+    """Allocate one frame (or an order-``order`` block) for ``role``: the implementation's pick if it reported one,
+    else the least choice.
+
+    The caller has checked a block is free.  A pick the buddy does not allow
     raises :class:`DisallowedChoice`.
     """
     pfn = choices.get(role)
     if pfn is None:
-        least = buddy.least_choice(k.buddy, 0)
-        assert least is not None, "take() needs a free frame: check free_frames first"
+        least = buddy.least_choice(k.buddy, order)
+        assert least is not None, "take() needs a free block: check free_frames or can_take_huge first"
         pfn = least
-    elif pfn not in buddy.allowed_pfns(k.buddy, 0):
+    elif pfn not in buddy.allowed_pfns(k.buddy, order):
         raise DisallowedChoice(f"frame {pfn:#x} for {role} is not one the buddy allocator may hand out")
-    return replace(k, buddy=buddy.alloc_at(k.buddy, 0, pfn)), pfn
+    return replace(k, buddy=buddy.alloc_at(k.buddy, order, pfn)), pfn
+
+
+def block_order(state: buddy.BuddyState, pfn: int) -> int:
+    """The order of the allocated block that starts at ``pfn``."""
+    return next(b.order for b in state.allocated if b.pfn == pfn)
 
 
 def release(k: Kernel, pfn: int) -> Kernel:
-    """Give frame ``pfn`` back to the buddy allocator; while gathering, queue it (``tlb_remove_page``)."""
+    """Give the block at ``pfn`` back to the buddy allocator with its order; while gathering, queue it
+    (``tlb_remove_page``, ``tlb_remove_page_size`` for a hugetlb page)."""
     if k.gathering:
         return replace(k, gathered=(*k.gathered, pfn))
-    return replace(k, buddy=buddy.free(k.buddy, pfn, 0))
+    return replace(k, buddy=buddy.free(k.buddy, pfn, block_order(k.buddy, pfn)))
 
 
-def new_anon_page(k: Kernel, pfn: int, words: Words = NO_WORDS) -> Kernel:
-    """A fresh anonymous page mapped once, exclusive (``folio_add_new_anon_rmap(..., RMAP_EXCLUSIVE)``)."""
-    return replace(k, pages=updated(k.pages, pfn, Page(1, 1, True, True, words)))
+def new_anon_page(k: Kernel, pfn: int, words: Words = NO_WORDS, huge: bool = False) -> Kernel:
+    """A fresh anonymous page mapped once, exclusive (``folio_add_new_anon_rmap(..., RMAP_EXCLUSIVE)``;
+    ``hugetlb_add_new_anon_rmap`` for a hugetlb page)."""
+    return replace(k, pages=updated(k.pages, pfn, Page(1, 1, True, True, words, huge)))
 
 
-def new_shmem_page(k: Kernel, pfn: int) -> Kernel:
-    """A fresh zeroed shmem page, referenced by its object's page cache only."""
-    return replace(k, pages=updated(k.pages, pfn, Page(1, 0, False, False)))
+def new_shmem_page(k: Kernel, pfn: int, huge: bool = False) -> Kernel:
+    """A fresh zeroed shmem (or shared hugetlbfs) page, referenced by its object's page cache only."""
+    return replace(k, pages=updated(k.pages, pfn, Page(1, 0, False, False, huge=huge)))
 
 
 def get_page(k: Kernel, pfn: int, maps: int = 1) -> Kernel:

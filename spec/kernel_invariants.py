@@ -19,6 +19,11 @@
 - VMAs: sorted and disjoint; no two neighbours could be merged (every change
   that makes them compatible merges them, mm/vma.c); only private VMAs have
   an anon_vma, and every anonymous page is mapped through a VMA that has one.
+- Hugetlb: a hugetlb VMA starts and ends on 2 MiB boundaries (it is created
+  so and splits only there, ``hugetlb_vm_op_split``); 2 MiB leaves are
+  exactly the leaves of hugetlb VMAs, at a 2 MiB aligned page, mapping a
+  hugetlb page (an order-9 block at its first frame).  A hugetlb page's 512
+  frames count as used (leak), it is not in PSS, and its leaf needs no PT.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from fractions import Fraction
 
 from spec.kernel import Kernel
 from spec.pagetable import table_keys
-from spec.vma import find, mergeable
+from spec.vma import HUGE_ORDER, HUGE_PAGES, find, mergeable
 
 
 def private_leaves(k: Kernel) -> list[tuple[int, int, int, bool]]:
@@ -113,7 +118,7 @@ def leak_violations(k: Kernel) -> list[str]:
     uses = Counter(k.boot)
     for sp in k.procs.values():
         uses.update([sp.root, *sp.tables.values()])
-    uses.update(list(k.pages))
+    uses.update(f for pfn, page in k.pages.items() for f in range(pfn, pfn + (HUGE_PAGES if page.huge else 1)))
     problems = [f"frame {pfn:#x} is used {n} times" for pfn, n in sorted(uses.items()) if n > 1]
     allocated = {pfn for block in k.buddy.allocated for pfn in range(block.pfn, block.end)}
     if allocated != set(uses):
@@ -129,7 +134,7 @@ def pss_violations(k: Kernel) -> list[str]:
     frames = set()
     for sp in k.procs.values():
         for leaf in sp.leaves.values():
-            if leaf.pfn != k.zero_pfn:
+            if leaf.pfn != k.zero_pfn and not leaf.huge:
                 total += Fraction(1, max(1, k.pages[leaf.pfn].mapcount))
                 frames.add(leaf.pfn)
     return [] if total == len(frames) else [f"sum of PSS is {total} pages, user entries map {len(frames)} frames"]
@@ -140,10 +145,30 @@ def table_violations(k: Kernel) -> list[str]:
     return [
         f"pid {pid} page {vpn:#x} has a leaf but no table {key}"
         for pid, sp in k.procs.items()
-        for vpn in sp.leaves
-        for key in table_keys(vpn)
+        for vpn, leaf in sp.leaves.items()
+        for key in table_keys(vpn, leaf.huge)
         if key not in sp.tables
     ]
+
+
+def huge_violations(k: Kernel) -> list[str]:
+    """Hugetlb VMAs are 2 MiB aligned; 2 MiB leaves are exactly theirs, aligned, mapping order-9 hugetlb pages."""
+    problems = []
+    blocks = {b.pfn for b in k.buddy.allocated if b.order == HUGE_ORDER}
+    for pid, sp in k.procs.items():
+        problems += [
+            f"pid {pid}: {v!r} is not on 2 MiB boundaries"
+            for v in sp.vmas
+            if v.huge and (v.start % HUGE_PAGES or v.end % HUGE_PAGES)
+        ]
+        for vpn, leaf in sp.leaves.items():
+            vma = find(sp.vmas, vpn)
+            page = k.pages.get(leaf.pfn)
+            if vma is not None and vma.huge != leaf.huge:
+                problems.append(f"pid {pid} page {vpn:#x}: {leaf!r} in {vma!r}")
+            if leaf.huge and (vpn % HUGE_PAGES or page is None or not page.huge or leaf.pfn not in blocks):
+                problems.append(f"pid {pid} page {vpn:#x}: 2 MiB {leaf!r} maps {page!r}, not a whole hugetlb page")
+    return problems
 
 
 def vma_violations(k: Kernel) -> list[str]:
@@ -174,6 +199,7 @@ INVARIANTS = (
     pss_violations,
     table_violations,
     vma_violations,
+    huge_violations,
 )
 
 

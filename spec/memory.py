@@ -25,6 +25,24 @@ process kept the page mapped: never a value another process stored
 (CVE-2020-29374).  Which of them is the kernel's business, so L0 answers
 with the set of allowed values.
 
+A *hugetlb* mapping (``huge``, ``MAP_HUGETLB``) is made of 2 MiB pages, and
+the programmer sees what Linux documents for it:
+
+- ``mmap`` wants a 2 MiB aligned address and rounds the length *up* to
+  2 MiB (mm/mmap.c ``ksys_mmap_pgoff``);
+- it can be cut only on 2 MiB boundaries, and its pieces stay apart (they
+  never merge): each page remembers where its piece starts (``huge``, 0 for
+  a normal page), and an ``munmap``, ``mprotect`` or ``mmap`` whose edge
+  falls inside a piece off a 2 MiB boundary is EINVAL (mm/hugetlb.c
+  ``hugetlb_vm_op_split``).  munmap and mmap then change nothing; mprotect
+  has changed the pieces before the one it could not cut;
+- ``madvise(DONTNEED)`` wants the start 2 MiB aligned inside it (EINVAL) and
+  drops only the 2 MiB pages wholly inside the range (the end is rounded
+  down, mm/madvise.c ``madvise_dontneed_free_valid_vma``); a private one then
+  reads zero, a shared one keeps its contents;
+- contents, sharing and fork behave as for normal pages (each 4 KiB of it
+  is a cell here); pinning one is refused (:class:`~mmcheck.errors.NotModelled`).
+
 Any operation that needs memory may also fail with ENOMEM and change
 nothing; that is checked by the harness, not modelled here.
 """
@@ -35,15 +53,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from mmcheck.errors import AddressError, IdleCpu, UnknownCpu, UnknownPid, UnknownPin
+from mmcheck.errors import AddressError, IdleCpu, NotModelled, UnknownCpu, UnknownPid, UnknownPin
 from spec.address import PAGE_SHIFT, PAGE_SIZE, WORD_SIZE, is_canonical
 from spec.outcome import EFAULT, Errno, NewPid, NewPin, Ok, OneOf, Outcome, Signal, Value
 from spec.permissions import Kind, Mode
 from spec.vma import (
+    HUGE_PAGES,
     KERNEL_VA,
     KERNEL_WORD,
     TASK_SIZE,
     Prot,
+    huge_mmap_error,
+    huge_pages,
     mmap_error,
     munmap_error,
     range_error,
@@ -55,11 +76,13 @@ _EMPTY: Words = MappingProxyType({})
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One virtual page: its protection, its cell, and whether it was mapped shared."""
+    """One virtual page: its protection, its cell, whether it was mapped shared, and (``huge``) the first page of
+    the hugetlb piece it belongs to (0 for a normal page)."""
 
     prot: Prot
     cell: int
     shared: bool
+    huge: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,37 +177,63 @@ def exit_process(mem: Memory, pid: int) -> tuple[Memory, Outcome]:
     return replace(mem, procs=MappingProxyType(procs), current=current), Ok()
 
 
+def _cut_refused(pages: Mapping[int, Page], vpn: int) -> bool:
+    """A cut at page ``vpn`` would split a hugetlb piece off a 2 MiB boundary."""
+    page = pages.get(vpn)
+    return page is not None and 0 < page.huge < vpn and vpn % HUGE_PAGES != 0
+
+
+def _cut(pages: Mapping[int, Page], vpn: int) -> dict[int, Page]:
+    """The pages with the hugetlb piece around ``vpn`` cut there: its pages from ``vpn`` on start a new piece."""
+    out = dict(pages)
+    page = pages.get(vpn)
+    if page is None or not 0 < page.huge < vpn:
+        return out
+    for v, p in pages.items():
+        if v >= vpn and p.huge == page.huge:
+            out[v] = replace(p, huge=vpn)
+    return out
+
+
 def _unmap(mem: Memory, pid: int, lo: int, hi: int) -> Memory:
     pages = _pages(mem, pid)
     gone = frozenset(v for v in pages if lo <= v < hi)
     mem = _detach(mem, pid, gone)
-    return _with_pages(mem, pid, {v: p for v, p in pages.items() if v not in gone})
+    return _with_pages(mem, pid, _cut({v: p for v, p in pages.items() if v not in gone}, hi))
 
 
-def mmap(mem: Memory, pid: int, va: int, pages: int, prot: Prot, shared: bool) -> tuple[Memory, Outcome]:
-    """Fresh zero pages at ``va`` (replacing what was there), each with its own cell."""
-    _pages(mem, pid)
-    error = mmap_error(va, pages)
+def mmap(
+    mem: Memory, pid: int, va: int, pages: int, prot: Prot, shared: bool, huge: bool = False
+) -> tuple[Memory, Outcome]:
+    """Fresh zero pages at ``va`` (replacing what was there), each with its own cell; ``huge``: a hugetlb mapping."""
+    current = _pages(mem, pid)
+    error = huge_mmap_error(va, pages) if huge else mmap_error(va, pages)
+    pages = huge_pages(pages) if huge else pages
+    lo = va >> PAGE_SHIFT
+    if not error and (_cut_refused(current, lo) or _cut_refused(current, lo + pages)):
+        error = "EINVAL"
     if error:
         return mem, Errno(error)
-    lo = va >> PAGE_SHIFT
     mem = _unmap(mem, pid, lo, lo + pages)
     cells = dict(mem.cells)
     new = dict(mem.procs[pid])
     for i in range(pages):
         cells[mem.next_cell + i] = _EMPTY
-        new[lo + i] = Page(prot, mem.next_cell + i, shared)
+        new[lo + i] = Page(prot, mem.next_cell + i, shared, lo if huge else 0)
     mem = replace(mem, cells=MappingProxyType(cells), next_cell=mem.next_cell + pages)
     return _with_pages(mem, pid, new), Ok()
 
 
 def munmap(mem: Memory, pid: int, va: int, pages: int) -> tuple[Memory, Outcome]:
-    """The pages of the range are gone."""
-    _pages(mem, pid)
+    """The pages of the range are gone; EINVAL (nothing changed) if an edge cuts a hugetlb piece off 2 MiB."""
+    current = _pages(mem, pid)
     error = munmap_error(va, pages)
+    lo, hi = va >> PAGE_SHIFT, (va >> PAGE_SHIFT) + pages
+    if not error and (_cut_refused(current, lo) or _cut_refused(current, hi)):
+        error = "EINVAL"
     if error:
         return mem, Errno(error)
-    return _unmap(mem, pid, va >> PAGE_SHIFT, (va >> PAGE_SHIFT) + pages), Ok()
+    return _unmap(mem, pid, lo, hi), Ok()
 
 
 def _mapped_run(pages: Mapping[int, Page], lo: int, hi: int) -> int:
@@ -198,7 +247,8 @@ def mprotect(mem: Memory, pid: int, va: int, pages: int, prot: Prot) -> tuple[Me
     """New protection for the mapped run of pages at ``va``; ENOMEM if the range has a hole.
 
     Linux changes the VMAs in order and stops at the first hole
-    (``do_mprotect_pkey``, mm/mprotect.c), so the run before it keeps the change.
+    (``do_mprotect_pkey``, mm/mprotect.c), so the run before it keeps the change;
+    likewise it stops with EINVAL at a hugetlb piece it would have to cut off 2 MiB.
     """
     current = _pages(mem, pid)
     error = range_error(va)
@@ -206,18 +256,35 @@ def mprotect(mem: Memory, pid: int, va: int, pages: int, prot: Prot) -> tuple[Me
         return mem, Errno(error)
     lo = va >> PAGE_SHIFT
     end = _mapped_run(current, lo, lo + pages)
-    new = {v: replace(p, prot=prot) if lo <= v < end else p for v, p in current.items()}
-    return _with_pages(mem, pid, new), Ok() if end == lo + pages else Errno("ENOMEM")
+    outcome: Outcome = Ok() if end == lo + pages else Errno("ENOMEM")
+    if end > lo and _cut_refused(current, lo):
+        return mem, Errno("EINVAL")
+    if _cut_refused(current, end):
+        end, outcome = max(lo, current[end].huge), Errno("EINVAL")
+    pieces = _cut(_cut(current, lo), end)
+    new = {v: replace(p, prot=prot) if lo <= v < end else p for v, p in pieces.items()}
+    return _with_pages(mem, pid, new), outcome
 
 
 def madvise_dontneed(mem: Memory, pid: int, va: int, pages: int) -> tuple[Memory, Outcome]:
-    """Private pages of the range read zero again; shared ones keep their contents; ENOMEM if the range has a hole."""
+    """Private pages of the range read zero again; shared ones keep their contents; ENOMEM if the range has a hole.
+
+    Of a hugetlb piece, only the 2 MiB pages wholly inside the range; EINVAL (nothing changed) if the range starts
+    inside one off a 2 MiB boundary.
+    """
     current = _pages(mem, pid)
     error = range_error(va)
+    lo, hi = va >> PAGE_SHIFT, (va >> PAGE_SHIFT) + pages
+    first = current.get(lo)
+    if not error and pages and first is not None and first.huge and lo % HUGE_PAGES:
+        error = "EINVAL"
     if error:
         return mem, Errno(error)
-    lo, hi = va >> PAGE_SHIFT, (va >> PAGE_SHIFT) + pages
-    private = frozenset(v for v, p in current.items() if lo <= v < hi and not p.shared)
+    private = frozenset(
+        v
+        for v, p in current.items()
+        if lo <= v < hi and not p.shared and (not p.huge or v - v % HUGE_PAGES + HUGE_PAGES <= hi)
+    )
     mem = _detach(mem, pid, private)
     cells, new, next_cell = dict(mem.cells), dict(current), mem.next_cell
     for vpn in sorted(private):
@@ -307,6 +374,8 @@ def pin(mem: Memory, pid: int, va: int) -> tuple[Memory, Outcome]:
     page = pages.get(va >> PAGE_SHIFT) if va < TASK_SIZE else None
     if page is None or not page.prot.read:
         return mem, EFAULT
+    if page.huge:
+        raise NotModelled(f"pin of {va:#x}: pinning a hugetlb page is not modelled: pin a page of a normal mapping")
     offset = va % PAGE_SIZE
     now = frozenset({mem.cells[page.cell].get(offset, 0)})
     view = PinView(pid, va >> PAGE_SHIFT, offset, page.cell, page.shared, now, True)

@@ -5,7 +5,10 @@ are allocated top-down when a fault or fork first needs them
 (``__pud_alloc``, ``__pmd_alloc``, ``__pte_alloc``, mm/memory.c).  Tables are
 freed when no VMA is left in the range they cover, as ``free_pgtables``
 does after an unmap (mm/memory.c ``free_pgd_range``), and all of them on exit.
-Emptying a range with ``MADV_DONTNEED`` keeps its tables.
+Emptying a range with ``MADV_DONTNEED`` keeps its tables.  A hugetlb leaf
+is a PD entry with PS=1 (``huge_pte_alloc``, arch/x86 uses the generic
+mm/hugetlb.c version: ``pud_alloc`` then ``pmd_alloc``), so it needs only
+the PDPT and the PD.
 
 The protection a VMA gives a new leaf is ``vm_get_page_prot`` (arch/x86/mm/pgprot.c,
 ``protection_map``): ``PROT_NONE`` is not present; private writable mappings
@@ -34,11 +37,12 @@ from spec.kernel import (
 from spec.vma import Vma, intersects
 
 TABLE_LEVELS = (3, 2, 1)
+HUGE_TABLE_LEVELS = (3, 2)
 
 
-def table_keys(vpn: int) -> tuple[TableKey, ...]:
-    """The PDPT, PD and PT covering page ``vpn``, top-down."""
-    return tuple((level, vpn >> (9 * level)) for level in TABLE_LEVELS)
+def table_keys(vpn: int, huge: bool = False) -> tuple[TableKey, ...]:
+    """The PDPT, PD and PT covering page ``vpn``, top-down (no PT for a hugetlb leaf)."""
+    return tuple((level, vpn >> (9 * level)) for level in (HUGE_TABLE_LEVELS if huge else TABLE_LEVELS))
 
 
 def table_span(key: TableKey) -> tuple[int, int]:
@@ -47,17 +51,18 @@ def table_span(key: TableKey) -> tuple[int, int]:
     return index << (9 * level), (index + 1) << (9 * level)
 
 
-def missing_tables(sp: Space, vpns: list[int]) -> list[TableKey]:
-    """The tables, top-down and without repeats, that mapping ``vpns`` would have to allocate."""
+def missing_tables(sp: Space, vpns: list[int], huge: frozenset[int] = frozenset()) -> list[TableKey]:
+    """The tables, top-down and without repeats, that mapping ``vpns`` (those in ``huge`` by hugetlb leaves)
+    would have to allocate."""
     missing: list[TableKey] = []
     for vpn in vpns:
-        missing += [key for key in table_keys(vpn) if key not in sp.tables and key not in missing]
+        missing += [key for key in table_keys(vpn, vpn in huge) if key not in sp.tables and key not in missing]
     return missing
 
 
-def ensure_tables(k: Kernel, pid: int, vpn: int, choices: Choices) -> Kernel:
+def ensure_tables(k: Kernel, pid: int, vpn: int, choices: Choices, huge: bool = False) -> Kernel:
     """Allocate the missing tables on the way to ``vpn`` (roles ``("table", pid, level, index)``)."""
-    for key in missing_tables(space(k, pid), [vpn]):
+    for key in missing_tables(space(k, pid), [vpn], frozenset({vpn}) if huge else frozenset()):
         k, pfn = take(k, ("table", pid, *key), choices)
         sp = space(k, pid)
         k = with_space(k, pid, replace(sp, tables=updated(sp.tables, key, pfn)))
@@ -65,9 +70,9 @@ def ensure_tables(k: Kernel, pid: int, vpn: int, choices: Choices) -> Kernel:
 
 
 def leaf_for(vma: Vma, pfn: int, writable: bool) -> Leaf:
-    """The entry ``vma`` gives page ``pfn``: present unless ``PROT_NONE``, XD unless executable."""
+    """The entry ``vma`` gives page ``pfn``: present unless ``PROT_NONE``, XD unless executable; 2 MiB if hugetlb."""
     present = vma.prot.accessible
-    return Leaf(pfn, present=present, writable=writable and present, user=True, nx=not vma.prot.exec)
+    return Leaf(pfn, present=present, writable=writable and present, user=True, nx=not vma.prot.exec, huge=vma.huge)
 
 
 def set_leaf(k: Kernel, pid: int, vpn: int, leaf: Leaf) -> Kernel:
@@ -77,7 +82,8 @@ def set_leaf(k: Kernel, pid: int, vpn: int, leaf: Leaf) -> Kernel:
 
 
 def zap(k: Kernel, pid: int, lo: int, hi: int) -> Kernel:
-    """Clear the leaves of pages ``lo .. hi-1`` and drop what they referenced (``zap_pte_range``)."""
+    """Clear the leaves of pages ``lo .. hi-1`` and drop what they referenced (``zap_pte_range``;
+    ``__unmap_hugepage_range`` for hugetlb leaves, whose callers never cut one)."""
     sp = space(k, pid)
     gone = sorted(v for v in sp.leaves if lo <= v < hi)
     k = with_space(k, pid, replace(sp, leaves=without(sp.leaves, gone)))

@@ -28,6 +28,11 @@ write-protect, exit, a COW break) is a :class:`~spec.smp.Flight`:
    (``freed_tables``), else only those not lazy (``native_flush_tlb_multi``);
    a range longer than the flush ceiling (33 pages,
    ``tlb_single_page_flush_ceiling``) or a whole-mm flush asks for a full flush;
+   when every changed entry is a hugetlb one the stride is 2 MiB
+   (``flush_tlb_range`` passes ``huge_page_shift``, arch/x86/include/asm/tlbflush.h)
+   and the ceiling counts 2 MiB pages (``flush_tlb_mm_range``); a change mixing
+   sizes is flushed page by page over its whole range (Linux flushes the
+   gathered batch whenever the page size changes, ``tlb_change_page_size``);
 2. one *step* per target CPU: it handles its IPI (``flush_tlb_func``): a lazy
    CPU leaves for ``init_mm``; a CPU running the mm flushes page by page
    (INVLPG) or fully as :func:`flush_decision` says and catches up to the mm's
@@ -56,13 +61,14 @@ from typing import Any
 
 from mmcheck.errors import DisallowedChoice, UnknownFlight
 from spec import buddy
-from spec.address import PAGE_SHIFT, PAGE_SIZE
+from spec.address import PAGE_SHIFT
 from spec.fault import MAX_RETRIES, handle_fault, hardware_allows, hardware_error_code, leaf_at, perform
 from spec.kernel import (
     Choices,
     Kernel,
     Leaf,
     Space,
+    block_order,
     check_cpu,
     free_frames,
     frozen,
@@ -77,7 +83,7 @@ from spec.outcome import Errno, Ok, Outcome, Pending, Stage
 from spec.permissions import Kind, Mode
 from spec.smp import INIT_CTX, TLB_NR_DYN_ASIDS, CpuTlb, Event, Flight, Slot
 from spec.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, flush_pcid, invlpg, invpcid, remember
-from spec.vma import KERNEL_VA, TASK_SIZE
+from spec.vma import HUGE_PAGES, KERNEL_VA, TASK_SIZE
 
 Edit = Callable[[Kernel], tuple[Kernel, Outcome]]
 
@@ -203,6 +209,15 @@ def current_leaf(k: Kernel, ctx_id: int, vpn: int) -> Leaf | None:
     return leaf if leaf is not None and leaf.present else None
 
 
+def holds(entry: TlbEntry, leaf: Leaf | None) -> bool:
+    """``entry`` caches ``leaf`` (same size and frame) or a weaker form of it."""
+    return (
+        leaf is not None
+        and entry.huge == leaf.huge
+        and entry.weaker_or_equal(leaf.pfn, leaf.writable, leaf.user, leaf.nx)
+    )
+
+
 def may_hold(k: Kernel, cpu: int, entry: TlbEntry) -> bool:
     """CPU ``cpu``'s TLB may hold ``entry`` (see the module docstring)."""
     if entry in k.tlbs[cpu].entries:
@@ -213,7 +228,7 @@ def may_hold(k: Kernel, cpu: int, entry: TlbEntry) -> bool:
         leaf = current_leaf(k, k.cpus[cpu].slots[entry.pcid - 1].ctx_id, entry.vpn)
     else:
         leaf = None
-    return leaf is not None and entry.weaker_or_equal(leaf.pfn, leaf.writable, leaf.user, leaf.nx)
+    return holds(entry, leaf)
 
 
 def disallowed_entries(k: Kernel, cpu: int, entries: frozenset[TlbEntry]) -> list[TlbEntry]:
@@ -260,7 +275,9 @@ def remember_old(k: Kernel, pid: int, before: Space, pages: list[int], tables: l
             if slot.ctx_id != pid:
                 continue
             pcid = asid + 1
-            old = frozenset(TlbEntry(pcid, v, (lf := before.leaves[v]).pfn, lf.writable, lf.user, lf.nx) for v in pages)
+            old = frozenset(
+                TlbEntry(pcid, v, (lf := before.leaves[v]).pfn, lf.writable, lf.user, lf.nx, lf.huge) for v in pages
+            )
             tlbs[cpu] = remember(tlbs[cpu], old, frozenset((pcid, t) for t in tables))
     return replace(k, tlbs=tuple(tlbs))
 
@@ -298,14 +315,22 @@ def start(
 
 
 def request(k: Kernel, flight: Flight, before: Space, pages: list[int], lo: int, freed: bool, whole_mm: bool) -> Flight:
-    """``flush_tlb_mm_range``: the range, the new generation, full or not, and the CPUs to interrupt."""
-    start_page, end_page = (min(pages), max(pages) + 1) if pages else (lo, lo + 1)
+    """``flush_tlb_mm_range``: the range, the stride, the new generation, full or not, and the CPUs to interrupt."""
+    start_page, end_page = (min(pages), max(v + before.leaves[v].pages for v in pages)) if pages else (lo, lo + 1)
     if freed and pages:
         start_page = min(start_page, lo)
-    full = whole_mm or end_page - start_page > k.flush_ceiling
+    stride = 9 if pages and all(before.leaves[v].huge for v in pages) else 0
+    full = whole_mm or (end_page - start_page) >> stride > k.flush_ceiling
     targets = tuple(c for c in sorted(before.cpumask) if freed or not k.cpus[c].lazy)
     return replace(
-        flight, lo=start_page, hi=end_page, gen=before.tlb_gen + 1, full=full, freed_tables=freed, targets=targets
+        flight,
+        lo=start_page,
+        hi=end_page,
+        gen=before.tlb_gen + 1,
+        full=full,
+        freed_tables=freed,
+        targets=targets,
+        stride=stride,
     )
 
 
@@ -329,7 +354,7 @@ def handle_ipi(k: Kernel, cpu: int, f: Flight) -> Kernel:
         return k
     if partial:
         tlb = k.tlbs[cpu]
-        for vpn in range(f.lo, f.hi):
+        for vpn in range(f.lo, f.hi, 1 << f.stride):
             tlb = invlpg(tlb, state.pcid, vpn)
             k = event(k, "invlpg", cpu, vpn)
         k = with_cpu(k, cpu, state, tlb)
@@ -346,7 +371,7 @@ def step(k: Kernel, number: int) -> tuple[Kernel, Outcome]:
         k = handle_ipi(k, cpu, f)
         return replace(k, flights=updated(k.flights, number, replace(f, targets=f.targets[1:]))), Stage(cpu)
     for pfn in f.frames:
-        k = event(replace(k, buddy=buddy.free(k.buddy, pfn, 0)), "free", -1, pfn)
+        k = event(replace(k, buddy=buddy.free(k.buddy, pfn, block_order(k.buddy, pfn))), "free", -1, pfn)
     return replace(k, flights=without(k.flights, [number]), limbo=without(k.limbo, f.frames)), f.outcome
 
 
@@ -407,16 +432,23 @@ def settled(k: Kernel) -> Kernel:
     state = k.buddy
     for f in k.flights.values():
         for pfn in f.frames:
-            state = buddy.free(state, pfn, 0)
+            state = buddy.free(state, pfn, block_order(state, pfn))
     return replace(k, buddy=state)
 
 
 # --- accesses -----------------------------------------------------------------------------------
 
 
+HUGE_HIT = 1 << 60
+
+
 def decode_hit(code: int, pcid: int, vpn: int) -> TlbEntry:
-    """A TLB hit as the implementation reports it: ``pfn << 4 | W << 3 | U << 2 | NX << 1 | G``."""
-    return TlbEntry(GLOBAL_PCID if code & 1 else pcid, vpn, code >> 4, bool(code & 8), bool(code & 4), bool(code & 2))
+    """A TLB hit as the implementation reports it: ``pfn << 4 | W << 3 | U << 2 | NX << 1 | G``, with
+    :data:`HUGE_HIT` set for a 2 MiB entry (then keyed by the first page of its 2 MiB)."""
+    huge = bool(code & HUGE_HIT)
+    key = vpn - vpn % HUGE_PAGES if huge else vpn
+    pfn = (code & ~HUGE_HIT) >> 4
+    return TlbEntry(GLOBAL_PCID if code & 1 else pcid, key, pfn, bool(code & 8), bool(code & 4), bool(code & 2), huge)
 
 
 def used_entry(k: Kernel, cpu: int, va: int, attempt: int, choices: Choices) -> Leaf | None:
@@ -428,7 +460,7 @@ def used_entry(k: Kernel, cpu: int, va: int, attempt: int, choices: Choices) -> 
     entry = decode_hit(code, k.cpus[cpu].pcid, vpn)
     if not may_hold(k, cpu, entry):
         raise DisallowedChoice(f"cpu {cpu} used {entry!r}, a translation its TLB cannot hold")
-    return Leaf(entry.pfn, True, entry.writable, entry.user, entry.nx)
+    return Leaf(entry.pfn, True, entry.writable, entry.user, entry.nx, entry.huge)
 
 
 def access(
@@ -447,7 +479,7 @@ def access(
             leaf = leaf_at(k, pid, va)
         if hardware_allows(leaf, kind, mode):
             assert leaf is not None
-            return perform(k, leaf.pfn, va % PAGE_SIZE, kind, value)
+            return perform(k, leaf.pfn, leaf.offset(va), kind, value)
         code = hardware_error_code(leaf, kind, mode)
         state = k.cpus[cpu]
         k = with_cpu(k, cpu, state, fault_drop(k.tlbs[cpu], state.pcid, va >> PAGE_SHIFT))
@@ -520,7 +552,7 @@ def returned_violations(k: Kernel) -> list[str]:
             if e.pcid != state.pcid or any(f.covers(e.vpn) for f in busy):
                 continue
             leaf = current_leaf(k, state.loaded, e.vpn)
-            if leaf is None or not e.weaker_or_equal(leaf.pfn, leaf.writable, leaf.user, leaf.nx):
+            if not holds(e, leaf):
                 problems.append(f"cpu {cpu} may use {e!r}, but pid {state.loaded} maps {leaf!r}")
     return problems
 

@@ -9,7 +9,8 @@
   the current ASID and the round-robin ``next_asid``;
 - :class:`Flight` is a mapping change whose page tables are edited and whose
   shootdown is not finished: the flush request (``flush_tlb_info``: range,
-  ``new_tlb_gen``, full or not, ``freed_tables``), the CPUs that still have
+  ``new_tlb_gen``, full or not, ``freed_tables``, and ``stride_shift``
+  beyond 4 KiB: 9 when every changed entry is a 2 MiB one), the CPUs that still have
   to handle its IPI, the frames its ``mmu_gather`` holds, and the result the
   syscall returns once they are freed;
 - :class:`Event` records one effect (an IPI, a flush, a frame freed), so a
@@ -68,6 +69,7 @@ class Flight:
     targets: tuple[int, ...]
     frames: tuple[int, ...]
     outcome: Outcome
+    stride: int = 0
 
     def covers(self, vpn: int) -> bool:
         """The page is in the flush request's range."""

@@ -22,11 +22,18 @@ by all PCIDs and carries :data:`GLOBAL_PCID`.  The invalidations (SDM 4.10.4.1):
 - a #PF drops the faulting address's entries in the current PCID and global
   ones (SDM 4.10.4.1, "the processor invalidates ... that would be used for
   that linear address"), so a stale entry with fewer rights heals.
+
+A ``huge`` entry caches a 2 MiB translation (a PD entry with PS=1), keyed by
+its first page; every invalidation of any address inside it drops it (SDM
+4.10.4.1: INVLPG invalidates the entries "for the page" containing the
+address, whatever its size).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from spec.vma import HUGE_PAGES
 
 GLOBAL_PCID = -1
 
@@ -41,12 +48,17 @@ class TlbEntry:
     writable: bool
     user: bool
     nx: bool
+    huge: bool = False
 
     def __repr__(self) -> str:
         return (
             f"TlbEntry(pcid={self.pcid}, vpn={self.vpn:#x}, pfn={self.pfn:#x}, writable={self.writable}, "
-            f"user={self.user}, nx={self.nx})"
+            f"user={self.user}, nx={self.nx}" + (", huge=True)" if self.huge else ")")
         )
+
+    def covers(self, vpn: int) -> bool:
+        """The entry translates page ``vpn``."""
+        return self.vpn == vpn or (self.huge and self.vpn == vpn - vpn % HUGE_PAGES)
 
     def weaker_or_equal(self, pfn: int, writable: bool, user: bool, nx: bool) -> bool:
         """Same frame and no right the given translation lacks (a stale entry that heals with a spurious fault)."""
@@ -68,7 +80,7 @@ def remember(tlb: Tlb, entries: frozenset[TlbEntry], tables: frozenset[tuple[int
 
 def invlpg(tlb: Tlb, pcid: int, vpn: int) -> Tlb:
     """INVLPG: the current PCID's and global entries for ``vpn``, and the PCID's paging-structure caches."""
-    keep = frozenset(e for e in tlb.entries if e.vpn != vpn or e.pcid not in (pcid, GLOBAL_PCID))
+    keep = frozenset(e for e in tlb.entries if not e.covers(vpn) or e.pcid not in (pcid, GLOBAL_PCID))
     return Tlb(keep, frozenset(t for t in tlb.tables if t[0] != pcid))
 
 
@@ -85,7 +97,7 @@ def mov_cr3(tlb: Tlb, pcid: int, noflush: bool) -> Tlb:
 def invpcid(tlb: Tlb, kind: int, pcid: int = 0, vpn: int = 0) -> Tlb:
     """INVPCID of type ``kind`` 0-3 (SDM Vol. 2A, INVPCID)."""
     if kind == 0:
-        keep = frozenset(e for e in tlb.entries if e.vpn != vpn or e.pcid != pcid)
+        keep = frozenset(e for e in tlb.entries if not e.covers(vpn) or e.pcid != pcid)
         return Tlb(keep, frozenset(t for t in tlb.tables if t[0] != pcid))
     if kind == 1:
         return flush_pcid(tlb, pcid)
@@ -98,4 +110,4 @@ def invpcid(tlb: Tlb, kind: int, pcid: int = 0, vpn: int = 0) -> Tlb:
 
 def fault_drop(tlb: Tlb, pcid: int, vpn: int) -> Tlb:
     """A #PF on ``vpn``: its entries in the current PCID and its global entries are gone."""
-    return Tlb(frozenset(e for e in tlb.entries if e.vpn != vpn or e.pcid not in (pcid, GLOBAL_PCID)), tlb.tables)
+    return Tlb(frozenset(e for e in tlb.entries if not e.covers(vpn) or e.pcid not in (pcid, GLOBAL_PCID)), tlb.tables)

@@ -17,6 +17,13 @@ does (mm/vma.c).  Adjacent compatible VMAs are merged where ``mmap`` and
 ``mprotect`` change the VMA list (mm/vma.c ``vma_merge_new_range``,
 ``vma_merge_existing_range``): see :func:`mergeable` and :func:`merge_at`.
 
+A ``huge`` VMA is a hugetlb mapping (``MAP_HUGETLB``, 2 MiB pages on
+x86-64): it is backed by its own hugetlbfs file (``obj``, shared or
+private), starts and ends on 2 MiB boundaries, splits only there
+(``hugetlb_vm_op_split``, mm/hugetlb.c) and never merges
+(``hugetlbfs_file_mmap`` sets ``VM_DONTEXPAND``, part of ``VM_SPECIAL``,
+which ``vma_merge_new_range`` and ``vma_merge_existing_range`` refuse, mm/vma.c).
+
 Syscall argument rules shared by both views of memory are here too: the
 errors Linux returns for a bad address range (mm/mmap.c ``do_mmap``,
 ``do_vmi_munmap``; mm/mprotect.c; mm/madvise.c).
@@ -41,6 +48,10 @@ MMAP_MIN_ADDR = 0x10000
 # present in every address space; its first word holds KERNEL_WORD.
 KERNEL_VA = 0xFFFFFFFF80000000
 KERNEL_WORD = 0x4C494E5558
+# A hugetlb page: 2 MiB (PMD_SIZE, arch/x86/include/asm/pgtable_64_types.h), an order-9 block of frames.
+HUGE_PAGES = 512
+HUGE_SIZE = HUGE_PAGES * PAGE_SIZE
+HUGE_ORDER = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +96,13 @@ class Vma:
     pgoff: int = 0
     anon: int = 0
     forked: bool = False
+    huge: bool = False
 
     def __repr__(self) -> str:
         return (
             f"Vma(start={self.start:#x}, end={self.end:#x}, prot={self.prot!r}, shared={self.shared}, "
-            f"obj={self.obj}, pgoff={self.pgoff}, anon={self.anon}, forked={self.forked})"
+            f"obj={self.obj}, pgoff={self.pgoff}, anon={self.anon}, forked={self.forked}"
+            + (", huge=True)" if self.huge else ")")
         )
 
     @property
@@ -168,6 +181,8 @@ def mergeable(a: Vma, b: Vma) -> bool:
     private anonymous VMA's offset is its start (``do_mmap``), always
     consecutive.  Then :func:`anon_compatible`.
     """
+    if a.huge or b.huge:
+        return False  # VM_DONTEXPAND is in VM_SPECIAL: hugetlb VMAs never merge
     if a.end != b.start or a.prot != b.prot or a.shared != b.shared or a.account != b.account:
         return False
     if a.shared and (a.obj != b.obj or a.index_of(a.end) != b.pgoff):
@@ -210,12 +225,15 @@ def reusable_anon(vmas: tuple[Vma, ...], vma: Vma) -> int:
 
     The next VMA first, then the previous one: it must touch ``vma``, be
     private with the same flags apart from the access rights
-    (``anon_vma_compatible``: here ``VM_ACCOUNT``) and have an anon_vma not
-    inherited at fork (``reusable_anon_vma``: a singular ``anon_vma_chain``).
+    (``anon_vma_compatible``: here ``VM_ACCOUNT`` and ``VM_HUGETLB``) and the
+    same file (a hugetlb VMA's object; none for anonymous memory), and have
+    an anon_vma not inherited at fork (``reusable_anon_vma``: a singular
+    ``anon_vma_chain``).
     """
     for other in (v for v in vmas if v.start == vma.end), (v for v in vmas if v.end == vma.start):
         for n in other:
-            if not n.shared and n.anon and not n.forked and n.account == vma.account:
+            compatible = n.account == vma.account and n.huge == vma.huge and n.obj == vma.obj
+            if not n.shared and n.anon and not n.forked and compatible:
                 return n.anon
     return 0
 
@@ -284,6 +302,54 @@ def munmap_error(va: int, pages: int) -> str | None:
     if va % PAGE_SIZE or pages <= 0 or va + pages * PAGE_SIZE > TASK_SIZE:
         return "EINVAL"
     return None
+
+
+def huge_pages(pages: int) -> int:
+    """A hugetlb mapping's length in pages: rounded *up* to whole 2 MiB pages.
+
+    ``ksys_mmap_pgoff`` (mm/mmap.c) does ``len = ALIGN(len, huge_page_size(hs))``
+    for ``MAP_HUGETLB``: the kernel's documented behaviour, not a clamp.
+    """
+    return -(-pages // HUGE_PAGES) * HUGE_PAGES
+
+
+def huge_mmap_error(va: int, pages: int) -> str | None:
+    """``mmap(MAP_FIXED | MAP_HUGETLB)`` of ``pages`` (before rounding up), in the kernel's order of checks.
+
+    EINVAL for an empty length (``do_mmap``); ENOMEM when the rounded length
+    exceeds TASK_SIZE (``__get_unmapped_area``); EINVAL for an address off a
+    2 MiB boundary (``generic_hugetlb_get_unmapped_area`` ->
+    ``prepare_hugepage_range``, fs/hugetlbfs/inode.c, include/linux/hugetlb.h);
+    ENOMEM past TASK_SIZE; EPERM below mmap_min_addr (``security_mmap_addr``).
+    """
+    size = huge_pages(pages) * PAGE_SIZE
+    if pages <= 0:
+        return "EINVAL"
+    if size > TASK_SIZE:
+        return "ENOMEM"
+    if va % HUGE_SIZE:
+        return "EINVAL"
+    if va + size > TASK_SIZE:
+        return "ENOMEM"
+    if va < MMAP_MIN_ADDR:
+        return "EPERM"
+    return None
+
+
+def split_refused(vmas: tuple[Vma, ...], vpn: int) -> bool:
+    """Splitting at page ``vpn`` would cut a hugetlb VMA off a 2 MiB boundary (``hugetlb_vm_op_split``: EINVAL)."""
+    vma = find(vmas, vpn)
+    return vma is not None and vma.huge and vma.start < vpn and vpn % HUGE_PAGES != 0
+
+
+def split_error(vmas: tuple[Vma, ...], lo: int, hi: int) -> str | None:
+    """EINVAL when either edge of pages ``lo .. hi-1`` would split a hugetlb VMA off a 2 MiB boundary.
+
+    ``__split_vma`` (mm/vma.c) asks ``vm_ops->may_split`` first; munmap and
+    ``mmap(MAP_FIXED)`` over a mapping split both edges before changing
+    anything (``vms_gather_munmap_vmas``).
+    """
+    return "EINVAL" if split_refused(vmas, lo) or split_refused(vmas, hi) else None
 
 
 def range_error(va: int) -> str | None:

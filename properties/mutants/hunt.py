@@ -160,6 +160,13 @@ def smp_machine(mutant: Mutant) -> RunResult:
     return status, saved_if_refuted(status, counterexample_path(SmpMachine)), detail
 
 
+def huge_machine(mutant: Mutant) -> RunResult:
+    from properties.huge_machine import HugeMachine, run_machine
+
+    status, detail = run_machine(run_settings=ci_settings(shrink=False))
+    return status, saved_if_refuted(status, counterexample_path(HugeMachine)), detail
+
+
 def buddy_explorer(mutant: Mutant) -> RunResult:
     """The model checker at ``verify``'s bound: every reachable state of 10 frames, breadth-first."""
     from proofs.systems import VERIFY_BOUNDS, BuddySystem, run_exploration
@@ -197,6 +204,7 @@ MMU_MACHINE = Detector("machine", "mmu-machine", mmu_machine)
 BUDDY_MACHINE = Detector("machine", "buddy-machine", buddy_machine)
 KERNEL_MACHINE = Detector("machine", "kernel-machine", kernel_machine)
 SMP_MACHINE = Detector("machine", "smp-machine", smp_machine)
+HUGE_MACHINE = Detector("machine", "huge-machine", huge_machine)
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 DETECTORS: dict[str, tuple[Detector, ...]] = {
     "walk": (MMU_MACHINE, Detector("proof", "z3", z3_lemmas("proofs.lemmas"))),
@@ -204,6 +212,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "cow": (KERNEL_MACHINE,),
     "aspace": (KERNEL_MACHINE,),
     "tlb": (SMP_MACHINE,),
+    "huge": (HUGE_MACHINE,),
 }
 
 
