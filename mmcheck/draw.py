@@ -153,6 +153,10 @@ def process_edges(k: Kernel, pid: int, sp: Space) -> Iterator[tuple[Node | None,
         )
     for vpn, leaf in sorted(sp.leaves.items()):
         marks = frame_marks(k, leaf.pfn) if leaf.pfn != k.zero_pfn else ()
+        if leaf.huge:  # a PD entry with PS=1 maps the 2 MiB frame directly (SDM Vol. 3A 4.5.4)
+            label = f"PD[{(vpn >> 9) & 511}] PS=1 va {vpn << PAGE_SHIFT:#x} {rights(leaf)} 2 MiB"
+            yield None, Edge(table_id(sp.tables[2, vpn >> 18]), frame_id(k, leaf.pfn), label, marks)
+            continue
         label = f"PT[{vpn & 511}] va {vpn << PAGE_SHIFT:#x} {rights(leaf)}"
         yield None, Edge(table_id(sp.tables[1, vpn >> 9]), frame_id(k, leaf.pfn), label, marks)
 

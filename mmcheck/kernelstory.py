@@ -21,6 +21,7 @@ from typing import Any
 
 from mmcheck.draw import TABLE_NAMES, rights
 from mmcheck.kernel_ops import Fork, KernelOp, KernelThread, Load, Mmap, Mprotect, Munmap, Step, Store, Switch
+from spec import kernel as spec_kernel
 from spec.address import PAGE_SHIFT
 from spec.kernel import Kernel, Leaf, Page, free_frames
 from spec.vma import Vma
@@ -33,7 +34,7 @@ def leaf_text(k: Kernel, leaf: Leaf | None) -> str:
     if leaf is None:
         return "(none)"
     target = "zero page" if leaf.pfn == k.zero_pfn else f"frame {leaf.pfn:#x}"
-    return f"{target} {rights(leaf)}"
+    return f"{target} {rights(leaf)}" + (" (2 MiB)" if leaf.huge else "")
 
 
 def page_text(page: Page) -> str:
@@ -43,10 +44,11 @@ def page_text(page: Page) -> str:
 
 
 def leaf_of(k: Kernel | None, pid: int, vpn: int) -> Leaf | None:
-    """The leaf entry of ``pid`` for page ``vpn``, if both exist."""
+    """The leaf entry of ``pid`` for page ``vpn`` (its own or a 2 MiB one covering it), if both exist."""
     if k is None or pid not in k.procs:
         return None
-    return k.procs[pid].leaves.get(vpn)
+    found = spec_kernel.leaf_of(k.procs[pid].leaves, vpn)
+    return None if found is None else found[1]
 
 
 def access_rule(op: Load | Store, before: Kernel, after: Kernel, result: Result) -> str:
@@ -61,6 +63,10 @@ def access_rule(op: Load | Store, before: Kernel, after: Kernel, result: Result)
         return f"{where}: no free frame to fix the fault: {result['error']}"
     if old is None and new is not None and new.pfn == after.zero_pfn:
         return f"{where}: page fault on a missing entry; a read maps the shared zero page read-only (do_anonymous_page)"
+    if old is None and new is not None and new.huge:
+        page = after.pages.get(new.pfn)
+        kind = "the shared file's" if page is not None and not page.anon else "a fresh zeroed private"
+        return f"{where}: hugetlb fault on a missing entry; {kind} 2 MiB page is mapped (hugetlb_no_page)"
     if old is None and new is not None:
         page = after.pages.get(new.pfn)
         if page is not None and not page.anon:
@@ -71,6 +77,10 @@ def access_rule(op: Load | Store, before: Kernel, after: Kernel, result: Result)
             f"{where}: the page tables do not allow it, but cpu {op.cpu}'s TLB still holds the old translation: "
             "no walk, no fault (a stale entry, SDM Vol. 3A 4.10.2)"
         )
+    if old is not None and new is not None and old != new and new.huge:
+        if old.pfn == new.pfn:
+            return f"{where}: hugetlb write fault on a read-only entry; mapped once, reused in place (hugetlb_wp)"
+        return f"{where}: hugetlb write fault; 2 MiB frame {old.pfn:#x} is copied to frame {new.pfn:#x} (hugetlb_wp)"
     if old is not None and new is not None and old != new:
         if old.pfn == new.pfn:
             return f"{where}: write fault on a read-only entry; the page is exclusive, reused in place (do_wp_page)"
@@ -83,11 +93,14 @@ def fork_rule(op: Fork, before: Kernel, after: Kernel, result: Result) -> str:
     """How many entries fork shared, and that they are now read-only in both."""
     if "pid" not in result:
         return f"fork of pid {op.pid}: {result}"
-    shared = len(after.procs[result["pid"]].leaves)
+    leaves = after.procs[result["pid"]].leaves.values()
+    shared = len(leaves)
+    huge = sum(leaf.huge for leaf in leaves)
+    how = "copy_present_ptes" + (f"; copy_hugetlb_page_range for the {huge} of 2 MiB" if huge else "")
     return (
         f"fork of pid {op.pid}: child pid {result['pid']} gets the parent's VMAs; {shared} private anonymous "
         "entr" + ("y is" if shared == 1 else "ies are") + " shared, write-protected in parent and child alike "
-        "(copy_present_ptes); no data is copied"
+        f"({how}); no data is copied"
     )
 
 
@@ -198,7 +211,7 @@ def table_changes(before: Kernel | None, after: Kernel) -> Iterator[str]:
 
 def vma_text(vma: Vma) -> str:
     """``0x100000000000-0x100000001fff rw- private``."""
-    kind = "shared" if vma.shared else "private"
+    kind = ("shared" if vma.shared else "private") + (" hugetlb" if vma.huge else "")
     return f"{vma.start << PAGE_SHIFT:#x}-{(vma.end << PAGE_SHIFT) - 1:#x} {vma.prot} {kind}"
 
 

@@ -8,7 +8,8 @@ own socket, passed to it with ``SCM_RIGHTS`` before the fork.  Memory is
 mapped with ``mmap`` at the scenario's fixed addresses (anonymous, private or
 shared), with transparent huge pages turned off for each mapping
 (``MADV_NOHUGEPAGE``, mm/khugepaged.c ``hugepage_madvise``) so every fault
-maps one base page, as the model does.  ``munmap``, ``mprotect`` and
+maps one base page, as the model does; a ``huge`` mapping is ``MAP_HUGETLB``
+(2 MiB pages from the kernel's hugetlb pool), observed 4 KiB page by page.  ``munmap``, ``mprotect`` and
 ``madvise(MADV_DONTNEED)`` are the real system calls, through ctypes.
 
 Loads and stores are made for real, 8 bytes at the address, in the model
@@ -51,7 +52,9 @@ another and reads that (the pin stays), ``unpin`` closes it.
 ``switch`` has no live counterpart (each model process runs when it is sent a
 command; one CPU is enough).  What the oracle refuses
 (:class:`OracleUnsupported`) rather than answer wrongly: supervisor-mode
-accesses, ``fetch`` (it would execute the page's bytes), huge mappings, operations outside the kernel layer,
+accesses, ``fetch`` (it would execute the page's bytes), huge mappings when the kernel's hugetlb pool is
+empty (``HugePages_Total`` in /proc/meminfo; fill it with ``echo 8 > /proc/sys/vm/nr_hugepages``), operations
+outside the kernel layer,
 ranges in user space outside the scenario window (they could hit the worker's
 own memory), and scenarios in which the model runs out of frames (the live
 kernel has far more memory than a scenario's config).
@@ -127,6 +130,7 @@ WINDOW = (0x100000000000, 0x200000000000)
 PROT_BITS = {"r": 1, "w": 2, "x": 4}  # PROT_READ, PROT_WRITE, PROT_EXEC
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
 MAP_FIXED_NOREPLACE = 0x100000
+MAP_HUGETLB = 0x40000
 MADV_DONTNEED, MADV_NOHUGEPAGE = 4, 15
 MAP_FAILED = (1 << 64) - 1
 
@@ -377,9 +381,9 @@ class Worker:
             return ("ok",)
         return ("error", errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno())))
 
-    def do_mmap(self, va: int, length: int, prot: int, shared: bool) -> tuple[str, ...]:
+    def do_mmap(self, va: int, length: int, prot: int, shared: bool, huge: bool) -> tuple[str, ...]:
         """``mmap`` at ``va``: MAP_FIXED_NOREPLACE, then MAP_FIXED over what the scenario mapped there before."""
-        flags = MAP_ANONYMOUS | (MAP_SHARED if shared else MAP_PRIVATE)
+        flags = MAP_ANONYMOUS | (MAP_SHARED if shared else MAP_PRIVATE) | (MAP_HUGETLB if huge else 0)
         got = self.lib.mmap(va, length, prot, flags | MAP_FIXED_NOREPLACE, -1, 0)
         if (got is None or got == MAP_FAILED) and ctypes.get_errno() == errno.EEXIST:
             got = self.lib.mmap(va, length, prot, flags | MAP_FIXED, -1, 0)
@@ -387,7 +391,7 @@ class Worker:
             return self.syscall_result(-1)
         if got != va:
             return ("error", f"mapped at {got:#x}, not {va:#x}")
-        if self.lib.madvise(va, length, MADV_NOHUGEPAGE):
+        if not huge and self.lib.madvise(va, length, MADV_NOHUGEPAGE):
             return ("error", f"MADV_NOHUGEPAGE failed: {errno.errorcode.get(ctypes.get_errno())}")
         return ("ok",)
 
@@ -693,7 +697,7 @@ class LinuxRun:
     def apply_mapping(self, op: Op) -> Result:
         """mmap, munmap, mprotect, madvise: the real system call in the worker."""
         if isinstance(op, Mmap):
-            message: tuple[Any, ...] = ("mmap", op.va, op.pages * PAGE, prot_bits(op.prot), op.shared)
+            message: tuple[Any, ...] = ("mmap", op.va, op.pages * PAGE, prot_bits(op.prot), op.shared, op.huge)
         elif isinstance(op, Munmap):
             message = ("munmap", op.va, op.pages * PAGE)
         elif isinstance(op, Mprotect):
@@ -800,6 +804,15 @@ def model_zero_pfn(config: Config, model: str) -> int:
 # --- checking a scenario before it runs -----------------------------------------------------------
 
 
+def hugetlb_pool() -> int:
+    """``HugePages_Total`` of /proc/meminfo: the 2 MiB pages the kernel keeps for MAP_HUGETLB (0 if unknown)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("HugePages_Total:"):
+                return int(line.split()[1])
+    return 0
+
+
 def touched_pages(ops: Sequence[Op]) -> list[int]:
     """Every page an ``mmap`` of the scenario maps: the pages observed after each step."""
     pages: set[int] = set()
@@ -834,8 +847,10 @@ def check_supported(scenario: Scenario) -> None:
             raise OracleUnsupported(f"{where}: a user process cannot make a supervisor-mode access")
         if isinstance(op, Load | Store) and outside_window(op.va, 8):
             raise OracleUnsupported(f"{where}: {op.va:#x} is in user space outside the scenario window")
-        if isinstance(op, Mmap) and op.huge:
-            raise OracleUnsupported(f"{where}: huge mappings are not modelled")
+        if isinstance(op, Mmap) and op.huge and not hugetlb_pool():
+            raise OracleUnsupported(
+                f"{where}: the kernel's hugetlb pool is empty (HugePages_Total 0): echo 8 > /proc/sys/vm/nr_hugepages"
+            )
         if isinstance(op, Mmap | Munmap | Mprotect | Madvise) and range_outside_window(op.va, op.pages):
             lo, hi = WINDOW
             raise OracleUnsupported(f"{where}: the range must lie in the scenario window {lo:#x}..{hi:#x}")
