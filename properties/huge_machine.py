@@ -226,13 +226,13 @@ def counterexample_path() -> Path:
     return machinery.counterexample_path(HugeMachine)
 
 
-# A lockstep step here checks 2048 frames and copies 2 MiB pages: a third of the profile's programs keeps the ci run
+# A lockstep step here checks 2048 frames and copies 2 MiB pages: a quarter of the profile's programs keeps the ci run
 # within its share of verify's time.
-EXAMPLES_DIVISOR = 3
+EXAMPLES_DIVISOR = 4
 
 
 def machine_settings(run_settings: settings | None) -> settings:
-    """``run_settings`` (default: the loaded profile) with a third of its programs, stopping at the first bug, without
+    """``run_settings`` (default: the loaded profile) with a quarter of its programs, stopping at the first bug, without
     Hypothesis's shrink phase (the shared runner minimises the saved scenario by replay instead)."""
     base = run_settings or settings()
     phases = [phase for phase in base.phases if phase is not Phase.shrink]

@@ -103,3 +103,17 @@ def test_l0_rounds_the_length_up_and_refuses_a_cut_off_2_mib() -> None:
     assert 512 == len(mem.procs[1])
     assert "EINVAL" == getattr(l0.munmap(mem, 1, H, 3)[1], "name", None)
     assert 0 == len(l0.munmap(mem, 1, H, 512)[0].procs[1])
+
+
+def test_an_empty_pool_at_fault_is_enomem_with_nothing_changed() -> None:
+    """The documented abstraction: Linux gives SIGBUS (alloc_hugetlb_folio -ENOSPC -> VM_FAULT_SIGBUS, reserved
+    pages aside); the model answers ENOMEM and changes nothing, on spec and implementation alike."""
+    run = Lockstep(Config(frames=1024, cpus=1, max_order=10))
+    for op in (Spawn(), Switch(0, 1), Mmap(1, H, 1024, "rw-", False, True), Store(0, H, 1)):
+        run.apply(op)
+    before = run.spec.kernel.kernel
+    assert {"error": "ENOMEM"} == run.apply(Store(0, H + 0x200000, 2))
+    after = run.spec.kernel.kernel
+    assert before is not None and after is not None
+    assert (before.pages, before.procs[1].leaves, before.buddy) == (after.pages, after.procs[1].leaves, after.buddy)
+    assert {"value": 1} == run.apply(Load(0, H))
