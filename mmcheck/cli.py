@@ -95,19 +95,45 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_explore(args: argparse.Namespace) -> int:
     from mmcheck.console import explore_figures, is_terminal, print_table, stats_table
     from proofs.explore import Stats
-    from proofs.systems import BuddyBounds, BuddySystem, run_exploration
-
-    bounds = BuddyBounds(args.frames, args.max_order, args.alloc_order, not args.no_bad_frees)
-    print(
-        f"ARG layer {args.layer} frames {args.frames} max_order {args.max_order} alloc_order {args.alloc_order} "
-        f"depth {args.depth} max_states {args.max_states}",
-        flush=True,
-    )
 
     def progress(stats: Stats) -> None:
-        print(f"  ... {stats.distinct} states, depth {stats.depth}, {stats.rate:,.0f} states/s", flush=True)
+        print(
+            f"  ... {stats.distinct} states, {stats.transitions} transitions, depth {stats.depth}, "
+            f"{stats.rate:,.0f} states/s, {stats.seconds:.0f}s",
+            flush=True,
+        )
 
-    result, saved = run_exploration(BuddySystem(bounds), args.depth, args.max_states, args.layer, progress)
+    if args.layer == "smp":
+        from proofs.smp_system import SmpBounds, SmpSystem
+        from proofs.smp_system import run_exploration as run_smp
+
+        frames = 16 if args.frames is None else args.frames
+        smp = SmpBounds(
+            cpus=args.cpus, procs=args.procs, frames=frames, pages=args.pages, flights=args.flights,
+            tlb_entries=args.tlb_entries,
+        )  # fmt: skip
+        print(
+            f"ARG layer smp cpus {args.cpus} procs {args.procs} frames {frames} pages {args.pages} "
+            f"flights {args.flights} tlb_entries {args.tlb_entries} depth {args.depth} max_states {args.max_states} "
+            f"seed {args.seed} time_limit {args.time_limit}",
+            flush=True,
+        )
+        system = SmpSystem(smp, seed=args.seed)
+        result, saved = run_smp(system, args.depth, args.max_states, "smp", progress, args.time_limit)
+    else:
+        from proofs.systems import BuddyBounds, BuddySystem, run_exploration
+
+        frames = 10 if args.frames is None else args.frames
+        bounds = BuddyBounds(frames, args.max_order, args.alloc_order, not args.no_bad_frees)
+        print(
+            f"ARG layer {args.layer} frames {frames} max_order {args.max_order} alloc_order {args.alloc_order} "
+            f"depth {args.depth} max_states {args.max_states}"
+            + (f" time_limit {args.time_limit}" if args.time_limit else ""),
+            flush=True,
+        )
+        result, saved = run_exploration(
+            BuddySystem(bounds), args.depth, args.max_states, args.layer, progress, args.time_limit
+        )
     if is_terminal():
         print_table(stats_table("explore", explore_figures(result.stats)))
     else:
@@ -295,13 +321,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("explore", help="model-check: every reachable state within a bound, breadth-first")
-    p.add_argument("--layer", choices=("buddy",), default="buddy", help="which system to explore")
-    p.add_argument("--frames", type=int, default=10, help="physical frames")
+    p.add_argument("--layer", choices=("buddy", "smp"), default="buddy", help="which system to explore")
+    p.add_argument("--frames", type=int, default=None, help="physical frames (buddy: 10, smp: 16)")
     p.add_argument("--max-order", type=int, default=2, help="largest buddy order")
     p.add_argument("--alloc-order", type=int, default=1, help="largest order the explorer allocates")
     p.add_argument("--depth", type=int, default=20, help="maximum operations on a path")
     p.add_argument("--max-states", type=int, default=None, help="stop after this many distinct states")
     p.add_argument("--no-bad-frees", action="store_true", help="leave out frees with the wrong order")
+    p.add_argument("--cpus", type=int, default=2, help="smp: CPUs")
+    p.add_argument("--procs", type=int, default=2, help="smp: live processes at most")
+    p.add_argument("--pages", type=int, default=2, help="smp: pages in the window mappings change")
+    p.add_argument("--flights", type=int, default=1, help="smp: mapping changes in flight at once")
+    p.add_argument("--tlb-entries", type=int, default=2, help="smp: entries of each CPU's TLB in the implementation")
+    p.add_argument(
+        "--seed", type=int, default=None, help="smp: shuffle the order ops are tried in (same seed, same run)"
+    )
+    p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds (not exhausted)")
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("quiz", help="a generated exercise; -c prints the worked answer")

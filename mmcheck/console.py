@@ -75,9 +75,10 @@ def explore_figures(stats: Stats) -> dict[str, object]:
     """The figures of an exploration, named for a table (the same as :meth:`Stats.summary`)."""
     return {
         "distinct states": stats.distinct,
+        "explored": stats.explored,
         "transitions": stats.transitions,
         "depth": f"{stats.depth} ({'exhausted' if stats.exhausted else 'bound reached'})",
         "states/s": f"{stats.rate:,.0f}",
         "time": f"{stats.seconds:.1f}s",
-        "visited set": f"~{stats.visited_bytes / 2**20:.1f} MiB",
+        "visited set": f"~{stats.visited_bytes / 2**20:.1f} MiB (getsizeof estimate)",
     }

@@ -76,9 +76,9 @@ class Stats:
         """The one-line summary printed at the end of a run."""
         bound = "exhausted" if self.exhausted else "bound reached"
         return (
-            f"explore: {self.distinct} distinct states, {self.transitions} transitions, depth {self.depth} "
-            f"({bound}), {self.rate:,.0f} states/s, {self.seconds:.1f}s, "
-            f"visited set ~{self.visited_bytes / 2**20:.1f} MiB"
+            f"explore: {self.distinct} distinct states ({self.explored} explored), {self.transitions} transitions, "
+            f"depth {self.depth} ({bound}), {self.rate:,.0f} states/s, {self.seconds:.1f}s, "
+            f"visited set ~{self.visited_bytes / 2**20:.1f} MiB (getsizeof estimate)"
         )
 
 
@@ -98,19 +98,39 @@ def explore(
     max_states: int | None = None,
     progress: Callable[[Stats], None] | None = None,
     progress_every: float = 5.0,
+    time_limit: float | None = None,
+    keep_states: int = 2000,
 ) -> Result[Op]:
-    """Breadth-first search of ``system`` to ``max_depth`` operations (and at most ``max_states``)."""
+    """Breadth-first search of ``system`` to ``max_depth`` operations (at most ``max_states``, ``time_limit`` s).
+
+    A run stopped by ``max_states`` or ``time_limit`` has not exhausted the bound.  A system with a
+    ``restore(path)`` method keeps at most ``keep_states`` states of the frontier in memory; the others are
+    rebuilt from their path when their turn comes.  A system with a ``check(state)`` method has it called on
+    each new distinct state (raising :class:`Violation`): invariants of the state alone need not be checked
+    again for a state already seen.
+    """
     start = time.perf_counter()
     stats = Stats()
     root = system.initial()
     root_key = system.fingerprint(root)
+    restore: Callable[[list[Op]], S] | None = getattr(system, "restore", None)
+    check: Callable[[S], None] | None = getattr(system, "check", None)
+    if check is not None:
+        check(root)
     # parent[key] = (parent key, op that led here); the root's parent is None.
     parent: dict[Hashable, tuple[Hashable, Op] | None] = {root_key: None}
-    frontier: deque[tuple[S, Hashable, int]] = deque([(root, root_key, 0)])
+    frontier: deque[tuple[S | None, Hashable, int]] = deque([(root, root_key, 0)])
+    kept = 1
     last_report = start
     truncated = False
     while frontier:
-        state, key, depth = frontier.popleft()
+        held, key, depth = frontier.popleft()
+        if held is None:
+            assert restore is not None
+            state = restore(_path_to(parent, key))
+        else:
+            state = held
+            kept -= 1
         stats.explored += 1
         stats.depth = max(stats.depth, depth)
         if depth >= max_depth:
@@ -128,12 +148,27 @@ def explore(
             succ_key = system.fingerprint(successor)
             if succ_key in parent:
                 continue
+            if check is not None:
+                try:
+                    check(successor)
+                except Violation as violation:
+                    stats.seconds = time.perf_counter() - start
+                    stats.distinct = len(parent)
+                    stats.visited_bytes = _visited_size(parent)
+                    return Result(stats, [*_path_to(parent, key), op], violation.reason)
             parent[succ_key] = (key, op)
             if max_states is not None and len(parent) >= max_states:
                 truncated = True
                 frontier.clear()
                 break
-            frontier.append((successor, succ_key, depth + 1))
+            if restore is None or kept < keep_states:
+                frontier.append((successor, succ_key, depth + 1))
+                kept += 1
+            else:
+                frontier.append((None, succ_key, depth + 1))
+        if time_limit is not None and time.perf_counter() - start >= time_limit:
+            truncated = True
+            break
         if progress is not None and time.perf_counter() - last_report >= progress_every:
             last_report = time.perf_counter()
             stats.seconds = last_report - start
@@ -170,9 +205,12 @@ def _path_to(parent: dict[Hashable, tuple[Hashable, Op] | None], key: Hashable) 
 
 
 def _visited_size(parent: dict[Hashable, tuple[Hashable, Op] | None]) -> int:
-    """A rough size of the visited set: the dict plus one sample key and link per entry."""
+    """An estimate of the visited set's bytes (``sys.getsizeof``): the dict, and for the last entry added its key,
+    its link and the op in it, times the entries (keys of one system have one size; ops are shallow-sized)."""
     if not parent:
         return sys.getsizeof(parent)
-    key, link = next(iter(parent.items()))
-    per_entry = sys.getsizeof(key) + (sys.getsizeof(link) if link is not None else 0)
+    key, link = next(reversed(parent.items()))
+    per_entry = sys.getsizeof(key)
+    if link is not None:
+        per_entry += sys.getsizeof(link) + sys.getsizeof(link[1])
     return sys.getsizeof(parent) + per_entry * len(parent)

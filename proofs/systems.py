@@ -14,28 +14,20 @@ sides will behave the same from there on.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmcheck.errors import MMCheckError
 from mmcheck.scenario import AllocPages, BuddyInfo, Config, FreePages, Op, Scenario, dump
+from proofs import smp_system
 from proofs.explore import Result, Stats, Violation, explore
+from proofs.smp_system import SmpBounds, SmpSystem, clone
 from proofs.verdict import Status, Verdict, check, timed
 from properties.drivers import DivergenceError, Lockstep
 from properties.recording import counterexample_folder
 
-LAYERS = ("buddy",)
-
-
-def clone(state: Lockstep) -> Lockstep:
-    """An independent copy: the spec side holds immutable values and is copied shallowly, the implementation deeply."""
-    successor = copy.copy(state)
-    successor.spec = copy.copy(state.spec)
-    successor.spec.kernel = copy.copy(state.spec.kernel)
-    successor.impl = copy.deepcopy(state.impl)
-    return successor
+LAYERS = ("buddy", "smp")
 
 
 @dataclass(frozen=True)
@@ -93,9 +85,10 @@ def run_exploration(
     max_states: int | None,
     name: str,
     progress: Callable[[Stats], None] | None = None,
+    time_limit: float | None = None,
 ) -> tuple[Result[Op], Path | None]:
     """Explore; on a violation save the shortest path as a scenario and return its path."""
-    result = explore(system, max_depth=depth, max_states=max_states, progress=progress)
+    result = explore(system, max_depth=depth, max_states=max_states, progress=progress, time_limit=time_limit)
     if result.path is None:
         return result, None
     about = f"shortest counterexample found by the explorer ({name}): {result.reason}"
@@ -118,3 +111,31 @@ def explore_buddy() -> Verdict:
         return Status.CONFIRMED, result.stats.summary()
 
     return timed(VERIFY_NAME, run)
+
+
+def smp_rate(seconds: float, bounds: SmpBounds | None = None) -> Stats:
+    """The SMP explorer run for about ``seconds`` (default bounds: :data:`proofs.smp_system.RATE_BOUNDS`):
+    its :class:`~proofs.explore.Stats`, whose ``rate`` is distinct states per second."""
+    return smp_system.rate(seconds, bounds)
+
+
+VERIFY_SMP_NAME = (
+    f"explore: smp, every reachable state of {smp_system.VERIFY_BOUNDS.describe()} "
+    f"(depth {smp_system.VERIFY_DEPTH}), lockstep and shootdown invariants"
+)
+
+
+@check("explore", VERIFY_SMP_NAME)
+def explore_smp() -> Verdict:
+    def run() -> tuple[Status, str]:
+        system = SmpSystem(smp_system.VERIFY_BOUNDS)
+        result, saved = smp_system.run_exploration(
+            system, depth=smp_system.VERIFY_DEPTH, max_states=None, name="smp", time_limit=smp_system.VERIFY_BUDGET
+        )
+        if saved is not None:
+            return Status.REFUTED, f"{result.reason}\nshortest counterexample ({len(result.path or [])} ops): {saved}"
+        if not result.stats.exhausted:
+            return Status.UNKNOWN, f"not exhausted within {smp_system.VERIFY_BUDGET:.0f}s: {result.stats.summary()}"
+        return Status.CONFIRMED, result.stats.summary()
+
+    return timed(VERIFY_SMP_NAME, run)

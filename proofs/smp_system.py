@@ -1,0 +1,634 @@
+"""The kernel's SMP layer as a system for the explorer: CPUs, TLBs and multi-step shootdowns, in lockstep.
+
+A state is a :class:`properties.drivers.Lockstep`: the L1 spec (:mod:`spec.kernel`,
+:mod:`spec.shootdown`), the implementation (:class:`impl.kernel.Kernel` run by
+:class:`impl.shootdown.Smp`) and the programmer's view L0 with its candidates
+for the changes in flight.  A step applies one op exactly as ``mmcheck replay``
+does (results compared, the implementation abstracted and compared with the
+spec, every TLB entry one the spec allows, L1 refining L0), then checks the
+kernel invariants of the state the gathers will leave and the shootdown
+invariants (:func:`spec.shootdown.violations`).  Any failure is a
+:class:`~proofs.explore.Violation`.
+
+**The vocabulary** (:class:`SmpBounds`): processes up to a bound (spawn, fork,
+exit), mmap/munmap/mprotect/madvise(DONTNEED) of the pages of one small window,
+each either at once or started in the background (``"async": true``) and then
+advanced one atomic ``step`` at a time (an IPI handled by one CPU, then the
+gathered frames freed), switches to a process or to a kernel thread (lazy
+TLB), loads and stores of the window's pages from every CPU running a
+process, TLB evictions, and the kernel-mapping change (``kernel_remap``) with
+supervisor loads of the kernel page.
+
+**The fingerprint** is a 128-bit BLAKE2b digest of a canonical tuple
+(:func:`canonical`): the spec's L1 state, the parts of the implementation the
+abstraction forgets but that steer what it does next (the order of each buddy
+free list decides which frame the next allocation takes; each TLB's entries in
+LRU order decide which one an eviction drops and which hits), and L0's
+candidates.  Left out, because nothing reads them: the events of the last op
+(cleared by every op), the accessed and dirty bits of the implementation's
+page-table entries (no implementation path branches on them: flush decisions
+compare frame, P, R/W, U/S and XD only, and the abstraction ignores them).
+Storing digests instead of tuples is hash compaction: two different states
+share a digest with probability about ``n**2 / 2**129`` for ``n`` states.
+
+**Symmetry.**  Process ids, flight numbers and L0 cell numbers are labels: the
+model only compares them for equality and hands out fresh ones above every
+one in use.  The canonical form renames each by its rank among those the
+state mentions (pids: live processes, CPUs' loaded mms and ASID slots,
+flights, L0; flights: L1's and L0's; cells: per L0 candidate), and drops the
+counters for fresh ones.  An order-preserving renaming is a bisimulation, so
+two states with the same canonical form have the same futures up to the
+renaming.  Not applied:
+
+- *CPUs*: the model is not symmetric in them.  A flight's IPIs are handled in
+  ascending CPU order (``request`` sorts ``mm_cpumask``), so swapping two CPUs
+  maps a state whose next step flushes CPU 0 to one whose next step would
+  have to flush CPU 1 first, which the model never does; merging the two would
+  drop the interleavings in which the other CPU flushes first.
+- *frames*: the buddy allocator's choices depend on the frame numbers
+  (buddies differ in one bit, free lists hand out the most recently freed
+  block), so renaming frames does not commute with allocation.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import marshal
+import random
+import time
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields, is_dataclass, replace
+from pathlib import Path
+
+from mmcheck.errors import MMCheckError
+from mmcheck.kernel_ops import (
+    Exit,
+    Fork,
+    KernelOp,
+    KernelRemap,
+    KernelThread,
+    Load,
+    Madvise,
+    Mmap,
+    Mprotect,
+    Munmap,
+    Spawn,
+    Step,
+    Store,
+    Switch,
+    TlbEvict,
+)
+from mmcheck.scenario import Config, Op, Scenario, dump
+from proofs.explore import Result, Stats, Violation, explore
+from properties.drivers import DivergenceError, ImplRunner, Lockstep
+from properties.kernel_driver import Candidate
+from properties.recording import counterexample_folder
+from spec import memory as l0
+from spec import shootdown
+from spec.kernel import Kernel, Space
+from spec.kernel_invariants import violations as kernel_violations
+from spec.outcome import NewPid, Outcome
+from spec.vma import KERNEL_VA
+
+BASE = 0x10000000
+
+
+@dataclass(frozen=True)
+class SmpBounds:
+    """The bounded vocabulary.
+
+    ``procs`` live processes at most; ``pages`` pages in the window at
+    :data:`BASE`; ``values`` what stores write; ``flights`` changes in flight at
+    once; ``syscalls`` which mapping changes run (``mmap``, ``munmap``,
+    ``mprotect``, ``madvise``); ``ranges``: whole window only (``"window"``) or
+    every run of pages in it (``"all"``); ``sync``: also run each change at once
+    (it is reachable in steps anyway; at once gives shorter paths);
+    ``kernel``: ``kernel_remap`` and supervisor loads of the kernel page;
+    ``prots``: what mprotect sets; ``fork``, ``evict``, ``spawn``: whether those
+    ops run; ``setup``: ops run (and checked) before the exploration starts,
+    the start of every path and counterexample.
+    """
+
+    cpus: int = 2
+    procs: int = 2
+    frames: int = 16
+    pages: int = 2
+    values: tuple[int, ...] = (1,)
+    flights: int = 1
+    tlb_entries: int = 2
+    max_order: int = 2
+    syscalls: tuple[str, ...] = ("mmap", "munmap", "mprotect", "madvise")
+    ranges: str = "all"
+    sync: bool = False
+    fork: bool = True
+    evict: bool = True
+    kernel: bool = True
+    setup: tuple[Op, ...] = ()
+    spawn: bool = True
+    prots: tuple[str, ...] = ("r--", "rw-")
+
+    @property
+    def config(self) -> Config:
+        return Config(frames=self.frames, cpus=self.cpus, max_order=self.max_order, tlb_entries=self.tlb_entries)
+
+    def describe(self) -> str:
+        start = f"after {len(self.setup)} setup ops, " if self.setup else ""
+        return start + (
+            f"{self.cpus} CPUs, {self.procs} processes, {self.frames} frames, {self.pages} pages, values "
+            f"{list(self.values)}, {self.flights} in flight, TLBs of {self.tlb_entries}, "
+            f"{'/'.join(self.syscalls)} ({self.ranges} ranges{', also at once' if self.sync else ''}"
+            f"{', mprotect to ' + '/'.join(self.prots) if 'mprotect' in self.syscalls else ''})"
+            f"{', fork' if self.fork else ''}{', evict' if self.evict else ''}"
+            f"{', kernel_remap' if self.kernel else ''}"
+        )
+
+
+RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "buddy", "buddy_error", "kernel"})
+SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling"})
+
+
+def clone_impl(impl: ImplRunner) -> ImplRunner:
+    """An independent copy of the implementation through its ``clone`` methods, sharing what it shared."""
+    if impl.__dict__.keys() != RUNNER_FIELDS or impl.kernel.__dict__.keys() != SIDE_FIELDS:
+        raise AssertionError("ImplRunner or ImplKernelSide changed: update proofs.smp_system.clone_impl")
+    new = copy.copy(impl)
+    new.mem = impl.mem.clone()
+    new.mmu = impl.mmu.clone(new.mem)
+    new.buddy = impl.buddy.clone()
+    new.kernel = side = copy.copy(impl.kernel)
+    if impl.kernel.kernel is not None and impl.kernel.smp is not None:
+        assert impl.kernel.kernel.mmu is impl.mmu and impl.kernel.kernel.buddy is impl.buddy
+        side.kernel = impl.kernel.kernel.clone(new.mmu, new.buddy)
+        side.smp = impl.kernel.smp.clone(side.kernel)
+    return new
+
+
+def clone(state: Lockstep) -> Lockstep:
+    """An independent copy: spec values shared, the implementation cloned, L0's lists copied."""
+    successor = copy.copy(state)
+    successor.spec = copy.copy(state.spec)
+    successor.spec.kernel = copy.copy(state.spec.kernel)
+    successor.impl = clone_impl(state.impl)
+    successor.l0 = copy.copy(state.l0)
+    successor.l0.candidates = list(state.l0.candidates)
+    successor.l0.ops = dict(state.l0.ops)
+    return successor
+
+
+def fast_apply(state: Lockstep, op: Op) -> None:
+    """Run ``op`` on every side without the checks: rebuilding a state along a path that passed them."""
+    assert isinstance(op, KernelOp)
+    state.index += 1
+    state.impl.apply(op)
+    state.spec.apply_kernel(op, state.impl.kernel.choices())
+    outcome = state.spec.kernel.last
+    assert outcome is not None
+    state.l0.check(op, outcome)
+
+
+class SmpSystem:
+    """The SMP kernel layer, spec and implementation in lockstep, over :class:`SmpBounds`."""
+
+    def __init__(self, bounds: SmpBounds, seed: int | None = None) -> None:
+        self.bounds = bounds
+        self.shuffle = None if seed is None else random.Random(seed).shuffle
+        self.config = bounds.config
+        self.windows = self._windows()
+
+    def _windows(self) -> list[tuple[int, int]]:
+        pages = self.bounds.pages
+        if self.bounds.ranges == "window":
+            return [(BASE, pages)]
+        return [(BASE + first * 4096, count) for first in range(pages) for count in range(1, pages - first + 1)]
+
+    def initial(self) -> Lockstep:
+        """The start: a fresh run with :attr:`SmpBounds.setup` applied and checked like any other op."""
+        state = Lockstep(self.config)
+        for op in self.bounds.setup:
+            try:
+                state.apply(op)
+            except DivergenceError as exc:
+                raise Violation(exc.divergence.describe()) from exc
+        return state
+
+    def restore(self, path: list[Op]) -> Lockstep:
+        """The state ``path`` leads to from the start, rebuilt without re-checking."""
+        state = Lockstep(self.config)
+        for op in (*self.bounds.setup, *path):
+            fast_apply(state, op)
+        return state
+
+    def enabled(self, state: Lockstep) -> Iterable[Op]:
+        """Every op of the vocabulary the bound allows from ``state`` (shuffled when a seed was given)."""
+        ops = list(self._enabled(state))
+        if self.shuffle is not None:
+            self.shuffle(ops)
+        return ops
+
+    def _enabled(self, state: Lockstep) -> Iterator[Op]:
+        b = self.bounds
+        k = state.spec.kernel.kernel
+        pids = sorted(k.procs) if k is not None else []
+        flights = sorted(k.flights) if k is not None else []
+        current = k.current if k is not None else (0,) * b.cpus
+        room = len(flights) < b.flights
+        if len(pids) < b.procs and b.spawn:
+            yield Spawn()
+        for pid in pids:
+            if b.fork and len(pids) < b.procs:
+                yield Fork(pid)
+                if room:
+                    yield Fork(pid, background=True)
+            if len(pids) > 1 and not flights:
+                yield Exit(pid)
+            for background in (True, False) if b.sync else (True,):
+                if background and not room:
+                    continue
+                yield from self._syscalls(pid, background)
+        for number in flights:
+            yield Step(number)
+        for cpu in range(b.cpus):
+            for pid in pids:
+                if current[cpu] != pid:
+                    yield Switch(cpu, pid)
+            if current[cpu]:
+                yield KernelThread(cpu)
+                for page in range(b.pages):
+                    va = BASE + page * 4096
+                    yield Load(cpu, va)
+                    for value in b.values:
+                        yield Store(cpu, va, value)
+                if b.kernel:
+                    yield Load(cpu, KERNEL_VA, "supervisor")
+            if b.evict and state.impl.kernel.smp is not None and state.impl.kernel.smp.tlbs[cpu].entries:
+                yield TlbEvict(cpu)
+        if b.kernel and k is not None:
+            yield KernelRemap()
+
+    def _syscalls(self, pid: int, background: bool) -> Iterator[Op]:
+        for va, count in self.windows:
+            if "mmap" in self.bounds.syscalls:
+                yield Mmap(pid, va, count, "rw-", background=background)
+            if "munmap" in self.bounds.syscalls:
+                yield Munmap(pid, va, count, background=background)
+            if "mprotect" in self.bounds.syscalls:
+                for prot in self.bounds.prots:
+                    yield Mprotect(pid, va, count, prot, background=background)
+            if "madvise" in self.bounds.syscalls:
+                yield Madvise(pid, va, count, "dontneed", background=background)
+
+    def step(self, state: Lockstep, op: Op) -> Lockstep:
+        successor = clone(state)
+        try:
+            successor.apply(op)
+        except DivergenceError as exc:
+            raise Violation(exc.divergence.describe()) from exc
+        except MMCheckError:
+            return state
+        return successor
+
+    def check(self, state: Lockstep) -> None:
+        """The kernel invariants of the state the gathers will leave, and the shootdown invariants.
+
+        The explorer calls it once per distinct state: they are about the L1 state alone, and renaming
+        pids, flights and generations as :func:`canonical` does changes none of them.
+        """
+        k = state.spec.kernel.kernel
+        if k is None:
+            return
+        problems = kernel_violations(shootdown.settled(k)) + shootdown.violations(k)
+        if problems:
+            raise Violation(f"op {state.index - 1}: the L1 state breaks its invariants: {problems}")
+
+    def fingerprint(self, state: Lockstep) -> Hashable:
+        return hashlib.blake2b(marshal.dumps(canonical(state)), digest_size=16).digest()  # type: ignore[arg-type]
+
+    def scenario(self, ops: list[Op], about: str) -> Scenario:
+        """The path to a violation as a replayable scenario."""
+        return Scenario(self.config, (*self.bounds.setup, *ops), about=about)
+
+
+# --- the canonical form -------------------------------------------------------------------------
+
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def field_names(record: object) -> tuple[str, ...]:
+    """The field names of a dataclass record, cached by type."""
+    kind = type(record)
+    names = _NAMES.get(kind)
+    if names is None:
+        if not is_dataclass(record):
+            raise TypeError(f"no canonical form for {kind.__name__}: add one to proofs.smp_system")
+        names = _NAMES[kind] = tuple(f.name for f in fields(record))
+    return names
+
+
+def freeze(value: object) -> object:
+    """A marshal-able value equal for equal inputs: records as tuples of all their fields (so a field added to a
+    spec record is covered), sets and mappings sorted."""
+    kind = type(value)
+    if kind is int or kind is bool or kind is str or value is None:
+        return value
+    if kind is tuple:
+        return tuple(freeze(item) for item in value)  # type: ignore[attr-defined]
+    if kind is frozenset or kind is set:
+        return tuple(sorted(freeze(item) for item in value))  # type: ignore[attr-defined,type-var]
+    if isinstance(value, Mapping):
+        return tuple(sorted((freeze(k), freeze(v)) for k, v in value.items()))
+    return tuple(freeze(getattr(value, name)) for name in field_names(value))
+
+
+_EXPECTED: set[type] = set()
+
+
+def expect(record: object, names: frozenset[str]) -> None:
+    """Records whose fields are renamed one by one must have exactly those fields: a new one must be added here."""
+    kind = type(record)
+    if kind in _EXPECTED:
+        return
+    actual = set(field_names(record))
+    if actual != names:
+        raise AssertionError(f"{kind.__name__} fields changed ({sorted(actual ^ names)}): update proofs.smp_system")
+    _EXPECTED.add(kind)
+
+
+KERNEL_FIELDS = frozenset(
+    {
+        *("buddy", "boot", "current", "pages", "procs", "objects", "pins", "zero_words", "kernel_words", "next_pid"),
+        *("next_object", "next_pin", "cpus", "tlbs", "flights", "next_flight", "events", "flush_ceiling"),
+        *("gathering", "gathered", "limbo"),
+    }
+)
+SPACE_FIELDS = frozenset({"vmas", "root", "tables", "leaves", "kernel", "tlb_gen", "cpumask"})
+CPU_FIELDS = frozenset({"loaded", "lazy", "asid", "next_asid", "slots"})
+SLOT_FIELDS = frozenset({"ctx_id", "tlb_gen"})
+FLIGHT_FIELDS = frozenset(
+    {"op", "pid", "lo", "hi", "gen", "full", "freed_tables", "targets", "frames", "outcome", "stride"}
+)
+MEMORY_FIELDS = frozenset({"procs", "cells", "pins", "current", "next_pid", "next_cell", "next_pin"})
+L0_PAGE_FIELDS = frozenset({"prot", "cell", "shared", "huge"})
+PIN_VIEW_FIELDS = frozenset({"pid", "vpn", "offset", "cell", "shared", "values", "live"})
+
+
+def ranks(labels: Iterable[int]) -> dict[int, int]:
+    """Each label's rank (from 1) among ``labels``: an order-preserving renaming."""
+    return {label: rank for rank, label in enumerate(sorted(set(labels)), start=1)}
+
+
+def outcome_key(outcome: Outcome | None, pid: Mapping[int, int]) -> object:
+    if isinstance(outcome, NewPid):
+        return ("NewPid", pid[outcome.pid])
+    return None if outcome is None else (type(outcome).__name__, freeze(outcome))
+
+
+def kernel_pids(k: Kernel) -> Iterator[int]:
+    yield from k.procs
+    yield from (p for p in k.current if p)
+    for cpu in k.cpus:
+        if cpu.loaded:
+            yield cpu.loaded
+        yield from (s.ctx_id for s in cpu.slots if s.ctx_id > 0)
+    for f in k.flights.values():
+        yield f.pid
+        if isinstance(f.outcome, NewPid):
+            yield f.outcome.pid
+
+
+def memory_pids(mem: l0.Memory) -> Iterator[int]:
+    yield from mem.procs
+    yield from (p for p in mem.current if p)
+    yield from (pin.pid for pin in mem.pins.values())
+
+
+def l0_pids(candidates: list[Candidate], ops: Mapping[int, KernelOp]) -> Iterator[int]:
+    for c in candidates:
+        yield from memory_pids(c.memory)
+        if c.stale is not None:
+            yield from memory_pids(c.stale)
+        yield from (o.pid for o in c.done.values() if isinstance(o, NewPid))
+    yield from (op.pid for op in ops.values())  # type: ignore[attr-defined]
+
+
+def compress_gaps(values: Iterable[int]) -> dict[int, int]:
+    """Renumber from 0 keeping order, equality and gaps of one; a gap of two or more becomes two."""
+    out: dict[int, int] = {}
+    previous = None
+    for value in sorted(set(values)):
+        out[value] = 0 if previous is None else out[previous] + min(value - previous, 2)
+        previous = value
+    return out
+
+
+def generations(k: Kernel) -> dict[int, dict[int, int]]:
+    """Per live mm, its generations renamed by :func:`compress_gaps`: the mm's ``tlb_gen``, its ASID slots'
+    and its flights'.
+
+    ``flush_decision``, ``choose_new_asid`` and ``switch_mm`` only compare them (``<``, ``==``) and test
+    ``gen == local + 1``; a new flush takes the mm's ``tlb_gen + 1``.  So a renaming keeping order, equality and
+    gaps of one, extended above the largest by translation, changes no decision: ``tlb_gen`` grows with every
+    flush and would make the state space infinite otherwise.  Generations of dead mms are never compared again
+    (their CPUs are lazy and leave on the next IPI) and read as 0.
+    """
+    values: dict[int, list[int]] = {p: [sp.tlb_gen] for p, sp in k.procs.items()}
+    for cpu in k.cpus:
+        for slot in cpu.slots:
+            if slot.ctx_id in values:
+                values[slot.ctx_id].append(slot.tlb_gen)
+    for f in k.flights.values():
+        if f.pid in values:
+            values[f.pid].append(f.gen)
+    return {p: compress_gaps(gens) for p, gens in values.items()}
+
+
+def space_key(sp: Space, gen: Mapping[int, int]) -> tuple[object, ...]:
+    expect(sp, SPACE_FIELDS)
+    return (
+        freeze(sp.vmas),
+        sp.root,
+        freeze(sp.tables),
+        freeze(sp.leaves),
+        freeze(sp.kernel),
+        gen[sp.tlb_gen],
+        tuple(sorted(sp.cpumask)),
+    )
+
+
+def kernel_key(k: Kernel, pid: Mapping[int, int], flight: Mapping[int, int]) -> tuple[object, ...]:
+    """L1 without the last op's events and the counters of fresh pids and flights, pids, flights and
+    generations renamed."""
+    expect(k, KERNEL_FIELDS)
+    gens = generations(k)
+    none: dict[int, int] = {}
+
+    def slot_gen(ctx_id: int, value: int) -> int:
+        return gens.get(ctx_id, none).get(value, 0)
+
+    cpus = []
+    for c in k.cpus:
+        expect(c, CPU_FIELDS)
+        for s in c.slots:
+            expect(s, SLOT_FIELDS)
+        slots = tuple((pid[s.ctx_id] if s.ctx_id > 0 else s.ctx_id, slot_gen(s.ctx_id, s.tlb_gen)) for s in c.slots)
+        cpus.append((pid.get(c.loaded, 0), c.lazy, c.asid, c.next_asid, slots))
+    flights = []
+    for n, f in k.flights.items():
+        expect(f, FLIGHT_FIELDS)
+        request = (f.lo, f.hi, slot_gen(f.pid, f.gen), f.full, f.freed_tables, f.targets, f.stride)
+        flights.append((flight[n], f.op, pid[f.pid], *request, f.frames, outcome_key(f.outcome, pid)))
+    return (
+        freeze(k.buddy),
+        k.boot,
+        tuple(pid.get(p, 0) for p in k.current),
+        freeze(k.pages),
+        tuple(sorted((pid[p], space_key(sp, gens[p])) for p, sp in k.procs.items())),
+        freeze(k.objects),
+        freeze(k.pins),
+        freeze(k.zero_words),
+        freeze(k.kernel_words),
+        k.next_object,
+        k.next_pin,
+        tuple(cpus),
+        freeze(k.tlbs),
+        tuple(sorted(flights)),
+        k.flush_ceiling,
+        k.gathering,
+        k.gathered,
+        freeze(k.limbo),
+    )
+
+
+def memory_key(mem: l0.Memory, pid: Mapping[int, int], cell: Mapping[int, int], stale: bool) -> tuple[object, ...]:
+    """One L0 memory: only the cells some page or pin of the candidate refers to (no op reaches the others), and
+    for the memory before the changes (``stale``) not which process each CPU runs (L0 reads the CPUs from the
+    current memory)."""
+    expect(mem, MEMORY_FIELDS)
+    procs = []
+    for p, pages in mem.procs.items():
+        for page in pages.values():
+            expect(page, L0_PAGE_FIELDS)
+        procs.append(
+            (pid[p], tuple(sorted((v, freeze(pg.prot), cell[pg.cell], pg.shared, pg.huge) for v, pg in pages.items())))
+        )
+    pins = []
+    for n, view in mem.pins.items():
+        expect(view, PIN_VIEW_FIELDS)
+        where = (view.vpn, view.offset, cell[view.cell], view.shared)
+        pins.append((n, pid[view.pid], *where, freeze(view.values), view.live))
+    return (
+        tuple(sorted(procs)),
+        tuple(sorted((cell[c], freeze(words)) for c, words in mem.cells.items() if c in cell)),
+        tuple(sorted(pins)),
+        () if stale else tuple(pid.get(p, 0) for p in mem.current),
+        mem.next_pin,
+    )
+
+
+def memory_cells(mem: l0.Memory) -> Iterator[int]:
+    """The cells a page or a pin refers to."""
+    for pages in mem.procs.values():
+        yield from (pg.cell for pg in pages.values())
+    yield from (v.cell for v in mem.pins.values())
+
+
+def candidate_key(c: Candidate, pid: Mapping[int, int], flight: Mapping[int, int]) -> tuple[object, ...]:
+    cells = [*memory_cells(c.memory), *(memory_cells(c.stale) if c.stale is not None else ())]
+    cell = ranks(cells)
+    return (
+        memory_key(c.memory, pid, cell, False),
+        tuple(flight[n] for n in c.pending),
+        tuple(sorted((flight[n], outcome_key(o, pid)) for n, o in c.done.items())),
+        None if c.stale is None else memory_key(c.stale, pid, cell, True),
+    )
+
+
+def op_key(op: KernelOp, pid: Mapping[int, int]) -> str:
+    return repr(replace(op, pid=pid[op.pid]))  # type: ignore[attr-defined,type-var]
+
+
+def canonical(state: Lockstep) -> tuple[object, ...]:
+    """The canonical, marshal-able form of ``state`` (see the module docstring)."""
+    k = state.spec.kernel.kernel
+    if k is None:
+        return ("not booted",)
+    smp = state.impl.kernel.smp
+    assert smp is not None
+    l0side = state.l0
+    pid = ranks([*kernel_pids(k), *l0_pids(l0side.candidates, l0side.ops)])
+    flight = ranks([*k.flights, *l0side.ops, *(n for c in l0side.candidates for n in (*c.pending, *c.done))])
+    buddy = state.impl.buddy
+    return (
+        kernel_key(k, pid, flight),
+        tuple(tuple(buddy.free_list(order)) for order in range(buddy.max_order + 1)),
+        tuple(tuple(tlb.entries.items()) for tlb in smp.tlbs),
+        tuple(sorted({candidate_key(c, pid, flight) for c in l0side.candidates})),
+        tuple(sorted((flight[n], op_key(op, pid)) for n, op in l0side.ops.items())),
+    )
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def run_exploration(
+    system: SmpSystem,
+    depth: int,
+    max_states: int | None,
+    name: str,
+    progress: Callable[[Stats], None] | None = None,
+    time_limit: float | None = None,
+) -> tuple[Result[Op], Path | None]:
+    """Explore; on a violation save the shortest path as a scenario and return its path."""
+    result = explore(system, max_depth=depth, max_states=max_states, progress=progress, time_limit=time_limit)
+    if result.path is None:
+        return result, None
+    about = f"shortest counterexample found by the explorer ({name}): {result.reason}"
+    return result, dump(system.scenario(result.path, about), counterexample_folder() / f"explore-{name}.json")
+
+
+def rate(seconds: float, bounds: SmpBounds | None = None) -> Stats:
+    """Explore ``bounds`` (default :data:`RATE_BOUNDS`) for about ``seconds``: the figures of that run."""
+    system = SmpSystem(bounds or RATE_BOUNDS)
+    start = time.perf_counter()
+    result = explore(system, max_depth=1000, time_limit=seconds)
+    assert result.path is None, result.reason
+    result.stats.seconds = time.perf_counter() - start
+    return result.stats
+
+
+RATE_BOUNDS = SmpBounds()
+# verify's bound: exhausted (every reachable state, to the depth where no new one appears) or not a pass.  One
+# process runs on both CPUs with one written page; from there every interleaving of munmap and mprotect (to r--)
+# in flight, step by step, with loads, stores, switches, kernel threads (lazy TLB) and evictions on both CPUs.
+SETUP = (Spawn(), Switch(0, 1), Switch(1, 1), Mmap(1, BASE, 1, "rw-"), Store(0, BASE, 1))
+VERIFY_BOUNDS = SmpBounds(
+    procs=1, pages=1, frames=12, fork=False, kernel=False, syscalls=("munmap", "mprotect"), prots=("r--",), setup=SETUP
+)
+VERIFY_DEPTH = 100
+VERIFY_BUDGET = 40.0
+
+# The mutant hunt (properties.mutants.hunt): each bound in turn, to its depth, until one finds a violation.  The
+# first has two CPUs and two processes over one page; partial flushes of a CPU two generations behind need two
+# changes in flight over different pages, which the second covers with one CPU.
+HUNT_BOUNDS = (
+    (SmpBounds(procs=2, pages=1, flights=1, evict=False, syscalls=("munmap", "mprotect", "mmap")), 6),
+    (
+        SmpBounds(
+            cpus=1, procs=1, pages=2, flights=2, fork=False, kernel=False, evict=False, syscalls=("mmap", "mprotect")
+        ),
+        7,
+    ),
+)
+HUNT_BUDGET = 300.0
+
+
+def hunt(name: str) -> tuple[Result[Op] | None, Path | None]:
+    """Explore each of :data:`HUNT_BOUNDS` in turn until one finds a violation: its result and saved scenario.
+
+    ``(None, None)`` when no bound found one (the bounds are depth-limited, so that is not a proof).
+    """
+    for bounds, depth in HUNT_BOUNDS:
+        result, saved = run_exploration(SmpSystem(bounds), depth, None, name, time_limit=HUNT_BUDGET)
+        if saved is not None:
+            return result, saved
+    return None, None
