@@ -2,7 +2,8 @@
 
 For one mutant, every detector of its layer (:data:`DETECTORS`) runs with
 the mutant applied, in the ``ci`` profile: the layer's refinement machine,
-the model checker at ``verify``'s bound where the layer has one, and the Z3
+the model checker at ``verify``'s bound where the layer has one (for the TLB layer, the
+hunting bounds of :mod:`proofs.smp_system`), and the Z3
 lemmas that run the implementation's code.  A detector that refutes the
 mutant and leaves a counterexample scenario has it checked: it must fail
 under the mutant and pass on the real implementation.  The scenario is then
@@ -179,6 +180,17 @@ def buddy_explorer(mutant: Mutant) -> RunResult:
     return Status.CONFIRMED, None, result.stats.summary()
 
 
+def smp_explorer(mutant: Mutant) -> RunResult:
+    """The model checker on the SMP layer: the hunting bounds of :mod:`proofs.smp_system`, breadth-first."""
+    from proofs.smp_system import HUNT_BOUNDS, hunt
+
+    result, saved = hunt(mutant.name)
+    if result is not None and saved is not None:
+        return Status.REFUTED, saved, result.reason
+    bounds = "; ".join(f"{b.describe()} to depth {d}" for b, d in HUNT_BOUNDS)
+    return Status.UNKNOWN, None, f"no violation within {bounds} (depth-limited: not a proof)"
+
+
 def z3_lemmas(module: str) -> Callable[[Mutant], RunResult]:
     """The ``z3`` checks ``module`` registers, run in order until one is refuted."""
 
@@ -206,12 +218,13 @@ KERNEL_MACHINE = Detector("machine", "kernel-machine", kernel_machine)
 SMP_MACHINE = Detector("machine", "smp-machine", smp_machine)
 HUGE_MACHINE = Detector("machine", "huge-machine", huge_machine)
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
+SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 DETECTORS: dict[str, tuple[Detector, ...]] = {
     "walk": (MMU_MACHINE, Detector("proof", "z3", z3_lemmas("proofs.lemmas"))),
     "buddy": (BUDDY_MACHINE, BUDDY_EXPLORER, Detector("proof", "z3", z3_lemmas("proofs.buddy_lemmas"))),
     "cow": (KERNEL_MACHINE,),
     "aspace": (KERNEL_MACHINE,),
-    "tlb": (SMP_MACHINE,),
+    "tlb": (SMP_MACHINE, SMP_EXPLORER),
     "huge": (HUGE_MACHINE,),
 }
 
