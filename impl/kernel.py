@@ -284,12 +284,12 @@ class Kernel:
         shift = 9 * (level - 1)
         first = max(0, (lo - base) >> shift)
         last = min(512, ((hi - 1 - base) >> shift) + 1)
-        read = self.mem.read_unchecked
-        for i in range(first, last):
-            pa = (table << 12) + i * 8
-            entry = read(pa)
-            if not entry:
+        for i, entry in self.mem.frame_entries(table):
+            if i < first:
                 continue
+            if i >= last:
+                break
+            pa = (table << 12) + i * 8
             if level == 1 or (level == 2 and entry & _PS):
                 yield base + (i << shift), pa, entry
             elif entry & _P:
@@ -300,9 +300,12 @@ class Kernel:
         shift = 9 * (level - 1)
         first = max(0, (lo - base) >> shift)
         last = min(512, ((hi - 1 - base) >> shift) + 1)
-        for i in range(first, last):
+        for i, entry in self.mem.frame_entries(table):
+            if i < first:
+                continue
+            if i >= last:
+                break
             pa = (table << 12) + i * 8
-            entry = self.mem.read_unchecked(pa)
             if not entry & _P or (level == 2 and entry & _PS):
                 continue
             child, child_base = (entry & _PFN) >> 12, base + (i << shift)

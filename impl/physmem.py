@@ -96,6 +96,16 @@ class PhysMem:
         else:
             self._frames[dst] = bytearray(frame)
 
+    def frame_snapshot(self, pfn: int) -> bytes:
+        """An immutable copy of frame ``pfn`` (empty for a frame never written): equal snapshots, equal contents."""
+        frame = self._frames.get(pfn)
+        return b"" if frame is None else bytes(frame)
+
+    def frame_matches(self, pfn: int, snapshot: bytes) -> bool:
+        """Frame ``pfn`` still holds what :meth:`frame_snapshot` returned (compared byte for byte, without a copy)."""
+        frame = self._frames.get(pfn)
+        return snapshot == b"" if frame is None else frame == snapshot
+
     def frame_words(self, pfn: int) -> dict[int, int]:
         """The non-zero words of frame ``pfn`` by byte offset."""
         return {index * 8: value for index, value in self.frame_entries(pfn)}

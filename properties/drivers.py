@@ -34,6 +34,7 @@ from mmcheck.scenario import (
     WritePhys,
 )
 from properties.abstraction import abstract_buddy, abstract_kernel, abstract_memory, abstract_mmu
+from properties.frame_cache import FrameCache
 from properties.kernel_driver import ImplKernelSide, L0Side, SpecKernelSide, kernel_difference, tlb_difference
 from properties.smp_abstraction import abstract_smp
 from spec import buddy as spec_buddy
@@ -229,6 +230,7 @@ class Lockstep:
         self.impl = ImplRunner(config)
         self.l0 = L0Side(config)
         self.index = 0
+        self.frames = FrameCache(self.impl.mem)
 
     def apply(self, op: Op) -> Result:
         """Run ``op`` on both sides; raise :class:`DivergenceError` at the first disagreement.
@@ -310,7 +312,7 @@ class Lockstep:
         if expected is not None and impl is not None:
             smp = self.impl.kernel.smp
             assert smp is not None
-            actual = abstract_smp(abstract_kernel(impl), smp)
+            actual = abstract_smp(abstract_kernel(impl, self.frames), smp)
             difference = None if equal_but_tlbs(expected, actual) else kernel_difference(expected, actual)
             if difference:
                 raise DivergenceError(Divergence(index, op, "kernel state differs", *difference))
