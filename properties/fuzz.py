@@ -213,7 +213,7 @@ def run_batch(machine: type[RuleBasedStateMachine], run_settings: settings) -> s
 def fuzz_machine(
     machine: type[RuleBasedStateMachine], tally: Tally, until: float | None, db: ExampleDatabase, seeds: Iterator[int]
 ) -> Tally:
-    """Run ``machine`` in batches until ``until`` (``time.monotonic``) or its first failure.
+    """Run ``machine`` in batches until ``until`` (``time.monotonic``) or its first failure; at least one batch.
 
     With ``until`` None, run one batch that only replays the examples saved
     in ``db`` (Hypothesis's reuse phase).  Counterexamples go to
@@ -229,8 +229,8 @@ def fuzz_machine(
         else:
             left = until - time.monotonic()
             per_example = tally.seconds / tally.examples if tally.examples else 0.0
-            if left <= 0 or left < per_example:
-                break
+            if tally.batches and (left <= 0 or left < per_example):
+                break  # the first batch runs even late: every machine runs, however long the others took
             if tally.examples:
                 batch = max(1, min(MAX_BATCH, int(min(left, BATCH_SECONDS) / per_example)))
             run_settings = settings(base, max_examples=batch)

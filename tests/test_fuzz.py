@@ -139,6 +139,16 @@ def test_a_batch_loop_counts_and_uses_its_time(monkeypatch: pytest.MonkeyPatch, 
     assert time.monotonic() >= until - per_example, "stopped while there was time for another example"
 
 
+def test_a_machine_out_of_time_still_runs_one_batch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A machine whose share was eaten by the ones before it still runs its first batch, then stops."""
+    monkeypatch.setenv("MMCHECK_COUNTEREXAMPLES", str(tmp_path))
+    tally = fuzz.Tally("buddy_machine", "main")
+    seeds = fuzz.batch_seeds(3, "main", "buddy_machine")
+    fuzz.fuzz_machine(fuzz.machines()["buddy_machine"], tally, time.monotonic(), InMemoryExampleDatabase(), seeds)
+    assert (1, None) == (tally.batches, tally.failure)
+    assert tally.examples >= fuzz.FIRST_BATCH
+
+
 def test_replaying_an_empty_database_runs_nothing_and_passes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Replay only runs what the database holds: nothing saved, nothing run, no failure."""
     monkeypatch.setenv("MMCHECK_COUNTEREXAMPLES", str(tmp_path))
