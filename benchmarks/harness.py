@@ -9,8 +9,9 @@ so the rules executed are the invariant checks less the teardowns.  The time
 includes Hypothesis's own work (drawing the data, choosing rules): it is the
 rate a user of ``nox -s verify`` sees.
 
-The explorer runs a system from :mod:`proofs.systems` breadth-first to
-exhaustion (or to a state budget) and reports :attr:`proofs.explore.Stats.rate`.
+The explorer runs each system of :mod:`proofs.systems` (the buddy allocator
+to exhaustion or a state budget, the SMP layer for a time budget) and reports
+:attr:`proofs.explore.Stats.rate`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine
 
+from proofs import systems
 from proofs.explore import Stats, explore
 from proofs.systems import VERIFY_BOUNDS, BuddySystem
 from proofs.verdict import Status
@@ -119,12 +121,17 @@ class ExplorerRate:
     stats: Stats
 
 
-def explorer_rates(max_states: int | None) -> list[ExplorerRate]:
-    """Distinct states per second of each explorer system (buddy; SMP when :mod:`proofs.systems` offers one)."""
-    systems: list[tuple[str, Callable[[], Stats]]] = [
+def explorer_rates(max_states: int | None, smp_seconds: float) -> list[ExplorerRate]:
+    """Distinct states per second of each explorer system.
+
+    Buddy: breadth-first over the bounds ``verify`` exhausts (at most
+    ``max_states``); SMP: :func:`proofs.systems.smp_rate` for ``smp_seconds``.
+    """
+    runs: list[tuple[str, Callable[[], Stats]]] = [
         ("buddy", lambda: _explore(BuddySystem(VERIFY_BOUNDS), max_states)),
+        ("smp", lambda: systems.smp_rate(smp_seconds)),
     ]
-    return [ExplorerRate(name, run()) for name, run in systems]
+    return [ExplorerRate(name, run()) for name, run in runs]
 
 
 def _explore(system: BuddySystem, max_states: int | None) -> Stats:

@@ -69,6 +69,7 @@ class Plan:
     translation_size_seconds: float
     machine_examples: int
     explorer_states: int | None
+    smp_explorer_seconds: float
 
     def __post_init__(self) -> None:
         if self.spec_fork_shifts[-1] != self.fork_shifts[0]:
@@ -89,6 +90,7 @@ FULL = Plan(
     translation_size_seconds=0.2,
     machine_examples=50,
     explorer_states=None,
+    smp_explorer_seconds=15.0,
 )
 QUICK = Plan(
     buddy_shifts=(10, 12, 14),
@@ -104,6 +106,7 @@ QUICK = Plan(
     translation_size_seconds=0.02,
     machine_examples=2,
     explorer_states=300,
+    smp_explorer_seconds=0.5,
 )
 
 TRANSLATION_HIT_RATIO = 20.0
@@ -306,9 +309,9 @@ def harness_family(plan: Plan, report: Report) -> None:
         )
         report.rows.append(at_least(row, "value", MACHINE_STEPS, f">= {MACHINE_STEPS:,.0f} steps/s"))
     say("harness: the explorer")
-    for explored in harness.explorer_rates(plan.explorer_states):
+    for explored in harness.explorer_rates(plan.explorer_states, plan.smp_explorer_seconds):
         stats = explored.stats
-        bound = "exhausted" if stats.exhausted else "state budget reached"
+        bound = "exhausted" if stats.exhausted else "stopped at its budget"
         row = Row(
             "harness",
             f"explorer distinct states/s, {explored.system}",
