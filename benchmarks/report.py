@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +30,6 @@ from rich.text import Text
 from mmcheck import console
 
 Kind = Literal["impl-vs-spec", "impl-vs-baseline", "harness"]
-KINDS: tuple[Kind, ...] = ("impl-vs-spec", "impl-vs-baseline", "harness")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,18 +84,10 @@ def against_baseline(family: str, measure: str, unit: str, impl: float, baseline
     return Row(family, measure, unit, "impl-vs-baseline", impl=impl, baseline=baseline, ratio=ratio, note=note)
 
 
-def harness(family: str, measure: str, unit: str, value: float, note: str = "") -> Row:
-    return Row(family, measure, unit, "harness", value=value, note=note)
-
-
-def at_least(row: Row, figure: Literal["ratio", "value"], least: float, wanted: str) -> Row:
-    """``row`` with a target: its ``figure`` must be at least ``least``."""
-    got = getattr(row, figure)
-    return Row(**{**_fields(row), "target": Target(wanted, got, got >= least)})
-
-
-def _fields(row: Row) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in Row.__dataclass_fields__}
+def at_least(row: Row, judged: Literal["ratio", "value"], least: float, wanted: str) -> Row:
+    """``row`` with a target: its ``judged`` figure must be at least ``least``."""
+    got = getattr(row, judged)
+    return replace(row, target=Target(wanted, got, got >= least))
 
 
 @dataclass(frozen=True, slots=True)
