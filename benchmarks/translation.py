@@ -18,7 +18,8 @@ the tables) and runs user-mode loads on CPU 0 for a given time:
   TLB would hit.
 
 Each side's loads are checked against the other's before timing: the same
-physical address and the same word.
+physical address and the same word.  The two sides are timed in alternating
+slices, so that a change in the machine's load falls on both.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ TLB_ENTRIES = 64
 HIT_PAGES = 16
 MISS_PAGES = 2 * TLB_ENTRIES
 PCID = 1
+SLICE = 0.05
 FRAMES = 512
 # Where the pages start: canonical, with a non-zero index at every level.
 BASE = 0x0000_4080_4020_1000
@@ -115,6 +117,12 @@ def spec_loader(levels: int, pages: int) -> tuple[Callable[[int], int], list[int
 
 def loads_per_second(load: Callable[[int], int], addresses: list[int], seconds: float) -> tuple[float, int]:
     """Run ``load`` over ``addresses`` round after round for about ``seconds``; (loads per second, loads run)."""
+    rate, count, _ = timed_rounds(load, addresses, seconds)
+    return rate, count
+
+
+def timed_rounds(load: Callable[[int], int], addresses: list[int], seconds: float) -> tuple[float, int, float]:
+    """Rounds over ``addresses`` for at least ``seconds``: (loads per second, loads run, seconds taken)."""
     count = 0
     start = time.perf_counter()
     deadline = start + seconds
@@ -124,7 +132,23 @@ def loads_per_second(load: Callable[[int], int], addresses: list[int], seconds: 
             load(va)
         count += len(addresses)
         now = time.perf_counter()
-    return count / (now - start), count
+    return count / (now - start), count, now - start
+
+
+def interleaved(
+    impl: Callable[[int], int], spec: Callable[[int], int], addresses: list[int], seconds: float
+) -> tuple[tuple[float, int], tuple[float, int]]:
+    """Both sides timed for about ``seconds`` each, in alternating slices of :data:`SLICE` seconds, so a change in
+    the machine's load while measuring falls on both alike: ((impl loads/s, loads), (spec loads/s, loads))."""
+    totals = {"impl": [0, 0.0], "spec": [0, 0.0]}
+    slices = max(1, round(seconds / SLICE))
+    for _ in range(slices):
+        for name, load in (("impl", impl), ("spec", spec)):
+            _, count, taken = timed_rounds(load, addresses, seconds / slices)
+            totals[name][0] += count
+            totals[name][1] += taken
+    (impl_count, impl_time), (spec_count, spec_time) = totals["impl"], totals["spec"]
+    return (impl_count / impl_time, int(impl_count)), (spec_count / spec_time, int(spec_count))
 
 
 def measure_translation(levels: int, hits: bool, seconds: float) -> dict[str, float | int | bool]:
@@ -139,8 +163,7 @@ def measure_translation(levels: int, hits: bool, seconds: float) -> dict[str, fl
     for va in addresses:  # both sides agree; this round also fills the TLB
         if impl_load(va) != spec_load(va):
             raise AssertionError(f"implementation and spec load different words at {va:#x}")
-    impl_rate, impl_count = loads_per_second(impl_load, addresses, seconds)
-    spec_rate, spec_count = loads_per_second(spec_load, addresses, seconds)
+    (impl_rate, impl_count), (spec_rate, spec_count) = interleaved(impl_load, spec_load, addresses, seconds)
     return {
         "levels": levels,
         "hits": hits,

@@ -10,7 +10,7 @@ on the leaf only when the access is allowed).  Intel SDM Vol. 3A 4.5-4.8.
 from __future__ import annotations
 
 from impl.physmem import FRAME_SIZE, PhysMem
-from impl.tlb import NX, Tlb, U, W
+from impl.tlb import HUGE, NX, Tlb, U, W
 from mmcheck.errors import AddressError, UnknownCpu
 
 READ, WRITE, FETCH = 0, 1, 2
@@ -22,6 +22,9 @@ _MASK64 = (1 << 64) - 1
 _LARGE_RSVD = {2: ((1 << 21) - 1) & ~0x1FFF, 3: ((1 << 30) - 1) & ~0x1FFF}
 
 VECTOR_GP, VECTOR_PF, VECTOR_MC = 13, 14, 18
+# A TLB entry's W and U bits as the walker's R/W and U/S rights.
+_RIGHTS = {0: 0, W: _RW, U: _US, W | U: _RW | _US}
+_HUGE_OFFSET = (1 << 21) - 1
 
 
 class Translated:
@@ -162,17 +165,25 @@ class Mmu:
         large page may be cached as 4 KiB fragments, SDM 4.10.2.3), global
         when the leaf has G (CR4.PGE=1).  Either #PF drops the entries for
         ``va`` (SDM 4.10.4.1).  These entries do not cache the dirty flag, so an
-        allowed write walks to set D in the leaf as SDM 4.8 requires.
+        allowed write walks to set D in the leaf as SDM 4.8 requires.  A 2 MiB
+        entry (:data:`impl.tlb.HUGE`, as the kernel's CPUs fill them) translates
+        every page of its 2 MiB.
         """
         vpn = va >> 12
         code = tlb.lookup(pcid, vpn)
         if code is not None:
-            cpu = self.cpu(n)
-            rights = (_RW if code & W else 0) | (_US if code & U else 0)
-            if not self._allowed(cpu, rights, code & NX, kind, user):
+            cpus = self.cpus
+            cpu = cpus[n] if 0 <= n < len(cpus) else self.cpu(n)
+            if kind == READ:  # the data-read rule of :meth:`_allowed`, inline for the common case
+                allowed = code & U if user else not (code & U and cpu.smap and not cpu.ac)
+            else:
+                allowed = self._allowed(cpu, _RIGHTS[code & (W | U)], code & NX, kind, user)
+            if not allowed:
                 tlb.fault(pcid, vpn)
                 return Fault(VECTOR_PF, self._code(cpu, kind, user, 1))
             if kind != WRITE:
+                if code & HUGE:
+                    return Translated((((code & ~HUGE) >> 4) << 12) | (va & _HUGE_OFFSET))
                 return Translated(((code >> 4) << 12) | (va & 0xFFF))
         outcome = self.access(n, va, kind, user)
         if isinstance(outcome, Translated):

@@ -48,8 +48,13 @@ class PhysMem:
 
     def read(self, pa: int) -> int:
         """The word at ``pa``; raises :class:`AddressError` if misaligned or outside memory."""
-        self._check(pa)
-        return self.read_unchecked(pa)
+        if pa & 7 or not 0 <= pa < self.size:
+            self._check(pa)
+        frame = self._frames.get(pa >> FRAME_SHIFT)
+        if frame is None:
+            return 0
+        value: int = _WORD.unpack_from(frame, pa & (FRAME_SIZE - 1))[0]
+        return value
 
     def read_unchecked(self, pa: int) -> int:
         """The word at ``pa``, which the caller has checked (the walker's fast path)."""

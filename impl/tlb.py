@@ -43,10 +43,25 @@ class Tlb:
     def lookup(self, pcid: int, vpn: int) -> int | None:
         """The entry for ``vpn`` in ``pcid`` or a global one (a 2 MiB one covering it too), marked most recently
         used; None on a miss."""
+        entries = self.entries
+        key = (pcid, vpn)
+        code = entries.get(key)
+        if code is None:
+            key = (GLOBAL, vpn)
+            code = entries.get(key)
+            if code is None:
+                return self._lookup_huge(pcid, vpn)
+        entries.move_to_end(key)
+        return code
+
+    def _lookup_huge(self, pcid: int, vpn: int) -> int | None:
+        """A 2 MiB entry in ``pcid`` or a global one covering ``vpn`` (keyed by the first page of its 2 MiB)."""
         head = vpn - vpn % HUGE_PAGES
-        for key in ((pcid, vpn), (GLOBAL, vpn), (pcid, head), (GLOBAL, head)):
+        if head == vpn:
+            return None  # its keys are the ones :meth:`lookup` has just missed
+        for key in ((pcid, head), (GLOBAL, head)):
             code = self.entries.get(key)
-            if code is not None and (key[1] == vpn or code & HUGE):
+            if code is not None and code & HUGE:
                 self.entries.move_to_end(key)
                 return code
         return None

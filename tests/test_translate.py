@@ -6,7 +6,7 @@ from hypothesis import given, settings
 
 from impl.mmu import READ, WRITE, Fault, Mmu, Translated
 from impl.physmem import PhysMem
-from impl.tlb import Tlb
+from impl.tlb import HUGE, Tlb, U, W
 from mmcheck.scenario import Access, Scenario, SetCpu, WritePhys
 from properties.drivers import IMPL_KINDS
 from properties.page_tables import mmu_scenarios
@@ -39,6 +39,7 @@ def test_translate_through_the_tlb_gives_what_the_walk_gives(scenario: Scenario)
                 mmu.set_cpu(
                     op.cpu, cr3=op.cr3, wp=op.wp, smep=op.smep, smap=op.smap, ac=op.ac, nxe=op.nxe, la57=op.la57
                 )
+            tlb.invpcid(2)  # the new controls come with a MOV to CR3, which flushes the TLB (SDM Vol. 3A 4.10.4.1)
         elif isinstance(op, Access):
             kind, user = IMPL_KINDS[op.kind], op.mode == "user"
             for _ in range(2):
@@ -74,3 +75,13 @@ def test_a_write_that_hits_still_sets_dirty() -> None:
     assert not mem.read(0x4000) & 0x40
     assert outcome_key(mmu.translate(0, 0x10, WRITE, True, tlb, 1)) == ("pa", 0x5010, 0)
     assert mem.read(0x4000) & 0x40
+
+
+def test_a_2mib_entry_translates_every_page_of_its_2mib() -> None:
+    """A 2 MiB entry, as the kernel's CPUs fill them, gives the frame of the page within the 2 MiB, without a walk."""
+    mmu = Mmu(PhysMem(8), 1)
+    mmu.set_cpu(0, cr3=0x1000, wp=True, smep=False, smap=False, ac=False, nxe=True, la57=False)
+    tlb = Tlb(4)
+    tlb.fill(1, 0x200, (0x400 << 4) | W | U | HUGE)  # va 0x200000 .. 0x3fffff -> pa 0x400000 .. 0x5fffff
+    assert outcome_key(mmu.translate(0, 0x203008, READ, True, tlb, 1)) == ("pa", 0x403008, 0)
+    assert outcome_key(mmu.access(0, 0x203008, READ, True)) == ("fault", 14, 0x4)  # the tables are empty
