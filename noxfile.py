@@ -38,6 +38,23 @@ def verify(session: nox.Session) -> None:
 
 
 @nox.session
+def modelcheck(session: nox.Session) -> None:
+    """The explorers at bounds larger than verify's: the SMP layer exhausted, then searched deeper.
+
+    Posargs go to ``python -m proofs.modelcheck`` (``--minutes 4``, the budget shared by the runs).
+    """
+    session.install("-e", ".[check]")
+    session.run("python", "-m", "proofs.modelcheck", *session.posargs)
+
+
+@nox.session
+def proofs(session: nox.Session) -> None:
+    """The Z3 lemmas and inductive proofs alone, each confirmed, refuted or unknown (unknown is not a pass)."""
+    session.install("-e", ".[check]")
+    session.run("python", "-m", "proofs.prove", *session.posargs)
+
+
+@nox.session
 def fuzz(session: nox.Session) -> None:
     """Every refinement machine on every core for a time box, sharing one example database; a report at the end.
 
