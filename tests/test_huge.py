@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from impl.tlb import HUGE, Tlb
@@ -117,3 +119,18 @@ def test_an_empty_pool_at_fault_is_enomem_with_nothing_changed() -> None:
     assert before is not None and after is not None
     assert (before.pages, before.procs[1].leaves, before.buddy) == (after.pages, after.procs[1].leaves, after.buddy)
     assert {"value": 1} == run.apply(Load(0, H))
+
+
+def test_a_cpu_reads_through_its_stale_2_mib_entry_until_its_ipi() -> None:
+    """hugetlb-stale-read-during-munmap.json as the implementation runs it: two subpages read through CPU 1's one
+    stale 2 MiB entry after the PMD is cleared, then a fault once the flush is done; the block freed as order 9."""
+    from mmcheck.scenario import load
+
+    scenario = load(Path(__file__).parent / "scenarios" / "hugetlb-stale-read-during-munmap.json")
+    run = Lockstep(scenario.config)
+    results = [run.apply(op) for op in scenario.ops]
+    assert ({"value": 9}, {"value": 0}) == (results[8], results[9])
+    assert {"signal": "SIGSEGV", "error_code": 4} == results[-1]
+    state = run.spec.kernel.kernel
+    assert state is not None
+    assert any(b.order == 9 for b in state.buddy.free)
