@@ -17,7 +17,9 @@ advanced one atomic ``step`` at a time (an IPI handled by one CPU, then the
 gathered frames freed), switches to a process or to a kernel thread (lazy
 TLB), loads and stores of the window's pages from every CPU running a
 process, TLB evictions, and the kernel-mapping change (``kernel_remap``) with
-supervisor loads of the kernel page.
+supervisor loads of the kernel page.  With one CPU and every change at once
+(:data:`COW_BOUNDS`) it is the kernel layer alone: fork, COW, the zero page,
+shared mappings and pins.
 
 **The fingerprint** is a 128-bit BLAKE2b digest of a canonical tuple
 (:func:`canonical`): the spec's L1 state, the parts of the implementation the
@@ -31,14 +33,20 @@ compare frame, P, R/W, U/S and XD only, and the abstraction ignores them).
 Storing digests instead of tuples is hash compaction: two different states
 share a digest with probability about ``n**2 / 2**129`` for ``n`` states.
 
-**Symmetry.**  Process ids, flight numbers and L0 cell numbers are labels: the
-model only compares them for equality and hands out fresh ones above every
-one in use.  The canonical form renames each by its rank among those the
-state mentions (pids: live processes, CPUs' loaded mms and ASID slots,
-flights, L0; flights: L1's and L0's; cells: per L0 candidate), and drops the
-counters for fresh ones.  An order-preserving renaming is a bisimulation, so
-two states with the same canonical form have the same futures up to the
-renaming.  Not applied:
+**Symmetry.**  Process ids, flight numbers, pin numbers and L0 cell numbers
+are labels: the model only compares them for equality and hands out fresh
+ones above every one in use.  The canonical form renames each by its rank
+among those the state mentions (pids: live processes, CPUs' loaded mms and
+ASID slots, flights, L0; flights: L1's and L0's; pins: L1's and L0's; cells:
+per L0 candidate, only those a page or pin refers to), and drops the counters
+for fresh ones.  TLB generations are renumbered per mm keeping order,
+equality and gaps of one (:func:`generations`).  An order-preserving
+renaming is a bisimulation, so two states with the same canonical form have
+the same futures up to the renaming.  Not applied:
+
+- *swapping two live processes*: only order-preserving renamings are used,
+  so two states that differ by which of two processes has which mapping stay
+  two states (sound, a smaller reduction);
 
 - *CPUs*: the model is not symmetric in them.  A flight's IPIs are handled in
   ascending CPU order (``request`` sorts ``mm_cpumask``), so swapping two CPUs
@@ -73,11 +81,14 @@ from mmcheck.kernel_ops import (
     Mmap,
     Mprotect,
     Munmap,
+    PinOp,
+    ReadPin,
     Spawn,
     Step,
     Store,
     Switch,
     TlbEvict,
+    Unpin,
 )
 from mmcheck.scenario import Config, Op, Scenario, dump
 from proofs.explore import Result, Stats, Violation, explore
@@ -106,7 +117,8 @@ class SmpBounds:
     (it is reachable in steps anyway; at once gives shorter paths);
     ``kernel``: ``kernel_remap`` and supervisor loads of the kernel page;
     ``prots``: what mprotect sets; ``fork``, ``evict``, ``spawn``: whether those
-    ops run; ``setup``: ops run (and checked) before the exploration starts,
+    ops run; ``pins``: pins held at most (pin, read_pin, unpin); ``shared``:
+    also shared mmaps; ``setup``: ops run (and checked) before the exploration starts,
     the start of every path and counterexample.
     """
 
@@ -127,6 +139,8 @@ class SmpBounds:
     setup: tuple[Op, ...] = ()
     spawn: bool = True
     prots: tuple[str, ...] = ("r--", "rw-")
+    pins: int = 0
+    shared: bool = False
 
     @property
     def config(self) -> Config:
@@ -248,6 +262,13 @@ class SmpSystem:
                 yield from self._syscalls(pid, background)
         for number in flights:
             yield Step(number)
+        if b.pins and k is not None:
+            if len(k.pins) < b.pins:
+                for pid in pids:
+                    yield from (PinOp(pid, BASE + page * 4096) for page in range(b.pages))
+            for pin in sorted(k.pins):
+                yield ReadPin(pin)
+                yield Unpin(pin)
         for cpu in range(b.cpus):
             for pid in pids:
                 if current[cpu] != pid:
@@ -270,6 +291,8 @@ class SmpSystem:
         for va, count in self.windows:
             if "mmap" in self.bounds.syscalls:
                 yield Mmap(pid, va, count, "rw-", background=background)
+                if self.bounds.shared:
+                    yield Mmap(pid, va, count, "rw-", shared=True, background=background)
             if "munmap" in self.bounds.syscalls:
                 yield Munmap(pid, va, count, background=background)
             if "mprotect" in self.bounds.syscalls:
@@ -455,9 +478,11 @@ def space_key(sp: Space, gen: Mapping[int, int]) -> tuple[object, ...]:
     )
 
 
-def kernel_key(k: Kernel, pid: Mapping[int, int], flight: Mapping[int, int]) -> tuple[object, ...]:
-    """L1 without the last op's events and the counters of fresh pids and flights, pids, flights and
-    generations renamed."""
+def kernel_key(
+    k: Kernel, pid: Mapping[int, int], flight: Mapping[int, int], pin: Mapping[int, int]
+) -> tuple[object, ...]:
+    """L1 without the last op's events and the counters of fresh pids, flights and pins; pids, flights, pins
+    and generations renamed."""
     expect(k, KERNEL_FIELDS)
     gens = generations(k)
     none: dict[int, int] = {}
@@ -484,11 +509,10 @@ def kernel_key(k: Kernel, pid: Mapping[int, int], flight: Mapping[int, int]) -> 
         freeze(k.pages),
         tuple(sorted((pid[p], space_key(sp, gens[p])) for p, sp in k.procs.items())),
         freeze(k.objects),
-        freeze(k.pins),
+        tuple(sorted((pin[n], freeze(p)) for n, p in k.pins.items())),
         freeze(k.zero_words),
         freeze(k.kernel_words),
         k.next_object,
-        k.next_pin,
         tuple(cpus),
         freeze(k.tlbs),
         tuple(sorted(flights)),
@@ -499,7 +523,9 @@ def kernel_key(k: Kernel, pid: Mapping[int, int], flight: Mapping[int, int]) -> 
     )
 
 
-def memory_key(mem: l0.Memory, pid: Mapping[int, int], cell: Mapping[int, int], stale: bool) -> tuple[object, ...]:
+def memory_key(
+    mem: l0.Memory, pid: Mapping[int, int], cell: Mapping[int, int], pin: Mapping[int, int], stale: bool
+) -> tuple[object, ...]:
     """One L0 memory: only the cells some page or pin of the candidate refers to (no op reaches the others), and
     for the memory before the changes (``stale``) not which process each CPU runs (L0 reads the CPUs from the
     current memory)."""
@@ -515,13 +541,12 @@ def memory_key(mem: l0.Memory, pid: Mapping[int, int], cell: Mapping[int, int], 
     for n, view in mem.pins.items():
         expect(view, PIN_VIEW_FIELDS)
         where = (view.vpn, view.offset, cell[view.cell], view.shared)
-        pins.append((n, pid[view.pid], *where, freeze(view.values), view.live))
+        pins.append((pin[n], pid[view.pid], *where, freeze(view.values), view.live))
     return (
         tuple(sorted(procs)),
         tuple(sorted((cell[c], freeze(words)) for c, words in mem.cells.items() if c in cell)),
         tuple(sorted(pins)),
         () if stale else tuple(pid.get(p, 0) for p in mem.current),
-        mem.next_pin,
     )
 
 
@@ -532,14 +557,16 @@ def memory_cells(mem: l0.Memory) -> Iterator[int]:
     yield from (v.cell for v in mem.pins.values())
 
 
-def candidate_key(c: Candidate, pid: Mapping[int, int], flight: Mapping[int, int]) -> tuple[object, ...]:
+def candidate_key(
+    c: Candidate, pid: Mapping[int, int], flight: Mapping[int, int], pin: Mapping[int, int]
+) -> tuple[object, ...]:
     cells = [*memory_cells(c.memory), *(memory_cells(c.stale) if c.stale is not None else ())]
     cell = ranks(cells)
     return (
-        memory_key(c.memory, pid, cell, False),
+        memory_key(c.memory, pid, cell, pin, False),
         tuple(flight[n] for n in c.pending),
         tuple(sorted((flight[n], outcome_key(o, pid)) for n, o in c.done.items())),
-        None if c.stale is None else memory_key(c.stale, pid, cell, True),
+        None if c.stale is None else memory_key(c.stale, pid, cell, pin, True),
     )
 
 
@@ -557,12 +584,14 @@ def canonical(state: Lockstep) -> tuple[object, ...]:
     l0side = state.l0
     pid = ranks([*kernel_pids(k), *l0_pids(l0side.candidates, l0side.ops)])
     flight = ranks([*k.flights, *l0side.ops, *(n for c in l0side.candidates for n in (*c.pending, *c.done))])
+    memories = [m for c in l0side.candidates for m in (c.memory, c.stale) if m is not None]
+    pin = ranks([*k.pins, *(n for m in memories for n in m.pins)])
     buddy = state.impl.buddy
     return (
-        kernel_key(k, pid, flight),
+        kernel_key(k, pid, flight, pin),
         tuple(tuple(buddy.free_list(order)) for order in range(buddy.max_order + 1)),
         tuple(tuple(tlb.entries.items()) for tlb in smp.tlbs),
-        tuple(sorted({candidate_key(c, pid, flight) for c in l0side.candidates})),
+        tuple(sorted({candidate_key(c, pid, flight, pin) for c in l0side.candidates})),
         tuple(sorted((flight[n], op_key(op, pid)) for n, op in l0side.ops.items())),
     )
 
@@ -621,13 +650,36 @@ HUNT_BOUNDS = (
 )
 HUNT_BUDGET = 300.0
 
+# The kernel layer alone (one CPU, every change at once): fork, COW, the zero page, shared mappings and pins, from
+# one process running with two private pages mapped.
+COW_SETUP = (Spawn(), Switch(0, 1), Mmap(1, BASE, 2, "rw-"))
+COW_BOUNDS = SmpBounds(
+    cpus=1,
+    procs=2,
+    pages=2,
+    flights=0,
+    sync=True,
+    spawn=False,
+    kernel=False,
+    evict=False,
+    pins=1,
+    shared=True,
+    syscalls=("mmap", "munmap", "mprotect", "madvise"),
+    setup=COW_SETUP,
+)
+# First fork, exit, pins, loads and stores alone (deep enough for a pin held across fork and exit), then every
+# mapping change too (shared mappings, mprotect splitting a VMA) a few ops deep.
+COW_HUNT_BOUNDS = ((replace(COW_BOUNDS, pages=1, syscalls=(), shared=False), 5), (COW_BOUNDS, 3))
 
-def hunt(name: str) -> tuple[Result[Op] | None, Path | None]:
-    """Explore each of :data:`HUNT_BOUNDS` in turn until one finds a violation: its result and saved scenario.
+
+def hunt(
+    name: str, bounds_list: tuple[tuple[SmpBounds, int], ...] = HUNT_BOUNDS
+) -> tuple[Result[Op] | None, Path | None]:
+    """Explore each bound of ``bounds_list`` in turn until one finds a violation: its result and saved scenario.
 
     ``(None, None)`` when no bound found one (the bounds are depth-limited, so that is not a proof).
     """
-    for bounds, depth in HUNT_BOUNDS:
+    for bounds, depth in bounds_list:
         result, saved = run_exploration(SmpSystem(bounds), depth, None, name, time_limit=HUNT_BUDGET)
         if saved is not None:
             return result, saved

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hypothesis import Phase, settings
 
@@ -39,6 +40,9 @@ from properties.minimise import failure_kind
 from properties.mutants import by_name
 from properties.mutants.catalogue import Mutant
 from properties.recording import counterexample_folder
+
+if TYPE_CHECKING:
+    from proofs.smp_system import SmpBounds
 
 MUTANT_KEY = "mutant"
 RunResult = tuple[Status, Path | None, str]
@@ -182,12 +186,25 @@ def buddy_explorer(mutant: Mutant) -> RunResult:
 
 def smp_explorer(mutant: Mutant) -> RunResult:
     """The model checker on the SMP layer: the hunting bounds of :mod:`proofs.smp_system`, breadth-first."""
-    from proofs.smp_system import HUNT_BOUNDS, hunt
+    from proofs.smp_system import HUNT_BOUNDS
 
-    result, saved = hunt(mutant.name)
+    return explorer_hunt(mutant, HUNT_BOUNDS)
+
+
+def cow_explorer(mutant: Mutant) -> RunResult:
+    """The model checker on the kernel layer alone (one CPU, fork, COW, zero page, shared mappings, pins)."""
+    from proofs.smp_system import COW_HUNT_BOUNDS
+
+    return explorer_hunt(mutant, COW_HUNT_BOUNDS)
+
+
+def explorer_hunt(mutant: Mutant, bounds_list: tuple[tuple[SmpBounds, int], ...]) -> RunResult:
+    from proofs.smp_system import hunt
+
+    result, saved = hunt(mutant.name, bounds_list)
     if result is not None and saved is not None:
         return Status.REFUTED, saved, result.reason
-    bounds = "; ".join(f"{b.describe()} to depth {d}" for b, d in HUNT_BOUNDS)
+    bounds = "; ".join(f"{b.describe()} to depth {d}" for b, d in bounds_list)
     return Status.UNKNOWN, None, f"no violation within {bounds} (depth-limited: not a proof)"
 
 
@@ -219,10 +236,11 @@ SMP_MACHINE = Detector("machine", "smp-machine", smp_machine)
 HUGE_MACHINE = Detector("machine", "huge-machine", huge_machine)
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
+COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
 DETECTORS: dict[str, tuple[Detector, ...]] = {
     "walk": (MMU_MACHINE, Detector("proof", "z3", z3_lemmas("proofs.lemmas"))),
     "buddy": (BUDDY_MACHINE, BUDDY_EXPLORER, Detector("proof", "z3", z3_lemmas("proofs.buddy_lemmas"))),
-    "cow": (KERNEL_MACHINE,),
+    "cow": (KERNEL_MACHINE, COW_EXPLORER),
     "aspace": (KERNEL_MACHINE,),
     "tlb": (SMP_MACHINE, SMP_EXPLORER),
     "huge": (HUGE_MACHINE,),

@@ -1,4 +1,5 @@
-"""The SMP explorer finds every TLB-shootdown mutant with a shortest counterexample that replays.
+"""The SMP explorer finds every TLB-shootdown mutant, and the kernel-only one every COW mutant, with a shortest
+counterexample that replays.
 
 ``nox -s mutants`` runs the same hunt (``properties.mutants.hunt``); these are marked slow.
 """
@@ -11,8 +12,9 @@ import pytest
 
 from mmcheck.replay import replay
 from mmcheck.scenario import load
-from proofs.smp_system import hunt
+from proofs.smp_system import COW_HUNT_BOUNDS, hunt
 from properties.mutants import Mutant
+from properties.mutants.kernel import KERNEL_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 
 pytestmark = [pytest.mark.quality, pytest.mark.slow]
@@ -29,8 +31,21 @@ SHORTEST = {
 }
 
 
-def test_every_tlb_mutant_has_an_expected_length() -> None:
+# With the three setup ops (spawn, switch, mmap of two pages) counted.
+SHORTEST_COW = {
+    "dirty-cow": 6,
+    "fork-no-wrprotect-parent": 5,
+    "reuse-on-mapcount": 8,
+    "zero-page-writable": 5,
+    "munmap-leaks-refcount": 5,
+    "vma-split-off-by-one": 4,
+    "shared-write-copies": 5,
+}
+
+
+def test_every_mutant_has_an_expected_length() -> None:
     assert {m.name for m in TLB_MUTANTS} == set(SHORTEST)
+    assert {m.name for m in KERNEL_MUTANTS} == set(SHORTEST_COW)
 
 
 @pytest.mark.parametrize("mutant", TLB_MUTANTS, ids=[m.name for m in TLB_MUTANTS])
@@ -42,4 +57,16 @@ def test_smp_explorer_finds_tlb_mutant(mutant: Mutant, tmp_path: Path, monkeypat
         assert result is not None and saved is not None, f"{mutant.name} survived the SMP explorer"
         assert replay(load(saved)).divergence is not None
     assert SHORTEST[mutant.name] == len(load(saved).ops), saved.read_text()
+    assert replay(load(saved)).divergence is None
+
+
+@pytest.mark.parametrize("mutant", KERNEL_MUTANTS, ids=[m.name for m in KERNEL_MUTANTS])
+def test_kernel_explorer_finds_cow_mutant(mutant: Mutant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel layer alone (one CPU, from one process with two pages): found, diverging under the mutant only."""
+    monkeypatch.setenv("MMCHECK_COUNTEREXAMPLES", str(tmp_path))
+    with mutant.applied():
+        result, saved = hunt(mutant.name, COW_HUNT_BOUNDS)
+        assert result is not None and saved is not None, f"{mutant.name} survived the kernel explorer"
+        assert replay(load(saved)).divergence is not None
+    assert SHORTEST_COW[mutant.name] == len(load(saved).ops), saved.read_text()
     assert replay(load(saved)).divergence is None
