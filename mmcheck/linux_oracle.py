@@ -53,8 +53,9 @@ another and reads that (the pin stays), ``unpin`` closes it.
 command; one CPU is enough).  What the oracle refuses
 (:class:`OracleUnsupported`) rather than answer wrongly: supervisor-mode
 accesses, ``fetch`` (it would execute the page's bytes), huge mappings when the kernel's hugetlb pool is
-empty (``HugePages_Total`` in /proc/meminfo; fill it with ``echo 8 > /proc/sys/vm/nr_hugepages``), operations
-outside the kernel layer,
+empty (``HugePages_Total`` in /proc/meminfo; fill it with ``echo 8 > /proc/sys/vm/nr_hugepages``), changes
+in flight (``"async": true`` and ``step``: the live kernel runs each syscall at once), operations outside the kernel
+layer,
 ranges in user space outside the scenario window (they could hit the worker's
 own memory), and scenarios in which the model runs out of frames (the live
 kernel has far more memory than a scenario's config).
@@ -111,6 +112,7 @@ from mmcheck.kernel_ops import (
     Switch,
     Unpin,
 )
+from mmcheck.kernel_ops import Step as StepOp
 from mmcheck.replay import ReplayInputError
 from mmcheck.scenario import Config, Op, Result, Scenario
 from properties.drivers import ImplRunner, SpecRunner
@@ -841,6 +843,8 @@ def check_supported(scenario: Scenario) -> None:
             raise OracleUnsupported(f"{where}: the Linux oracle runs kernel-layer operations only")
         if isinstance(op, Fetch):
             raise OracleUnsupported(f"{where}: a fetch would execute the page's bytes; not run on the live kernel")
+        if isinstance(op, StepOp) or getattr(op, "background", False):
+            raise OracleUnsupported(f"{where}: the live kernel runs each syscall at once; a change in flight has none")
         if isinstance(op, PinOp) and outside_window(op.va, 8):
             raise OracleUnsupported(f"{where}: {op.va:#x} is in user space outside the scenario window")
         if isinstance(op, Load | Store) and op.mode != "user":
