@@ -8,8 +8,12 @@ address space one of its ASIDs belongs to, any entry with the same frame and
 fewer rights (it heals with a spurious fault, SDM 4.10.4.3), the kernel half's
 global entries, and whatever :class:`~spec.tlb.Tlb` remembers: the old
 translation of every entry changed while the CPU had (or had had) the address
-space in an ASID, and every page-table page freed under it.  Only
-invalidations remove remembered entries.
+space in an ASID, with its weaker forms (:func:`spec.tlb.remembers`: what the
+CPU could hold before the change it may still hold after it), and every
+page-table page freed under it.  Only invalidations remove remembered entries:
+an exiting mm's entries stay in its ASID after a lazy CPU leaves for
+``init_mm`` (``flush_tlb_func`` switches without flushing the old ASID) until
+``choose_new_asid`` hands the slot to another mm and flushes it.
 
 **Switching** (``switch_mm_irqs_off``): leaving an mm clears the CPU from its
 ``mm_cpumask`` and joining sets it; ``choose_new_asid`` reuses the slot that
@@ -82,7 +86,7 @@ from spec.memory import check_address
 from spec.outcome import Errno, Ok, Outcome, Pending, Stage
 from spec.permissions import Kind, Mode
 from spec.smp import INIT_CTX, TLB_NR_DYN_ASIDS, CpuTlb, Event, Flight, Slot
-from spec.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, flush_pcid, invlpg, invpcid, remember
+from spec.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, flush_pcid, invlpg, invpcid, remember, remembers
 from spec.vma import HUGE_PAGES, KERNEL_VA, TASK_SIZE
 
 Edit = Callable[[Kernel], tuple[Kernel, Outcome]]
@@ -220,7 +224,7 @@ def holds(entry: TlbEntry, leaf: Leaf | None) -> bool:
 
 def may_hold(k: Kernel, cpu: int, entry: TlbEntry) -> bool:
     """CPU ``cpu``'s TLB may hold ``entry`` (see the module docstring)."""
-    if entry in k.tlbs[cpu].entries:
+    if remembers(k.tlbs[cpu], entry):
         return True
     if entry.pcid == GLOBAL_PCID:
         leaf = k.kernel_leaves.get(entry.vpn)

@@ -7,7 +7,10 @@ the set of translations (and page-table frames, for the paging-structure
 caches) the CPU *may* hold besides the current translations of its loaded
 address space.  The kernel adds the old translation of every entry it changes
 to the set of every CPU that may hold it; an invalidation removes what it
-covers.  The implementation's TLB must always be a subset.
+covers.  A remembered translation stands for its weaker forms too (same
+frame, fewer rights, :func:`remembers`): the CPU may have cached one of
+those before the change, and the change itself drops nothing.  The
+implementation's TLB must always be a subset.
 
 Entries are tagged by PCID; a global entry (G=1 with CR4.PGE=1) is shared
 by all PCIDs and carries :data:`GLOBAL_PCID`.  The invalidations (SDM 4.10.4.1):
@@ -74,8 +77,33 @@ class Tlb:
 
 
 def remember(tlb: Tlb, entries: frozenset[TlbEntry], tables: frozenset[tuple[int, int]]) -> Tlb:
-    """``tlb`` may also hold ``entries`` and the paging-structure entries ``tables`` ((pcid, frame))."""
+    """``tlb`` may also hold ``entries`` (each with the weaker forms :func:`remembers` allows) and the
+    paging-structure entries ``tables`` ((pcid, frame))."""
     return Tlb(tlb.entries | entries, tlb.tables | tables)
+
+
+def remembers(tlb: Tlb, entry: TlbEntry) -> bool:
+    """``entry``, or a form of it with more rights (same PCID, page, frame and size), is remembered.
+
+    A remembered entry is the old translation of a changed paging-structure
+    entry; before the change the CPU could hold it or any weaker form of it
+    (a read-only entry cached by a read before a write fault made the page
+    writable without a flush: ``wp_page_reuse`` and ``hugetlb_wp`` only
+    upgrade the entry, ``ptep_set_access_flags`` / ``huge_ptep_set_access_flags``,
+    and leave the stale entry to heal with a spurious fault, SDM Vol. 3A
+    4.10.4.3).  The change does not invalidate what the CPU holds (SDM Vol. 3A
+    4.10.4.1: only invalidations and a #PF on the address do), so the weaker
+    forms stay as possible as the entry itself until an invalidation covers them.
+    """
+    if entry in tlb.entries:
+        return True
+    for writable in (True, False) if not entry.writable else (True,):
+        for user in (True, False) if not entry.user else (True,):
+            for nx in (False, True) if entry.nx else (False,):
+                stronger = TlbEntry(entry.pcid, entry.vpn, entry.pfn, writable, user, nx, entry.huge)
+                if stronger in tlb.entries:
+                    return True
+    return False
 
 
 def invlpg(tlb: Tlb, pcid: int, vpn: int) -> Tlb:

@@ -11,7 +11,7 @@ from mmcheck.scenario import Config
 from proofs.inductive import Z3_LOGIC
 from properties.drivers import Lockstep
 from spec.shootdown import flush_decision
-from spec.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, invlpg, invpcid, mov_cr3
+from spec.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, invlpg, invpcid, mov_cr3, remember, remembers
 from spec.vma import KERNEL_VA, KERNEL_WORD
 
 BASE = 0x10000000
@@ -35,6 +35,27 @@ def test_invpcid_types_and_cr3() -> None:
     assert tlb == mov_cr3(tlb, 1, noflush=True)
     assert invpcid(tlb, 1, 1) == mov_cr3(tlb, 1, noflush=False)
     assert frozenset({entry(2, 5)}) == fault_drop(tlb, 1, 5).entries
+
+
+def test_a_remembered_entry_allows_its_weaker_forms_and_nothing_more() -> None:
+    """The old translation stands for every form with the same frame, size and PCID and fewer rights; any other
+    frame, size, PCID or page, or a right it lacks, is not allowed; an invalidation drops the weaker forms too."""
+    old = TlbEntry(2, 5, 0x10, writable=False, user=True, nx=True)
+    tlb = remember(Tlb(), frozenset({old}), frozenset())
+    assert remembers(tlb, old)
+    assert remembers(tlb, TlbEntry(2, 5, 0x10, writable=False, user=False, nx=True))
+    writable = TlbEntry(2, 5, 0x10, True, True, True)
+    assert not remembers(tlb, writable), "a right the old translation lacks"
+    assert not remembers(tlb, TlbEntry(2, 5, 0x10, False, True, False)), "executable, the old one was NX"
+    assert not remembers(tlb, TlbEntry(2, 5, 0x11, False, True, True)), "another frame"
+    assert not remembers(tlb, TlbEntry(3, 5, 0x10, False, True, True)), "another PCID"
+    assert not remembers(tlb, TlbEntry(2, 6, 0x10, False, True, True)), "another page"
+    assert not remembers(tlb, TlbEntry(2, 5, 0x10, False, True, True, huge=True)), "another size"
+    strong = remember(Tlb(), frozenset({TlbEntry(2, 5, 0x10, True, True, False)}), frozenset())
+    weakest = TlbEntry(2, 5, 0x10, False, False, True)
+    assert remembers(strong, weakest)
+    assert not remembers(invlpg(strong, 2, 5), weakest)
+    assert not remembers(fault_drop(strong, 2, 5), weakest)
 
 
 def test_the_flush_rule_agrees_on_ints_and_z3_terms() -> None:
