@@ -204,6 +204,19 @@ class HugeMachine(RuleBasedStateMachine):
         va = pages[i % len(pages)] + 8 * word
         self.run(Store(cpu, va, value) if store else Load(cpu, va))
 
+    @precondition(lambda self: any(self.running))
+    @rule(cpu=st.integers(0, 1), i=st.integers(0, 8), value=st.sampled_from(VALUES))
+    def read_then_write(self, cpu: int, i: int, value: int) -> None:
+        """A load, then a store to another subpage of the same 2 MiB page: the load caches the read-only 2 MiB entry,
+        and a store that reuses the page (``hugetlb_wp``) makes the PMD writable with no flush, so the stale entry
+        must go with the #PF on the store's address."""
+        if not self.running[cpu]:
+            cpu = 1 - cpu
+        pages = [va for va in self.mapped(self.running[cpu]) if va % HUGE == 0] or [BASE]
+        va = pages[i % len(pages)]
+        self.run(Load(cpu, va))
+        self.run(Store(cpu, va + 0x1FF000, value))
+
     @precondition(lambda self: bool(self.pids))
     @rule(i=st.integers(0, MAX_PROCS), sub=st.sampled_from((0, 1, 511, 512, 1024)), pin=st.booleans())
     def observe(self, i: int, sub: int, pin: bool) -> None:

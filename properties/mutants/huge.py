@@ -10,6 +10,7 @@ count rather than its reference count is *not* among them: ``hugetlb_wp``
 from __future__ import annotations
 
 from impl.kernel import Kernel
+from impl.tlb import Tlb
 from impl.vma import VmaList
 from properties.mutants.catalogue import Mutant, SourcePatch
 
@@ -46,5 +47,13 @@ HUGE_MUTANTS = (
         f"{REFINES}; no leak: allocated frames are exactly the reachable ones",
         "huge",
         SourcePatch(Kernel, "_put", (("order = HUGE_ORDER if self.flags[pfn] & PG_HUGE else 0", "order = 0"),)),
+    ),
+    Mutant(
+        "hugetlb-invlpg-head-only",
+        "SDM misreading (4.10.4.1): INVLPG, or the #PF, of an address inside a 2 MiB translation drops it only "
+        "when the address is the page's first",
+        f"{REFINES}; a #PF on any address of a 2 MiB page drops its stale entry, so the fixed access succeeds",
+        "huge",
+        SourcePatch(Tlb, "_pop_huge", (("head = (pcid, vpn - vpn % HUGE_PAGES)", "head = (pcid, vpn)"),)),
     ),
 )

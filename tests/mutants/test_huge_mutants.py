@@ -31,12 +31,14 @@ def ci_settings() -> settings:
 
 
 def test_the_hugetlb_mutants_are_registered() -> None:
-    """Fork without write-protect, DONTNEED rounding up, unaligned split, order-0 free: in the catalogue, layer huge."""
+    """Fork without write-protect, DONTNEED rounding up, unaligned split, order-0 free, INVLPG of the first page only:
+    in the catalogue, layer huge."""
     expected = {
         "hugetlb-fork-no-wrprotect",
         "hugetlb-dontneed-rounds-up",
         "hugetlb-split-unaligned",
         "hugetlb-freed-order-0",
+        "hugetlb-invlpg-head-only",
     }
     assert expected == {m.name for m in HUGE_MUTANTS}
     assert {"huge"} == {m.layer for m in HUGE_MUTANTS}
