@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from itertools import chain, compress
 from types import MappingProxyType
+from typing import cast
 
 from impl.buddy import BuddyAllocator
 from impl.kernel import HUGE_PAGES, PG_ANON, PG_EXCLUSIVE, PG_HUGE
@@ -122,10 +123,28 @@ def decode_tables(
     return tables, leaves
 
 
-def abstract_space(kernel: ImplKernel, proc: ImplProcess, entries: EntryReader | None = None) -> Space:
+Decoded = tuple[dict[tuple[int, int], int], dict[int, Leaf]]
+
+
+def decode_cached(mem: PhysMem, root: int, indices: range, frames: FrameCache | None) -> Decoded:
+    """:func:`decode_tables`, reused from ``frames`` while the root and every table under it (the frames it read)
+    hold the bytes they held when it was decoded."""
+    if frames is None or frames.mem is not mem:
+        return decode_tables(mem, root, indices)
+    key = ("tables", root, indices.start, indices.stop)
+    seen = frames.decoded.get(key)
+    if seen is not None and frames.unchanged(seen[0]):
+        return cast(Decoded, seen[1])
+    decoded = decode_tables(mem, root, indices, frames.entries)
+    read = {root, *decoded[0].values()}
+    frames.decoded[key] = (tuple((pfn, frames.snapshot(pfn)) for pfn in sorted(read)), decoded)
+    return decoded
+
+
+def abstract_space(kernel: ImplKernel, proc: ImplProcess, frames: FrameCache | None = None) -> Space:
     """One process: VMAs, PML4 frame, user tables and leaves, and the kernel half's leaves."""
-    tables, leaves = decode_tables(kernel.mem, proc.root, range(256), entries)
-    _, kernel_leaves = decode_tables(kernel.mem, proc.root, range(256, 512), entries)
+    tables, leaves = decode_cached(kernel.mem, proc.root, range(256), frames)
+    _, kernel_leaves = decode_cached(kernel.mem, proc.root, range(256, 512), frames)
     vmas = tuple(abstract_vma(v) for v in proc.vmas)
     return Space(vmas, proc.root, MappingProxyType(tables), MappingProxyType(leaves), MappingProxyType(kernel_leaves))
 
@@ -161,7 +180,7 @@ def abstract_kernel(kernel: ImplKernel, frames: FrameCache | None = None) -> Ker
         boot=tuple(kernel.boot),
         current=tuple(kernel.current),
         pages=MappingProxyType(abstract_pages(kernel, entries)),
-        procs=MappingProxyType({pid: abstract_space(kernel, p, entries) for pid, p in sorted(kernel.procs.items())}),
+        procs=MappingProxyType({pid: abstract_space(kernel, p, frames) for pid, p in sorted(kernel.procs.items())}),
         objects=MappingProxyType({obj: MappingProxyType(dict(c)) for obj, c in sorted(kernel.objects.items())}),
         pins=MappingProxyType({n: Pin(pfn, offset) for n, (pfn, offset) in sorted(kernel.pins.items())}),
         zero_words=MappingProxyType(kernel.mem.frame_words(kernel.zero_pfn)),

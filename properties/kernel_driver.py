@@ -115,7 +115,7 @@ def spec_edit(op: ShootdownOp, choices: Choices) -> SpecEdit:
 
 def spec_step(k: Kernel, op: KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
     """One kernel-layer operation on the L1 spec; the events it records replace the last operation's."""
-    k = replace(k, events=())
+    k = replace(k, events=()) if k.events else k
     if isinstance(op, Spawn):
         return aspace.spawn(k, choices)
     if isinstance(op, Fork | Exit | Mmap | Munmap | Mprotect | Madvise):
@@ -167,8 +167,10 @@ class SpecKernelSide:
         """Run ``op`` against the current buddy state; returns the new buddy state and the result."""
         buddy = self.boot_if_needed(buddy, choices)
         assert self.kernel is not None
-        self.kernel = replace(self.kernel, events=())
-        k, outcome = spec_step(replace(self.kernel, buddy=buddy), op, choices)
+        if self.kernel.events:
+            self.kernel = replace(self.kernel, events=())
+        start = self.kernel if self.kernel.buddy is buddy else replace(self.kernel, buddy=buddy)
+        k, outcome = spec_step(start, op, choices)
         self.kernel, self.last = k, outcome
         return k.buddy, outcome_json(outcome)
 
