@@ -363,6 +363,24 @@ def freeze(value: object) -> object:
     return tuple(freeze(getattr(value, name)) for name in field_names(value))
 
 
+_SHARED: dict[int, tuple[object, object]] = {}
+SHARED_LIMIT = 200_000
+
+
+def freeze_shared(value: object) -> object:
+    """:func:`freeze` of a spec value, remembered by identity: the spec's states share every part an op did not
+    change, so most parts of a successor were frozen already.  The value is held with its form, so its id
+    cannot be reused while remembered."""
+    held = _SHARED.get(id(value))
+    if held is not None and held[0] is value:
+        return held[1]
+    if len(_SHARED) >= SHARED_LIMIT:
+        _SHARED.clear()
+    frozen = freeze(value)
+    _SHARED[id(value)] = (value, frozen)
+    return frozen
+
+
 _EXPECTED: set[type] = set()
 
 
@@ -468,11 +486,11 @@ def generations(k: Kernel) -> dict[int, dict[int, int]]:
 def space_key(sp: Space, gen: Mapping[int, int]) -> tuple[object, ...]:
     expect(sp, SPACE_FIELDS)
     return (
-        freeze(sp.vmas),
+        freeze_shared(sp.vmas),
         sp.root,
-        freeze(sp.tables),
-        freeze(sp.leaves),
-        freeze(sp.kernel),
+        freeze_shared(sp.tables),
+        freeze_shared(sp.leaves),
+        freeze_shared(sp.kernel),
         gen[sp.tlb_gen],
         tuple(sorted(sp.cpumask)),
     )
@@ -503,23 +521,23 @@ def kernel_key(
         request = (f.lo, f.hi, slot_gen(f.pid, f.gen), f.full, f.freed_tables, f.targets, f.stride)
         flights.append((flight[n], f.op, pid[f.pid], *request, f.frames, outcome_key(f.outcome, pid)))
     return (
-        freeze(k.buddy),
+        freeze_shared(k.buddy),
         k.boot,
         tuple(pid.get(p, 0) for p in k.current),
-        freeze(k.pages),
+        freeze_shared(k.pages),
         tuple(sorted((pid[p], space_key(sp, gens[p])) for p, sp in k.procs.items())),
-        freeze(k.objects),
+        freeze_shared(k.objects),
         tuple(sorted((pin[n], freeze(p)) for n, p in k.pins.items())),
         freeze(k.zero_words),
         freeze(k.kernel_words),
         k.next_object,
         tuple(cpus),
-        freeze(k.tlbs),
+        tuple(freeze_shared(tlb) for tlb in k.tlbs),
         tuple(sorted(flights)),
         k.flush_ceiling,
         k.gathering,
         k.gathered,
-        freeze(k.limbo),
+        freeze_shared(k.limbo),
     )
 
 
