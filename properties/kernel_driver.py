@@ -350,10 +350,10 @@ class L0Side:
         expected: Outcome | None = None
         for candidate in self.candidates:
             for applied in range(len(candidate.pending) + 1):
-                c = self.apply_pending(candidate, applied)
-                mem, expected = l0_step(c.memory, op)
-                if expected is None or refines(l1, expected):
-                    keep(kept, replace(c, memory=mem))
+                for c in self.apply_pending(candidate, applied):
+                    mem, expected = l0_step(c.memory, op)
+                    if expected is None or refines(l1, expected):
+                        keep(kept, replace(c, memory=mem))
         if isinstance(op, Load | Store | Fetch):
             for candidate in self.stale_access(op, l1):
                 keep(kept, candidate)
@@ -381,14 +381,37 @@ class L0Side:
             keep(kept, replace(c, memory=memory, stale=before))
         return kept
 
-    def apply_pending(self, c: Candidate, count: int) -> Candidate:
-        """``c`` with its first ``count`` changes in flight applied."""
-        mem, done, stale = c.memory, dict(c.done), c.stale
-        if count and stale is None:
-            stale = mem
+    def apply_pending(self, c: Candidate, count: int) -> list[Candidate]:
+        """``c`` with its first ``count`` changes in flight applied, one candidate per way they may have gone.
+
+        An allocating change (fork) may take effect as L0 says or fail with
+        ENOMEM and change nothing: L0 knows no frames, and L1 decides at the
+        start of the change (``copy_mm`` in kernel/fork.c fails in ``dup_mm``
+        when the PML4 or, in ``dup_mmap``, a page table cannot be allocated,
+        under the parent's mmap lock, and ``dup_mmap`` returns only after its
+        ``flush_tlb_mm``), while a change started later may
+        return first and make this one take effect in L0 before L1 says how
+        it went.  A failed fork takes no pid (``copy_mm`` runs before
+        ``alloc_pid`` in ``copy_process``).  A way in which a later change is
+        refused (a change of the child of a fork that failed in that way) is
+        not one L1 took, as L1 accepted that change: it is dropped (if no way
+        is left in any candidate, the caller reports that L1 does not refine L0).
+        """
+        stale = c.memory if count and c.stale is None else c.stale
+        ways: list[tuple[l0.Memory, dict[int, Outcome | None]]] = [(c.memory, dict(c.done))]
         for number in c.pending[:count]:
-            mem, done[number] = l0_step(mem, self.ops[number])
-        return Candidate(mem, c.pending[count:], done, stale)
+            op = self.ops[number]
+            following: list[tuple[l0.Memory, dict[int, Outcome | None]]] = []
+            for mem, done in ways:
+                try:
+                    after, outcome = l0_step(mem, op)
+                except MMCheckError:
+                    continue
+                following.append((after, {**done, number: outcome}))
+                if isinstance(op, ALLOCATING):
+                    following.append((mem, {**done, number: Errno("ENOMEM")}))
+            ways = following
+        return [Candidate(mem, c.pending[count:], done, stale) for mem, done in ways]
 
     def returned(self, number: int, l1: Outcome) -> str | None:
         """Flight ``number`` returned ``l1``: keep the candidates where it took effect with that outcome."""
@@ -402,11 +425,14 @@ class L0Side:
                     pending = candidate.pending[:index] + candidate.pending[index + 1 :]
                     keep(kept, replace(candidate, pending=pending))
                     continue
-                candidate = self.apply_pending(candidate, index + 1)
-            expected = candidate.done.get(number)
-            if expected is None or refines(l1, expected):
-                done = {n: o for n, o in candidate.done.items() if n != number}
-                keep(kept, replace(candidate, done=done, stale=candidate.stale if done else None))
+                ways = self.apply_pending(candidate, index + 1)
+            else:
+                ways = [candidate]
+            for way in ways:
+                expected = way.done.get(number)
+                if expected is None or refines(l1, expected):
+                    done = {n: o for n, o in way.done.items() if n != number}
+                    keep(kept, replace(way, done=done, stale=way.stale if done else None))
         del self.ops[number]
         if not kept:
             return f"L1 returned {l1!r} for {op.name}, the programmer's view allows {expected!r}"

@@ -17,14 +17,16 @@ from mmcheck.kernel_ops import (
     ReadPin,
     Spawn,
     StatOp,
+    Step,
     Store,
     Switch,
 )
 from mmcheck.scenario import Config, Op
 from properties.drivers import Lockstep
+from properties.kernel_driver import L0Side
 from spec import memory as l0
 from spec.kernel_invariants import violations
-from spec.outcome import Errno, NewPid, OneOf, Value
+from spec.outcome import Errno, NewPid, Ok, OneOf, Pending, Value
 from spec.permissions import Kind, Mode
 from spec.vma import Prot, Vma, covered_until, cut, has_hole
 
@@ -90,6 +92,33 @@ def test_l0_mprotect_stops_at_the_first_hole() -> None:
     mem, outcome = l0.mprotect(mem, 1, BASE, 3, Prot.parse("r--"))
     assert Errno("ENOMEM") == outcome
     assert Prot.parse("r--") == mem.procs[1][BASE >> 12].prot
+
+
+def l0_after_a_fork_returned_last(fork: object) -> tuple[L0Side, str | None]:
+    """L0 beside L1 for: spawn, an async fork, an async mmap started after it that returns first, then the fork
+    returning ``fork``; returns the L0 side and what it said at the fork's return."""
+    side = L0Side(Config(frames=64, cpus=1))
+    assert side.check(Spawn(), NewPid(1)) is None
+    assert side.check(Fork(1, background=True), Pending(1)) is None
+    assert side.check(Mmap(1, BASE, 1, "rw-", background=True), Pending(2)) is None
+    assert side.check(Step(2), Ok()) is None, "the mmap returns first: the fork took effect before it"
+    return side, side.check(Step(1), fork)  # type: ignore[arg-type]
+
+
+def test_l0_lets_a_fork_in_flight_fail_with_enomem_after_a_later_change_returned() -> None:
+    """The fork may still return ENOMEM (L0 knows no frames), and then it took no pid and made no child; or it
+    returns the pid L0 gives it, and no other."""
+    side, problem = l0_after_a_fork_returned_last(Errno("ENOMEM"))
+    assert problem is None
+    assert side.check(Fork(1), NewPid(3)) is not None, "the failed fork took no pid"
+    side = l0_after_a_fork_returned_last(Errno("ENOMEM"))[0]
+    assert side.check(Fork(1), NewPid(2)) is None
+    side, problem = l0_after_a_fork_returned_last(NewPid(2))
+    assert problem is None
+    assert side.check(Exit(2), Ok()) is None, "the child exists"
+    assert l0_after_a_fork_returned_last(NewPid(3))[1] is not None
+    assert l0_after_a_fork_returned_last(Errno("EINVAL"))[1] is not None
+
 
 
 # --- VMAs ---------------------------------------------------------------------------------------
