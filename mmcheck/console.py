@@ -77,7 +77,7 @@ def explore_figures(stats: Stats) -> dict[str, object]:
         "distinct states": stats.distinct,
         "explored": stats.explored,
         "transitions": stats.transitions,
-        "depth": f"{stats.depth} ({'exhausted' if stats.exhausted else 'bound reached'})",
+        "depth": f"{stats.depth} ({stats.bound})",
         "states/s": f"{stats.rate:,.0f}",
         "time": f"{stats.seconds:.1f}s",
         "visited set": f"~{stats.visited_bytes / 2**20:.1f} MiB (getsizeof estimate)",

@@ -66,6 +66,14 @@ class Stats:
     exhausted: bool = False
     seconds: float = 0.0
     visited_bytes: int = 0
+    stopped: str = ""  # "time" or "states" when a limit other than the depth ended the run
+
+    @property
+    def bound(self) -> str:
+        """``exhausted``, or which bound ended the run."""
+        if self.exhausted:
+            return "exhausted"
+        return {"time": "time limit reached", "states": "state limit reached"}.get(self.stopped, "bound reached")
 
     @property
     def rate(self) -> float:
@@ -74,10 +82,9 @@ class Stats:
 
     def summary(self) -> str:
         """The one-line summary printed at the end of a run."""
-        bound = "exhausted" if self.exhausted else "bound reached"
         return (
             f"explore: {self.distinct} distinct states ({self.explored} explored), {self.transitions} transitions, "
-            f"depth {self.depth} ({bound}), {self.rate:,.0f} states/s, {self.seconds:.1f}s, "
+            f"depth {self.depth} ({self.bound}), {self.rate:,.0f} states/s, {self.seconds:.1f}s, "
             f"visited set ~{self.visited_bytes / 2**20:.1f} MiB (getsizeof estimate)"
         )
 
@@ -159,6 +166,7 @@ def explore(
             parent[succ_key] = (key, op)
             if max_states is not None and len(parent) >= max_states:
                 truncated = True
+                stats.stopped = "states"
                 frontier.clear()
                 break
             if restore is None or kept < keep_states:
@@ -168,6 +176,7 @@ def explore(
                 frontier.append((None, succ_key, depth + 1))
         if time_limit is not None and time.perf_counter() - start >= time_limit:
             truncated = True
+            stats.stopped = "time"
             break
         if progress is not None and time.perf_counter() - last_report >= progress_every:
             last_report = time.perf_counter()

@@ -59,3 +59,12 @@ def test_symmetry_reduction_keeps_one_state_per_orbit() -> None:
 def test_max_states_stops_early() -> None:
     result = explore(Counters(100), max_depth=1000, max_states=50)
     assert (50, False) == (result.stats.distinct, result.stats.exhausted)
+
+
+def test_a_limit_other_than_the_depth_is_named() -> None:
+    """A run stopped by the state or time limit is not exhausted, and its summary says which limit stopped it."""
+    by_states = explore(Counters(100), max_depth=1000, max_states=50).stats
+    by_time = explore(Counters(100), max_depth=1000, time_limit=0.0).stats
+    assert ("state limit reached", False) == (by_states.bound, by_states.exhausted)
+    assert ("time limit reached", False) == (by_time.bound, by_time.exhausted)
+    assert "(time limit reached)" in by_time.summary()
