@@ -4,9 +4,9 @@
 5-level paging, user-readable 4 KiB pages, A already set so no load writes
 the tables) and runs user-mode loads on CPU 0 for a given time:
 
-- implementation: :meth:`impl.mmu.Mmu.translate` through an
-  :class:`impl.tlb.Tlb` of :data:`TLB_ENTRIES` entries, then the word read
-  from :class:`impl.physmem.PhysMem`.  With ``hits`` the loads cycle over
+- implementation: :meth:`impl.mmu.Mmu.load`, the word at the address
+  :meth:`impl.mmu.Mmu.translate` gives through an :class:`impl.tlb.Tlb` of
+  :data:`TLB_ENTRIES` entries, read from :class:`impl.physmem.PhysMem`.  With ``hits`` the loads cycle over
   :data:`HIT_PAGES` pages, which the TLB holds after the first round: every
   later load is a hit and does not walk.  Without, they cycle over
   :data:`MISS_PAGES` pages (more than the TLB holds, in LRU order), so every
@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from impl.mmu import READ, Mmu, Translated
+from impl.mmu import Fault, Mmu
 from impl.physmem import PhysMem
 from impl.tlb import Tlb
 from spec import mmu as spec_mmu
@@ -87,12 +87,12 @@ def impl_loader(levels: int, pages: int) -> tuple[Callable[[int], int], list[int
     mmu = Mmu(mem, 1)
     mmu.set_cpu(0, cr3=cr3, wp=True, smep=False, smap=False, ac=False, nxe=True, la57=levels == 5)
     tlb = Tlb(TLB_ENTRIES)
-    translate, read = mmu.translate, mem.read
+    mmu_load = mmu.load
 
     def load(va: int) -> int:
-        outcome = translate(0, va, READ, True, tlb, PCID)
-        assert isinstance(outcome, Translated), outcome
-        return read(outcome.pa)
+        word = mmu_load(0, va, True, tlb, PCID)
+        assert not isinstance(word, Fault), word
+        return word
 
     return load, addresses
 

@@ -192,6 +192,19 @@ class Mmu:
             tlb.fault(pcid, vpn)
         return outcome
 
+    def load(self, n: int, va: int, user: bool, tlb: Tlb, pcid: int) -> int | Fault:
+        """A 64-bit data read of ``va`` through ``tlb``: the word at the physical address :meth:`translate` gives,
+        or its fault.  A 4 KiB hit that allows the read goes straight to memory (the common case); everything
+        else is :meth:`translate`."""
+        code = tlb.lookup(pcid, va >> 12)
+        if code is not None and not code & HUGE:
+            cpus = self.cpus
+            cpu = cpus[n] if 0 <= n < len(cpus) else self.cpu(n)
+            if code & U if user else not (code & U and cpu.smap and not cpu.ac):
+                return self.mem.read(((code >> 4) << 12) | (va & 0xFFF))
+        outcome = self.translate(n, va, READ, user, tlb, pcid)
+        return self.mem.read(outcome.pa) if isinstance(outcome, Translated) else outcome
+
     def tlb_code(self, cpu: Cpu, va: int, pa: int) -> int:
         """The TLB entry (:mod:`impl.tlb` code) for the successful walk of ``va`` that reached ``pa``."""
         mem = self.mem

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from hypothesis import given, settings
 
 from impl.mmu import READ, WRITE, Fault, Mmu, Translated
 from impl.physmem import PhysMem
 from impl.tlb import HUGE, Tlb, U, W
+from mmcheck.errors import AddressError
 from mmcheck.scenario import Access, Scenario, SetCpu, WritePhys
 from properties.drivers import IMPL_KINDS
 from properties.page_tables import mmu_scenarios
@@ -16,6 +20,17 @@ def outcome_key(outcome: Translated | Fault) -> tuple[str, int, int]:
     if isinstance(outcome, Translated):
         return ("pa", outcome.pa, 0)
     return ("fault", outcome.vector, outcome.error_code)
+
+
+def loaded(mmu: Mmu, access: Callable[[], Translated | Fault | int]) -> tuple[str, int, int]:
+    """What a load gives: the word, the fault, or a refusal of an address outside memory."""
+    try:
+        outcome = access()
+        if isinstance(outcome, Translated):
+            return ("word", mmu.mem.read(outcome.pa), 0)
+    except AddressError:
+        return ("outside memory", 0, 0)
+    return ("word", outcome, 0) if isinstance(outcome, int) else outcome_key(outcome)
 
 
 def mmu_of(scenario: Scenario) -> Mmu:
@@ -46,6 +61,10 @@ def test_translate_through_the_tlb_gives_what_the_walk_gives(scenario: Scenario)
                 expected = walker.access(op.cpu, op.va, kind, user)
                 actual = cached.translate(op.cpu, op.va, kind, user, tlb, 1)
                 assert outcome_key(expected) == outcome_key(actual)
+                assert list(walker.mem.nonzero_words()) == list(cached.mem.nonzero_words())
+            if kind == READ and not op.va & 7:
+                from_walk = loaded(walker, partial(walker.access, op.cpu, op.va, READ, user))
+                assert from_walk == loaded(cached, partial(cached.load, op.cpu, op.va, user, tlb, 1))
                 assert list(walker.mem.nonzero_words()) == list(cached.mem.nonzero_words())
 
 
