@@ -28,12 +28,21 @@ _HUGE_OFFSET = (1 << 21) - 1
 
 
 class Translated:
-    """A successful access reaching physical address ``pa``."""
+    """A successful access reaching physical address ``pa``.
 
-    __slots__ = ("pa",)
+    A walk also leaves what a TLB entry for it caches (SDM Vol. 3A 4.10.2.2):
+    ``rights`` (R/W and U/S ANDed over the levels), ``no_exec`` (XD ORed over
+    them) and the ``leaf`` entry (for its G flag).  A translation served from a
+    TLB carries none of these (zero).
+    """
 
-    def __init__(self, pa: int) -> None:
+    __slots__ = ("leaf", "no_exec", "pa", "rights")
+
+    def __init__(self, pa: int, rights: int = 0, no_exec: int = 0, leaf: int = 0) -> None:
         self.pa = pa
+        self.rights = rights
+        self.no_exec = no_exec
+        self.leaf = leaf
 
     def __repr__(self) -> str:
         return f"Translated(pa={self.pa:#x})"
@@ -148,7 +157,8 @@ class Mmu:
                 if entry & update != update:
                     mem.write_unchecked(entry_pa, entry | update)
                 offset_mask = (1 << shift) - 1
-                return Translated((entry & self._addr_mask & ~offset_mask) | (va & offset_mask))
+                pa = ((entry & self._addr_mask & ~offset_mask) | (va & offset_mask))
+                return Translated(pa, rights, no_exec, entry)
             if not entry & _A:
                 mem.write_unchecked(entry_pa, entry | _A)
             table = entry & self._addr_mask
@@ -187,7 +197,7 @@ class Mmu:
                 return Translated(((code >> 4) << 12) | (va & 0xFFF))
         outcome = self.access(n, va, kind, user)
         if isinstance(outcome, Translated):
-            tlb.fill(pcid, vpn, self.tlb_code(self.cpus[n], va, outcome.pa))
+            tlb.fill(pcid, vpn, self.tlb_code(outcome))
         elif outcome.vector == VECTOR_PF:
             tlb.fault(pcid, vpn)
         return outcome
@@ -205,23 +215,13 @@ class Mmu:
         outcome = self.translate(n, va, READ, user, tlb, pcid)
         return self.mem.read(outcome.pa) if isinstance(outcome, Translated) else outcome
 
-    def tlb_code(self, cpu: Cpu, va: int, pa: int) -> int:
-        """The TLB entry (:mod:`impl.tlb` code) for the successful walk of ``va`` that reached ``pa``."""
-        mem = self.mem
-        width = 57 if cpu.la57 else 48
-        shift, level = width - 9, (5 if cpu.la57 else 4)
-        table, rights, no_exec = cpu.cr3, _RW | _US, 0
-        while True:
-            entry = mem.read_unchecked(table + ((va >> shift) & 0x1FF) * 8)
-            rights &= entry
-            no_exec |= entry >> 63
-            if level == 1 or entry & _PS:
-                break
-            table = entry & self._addr_mask
-            shift -= 9
-            level -= 1
-        bits = (W if rights & _RW else 0) | (U if rights & _US else 0) | (NX if no_exec else 0)
-        return (pa >> 12) << 4 | bits | (1 if entry & _G else 0)
+    @staticmethod
+    def tlb_code(walk: Translated) -> int:
+        """The TLB entry (:mod:`impl.tlb` code) for the 4 KiB page of a successful walk: its frame, the rights and
+        XD the walk combined over every level, and G from the leaf (SDM Vol. 3A 4.10.2.2)."""
+        rights = walk.rights
+        bits = (W if rights & _RW else 0) | (U if rights & _US else 0) | (NX if walk.no_exec else 0)
+        return (walk.pa >> 12) << 4 | bits | (1 if walk.leaf & _G else 0)
 
     @staticmethod
     def _allowed(cpu: Cpu, rights: int, no_exec: int, kind: int, user: bool) -> bool:
