@@ -97,6 +97,7 @@ class Kernel:
         self.pins: dict[int, tuple[int, int]] = {}
         self.next_pid = self.next_object = self.next_pin = 1
         self.current = [0] * len(mmu.cpus)
+        self.gathered: list[int] | None = None
         if self.free_frames() < 6:
             raise ConfigError("the kernel needs 6 free frames to boot: give the config more frames")
         self.boot = tuple(self._alloc(("boot", i, 0, 0)) for i in range(6))
@@ -110,6 +111,7 @@ class Kernel:
         {
             *("mmu", "mem", "buddy", "refcount", "mapcount", "flags", "effects", "procs", "objects", "obj_users"),
             *("pins", "next_pid", "next_object", "next_pin", "current", "boot", "zero_pfn", "kernel_pfn", "init_root"),
+            "gathered",
         }
     )
 
@@ -130,6 +132,7 @@ class Kernel:
         new.procs = {pid: Process(p.pid, p.root, p.vmas.copy()) for pid, p in self.procs.items()}
         new.objects = {obj: dict(cache) for obj, cache in self.objects.items()}
         new.obj_users, new.pins, new.current = dict(self.obj_users), dict(self.pins), list(self.current)
+        new.gathered = None if self.gathered is None else list(self.gathered)
         return new
 
     # --- frames ---------------------------------------------------------------------------------
@@ -156,15 +159,33 @@ class Kernel:
             self.mapcount[pfn] += maps
 
     def _put(self, pfn: int, unmaps: int = 1) -> None:
+        """``unmaps`` map counts fewer at once; one reference fewer at once, or, while a mapping change is edited
+        (:attr:`gathered` is a list), queued in its ``mmu_gather`` until after the TLB flush.
+
+        ``zap_present_folio_ptes`` (mm/memory.c) removes the rmap at once
+        (``folio_remove_rmap_ptes``) and batches the page with
+        ``__tlb_remove_folio_pages``; ``tlb_flush_mmu`` flushes
+        (``tlb_flush_mmu_tlbonly``) before ``tlb_batch_pages_flush`` drops the
+        references (``free_pages_and_swap_cache``, mm/mmu_gather.c).
+        """
         if pfn == self.zero_pfn:
             return
-        self.refcount[pfn] -= 1
         self.mapcount[pfn] -= unmaps
-        if self.refcount[pfn] == 0:
-            order = HUGE_ORDER if self.flags[pfn] & PG_HUGE else 0
-            self.mapcount[pfn] = 0
-            self.flags[pfn] = 0
-            self.buddy.free(pfn, order)
+        if self.gathered is not None:
+            self.gathered.append(pfn)
+            return
+        self.drop_reference(pfn)
+
+    def drop_reference(self, pfn: int) -> bool:
+        """One reference to page ``pfn`` fewer (``folio_put``); True when that was its last and the frame is free."""
+        self.refcount[pfn] -= 1
+        if self.refcount[pfn]:
+            return False
+        order = HUGE_ORDER if self.flags[pfn] & PG_HUGE else 0
+        self.mapcount[pfn] = 0
+        self.flags[pfn] = 0
+        self.buddy.free(pfn, order)
+        return True
 
     # --- page tables ----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ frame freed is appended to :attr:`Smp.events` as ``(kind, cpu, value)``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -57,14 +58,19 @@ class CpuTlbState:
 
 
 class Flight:
-    """A mapping change in flight: its flush request, the CPUs still to interrupt, its gathered frames, its result."""
+    """A mapping change in flight: its flush request, the CPUs still to interrupt, its gathered frames, its result.
+
+    ``frames`` is everything its ``mmu_gather`` holds, in order: the frames it
+    frees and, once per reference, the pages whose references it drops
+    (``held``) after the flush.
+    """
 
     __slots__ = (
-        "data",
         "frames",
         "freed_tables",
         "full",
         "gen",
+        "held",
         "hi",
         "lo",
         "op",
@@ -80,13 +86,13 @@ class Flight:
         self.lo = self.hi = self.gen = self.stride = 0
         self.full = self.freed_tables = False
         self.targets: list[int] = []
-        self.data: list[int] = []
+        self.held: list[int] = []
         self.orders: dict[int, int] = {}
 
     def clone(self) -> Flight:
         new = Flight(self.op, self.pid, list(self.frames), dict(self.result))
         new.lo, new.hi, new.gen, new.full, new.freed_tables = self.lo, self.hi, self.gen, self.full, self.freed_tables
-        new.targets, new.data = list(self.targets), list(self.data)
+        new.targets, new.held = list(self.targets), list(self.held)
         new.stride, new.orders = self.stride, dict(self.orders)
         return new
 
@@ -258,11 +264,11 @@ class Smp:
         tables = {pfn for _, _, _, pfn in self.k._tables(proc.root, 4, 0, lo, hi)} | {proc.root}
         cpumask = sorted(self.cpumask.get(proc.pid, set()))
         gather = Gather(self.k.buddy)
-        self.k.buddy = cast(BuddyAllocator, gather)
+        self.k.buddy, self.k.gathered = cast(BuddyAllocator, gather), []
         try:
             result = edit()
         finally:
-            self.k.buddy = gather.buddy
+            self.k.buddy, held, self.k.gathered = gather.buddy, self.k.gathered or [], None
         alive = proc.pid in self.k.procs
         if not alive:
             for state in self.cpu_tlb:
@@ -271,14 +277,13 @@ class Smp:
         after = self.entries(proc, lo, hi) if alive else {}
         touched = [vpn for vpn, old in before.items() if needs_flush(old, after.get(vpn, 0), fault)]
         freed = any(pfn in tables for pfn in gather.frames)
-        flight = Flight(op, proc.pid, sorted(gather.frames), result)
-        flight.orders = gather.orders
+        flight = Flight(op, proc.pid, sorted(gather.frames + held), result)
+        flight.orders, flight.held = gather.orders, held
         if touched or freed or (whole_mm and "error" not in result):
             huge = [vpn for vpn in touched if before[vpn] & _PS]
             self.request(flight, cpumask, proc.pid, touched, lo, freed or whole_mm, whole_mm, huge)
             for cpu in flight.targets:
                 self.events.append(("ipi", cpu, proc.pid))
-        flight.data = [pfn for pfn in flight.frames if pfn not in tables]
         number = self.next_flight if numbered else 0
         self.next_flight += 1 if numbered else 0
         self.flights[number] = flight
@@ -335,14 +340,21 @@ class Smp:
         state.slots[state.asid] = [flight.pid, mm_gen]
 
     def step_flight(self, number: int) -> Result:
-        """One step of flight ``number``: the next CPU handles its IPI, or the frames are freed and it returns."""
+        """One step of flight ``number``: the next CPU handles its IPI, or its gather is given back (frames freed,
+        page references dropped, a page freed with its last: ``tlb_batch_pages_flush``) and it returns."""
         flight = self.flight(number)
         if flight.targets:
             cpu = flight.targets.pop(0)
             self.handle_ipi(cpu, flight)
             return {"stage": "flushed", "cpu": cpu}
+        held = Counter(flight.held)
         for pfn in flight.frames:
-            self.k.buddy.free(pfn, flight.orders.get(pfn, 0))
+            if held[pfn]:
+                held[pfn] -= 1
+                if not self.k.drop_reference(pfn):
+                    continue
+            else:
+                self.k.buddy.free(pfn, flight.orders.get(pfn, 0))
             self.events.append(("free", -1, pfn))
         del self.flights[number]
         return flight.result

@@ -145,8 +145,8 @@ def rule(op: KernelOp, before: Kernel | None, after: Kernel, result: Result) -> 
         return where
     if isinstance(op, Step):
         return (
-            f"step of operation {op.pending}: every target has handled its IPI; the gathered frames are freed and "
-            "the syscall returns (tlb_finish_mmu)"
+            f"step of operation {op.pending}: every target has handled its IPI; the mmu_gather frees its frames and "
+            "drops its page references, and the syscall returns (tlb_finish_mmu)"
         )
     fields = {key: value for key, value in op.to_json().items() if key != "op"}
     return f"{op.name} {fields}" if fields else op.name
@@ -174,13 +174,13 @@ def page_changes(before: Kernel | None, after: Kernel) -> Iterator[str]:
         if was is None:
             assert now is not None
             yield f"frame {pfn:#x}: new page, {page_text(now)}"
-        elif now is None and any(pfn in f.frames for f in after.flights.values()):
-            yield f"frame {pfn:#x}: last reference dropped, held in the mmu_gather until every IPI is handled"
         elif now is None:
             yield f"frame {pfn:#x}: last reference dropped, back to the buddy allocator"
         else:
             if (was.refcount, was.mapcount, was.exclusive) != (now.refcount, now.mapcount, now.exclusive):
-                yield f"frame {pfn:#x}: {page_text(was)} -> {page_text(now)}"
+                held = sum(f.frames.count(pfn) for f in after.flights.values())
+                gather = f"; the mmu_gather holds {held} of them until every IPI is handled" if held else ""
+                yield f"frame {pfn:#x}: {page_text(was)} -> {page_text(now)}{gather}"
             for offset in sorted(set(was.words) | set(now.words)):
                 old_word, new_word = was.words.get(offset, 0), now.words.get(offset, 0)
                 if old_word != new_word:

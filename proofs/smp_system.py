@@ -399,7 +399,7 @@ KERNEL_FIELDS = frozenset(
     {
         *("buddy", "boot", "current", "pages", "procs", "objects", "pins", "zero_words", "kernel_words", "next_pid"),
         *("next_object", "next_pin", "cpus", "tlbs", "flights", "next_flight", "events", "flush_ceiling"),
-        *("gathering", "gathered", "limbo"),
+        *("gathering", "gathered"),
     }
 )
 SPACE_FIELDS = frozenset({"vmas", "root", "tables", "leaves", "kernel", "tlb_gen", "cpumask"})
@@ -537,7 +537,6 @@ def kernel_key(
         k.flush_ceiling,
         k.gathering,
         k.gathered,
-        freeze_shared(k.limbo),
     )
 
 

@@ -468,7 +468,7 @@ def kernel_difference(expected: Kernel, actual: Kernel) -> tuple[str, str] | Non
     expected, actual = replace(expected, tlbs=()), replace(actual, tlbs=())
     if expected == actual:
         return None
-    names = ("buddy", "boot", "current", "objects", "pins", "zero_words", "kernel_words", "cpus", "flights", "limbo")
+    names = ("buddy", "boot", "current", "objects", "pins", "zero_words", "kernel_words", "cpus", "flights")
     for name in names:
         mine, theirs = getattr(expected, name), getattr(actual, name)
         if mine != theirs:

@@ -68,15 +68,6 @@ def abstract_flight(flight: ImplFlight) -> Flight:
     )
 
 
-def block_words(smp: Smp, pfn: int, frames: int) -> MappingProxyType[int, int]:
-    """The non-zero words of the ``frames`` frames from ``pfn`` (a gathered data page: one frame, or 512 for a
-    hugetlb page), by byte offset from the first."""
-    mem = smp.k.mem
-    return MappingProxyType(
-        {(f - pfn) * 4096 + i * 8: v for f in range(pfn, pfn + frames) for i, v in mem.frame_entries(f)}
-    )
-
-
 def abstract_smp(k: Kernel, smp: Smp) -> Kernel:
     """``k`` (the abstraction of the kernel) with the SMP part of ``smp``."""
     cpus = tuple(
@@ -96,7 +87,4 @@ def abstract_smp(k: Kernel, smp: Smp) -> Kernel:
         next_flight=smp.next_flight,
         events=tuple(Event(kind, cpu, value) for kind, cpu, value in smp.events),
         flush_ceiling=smp.flush_ceiling,
-        limbo=MappingProxyType(
-            {pfn: block_words(smp, pfn, 1 << f.orders.get(pfn, 0)) for f in smp.flights.values() for pfn in f.data}
-        ),
     )

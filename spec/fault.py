@@ -119,8 +119,6 @@ def perform(k: Kernel, pfn: int, offset: int, kind: Kind, value: int) -> tuple[K
     if kind is not Kind.WRITE:
         return k, Value(words.get(offset, 0))
     new = {o: v for o, v in updated(words, offset, value).items() if v}
-    if pfn in k.limbo:
-        return replace(k, limbo=updated(k.limbo, pfn, frozen(new))), Ok()
     return with_page(k, pfn, words=frozen(new)), Ok()
 
 

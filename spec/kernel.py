@@ -161,10 +161,12 @@ class Kernel:
     The SMP part (:mod:`spec.shootdown`): ``cpus`` is each CPU's
     ``cpu_tlbstate``, ``tlbs`` what each CPU's TLB may hold beyond its current
     translations, ``flights`` the mapping changes whose shootdown is under
-    way, ``events`` the effects of the last operation.  While ``gathering``,
-    a frame given back goes to ``gathered`` (an ``mmu_gather``) instead of
-    the buddy allocator; a data frame's words stay in ``limbo`` until it is
-    freed, since a CPU may still reach it through a stale TLB entry.
+    way, ``events`` the effects of the last operation.  While ``gathering``
+    (an ``mmu_gather``), ``gathered`` collects the page-table frames given
+    back and the page references dropped, each page once per reference:
+    the gather holds them until the flight's last step, so a page a CPU may
+    still reach through a stale TLB entry keeps its frame and its words
+    (:func:`put_page`).
     """
 
     buddy: buddy.BuddyState
@@ -187,7 +189,6 @@ class Kernel:
     flush_ceiling: int = 33
     gathering: bool = False
     gathered: tuple[int, ...] = ()
-    limbo: Mapping[int, Words] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def zero_pfn(self) -> int:
@@ -249,8 +250,8 @@ def block_order(state: buddy.BuddyState, pfn: int) -> int:
 
 
 def release(k: Kernel, pfn: int) -> Kernel:
-    """Give the block at ``pfn`` back to the buddy allocator with its order; while gathering, queue it
-    (``tlb_remove_page``, ``tlb_remove_page_size`` for a hugetlb page)."""
+    """Give the block at ``pfn`` back to the buddy allocator with its order; while gathering, queue it until the
+    flush (a page table: ``pte_free_tlb`` / ``tlb_remove_table``, include/asm-generic/tlb.h)."""
     if k.gathering:
         return replace(k, gathered=(*k.gathered, pfn))
     return replace(k, buddy=buddy.free(k.buddy, pfn, block_order(k.buddy, pfn)))
@@ -278,15 +279,32 @@ def get_page(k: Kernel, pfn: int, maps: int = 1) -> Kernel:
 
 
 def put_page(k: Kernel, pfn: int, unmaps: int = 1) -> Kernel:
-    """One reference fewer, and ``unmaps`` map counts fewer; the frame is freed with its last reference."""
+    """``unmaps`` map counts fewer at once, and one reference fewer: at once, or while gathering at the flight's end.
+
+    A zap removes the rmap at once (``folio_remove_rmap_ptes`` in
+    ``zap_present_folio_ptes``, mm/memory.c) but hands the reference to the
+    ``mmu_gather`` (``__tlb_remove_folio_pages``), which drops it only after
+    the TLB flush: ``tlb_flush_mmu`` runs ``tlb_flush_mmu_tlbonly`` before
+    ``tlb_batch_pages_flush`` → ``free_pages_and_swap_cache`` (mm/mmu_gather.c).
+    So every reference a gather took, not only a page's last one, is held
+    until the flight ends (:func:`drop_reference` then), and another mapper's
+    write fault meanwhile sees the raised refcount and copies.
+    """
     if pfn == k.zero_pfn:
         return k
     page = k.pages[pfn]
+    k = with_page(k, pfn, mapcount=page.mapcount - unmaps)
+    if k.gathering:
+        return replace(k, gathered=(*k.gathered, pfn))
+    return drop_reference(k, pfn)
+
+
+def drop_reference(k: Kernel, pfn: int) -> Kernel:
+    """One reference to page ``pfn`` fewer; the frame is freed with its last (``folio_put``)."""
+    page = k.pages[pfn]
     if page.refcount == 1:
-        limbo = updated(k.limbo, pfn, page.words) if k.gathering else k.limbo
-        return release(replace(k, pages=without(k.pages, [pfn]), limbo=limbo), pfn)
-    page = replace(page, refcount=page.refcount - 1, mapcount=page.mapcount - unmaps)
-    return replace(k, pages=updated(k.pages, pfn, page))
+        return release(replace(k, pages=without(k.pages, [pfn])), pfn)
+    return with_page(k, pfn, refcount=page.refcount - 1)
 
 
 def with_page(k: Kernel, pfn: int, **changes: object) -> Kernel:
@@ -300,8 +318,6 @@ def page_words(k: Kernel, pfn: int) -> Words:
         return k.zero_words
     if pfn == k.boot[1]:
         return k.kernel_words
-    if pfn in k.limbo:
-        return k.limbo[pfn]
     return k.pages[pfn].words
 
 

@@ -25,8 +25,9 @@ switching back to the same mm flushes if the generation moved meanwhile.
 **A mapping change** (munmap, mprotect, madvise, mmap over a mapping, fork's
 write-protect, exit, a COW break) is a :class:`~spec.smp.Flight`:
 
-1. *start*: edit the entries with freed frames queued in an ``mmu_gather``
-   (:func:`spec.kernel.release`), remember the old translations in the TLB of
+1. *start*: edit the entries with freed page tables and every dropped page
+   reference queued in an ``mmu_gather`` (:func:`spec.kernel.release`,
+   :func:`spec.kernel.put_page`: ``__tlb_remove_folio_pages``), remember the old translations in the TLB of
    every CPU that may hold them, bump the mm's ``tlb_gen`` and send IPIs to the
    CPUs of ``mm_cpumask``: all of them when page tables were freed
    (``freed_tables``), else only those not lazy (``native_flush_tlb_multi``);
@@ -41,7 +42,10 @@ write-protect, exit, a COW break) is a :class:`~spec.smp.Flight`:
    CPU leaves for ``init_mm``; a CPU running the mm flushes page by page
    (INVLPG) or fully as :func:`flush_decision` says and catches up to the mm's
    generation; a CPU that loaded another mm meanwhile does nothing;
-3. a last *step* frees the gathered frames and returns the syscall's result.
+3. a last *step* gives back what the gather holds and returns the syscall's
+   result: the page tables are freed, and each page reference is dropped, a
+   page freed with its last (``tlb_batch_pages_flush`` →
+   ``free_pages_and_swap_cache``, mm/mmu_gather.c, after the flush).
 
 Sending the IPIs is part of the first step: other CPUs can observe nothing
 between the edit and the send that they cannot observe before the IPIs are
@@ -74,6 +78,7 @@ from spec.kernel import (
     Space,
     block_order,
     check_cpu,
+    drop_reference,
     free_frames,
     frozen,
     running,
@@ -374,9 +379,26 @@ def step(k: Kernel, number: int) -> tuple[Kernel, Outcome]:
         cpu = f.targets[0]
         k = handle_ipi(k, cpu, f)
         return replace(k, flights=updated(k.flights, number, replace(f, targets=f.targets[1:]))), Stage(cpu)
-    for pfn in f.frames:
-        k = event(replace(k, buddy=buddy.free(k.buddy, pfn, block_order(k.buddy, pfn))), "free", -1, pfn)
-    return replace(k, flights=without(k.flights, [number]), limbo=without(k.limbo, f.frames)), f.outcome
+    k, freed = give_back(k, f.frames)
+    for pfn in freed:
+        k = event(k, "free", -1, pfn)
+    return replace(k, flights=without(k.flights, [number])), f.outcome
+
+
+def give_back(k: Kernel, frames: tuple[int, ...]) -> tuple[Kernel, list[int]]:
+    """What a gather holds given back in order, and the frames freed: a page table is freed, a page loses one
+    reference and is freed with its last (``tlb_batch_pages_flush`` → ``free_pages_and_swap_cache``,
+    mm/mmu_gather.c)."""
+    freed = []
+    for pfn in frames:
+        if pfn in k.pages:
+            k = drop_reference(k, pfn)
+            if pfn in k.pages:
+                continue
+        else:
+            k = replace(k, buddy=buddy.free(k.buddy, pfn, block_order(k.buddy, pfn)))
+        freed.append(pfn)
+    return k, freed
 
 
 def finish(k: Kernel, number: int) -> tuple[Kernel, Outcome]:
@@ -432,12 +454,11 @@ def kernel_remap(k: Kernel, choices: Choices) -> tuple[Kernel, Outcome]:
 
 
 def settled(k: Kernel) -> Kernel:
-    """The state with every gathered frame given back: what the kernel invariants are about mid-flight."""
-    state = k.buddy
+    """The state with everything the gathers hold given back (page tables freed, page references dropped): what
+    the kernel invariants are about mid-flight."""
     for f in k.flights.values():
-        for pfn in f.frames:
-            state = buddy.free(state, pfn, block_order(state, pfn))
-    return replace(k, buddy=state)
+        k = give_back(k, f.frames)[0]
+    return k
 
 
 # --- accesses -----------------------------------------------------------------------------------

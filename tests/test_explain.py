@@ -81,7 +81,9 @@ def test_a_shootdown_in_steps_tells_the_stale_hits_the_ipis_and_the_late_free() 
     text = "\n".join(lines)
     assert ok
     assert "[7] cpu 2 runs a kernel thread: the mm it had stays loaded" in text
-    assert "    changed: frame 0x2: last reference dropped, held in the mmu_gather until every IPI is handled" in text
+    held = "refcount 1, mapcount 0, exclusive; the mmu_gather holds 1 of them until every IPI is handled"
+    assert f"    changed: frame 0x2: refcount 1, mapcount 1, exclusive -> {held}" in text
+    assert "    changed: frame 0x2: last reference dropped, back to the buddy allocator" in text
     assert "    changed: IPI sent to cpu 0, 1, 2" in text
     for index in (9, 11):
         at = lines.index(next(line for line in lines if line.startswith(f"[{index}] ")))

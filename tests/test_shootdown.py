@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import z3
 
-from mmcheck.kernel_ops import KernelRemap, KernelThread, Load, Mmap, Munmap, Spawn, Step, Store, Switch
-from mmcheck.scenario import Config
+from mmcheck.kernel_ops import Fork, KernelRemap, KernelThread, Load, Madvise, Mmap, Munmap, Spawn, Step, Store, Switch
+from mmcheck.scenario import Config, load
 from proofs.inductive import Z3_LOGIC
 from properties.drivers import Lockstep
+from spec import shootdown
+from spec.kernel_invariants import violations
 from spec.shootdown import flush_decision
 from spec.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, invlpg, invpcid, mov_cr3, remember, remembers
 from spec.vma import KERNEL_VA, KERNEL_WORD
@@ -104,6 +107,48 @@ def test_a_stale_entry_serves_loads_until_its_cpu_handles_the_ipi_and_frames_wai
     kernel = lockstep.spec.kernel.kernel
     assert kernel is not None and ["free"] * 4 == [e.kind for e in kernel.events]  # the page and its 3 tables
     assert "signal" in lockstep.apply(Load(1, BASE))
+
+
+GATHER_HOLDS = Path(__file__).parent / "scenarios" / "tlb-gather-holds-reference-until-flush.json"
+
+
+def test_a_gather_holds_every_reference_it_dropped_until_its_flush() -> None:
+    """pid 1's madvise gathers its reference to a COW-shared page; pid 2's munmap, returning first, drops the other
+    one, and the frame stays allocated (refcount 1, the gather's) while CPUs 0 and 1 may still use their entries to
+    it: no usable entry reaches a free frame at any op (``tlb_batch_pages_flush`` runs after the flush)."""
+    scenario = load(GATHER_HOLDS)
+    lockstep = Lockstep(scenario.config)
+    pfn = None
+    for index, op in enumerate(scenario.ops):
+        lockstep.apply(op)
+        kernel = lockstep.spec.kernel.kernel
+        assert kernel is not None
+        assert [] == violations(shootdown.settled(kernel)) + shootdown.violations(kernel), f"op {index}"
+        if index == 5:
+            pfn = kernel.procs[1].leaves[BASE >> 12].pfn
+        if index == 9:
+            assert pfn is not None and pfn not in shootdown.free_pfns(kernel)
+            assert (1, 0) == (kernel.pages[pfn].refcount, kernel.pages[pfn].mapcount)
+        if index == 13:
+            assert pfn in shootdown.free_pfns(kernel) and "free" in [e.kind for e in kernel.events]
+
+
+def test_a_write_fault_copies_a_page_a_gather_still_holds() -> None:
+    """While pid 1's madvise holds its reference to the COW-shared page, pid 2's write fault sees refcount 2 and
+    copies (``wp_can_reuse_anon_folio``, mm/memory.c) instead of reusing it."""
+    config = Config(frames=40, cpus=2)
+    ops: list[object] = [Spawn(), Switch(0, 1), Mmap(1, BASE, 1, "rw-"), Store(0, BASE, 7), Fork(1), Switch(1, 2)]
+    lockstep, _ = run(config, ops)
+    kernel = lockstep.spec.kernel.kernel
+    assert kernel is not None
+    shared = kernel.procs[2].leaves[BASE >> 12].pfn
+    assert {"pending": 1} == lockstep.apply(Madvise(1, BASE, 1, "dontneed", background=True))
+    assert {"ok": True} == lockstep.apply(Store(1, BASE, 9))
+    kernel = lockstep.spec.kernel.kernel
+    assert kernel is not None
+    assert shared != kernel.procs[2].leaves[BASE >> 12].pfn, "copied, not reused"
+    assert (1, 0) == (kernel.pages[shared].refcount, kernel.pages[shared].mapcount), "only the gather holds it"
+    assert {"value": 9} == lockstep.apply(Load(1, BASE))
 
 
 def test_a_lazy_cpu_is_skipped_unless_tables_are_freed_and_flushes_when_it_returns() -> None:

@@ -46,7 +46,9 @@ HUGE_MUTANTS = (
         "(free_huge_folio / __free_pages with the wrong order): 511 frames leak",
         f"{REFINES}; no leak: allocated frames are exactly the reachable ones",
         "huge",
-        SourcePatch(Kernel, "_put", (("order = HUGE_ORDER if self.flags[pfn] & PG_HUGE else 0", "order = 0"),)),
+        SourcePatch(
+            Kernel, "drop_reference", (("order = HUGE_ORDER if self.flags[pfn] & PG_HUGE else 0", "order = 0"),)
+        ),
     ),
     Mutant(
         "hugetlb-invlpg-head-only",

@@ -38,7 +38,9 @@ TLB_MUTANTS = (
         "mmu_gather frees before the flush (include/asm-generic/tlb.h '1) unhook 2) invalidate 3) free')",
         "shootdown: frames are freed only after every target CPU has flushed; no TLB entry reaches a free frame",
         "tlb",
-        SourcePatch(Smp, "start_flight", (("self.k.buddy = cast(BuddyAllocator, gather)", "pass"),)),
+        SourcePatch(
+            Smp, "start_flight", (("self.k.buddy, self.k.gathered = cast(BuddyAllocator, gather), []", "pass"),)
+        ),
     ),
     Mutant(
         "mprotect-no-remote-flush",
