@@ -654,10 +654,13 @@ VERIFY_DEPTH = 100
 VERIFY_BUDGET = 40.0
 
 # The mutant hunt (properties.mutants.hunt): each bound in turn, to its depth, until one finds a violation.  The
-# first has two CPUs and two processes over one page; partial flushes of a CPU two generations behind need two
-# changes in flight over different pages, which the second covers with one CPU.
+# first has two CPUs and two processes over one page; the second starts from verify's setup (one written page on
+# both CPUs) so that a fork shares it before a zap in flight (an mmu_gather holding a reference that is not the
+# page's last); partial flushes of a CPU two generations behind need two changes in flight over different pages,
+# which the third covers with one CPU.
 HUNT_BOUNDS = (
     (SmpBounds(procs=2, pages=1, flights=1, evict=False, syscalls=("munmap", "mprotect", "mmap")), 6),
+    (SmpBounds(procs=2, pages=1, flights=1, evict=False, kernel=False, syscalls=("munmap", "madvise"), setup=SETUP), 3),
     (
         SmpBounds(
             cpus=1, procs=1, pages=2, flights=2, fork=False, kernel=False, evict=False, syscalls=("mmap", "mprotect")

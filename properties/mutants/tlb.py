@@ -6,12 +6,15 @@ the flush, a protection change without the remote flush, page tables freed
 without interrupting lazy CPUs, a reused ASID without the generation check, a
 partial flush of a CPU more than one generation behind, fork without
 ``flush_tlb_mm`` of the parent, and an INVLPG that keeps global translations
-(so ``flush_tlb_kernel_range`` leaves the kernel page's old frame reachable).
+(so ``flush_tlb_kernel_range`` leaves the kernel page's old frame reachable),
+and a gather that holds only a page's last reference (the others dropped at
+once, so a change returning first frees the frame under another's flush).
 """
 
 from __future__ import annotations
 
 import impl.shootdown
+from impl.kernel import Kernel
 from impl.shootdown import CpuTlbState, Smp
 from impl.tlb import Tlb
 from properties.mutants.catalogue import Mutant, Replace, SourcePatch
@@ -96,5 +99,18 @@ TLB_MUTANTS = (
         f"{COHERENCE}; after flush_tlb_kernel_range no CPU holds the kernel page's old frame",
         "tlb",
         SourcePatch(Tlb, "invlpg", (("self.entries.pop((GLOBAL, vpn), None)", "pass"),)),
+    ),
+    Mutant(
+        "gather-holds-last-reference-only",
+        "mmu_gather holding only a page's last reference: zap_present_folio_ptes hands every zapped page's "
+        "reference to the gather (__tlb_remove_folio_pages, mm/memory.c), dropped only after the flush "
+        "(tlb_batch_pages_flush, mm/mmu_gather.c); here a reference that is not the last is dropped at once",
+        "lockstep: page refcounts equal the spec's mid-flight; shootdown: no TLB entry reaches a free frame",
+        "tlb",
+        SourcePatch(
+            Kernel,
+            "_put",
+            (("if self.gathered is not None:", "if self.gathered is not None and self.refcount[pfn] == 1:"),),
+        ),
     ),
 )

@@ -28,6 +28,7 @@ SHORTEST = {
     "partial-flush-when-behind": 7,
     "fork-skips-parent-flush": 2,
     "invlpg-keeps-global": 4,
+    "gather-holds-last-reference-only": 7,
 }
 
 
