@@ -378,10 +378,11 @@ class L0Side:
                     continue
                 if not refines(l1, expected or Ok()):
                     continue
-                memory = c.memory
-                if isinstance(op, Store) and before != stale:
-                    memory = stale_store(stale, memory, op)
-                views = (*c.stale[:index], before, *c.stale[index + 1 :])
+                if before == stale:  # nothing stored: the candidate stands as it is
+                    keep(kept, c)
+                    continue
+                memory = stale_store(stale, c.memory, op) if isinstance(op, Store) else c.memory
+                views = (*c.stale[:index], replace(before, current=view.current), *c.stale[index + 1 :])
                 keep(kept, replace(c, memory=memory, stale=views))
         return kept
 
