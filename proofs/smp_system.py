@@ -446,8 +446,8 @@ def memory_pids(mem: l0.Memory) -> Iterator[int]:
 def l0_pids(candidates: list[Candidate], ops: Mapping[int, KernelOp]) -> Iterator[int]:
     for c in candidates:
         yield from memory_pids(c.memory)
-        for view in c.stale:
-            yield from memory_pids(view)
+        if c.stale is not None:
+            yield from memory_pids(c.stale)
         yield from (o.pid for o in c.done.values() if isinstance(o, NewPid))
     yield from (op.pid for op in ops.values())  # type: ignore[attr-defined]
 
@@ -577,13 +577,13 @@ def memory_cells(mem: l0.Memory) -> Iterator[int]:
 def candidate_key(
     c: Candidate, pid: Mapping[int, int], flight: Mapping[int, int], pin: Mapping[int, int]
 ) -> tuple[object, ...]:
-    cells = [*memory_cells(c.memory), *(cell for view in c.stale for cell in memory_cells(view))]
+    cells = [*memory_cells(c.memory), *(memory_cells(c.stale) if c.stale is not None else ())]
     cell = ranks(cells)
     return (
         memory_key(c.memory, pid, cell, pin, False),
         tuple(flight[n] for n in c.pending),
         tuple(sorted((flight[n], outcome_key(o, pid)) for n, o in c.done.items())),
-        tuple(memory_key(view, pid, cell, pin, True) for view in c.stale),
+        None if c.stale is None else memory_key(c.stale, pid, cell, pin, True),
     )
 
 
@@ -601,7 +601,7 @@ def canonical(state: Lockstep) -> tuple[object, ...]:
     l0side = state.l0
     pid = ranks([*kernel_pids(k), *l0_pids(l0side.candidates, l0side.ops)])
     flight = ranks([*k.flights, *l0side.ops, *(n for c in l0side.candidates for n in (*c.pending, *c.done))])
-    memories = [m for c in l0side.candidates for m in (c.memory, *c.stale)]
+    memories = [m for c in l0side.candidates for m in (c.memory, c.stale) if m is not None]
     pin = ranks([*k.pins, *(n for m in memories for n in m.pins)])
     buddy = state.impl.buddy
     return (

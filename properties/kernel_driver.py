@@ -303,7 +303,7 @@ class Candidate:
     memory: l0.Memory
     pending: tuple[int, ...] = ()
     done: Mapping[int, Outcome | None] = field(default_factory=dict)
-    stale: tuple[l0.Memory, ...] = ()
+    stale: l0.Memory | None = None
 
 
 class L0Side:
@@ -319,12 +319,10 @@ class L0Side:
     Hardware is not linearizable here: after one CPU saw the new mapping,
     another may still use a stale TLB entry until its IPI is handled.  So
     once a change took effect in a candidate, an access may also be
-    explained by the memory just before it (``stale``: one view per change
-    that took effect and has not returned, since an entry may have been
-    filled between any two of them), even when the new mapping would allow
-    it too (a store through a stale entry succeeds either way, but lands in
-    the old cell); a store that lands that way writes the old cell, which
-    matters only if the page still has it.
+    explained by the memory before it (``stale``), even when the new mapping
+    would allow it too (a store through a stale entry succeeds either way,
+    but lands in the old cell); a store that lands that way writes the old
+    cell, which matters only if the page still has it.
     """
 
     def __init__(self, config: Config) -> None:
@@ -365,25 +363,22 @@ class L0Side:
         return None
 
     def stale_access(self, op: Load | Store | Fetch, l1: Outcome) -> list[Candidate]:
-        """The candidates where ``op`` is explained by the memory before one of the changes that took effect."""
+        """The candidates where ``op`` is explained by the memory before the changes that took effect."""
         kept: list[Candidate] = []
         for c in self.candidates:
-            for index, view in enumerate(c.stale):
-                if c.memory.current[op.cpu] not in view.procs:
-                    continue  # the process was created since: it has no mapping from before
-                stale = replace(view, current=c.memory.current)  # the mappings before, the CPUs as they run now
-                try:
-                    before, expected = l0_step(stale, op)
-                except MMCheckError:
-                    continue
-                if not refines(l1, expected or Ok()):
-                    continue
-                if before == stale:  # nothing stored: the candidate stands as it is
-                    keep(kept, c)
-                    continue
-                memory = stale_store(stale, c.memory, op) if isinstance(op, Store) else c.memory
-                views = (*c.stale[:index], replace(before, current=view.current), *c.stale[index + 1 :])
-                keep(kept, replace(c, memory=memory, stale=views))
+            if c.stale is None or c.memory.current[op.cpu] not in c.stale.procs:
+                continue  # nothing took effect, or the process was created since: it has no mapping from before
+            stale = replace(c.stale, current=c.memory.current)  # the mappings before, the CPUs as they run now
+            try:
+                before, expected = l0_step(stale, op)
+            except MMCheckError:
+                continue
+            if not refines(l1, expected or Ok()):
+                continue
+            memory = c.memory
+            if isinstance(op, Store) and before != stale:
+                memory = stale_store(stale, memory, op)
+            keep(kept, replace(c, memory=memory, stale=before))
         return kept
 
     def apply_pending(self, c: Candidate, count: int) -> list[Candidate]:
@@ -401,23 +396,22 @@ class L0Side:
         refused (a change of the child of a fork that failed in that way) is
         not one L1 took, as L1 accepted that change: it is dropped (if no way
         is left in any candidate, the caller reports that L1 does not refine L0).
-        Each change that takes effect leaves the memory just before it as a
-        stale view (see the class docstring).
         """
-        ways: list[_Way] = [(c.memory, dict(c.done), c.stale)]
+        stale = c.memory if count and c.stale is None else c.stale
+        ways: list[tuple[l0.Memory, dict[int, Outcome | None]]] = [(c.memory, dict(c.done))]
         for number in c.pending[:count]:
             op = self.ops[number]
-            following: list[_Way] = []
-            for mem, done, stale in ways:
+            following: list[tuple[l0.Memory, dict[int, Outcome | None]]] = []
+            for mem, done in ways:
                 try:
                     after, outcome = l0_step(mem, op)
                 except MMCheckError:
                     continue
-                following.append((after, {**done, number: outcome}, stale if mem in stale else (*stale, mem)))
+                following.append((after, {**done, number: outcome}))
                 if isinstance(op, ALLOCATING):
-                    following.append((mem, {**done, number: Errno("ENOMEM")}, stale))
+                    following.append((mem, {**done, number: Errno("ENOMEM")}))
             ways = following
-        return [Candidate(mem, c.pending[count:], done, stale) for mem, done, stale in ways]
+        return [Candidate(mem, c.pending[count:], done, stale) for mem, done in ways]
 
     def returned(self, number: int, l1: Outcome) -> str | None:
         """Flight ``number`` returned ``l1``: keep the candidates where it took effect with that outcome."""
@@ -438,16 +432,12 @@ class L0Side:
                 expected = way.done.get(number)
                 if expected is None or refines(l1, expected):
                     done = {n: o for n, o in way.done.items() if n != number}
-                    keep(kept, replace(way, done=done, stale=way.stale if done else ()))
+                    keep(kept, replace(way, done=done, stale=way.stale if done else None))
         del self.ops[number]
         if not kept:
             return f"L1 returned {l1!r} for {op.name}, the programmer's view allows {expected!r}"
         self.candidates = kept
         return None
-
-
-_Way = tuple[l0.Memory, dict[int, Outcome | None], tuple[l0.Memory, ...]]
-"""One way the changes applied so far may have gone: the memory, their outcomes, the stale views."""
 
 
 def stale_store(stale: l0.Memory, memory: l0.Memory, op: Store) -> l0.Memory:
