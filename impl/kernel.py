@@ -254,20 +254,23 @@ class Kernel:
         pa = (table << 12) + (vpn & 511) * 8
         return pa, self.mem.read_unchecked(pa)
 
-    def _missing_huge_tables(self, root: int, vpn: int) -> int:
-        """How many of the PDPT and PD a hugetlb leaf for ``vpn`` needs are missing."""
+    def _missing_tables(self, root: int, vpn: int, leaf_level: int = 1) -> int:
+        """How many of the tables a leaf for ``vpn`` at ``leaf_level`` needs are missing (1: a PTE, 2: a hugetlb
+        PD entry, which needs only the PDPT and PD)."""
         table = root
-        for level in (4, 3):
+        for level in range(4, leaf_level, -1):
             entry = self.mem.read_unchecked((table << 12) + ((vpn >> (9 * (level - 1))) & 511) * 8)
             if not entry & _P:
-                return level - 2
+                return level - leaf_level
             table = (entry & _PFN) >> 12
         return 0
 
-    def _pmd_pa_alloc(self, pid: int, root: int, vpn: int) -> int:
-        """The PD entry's address for ``vpn``, allocating a missing PDPT and PD (``huge_pte_alloc``)."""
+    def _pte_pa_alloc(self, pid: int, root: int, vpn: int, leaf_level: int = 1) -> int:
+        """The address of the entry for ``vpn`` at ``leaf_level`` (1: the PTE, like :meth:`_pte_pa`; 2: the PD
+        entry of a hugetlb leaf, ``huge_pte_alloc``), allocating missing tables top-down (``__pud_alloc`` ...
+        ``__pte_alloc``)."""
         table = root
-        for level in (4, 3):
+        for level in range(4, leaf_level, -1):
             pa = (table << 12) + ((vpn >> (9 * (level - 1))) & 511) * 8
             entry = self.mem.read_unchecked(pa)
             if not entry & _P:
@@ -275,29 +278,7 @@ class Kernel:
                 entry = (child << 12) | _PAGE_TABLE
                 self.mem.write(pa, entry)
             table = (entry & _PFN) >> 12
-        return (table << 12) + ((vpn >> 9) & 511) * 8
-
-    def _missing_tables(self, root: int, vpn: int) -> int:
-        table = root
-        for level in (4, 3, 2):
-            entry = self.mem.read_unchecked((table << 12) + ((vpn >> (9 * (level - 1))) & 511) * 8)
-            if not entry & _P:
-                return level - 1
-            table = (entry & _PFN) >> 12
-        return 0
-
-    def _pte_pa_alloc(self, pid: int, root: int, vpn: int) -> int:
-        """Like :meth:`_pte_pa`, allocating missing tables top-down (``__pud_alloc`` ... ``__pte_alloc``)."""
-        table = root
-        for level in (4, 3, 2):
-            pa = (table << 12) + ((vpn >> (9 * (level - 1))) & 511) * 8
-            entry = self.mem.read_unchecked(pa)
-            if not entry & _P:
-                child = self._alloc(("table", pid, level - 1, vpn >> (9 * (level - 1))))
-                entry = (child << 12) | _PAGE_TABLE
-                self.mem.write(pa, entry)
-            table = (entry & _PFN) >> 12
-        return (table << 12) + (vpn & 511) * 8
+        return (table << 12) + ((vpn >> (9 * (leaf_level - 1))) & 511) * 8
 
     def _ptes(self, table: int, level: int, base: int, lo: int, hi: int) -> Iterator[tuple[int, int, int]]:
         """Every non-empty leaf for pages ``lo .. hi-1`` under ``table`` at ``level``: (vpn, pa, entry); a 2 MiB
@@ -384,8 +365,8 @@ class Kernel:
             if entry & _RW:
                 entry &= ~_RW
                 self.mem.write(pa, entry)
-            alloc = self._pmd_pa_alloc if entry & _PS else self._pte_pa_alloc
-            self.mem.write(alloc(child, root, vpn), entry)
+            leaf_level = 2 if entry & _PS else 1
+            self.mem.write(self._pte_pa_alloc(child, root, vpn, leaf_level), entry)
             pfn = (entry & _PFN) >> 12
             if pfn != self.zero_pfn:
                 self._get(pfn)
@@ -697,10 +678,10 @@ class Kernel:
         index = vma.pgoff + head - vma.start
         cache = self.objects[vma.obj] if vma.shared else {}
         pfn = cache.get(index)
-        tables = self._missing_huge_tables(proc.root, head)
+        tables = self._missing_tables(proc.root, head, 2)
         if self.free_frames() < tables or (pfn is None and not self.can_alloc_huge()):
             return errno("ENOMEM")
-        pa = self._pmd_pa_alloc(proc.pid, proc.root, head)
+        pa = self._pte_pa_alloc(proc.pid, proc.root, head, 2)
         if pfn is None and not self.can_alloc_huge():
             return errno("ENOMEM")
         if not vma.shared:
