@@ -104,8 +104,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
         )
 
     if args.layer == "smp":
+        from proofs.explore import run_exploration
         from proofs.smp_system import SmpBounds, SmpSystem
-        from proofs.smp_system import run_exploration as run_smp
 
         frames = 16 if args.frames is None else args.frames
         smp = SmpBounds(
@@ -119,9 +119,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
             flush=True,
         )
         system = SmpSystem(smp, seed=args.seed)
-        result, saved = run_smp(system, args.depth, args.max_states, "smp", progress, args.time_limit)
+        result, saved = run_exploration(system, args.depth, args.max_states, "smp", progress, args.time_limit)
     else:
-        from proofs.systems import BuddyBounds, BuddySystem, run_exploration
+        from proofs.explore import run_exploration
+        from proofs.systems import BuddyBounds, BuddySystem
 
         frames = 10 if args.frames is None else args.frames
         bounds = BuddyBounds(frames, args.max_order, args.alloc_order, not args.no_bad_frees)

@@ -21,7 +21,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Generic, Protocol, TypeVar
+
+from mmcheck.scenario import Scenario, dump
+from properties.recording import counterexample_folder
 
 S = TypeVar("S")
 Op = TypeVar("Op")
@@ -223,3 +227,27 @@ def _visited_size(parent: dict[Hashable, tuple[Hashable, Op] | None]) -> int:
     if link is not None:
         per_entry += sys.getsizeof(link) + sys.getsizeof(link[1])
     return sys.getsizeof(parent) + per_entry * len(parent)
+
+
+class Replayable(System[S, Op], Protocol):
+    """A system whose paths are scenarios."""
+
+    def scenario(self, ops: list[Op], about: str) -> Scenario:
+        """The path ``ops`` as a replayable scenario saying ``about``."""
+        ...
+
+
+def run_exploration(
+    system: Replayable[S, Op],
+    depth: int,
+    max_states: int | None,
+    name: str,
+    progress: Callable[[Stats], None] | None = None,
+    time_limit: float | None = None,
+) -> tuple[Result[Op], Path | None]:
+    """Explore; on a violation save the shortest path as a scenario and return its path."""
+    result = explore(system, max_depth=depth, max_states=max_states, progress=progress, time_limit=time_limit)
+    if result.path is None:
+        return result, None
+    about = f"shortest counterexample found by the explorer ({name}): {result.reason}"
+    return result, dump(system.scenario(result.path, about), counterexample_folder() / f"explore-{name}.json")

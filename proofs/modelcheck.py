@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mmcheck.scenario import Op
 from proofs import smp_system
-from proofs.explore import Result, Stats
+from proofs.explore import Result, Stats, run_exploration
 from proofs.smp_system import SmpSystem
 
 Runner = Callable[[float, Callable[[Stats], None]], tuple[Result[Op], Path | None]]
@@ -34,7 +34,7 @@ class Run:
 
 
 def smp_run(bounds: smp_system.SmpBounds, depth: int, name: str) -> Runner:
-    return lambda limit, progress: smp_system.run_exploration(
+    return lambda limit, progress: run_exploration(
         SmpSystem(bounds), depth, None, name, progress=progress, time_limit=limit
     )
 

@@ -65,7 +65,7 @@ import hashlib
 import marshal
 import random
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
@@ -90,11 +90,10 @@ from mmcheck.kernel_ops import (
     TlbEvict,
     Unpin,
 )
-from mmcheck.scenario import Config, Op, Scenario, dump
-from proofs.explore import Result, Stats, Violation, explore
+from mmcheck.scenario import Config, Op, Scenario
+from proofs.explore import Result, Stats, Violation, explore, run_exploration
 from properties.drivers import DivergenceError, ImplRunner, Lockstep
 from properties.kernel_driver import Candidate
-from properties.recording import counterexample_folder
 from spec import memory as l0
 from spec import shootdown
 from spec.kernel import Kernel, Space
@@ -614,22 +613,6 @@ def canonical(state: Lockstep) -> tuple[object, ...]:
 
 
 # --- running ------------------------------------------------------------------------------------
-
-
-def run_exploration(
-    system: SmpSystem,
-    depth: int,
-    max_states: int | None,
-    name: str,
-    progress: Callable[[Stats], None] | None = None,
-    time_limit: float | None = None,
-) -> tuple[Result[Op], Path | None]:
-    """Explore; on a violation save the shortest path as a scenario and return its path."""
-    result = explore(system, max_depth=depth, max_states=max_states, progress=progress, time_limit=time_limit)
-    if result.path is None:
-        return result, None
-    about = f"shortest counterexample found by the explorer ({name}): {result.reason}"
-    return result, dump(system.scenario(result.path, about), counterexample_folder() / f"explore-{name}.json")
 
 
 def rate(seconds: float, bounds: SmpBounds | None = None) -> Stats:

@@ -14,18 +14,16 @@ sides will behave the same from there on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from mmcheck.errors import MMCheckError
-from mmcheck.scenario import AllocPages, BuddyInfo, Config, FreePages, Op, Scenario, dump
+from mmcheck.scenario import AllocPages, BuddyInfo, Config, FreePages, Op, Scenario
 from proofs import smp_system
-from proofs.explore import Result, Stats, Violation, explore
+from proofs.explore import Stats, Violation, run_exploration
 from proofs.smp_system import SmpBounds, SmpSystem, clone
 from proofs.verdict import Status, Verdict, check, timed
 from properties.drivers import DivergenceError, Lockstep
-from properties.recording import counterexample_folder
 
 LAYERS = ("buddy", "smp")
 
@@ -79,22 +77,6 @@ class BuddySystem:
         return Scenario(self.config, tuple(ops), about=about)
 
 
-def run_exploration(
-    system: BuddySystem,
-    depth: int,
-    max_states: int | None,
-    name: str,
-    progress: Callable[[Stats], None] | None = None,
-    time_limit: float | None = None,
-) -> tuple[Result[Op], Path | None]:
-    """Explore; on a violation save the shortest path as a scenario and return its path."""
-    result = explore(system, max_depth=depth, max_states=max_states, progress=progress, time_limit=time_limit)
-    if result.path is None:
-        return result, None
-    about = f"shortest counterexample found by the explorer ({name}): {result.reason}"
-    return result, dump(system.scenario(result.path, about), counterexample_folder() / f"explore-{name}.json")
-
-
 # 10 frames make a tail that is not a power of two; max_order 2 below the memory size lets merges stop at the top.
 VERIFY_BOUNDS = BuddyBounds(frames=10, max_order=2, max_alloc_order=1)
 VERIFY_NAME = "explore: buddy, every reachable state of 10 frames (allocations of order 0-1, max_order 2), lockstep"
@@ -129,7 +111,7 @@ VERIFY_SMP_NAME = (
 def explore_smp() -> Verdict:
     def run() -> tuple[Status, str]:
         system = SmpSystem(smp_system.VERIFY_BOUNDS)
-        result, saved = smp_system.run_exploration(
+        result, saved = run_exploration(
             system, depth=smp_system.VERIFY_DEPTH, max_states=None, name="smp", time_limit=smp_system.VERIFY_BUDGET
         )
         if saved is not None:

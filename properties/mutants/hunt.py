@@ -174,7 +174,8 @@ def huge_machine(mutant: Mutant) -> RunResult:
 
 def buddy_explorer(mutant: Mutant) -> RunResult:
     """The model checker at ``verify``'s bound: every reachable state of 10 frames, breadth-first."""
-    from proofs.systems import VERIFY_BOUNDS, BuddySystem, run_exploration
+    from proofs.explore import run_exploration
+    from proofs.systems import VERIFY_BOUNDS, BuddySystem
 
     result, saved = run_exploration(BuddySystem(VERIFY_BOUNDS), depth=40, max_states=None, name=mutant.name)
     if saved is not None:

@@ -8,7 +8,8 @@ import pytest
 
 from mmcheck.replay import replay
 from mmcheck.scenario import load
-from proofs.systems import VERIFY_BOUNDS, BuddySystem, run_exploration
+from proofs.explore import run_exploration
+from proofs.systems import VERIFY_BOUNDS, BuddySystem
 from properties.mutants import Mutant
 from properties.mutants.buddy import BUDDY_MUTANTS
 
