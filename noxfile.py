@@ -59,12 +59,12 @@ def fuzz(session: nox.Session) -> None:
     """Every refinement machine on every core for a time box, sharing one example database; a report at the end.
 
     ``nox -s fuzz -- --minutes N [--workers K] [--db DIR|redis://host:port/db]``;
-    the posargs go to ``python -m properties.fuzz`` (``--help`` lists them).
+    the posargs go to ``python -m proofs.fuzz`` (``--help`` lists them).
     Exits non-zero if any machine fails; each failure is saved as a scenario
     under ``counterexamples/fuzz/``.
     """
     session.install("-e", ".[check,fuzz]")
-    session.run("python", "-m", "properties.fuzz", *session.posargs)
+    session.run("python", "-m", "proofs.fuzz", *session.posargs)
 
 
 @nox.session

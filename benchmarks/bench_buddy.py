@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from impl.buddy import BuddyAllocator
-from spec import buddy as spec_buddy
+from impl.alloc.buddy import BuddyAllocator
+from spec.alloc import buddy as spec_buddy
 
 ORDER_WEIGHTS = {0: 40.0, 1: 20.0, 2: 15.0, 3: 10.0, 4: 6.0, 5: 4.0, 6: 2.0, 7: 1.5, 8: 1.0, 9: 0.5}
 LIVE = 256
@@ -60,7 +60,7 @@ class Measurement:
 
 
 def run_impl(frames: int, work: Workload, pairs: int) -> Measurement:
-    """Fill the pool, then time ``pairs`` alloc+free pairs on :class:`impl.buddy.BuddyAllocator`."""
+    """Fill the pool, then time ``pairs`` alloc+free pairs on :class:`impl.alloc.buddy.BuddyAllocator`."""
     allocator = BuddyAllocator(frames, MAX_ORDER)
     live: list[tuple[int, int]] = []
     for order in work.orders[:LIVE]:
@@ -85,7 +85,7 @@ def run_impl(frames: int, work: Workload, pairs: int) -> Measurement:
 
 
 def run_spec(frames: int, work: Workload, pairs: int) -> Measurement:
-    """The same workload on the pure spec (:func:`spec.buddy.alloc` and :func:`spec.buddy.free`)."""
+    """The same workload on the pure spec (:func:`spec.alloc.buddy.alloc` and :func:`spec.alloc.buddy.free`)."""
     state = spec_buddy.initial(frames, MAX_ORDER)
     live: list[tuple[int, int]] = []
     for order in work.orders[:LIVE]:

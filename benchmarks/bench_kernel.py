@@ -20,15 +20,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from impl.buddy import BuddyAllocator
-from impl.kernel import Kernel as ImplKernel
-from impl.mmu import READ, WRITE, Mmu
-from impl.physmem import PhysMem
-from spec import aspace, cow, fault
-from spec import buddy as spec_buddy
-from spec.kernel import NO_CHOICES, Kernel, boot
-from spec.permissions import Kind, Mode
-from spec.vma import Prot
+from impl.alloc.buddy import BuddyAllocator
+from impl.mm.kernel import Kernel as ImplKernel
+from impl.paging.mmu import READ, WRITE, Mmu
+from impl.paging.physmem import PhysMem
+from spec.alloc import buddy as spec_buddy
+from spec.mm import aspace, cow, fault
+from spec.mm.kernel import NO_CHOICES, Kernel, boot
+from spec.mm.vma import Prot
+from spec.paging.permissions import Kind, Mode
 
 BASE = 0x100000000000
 PT_SPAN = 512 * 4096

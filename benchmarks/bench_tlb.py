@@ -16,8 +16,8 @@ spec and the implementation must report the same events, or the run fails):
 
 from __future__ import annotations
 
-from mmcheck.kernel_ops import Mmap, Munmap, Spawn, Store, Switch
-from mmcheck.scenario import Config, Op
+from lang.kernel_ops import Mmap, Munmap, Spawn, Store, Switch
+from lang.scenario import Config, Op
 from properties.drivers import Lockstep
 
 BASE = 0x100000000000

@@ -24,15 +24,15 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine
 
+from lang.verdict import Status
 from proofs import systems
 from proofs.explore import Stats, explore
 from proofs.systems import VERIFY_BOUNDS, BuddySystem
-from proofs.verdict import Status
 from properties import machinery
-from properties.buddy_machine import BuddyMachine
-from properties.kernel_machine import KernelMachine
-from properties.mmu_machine import MmuMachine
-from properties.smp_machine import SmpMachine
+from properties.alloc.buddy_machine import BuddyMachine
+from properties.mm.kernel_machine import KernelMachine
+from properties.paging.mmu_machine import MmuMachine
+from properties.smp.smp_machine import SmpMachine
 
 MACHINES: dict[str, type[RuleBasedStateMachine]] = {
     "mmu": MmuMachine,

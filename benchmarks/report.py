@@ -27,7 +27,7 @@ from typing import Any, Literal
 from rich.table import Table
 from rich.text import Text
 
-from mmcheck import console
+from mmcheck.views import console
 
 Kind = Literal["impl-vs-spec", "impl-vs-baseline", "harness"]
 

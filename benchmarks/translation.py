@@ -4,16 +4,16 @@
 5-level paging, user-readable 4 KiB pages, A already set so no load writes
 the tables) and runs user-mode loads on CPU 0 for a given time:
 
-- implementation: :meth:`impl.mmu.Mmu.load`, the word at the address
-  :meth:`impl.mmu.Mmu.translate` gives through an :class:`impl.tlb.Tlb` of
-  :data:`TLB_ENTRIES` entries, read from :class:`impl.physmem.PhysMem`.  With ``hits`` the loads cycle over
+- implementation: :meth:`impl.paging.mmu.Mmu.load`, the word at the address
+  :meth:`impl.paging.mmu.Mmu.translate` gives through an :class:`impl.paging.tlb.Tlb` of
+  :data:`TLB_ENTRIES` entries, read from :class:`impl.paging.physmem.PhysMem`.  With ``hits`` the loads cycle over
   :data:`HIT_PAGES` pages, which the TLB holds after the first round: every
   later load is a hit and does not walk.  Without, they cycle over
   :data:`MISS_PAGES` pages (more than the TLB holds, in LRU order), so every
   load misses and walks;
-- spec: :func:`spec.mmu.access` (the walk of :mod:`spec.walk` and the A/D
-  bits it requires) then :func:`spec.mmu.read_phys`, over the same pages.
-  The spec layer has no caching TLB (:mod:`spec.tlb` is the set of what a CPU
+- spec: :func:`spec.paging.mmu.access` (the walk of :mod:`spec.paging.walk` and the A/D
+  bits it requires) then :func:`spec.paging.mmu.read_phys`, over the same pages.
+  The spec layer has no caching TLB (:mod:`spec.paging.tlb` is the set of what a CPU
   *may* hold), so every spec load walks whether or not the implementation's
   TLB would hit.
 
@@ -27,12 +27,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from impl.mmu import Fault, Mmu
-from impl.physmem import PhysMem
-from impl.tlb import Tlb
-from spec import mmu as spec_mmu
-from spec.permissions import Control, Kind, Mode
-from spec.walk import Translation
+from impl.paging.mmu import Fault, Mmu
+from impl.paging.physmem import PhysMem
+from impl.paging.tlb import Tlb
+from spec.paging import mmu as spec_mmu
+from spec.paging.permissions import Control, Kind, Mode
+from spec.paging.walk import Translation
 
 TLB_ENTRIES = 64
 HIT_PAGES = 16

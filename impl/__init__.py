@@ -1,8 +1,21 @@
 """The optimized, mutable implementation.
 
 Real x86-64 entry encodings in a simulated physical memory, a hardware-style
-walker that sets accessed and dirty bits, and (in later layers) Linux-style
-allocators and TLBs.  Nothing in this package imports ``spec``: the harness
-checks that this code refines the specification, which only means something
-if the two were written apart.
+walker that sets accessed and dirty bits, Linux-style buddy free lists, a
+kernel with real page tables, and per-CPU TLBs with an mmu_gather-style
+shootdown.  Nothing in this package imports ``spec``: the harness checks that
+this code refines the specification, which only means something if the two
+were written apart.
+
+Which spec modules each implementation module refines, and the abstraction
+function (in ``properties``) that maps its state to theirs:
+
+- ``impl.paging.physmem``: ``spec.paging.physmem``; ``abstraction.abstract_memory``
+- ``impl.paging.mmu``: ``spec.paging.mmu``, ``walk``, ``permissions``, ``pte``; ``abstraction.abstract_mmu``
+- ``impl.paging.tlb``: ``spec.paging.tlb``; ``smp.abstraction.abstract_smp``
+- ``impl.alloc.buddy``: ``spec.alloc.buddy``; ``abstraction.abstract_buddy``
+- ``impl.mm.vma``: ``spec.mm.vma``; ``abstraction.abstract_vma``
+- ``impl.mm.kernel``: ``spec.mm.kernel``, ``aspace``, ``fault``, ``cow``, ``pagetable``, ``accounting``;
+  ``abstraction.abstract_kernel``
+- ``impl.smp.shootdown``: ``spec.smp.state``, ``spec.smp.shootdown``; ``smp.abstraction.abstract_smp``
 """

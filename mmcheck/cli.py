@@ -12,14 +12,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mmcheck.buddyview import VIEW_MODELS, buddy_view
-from mmcheck.errors import MMCheckError, UnknownMutant
-from mmcheck.replay import MODELS, replay
-from mmcheck.scenario import KINDS, MODES, Access, load, parse_int
-from mmcheck.walkview import describe_walk
+from lang.errors import MMCheckError, UnknownMutant
+from lang.hardware_ops import Access
+from lang.scenario import KINDS, MODES, load, parse_int
+from mmcheck.views.buddyview import VIEW_MODELS, buddy_view
+from mmcheck.views.walkview import describe_walk
 from properties.drivers import SpecRunner
-from spec.permissions import Kind, Mode
-from spec.walk import walk
+from properties.replay import MODELS, replay
+from spec.paging.permissions import Kind, Mode
+from spec.paging.walk import walk
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -66,7 +67,7 @@ def cmd_walk(args: argparse.Namespace) -> int:
         if not isinstance(op, Access):
             runner.apply(op)
     state = runner.state
-    from spec.mmu import check_cpu
+    from spec.paging.mmu import check_cpu
 
     check_cpu(state, args.cpu)
     ctl = state.cpus[args.cpu]
@@ -79,7 +80,7 @@ def cmd_walk(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     import contextlib
 
-    from mmcheck.explain import explain
+    from mmcheck.views.explain import explain
     from properties.mutants import recorded_mutant
 
     scenario = load(args.file)
@@ -93,7 +94,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from mmcheck.console import explore_figures, is_terminal, print_table, stats_table
+    from mmcheck.views.console import explore_figures, is_terminal, print_table, stats_table
     from proofs.explore import Stats
 
     def progress(stats: Stats) -> None:
@@ -147,7 +148,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def cmd_quiz(args: argparse.Namespace) -> int:
-    from mmcheck.quiz import generate, quiz_json, render
+    from mmcheck.views.quiz import generate, quiz_json, render
 
     quiz = generate(args.topic, args.seed, args.questions)
     print(json.dumps(quiz_json(quiz, args.c)) if args.json else "\n".join(render(quiz, answers=args.c)))
@@ -155,7 +156,7 @@ def cmd_quiz(args: argparse.Namespace) -> int:
 
 
 def cmd_oracle_linux(args: argparse.Namespace) -> int:
-    from mmcheck import linux_oracle
+    from oracles.linux import oracle as linux_oracle
 
     scenario = load(args.file)
     verdict = linux_oracle.run(scenario)
@@ -186,7 +187,7 @@ def cmd_oracle_linux(args: argparse.Namespace) -> int:
 
 
 def cmd_oracle(args: argparse.Namespace) -> int:
-    from mmcheck.qemu_oracle import compare, run
+    from oracles.qemu.oracle import compare, run
 
     if args.oracle == "linux":
         return cmd_oracle_linux(args)
@@ -213,8 +214,8 @@ def cmd_oracle(args: argparse.Namespace) -> int:
 
 
 def cmd_buddy(args: argparse.Namespace) -> int:
-    from mmcheck.buddyview import buddy_json
-    from mmcheck.console import buddy_table, is_terminal, print_table
+    from mmcheck.views.buddyview import buddy_json
+    from mmcheck.views.console import buddy_table, is_terminal, print_table
 
     if args.json:
         print(json.dumps(buddy_json(load(args.file), args.model)))
@@ -230,7 +231,7 @@ def cmd_buddy(args: argparse.Namespace) -> int:
 def cmd_draw(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mmcheck.draw import scenario_picture, to_text, write
+    from mmcheck.views.draw import scenario_picture, to_text, write
 
     picture = scenario_picture(load(args.file), Path(args.file).name, args.step, args.pid)
     if args.json:
@@ -246,7 +247,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mmcheck.plot import write_plot
+    from mmcheck.views.plot import write_plot
 
     print(write_plot(load(args.file), Path(args.file).name, Path(args.output), args.model))
     return 0
@@ -255,8 +256,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_mutants(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from proofs.hunt import hunt_each, summary, table
     from properties.mutants import select
-    from properties.mutants.hunt import hunt_each, summary, table
     from properties.recording import counterexample_folder
 
     chosen = select(args.layer, args.name)

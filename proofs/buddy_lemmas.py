@@ -1,6 +1,6 @@
 """Z3 proofs of the buddy arithmetic, run on the code itself, for every pfn below 2**52 and every order up to 52.
 
-The pfn functions of :mod:`spec.buddy` and :mod:`impl.buddy`
+The pfn functions of :mod:`spec.alloc.buddy` and :mod:`impl.alloc.buddy`
 (``buddy_pfn``/``find_buddy_pfn``, ``combined_pfn``, ``upper_half_pfn``,
 ``is_aligned``) take no branches, so they can be called with symbolic
 arguments: a :class:`Sym` stands for a Python ``int`` and its operators build
@@ -23,9 +23,9 @@ from types import ModuleType
 
 import z3
 
-import impl.buddy
-import spec.buddy
-from proofs.verdict import Status, Verdict, check, timed
+import impl.alloc.buddy
+import spec.alloc.buddy
+from lang.verdict import Status, Verdict, check, timed
 
 BITS = 128
 PFN_BITS = 52
@@ -208,7 +208,7 @@ class Arithmetic:
 
 
 # Looked up at proof time, so the proofs cover whatever the modules hold when they run.
-SIDES = (Arithmetic(spec.buddy, "buddy_pfn"), Arithmetic(impl.buddy, "find_buddy_pfn"))
+SIDES = (Arithmetic(spec.alloc.buddy, "buddy_pfn"), Arithmetic(impl.alloc.buddy, "find_buddy_pfn"))
 
 
 def size(order: Sym) -> z3.BitVecRef:
@@ -309,7 +309,9 @@ def register() -> None:
     for side in SIDES:
         for text, lemma in LEMMAS:
             lemma_check(lemma_name(side, text), partial(lemma, side))
-    lemma_check("buddy: impl.buddy's pfn arithmetic equals spec.buddy's, all pfn < 2**52, order <= 52", sides_agree)
+    lemma_check(
+        "buddy: impl.alloc.buddy's pfn arithmetic equals spec.alloc.buddy's, all pfn < 2**52, order <= 52", sides_agree
+    )
 
 
 register()
@@ -317,6 +319,6 @@ register()
 
 def verdicts() -> list[Verdict]:
     """Run every buddy lemma now (for tests and the command line)."""
-    from proofs.verdict import CHECKS
+    from lang.verdict import CHECKS
 
     return [c.run() for c in CHECKS if c.name.startswith("buddy") and c.group == "z3"]

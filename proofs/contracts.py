@@ -1,8 +1,8 @@
 """CrossHair checks of the contracts written in the pure spec functions' docstrings.
 
 The contracts are PEP 316 ``pre:``/``post:`` lines in the docstrings of
-spec/address.py (split, join), spec/pte.py (decode, encode) and
-spec/permissions.py (combine, access_allowed, error_code): documentation a
+spec/paging/address.py (split, join), spec/paging/pte.py (decode, encode) and
+spec/paging/permissions.py (combine, access_allowed, error_code): documentation a
 reader sees, and claims ``crosshair check`` searches for counterexamples to.
 
 CrossHair explores each function's paths symbolically for a while.  It
@@ -28,7 +28,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from proofs.verdict import Status, Verdict, check, timed
+from lang.verdict import Status, Verdict, check, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 PER_CONDITION_TIMEOUT = 4.0
@@ -45,7 +45,7 @@ def crosshair_available() -> bool:
 
 
 def source_file(target: str) -> Path:
-    """The file of a module name (``spec.pte``) or a path to a ``.py`` file."""
+    """The file of a module name (``spec.paging.pte``) or a path to a ``.py`` file."""
     if target.endswith(".py"):
         return Path(target).resolve()
     spec = importlib.util.find_spec(target)
@@ -97,29 +97,31 @@ def crosshair_check(
     return Status.CONFIRMED, f"{everywhere} of {len(reports)} postconditions confirmed on all paths, the rest searched"
 
 
-ADDRESS = "spec.address: split/join contracts (index ranges, join then split, canonical result)"
-PTE = "spec.pte: decode/encode contracts (encode inverts decode, 64-bit result)"
-PERMISSIONS = "spec.permissions: combine/access_allowed/error_code contracts (rights shrink, isolation, W/U bits)"
+ADDRESS = "spec.paging.address: split/join contracts (index ranges, join then split, canonical result)"
+PTE = "spec.paging.pte: decode/encode contracts (encode inverts decode, 64-bit result)"
+PERMISSIONS = (
+    "spec.paging.permissions: combine/access_allowed/error_code contracts (rights shrink, isolation, W/U bits)"
+)
 
 
 @check("crosshair", ADDRESS)
 def address_contracts() -> Verdict:
-    return timed(ADDRESS, lambda: crosshair_check(["spec.address"]))
+    return timed(ADDRESS, lambda: crosshair_check(["spec.paging.address"]))
 
 
 @check("crosshair", PTE)
 def pte_contracts() -> Verdict:
-    return timed(PTE, lambda: crosshair_check(["spec.pte"]))
+    return timed(PTE, lambda: crosshair_check(["spec.paging.pte"]))
 
 
 @check("crosshair", PERMISSIONS)
 def permissions_contracts() -> Verdict:
-    return timed(PERMISSIONS, lambda: crosshair_check(["spec.permissions"]))
+    return timed(PERMISSIONS, lambda: crosshair_check(["spec.paging.permissions"]))
 
 
-BUDDY = "spec.buddy: buddy arithmetic and split contracts (buddy differs, merged block below, halves inside)"
+BUDDY = "spec.alloc.buddy: buddy arithmetic and split contracts (buddy differs, merged block below, halves inside)"
 
 
 @check("crosshair", BUDDY)
 def buddy_contracts() -> Verdict:
-    return timed(BUDDY, lambda: crosshair_check(["spec.buddy"]))
+    return timed(BUDDY, lambda: crosshair_check(["spec.alloc.buddy"]))

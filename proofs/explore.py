@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from mmcheck.scenario import Scenario, dump
+from lang.scenario import Scenario, dump
 from properties.recording import counterexample_folder
 
 S = TypeVar("S")

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import z3
 
+from lang.verdict import Status, Verdict, check, timed
 from proofs.lemmas import TIMEOUT_MS
-from proofs.verdict import Status, Verdict, check, timed
-from spec.shootdown import Logic, flush_decision
+from spec.smp.shootdown import Logic, flush_decision
 
 PAGES = 3
 
@@ -82,7 +82,7 @@ Z3_LOGIC = Logic(z3.And, z3.Not)
 def linux_decision(
     local: z3.ArithRef, mm_gen: z3.ArithRef, gen: z3.ArithRef, full: z3.BoolRef
 ) -> tuple[z3.BoolRef, z3.BoolRef]:
-    """The spec's own rule, :func:`spec.shootdown.flush_decision` (``flush_tlb_func``, arch/x86/mm/tlb.c),
+    """The spec's own rule, :func:`spec.smp.shootdown.flush_decision` (``flush_tlb_func``, arch/x86/mm/tlb.c),
     applied to Z3 terms: the function the kernel spec runs is the one proved inductive."""
     act, partial = flush_decision(local, mm_gen, gen, full, Z3_LOGIC)
     return act, partial

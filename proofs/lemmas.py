@@ -11,7 +11,7 @@ enumerated concretely; everything else is symbolic.
 Every lemma takes the code under test as a parameter defaulting to the real
 one, so the tests can hand it a broken variant and watch it be refuted.
 
-The impl side runs :meth:`impl.mmu.Mmu.access` itself over a
+The impl side runs :meth:`impl.paging.mmu.Mmu.access` itself over a
 :class:`ScriptedMemory` whose reads return chosen (symbolic) entries, top
 level first: the canonical check, the reserved-bit masks, the rights folding
 and the permission decision are proved where they live, inside the walk.
@@ -26,13 +26,13 @@ from typing import Any, cast
 
 import z3
 
-from impl.mmu import FETCH, READ, WRITE, Cpu, Mmu
-from impl.physmem import PhysMem
+from impl.paging.mmu import FETCH, READ, WRITE, Cpu, Mmu
+from impl.paging.physmem import PhysMem
+from lang.verdict import Status, Verdict, check, timed
 from proofs.symbolic import Sym, SymbolicError, SymBool, explore, flag, on_every_path, term, truth, unsigned, value
-from proofs.verdict import Status, Verdict, check, timed
-from spec.address import is_canonical, join, level_shift, page_offset, split
-from spec.permissions import Control, Kind, Mode, Rights, access_allowed, combine, error_code
-from spec.pte import PS, RW, US, XD, A, D, P, Pte, decode, encode, has_reserved_bits, leaf_frame_base
+from spec.paging.address import is_canonical, join, level_shift, page_offset, split
+from spec.paging.permissions import Control, Kind, Mode, Rights, access_allowed, combine, error_code
+from spec.paging.pte import PS, RW, US, XD, A, D, P, Pte, decode, encode, has_reserved_bits, leaf_frame_base
 
 TIMEOUT_MS = 30_000
 
@@ -92,7 +92,7 @@ def sdm_canonical(va: z3.BitVecRef, levels: int) -> z3.BoolRef:
 
 
 class ScriptedMemory:
-    """Stands in for :class:`impl.physmem.PhysMem`: the k-th read returns ``words[k]``, 0 after the last.
+    """Stands in for :class:`impl.paging.physmem.PhysMem`: the k-th read returns ``words[k]``, 0 after the last.
 
     Writes (the walker's A/D updates) are dropped; the lemmas using it are
     about the walk's decisions, which depend only on the entries met.
@@ -161,7 +161,7 @@ def split_join_inverse(
     split_fn: Callable[[int, int], tuple[tuple[int, ...], int]] = split,
     join_fn: Callable[[tuple[int, ...], int, int], int] = join,
 ) -> Verdict:
-    """spec.address: ``join(*split(va))`` is ``va`` for every canonical ``va``, and
+    """spec.paging.address: ``join(*split(va))`` is ``va`` for every canonical ``va``, and
     ``split(join(indices, offset))`` gives back any 9-bit indices and 12-bit offset,
     as a canonical address.
 
@@ -205,7 +205,7 @@ SPEC_CANONICAL = "address: the spec's is_canonical is the SDM rule (bits 63..wid
 
 @check("z3", SPEC_CANONICAL)
 def spec_canonical_is_sdm_rule(canonical_fn: Callable[[int, int], bool] = is_canonical) -> Verdict:
-    """spec.address.is_canonical agrees with the SDM's rule (Vol. 3A 4.5) on every 64-bit value.
+    """spec.paging.address.is_canonical agrees with the SDM's rule (Vol. 3A 4.5) on every 64-bit value.
 
     Technique: the spec function runs on a symbolic ``va``; the rule is
     written in Z3 directly with ``Extract`` on bits 63 .. width-1.
@@ -224,7 +224,7 @@ IMPL_CANONICAL = "address: Mmu.access raises #GP exactly on non-canonical addres
 
 @check("z3", IMPL_CANONICAL)
 def impl_canonical_check(mmu_class: type[Mmu] = Mmu) -> Verdict:
-    """impl.mmu.Mmu.access gives #GP (vector 13) exactly when the SDM rule says ``va`` is not canonical;
+    """impl.paging.mmu.Mmu.access gives #GP (vector 13) exactly when the SDM rule says ``va`` is not canonical;
     any other address reaches the (empty) top-level table and takes a not-present #PF with the spec's
     error code (SDM Vol. 3A 4.5, 4.7).
 
@@ -255,13 +255,13 @@ def pte_round_trip(
     decode_fn: Callable[[int], Pte] = decode,
     encode_fn: Callable[[Pte], int] = encode,
 ) -> Verdict:
-    """spec.pte: ``encode(decode(w)) == w`` for every 64-bit word, and ``decode(encode(p)) == p`` for every
+    """spec.paging.pte: ``encode(decode(w)) == w`` for every 64-bit word, and ``decode(encode(p)) == p`` for every
     :class:`Pte` whose ``addr`` and ``ignored`` lie in their masks (SDM Vol. 3A 4.5, tables 4-15..4-20).
 
     Technique: the spec functions run on a symbolic word (1,024 paths, one per
     combination of the ten flag bits) and on a Pte with symbolic fields.
     """
-    from spec.pte import ADDRESS_MASK_52, IGNORED_MASK
+    from spec.paging.pte import ADDRESS_MASK_52, IGNORED_MASK
 
     def word_first() -> z3.BoolRef:
         word = unsigned("word")
@@ -292,7 +292,7 @@ RESERVED = "pte: Mmu.access's reserved-bit check is spec reserved_mask (levels 1
 def reserved_bits_agree(mmu_class: type[Mmu] = Mmu) -> Verdict:
     """For every 64-bit entry met at every level, every MAXPHYADDR from 36 to 52 and both values of
     EFER.NXE, ``Mmu.access`` takes a reserved-bit #PF exactly when the entry is present and
-    spec.pte.has_reserved_bits says so, with the spec's error code (SDM Vol. 3A 4.5.4, 4.7).
+    spec.paging.pte.has_reserved_bits says so, with the spec's error code (SDM Vol. 3A 4.5.4, 4.7).
 
     Technique: ``Mmu.access`` runs over memory whose upper levels hold valid
     concrete entries and whose entry at the level under test is a symbolic
@@ -430,7 +430,7 @@ CAUSES = {(False, False): 0, (True, False): 0b0001, (True, True): 0b1001}
 
 @check("z3", ERROR_CODES)
 def error_codes_agree(code_fn: Callable[[Cpu, int, bool, int], int] = Mmu._code) -> Verdict:
-    """``Mmu._code`` equals spec.permissions.error_code on its whole domain (SDM Vol. 3A 4.7).
+    """``Mmu._code`` equals spec.paging.permissions.error_code on its whole domain (SDM Vol. 3A 4.7).
 
     Technique: exhaustive enumeration; the domain is finite (3 kinds x 2 modes x
     NXE x SMEP x 3 causes = 72 cases).  The walk lemmas above check that

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mmcheck.scenario import Op
+from lang.scenario import Op
 from proofs import smp_system
 from proofs.explore import Result, Stats, run_exploration
 from proofs.smp_system import SmpSystem

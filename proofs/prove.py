@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from proofs.verdict import CHECKS, Status
+from lang.verdict import CHECKS, Status
 
 MODULES = ("proofs.lemmas", "proofs.buddy_lemmas", "proofs.inductive")
 WORDS = {Status.CONFIRMED: "confirmed", Status.REFUTED: "refuted", Status.UNKNOWN: "unknown"}

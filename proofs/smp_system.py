@@ -1,13 +1,13 @@
 """The kernel's SMP layer as a system for the explorer: CPUs, TLBs and multi-step shootdowns, in lockstep.
 
-A state is a :class:`properties.drivers.Lockstep`: the L1 spec (:mod:`spec.kernel`,
-:mod:`spec.shootdown`), the implementation (:class:`impl.kernel.Kernel` run by
-:class:`impl.shootdown.Smp`) and the programmer's view L0 with its candidates
+A state is a :class:`properties.drivers.Lockstep`: the L1 spec (:mod:`spec.mm.kernel`,
+:mod:`spec.smp.shootdown`), the implementation (:class:`impl.mm.kernel.Kernel` run by
+:class:`impl.smp.shootdown.Smp`) and the programmer's view L0 with its candidates
 for the changes in flight.  A step applies one op exactly as ``mmcheck replay``
 does (results compared, the implementation abstracted and compared with the
 spec, every TLB entry one the spec allows, L1 refining L0), then checks the
 kernel invariants of the state the gathers will leave and the shootdown
-invariants (:func:`spec.shootdown.violations`).  Any failure is a
+invariants (:func:`spec.smp.shootdown.violations`).  Any failure is a
 :class:`~proofs.explore.Violation`.
 
 **The vocabulary** (:class:`SmpBounds`): processes up to a bound (spawn, fork,
@@ -69,8 +69,8 @@ from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
-from mmcheck.errors import MMCheckError
-from mmcheck.kernel_ops import (
+from lang.errors import MMCheckError
+from lang.kernel_ops import (
     Exit,
     Fork,
     KernelOp,
@@ -90,16 +90,16 @@ from mmcheck.kernel_ops import (
     TlbEvict,
     Unpin,
 )
-from mmcheck.scenario import Config, Op, Scenario
+from lang.scenario import Config, Op, Scenario
 from proofs.explore import Result, Stats, Violation, explore, run_exploration
 from properties.drivers import DivergenceError, ImplRunner, Lockstep
-from properties.kernel_driver import Candidate
+from properties.mm.driver import Candidate
 from spec import memory as l0
-from spec import shootdown
-from spec.kernel import Kernel, Space
-from spec.kernel_invariants import violations as kernel_violations
+from spec.mm.invariants import violations as kernel_violations
+from spec.mm.kernel import Kernel, Space
+from spec.mm.vma import KERNEL_VA
 from spec.outcome import NewPid, Outcome
-from spec.vma import KERNEL_VA
+from spec.smp import shootdown
 
 BASE = 0x10000000
 
@@ -636,7 +636,7 @@ VERIFY_BOUNDS = SmpBounds(
 VERIFY_DEPTH = 100
 VERIFY_BUDGET = 40.0
 
-# The mutant hunt (properties.mutants.hunt): each bound in turn, to its depth, until one finds a violation.  The
+# The mutant hunt (proofs.hunt): each bound in turn, to its depth, until one finds a violation.  The
 # first has two CPUs and two processes over one page; the second starts from verify's setup (one written page on
 # both CPUs) so that a fork shares it before a zap in flight (an mmu_gather holding a reference that is not the
 # page's last); partial flushes of a CPU two generations behind need two changes in flight over different pages,

@@ -17,12 +17,13 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
-from mmcheck.errors import MMCheckError
-from mmcheck.scenario import AllocPages, BuddyInfo, Config, FreePages, Op, Scenario
+from lang.errors import MMCheckError
+from lang.hardware_ops import AllocPages, BuddyInfo, FreePages
+from lang.scenario import Config, Op, Scenario
+from lang.verdict import Status, Verdict, check, timed
 from proofs import smp_system
 from proofs.explore import Stats, Violation, run_exploration
 from proofs.smp_system import SmpBounds, SmpSystem, clone
-from proofs.verdict import Status, Verdict, check, timed
 from properties.drivers import DivergenceError, Lockstep
 
 LAYERS = ("buddy", "smp")

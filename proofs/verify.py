@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from proofs.verdict import CHECKS, Status, Verdict
+from lang.verdict import CHECKS, Status, Verdict
 from properties import profiles
 
 # Modules that register checks on import, in the order they run.
@@ -22,13 +22,13 @@ CHECK_MODULES = (
     "proofs.lemmas",
     "proofs.contracts",
     "proofs.inductive",
-    "properties.mmu_machine",
+    "properties.paging.mmu_machine",
     "proofs.buddy_lemmas",
-    "properties.buddy_machine",
+    "properties.alloc.buddy_machine",
     "proofs.systems",
-    "properties.kernel_machine",
-    "properties.smp_machine",
-    "properties.huge_machine",
+    "properties.mm.kernel_machine",
+    "properties.smp.smp_machine",
+    "properties.mm.huge_machine",
 )
 
 

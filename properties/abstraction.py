@@ -12,21 +12,21 @@ from itertools import chain, compress
 from types import MappingProxyType
 from typing import cast
 
-from impl.buddy import BuddyAllocator
-from impl.kernel import HUGE_PAGES, PG_ANON, PG_EXCLUSIVE, PG_HUGE
-from impl.kernel import Kernel as ImplKernel
-from impl.kernel import Process as ImplProcess
-from impl.mmu import Mmu
-from impl.physmem import PhysMem
-from impl.vma import Vma as ImplVma
+from impl.alloc.buddy import BuddyAllocator
+from impl.mm.kernel import HUGE_PAGES, PG_ANON, PG_EXCLUSIVE, PG_HUGE
+from impl.mm.kernel import Kernel as ImplKernel
+from impl.mm.kernel import Process as ImplProcess
+from impl.mm.vma import Vma as ImplVma
+from impl.paging.mmu import Mmu
+from impl.paging.physmem import PhysMem
 from properties.frame_cache import Entries, FrameCache
-from spec.buddy import Block, BuddyState
-from spec.kernel import Kernel, Leaf, Page, Pin, Space
-from spec.mmu import MmuState
-from spec.permissions import Control
-from spec.physmem import PhysMemory
-from spec.vma import Prot
-from spec.vma import Vma as SpecVma
+from spec.alloc.buddy import Block, BuddyState
+from spec.mm.kernel import Kernel, Leaf, Page, Pin, Space
+from spec.mm.vma import Prot
+from spec.mm.vma import Vma as SpecVma
+from spec.paging.mmu import MmuState
+from spec.paging.permissions import Control
+from spec.paging.physmem import PhysMemory
 
 
 def abstract_memory(mem: PhysMem) -> PhysMemory:
@@ -95,7 +95,7 @@ def decode_tables(
     Rights are combined over the walk (R/W and U/S ANDed, XD ORed, SDM 4.6.1).
     Kernel-half vpns are those of the sign-extended (canonical) address.
     A table's non-zero entries come from ``entries`` (default
-    :meth:`~impl.physmem.PhysMem.frame_entries`; a :class:`FrameCache` gives the same).
+    :meth:`~impl.paging.physmem.PhysMem.frame_entries`; a :class:`FrameCache` gives the same).
     """
     read = entries or mem.frame_entries
     tables: dict[tuple[int, int], int] = {}
@@ -169,7 +169,7 @@ def abstract_pages(kernel: ImplKernel, entries: EntryReader | None = None) -> di
 
 
 def abstract_kernel(kernel: ImplKernel, frames: FrameCache | None = None) -> Kernel:
-    """The whole kernel layer as the spec's :class:`~spec.kernel.Kernel`, decoded from the real page tables.
+    """The whole kernel layer as the spec's :class:`~spec.mm.kernel.Kernel`, decoded from the real page tables.
 
     ``frames``, a cache of the kernel's memory the harness keeps from one check to the next, reads the
     frames that did not change faster; the result is the same.

@@ -16,32 +16,22 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from impl import buddy as impl_buddy
-from impl.mmu import FETCH, READ, WRITE, Fault, Mmu, Translated
-from impl.physmem import PhysMem
-from mmcheck.errors import BuddyError, DisallowedChoice, MMCheckError
-from mmcheck.kernel_ops import KernelOp
-from mmcheck.scenario import (
-    Access,
-    AllocPages,
-    BuddyInfo,
-    Config,
-    FreePages,
-    Op,
-    ReadPhys,
-    Result,
-    SetCpu,
-    WritePhys,
-)
+from impl.alloc import buddy as impl_buddy
+from impl.paging.mmu import FETCH, READ, WRITE, Fault, Mmu, Translated
+from impl.paging.physmem import PhysMem
+from lang.errors import BuddyError, DisallowedChoice, MMCheckError
+from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, SetCpu, WritePhys
+from lang.kernel_ops import KernelOp
+from lang.scenario import Config, Op, Result
 from properties.abstraction import abstract_buddy, abstract_kernel, abstract_memory, abstract_mmu
 from properties.frame_cache import FrameCache
-from properties.kernel_driver import ImplKernelSide, L0Side, SpecKernelSide, kernel_difference, tlb_difference
-from properties.smp_abstraction import abstract_smp
-from spec import buddy as spec_buddy
-from spec import mmu as spec_mmu
-from spec.kernel import NO_CHOICES, Choices, Kernel
-from spec.permissions import Control, Kind, Mode
-from spec.walk import (
+from properties.mm.driver import ImplKernelSide, L0Side, SpecKernelSide, kernel_difference, tlb_difference
+from properties.smp.abstraction import abstract_smp
+from spec.alloc import buddy as spec_buddy
+from spec.mm.kernel import NO_CHOICES, Choices, Kernel
+from spec.paging import mmu as spec_mmu
+from spec.paging.permissions import Control, Kind, Mode
+from spec.paging.walk import (
     VECTOR_GP,
     VECTOR_MC,
     VECTOR_PF,

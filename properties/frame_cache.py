@@ -16,13 +16,13 @@ memory for one run; it lives in the harness, never in ``spec/`` or ``impl/``.
 
 from __future__ import annotations
 
-from impl.physmem import PhysMem
+from impl.paging.physmem import PhysMem
 
 Entries = list[tuple[int, int]]
 
 
 class FrameCache:
-    """:meth:`impl.physmem.PhysMem.frame_entries` of ``mem``, reused while a frame's bytes are unchanged."""
+    """:meth:`impl.paging.physmem.PhysMem.frame_entries` of ``mem``, reused while a frame's bytes are unchanged."""
 
     def __init__(self, mem: PhysMem) -> None:
         self.mem = mem

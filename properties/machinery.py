@@ -15,8 +15,8 @@ from typing import Any
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
-from mmcheck.scenario import dump, load
-from proofs.verdict import Status
+from lang.scenario import dump, load
+from lang.verdict import Status
 from properties.minimise import minimise
 from properties.recording import counterexample_folder
 

@@ -2,7 +2,7 @@
 
 The machines check the L1 invariants after every rule, and many rules leave
 the state as it was: an observation, a load through a TLB entry, an eviction.
-The spec's operations build a new :class:`~spec.kernel.Kernel` for every step
+The spec's operations build a new :class:`~spec.mm.kernel.Kernel` for every step
 but keep each part they did not change (the same mapping, the same tuple), so
 a state whose every field is the *same object* as the last one checked is the
 last state checked, and a pure check of it gives the last result.  Anything

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mmcheck.errors import MMCheckError
-from mmcheck.kernel_ops import Fork, Spawn
-from mmcheck.replay import replay
-from mmcheck.scenario import Op, Scenario
+from lang.errors import MMCheckError
+from lang.kernel_ops import Fork, Spawn
+from lang.scenario import Op, Scenario
+from properties.replay import replay
 
 
 def failure_kind(scenario: Scenario) -> str | None:

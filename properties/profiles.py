@@ -11,7 +11,7 @@ run behaves the same locally and in CI.
   ``nox -s verify`` on 2 cores.
 - ``thorough``: randomized, many more examples and longer runs, for hunting.
 - ``fuzz``: ``thorough`` stopping at the first bug and without Hypothesis's
-  shrink phase, for ``nox -s fuzz`` (:mod:`properties.fuzz`): a time-boxed
+  shrink phase, for ``nox -s fuzz`` (:mod:`proofs.fuzz`): a time-boxed
   run must not spend its minutes shrinking; the saved scenario is minimised
   by replay instead.  The run sets the database and the batch size.
 - ``mutmut``: derandomized, no database, a small budget: mutation testing

@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mmcheck.errors import MMCheckError
-from mmcheck.scenario import Config, Op, Result, Scenario, dump
+from lang.errors import MMCheckError
+from lang.scenario import Config, Op, Result, Scenario, dump
 from properties.drivers import DivergenceError, Lockstep
 
 DEFAULT_FOLDER = "counterexamples"

@@ -16,7 +16,7 @@ Nothing is shared unless mapped shared:
 - an access the protection forbids is SIGSEGV; on x86 write or execute
   permission implies read;
 - the kernel half is one page that supervisor-mode loads read
-  (:data:`~spec.vma.KERNEL_WORD` at offset 0) and everything else faults on.
+  (:data:`~spec.mm.vma.KERNEL_WORD` at offset 0) and everything else faults on.
 
 A *pin* (a read-only ``get_user_pages`` reference, as vmsplice takes) of a
 shared page reads the cell as it is now.  A pin of a private page reads one
@@ -41,7 +41,7 @@ the programmer sees what Linux documents for it:
   down, mm/madvise.c ``madvise_dontneed_free_valid_vma``); a private one then
   reads zero, a shared one keeps its contents;
 - contents, sharing and fork behave as for normal pages (each 4 KiB of it
-  is a cell here); pinning one is refused (:class:`~mmcheck.errors.NotModelled`).
+  is a cell here); pinning one is refused (:class:`~lang.errors.NotModelled`).
 
 Any operation that needs memory may also fail with ENOMEM and change
 nothing; that is checked by the harness, not modelled here.
@@ -53,11 +53,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from mmcheck.errors import AddressError, IdleCpu, NotModelled, UnknownCpu, UnknownPid, UnknownPin
-from spec.address import PAGE_SHIFT, PAGE_SIZE, WORD_SIZE, is_canonical
-from spec.outcome import EFAULT, Errno, NewPid, NewPin, Ok, OneOf, Outcome, Signal, Value
-from spec.permissions import Kind, Mode
-from spec.vma import (
+from lang.errors import AddressError, IdleCpu, NotModelled, UnknownCpu, UnknownPid, UnknownPin
+from spec.mm.vma import (
     HUGE_PAGES,
     KERNEL_VA,
     KERNEL_WORD,
@@ -69,6 +66,9 @@ from spec.vma import (
     munmap_error,
     range_error,
 )
+from spec.outcome import EFAULT, Errno, NewPid, NewPin, Ok, OneOf, Outcome, Signal, Value
+from spec.paging.address import PAGE_SHIFT, PAGE_SIZE, WORD_SIZE, is_canonical
+from spec.paging.permissions import Kind, Mode
 
 Words = Mapping[int, int]
 _EMPTY: Words = MappingProxyType({})

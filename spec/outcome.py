@@ -78,7 +78,7 @@ class Pagemap:
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A mapping change started in the background is in flight as number ``flight`` (see :mod:`spec.shootdown`)."""
+    """A mapping change started in the background is in flight as number ``flight`` (see :mod:`spec.smp.shootdown`)."""
 
     flight: int
 

@@ -41,11 +41,11 @@ def test_mmcheck_imports_in_spec_and_impl_are_only_errors() -> None:
         for path in (ROOT / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mmcheck"):
-                    assert node.module == "mmcheck.errors", f"{path}: imports {node.module}"
+                    assert node.module == "lang.errors", f"{path}: imports {node.module}"
 
 
 def test_boundary_check_detects_a_violation(tmp_path: Path) -> None:
     """The detector itself finds an import of the other side."""
     module = tmp_path / "m.py"
-    module.write_text("from impl.mmu import Mmu\nimport spec.walk\n")
+    module.write_text("from impl.paging.mmu import Mmu\nimport spec.paging.walk\n")
     assert imported_packages(module) == {"impl", "spec"}

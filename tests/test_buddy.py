@@ -7,10 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from impl.buddy import BuddyAllocator
-from mmcheck.buddyview import buddy_view, buddyinfo_line
-from mmcheck.cli import main
-from mmcheck.errors import (
+from impl.alloc.buddy import BuddyAllocator
+from lang.errors import (
     BlockOutOfRange,
     BuddyError,
     ConfigError,
@@ -21,14 +19,17 @@ from mmcheck.errors import (
     OrderOutOfRange,
     WrongOrder,
 )
-from mmcheck.scenario import AllocPages, BuddyInfo, Config, FreePages, Scenario, load, parse_op
-from proofs.verdict import Status
+from lang.hardware_ops import AllocPages, BuddyInfo, FreePages
+from lang.scenario import Config, Scenario, load, parse_op
+from lang.verdict import Status
+from mmcheck.cli import main
+from mmcheck.views.buddyview import buddy_view, buddyinfo_line
 from properties.abstraction import abstract_buddy
-from properties.buddy_machine import run_machine
+from properties.alloc.buddy_machine import run_machine
 from properties.drivers import DivergenceError, Lockstep
 from properties.minimise import minimise
-from spec import buddy
-from spec.buddy import Block, BuddyState, OutOfMemory
+from spec.alloc import buddy
+from spec.alloc.buddy import Block, BuddyState, OutOfMemory
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -259,9 +260,9 @@ def test_scenario_wraps_results_from_both_sides() -> None:
 
 def test_minimise_drops_operations_the_failure_does_not_need(monkeypatch: pytest.MonkeyPatch) -> None:
     """Refused frees in front of a bad allocation go; the allocation that diverges stays."""
-    import impl.buddy
+    import impl.alloc.buddy
 
-    monkeypatch.setattr(impl.buddy, "BuddyAllocator", HandsOutTheUpperHalf)
+    monkeypatch.setattr(impl.alloc.buddy, "BuddyAllocator", HandsOutTheUpperHalf)
     junk = (FreePages(0, 0), AllocPages(0), FreePages(0, 1))
     scenario = Scenario(Config(frames=8, max_order=3), (*junk, AllocPages(2)))
     assert (AllocPages(2),) == minimise(scenario).ops

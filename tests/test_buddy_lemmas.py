@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import z3
 
-import impl.buddy
+import impl.alloc.buddy
+from lang.verdict import Status
 from proofs import buddy_lemmas
 from proofs.buddy_lemmas import SIDES, BranchOnSymbol, Inputs, prove, sides_agree
-from proofs.verdict import Status
 
 
 @pytest.mark.parametrize("side", SIDES, ids=[s.name for s in SIDES])
@@ -21,7 +21,7 @@ def test_lemma_holds_for_the_code(side: buddy_lemmas.Arithmetic, lemma: object) 
 
 def test_buddy_computed_with_plus_is_refuted(monkeypatch: pytest.MonkeyPatch) -> None:
     """``pfn + (1 << order)`` breaks the involution and the agreement with the spec, with a counterexample."""
-    monkeypatch.setattr(impl.buddy, "find_buddy_pfn", lambda pfn, order: pfn + (1 << order))
+    monkeypatch.setattr(impl.alloc.buddy, "find_buddy_pfn", lambda pfn, order: pfn + (1 << order))
     status, detail = prove(buddy_lemmas.buddy_involution(SIDES[1]))
     assert Status.REFUTED == status
     assert "counterexample: order=" in detail
@@ -30,13 +30,13 @@ def test_buddy_computed_with_plus_is_refuted(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_merge_keeping_the_order_bit_is_refuted(monkeypatch: pytest.MonkeyPatch) -> None:
     """A combined pfn of ``pfn | (1 << order)`` is not aligned to order+1."""
-    monkeypatch.setattr(impl.buddy, "combined_pfn", lambda pfn, order: pfn | (1 << order))
+    monkeypatch.setattr(impl.alloc.buddy, "combined_pfn", lambda pfn, order: pfn | (1 << order))
     assert Status.REFUTED == prove(buddy_lemmas.merge_contains_both(SIDES[1]))[0]
 
 
 def test_upper_half_off_by_one_order_is_refuted(monkeypatch: pytest.MonkeyPatch) -> None:
     """Splitting with the parent's size (``pfn + (1 << order)``) gives a half outside the block."""
-    monkeypatch.setattr(impl.buddy, "upper_half_pfn", lambda pfn, order: pfn + (1 << order))
+    monkeypatch.setattr(impl.alloc.buddy, "upper_half_pfn", lambda pfn, order: pfn + (1 << order))
     assert Status.REFUTED == prove(buddy_lemmas.split_halves(SIDES[1]))[0]
 
 

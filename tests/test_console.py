@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mmcheck import console
-from mmcheck.buddyview import buddy_json
+from lang.scenario import load
 from mmcheck.cli import main
-from mmcheck.scenario import load
+from mmcheck.views import console
+from mmcheck.views.buddyview import buddy_json
 
 BUDDY = Path(__file__).parent / "scenarios" / "buddy-expand-merge.json"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mmcheck import draw
+from lang.scenario import load
 from mmcheck.cli import main
-from mmcheck.draw import Picture, scenario_picture, to_dot, to_text
-from mmcheck.scenario import load
+from mmcheck.views import draw
+from mmcheck.views.draw import Picture, scenario_picture, to_dot, to_text
 
 FORK = Path(__file__).parent / "scenarios" / "linux-kernel-cow-fork.json"
 FORK_STEP = 4  # the fork op: both processes map the stored-to page read-only

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from impl.mmu import Mmu
+from impl.paging.mmu import Mmu
+from lang.scenario import load
 from mmcheck.cli import main
-from mmcheck.explain import explain
-from mmcheck.scenario import load
+from mmcheck.views.explain import explain
 
 SDM = Path(__file__).parent / "scenarios" / "sdm-mmu-walk.json"
 
@@ -57,9 +57,9 @@ def test_kernel_ops_name_the_rule_and_the_diff() -> None:
 
 def test_a_buddy_mutant_names_the_broken_invariant(monkeypatch: pytest.MonkeyPatch) -> None:
     """With the buddy computed as pfn + (1 << order), freeing pfn 1 merges with pfn 2: coalescing and cover break."""
-    import impl.buddy
+    import impl.alloc.buddy
 
-    monkeypatch.setattr(impl.buddy, "find_buddy_pfn", lambda pfn, order: pfn + (1 << order))
+    monkeypatch.setattr(impl.alloc.buddy, "find_buddy_pfn", lambda pfn, order: pfn + (1 << order))
     scenario = load(SCENARIOS / "buddy-expand-merge.json")
     lines, ok = explain(scenario)
     text = "\n".join(lines)

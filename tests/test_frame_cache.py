@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from impl.physmem import PhysMem
-from mmcheck.errors import MMCheckError
-from mmcheck.kernel_ops import KernelOp, Load, Mmap, Spawn, Store, Switch
-from mmcheck.scenario import Config, load
+from impl.paging.physmem import PhysMem
+from lang.errors import MMCheckError
+from lang.kernel_ops import KernelOp, Load, Mmap, Spawn, Store, Switch
+from lang.scenario import Config, load
 from properties.abstraction import abstract_kernel
 from properties.drivers import DivergenceError, Lockstep
 from properties.frame_cache import FrameCache

@@ -1,4 +1,4 @@
-"""``python -m properties.fuzz`` (``nox -s fuzz``): options checked, machines counted, planted bugs found and shared.
+"""``python -m proofs.fuzz`` (``nox -s fuzz``): options checked, machines counted, planted bugs found and shared.
 
 The end-to-end tests run the fuzz entry point in a child process for a few
 seconds with a planted walker mutant (``accessed-never-set``, caught by the
@@ -27,10 +27,10 @@ from hypothesis.database import InMemoryExampleDatabase
 from hypothesis.internal.reflection import function_digest
 from hypothesis.stateful import RuleBasedStateMachine
 
-from mmcheck.replay import replay
-from mmcheck.scenario import load
-from properties import fuzz
+from lang.scenario import load
+from proofs import fuzz
 from properties.mutants import by_name
+from properties.replay import replay
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTANT = "accessed-never-set"
@@ -40,7 +40,7 @@ def run_fuzz(tmp_path: Path, *args: str, report: str = "report.json") -> tuple[i
     """Run the fuzz entry point in a child process with its counterexamples under ``tmp_path``; exit, output, report."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     env["MMCHECK_COUNTEREXAMPLES"] = str(tmp_path / "counterexamples")
-    command = [sys.executable, "-m", "properties.fuzz", *args, "--report", str(tmp_path / report)]
+    command = [sys.executable, "-m", "proofs.fuzz", *args, "--report", str(tmp_path / report)]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     output = done.stdout + done.stderr
     path = tmp_path / report
@@ -92,7 +92,7 @@ def test_no_pytest_argument_is_a_path_so_remote_gateways_take_them(tmp_path: Pat
     args = fuzz.parser().parse_args(["--minutes", "1", "--tx", "popen", "--db", str(tmp_path / "db")])
     args.report = str(tmp_path / "r.json")
     arguments = fuzz.command_args(args)
-    assert f"--fuzz-db={tmp_path / 'db'}" in arguments and "properties.fuzz_session" in arguments
+    assert f"--fuzz-db={tmp_path / 'db'}" in arguments and "proofs.fuzz_session" in arguments
     assert [] == [a for a in arguments if Path(a.split("::")[0]).exists()]
 
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from impl.tlb import HUGE, Tlb
-from mmcheck.errors import NotModelled
-from mmcheck.kernel_ops import Exit, Fork, Load, Mmap, Munmap, PagemapOp, PinOp, Spawn, Store, Switch
-from mmcheck.scenario import Config
+from impl.paging.tlb import HUGE, Tlb
+from lang.errors import NotModelled
+from lang.kernel_ops import Exit, Fork, Load, Mmap, Munmap, PagemapOp, PinOp, Spawn, Store, Switch
+from lang.scenario import Config
 from properties.drivers import Lockstep
 from spec import memory as l0
-from spec.tlb import Tlb as SpecTlb
-from spec.tlb import TlbEntry, invlpg
-from spec.vma import Prot
+from spec.mm.vma import Prot
+from spec.paging.tlb import Tlb as SpecTlb
+from spec.paging.tlb import TlbEntry, invlpg
 
 CONFIG = Config(frames=2048, cpus=2, max_order=10)
 H = 0x100000000000
@@ -124,7 +124,7 @@ def test_an_empty_pool_at_fault_is_enomem_with_nothing_changed() -> None:
 def test_a_cpu_reads_through_its_stale_2_mib_entry_until_its_ipi() -> None:
     """hugetlb-stale-read-during-munmap.json as the implementation runs it: two subpages read through CPU 1's one
     stale 2 MiB entry after the PMD is cleared, then a fault once the flush is done; the block freed as order 9."""
-    from mmcheck.scenario import load
+    from lang.scenario import load
 
     scenario = load(Path(__file__).parent / "scenarios" / "hugetlb-stale-read-during-munmap.json")
     run = Lockstep(scenario.config)

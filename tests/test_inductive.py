@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import z3
 
+from lang.verdict import Status
 from proofs.inductive import TOP, initial_satisfies, linux_decision, prove_buddy_inductive, prove_inductive
-from proofs.verdict import Status
 
 
 def test_linux_rule_is_inductive() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mmcheck.cli import main
-from mmcheck.quiz import generate
-from mmcheck.replay import replay
+from mmcheck.views.quiz import generate
+from properties.replay import replay
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 

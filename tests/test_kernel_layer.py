@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mmcheck.errors import AddressError, IdleCpu, UnknownPid, UnknownPin
-from mmcheck.kernel_ops import (
+from lang.errors import AddressError, IdleCpu, UnknownPid, UnknownPin
+from lang.kernel_ops import (
     Exit,
     Fork,
     Load,
@@ -21,14 +21,14 @@ from mmcheck.kernel_ops import (
     Store,
     Switch,
 )
-from mmcheck.scenario import Config, Op
+from lang.scenario import Config, Op
 from properties.drivers import Lockstep
-from properties.kernel_driver import L0Side
+from properties.mm.driver import L0Side
 from spec import memory as l0
-from spec.kernel_invariants import violations
+from spec.mm.invariants import violations
+from spec.mm.vma import Prot, Vma, covered_until, cut, has_hole
 from spec.outcome import Errno, NewPid, Ok, OneOf, Pending, Value
-from spec.permissions import Kind, Mode
-from spec.vma import Prot, Vma, covered_until, cut, has_hole
+from spec.paging.permissions import Kind, Mode
 
 BASE = 0x10000000
 

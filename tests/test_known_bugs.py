@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mmcheck.replay import replay
-from mmcheck.scenario import load
+from lang.scenario import load
+from properties.replay import replay
 
 KNOWN = Path(__file__).parent / "known-bugs"
 
@@ -19,7 +19,7 @@ KNOWN = Path(__file__).parent / "known-bugs"
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "known bug in the L0 refinement (properties/kernel_driver.py L0Side): it keeps only the view before the "
+        "known bug in the L0 refinement (properties/mm/driver.py L0Side): it keeps only the view before the "
         "first change in flight, so a stale TLB entry filled between two changes in flight is reported as a "
         "divergence; keeping one view per change made the candidates grow too fast on long programs"
     ),

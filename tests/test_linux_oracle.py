@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 
-from mmcheck import linux_oracle
+from lang.errors import OracleUnsupported
+from lang.kernel_ops import KernelOp, Load, StatOp
+from lang.scenario import OP_TYPES, Scenario, load
 from mmcheck.cli import main
-from mmcheck.errors import OracleUnsupported
-from mmcheck.kernel_ops import KernelOp, Load, StatOp
-from mmcheck.replay import result_matches
-from mmcheck.scenario import OP_TYPES, Scenario, load
-from properties.linux_scenarios import linux_scenarios
+from oracles.linux import oracle as linux_oracle
+from oracles.linux.scenarios import linux_scenarios
 from properties.recording import save_counterexample
+from properties.replay import result_matches
 
 UNAVAILABLE = linux_oracle.unavailable()
 needs_kernel = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"Linux oracle unavailable: {UNAVAILABLE}")

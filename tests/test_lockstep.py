@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from impl.mmu import READ, Mmu, Translated
-from impl.physmem import PhysMem
-from mmcheck.errors import AddressError, UnknownCpu
-from mmcheck.replay import replay
-from mmcheck.scenario import Access, Config, Op, ReadPhys, SetCpu, WritePhys, load
+from impl.paging.mmu import READ, Mmu, Translated
+from impl.paging.physmem import PhysMem
+from lang.errors import AddressError, UnknownCpu
+from lang.hardware_ops import Access, ReadPhys, SetCpu, WritePhys
+from lang.scenario import Config, Op, load
 from properties.drivers import DivergenceError, Lockstep
 from properties.recording import RecordingLockstep
+from properties.replay import replay
 
 CONFIG = Config(frames=4, cpus=1)
 # One entry at 0x0 that points at frame 0 with P, R/W, U/S: with CR3=0 the walk of

@@ -6,9 +6,9 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from properties.memo import LastState
-from spec.buddy import initial
-from spec.kernel import Kernel, Page, boot
-from spec.kernel_invariants import violations
+from spec.alloc.buddy import initial
+from spec.mm.invariants import violations
+from spec.mm.kernel import Kernel, Page, boot
 
 
 def booted() -> Kernel:

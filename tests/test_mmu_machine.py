@@ -8,12 +8,12 @@ import pytest
 from hypothesis import Phase, settings
 from mutants.catalogue import SourcePatch
 
-from impl.mmu import Mmu
-from mmcheck.replay import replay
-from mmcheck.scenario import load
-from proofs.verdict import CHECKS, Status
+from impl.paging.mmu import Mmu
+from lang.scenario import load
+from lang.verdict import CHECKS, Status
 from properties.machinery import counterexample_path
-from properties.mmu_machine import CHECK_NAME, MmuMachine, refinement, run_machine
+from properties.paging.mmu_machine import CHECK_NAME, MmuMachine, refinement, run_machine
+from properties.replay import replay
 
 
 def test_mmu_machine_finds_no_divergence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -13,11 +13,12 @@ from collections.abc import Callable
 
 import pytest
 
-from impl.buddy import LIMIT_ORDER, BuddyAllocator
-from impl.mmu import READ, Fault, Mmu
-from impl.physmem import PhysMem
-from mmcheck.errors import MMCheckError, NotAllocated
-from mmcheck.scenario import Access, AllocPages, Config, FreePages, Op, SetCpu, WritePhys
+from impl.alloc.buddy import LIMIT_ORDER, BuddyAllocator
+from impl.paging.mmu import READ, Fault, Mmu
+from impl.paging.physmem import PhysMem
+from lang.errors import MMCheckError, NotAllocated
+from lang.hardware_ops import Access, AllocPages, FreePages, SetCpu, WritePhys
+from lang.scenario import Config, Op
 from properties.drivers import Lockstep
 
 

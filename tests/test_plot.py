@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from lang.scenario import load
 from mmcheck.cli import main
-from mmcheck.plot import free_block_series
-from mmcheck.scenario import load
+from mmcheck.views.plot import free_block_series
 
 BUDDY = Path(__file__).parent / "scenarios" / "buddy-expand-merge.json"
 
@@ -31,7 +31,7 @@ def test_the_series_counts_free_blocks_per_order_after_each_op() -> None:
 
 def test_the_figure_draws_one_line_per_order_with_the_series() -> None:
     pytest.importorskip("matplotlib")
-    from mmcheck.plot import free_block_figure
+    from mmcheck.views.plot import free_block_figure
 
     figure = free_block_figure(load(BUDDY), "buddy-expand-merge.json")
     (axes,) = figure.axes

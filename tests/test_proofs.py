@@ -1,7 +1,7 @@
 """The MMU lemmas hold for the real code and are refuted, with a counterexample, for planted bugs.
 
 A planted bug in the impl is a *mutant* of the real source: one line of
-impl/mmu.py replaced, the module executed afresh, its ``Mmu`` handed to the
+impl/paging/mmu.py replaced, the module executed afresh, its ``Mmu`` handed to the
 lemma.  So each refutation below shows the lemma reading the code the impl runs.
 """
 
@@ -16,21 +16,21 @@ from typing import Any
 import pytest
 import z3
 
-import impl.mmu
+import impl.paging.mmu
+from lang.verdict import CHECKS, Status, Verdict
 from proofs import contracts, lemmas
 from proofs.symbolic import SymbolicError, explore, flag, on_every_path, term, truth, unsigned, value
-from proofs.verdict import CHECKS, Status, Verdict
-from spec import address, pte
-from spec.permissions import Rights
+from spec.paging import address, pte
+from spec.paging.permissions import Rights
 
 
-def mutant_mmu(old: str, new: str) -> type[impl.mmu.Mmu]:
-    """``Mmu`` from a copy of impl/mmu.py with the one occurrence of ``old`` replaced by ``new``."""
-    source = inspect.getsource(impl.mmu)
-    assert source.count(old) == 1, f"the mutated text must occur exactly once in impl/mmu.py: {old!r}"
+def mutant_mmu(old: str, new: str) -> type[impl.paging.mmu.Mmu]:
+    """``Mmu`` from a copy of impl/paging/mmu.py with the one occurrence of ``old`` replaced by ``new``."""
+    source = inspect.getsource(impl.paging.mmu)
+    assert source.count(old) == 1, f"the mutated text must occur exactly once in impl/paging/mmu.py: {old!r}"
     module = ModuleType("impl.mmu_mutant")
     exec(compile(source.replace(old, new), "impl/mmu_mutant.py", "exec"), module.__dict__)
-    mmu_class: type[impl.mmu.Mmu] = module.Mmu
+    mmu_class: type[impl.paging.mmu.Mmu] = module.Mmu
     return mmu_class
 
 
@@ -295,7 +295,7 @@ def combine(rights: Rights, writable: bool, user: bool, xd: bool) -> Rights:
 
 
 def test_crosshair_confirms_the_permission_contracts() -> None:
-    assert Status.CONFIRMED == contracts.crosshair_check(["spec.permissions"])[0]
+    assert Status.CONFIRMED == contracts.crosshair_check(["spec.paging.permissions"])[0]
 
 
 def test_crosshair_refutes_a_broken_contract(tmp_path: Path) -> None:
@@ -318,12 +318,12 @@ def test_a_contract_without_a_verdict_is_unknown(tmp_path: Path) -> None:
 
 def test_crosshair_missing_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(contracts, "crosshair_available", lambda: False)
-    status, detail = contracts.crosshair_check(["spec.permissions"])
+    status, detail = contracts.crosshair_check(["spec.paging.permissions"])
     assert Status.UNKNOWN == status
     assert "not installed" in detail
 
 
 def test_crosshair_over_budget_is_unknown() -> None:
-    status, detail = contracts.crosshair_check(["spec.pte"], budget=0.5)
+    status, detail = contracts.crosshair_check(["spec.paging.pte"], budget=0.5)
     assert Status.UNKNOWN == status
     assert "budget" in detail

@@ -1,6 +1,6 @@
 """QEMU's x86 page walker as an oracle: the shared example, then generated page tables, differentially.
 
-The differential test draws batches of scenarios (``properties.page_tables``)
+The differential test draws batches of scenarios (``properties.paging.page_tables``)
 and runs each batch in as few QEMU boots as possible (one per paging mode and
 MAXPHYADDR).  ``MMCHECK_QEMU_BATCHES`` sets how many batches of
 ``MMCHECK_QEMU_BATCH`` scenarios run; ``nox -s qemu`` asks for at least 1,000
@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from hypothesis import Phase, given, settings
 
-from mmcheck import qemu_oracle
+from lang.errors import OracleUnsupported
+from lang.scenario import Scenario, load
 from mmcheck.cli import main
-from mmcheck.errors import OracleUnsupported
-from mmcheck.scenario import Scenario, load
-from properties.page_tables import mmu_batches
+from oracles.qemu import oracle as qemu_oracle
+from properties.paging.page_tables import mmu_batches
 from properties.recording import save_counterexample
 
 MISSING = qemu_oracle.missing_tools()

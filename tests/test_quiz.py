@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mmcheck.cli import main
-from mmcheck.quiz import TOPICS, generate, render
-from mmcheck.replay import replay
+from mmcheck.views.quiz import TOPICS, generate, render
+from properties.replay import replay
 
 
 @pytest.mark.parametrize("topic", TOPICS)

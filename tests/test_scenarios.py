@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mmcheck.replay import replay, result_matches
-from mmcheck.scenario import OP_TYPES, load
+from lang.scenario import OP_TYPES, load
+from properties.replay import replay, result_matches
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -51,7 +51,7 @@ def test_each_side_alone_gives_expected_results(path: Path, model: str) -> None:
 
 def test_scenario_round_trips_through_json(tmp_path: Path) -> None:
     """Writing a parsed scenario and reading it back gives the same scenario."""
-    from mmcheck.scenario import dump
+    from lang.scenario import dump
 
     original = load(SCENARIOS / "sdm-permission-rules.json")
     assert original == load(dump(original, tmp_path / "copy.json"))

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import z3
 
-from mmcheck.kernel_ops import Fork, KernelRemap, KernelThread, Load, Madvise, Mmap, Munmap, Spawn, Step, Store, Switch
-from mmcheck.scenario import Config, load
+from lang.kernel_ops import Fork, KernelRemap, KernelThread, Load, Madvise, Mmap, Munmap, Spawn, Step, Store, Switch
+from lang.scenario import Config, load
 from proofs.inductive import Z3_LOGIC
 from properties.drivers import Lockstep
-from spec import shootdown
-from spec.kernel_invariants import violations
-from spec.shootdown import flush_decision
-from spec.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, invlpg, invpcid, mov_cr3, remember, remembers
-from spec.vma import KERNEL_VA, KERNEL_WORD
+from spec.mm.invariants import violations
+from spec.mm.vma import KERNEL_VA, KERNEL_WORD
+from spec.paging.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, invlpg, invpcid, mov_cr3, remember, remembers
+from spec.smp import shootdown
+from spec.smp.shootdown import flush_decision
 
 BASE = 0x10000000
 

@@ -6,7 +6,7 @@ import random
 import subprocess
 import sys
 
-from mmcheck.kernel_ops import KernelThread, Load, Mmap, Mprotect, Munmap, Spawn, Step, Store, Switch, TlbEvict
+from lang.kernel_ops import KernelThread, Load, Mmap, Mprotect, Munmap, Spawn, Step, Store, Switch, TlbEvict
 from proofs.explore import explore
 from proofs.smp_system import SmpBounds, SmpSystem, canonical, compress_gaps
 

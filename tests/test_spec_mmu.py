@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from mmcheck.errors import AddressError, ConfigError, InvalidArgument, UnknownCpu
-from spec import mmu
-from spec.address import is_canonical, join, split
-from spec.permissions import Control, Kind, Mode
-from spec.physmem import PhysMemory
-from spec.pte import PS, decode, encode, reserved_mask
-from spec.walk import PageFault, Translation, ad_update_allowed, walk
+from lang.errors import AddressError, ConfigError, InvalidArgument, UnknownCpu
+from spec.paging import mmu
+from spec.paging.address import is_canonical, join, split
+from spec.paging.permissions import Control, Kind, Mode
+from spec.paging.physmem import PhysMemory
+from spec.paging.pte import PS, decode, encode, reserved_mask
+from spec.paging.walk import PageFault, Translation, ad_update_allowed, walk
 
 
 def test_write_returns_new_memory_and_leaves_the_old_one() -> None:

@@ -7,11 +7,11 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from properties import strategies as gen
-from spec import mmu as spec_mmu
-from spec.address import is_canonical
-from spec.permissions import PF_RSVD, Control, Kind, Mode
-from spec.walk import MachineCheck, PageFault, Translation, walk
+from properties.paging import strategies as gen
+from spec.paging import mmu as spec_mmu
+from spec.paging.address import is_canonical
+from spec.paging.permissions import PF_RSVD, Control, Kind, Mode
+from spec.paging.walk import MachineCheck, PageFault, Translation, walk
 
 
 def memory_after(ops: list[gen.WritePhys]) -> spec_mmu.MmuState:

@@ -1,4 +1,4 @@
-"""Translation through the implementation's TLB (:meth:`impl.mmu.Mmu.translate`) against the walker alone."""
+"""Translation through the implementation's TLB (:meth:`impl.paging.mmu.Mmu.translate`) against the walker alone."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from functools import partial
 
 from hypothesis import given, settings
 
-from impl.mmu import READ, WRITE, Fault, Mmu, Translated
-from impl.physmem import PhysMem
-from impl.tlb import HUGE, Tlb, U, W
-from mmcheck.errors import AddressError
-from mmcheck.scenario import Access, Scenario, SetCpu, WritePhys
+from impl.paging.mmu import READ, WRITE, Fault, Mmu, Translated
+from impl.paging.physmem import PhysMem
+from impl.paging.tlb import HUGE, Tlb, U, W
+from lang.errors import AddressError
+from lang.hardware_ops import Access, SetCpu, WritePhys
+from lang.scenario import Scenario
 from properties.drivers import IMPL_KINDS
-from properties.page_tables import mmu_scenarios
+from properties.paging.page_tables import mmu_scenarios
 
 
 def outcome_key(outcome: Translated | Fault) -> tuple[str, int, int]:

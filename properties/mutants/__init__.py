@@ -8,14 +8,14 @@ implementation contains no bug switches.  :mod:`.hunt` runs the checks
 ``mmcheck mutants`` / ``nox -s mutants`` print which caught each one.
 
 A layer adds its mutants as a tuple in a module of this package and lists it
-in :data:`MUTANTS`; :data:`properties.mutants.hunt.DETECTORS` says which
+in :data:`MUTANTS`; :data:`proofs.hunt.DETECTORS` says which
 checks hunt them.
 """
 
 from __future__ import annotations
 
-from mmcheck.errors import ScenarioError, UnknownMutant
-from mmcheck.scenario import Scenario
+from lang.errors import ScenarioError, UnknownMutant
+from lang.scenario import Scenario
 from properties.mutants.buddy import BUDDY_MUTANTS
 from properties.mutants.catalogue import Mutant, Patch, Replace, SourcePatch, swapped
 from properties.mutants.huge import HUGE_MUTANTS
@@ -41,7 +41,7 @@ __all__ = [
 
 
 def by_name(name: str) -> Mutant:
-    """The catalogued mutant called ``name``, or :class:`~mmcheck.errors.UnknownMutant`."""
+    """The catalogued mutant called ``name``, or :class:`~lang.errors.UnknownMutant`."""
     for mutant in MUTANTS:
         if mutant.name == name:
             return mutant

@@ -1,9 +1,9 @@
-"""Buddy allocator mutants (``impl.buddy``): the classic bugs of linux-mm.md's mutant table."""
+"""Buddy allocator mutants (``impl.alloc.buddy``): the classic bugs of linux-mm.md's mutant table."""
 
 from __future__ import annotations
 
-import impl.buddy
-from impl.buddy import BuddyAllocator
+import impl.alloc.buddy
+from impl.alloc.buddy import BuddyAllocator
 from properties.mutants.catalogue import Mutant, Replace, SourcePatch
 
 REFINES = "buddy: impl free lists and allocated blocks, abstracted, equal the spec state; alloc picks an allowed block"
@@ -15,7 +15,7 @@ def buddy_plus(pfn: int, order: int) -> int:
 
 
 def method_patch(name: str, *edits: tuple[str, str]) -> SourcePatch:
-    """A source patch of one method of :class:`impl.buddy.BuddyAllocator`."""
+    """A source patch of one method of :class:`impl.alloc.buddy.BuddyAllocator`."""
     return SourcePatch(BuddyAllocator, name, edits)
 
 
@@ -25,7 +25,7 @@ BUDDY_MUTANTS = (
         "textbook error: the buddy computed as pfn + (1 << order) instead of pfn ^ (1 << order) (__find_buddy_pfn)",
         f"{REFINES}; blocks aligned and disjoint",
         "buddy",
-        Replace(impl.buddy, "find_buddy_pfn", buddy_plus),
+        Replace(impl.alloc.buddy, "find_buddy_pfn", buddy_plus),
     ),
     Mutant(
         "merge-stops-early",

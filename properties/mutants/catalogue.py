@@ -15,7 +15,7 @@ Two ways to apply one:
   result in;
 - :class:`Replace` swaps in a given object (a function or a subclass).
 
-:mod:`properties.mutants.hunt` applies each mutant around the runs
+:mod:`proofs.hunt` applies each mutant around the runs
 ``verify`` makes of its layer's checks and reports which caught it.
 """
 

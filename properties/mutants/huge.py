@@ -1,7 +1,7 @@
-"""Hugetlb mutants (``impl.kernel.Kernel``, ``impl.vma.VmaList``): real ways to get 2 MiB pages wrong.
+"""Hugetlb mutants (``impl.mm.kernel.Kernel``, ``impl.mm.vma.VmaList``): real ways to get 2 MiB pages wrong.
 
 Each is the shipped method's source with one small edit, swapped in for the
-run only; the ``ci`` hugetlb machine (:mod:`properties.huge_machine`) must
+run only; the ``ci`` hugetlb machine (:mod:`properties.mm.huge_machine`) must
 catch each with a short counterexample.  Reusing a hugetlb page on its map
 count rather than its reference count is *not* among them: ``hugetlb_wp``
 (mm/hugetlb.c) does exactly that on purpose.
@@ -9,9 +9,9 @@ count rather than its reference count is *not* among them: ``hugetlb_wp``
 
 from __future__ import annotations
 
-from impl.kernel import Kernel
-from impl.tlb import Tlb
-from impl.vma import VmaList
+from impl.mm.kernel import Kernel
+from impl.mm.vma import VmaList
+from impl.paging.tlb import Tlb
 from properties.mutants.catalogue import Mutant, SourcePatch
 
 REFINES = "huge: impl state, abstracted, equals L1; L1 outcomes are ones L0 allows"

@@ -1,14 +1,14 @@
-"""Address-space and COW mutants of the kernel layer (``impl.kernel.Kernel``, ``impl.vma.VmaList``).
+"""Address-space and COW mutants of the kernel layer (``impl.mm.kernel.Kernel``, ``impl.mm.vma.VmaList``).
 
 Each is the shipped method's source with one small edit, swapped in for the
-run only; the ``ci`` kernel machine (:mod:`properties.kernel_machine`) must
+run only; the ``ci`` kernel machine (:mod:`properties.mm.kernel_machine`) must
 catch each with a counterexample of at most 8 operations.
 """
 
 from __future__ import annotations
 
-from impl.kernel import Kernel
-from impl.vma import VmaList
+from impl.mm.kernel import Kernel
+from impl.mm.vma import VmaList
 from properties.mutants.catalogue import Mutant, SourcePatch
 
 REFINES = "kernel: impl state, abstracted, equals L1; L1 outcomes are ones L0 allows"
@@ -16,7 +16,7 @@ COW = f"{REFINES}; cow: a private frame mapped more than once is read-only in ev
 
 
 def kernel_patch(method: str, *edits: tuple[str, str]) -> SourcePatch:
-    """A source patch of one method of :class:`impl.kernel.Kernel`."""
+    """A source patch of one method of :class:`impl.mm.kernel.Kernel`."""
     return SourcePatch(Kernel, method, edits)
 
 

@@ -1,4 +1,4 @@
-"""TLB-shootdown mutants of the implementation's CPUs (:class:`impl.shootdown.Smp`), caught by the SMP machine.
+"""TLB-shootdown mutants of the implementation's CPUs (:class:`impl.smp.shootdown.Smp`), caught by the SMP machine.
 
 Each mirrors a bug of the linux-mm reference's catalogue (section 4, TLB
 shootdown ordering and x86 PCID): the frames of an ``mmu_gather`` freed before
@@ -13,10 +13,10 @@ once, so a change returning first frees the frame under another's flush).
 
 from __future__ import annotations
 
-import impl.shootdown
-from impl.kernel import Kernel
-from impl.shootdown import CpuTlbState, Smp
-from impl.tlb import Tlb
+import impl.smp.shootdown
+from impl.mm.kernel import Kernel
+from impl.paging.tlb import Tlb
+from impl.smp.shootdown import CpuTlbState, Smp
 from properties.mutants.catalogue import Mutant, Replace, SourcePatch
 
 COHERENCE = "TLB coherence: every implementation TLB entry is one the spec's may-hold set allows"
@@ -30,7 +30,7 @@ def choose_asid_ignoring_gen(state: CpuTlbState, ctx_id: int, gen: int) -> tuple
             return asid, False
     asid = state.next_asid
     state.next_asid += 1
-    if asid >= impl.shootdown.TLB_NR_DYN_ASIDS:
+    if asid >= impl.smp.shootdown.TLB_NR_DYN_ASIDS:
         asid, state.next_asid = 0, 1
     return asid, True
 
@@ -68,7 +68,7 @@ TLB_MUTANTS = (
         "PCID reuse: choose_new_asid reuses the mm's slot without comparing its tlb_gen",
         f"{COHERENCE}; a slot behind the mm's tlb_gen is flushed when it is loaded",
         "tlb",
-        Replace(impl.shootdown, "choose_new_asid", choose_asid_ignoring_gen),
+        Replace(impl.smp.shootdown, "choose_new_asid", choose_asid_ignoring_gen),
     ),
     Mutant(
         "partial-flush-when-behind",

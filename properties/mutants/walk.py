@@ -1,20 +1,20 @@
-"""Walk and permission mutants of the hardware layer (``impl.mmu.Mmu``)."""
+"""Walk and permission mutants of the hardware layer (``impl.paging.mmu.Mmu``)."""
 
 from __future__ import annotations
 
-from impl.mmu import Mmu
+from impl.paging.mmu import Mmu
 from properties.mutants.catalogue import Mutant, SourcePatch
 
 TRANSLATION = "translation: impl walk = spec walk (result, A/D bits, memory)"
 
 
 def access_patch(*edits: tuple[str, str]) -> SourcePatch:
-    """A source patch of :meth:`impl.mmu.Mmu.access`."""
+    """A source patch of :meth:`impl.paging.mmu.Mmu.access`."""
     return SourcePatch(Mmu, "access", edits)
 
 
 def allowed_patch(*edits: tuple[str, str]) -> SourcePatch:
-    """A source patch of the rights check :meth:`impl.mmu.Mmu._allowed`."""
+    """A source patch of the rights check :meth:`impl.paging.mmu.Mmu._allowed`."""
     return SourcePatch(Mmu, "_allowed", edits)
 
 

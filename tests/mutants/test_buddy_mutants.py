@@ -1,7 +1,7 @@
 """Every buddy mutant of the catalogue makes the ``ci``-profile buddy machine fail with at most 8 operations.
 
 Each mutant is applied only while its run lasts (see :mod:`.catalogue`).
-The run is the one ``verify`` makes (:func:`properties.buddy_machine.run_machine`):
+The run is the one ``verify`` makes (:func:`properties.alloc.buddy_machine.run_machine`):
 Hypothesis finds and shrinks a failing program, the saved scenario is
 minimised, and it must replay to a failure under the mutant and pass
 without it.
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from mmcheck.scenario import load
-from proofs.verdict import Status
-from properties.buddy_machine import BuddyMachine, run_machine
+from lang.scenario import load
+from lang.verdict import Status
+from properties.alloc.buddy_machine import BuddyMachine, run_machine
 from properties.machinery import counterexample_path
 from properties.minimise import failure_kind
 from properties.mutants import Mutant

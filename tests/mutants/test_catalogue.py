@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-import impl.buddy
-import impl.mmu
+import impl.alloc.buddy
+import impl.paging.mmu
+from lang.errors import UnknownMutant
+from lang.verdict import Status
 from mmcheck.cli import main
-from mmcheck.errors import UnknownMutant
-from proofs.verdict import Status
+from proofs.hunt import DETECTORS, Catch, Detection, hunt, hunt_each, summary, table
 from properties.mutants import LAYERS, MUTANTS, Mutant, by_name, select
-from properties.mutants.hunt import DETECTORS, Catch, Detection, hunt, hunt_each, summary, table
 
 pytestmark = pytest.mark.quality
 
@@ -30,7 +30,9 @@ def test_names_are_unique_and_every_layer_is_hunted() -> None:
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
 def test_patch_applies_and_is_removed(mutant: Mutant) -> None:
     """Each patch still matches the shipped source, and the shipped code is back after the block."""
-    before = {name: inspect.getsource(module) for name, module in (("mmu", impl.mmu), ("buddy", impl.buddy))}
+    before = {
+        name: inspect.getsource(module) for name, module in (("mmu", impl.paging.mmu), ("buddy", impl.alloc.buddy))
+    }
     owner, attribute = getattr(mutant.patch, "owner"), getattr(mutant.patch, "attribute")  # noqa: B009
     original = vars(owner)[attribute] if isinstance(owner, type) else getattr(owner, attribute)
     with mutant.applied():
@@ -38,7 +40,9 @@ def test_patch_applies_and_is_removed(mutant: Mutant) -> None:
         assert patched is not original
     restored = vars(owner)[attribute] if isinstance(owner, type) else getattr(owner, attribute)
     assert original is restored
-    assert before == {name: inspect.getsource(module) for name, module in (("mmu", impl.mmu), ("buddy", impl.buddy))}
+    assert before == {
+        name: inspect.getsource(module) for name, module in (("mmu", impl.paging.mmu), ("buddy", impl.alloc.buddy))
+    }
 
 
 def test_select_refuses_unknown_names_and_layers() -> None:
@@ -68,10 +72,10 @@ def test_hunt_saves_a_counterexample_that_replays_only_with_its_mutant(
 
 def test_hunt_each_runs_mutants_in_their_own_processes(tmp_path: Path) -> None:
     """The forked hunt gives the same verdict, and this process's implementation was never patched."""
-    original = impl.buddy.BuddyAllocator._expand
+    original = impl.alloc.buddy.BuddyAllocator._expand
     (catch,) = list(hunt_each([by_name("split-keeps-upper")], tmp_path, jobs=1))
     assert catch.killed and catch.steps == 1
-    assert impl.buddy.BuddyAllocator._expand is original
+    assert impl.alloc.buddy.BuddyAllocator._expand is original
 
 
 def test_cli_ends_with_the_kill_count(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from mmcheck.replay import replay
-from mmcheck.scenario import load
+from lang.scenario import load
 from proofs.explore import run_exploration
 from proofs.systems import VERIFY_BOUNDS, BuddySystem
 from properties.mutants import Mutant
 from properties.mutants.buddy import BUDDY_MUTANTS
+from properties.replay import replay
 
 pytestmark = pytest.mark.quality
 

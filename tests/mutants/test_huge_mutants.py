@@ -2,7 +2,7 @@
 
 The mutants are the registry's (:mod:`properties.mutants.huge`), applied
 only while their run lasts.  The run is the one ``verify`` makes
-(:func:`properties.huge_machine.run_machine`): the machine finds a failing
+(:func:`properties.mm.huge_machine.run_machine`): the machine finds a failing
 program, the saved scenario is minimised by replay; it must replay to a
 failure under the mutant and pass on the real implementation.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from mmcheck.scenario import load
-from proofs.verdict import Status
-from properties.huge_machine import counterexample_path, run_machine
+from lang.scenario import load
+from lang.verdict import Status
 from properties.minimise import failure_kind
+from properties.mm.huge_machine import counterexample_path, run_machine
 from properties.mutants import MUTANTS, Mutant
 from properties.mutants.huge import HUGE_MUTANTS
 

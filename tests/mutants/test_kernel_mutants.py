@@ -2,7 +2,7 @@
 
 The mutants are the registry's (:mod:`properties.mutants.kernel`), applied
 only while their run lasts.  The run is the one ``verify`` makes
-(:func:`properties.kernel_machine.run_machine`, on the shared runner): the
+(:func:`properties.mm.kernel_machine.run_machine`, on the shared runner): the
 machine finds a failing program, the saved scenario is minimised by replay;
 it must replay to a failure under the mutant and pass on the real
 implementation.
@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from mmcheck.scenario import load
-from proofs.verdict import Status
-from properties.kernel_machine import counterexample_path, run_machine
+from lang.scenario import load
+from lang.verdict import Status
 from properties.minimise import failure_kind
+from properties.mm.kernel_machine import counterexample_path, run_machine
 from properties.mutants import Mutant
 from properties.mutants.kernel import KERNEL_MUTANTS
 

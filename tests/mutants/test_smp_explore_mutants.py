@@ -1,7 +1,7 @@
 """The SMP explorer finds every TLB-shootdown mutant, and the kernel-only one every COW mutant, with a shortest
 counterexample that replays.
 
-``nox -s mutants`` runs the same hunt (``properties.mutants.hunt``); these are marked slow.
+``nox -s mutants`` runs the same hunt (``proofs.hunt``); these are marked slow.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from mmcheck.replay import replay
-from mmcheck.scenario import load
+from lang.scenario import load
 from proofs.smp_system import COW_HUNT_BOUNDS, hunt
 from properties.mutants import Mutant
 from properties.mutants.kernel import KERNEL_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
+from properties.replay import replay
 
 pytestmark = [pytest.mark.quality, pytest.mark.slow]
 

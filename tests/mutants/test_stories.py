@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mmcheck.explain import explain
-from mmcheck.scenario import load
+from lang.scenario import load
+from mmcheck.views.explain import explain
 from properties.mutants import recorded_mutant
 
 STORIES = Path(__file__).parent / "stories"

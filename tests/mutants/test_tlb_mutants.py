@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from mmcheck.scenario import Scenario, load
-from proofs.verdict import Status
+from lang.scenario import Scenario, load
+from lang.verdict import Status
 from properties.machinery import counterexample_path
 from properties.minimise import failure_kind
 from properties.mutants.tlb import TLB_MUTANTS
-from properties.smp_machine import SmpMachine, run_machine
+from properties.smp.smp_machine import SmpMachine, run_machine
 
 MAX_OPS = 10
 

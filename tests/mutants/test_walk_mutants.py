@@ -1,7 +1,7 @@
 """Every walk/permission mutant makes the ``ci``-profile mmu machine fail with at most 8 operations.
 
 Each mutant is applied only while its run lasts (see :mod:`.catalogue`).
-The run is the one ``verify`` makes (:func:`properties.mmu_machine.run_machine`)
+The run is the one ``verify`` makes (:func:`properties.paging.mmu_machine.run_machine`)
 but for Hypothesis's shrink phase: it finds a failing program, the saved
 scenario is minimised, and it must replay to a failure under the mutant and
 pass without it.
@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from hypothesis import Phase, settings
 
-from mmcheck.scenario import load
-from proofs.verdict import Status
+from lang.scenario import load
+from lang.verdict import Status
 from properties.machinery import counterexample_path
 from properties.minimise import failure_kind
-from properties.mmu_machine import MmuMachine, run_machine
 from properties.mutants import Mutant
 from properties.mutants.walk import WALK_MUTANTS
+from properties.paging.mmu_machine import MmuMachine, run_machine
 
 MAX_OPS = 8
 

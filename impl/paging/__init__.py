@@ -1,0 +1,1 @@
+"""Paging in the implementation: simulated physical memory, a hardware-style walker, per-CPU TLBs."""

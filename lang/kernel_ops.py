@@ -1,0 +1,351 @@
+"""Scenario operations of the kernel layer: processes, mappings, CPU accesses, pins, observations.
+
+::
+
+    {"op": "spawn"}                       -> {"pid": N}
+    {"op": "fork", "pid": 1}              -> {"pid": N}
+    {"op": "exit", "pid": 2}              -> {"ok": true}
+    {"op": "mmap", "pid": 1, "va": "0x100000000000", "pages": 2, "prot": "rw-", "shared": false, "huge": false}
+    {"op": "munmap", "pid": 1, "va": "0x...", "pages": 1}
+    {"op": "mprotect", "pid": 1, "va": "0x...", "pages": 1, "prot": "r--"}
+    {"op": "madvise", "pid": 1, "va": "0x...", "pages": 1, "advice": "dontneed"}
+    {"op": "switch", "cpu": 0, "pid": 1}      (pid null: a kernel thread, the mm stays loaded: lazy TLB)
+    {"op": "load", "cpu": 0, "va": "0x...", "mode": "user"}   -> {"value": N} or {"signal": "SIGSEGV", "error_code": N}
+    {"op": "store", "cpu": 0, "va": "0x...", "value": 7}      -> {"ok": true} or a signal
+    {"op": "fetch", "cpu": 0, "va": "0x..."}                  -> like load
+    {"op": "pin", "pid": 1, "va": "0x..."} -> {"pin": N};  {"op": "read_pin", "pin": N};  {"op": "unpin", "pin": N}
+    {"op": "stat", "pid": 1}      -> {"rss_kb", "pss_kb", "uss_kb", "anon_kb"}
+    {"op": "pagemap", "pid": 1, "va": "0x..."} -> {"present", "pfn", "exclusive"}
+
+TLB shootdown (docs/scenarios.md): ``mmap``, ``munmap``, ``mprotect``,
+``madvise``, ``fork`` and ``exit`` take ``"async": true`` to run only their
+first atomic step (page-table edit, IPIs sent) and answer ``{"pending": N}``;
+then each ``{"op": "step", "pending": N}`` is one more atomic step:
+``{"stage": "flushed", "cpu": C}`` when CPU ``C`` handled its IPI, and the
+syscall's own result at the last step (the gathered frames freed).
+``{"op": "tlb_evict", "cpu": C}`` drops CPU ``C``'s least recently used TLB
+entry, as hardware may at any time.  ``{"op": "kernel_remap"}`` moves the
+kernel half's page to a new frame and flushes it on every CPU before the old
+frame is freed (``{"ok": true}``, or ``{"error": "ENOMEM"}``).
+
+Syscall failures are results (``{"error": "EINVAL"}``, ``"ENOMEM"``, ``"EPERM"``,
+``"EFAULT"``).  ``mode`` defaults to ``"user"``, ``shared`` and ``huge`` to false.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from lang.errors import ScenarioError
+from lang.scenario import MODES, Op, parse_bool, parse_choice, parse_int, register
+
+PROT_PATTERN = re.compile(r"^[r-][w-][x-]$")
+ADVICE = ("dontneed",)
+
+
+def parse_prot(raw: object, where: str) -> str:
+    """A protection written like ``"rw-"``."""
+    if not isinstance(raw, str) or not PROT_PATTERN.match(raw):
+        raise ScenarioError(where, f"expected a protection like 'rw-' (r, w, x or '-' in each place), got {raw!r}")
+    return raw
+
+
+PARSERS: dict[str, Callable[[object, str], Any]] = {
+    "pid": lambda r, w: parse_int(r, w, 1, (1 << 31) - 1),
+    "cpu": lambda r, w: parse_int(r, w, 0, 63),
+    "va": parse_int,
+    "pages": lambda r, w: parse_int(r, w, 0, 1 << 36),
+    "prot": parse_prot,
+    "shared": parse_bool,
+    "huge": parse_bool,
+    "value": parse_int,
+    "mode": lambda r, w: parse_choice(r, w, MODES),
+    "advice": lambda r, w: parse_choice(r, w, ADVICE),
+    "pin": lambda r, w: parse_int(r, w, 1, (1 << 31) - 1),
+    "pending": lambda r, w: parse_int(r, w, 1, (1 << 31) - 1),
+    "background": parse_bool,
+}
+DEFAULTS: dict[str, object] = {"shared": False, "huge": False, "mode": "user", "background": False}
+# JSON keys that are Python keywords, by field name.
+KEYS = {"background": "async"}
+
+
+class KernelOp(Op):
+    """Base of the kernel-layer operations: fields parsed by name, optional ones defaulted."""
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object], where: str) -> Op:
+        return cls.parse(raw, where)
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object], where: str) -> Op:
+        """The fields by name, checked with :data:`PARSERS`; optional ones defaulted."""
+        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        keys = [KEYS.get(name, name) for name in names]
+        unknown = sorted(set(raw) - set(keys) - {"op"})
+        if unknown:
+            raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(keys) or 'none'}")
+        values: dict[str, Any] = {}
+        for name, key in zip(names, keys, strict=True):
+            if key in raw:
+                values[name] = PARSERS[name](raw[key], f"{where}.{key}")
+            elif name in DEFAULTS:
+                values[name] = DEFAULTS[name]
+            else:
+                raise ScenarioError(f"{where}.{name}", "missing")
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": self.name}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.name == "background":
+                if value:
+                    out["async"] = True
+                continue
+            out[f.name] = hex(value) if f.name == "va" else value
+        return out
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Spawn(KernelOp):
+    """Create a process with an empty address space."""
+
+    name: ClassVar[str] = "spawn"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Fork(KernelOp):
+    """Fork process ``pid``."""
+
+    pid: int
+    background: bool = False
+    name: ClassVar[str] = "fork"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Exit(KernelOp):
+    """Process ``pid`` exits."""
+
+    pid: int
+    background: bool = False
+    name: ClassVar[str] = "exit"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Mmap(KernelOp):
+    """Map ``pages`` anonymous pages at ``va`` (MAP_FIXED), private or shared."""
+
+    pid: int
+    va: int
+    pages: int
+    prot: str
+    shared: bool = False
+    huge: bool = False
+    background: bool = False
+    name: ClassVar[str] = "mmap"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Munmap(KernelOp):
+    """Unmap ``pages`` pages at ``va``."""
+
+    pid: int
+    va: int
+    pages: int
+    background: bool = False
+    name: ClassVar[str] = "munmap"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Mprotect(KernelOp):
+    """Change the protection of ``pages`` pages at ``va``."""
+
+    pid: int
+    va: int
+    pages: int
+    prot: str
+    background: bool = False
+    name: ClassVar[str] = "mprotect"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Madvise(KernelOp):
+    """``madvise(va, pages * 4096, advice)``; only ``"dontneed"``."""
+
+    pid: int
+    va: int
+    pages: int
+    advice: str
+    background: bool = False
+    name: ClassVar[str] = "madvise"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Switch(KernelOp):
+    """CPU ``cpu`` runs process ``pid``; ``"pid": null`` is :class:`KernelThread`."""
+
+    cpu: int
+    pid: int
+    name: ClassVar[str] = "switch"
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object], where: str) -> Op:
+        if "pid" in raw and raw["pid"] is None:
+            return KernelThread.from_json({k: v for k, v in raw.items() if k != "pid"}, where)
+        return cls.parse(raw, where)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelThread(KernelOp):
+    """CPU ``cpu`` runs a kernel thread: the mm it had stays loaded (lazy TLB), written ``switch`` with ``pid`` null."""
+
+    cpu: int
+    name: ClassVar[str] = "switch"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": "switch", "cpu": self.cpu, "pid": None}
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Load(KernelOp):
+    """Load the word at ``va`` on ``cpu``."""
+
+    cpu: int
+    va: int
+    mode: str = "user"
+    name: ClassVar[str] = "load"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Store(KernelOp):
+    """Store ``value`` at ``va`` on ``cpu``."""
+
+    cpu: int
+    va: int
+    value: int
+    mode: str = "user"
+    name: ClassVar[str] = "store"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Fetch(KernelOp):
+    """Fetch an instruction word at ``va`` on ``cpu``."""
+
+    cpu: int
+    va: int
+    mode: str = "user"
+    name: ClassVar[str] = "fetch"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class PinOp(KernelOp):
+    """Take a read-only get_user_pages reference on the word at ``va`` of ``pid``."""
+
+    pid: int
+    va: int
+    name: ClassVar[str] = "pin"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class ReadPin(KernelOp):
+    """Read the pinned word."""
+
+    pin: int
+    name: ClassVar[str] = "read_pin"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Unpin(KernelOp):
+    """Release a pin."""
+
+    pin: int
+    name: ClassVar[str] = "unpin"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class StatOp(KernelOp):
+    """``/proc/PID/smaps_rollup`` totals."""
+
+    pid: int
+    name: ClassVar[str] = "stat"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class PagemapOp(KernelOp):
+    """``/proc/PID/pagemap`` entry of the page at ``va``."""
+
+    pid: int
+    va: int
+    name: ClassVar[str] = "pagemap"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Step(KernelOp):
+    """One more atomic step of the mapping change in flight as number ``pending``."""
+
+    pending: int
+    name: ClassVar[str] = "step"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class TlbEvict(KernelOp):
+    """CPU ``cpu``'s TLB drops its least recently used entry (hardware may drop any entry at any time)."""
+
+    cpu: int
+    name: ClassVar[str] = "tlb_evict"
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class KernelRemap(KernelOp):
+    """The kernel half's page moves to a new frame (``vfree`` + ``vmalloc``), then ``flush_tlb_kernel_range``."""
+
+    name: ClassVar[str] = "kernel_remap"
+
+
+SYSCALLS_WITH_SHOOTDOWN = ("mmap", "munmap", "mprotect", "madvise", "fork", "exit")
+
+KERNEL_OPS = (
+    Spawn,
+    Fork,
+    Exit,
+    Mmap,
+    Munmap,
+    Mprotect,
+    Madvise,
+    Switch,
+    KernelThread,
+    Load,
+    Store,
+    Fetch,
+    PinOp,
+    ReadPin,
+    Unpin,
+    StatOp,
+    PagemapOp,
+    Step,
+    TlbEvict,
+    KernelRemap,
+)

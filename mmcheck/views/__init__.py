@@ -1,0 +1,1 @@
+"""What the command line shows: walks, buddy lists, pictures, plots, narrations, quizzes, the console."""

@@ -1,0 +1,203 @@
+"""Scenarios told as a story: each step, the rule that fired, and what changed.
+
+``mmcheck explain FILE`` runs the scenario on the spec and the implementation
+side by side and narrates every op in plain words: for a write to memory,
+what the new entry means; for an access, the walk and its outcome; after each
+op, the words that changed (the A/D bits the processor set, for instance).
+At a divergence it says which check broke and shows both sides, so a
+counterexample from a machine or the model checker reads as a short story.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lang.errors import MMCheckError
+from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, SetCpu, WritePhys
+from lang.kernel_ops import KernelOp
+from lang.scenario import Op, Scenario
+from mmcheck.views.kernelstory import changes as kernel_changes
+from mmcheck.views.kernelstory import rule as kernel_rule
+from mmcheck.views.walkview import describe_walk
+from properties.abstraction import abstract_buddy, abstract_kernel
+from properties.drivers import DivergenceError, Lockstep
+from properties.replay import result_matches
+from properties.smp.abstraction import abstract_smp
+from spec.alloc import buddy as spec_buddy
+from spec.alloc.buddy import BuddyState
+from spec.mm.invariants import violations as kernel_violations
+from spec.paging.mmu import MmuState
+from spec.paging.permissions import Kind, Mode
+from spec.paging.pte import P as PRESENT
+from spec.paging.pte import flag_names
+from spec.paging.walk import walk
+from spec.smp.shootdown import violations as shootdown_violations
+
+Narrator = Callable[[Op, MmuState], list[str]]
+
+
+def narrate_write_phys(op: Op, before: MmuState) -> list[str]:
+    assert isinstance(op, WritePhys)
+    old = before.memory.words.get(op.pa, 0)
+    meaning = "a present entry" if op.value & PRESENT else "not present if used as an entry"
+    return [
+        f"store {op.value:#x} at physical {op.pa:#x} (was {old:#x}): as a paging entry, {meaning}, flags "
+        f"[{flag_names(op.value)}], address field {op.value & 0x000F_FFFF_FFFF_F000:#x}"
+    ]
+
+
+def narrate_read_phys(op: Op, before: MmuState) -> list[str]:
+    assert isinstance(op, ReadPhys)
+    value = before.memory.words.get(op.pa, 0)
+    return [f"load the word at physical {op.pa:#x}: {value:#x} [{flag_names(value)}]"]
+
+
+def narrate_set_cpu(op: Op, before: MmuState) -> list[str]:
+    assert isinstance(op, SetCpu)
+    bits = ", ".join(f"{name.upper()}={int(getattr(op, name))}" for name in ("wp", "smep", "smap", "ac", "nxe", "la57"))
+    return [f"cpu {op.cpu} loads CR3={op.cr3:#x} ({5 if op.la57 else 4}-level paging) with {bits}"]
+
+
+def narrate_access(op: Op, before: MmuState) -> list[str]:
+    assert isinstance(op, Access)
+    ctl = before.cpus[op.cpu] if 0 <= op.cpu < len(before.cpus) else None
+    if ctl is None:
+        return [f"cpu {op.cpu} does not exist"]
+    kind, mode = Kind(op.kind), Mode(op.mode)
+    outcome = walk(before.memory, ctl, op.va, kind, mode, before.maxphyaddr)
+    return [
+        f"cpu {op.cpu}: " + line.strip() if i == 0 else line
+        for i, line in enumerate(describe_walk(op.va, ctl, kind, mode, outcome))
+    ]
+
+
+NARRATORS: dict[type[Op], Narrator] = {
+    WritePhys: narrate_write_phys,
+    ReadPhys: narrate_read_phys,
+    SetCpu: narrate_set_cpu,
+    Access: narrate_access,
+}
+
+
+def memory_changes(before: MmuState, after: MmuState) -> list[str]:
+    """Words that changed other than by the op's own store, e.g. A/D bits set by the walker."""
+    lines = []
+    for pa in sorted(set(before.memory.words) | set(after.memory.words)):
+        old, new = before.memory.words.get(pa, 0), after.memory.words.get(pa, 0)
+        if old != new:
+            set_bits = flag_names(new & ~old)
+            lines.append(f"    changed: [{pa:#x}] {old:#x} -> {new:#x}" + (f" (set {set_bits})" if new & ~old else ""))
+    return lines
+
+
+BUDDY_RULES = {
+    "alloc_pages": "take a free block of the smallest order that fits, split off the rest (__rmqueue_smallest, expand)",
+    "free_pages": "give the block back and merge it with its buddy while the buddy is free (__free_one_page)",
+    "buddyinfo": "count the free blocks of each order (/proc/buddyinfo)",
+}
+
+
+def narrate_buddy(op: Op) -> str:
+    """The buddy op and the rule of the allocator it runs."""
+    fields = ", ".join(f"{key} {value}" for key, value in op.to_json().items() if key != "op")
+    return f"{op.name}({fields}): {BUDDY_RULES[op.name]}"
+
+
+def buddy_changes(before: BuddyState, after: BuddyState) -> list[str]:
+    """Free blocks that left or joined the free lists."""
+    gone = [f"-{b.order}:{b.pfn:#x}" for b in sorted(before.free - after.free)]
+    came = [f"+{b.order}:{b.pfn:#x}" for b in sorted(after.free - before.free)]
+    return [f"    changed: free blocks (order:pfn) {' '.join(gone + came)}"] if gone or came else []
+
+
+BUDDY_INVARIANTS = (
+    spec_buddy.aligned_violations,
+    spec_buddy.disjoint_violations,
+    spec_buddy.coalesced_violations,
+    spec_buddy.conservation_violations,
+)
+
+
+def broken_invariants(lockstep: Lockstep) -> list[str]:
+    """The invariants the implementation's state, abstracted, breaks, each named by its function."""
+    try:
+        impl_kernel, smp = lockstep.impl.kernel.kernel, lockstep.impl.kernel.smp
+        if impl_kernel is not None:
+            kernel = abstract_kernel(impl_kernel)
+            if smp is None:
+                return kernel_violations(kernel)
+            kernel = abstract_smp(kernel, smp)
+            return kernel_violations(kernel) + shootdown_violations(kernel)
+        state = abstract_buddy(lockstep.impl.buddy)
+    except Exception as exc:
+        return [f"the implementation's state cannot be abstracted: {type(exc).__name__}: {exc}"]
+    return [f"{check.__name__}: {problem}" for check in BUDDY_INVARIANTS for problem in check(state)]
+
+
+def divergence_lines(lockstep: Lockstep, exc: DivergenceError, index: int) -> list[str]:
+    """What broke at a divergence: the check, both sides, and the invariants of the implementation's state."""
+    d = exc.divergence
+    lines = [f"    DIVERGENCE: {d.reason}", f"      spec: {d.spec}", f"      impl: {d.impl}"]
+    broken = broken_invariants(lockstep)
+    if broken:
+        lines.append("    invariant broken in the implementation's state:")
+        lines += [f"      {problem}" for problem in broken]
+    else:
+        lines.append("    every state invariant holds on the implementation; the refinement check above is what broke")
+    lines.append(f"the implementation does not refine the spec at op {index}")
+    return lines
+
+
+def explain(scenario: Scenario) -> tuple[list[str], bool]:
+    """The narration, and whether the scenario ran without divergence, bad input or unexpected result."""
+    lines: list[str] = []
+    if scenario.about:
+        lines += [scenario.about, ""]
+    lockstep = Lockstep(scenario.config)
+    for index, op in enumerate(scenario.ops):
+        before = lockstep.spec.state
+        kernel_before = lockstep.spec.kernel.kernel
+        buddy_before = lockstep.spec.buddy
+        if isinstance(op, KernelOp):
+            story = []
+        elif isinstance(op, AllocPages | FreePages | BuddyInfo):
+            story = [narrate_buddy(op)]
+        else:
+            narrator = NARRATORS.get(type(op))
+            story = narrator(op, before) if narrator else [f"{op.name}: {op.to_json()}"]
+        if story:
+            lines.append(f"[{index}] {story[0]}")
+            lines += [f"    {line.strip()}" for line in story[1:]]
+        try:
+            result = lockstep.apply(op)
+        except DivergenceError as exc:
+            if not story:
+                lines.append(f"[{index}] {op.name} {op.to_json()}")
+            lines += divergence_lines(lockstep, exc, index)
+            return lines, False
+        except MMCheckError as exc:
+            if not story:
+                lines.append(f"[{index}] {op.name} {op.to_json()}")
+            lines += [f"    rejected as bad input: {exc}", "(the state is unchanged)"]
+            return lines, False
+        kernel_after = lockstep.spec.kernel.kernel
+        if isinstance(op, KernelOp) and kernel_after is not None:
+            lines.append(f"[{index}] {kernel_rule(op, kernel_before, kernel_after, result)}")
+            if kernel_before is None:
+                frames = ", ".join(f"{pfn:#x}" for pfn in kernel_after.boot)
+                lines.append(f"    the kernel boots first: frames {frames} (zero page, kernel page, kernel tables)")
+        lines.append(f"    result: {result}")
+        if isinstance(op, KernelOp) and kernel_after is not None:
+            lines += [f"    changed: {change}" for change in kernel_changes(kernel_before, kernel_after)]
+        elif isinstance(op, AllocPages | FreePages):
+            refused = lockstep.spec.buddy_error
+            if refused is not None:
+                lines.append(f"    refused, {type(refused).__name__}: {refused} (nothing changed)")
+            lines += buddy_changes(buddy_before, lockstep.spec.buddy)
+        elif not isinstance(op, WritePhys):
+            lines += memory_changes(before, lockstep.spec.state)
+        if scenario.expected_results is not None and not result_matches(scenario.expected_results[index], result):
+            lines.append(f"    UNEXPECTED: the scenario records {scenario.expected_results[index]}")
+            return lines, False
+    lines.append(f"all {len(scenario.ops)} ops ran; spec and implementation agree at every step")
+    return lines, True

@@ -1,0 +1,6 @@
+"""Real implementations to compare with: QEMU's page walker and the live Linux kernel.
+
+Each oracle's folder holds the program that runs on the other side (a
+bare-metal guest, a C helper) beside the Python that builds and drives it.
+Both are built on first use into ``.cache/``.
+"""

@@ -1,0 +1,510 @@
+"""The kernel-layer operations on each side: the programmer's view (L0), the kernel spec (L1), the implementation.
+
+The kernel boots on the first kernel-layer operation of a run, taking its
+frames from the same buddy allocator the ``alloc_pages`` operations use.
+On the spec side every operation takes the implementation's frame choices
+(its effect records, by role) when there are any; run alone it takes the
+buddy's least choice.  :class:`L0Side` checks that an L1 outcome is one the
+programmer's view allows (L1 refines L0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from impl.alloc.buddy import BuddyAllocator
+from impl.mm.kernel import Kernel as ImplKernel
+from impl.paging.mmu import FETCH, READ, WRITE, Mmu
+from impl.smp.shootdown import Smp
+from lang.errors import MMCheckError, UnknownCpu
+from lang.kernel_ops import (
+    Exit,
+    Fetch,
+    Fork,
+    KernelOp,
+    KernelRemap,
+    KernelThread,
+    Load,
+    Madvise,
+    Mmap,
+    Mprotect,
+    Munmap,
+    PagemapOp,
+    PinOp,
+    ReadPin,
+    Spawn,
+    StatOp,
+    Step,
+    Store,
+    Switch,
+    TlbEvict,
+    Unpin,
+)
+from lang.scenario import Config, Result
+from spec import memory as l0
+from spec.alloc.buddy import BuddyState
+from spec.mm import accounting, aspace, cow
+from spec.mm.kernel import NO_CHOICES, Choices, Kernel, boot, check_cpu
+from spec.mm.vma import Prot, huge_pages
+from spec.outcome import Errno, NewPid, NewPin, Ok, OneOf, Outcome, Pagemap, Pending, Signal, Stage, Stat, Value
+from spec.paging.permissions import Kind, Mode
+from spec.smp import shootdown
+
+ACCESS_KINDS = {"load": Kind.READ, "store": Kind.WRITE, "fetch": Kind.FETCH}
+IMPL_KINDS = {"load": READ, "store": WRITE, "fetch": FETCH}
+# Operations that may need a frame: ENOMEM from them is allowed by L0 when it changed nothing.
+ALLOCATING = (Spawn, Fork, Load, Store, Fetch, PinOp, KernelRemap)
+
+
+def rwx(prot: str) -> tuple[bool, bool, bool]:
+    """``"rw-"`` as three booleans."""
+    return prot[0] == "r", prot[1] == "w", prot[2] == "x"
+
+
+def outcome_json(outcome: Outcome) -> Result:
+    """The JSON result of a spec outcome."""
+    if isinstance(outcome, Ok):
+        return {"ok": True}
+    if isinstance(outcome, Value):
+        return {"value": outcome.value}
+    if isinstance(outcome, Signal):
+        return {"signal": "SIGSEGV", "error_code": outcome.error_code}
+    if isinstance(outcome, Errno):
+        return {"error": outcome.name}
+    if isinstance(outcome, NewPid):
+        return {"pid": outcome.pid}
+    if isinstance(outcome, NewPin):
+        return {"pin": outcome.pin}
+    if isinstance(outcome, Stat):
+        return {
+            "rss_kb": outcome.rss_kb,
+            "pss_kb": outcome.pss_kb,
+            "uss_kb": outcome.uss_kb,
+            "anon_kb": outcome.anon_kb,
+        }
+    if isinstance(outcome, Pagemap):
+        return {"present": outcome.present, "pfn": outcome.pfn, "exclusive": outcome.exclusive}
+    if isinstance(outcome, Pending):
+        return {"pending": outcome.flight}
+    if isinstance(outcome, Stage):
+        return {"stage": "flushed", "cpu": outcome.cpu}
+    raise AssertionError(f"no JSON form for {outcome!r}")
+
+
+SpecEdit = Callable[[Kernel], tuple[Kernel, Outcome]]
+ShootdownOp = Fork | Exit | Mmap | Munmap | Mprotect | Madvise
+
+
+def spec_edit(op: ShootdownOp, choices: Choices) -> SpecEdit:
+    """The page-table edit of a syscall that may need a shootdown, as a spec function."""
+    if isinstance(op, Fork):
+        return lambda k: cow.fork(k, op.pid, choices)
+    if isinstance(op, Exit):
+        return lambda k: aspace.exit_process(k, op.pid)
+    if isinstance(op, Mmap):
+        prot = Prot.parse(op.prot)
+        return lambda k: aspace.mmap(k, op.pid, op.va, op.pages, prot, op.shared, op.huge)
+    if isinstance(op, Munmap):
+        return lambda k: aspace.munmap(k, op.pid, op.va, op.pages)
+    if isinstance(op, Mprotect):
+        prot = Prot.parse(op.prot)
+        return lambda k: aspace.mprotect(k, op.pid, op.va, op.pages, prot)
+    return lambda k: aspace.madvise_dontneed(k, op.pid, op.va, op.pages)
+
+
+def spec_step(k: Kernel, op: KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
+    """One kernel-layer operation on the L1 spec; the events it records replace the last operation's."""
+    k = replace(k, events=()) if k.events else k
+    if isinstance(op, Spawn):
+        return aspace.spawn(k, choices)
+    if isinstance(op, Fork | Exit | Mmap | Munmap | Mprotect | Madvise):
+        whole = isinstance(op, Fork | Exit)
+        lo = 0 if whole else op.va >> 12  # type: ignore[union-attr]
+        return shootdown.run(k, op.name, op.pid, spec_edit(op, choices), lo, whole, op.background)
+    if isinstance(op, Step):
+        return shootdown.step(k, op.pending)
+    if isinstance(op, TlbEvict):
+        check_cpu(k, op.cpu)
+        return k, Ok()
+    if isinstance(op, KernelRemap):
+        return shootdown.kernel_remap(k, choices)
+    if isinstance(op, Switch | KernelThread):
+        return shootdown.switch(k, op.cpu, op.pid if isinstance(op, Switch) else None)
+    if isinstance(op, Load | Store | Fetch):
+        value = op.value if isinstance(op, Store) else 0
+        return shootdown.access(k, op.cpu, op.va, ACCESS_KINDS[op.name], Mode(op.mode), value, choices)
+    if isinstance(op, PinOp):
+        return aspace.pin(k, op.pid, op.va, choices)
+    if isinstance(op, ReadPin):
+        return k, aspace.read_pin(k, op.pin)
+    if isinstance(op, Unpin):
+        return aspace.unpin(k, op.pin)
+    if isinstance(op, StatOp):
+        return k, accounting.stat(k, op.pid)
+    if isinstance(op, PagemapOp):
+        return k, accounting.pagemap(k, op.pid, op.va)
+    raise MMCheckError(f"the kernel spec has no rule for {op.name!r}")
+
+
+class SpecKernelSide:
+    """The L1 kernel state of a spec run; ``None`` until the first kernel-layer op boots it."""
+
+    def __init__(self, config: Config) -> None:
+        self.cpus = config.cpus
+        self.flush_ceiling = config.flush_ceiling
+        self.kernel: Kernel | None = None
+        self.last: Outcome | None = None
+
+    def boot_if_needed(self, buddy: BuddyState, choices: Choices) -> BuddyState:
+        """Boot on the first use (kept even if the op that triggered it is refused)."""
+        if self.kernel is None:
+            self.kernel = boot(buddy, self.cpus, choices, self.flush_ceiling)
+            return self.kernel.buddy
+        return buddy
+
+    def apply(self, op: KernelOp, buddy: BuddyState, choices: Choices = NO_CHOICES) -> tuple[BuddyState, Result]:
+        """Run ``op`` against the current buddy state; returns the new buddy state and the result."""
+        buddy = self.boot_if_needed(buddy, choices)
+        assert self.kernel is not None
+        if self.kernel.events:
+            self.kernel = replace(self.kernel, events=())
+        start = self.kernel if self.kernel.buddy is buddy else replace(self.kernel, buddy=buddy)
+        k, outcome = spec_step(start, op, choices)
+        self.kernel, self.last = k, outcome
+        return k.buddy, outcome_json(outcome)
+
+
+class ImplKernelSide:
+    """The implementation kernel of a run and its CPUs (:class:`impl.smp.shootdown.Smp`), booted on first use."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.kernel: ImplKernel | None = None
+        self.smp: Smp | None = None
+        self.tlb_entries = 64 if config is None else config.tlb_entries
+        self.flush_ceiling = 33 if config is None else config.flush_ceiling
+
+    def choices(self) -> Choices:
+        """The frames the last operation allocated, by role, and the TLB entries its accesses hit."""
+        return {} if self.kernel is None else dict(self.kernel.effects)
+
+    def apply(self, op: KernelOp, mmu: Mmu, buddy: BuddyAllocator) -> Result:
+        """Run ``op``; bad input raises and changes nothing (but the boot)."""
+        if self.kernel is None or self.smp is None:
+            self.kernel = ImplKernel(mmu, buddy)
+            self.smp = Smp(self.kernel, self.tlb_entries, self.flush_ceiling)
+        else:
+            self.kernel.effects.clear()
+            self.smp.events.clear()
+        return impl_step(self.kernel, op, self.smp)
+
+
+def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
+    """The kernel's own syscall, run by :meth:`impl.smp.shootdown.Smp.syscall` as the page-table edit."""
+    if isinstance(op, Fork):
+        return lambda: k.fork(op.pid)
+    if isinstance(op, Exit):
+        return lambda: k.exit(op.pid)
+    if isinstance(op, Mmap):
+        return lambda: k.mmap(op.pid, op.va, op.pages, rwx(op.prot), op.shared, op.huge)
+    if isinstance(op, Munmap):
+        return lambda: k.munmap(op.pid, op.va, op.pages)
+    if isinstance(op, Mprotect):
+        return lambda: k.mprotect(op.pid, op.va, op.pages, rwx(op.prot))
+    return lambda: k.madvise_dontneed(op.pid, op.va, op.pages)
+
+
+def impl_step(k: ImplKernel, op: KernelOp, smp: Smp | None = None) -> Result:
+    """One kernel-layer operation on the implementation (its CPUs default to a fresh :class:`Smp`)."""
+    smp = smp or Smp(k)
+    if isinstance(op, Spawn):
+        return k.spawn()
+    if isinstance(op, Fork | Exit | Mmap | Munmap | Mprotect | Madvise):
+        whole = isinstance(op, Fork | Exit)
+        lo = 0 if whole else op.va >> 12  # type: ignore[union-attr]
+        hi = 0 if whole else lo + op.pages  # type: ignore[union-attr]
+        if isinstance(op, Mmap) and op.huge:
+            hi = lo + huge_pages(op.pages)
+        return smp.syscall(op.name, op.pid, impl_edit(k, op), lo, hi, whole, op.background)
+    if isinstance(op, Step):
+        return smp.step_flight(op.pending)
+    if isinstance(op, TlbEvict):
+        return smp.evict(op.cpu)
+    if isinstance(op, KernelRemap):
+        return smp.kernel_remap()
+    if isinstance(op, Switch | KernelThread):
+        return smp.switch(op.cpu, op.pid if isinstance(op, Switch) else None)
+    if isinstance(op, Load | Store | Fetch):
+        value = op.value if isinstance(op, Store) else 0
+        return smp.access(op.cpu, op.va, IMPL_KINDS[op.name], op.mode == "user", value)
+    if isinstance(op, PinOp):
+        return k.pin(op.pid, op.va)
+    if isinstance(op, ReadPin):
+        return k.read_pin(op.pin)
+    if isinstance(op, Unpin):
+        return k.unpin(op.pin)
+    if isinstance(op, StatOp):
+        return k.stat(op.pid)
+    if isinstance(op, PagemapOp):
+        return k.pagemap(op.pid, op.va)
+    raise MMCheckError(f"the kernel implementation has no rule for {op.name!r}")
+
+
+def l0_step(mem: l0.Memory, op: KernelOp) -> tuple[l0.Memory, Outcome | None]:
+    """One op on the programmer's view; None for observations it has no opinion on (stat, pagemap)."""
+    if isinstance(op, Spawn):
+        return l0.spawn(mem)
+    if isinstance(op, Fork):
+        return l0.fork(mem, op.pid)
+    if isinstance(op, Exit):
+        return l0.exit_process(mem, op.pid)
+    if isinstance(op, Mmap):
+        return l0.mmap(mem, op.pid, op.va, op.pages, Prot.parse(op.prot), op.shared, op.huge)
+    if isinstance(op, Munmap):
+        return l0.munmap(mem, op.pid, op.va, op.pages)
+    if isinstance(op, Mprotect):
+        return l0.mprotect(mem, op.pid, op.va, op.pages, Prot.parse(op.prot))
+    if isinstance(op, Madvise):
+        return l0.madvise_dontneed(mem, op.pid, op.va, op.pages)
+    if isinstance(op, KernelThread):
+        if not 0 <= op.cpu < len(mem.current):
+            raise UnknownCpu(f"cpu {op.cpu} does not exist: allowed 0..{len(mem.current) - 1}")
+        return replace(mem, current=tuple(0 if i == op.cpu else c for i, c in enumerate(mem.current))), Ok()
+    if isinstance(op, Switch):
+        return l0.switch(mem, op.cpu, op.pid)
+    if isinstance(op, KernelRemap):
+        return mem, Ok()  # the kernel page is not part of L0: its word reads the same from the new frame
+    if isinstance(op, Load | Store | Fetch):
+        value = op.value if isinstance(op, Store) else 0
+        return l0.access(mem, op.cpu, op.va, ACCESS_KINDS[op.name], Mode(op.mode), value)
+    if isinstance(op, PinOp):
+        return l0.pin(mem, op.pid, op.va)
+    if isinstance(op, ReadPin):
+        return mem, l0.read_pin(mem, op.pin)
+    if isinstance(op, Unpin):
+        return l0.unpin(mem, op.pin)
+    return mem, None
+
+
+def refines(l1: Outcome, l0_outcome: Outcome) -> bool:
+    """An L1 outcome is one L0 allows: signals match whatever their code, a pinned word is one L0 allows."""
+    if isinstance(l1, Signal):
+        return isinstance(l0_outcome, Signal)
+    if isinstance(l0_outcome, OneOf):
+        return isinstance(l1, Value) and l1.value in l0_outcome.values
+    return l1 == l0_outcome
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way the programmer's view may stand: its memory, the changes in flight not yet applied (in the order
+    they started), and the outcomes of those applied but not yet returned."""
+
+    memory: l0.Memory
+    pending: tuple[int, ...] = ()
+    done: Mapping[int, Outcome | None] = field(default_factory=dict)
+    stale: l0.Memory | None = None
+
+
+class L0Side:
+    """The programmer's view run beside L1; :meth:`check` steps it and says what L1 got wrong, if anything.
+
+    A mapping change in flight (``"async": true``) takes effect in L0 at one
+    point between its start and its return, the same for every CPU
+    (linearizability): until it returns, an access may see the memory before
+    it or after it.  L0 keeps every candidate state that agrees with what L1
+    has shown so far; at the return only those where the change took effect
+    remain.  Changes take effect in the order they started.
+
+    Hardware is not linearizable here: after one CPU saw the new mapping,
+    another may still use a stale TLB entry until its IPI is handled.  So
+    once a change took effect in a candidate, an access may also be
+    explained by the memory before it (``stale``), even when the new mapping
+    would allow it too (a store through a stale entry succeeds either way,
+    but lands in the old cell); a store that lands that way writes the old
+    cell, which matters only if the page still has it.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.candidates = [Candidate(l0.initial(config.cpus))]
+        self.ops: dict[int, KernelOp] = {}
+
+    @property
+    def memory(self) -> l0.Memory:
+        """The first candidate (the only one while nothing is in flight)."""
+        return self.candidates[0].memory
+
+    def check(self, op: KernelOp, l1: Outcome) -> str | None:
+        """Step L0 with ``op`` and compare with L1's outcome; ENOMEM from an allocating op must change nothing."""
+        if isinstance(op, TlbEvict | StatOp | PagemapOp) or isinstance(l1, Stage):
+            return None
+        if isinstance(l1, Pending):
+            self.ops[l1.flight] = op
+            self.candidates = [replace(c, pending=(*c.pending, l1.flight)) for c in self.candidates]
+            return None
+        if isinstance(op, Step):
+            return self.returned(op.pending, l1)
+        if l1 == Errno("ENOMEM") and isinstance(op, ALLOCATING):
+            return None
+        kept: list[Candidate] = []
+        expected: Outcome | None = None
+        for candidate in self.candidates:
+            for applied in range(len(candidate.pending) + 1):
+                for c in self.apply_pending(candidate, applied):
+                    mem, expected = l0_step(c.memory, op)
+                    if expected is None or refines(l1, expected):
+                        keep(kept, replace(c, memory=mem))
+        if isinstance(op, Load | Store | Fetch):
+            for candidate in self.stale_access(op, l1):
+                keep(kept, candidate)
+        if not kept:
+            return f"L1 gave {l1!r}, the programmer's view allows {expected!r}"
+        self.candidates = kept
+        return None
+
+    def stale_access(self, op: Load | Store | Fetch, l1: Outcome) -> list[Candidate]:
+        """The candidates where ``op`` is explained by the memory before the changes that took effect."""
+        kept: list[Candidate] = []
+        for c in self.candidates:
+            if c.stale is None or c.memory.current[op.cpu] not in c.stale.procs:
+                continue  # nothing took effect, or the process was created since: it has no mapping from before
+            stale = replace(c.stale, current=c.memory.current)  # the mappings before, the CPUs as they run now
+            try:
+                before, expected = l0_step(stale, op)
+            except MMCheckError:
+                continue
+            if not refines(l1, expected or Ok()):
+                continue
+            memory = c.memory
+            if isinstance(op, Store) and before != stale:
+                memory = stale_store(stale, memory, op)
+            keep(kept, replace(c, memory=memory, stale=before))
+        return kept
+
+    def apply_pending(self, c: Candidate, count: int) -> list[Candidate]:
+        """``c`` with its first ``count`` changes in flight applied, one candidate per way they may have gone.
+
+        An allocating change (fork) may take effect as L0 says or fail with
+        ENOMEM and change nothing: L0 knows no frames, and L1 decides at the
+        start of the change (``copy_mm`` in kernel/fork.c fails in ``dup_mm``
+        when the PML4 or, in ``dup_mmap``, a page table cannot be allocated,
+        under the parent's mmap lock, and ``dup_mmap`` returns only after its
+        ``flush_tlb_mm``), while a change started later may
+        return first and make this one take effect in L0 before L1 says how
+        it went.  A failed fork takes no pid (``copy_mm`` runs before
+        ``alloc_pid`` in ``copy_process``).  A way in which a later change is
+        refused (a change of the child of a fork that failed in that way) is
+        not one L1 took, as L1 accepted that change: it is dropped (if no way
+        is left in any candidate, the caller reports that L1 does not refine L0).
+        """
+        stale = c.memory if count and c.stale is None else c.stale
+        ways: list[tuple[l0.Memory, dict[int, Outcome | None]]] = [(c.memory, dict(c.done))]
+        for number in c.pending[:count]:
+            op = self.ops[number]
+            following: list[tuple[l0.Memory, dict[int, Outcome | None]]] = []
+            for mem, done in ways:
+                try:
+                    after, outcome = l0_step(mem, op)
+                except MMCheckError:
+                    continue
+                following.append((after, {**done, number: outcome}))
+                if isinstance(op, ALLOCATING):
+                    following.append((mem, {**done, number: Errno("ENOMEM")}))
+            ways = following
+        return [Candidate(mem, c.pending[count:], done, stale) for mem, done in ways]
+
+    def returned(self, number: int, l1: Outcome) -> str | None:
+        """Flight ``number`` returned ``l1``: keep the candidates where it took effect with that outcome."""
+        op = self.ops[number]
+        kept: list[Candidate] = []
+        expected: Outcome | None = None
+        for candidate in self.candidates:
+            if number in candidate.pending:
+                index = candidate.pending.index(number)
+                if l1 == Errno("ENOMEM") and isinstance(op, ALLOCATING):
+                    pending = candidate.pending[:index] + candidate.pending[index + 1 :]
+                    keep(kept, replace(candidate, pending=pending))
+                    continue
+                ways = self.apply_pending(candidate, index + 1)
+            else:
+                ways = [candidate]
+            for way in ways:
+                expected = way.done.get(number)
+                if expected is None or refines(l1, expected):
+                    done = {n: o for n, o in way.done.items() if n != number}
+                    keep(kept, replace(way, done=done, stale=way.stale if done else None))
+        del self.ops[number]
+        if not kept:
+            return f"L1 returned {l1!r} for {op.name}, the programmer's view allows {expected!r}"
+        self.candidates = kept
+        return None
+
+
+def stale_store(stale: l0.Memory, memory: l0.Memory, op: Store) -> l0.Memory:
+    """``memory`` with the word ``op`` stored through a stale translation, if its page still has the old cell."""
+    pid = stale.current[op.cpu]
+    old = stale.procs[pid].get(op.va >> 12)
+    if old is None or old.cell not in memory.cells:
+        return memory
+    words = dict(memory.cells[old.cell])
+    words[op.va % 4096] = op.value
+    cells = dict(memory.cells)
+    cells[old.cell] = MappingProxyType(words)
+    return replace(memory, cells=MappingProxyType(cells))
+
+
+def keep(kept: list[Candidate], candidate: Candidate) -> None:
+    """Add ``candidate`` unless an equal one is there."""
+    if candidate not in kept:
+        kept.append(candidate)
+
+
+def kernel_difference(expected: Kernel, actual: Kernel) -> tuple[str, str] | None:
+    """The first part where two L1 states differ, as (spec's, implementation's); None when equal.
+
+    The TLBs are left out: the implementation's must be a subset of what the
+    spec allows (:func:`tlb_difference`), not equal to it.
+    """
+    expected, actual = replace(expected, tlbs=()), replace(actual, tlbs=())
+    if expected == actual:
+        return None
+    names = ("buddy", "boot", "current", "objects", "pins", "zero_words", "kernel_words", "cpus", "flights")
+    for name in names:
+        mine, theirs = getattr(expected, name), getattr(actual, name)
+        if mine != theirs:
+            return f"{name}: {dict(mine) if hasattr(mine, 'items') else mine}", f"{name}: {theirs}"
+    for name in ("next_pid", "next_object", "next_pin", "next_flight", "events"):
+        if getattr(expected, name) != getattr(actual, name):
+            return f"{name}: {getattr(expected, name)}", f"{name}: {getattr(actual, name)}"
+    if set(expected.procs) != set(actual.procs):
+        return f"pids {sorted(expected.procs)}", f"pids {sorted(actual.procs)}"
+    for pid, sp in expected.procs.items():
+        other = actual.procs[pid]
+        for name in ("vmas", "root", "tables", "leaves", "kernel", "tlb_gen", "cpumask"):
+            if getattr(sp, name) != getattr(other, name):
+                return _mapping_difference(f"pid {pid} {name}", getattr(sp, name), getattr(other, name))
+    return _mapping_difference("pages", expected.pages, actual.pages)
+
+
+def tlb_difference(spec: Kernel, impl: Kernel) -> tuple[str, str] | None:
+    """The entries of the implementation's TLBs that the spec says their CPUs cannot hold; None if there are none."""
+    for cpu, tlb in enumerate(impl.tlbs):
+        extra = shootdown.disallowed_entries(spec, cpu, tlb.entries)
+        if extra:
+            allowed = sorted(spec.tlbs[cpu].entries, key=lambda e: (e.pcid, e.vpn))
+            return (
+                f"cpu {cpu} may hold its current translations and {allowed}",
+                f"cpu {cpu} holds {extra}",
+            )
+    return None
+
+
+def _mapping_difference(what: str, mine: object, theirs: object) -> tuple[str, str]:
+    if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+        keys = sorted(set(mine) ^ set(theirs) | {k for k in mine if k in theirs and mine[k] != theirs[k]}, key=repr)
+        return (
+            f"{what}: " + ", ".join(f"{k!r}: {mine.get(k)!r}" for k in keys),
+            f"{what}: " + ", ".join(f"{k!r}: {theirs.get(k)!r}" for k in keys),
+        )
+    return f"{what}: {mine!r}", f"{what}: {theirs!r}"

@@ -1,0 +1,1 @@
+"""Physical page allocation: the buddy allocator as a value (Linux mm/page_alloc.c)."""

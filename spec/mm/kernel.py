@@ -1,0 +1,362 @@
+"""The kernel's view of memory (L1): frames, address spaces, page tables, as one value.
+
+The state holds
+
+- the buddy allocator (:mod:`spec.alloc.buddy`), from which every frame comes: the
+  shared zero page, the kernel page and the kernel's page tables at boot,
+  then user pages and page-table pages;
+- ``pages``: the ``struct page`` of every frame that holds user data, with
+  its reference count, map count, whether it is anonymous and
+  ``PageAnonExclusive``, and its words;
+- one :class:`Space` per process: VMAs, the frame of its top-level table
+  (PML4), the frames of its lower tables by the range they cover, its leaf
+  entries by virtual page, and the kernel half it shares with every process;
+- the shmem-like objects behind shared anonymous VMAs, the pins, and the
+  process each CPU runs.
+
+A hugetlb page (``huge``) is one ``struct page`` (the folio's head) for an
+order-9 block of 512 frames, its words keyed by offset within the 2 MiB, and
+one leaf: a PD entry with PS=1 keyed by the first virtual page it maps.
+
+Counting follows Linux (include/linux/mm.h, mm/rmap.c): every page-table
+mapping of a page takes one reference and one map count; a pin
+(``get_user_pages``) and the page cache of a shmem object take a reference
+each.  The zero page is never counted (``vm_normal_page`` returns NULL for it).
+
+Where the kernel may choose (which free frame a new page or table gets), the
+spec does not: each allocation has a *role* naming what it is for, the
+implementation reports the frame it picked for each role, and :func:`take`
+checks the pick is one the buddy allocator allows
+(:func:`spec.alloc.buddy.allowed_pfns`).  Run alone, the spec takes the buddy's
+least choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TypeVar
+
+from lang.errors import ConfigError, DisallowedChoice, IdleCpu, UnknownCpu, UnknownPid
+from spec.alloc import buddy
+from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, KERNEL_VA, KERNEL_WORD, Vma
+from spec.paging.address import PAGE_SHIFT
+from spec.paging.tlb import Tlb
+from spec.smp.state import CpuTlb, Event, Flight
+
+Role = tuple[str, int, int, int]
+Choices = Mapping[Role, int]
+NO_CHOICES: Choices = MappingProxyType({})
+Words = Mapping[int, int]
+NO_WORDS: Words = MappingProxyType({})
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def frozen(mapping: Mapping[_K, _V]) -> Mapping[_K, _V]:
+    """A read-only copy."""
+    return MappingProxyType(dict(mapping))
+
+
+def updated(mapping: Mapping[_K, _V], key: _K, value: _V) -> Mapping[_K, _V]:
+    """A read-only copy with ``key`` set to ``value``."""
+    out = dict(mapping)
+    out[key] = value
+    return MappingProxyType(out)
+
+
+def without(mapping: Mapping[_K, _V], keys: Iterable[_K]) -> Mapping[_K, _V]:
+    """A read-only copy without ``keys``."""
+    gone = set(keys)
+    return MappingProxyType({k: v for k, v in mapping.items() if k not in gone})
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """The ``struct page`` of a frame holding user data, and its words (offset -> non-zero value)."""
+
+    refcount: int
+    mapcount: int
+    anon: bool
+    exclusive: bool
+    words: Words = field(default_factory=lambda: NO_WORDS)
+    huge: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """A leaf page-table entry as the hardware sees it: the frame and the rights over the whole walk.
+
+    ``present`` is the P bit; a ``PROT_NONE`` entry keeps its frame with P
+    clear (``_PAGE_PROTNONE``, arch/x86/include/asm/pgtable_types.h).
+    ``huge`` is a PD entry with PS=1 mapping 2 MiB from ``pfn`` (SDM Vol. 3A
+    4.5.4, Table 4-18).  Accessed and dirty bits are not part of this view.
+    """
+
+    pfn: int
+    present: bool = True
+    writable: bool = False
+    user: bool = True
+    nx: bool = True
+    huge: bool = False
+
+    def __repr__(self) -> str:
+        return (
+            f"Leaf(pfn={self.pfn:#x}, present={self.present}, writable={self.writable}, user={self.user}, nx={self.nx}"
+            + (", huge=True)" if self.huge else ")")
+        )
+
+    @property
+    def pages(self) -> int:
+        """How many 4 KiB pages the entry maps."""
+        return HUGE_PAGES if self.huge else 1
+
+    def offset(self, va: int) -> int:
+        """The byte offset of ``va`` in the page the entry maps."""
+        return va % (self.pages << PAGE_SHIFT)
+
+
+TableKey = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    """One address space (``mm_struct``).
+
+    ``tables`` maps ``(level, vpn >> 9*level)`` to the frame of the table at
+    ``level`` (3 PDPT, 2 PD, 1 PT) covering those pages; ``leaves`` maps user
+    pages to their entries; ``kernel`` the kernel half's leaves.
+    ``tlb_gen`` is ``mm->context.tlb_gen`` and ``cpumask`` is ``mm_cpumask``
+    (arch/x86/mm/tlb.c): see :mod:`spec.smp.shootdown`.
+    """
+
+    vmas: tuple[Vma, ...]
+    root: int
+    tables: Mapping[TableKey, int] = field(default_factory=lambda: MappingProxyType({}))
+    leaves: Mapping[int, Leaf] = field(default_factory=lambda: MappingProxyType({}))
+    kernel: Mapping[int, Leaf] = field(default_factory=lambda: MappingProxyType({}))
+    tlb_gen: int = 0
+    cpumask: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """A read-only ``get_user_pages`` reference to word ``offset`` of frame ``pfn``."""
+
+    pfn: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Kernel:
+    """The whole kernel-level state; see the module docstring.
+
+    ``boot`` holds the frames taken at boot: the zero page, the kernel page,
+    the kernel's own PML4 (``init_mm``), and the kernel half's PDPT, PD and PT;
+    ``boot[1]`` is the kernel page's current frame, which a kernel-mapping
+    change (:func:`spec.smp.shootdown.kernel_remap`) replaces.
+
+    The SMP part (:mod:`spec.smp.shootdown`): ``cpus`` is each CPU's
+    ``cpu_tlbstate``, ``tlbs`` what each CPU's TLB may hold beyond its current
+    translations, ``flights`` the mapping changes whose shootdown is under
+    way, ``events`` the effects of the last operation.  While ``gathering``
+    (an ``mmu_gather``), ``gathered`` collects the page-table frames given
+    back and the page references dropped, each page once per reference:
+    the gather holds them until the flight's last step, so a page a CPU may
+    still reach through a stale TLB entry keeps its frame and its words
+    (:func:`put_page`).
+    """
+
+    buddy: buddy.BuddyState
+    boot: tuple[int, ...]
+    current: tuple[int, ...]
+    pages: Mapping[int, Page] = field(default_factory=lambda: MappingProxyType({}))
+    procs: Mapping[int, Space] = field(default_factory=lambda: MappingProxyType({}))
+    objects: Mapping[int, Mapping[int, int]] = field(default_factory=lambda: MappingProxyType({}))
+    pins: Mapping[int, Pin] = field(default_factory=lambda: MappingProxyType({}))
+    zero_words: Words = field(default_factory=lambda: NO_WORDS)
+    kernel_words: Words = field(default_factory=lambda: NO_WORDS)
+    next_pid: int = 1
+    next_object: int = 1
+    next_pin: int = 1
+    cpus: tuple[CpuTlb, ...] = ()
+    tlbs: tuple[Tlb, ...] = ()
+    flights: Mapping[int, Flight] = field(default_factory=lambda: MappingProxyType({}))
+    next_flight: int = 1
+    events: tuple[Event, ...] = ()
+    flush_ceiling: int = 33
+    gathering: bool = False
+    gathered: tuple[int, ...] = ()
+
+    @property
+    def zero_pfn(self) -> int:
+        """The shared zero page (``my_zero_pfn``)."""
+        return self.boot[0]
+
+    @property
+    def kernel_leaves(self) -> Mapping[int, Leaf]:
+        """The kernel half every address space maps: one read-only, supervisor-only page (``PAGE_KERNEL_RO``)."""
+        return MappingProxyType({KERNEL_VA >> PAGE_SHIFT: Leaf(self.boot[1], present=True, user=False, nx=True)})
+
+
+BOOT_FRAMES = 6
+
+
+def leaf_of(leaves: Mapping[int, Leaf], vpn: int) -> tuple[int, Leaf] | None:
+    """The entry that maps page ``vpn`` and the page it is keyed by: its own, or a huge one covering it."""
+    leaf = leaves.get(vpn)
+    if leaf is not None:
+        return vpn, leaf
+    head = vpn - vpn % HUGE_PAGES
+    leaf = leaves.get(head)
+    return (head, leaf) if leaf is not None and leaf.huge else None
+
+
+# --- frames -------------------------------------------------------------------------------------
+
+
+def free_frames(k: Kernel) -> int:
+    """Frames the buddy allocator can still hand out one by one."""
+    return sum(b.size for b in k.buddy.free)
+
+
+def can_take_huge(k: Kernel) -> bool:
+    """The buddy allocator has a free block of order 9 or more: a hugetlb page can be allocated."""
+    return k.buddy.max_order >= HUGE_ORDER and bool(buddy.allowed_pfns(k.buddy, HUGE_ORDER))
+
+
+def take(k: Kernel, role: Role, choices: Choices, order: int = 0) -> tuple[Kernel, int]:
+    """Allocate one frame (or an order-``order`` block) for ``role``: the implementation's pick if it reported one,
+    else the least choice.
+
+    The caller has checked a block is free.  A pick the buddy does not allow
+    raises :class:`DisallowedChoice`.
+    """
+    pfn = choices.get(role)
+    if pfn is None:
+        least = buddy.least_choice(k.buddy, order)
+        assert least is not None, "take() needs a free block: check free_frames or can_take_huge first"
+        pfn = least
+    elif pfn not in buddy.allowed_pfns(k.buddy, order):
+        raise DisallowedChoice(f"frame {pfn:#x} for {role} is not one the buddy allocator may hand out")
+    return replace(k, buddy=buddy.alloc_at(k.buddy, order, pfn)), pfn
+
+
+def block_order(state: buddy.BuddyState, pfn: int) -> int:
+    """The order of the allocated block that starts at ``pfn``."""
+    return next(b.order for b in state.allocated if b.pfn == pfn)
+
+
+def release(k: Kernel, pfn: int) -> Kernel:
+    """Give the block at ``pfn`` back to the buddy allocator with its order; while gathering, queue it until the
+    flush (a page table: ``pte_free_tlb`` / ``tlb_remove_table``, include/asm-generic/tlb.h)."""
+    if k.gathering:
+        return replace(k, gathered=(*k.gathered, pfn))
+    return replace(k, buddy=buddy.free(k.buddy, pfn, block_order(k.buddy, pfn)))
+
+
+def new_anon_page(k: Kernel, pfn: int, words: Words = NO_WORDS, huge: bool = False) -> Kernel:
+    """A fresh anonymous page mapped once, exclusive (``folio_add_new_anon_rmap(..., RMAP_EXCLUSIVE)``;
+    ``hugetlb_add_new_anon_rmap`` for a hugetlb page)."""
+    return replace(k, pages=updated(k.pages, pfn, Page(1, 1, True, True, words, huge)))
+
+
+def new_shmem_page(k: Kernel, pfn: int, huge: bool = False) -> Kernel:
+    """A fresh zeroed shmem (or shared hugetlbfs) page, referenced by its object's page cache only."""
+    return replace(k, pages=updated(k.pages, pfn, Page(1, 0, False, False, huge=huge)))
+
+
+def get_page(k: Kernel, pfn: int, maps: int = 1) -> Kernel:
+    """One more reference, and ``maps`` more map counts (``folio_get`` + ``folio_add_*_rmap``)."""
+    if pfn == k.zero_pfn:
+        return k
+    page = k.pages[pfn]
+    return replace(
+        k, pages=updated(k.pages, pfn, replace(page, refcount=page.refcount + 1, mapcount=page.mapcount + maps))
+    )
+
+
+def put_page(k: Kernel, pfn: int, unmaps: int = 1) -> Kernel:
+    """``unmaps`` map counts fewer at once, and one reference fewer: at once, or while gathering at the flight's end.
+
+    A zap removes the rmap at once (``folio_remove_rmap_ptes`` in
+    ``zap_present_folio_ptes``, mm/memory.c) but hands the reference to the
+    ``mmu_gather`` (``__tlb_remove_folio_pages``), which drops it only after
+    the TLB flush: ``tlb_flush_mmu`` runs ``tlb_flush_mmu_tlbonly`` before
+    ``tlb_batch_pages_flush`` → ``free_pages_and_swap_cache`` (mm/mmu_gather.c).
+    So every reference a gather took, not only a page's last one, is held
+    until the flight ends (:func:`drop_reference` then), and another mapper's
+    write fault meanwhile sees the raised refcount and copies.
+    """
+    if pfn == k.zero_pfn:
+        return k
+    page = k.pages[pfn]
+    k = with_page(k, pfn, mapcount=page.mapcount - unmaps)
+    if k.gathering:
+        return replace(k, gathered=(*k.gathered, pfn))
+    return drop_reference(k, pfn)
+
+
+def drop_reference(k: Kernel, pfn: int) -> Kernel:
+    """One reference to page ``pfn`` fewer; the frame is freed with its last (``folio_put``)."""
+    page = k.pages[pfn]
+    if page.refcount == 1:
+        return release(replace(k, pages=without(k.pages, [pfn])), pfn)
+    return with_page(k, pfn, refcount=page.refcount - 1)
+
+
+def with_page(k: Kernel, pfn: int, **changes: object) -> Kernel:
+    """The state with fields of page ``pfn`` changed."""
+    return replace(k, pages=updated(k.pages, pfn, replace(k.pages[pfn], **changes)))  # type: ignore[arg-type]
+
+
+def page_words(k: Kernel, pfn: int) -> Words:
+    """The words of a frame that holds data: a user page, the zero page or the kernel page."""
+    if pfn == k.zero_pfn:
+        return k.zero_words
+    if pfn == k.boot[1]:
+        return k.kernel_words
+    return k.pages[pfn].words
+
+
+# --- processes and CPUs -------------------------------------------------------------------------
+
+
+def space(k: Kernel, pid: int) -> Space:
+    """Process ``pid``'s address space; :class:`UnknownPid` if there is none."""
+    if pid not in k.procs:
+        raise UnknownPid(f"pid {pid} is not a live process: allowed {sorted(k.procs)}")
+    return k.procs[pid]
+
+
+def with_space(k: Kernel, pid: int, sp: Space) -> Kernel:
+    """The state with process ``pid``'s address space replaced."""
+    return replace(k, procs=updated(k.procs, pid, sp))
+
+
+def check_cpu(k: Kernel, cpu: int) -> None:
+    """Raise :class:`UnknownCpu` unless ``cpu`` exists."""
+    if not 0 <= cpu < len(k.current):
+        raise UnknownCpu(f"cpu {cpu} does not exist: allowed 0..{len(k.current) - 1}")
+
+
+def running(k: Kernel, cpu: int) -> int:
+    """The pid ``cpu`` runs; :class:`IdleCpu` when it runs none."""
+    check_cpu(k, cpu)
+    if not k.current[cpu]:
+        raise IdleCpu(f"cpu {cpu} runs no process: switch it to a pid first")
+    return k.current[cpu]
+
+
+def boot(state: buddy.BuddyState, cpus: int, choices: Choices = NO_CHOICES, flush_ceiling: int = 33) -> Kernel:
+    """Take the boot frames (roles ``("boot", i, 0, 0)``) and write the kernel page; every CPU idle on ``init_mm``."""
+    if free_frames(Kernel(state, (), ())) < BOOT_FRAMES:
+        raise ConfigError(f"the kernel needs {BOOT_FRAMES} free frames to boot: give the config more frames")
+    k = Kernel(state, (), (0,) * cpus, cpus=(CpuTlb(),) * cpus, tlbs=(Tlb(),) * cpus, flush_ceiling=flush_ceiling)
+    frames = []
+    for i in range(BOOT_FRAMES):
+        k, pfn = take(k, ("boot", i, 0, 0), choices)
+        frames.append(pfn)
+    return replace(k, boot=tuple(frames), kernel_words=MappingProxyType({0: KERNEL_WORD}))
