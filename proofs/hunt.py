@@ -30,15 +30,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hypothesis import Phase, settings
-
 from lang.scenario import dump, load
 from lang.verdict import CHECKS, Status
-from properties import profiles as _profiles  # noqa: F401  (registers the ci profile)
-from properties.machinery import counterexample_path
+from properties.machinery import counterexample_path, run_machine
 from properties.minimise import failure_kind
 from properties.mutants import by_name
 from properties.mutants.catalogue import Mutant
+from properties.profiles import ci_settings
 from properties.recording import counterexample_folder
 
 if TYPE_CHECKING:
@@ -121,55 +119,28 @@ class Catch:
         ]
 
 
-def ci_settings(shrink: bool) -> settings:
-    """The ``ci`` profile stopping at the first bug, as ``verify`` runs machines; optionally without shrinking.
-
-    Without Hypothesis's shrink phase the saved program is left to the scenario
-    minimiser, which brings it to a 1-minimal one by replay in milliseconds.
-    """
-    base = settings(settings.get_profile("ci"), report_multiple_bugs=False)
-    if shrink:
-        return base
-    return settings(base, phases=[p for p in base.phases if p is not Phase.shrink])
-
-
 def saved_if_refuted(status: Status, path: Path) -> Path | None:
     return path if status is Status.REFUTED and path.exists() else None
 
 
-def mmu_machine(mutant: Mutant) -> RunResult:
-    from properties.paging.mmu_machine import MmuMachine, run_machine
+def machine_detector(name: str, machine: str, shrink: bool = False) -> Detector:
+    """A layer's refinement machine (``module:Class``) in the ``ci`` profile, as ``verify`` runs it.
 
-    status, detail = run_machine(run_settings=ci_settings(shrink=False))
-    return status, saved_if_refuted(status, counterexample_path(MmuMachine)), detail
+    The machine is imported when the detector runs, inside the forked process
+    of its mutant; ``shrink`` keeps Hypothesis's shrink phase (the buddy
+    machine's programs are short), otherwise the saved scenario is minimised
+    by replay.
+    """
 
+    def run(mutant: Mutant) -> RunResult:
+        import importlib
 
-def buddy_machine(mutant: Mutant) -> RunResult:
-    from properties.alloc.buddy_machine import BuddyMachine, run_machine
+        module, _, cls = machine.partition(":")
+        machine_class = getattr(importlib.import_module(module), cls)
+        status, detail = run_machine(machine_class, ci_settings(shrink))
+        return status, saved_if_refuted(status, counterexample_path(machine_class)), detail
 
-    status, detail = run_machine(run_settings=ci_settings(shrink=True))
-    return status, saved_if_refuted(status, counterexample_path(BuddyMachine)), detail
-
-
-def kernel_machine(mutant: Mutant) -> RunResult:
-    from properties.mm.kernel_machine import KernelMachine, run_machine
-
-    status, detail = run_machine(run_settings=ci_settings(shrink=False))
-    return status, saved_if_refuted(status, counterexample_path(KernelMachine)), detail
-
-
-def smp_machine(mutant: Mutant) -> RunResult:
-    from properties.smp.smp_machine import SmpMachine, run_machine
-
-    status, detail = run_machine(run_settings=ci_settings(shrink=False))
-    return status, saved_if_refuted(status, counterexample_path(SmpMachine)), detail
-
-
-def huge_machine(mutant: Mutant) -> RunResult:
-    from properties.mm.huge_machine import HugeMachine, run_machine
-
-    status, detail = run_machine(run_settings=ci_settings(shrink=False))
-    return status, saved_if_refuted(status, counterexample_path(HugeMachine)), detail
+    return Detector("machine", name, run)
 
 
 def buddy_explorer(mutant: Mutant) -> RunResult:
@@ -230,11 +201,11 @@ def z3_lemmas(module: str) -> Callable[[Mutant], RunResult]:
     return run
 
 
-MMU_MACHINE = Detector("machine", "mmu-machine", mmu_machine)
-BUDDY_MACHINE = Detector("machine", "buddy-machine", buddy_machine)
-KERNEL_MACHINE = Detector("machine", "kernel-machine", kernel_machine)
-SMP_MACHINE = Detector("machine", "smp-machine", smp_machine)
-HUGE_MACHINE = Detector("machine", "huge-machine", huge_machine)
+MMU_MACHINE = machine_detector("mmu-machine", "properties.paging.mmu_machine:MmuMachine")
+BUDDY_MACHINE = machine_detector("buddy-machine", "properties.alloc.buddy_machine:BuddyMachine", shrink=True)
+KERNEL_MACHINE = machine_detector("kernel-machine", "properties.mm.kernel_machine:KernelMachine")
+SMP_MACHINE = machine_detector("smp-machine", "properties.smp.smp_machine:SmpMachine")
+HUGE_MACHINE = machine_detector("huge-machine", "properties.mm.huge_machine:HugeMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)

@@ -5,6 +5,14 @@ which writes the ops of a failing run to ``<counterexamples>/<name>.json``.
 Hypothesis replays the shrunk example last, so that file ends up holding
 its shortest sequence; :func:`run_machine` then minimises it further
 (:mod:`properties.minimise`) and reports where it is.
+
+:func:`run_machine` is the one way to run a machine, for ``verify``, the
+mutant hunt, the fuzzer's checks, the benchmarks and the tests alike.  A
+machine states how it wants to be run with two class attributes, read by
+:func:`machine_settings`: ``shrink`` (False: no Hypothesis shrink phase, the
+saved scenario is minimised by replay instead, in seconds where shrinking
+long programs took minutes) and ``examples_divisor`` (a machine whose
+programs are costly runs that fraction of the profile's examples).
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hypothesis import settings
+from hypothesis import Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from lang.scenario import dump, load
@@ -41,12 +49,23 @@ def save_minimised(path: Path) -> str:
     return f"counterexample of {len(minimal.ops)} steps ({len(shrunk.ops)} as the machine saved it): {path}"
 
 
+def machine_settings(machine: type[RuleBasedStateMachine], run_settings: settings | None = None) -> settings:
+    """``run_settings`` (default: the loaded profile) stopping at the first bug, as ``machine`` asks to be run."""
+    base = settings(run_settings or settings(), report_multiple_bugs=False)
+    if getattr(machine, "shrink", True) is False:
+        base = settings(base, phases=[phase for phase in base.phases if phase is not Phase.shrink])
+    divisor: int = getattr(machine, "examples_divisor", 1)
+    if divisor > 1:
+        base = settings(base, max_examples=max(1, base.max_examples // divisor))
+    return base
+
+
 def run_machine(machine: type[RuleBasedStateMachine], run_settings: settings | None = None) -> tuple[Status, str]:
-    """Run ``machine`` under ``run_settings`` (default: the loaded profile, reporting one bug)."""
+    """Run ``machine`` under :func:`machine_settings`; a failure comes back with its minimised scenario."""
     target = counterexample_path(machine)
     before = target.stat().st_mtime_ns if target.exists() else None
     try:
-        run_state_machine_as_test(machine, settings=run_settings or settings(report_multiple_bugs=False))
+        run_state_machine_as_test(machine, settings=machine_settings(machine, run_settings))
     except Exception as exc:
         after = target.stat().st_mtime_ns if target.exists() else None
         saved = save_minimised(target) if after is not None and after != before else "no counterexample saved"

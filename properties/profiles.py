@@ -81,3 +81,17 @@ def load(name: str | None = None) -> str:
         raise ValueError(f"unknown Hypothesis profile {chosen!r}: allowed {', '.join(PROFILES)}")
     settings.load_profile(chosen)
     return chosen
+
+
+def ci_settings(shrink: bool = True) -> settings:
+    """The ``ci`` profile stopping at the first bug, as ``verify`` runs machines; optionally without shrinking.
+
+    Without Hypothesis's shrink phase the saved program is left to the scenario
+    minimiser, which brings it to a 1-minimal one by replay in milliseconds.
+    The examples tried are those ``verify`` tries, so a mutant is caught under
+    these settings exactly when ``verify`` would catch it.
+    """
+    base = settings(settings.get_profile("ci"), report_multiple_bugs=False)
+    if shrink:
+        return base
+    return settings(base, phases=[p for p in base.phases if p is not Phase.shrink])

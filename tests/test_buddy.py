@@ -25,8 +25,9 @@ from lang.verdict import Status
 from mmcheck.cli import main
 from mmcheck.views.buddyview import buddy_view, buddyinfo_line
 from properties.abstraction import abstract_buddy
-from properties.alloc.buddy_machine import run_machine
+from properties.alloc.buddy_machine import BuddyMachine
 from properties.drivers import DivergenceError, Lockstep
+from properties.machinery import run_machine
 from properties.minimise import minimise
 from spec.alloc import buddy
 from spec.alloc.buddy import Block, BuddyState, OutOfMemory
@@ -247,7 +248,7 @@ def test_buddy_machine_fast_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     """A short run of the refinement machine finds nothing on the real implementation."""
     monkeypatch.setenv("MMCHECK_COUNTEREXAMPLES", str(tmp_path))
     fast = settings(max_examples=25, stateful_step_count=20, deadline=None, database=None, derandomize=True)
-    status, detail = run_machine(run_settings=fast)
+    status, detail = run_machine(BuddyMachine, fast)
     assert Status.CONFIRMED == status, detail
 
 

@@ -11,15 +11,15 @@ from mutants.catalogue import SourcePatch
 from impl.paging.mmu import Mmu
 from lang.scenario import load
 from lang.verdict import CHECKS, Status
-from properties.machinery import counterexample_path
-from properties.paging.mmu_machine import CHECK_NAME, MmuMachine, refinement, run_machine
+from properties.machinery import counterexample_path, run_machine
+from properties.paging.mmu_machine import CHECK_NAME, MmuMachine, refinement
 from properties.replay import replay
 
 
 def test_mmu_machine_finds_no_divergence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Implementation and spec agree on every program the profile tries (dev: 50 programs of 30 steps)."""
     monkeypatch.setenv("MMCHECK_COUNTEREXAMPLES", str(tmp_path))
-    status, detail = run_machine(run_settings=settings(report_multiple_bugs=False))
+    status, detail = run_machine(MmuMachine, settings(report_multiple_bugs=False))
     assert Status.CONFIRMED == status, detail
 
 
@@ -33,7 +33,7 @@ def test_refuted_run_names_a_saved_minimised_counterexample(monkeypatch: pytest.
     bug = SourcePatch(Mmu, "access", (("update = _A | _D if kind == WRITE else _A", "update = _A | _D"),))
     fast = settings(report_multiple_bugs=False, phases=[Phase.explicit, Phase.reuse, Phase.generate])
     with bug.applied():
-        status, detail = run_machine(run_settings=fast)
+        status, detail = run_machine(MmuMachine, fast)
     assert Status.REFUTED == status
     assert str(counterexample_path(MmuMachine)) in detail
     scenario = load(counterexample_path(MmuMachine))

@@ -20,12 +20,11 @@ The machine's invariant then checks the spec state itself: aligned, disjoint,
 fully coalesced, free plus allocated covering every frame once.  The
 operations that led to a failure, after shrinking, are saved as
 ``counterexamples/buddy_machine.json`` for ``mmcheck replay``, and
-:func:`run_machine` minimises that file (:mod:`properties.minimise`).
+:func:`properties.machinery.run_machine` minimises that file (:mod:`properties.minimise`).
 """
 
 from __future__ import annotations
 
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -39,7 +38,7 @@ from hypothesis.stateful import (
 
 from lang.hardware_ops import AllocPages, FreePages
 from lang.scenario import Config, Op, Result
-from lang.verdict import Status, Verdict, check, timed
+from lang.verdict import Verdict, check, timed
 from properties import machinery
 from properties.recording import RecordingLockstep, save_counterexample
 from spec.alloc import buddy as spec_buddy
@@ -121,12 +120,7 @@ class BuddyMachine(RuleBasedStateMachine):
             raise AssertionError(f"the spec state breaks its invariants: {problems} (counterexample: {path})")
 
 
-def run_machine(machine: type[BuddyMachine] = BuddyMachine, run_settings: settings | None = None) -> tuple[Status, str]:
-    """Run ``machine`` (default: this module's) under ``run_settings`` or the loaded profile."""
-    return machinery.run_machine(machine, run_settings)
-
-
 @check("machine", CHECK_NAME)
 def refinement() -> Verdict:
     """The buddy allocator refinement machine under the loaded profile."""
-    return timed(CHECK_NAME, run_machine)
+    return timed(CHECK_NAME, lambda: machinery.run_machine(BuddyMachine))

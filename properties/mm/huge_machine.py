@@ -32,9 +32,6 @@ the frames of changes in flight given back) and the shootdown invariants
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -55,7 +52,7 @@ from lang.kernel_ops import (
     Switch,
 )
 from lang.scenario import Config, Op, Result
-from lang.verdict import Status, Verdict, check, timed
+from lang.verdict import Verdict, check, timed
 from properties import machinery
 from properties.drivers import DivergenceError
 from properties.recording import RecordingLockstep, save_counterexample
@@ -240,31 +237,13 @@ class HugeMachine(RuleBasedStateMachine):
             raise AssertionError(f"the L1 state breaks its invariants: {problems} (counterexample: {path})")
 
 
-def counterexample_path() -> Path:
-    """Where a failing run leaves its counterexample scenario."""
-    return machinery.counterexample_path(HugeMachine)
-
-
-# A lockstep step here checks 2048 frames and copies 2 MiB pages: a quarter of the profile's programs keeps the ci run
-# within its share of verify's time.
-EXAMPLES_DIVISOR = 4
-
-
-def machine_settings(run_settings: settings | None) -> settings:
-    """``run_settings`` (default: the loaded profile) with a quarter of its programs, stopping at the first bug, without
-    Hypothesis's shrink phase (the shared runner minimises the saved scenario by replay instead)."""
-    base = run_settings or settings()
-    phases = [phase for phase in base.phases if phase is not Phase.shrink]
-    examples = max(1, base.max_examples // EXAMPLES_DIVISOR)
-    return settings(base, report_multiple_bugs=False, phases=phases, max_examples=examples)
-
-
-def run_machine(run_settings: settings | None = None) -> tuple[Status, str]:
-    """Run the machine on the shared runner (:func:`properties.machinery.run_machine`) without shrinking."""
-    return machinery.run_machine(HugeMachine, machine_settings(run_settings))
+# How the shared runner runs it (properties.machinery.machine_settings): minimised by replay, not shrunk,
+# and a quarter of the profile's programs (each maps 2 MiB pages of 512 frames).
+HugeMachine.shrink = False  # type: ignore[attr-defined]
+HugeMachine.examples_divisor = 4  # type: ignore[attr-defined]
 
 
 @check("machine", CHECK_NAME)
 def refinement() -> Verdict:
     """The hugetlb refinement machine under the loaded profile."""
-    return timed(CHECK_NAME, run_machine)
+    return timed(CHECK_NAME, lambda: machinery.run_machine(HugeMachine))

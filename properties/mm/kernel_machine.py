@@ -26,9 +26,6 @@ and the machine's invariant checks the L1 state's own invariants
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -58,7 +55,7 @@ from lang.kernel_ops import (
     Unpin,
 )
 from lang.scenario import Config, Op, Result
-from lang.verdict import Status, Verdict, check, timed
+from lang.verdict import Verdict, check, timed
 from properties import machinery
 from properties.drivers import DivergenceError
 from properties.memo import LastState
@@ -236,32 +233,12 @@ class KernelMachine(RuleBasedStateMachine):
             raise AssertionError(f"the L1 state breaks its invariants: {problems} (counterexample: {path})")
 
 
-def counterexample_path() -> Path:
-    """Where a failing run leaves its counterexample scenario."""
-    return machinery.counterexample_path(KernelMachine)
-
-
-def machine_settings(run_settings: settings | None) -> settings:
-    """``run_settings`` (default: the loaded profile) stopping at the first bug, without Hypothesis's shrink phase.
-
-    Shrinking these programs inside Hypothesis took minutes; the shared runner
-    minimises the saved scenario afterwards by replay
-    (:func:`properties.minimise.minimise`), which gives a 1-minimal
-    counterexample in seconds.
-    """
-    base = run_settings or settings()
-    phases = [phase for phase in base.phases if phase is not Phase.shrink]
-    return settings(base, report_multiple_bugs=False, phases=phases)
-
-
-def run_machine(
-    machine: type[KernelMachine] = KernelMachine, run_settings: settings | None = None
-) -> tuple[Status, str]:
-    """Run ``machine`` on the shared runner (:func:`properties.machinery.run_machine`) without shrinking."""
-    return machinery.run_machine(machine, machine_settings(run_settings))
+# How the shared runner runs it (properties.machinery.machine_settings): shrinking these programs inside
+# Hypothesis took minutes, so the saved scenario is minimised by replay instead.
+KernelMachine.shrink = False  # type: ignore[attr-defined]
 
 
 @check("machine", CHECK_NAME)
 def refinement() -> Verdict:
     """The kernel-layer refinement machine under the loaded profile."""
-    return timed(CHECK_NAME, run_machine)
+    return timed(CHECK_NAME, lambda: machinery.run_machine(KernelMachine))

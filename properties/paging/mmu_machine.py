@@ -18,14 +18,13 @@ whichever Hypothesis profile is loaded (``verify`` loads ``ci``).
 
 from __future__ import annotations
 
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, rule
 
 from lang.errors import AddressError, MMCheckError, UnknownCpu
 from lang.hardware_ops import Access, ReadPhys, SetCpu, WritePhys
 from lang.scenario import KINDS, MODES, Config, Op, Result
-from lang.verdict import Status, Verdict, check, timed
+from lang.verdict import Verdict, check, timed
 from properties import machinery
 from properties.paging import strategies as gen
 from properties.recording import RecordingLockstep
@@ -135,12 +134,7 @@ class MmuMachine(RuleBasedStateMachine):
             raise AssertionError(f"{op!r} is outside its domain but both sides accepted it")
 
 
-def run_machine(machine: type[MmuMachine] = MmuMachine, run_settings: settings | None = None) -> tuple[Status, str]:
-    """Run ``machine`` (default: this module's) under ``run_settings`` or the loaded profile."""
-    return machinery.run_machine(machine, run_settings)
-
-
 @check("machine", CHECK_NAME)
 def refinement() -> Verdict:
     """The hardware-layer refinement machine under the loaded profile."""
-    return timed(CHECK_NAME, run_machine)
+    return timed(CHECK_NAME, lambda: machinery.run_machine(MmuMachine))

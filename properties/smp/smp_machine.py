@@ -30,7 +30,6 @@ A failure is saved as ``counterexamples/smp_machine.json`` and minimised.
 
 from __future__ import annotations
 
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -51,8 +50,8 @@ from lang.kernel_ops import (
     TlbEvict,
 )
 from lang.scenario import Config, Op, Result
-from lang.verdict import Status, Verdict, check, timed
-from properties.machinery import run_machine as run_refinement_machine
+from lang.verdict import Verdict, check, timed
+from properties import machinery
 from properties.memo import LastState
 from properties.recording import RecordingLockstep, save_counterexample
 from spec.mm import invariants as kernel_invariants
@@ -207,12 +206,7 @@ class SmpMachine(RuleBasedStateMachine):
             raise AssertionError(f"the L1 state breaks its invariants: {problems} (counterexample: {path})")
 
 
-def run_machine(run_settings: settings | None = None) -> tuple[Status, str]:
-    """The SMP machine under ``run_settings`` (default: the loaded profile); the saved failure minimised."""
-    return run_refinement_machine(SmpMachine, run_settings)
-
-
 @check("machine", CHECK_NAME)
 def refinement() -> Verdict:
     """The SMP refinement machine under the loaded profile."""
-    return timed(CHECK_NAME, run_machine)
+    return timed(CHECK_NAME, lambda: machinery.run_machine(SmpMachine))
