@@ -69,27 +69,8 @@ from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
+from lang import ops
 from lang.errors import MMCheckError
-from lang.kernel_ops import (
-    Exit,
-    Fork,
-    KernelOp,
-    KernelRemap,
-    KernelThread,
-    Load,
-    Madvise,
-    Mmap,
-    Mprotect,
-    Munmap,
-    PinOp,
-    ReadPin,
-    Spawn,
-    Step,
-    Store,
-    Switch,
-    TlbEvict,
-    Unpin,
-)
 from lang.scenario import Config, Op, Scenario
 from proofs.explore import Result, Stats, Violation, explore, run_exploration
 from properties.drivers import DivergenceError, ImplRunner, Lockstep
@@ -191,7 +172,7 @@ def clone(state: Lockstep) -> Lockstep:
 
 def fast_apply(state: Lockstep, op: Op) -> None:
     """Run ``op`` on every side without the checks: rebuilding a state along a path that passed them."""
-    assert isinstance(op, KernelOp)
+    assert isinstance(op, ops.KernelOp)
     state.index += 1
     state.impl.apply(op)
     state.spec.apply_kernel(op, state.impl.kernel.choices())
@@ -234,10 +215,10 @@ class SmpSystem:
 
     def enabled(self, state: Lockstep) -> Iterable[Op]:
         """Every op of the vocabulary the bound allows from ``state`` (shuffled when a seed was given)."""
-        ops = list(self._enabled(state))
+        enabled = list(self._enabled(state))
         if self.shuffle is not None:
-            self.shuffle(ops)
-        return ops
+            self.shuffle(enabled)
+        return enabled
 
     def _enabled(self, state: Lockstep) -> Iterator[Op]:
         b = self.bounds
@@ -247,58 +228,58 @@ class SmpSystem:
         current = k.current if k is not None else (0,) * b.cpus
         room = len(flights) < b.flights
         if len(pids) < b.procs and b.spawn:
-            yield Spawn()
+            yield ops.Spawn()
         for pid in pids:
             if b.fork and len(pids) < b.procs:
-                yield Fork(pid)
+                yield ops.Fork(pid)
                 if room:
-                    yield Fork(pid, background=True)
+                    yield ops.Fork(pid, background=True)
             if len(pids) > 1 and not flights:
-                yield Exit(pid)
+                yield ops.Exit(pid)
             for background in (True, False) if b.sync else (True,):
                 if background and not room:
                     continue
                 yield from self._syscalls(pid, background)
         for number in flights:
-            yield Step(number)
+            yield ops.Step(number)
         if b.pins and k is not None:
             if len(k.pins) < b.pins:
                 for pid in pids:
-                    yield from (PinOp(pid, BASE + page * 4096) for page in range(b.pages))
+                    yield from (ops.PinOp(pid, BASE + page * 4096) for page in range(b.pages))
             for pin in sorted(k.pins):
-                yield ReadPin(pin)
-                yield Unpin(pin)
+                yield ops.ReadPin(pin)
+                yield ops.Unpin(pin)
         for cpu in range(b.cpus):
             for pid in pids:
                 if current[cpu] != pid:
-                    yield Switch(cpu, pid)
+                    yield ops.Switch(cpu, pid)
             if current[cpu]:
-                yield KernelThread(cpu)
+                yield ops.KernelThread(cpu)
                 for page in range(b.pages):
                     va = BASE + page * 4096
-                    yield Load(cpu, va)
+                    yield ops.Load(cpu, va)
                     for value in b.values:
-                        yield Store(cpu, va, value)
+                        yield ops.Store(cpu, va, value)
                 if b.kernel:
-                    yield Load(cpu, KERNEL_VA, "supervisor")
+                    yield ops.Load(cpu, KERNEL_VA, "supervisor")
             if b.evict and state.impl.kernel.smp is not None and state.impl.kernel.smp.tlbs[cpu].entries:
-                yield TlbEvict(cpu)
+                yield ops.TlbEvict(cpu)
         if b.kernel and k is not None:
-            yield KernelRemap()
+            yield ops.KernelRemap()
 
     def _syscalls(self, pid: int, background: bool) -> Iterator[Op]:
         for va, count in self.windows:
             if "mmap" in self.bounds.syscalls:
-                yield Mmap(pid, va, count, "rw-", background=background)
+                yield ops.Mmap(pid, va, count, "rw-", background=background)
                 if self.bounds.shared:
-                    yield Mmap(pid, va, count, "rw-", shared=True, background=background)
+                    yield ops.Mmap(pid, va, count, "rw-", shared=True, background=background)
             if "munmap" in self.bounds.syscalls:
-                yield Munmap(pid, va, count, background=background)
+                yield ops.Munmap(pid, va, count, background=background)
             if "mprotect" in self.bounds.syscalls:
                 for prot in self.bounds.prots:
-                    yield Mprotect(pid, va, count, prot, background=background)
+                    yield ops.Mprotect(pid, va, count, prot, background=background)
             if "madvise" in self.bounds.syscalls:
-                yield Madvise(pid, va, count, "dontneed", background=background)
+                yield ops.Madvise(pid, va, count, "dontneed", background=background)
 
     def step(self, state: Lockstep, op: Op) -> Lockstep:
         successor = clone(state)
@@ -326,9 +307,9 @@ class SmpSystem:
     def fingerprint(self, state: Lockstep) -> Hashable:
         return hashlib.blake2b(marshal.dumps(canonical(state)), digest_size=16).digest()  # type: ignore[arg-type]
 
-    def scenario(self, ops: list[Op], about: str) -> Scenario:
+    def scenario(self, path: list[Op], about: str) -> Scenario:
         """The path to a violation as a replayable scenario."""
-        return Scenario(self.config, (*self.bounds.setup, *ops), about=about)
+        return Scenario(self.config, (*self.bounds.setup, *path), about=about)
 
 
 # --- the canonical form -------------------------------------------------------------------------
@@ -442,13 +423,13 @@ def memory_pids(mem: l0.Memory) -> Iterator[int]:
     yield from (pin.pid for pin in mem.pins.values())
 
 
-def l0_pids(candidates: list[Candidate], ops: Mapping[int, KernelOp]) -> Iterator[int]:
+def l0_pids(candidates: list[Candidate], in_flight: Mapping[int, ops.KernelOp]) -> Iterator[int]:
     for c in candidates:
         yield from memory_pids(c.memory)
         if c.stale is not None:
             yield from memory_pids(c.stale)
         yield from (o.pid for o in c.done.values() if isinstance(o, NewPid))
-    yield from (op.pid for op in ops.values())  # type: ignore[attr-defined]
+    yield from (op.pid for op in in_flight.values())  # type: ignore[attr-defined]
 
 
 def compress_gaps(values: Iterable[int]) -> dict[int, int]:
@@ -586,7 +567,7 @@ def candidate_key(
     )
 
 
-def op_key(op: KernelOp, pid: Mapping[int, int]) -> str:
+def op_key(op: ops.KernelOp, pid: Mapping[int, int]) -> str:
     return repr(replace(op, pid=pid[op.pid]))  # type: ignore[attr-defined,type-var]
 
 
@@ -629,7 +610,7 @@ RATE_BOUNDS = SmpBounds()
 # verify's bound: exhausted (every reachable state, to the depth where no new one appears) or not a pass.  One
 # process runs on both CPUs with one written page; from there every interleaving of munmap and mprotect (to r--)
 # in flight, step by step, with loads, stores, switches, kernel threads (lazy TLB) and evictions on both CPUs.
-SETUP = (Spawn(), Switch(0, 1), Switch(1, 1), Mmap(1, BASE, 1, "rw-"), Store(0, BASE, 1))
+SETUP = (ops.Spawn(), ops.Switch(0, 1), ops.Switch(1, 1), ops.Mmap(1, BASE, 1, "rw-"), ops.Store(0, BASE, 1))
 VERIFY_BOUNDS = SmpBounds(
     procs=1, pages=1, frames=12, fork=False, kernel=False, syscalls=("munmap", "mprotect"), prots=("r--",), setup=SETUP
 )
@@ -655,7 +636,7 @@ HUNT_BUDGET = 300.0
 
 # The kernel layer alone (one CPU, every change at once): fork, COW, the zero page, shared mappings and pins, from
 # one process running with two private pages mapped.
-COW_SETUP = (Spawn(), Switch(0, 1), Mmap(1, BASE, 2, "rw-"))
+COW_SETUP = (ops.Spawn(), ops.Switch(0, 1), ops.Mmap(1, BASE, 2, "rw-"))
 COW_BOUNDS = SmpBounds(
     cpus=1,
     procs=2,

@@ -4,23 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from lang import ops
 from lang.errors import AddressError, IdleCpu, UnknownPid, UnknownPin
-from lang.kernel_ops import (
-    Exit,
-    Fork,
-    Load,
-    Madvise,
-    Mmap,
-    Mprotect,
-    Munmap,
-    PinOp,
-    ReadPin,
-    Spawn,
-    StatOp,
-    Step,
-    Store,
-    Switch,
-)
 from lang.scenario import Config, Op
 from properties.drivers import Lockstep
 from properties.mm.driver import L0Side
@@ -98,11 +83,11 @@ def l0_after_a_fork_returned_last(fork: object) -> tuple[L0Side, str | None]:
     """L0 beside L1 for: spawn, an async fork, an async mmap started after it that returns first, then the fork
     returning ``fork``; returns the L0 side and what it said at the fork's return."""
     side = L0Side(Config(frames=64, cpus=1))
-    assert side.check(Spawn(), NewPid(1)) is None
-    assert side.check(Fork(1, background=True), Pending(1)) is None
-    assert side.check(Mmap(1, BASE, 1, "rw-", background=True), Pending(2)) is None
-    assert side.check(Step(2), Ok()) is None, "the mmap returns first: the fork took effect before it"
-    return side, side.check(Step(1), fork)  # type: ignore[arg-type]
+    assert side.check(ops.Spawn(), NewPid(1)) is None
+    assert side.check(ops.Fork(1, background=True), Pending(1)) is None
+    assert side.check(ops.Mmap(1, BASE, 1, "rw-", background=True), Pending(2)) is None
+    assert side.check(ops.Step(2), Ok()) is None, "the mmap returns first: the fork took effect before it"
+    return side, side.check(ops.Step(1), fork)  # type: ignore[arg-type]
 
 
 def test_l0_lets_a_fork_in_flight_fail_with_enomem_after_a_later_change_returned() -> None:
@@ -110,12 +95,12 @@ def test_l0_lets_a_fork_in_flight_fail_with_enomem_after_a_later_change_returned
     returns the pid L0 gives it, and no other."""
     side, problem = l0_after_a_fork_returned_last(Errno("ENOMEM"))
     assert problem is None
-    assert side.check(Fork(1), NewPid(3)) is not None, "the failed fork took no pid"
+    assert side.check(ops.Fork(1), NewPid(3)) is not None, "the failed fork took no pid"
     side = l0_after_a_fork_returned_last(Errno("ENOMEM"))[0]
-    assert side.check(Fork(1), NewPid(2)) is None
+    assert side.check(ops.Fork(1), NewPid(2)) is None
     side, problem = l0_after_a_fork_returned_last(NewPid(2))
     assert problem is None
-    assert side.check(Exit(2), Ok()) is None, "the child exists"
+    assert side.check(ops.Exit(2), Ok()) is None, "the child exists"
     assert l0_after_a_fork_returned_last(NewPid(3))[1] is not None
     assert l0_after_a_fork_returned_last(Errno("EINVAL"))[1] is not None
 
@@ -146,11 +131,11 @@ def test_covered_until_and_holes() -> None:
 
 def test_munmap_frees_page_tables_and_exit_frees_everything() -> None:
     """After munmap of the only mapping its tables are gone; after exit only the boot frames stay allocated."""
-    ops: list[Op] = [Spawn(), Switch(0, 1), Mmap(1, BASE, 2, "rw-", False), Store(0, BASE, 5)]
-    lockstep, _ = run([*ops, Munmap(1, BASE, 2)])
+    program: list[Op] = [ops.Spawn(), ops.Switch(0, 1), ops.Mmap(1, BASE, 2, "rw-", False), ops.Store(0, BASE, 5)]
+    lockstep, _ = run([*program, ops.Munmap(1, BASE, 2)])
     assert {} == dict(l1_state(lockstep).procs[1].tables)
-    lockstep.apply(Spawn())
-    lockstep.apply(Exit(1))
+    lockstep.apply(ops.Spawn())
+    lockstep.apply(ops.Exit(1))
     state = l1_state(lockstep)
     allocated = {b.pfn for b in state.buddy.allocated}
     assert set(state.boot) | {state.procs[2].root} == allocated
@@ -159,9 +144,9 @@ def test_munmap_frees_page_tables_and_exit_frees_everything() -> None:
 
 def test_enomem_fault_changes_nothing() -> None:
     """A store that needs a frame when none is free returns ENOMEM and leaves every side as it was."""
-    lockstep, results = run([Spawn(), Switch(0, 1), Mmap(1, BASE, 8, "rw-", False)], frames=11)
+    lockstep, results = run([ops.Spawn(), ops.Switch(0, 1), ops.Mmap(1, BASE, 8, "rw-", False)], frames=11)
     for i in range(8):
-        results.append(lockstep.apply(Store(0, BASE + i * 0x1000, i + 1)))
+        results.append(lockstep.apply(ops.Store(0, BASE + i * 0x1000, i + 1)))
     assert {"error": "ENOMEM"} in results
     assert {"ok": True} == results[3]
 
@@ -169,16 +154,16 @@ def test_enomem_fault_changes_nothing() -> None:
 @pytest.mark.parametrize(
     ("op", "error"),
     [
-        (Fork(9), UnknownPid),
-        (Load(0, BASE + 4), AddressError),
-        (Load(0, 0x0000800000000000), AddressError),
-        (ReadPin(3), UnknownPin),
-        (StatOp(5), UnknownPid),
+        (ops.Fork(9), UnknownPid),
+        (ops.Load(0, BASE + 4), AddressError),
+        (ops.Load(0, 0x0000800000000000), AddressError),
+        (ops.ReadPin(3), UnknownPin),
+        (ops.StatOp(5), UnknownPid),
     ],
 )
 def test_misuse_raises_the_same_error_on_every_side_and_changes_nothing(op: Op, error: type[Exception]) -> None:
     """Bad input is an exception of the named class; the states stay equal (the lockstep checks them)."""
-    lockstep, _ = run([Spawn(), Switch(0, 1), Mmap(1, BASE, 1, "rw-", False)])
+    lockstep, _ = run([ops.Spawn(), ops.Switch(0, 1), ops.Mmap(1, BASE, 1, "rw-", False)])
     before = l1_state(lockstep)
     with pytest.raises(error):
         lockstep.apply(op)
@@ -187,16 +172,17 @@ def test_misuse_raises_the_same_error_on_every_side_and_changes_nothing(op: Op, 
 
 def test_access_on_an_idle_cpu_is_misuse() -> None:
     """A CPU that runs no process cannot access memory."""
-    lockstep, _ = run([Spawn()])
+    lockstep, _ = run([ops.Spawn()])
     with pytest.raises(IdleCpu):
-        lockstep.apply(Load(0, BASE))
+        lockstep.apply(ops.Load(0, BASE))
 
 
 def test_mprotect_upgrade_only_for_exclusive_pages() -> None:
     """mprotect(rw) makes an exclusive anonymous page writable at once, a COW-shared one not."""
-    ops: list[Op] = [Spawn(), Switch(0, 1), Mmap(1, BASE, 2, "rw-", False), Store(0, BASE, 1)]
-    ops += [Store(0, BASE + 0x1000, 2), Fork(1), Store(0, BASE + 0x1000, 3), Mprotect(1, BASE, 2, "r--")]
-    lockstep, _ = run([*ops, Mprotect(1, BASE, 2, "rw-")])
+    program: list[Op] = [ops.Spawn(), ops.Switch(0, 1), ops.Mmap(1, BASE, 2, "rw-", False), ops.Store(0, BASE, 1)]
+    program += [ops.Store(0, BASE + 0x1000, 2), ops.Fork(1), ops.Store(0, BASE + 0x1000, 3)]
+    program += [ops.Mprotect(1, BASE, 2, "r--")]
+    lockstep, _ = run([*program, ops.Mprotect(1, BASE, 2, "rw-")])
     leaves = l1_state(lockstep).procs[1].leaves
     assert not leaves[BASE >> 12].writable
     assert leaves[(BASE >> 12) + 1].writable
@@ -204,20 +190,19 @@ def test_mprotect_upgrade_only_for_exclusive_pages() -> None:
 
 def test_dontneed_private_reads_zero_again() -> None:
     """MADV_DONTNEED on a private page drops it: the next load reads zero (through the zero page)."""
-    lockstep, _ = run(
-        [Spawn(), Switch(0, 1), Mmap(1, BASE, 1, "rw-", False), Store(0, BASE, 4), Madvise(1, BASE, 1, "dontneed")]
-    )
-    assert {"value": 0} == lockstep.apply(Load(0, BASE))
+    program = [ops.Spawn(), ops.Switch(0, 1), ops.Mmap(1, BASE, 1, "rw-", False), ops.Store(0, BASE, 4)]
+    lockstep, _ = run([*program, ops.Madvise(1, BASE, 1, "dontneed")])
+    assert {"value": 0} == lockstep.apply(ops.Load(0, BASE))
 
 
 def test_user_mode_never_reaches_the_kernel_half() -> None:
     """The kernel page reads in supervisor mode and faults (P|U) in user mode."""
-    lockstep, _ = run([Spawn(), Switch(0, 1)])
-    assert {"value": 0x4C494E5558} == lockstep.apply(Load(0, 0xFFFFFFFF80000000, "supervisor"))
-    assert {"signal": "SIGSEGV", "error_code": 5} == lockstep.apply(Load(0, 0xFFFFFFFF80000000))
+    lockstep, _ = run([ops.Spawn(), ops.Switch(0, 1)])
+    assert {"value": 0x4C494E5558} == lockstep.apply(ops.Load(0, 0xFFFFFFFF80000000, "supervisor"))
+    assert {"signal": "SIGSEGV", "error_code": 5} == lockstep.apply(ops.Load(0, 0xFFFFFFFF80000000))
 
 
 def test_pin_of_a_missing_page_faults_it_in() -> None:
     """GUP on an untouched private page maps the zero page and pins it; it reads zero."""
-    _, results = run([Spawn(), Mmap(1, BASE, 1, "r--", False), PinOp(1, BASE), ReadPin(1)])
+    _, results = run([ops.Spawn(), ops.Mmap(1, BASE, 1, "r--", False), ops.PinOp(1, BASE), ops.ReadPin(1)])
     assert [{"pid": 1}, {"ok": True}, {"pin": 1}, {"value": 0}] == results

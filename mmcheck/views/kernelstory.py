@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from lang.kernel_ops import Fork, KernelOp, KernelThread, Load, Mmap, Mprotect, Munmap, Step, Store, Switch
+from lang import ops
 from mmcheck.views.draw import TABLE_NAMES, rights
 from spec.mm import kernel as spec_kernel
 from spec.mm.kernel import Kernel, Leaf, Page, free_frames
@@ -51,7 +51,7 @@ def leaf_of(k: Kernel | None, pid: int, vpn: int) -> Leaf | None:
     return None if found is None else found[1]
 
 
-def access_rule(op: Load | Store, before: Kernel, after: Kernel, result: Result) -> str:
+def access_rule(op: ops.Load | ops.Store, before: Kernel, after: Kernel, result: Result) -> str:
     """Which fault path (if any) a load or store took, read off the entry before and after."""
     pid = before.current[op.cpu] if 0 <= op.cpu < len(before.current) else 0
     vpn = op.va >> PAGE_SHIFT
@@ -72,7 +72,7 @@ def access_rule(op: Load | Store, before: Kernel, after: Kernel, result: Result)
         if page is not None and not page.anon:
             return f"{where}: page fault on a missing entry; the shared object's page is mapped (shmem_fault)"
         return f"{where}: page fault on a missing entry; a fresh zeroed page is mapped (do_anonymous_page)"
-    if new is None or not new.present or (isinstance(op, Store) and not new.writable):
+    if new is None or not new.present or (isinstance(op, ops.Store) and not new.writable):
         return (
             f"{where}: the page tables do not allow it, but cpu {op.cpu}'s TLB still holds the old translation: "
             "no walk, no fault (a stale entry, SDM Vol. 3A 4.10.2)"
@@ -89,7 +89,7 @@ def access_rule(op: Load | Store, before: Kernel, after: Kernel, result: Result)
     return f"{where}: the entry allows it, no fault"
 
 
-def fork_rule(op: Fork, before: Kernel, after: Kernel, result: Result) -> str:
+def fork_rule(op: ops.Fork, before: Kernel, after: Kernel, result: Result) -> str:
     """How many entries fork shared, and that they are now read-only in both."""
     if "pid" not in result:
         return f"fork of pid {op.pid}: {result}"
@@ -104,46 +104,46 @@ def fork_rule(op: Fork, before: Kernel, after: Kernel, result: Result) -> str:
     )
 
 
-def rule(op: KernelOp, before: Kernel | None, after: Kernel, result: Result) -> str:
+def rule(op: ops.KernelOp, before: Kernel | None, after: Kernel, result: Result) -> str:
     """One line: the op and the rule of the spec that fired."""
     if before is None:
         before = after
-    if isinstance(op, Load | Store):
+    if isinstance(op, ops.Load | ops.Store):
         return access_rule(op, before, after, result)
-    if isinstance(op, Fork):
+    if isinstance(op, ops.Fork):
         return fork_rule(op, before, after, result)
-    if isinstance(op, Mmap):
+    if isinstance(op, ops.Mmap):
         kind = "shared (a new shmem-like object)" if op.shared else "private"
         return (
             f"mmap pid {op.pid} {op.pages} page(s) at {op.va:#x} {op.prot} {kind}: a VMA only, no frame until a fault"
         )
-    if isinstance(op, Munmap) and "pending" in result:
+    if isinstance(op, ops.Munmap) and "pending" in result:
         return (
             f"munmap pid {op.pid} {op.pages} page(s) at {op.va:#x}, first step only: entries cleared, pages and "
             f"empty tables gathered in the mmu_gather, IPIs sent; operation {result['pending']} in flight"
         )
-    if isinstance(op, Munmap):
+    if isinstance(op, ops.Munmap):
         return f"munmap pid {op.pid} {op.pages} page(s) at {op.va:#x}: entries cleared, pages and empty tables freed"
-    if isinstance(op, Mprotect):
+    if isinstance(op, ops.Mprotect):
         return (
             f"mprotect pid {op.pid} {op.pages} page(s) at {op.va:#x} to {op.prot}: entries rewritten; a private one "
             "becomes writable only for an exclusive anonymous page (can_change_pte_writable)"
         )
-    if isinstance(op, Switch):
+    if isinstance(op, ops.Switch):
         return f"cpu {op.cpu} runs pid {op.pid} (loads its CR3)"
-    if isinstance(op, KernelThread):
+    if isinstance(op, ops.KernelThread):
         return (
             f"cpu {op.cpu} runs a kernel thread: the mm it had stays loaded and keeps the CPU in its mm_cpumask, "
             "lazy (enter_lazy_tlb)"
         )
-    if isinstance(op, Step) and "stage" in result:
+    if isinstance(op, ops.Step) and "stage" in result:
         cpu = result["cpu"]
         where = f"step of operation {op.pending}: cpu {cpu} handles its IPI (flush_tlb_func)"
         was, now = before.cpus[cpu], after.cpus[cpu]
         if was.lazy and was.loaded and not now.loaded:
             return f"{where}: it was lazy, so it switches to init_mm and leaves the mm_cpumask"
         return where
-    if isinstance(op, Step):
+    if isinstance(op, ops.Step):
         return (
             f"step of operation {op.pending}: every target has handled its IPI; the mmu_gather frees its frames and "
             "drops its page references, and the syscall returns (tlb_finish_mmu)"

@@ -83,6 +83,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lang import ops
 from lang.errors import (
     IdleCpu,
     MMCheckError,
@@ -92,25 +93,6 @@ from lang.errors import (
     UnknownCpu,
     UnknownPid,
     UnknownPin,
-)
-from lang.kernel_ops import (
-    Exit,
-    Fetch,
-    Fork,
-    KernelOp,
-    Load,
-    Madvise,
-    Mmap,
-    Mprotect,
-    Munmap,
-    PagemapOp,
-    PinOp,
-    ReadPin,
-    Spawn,
-    StatOp,
-    Store,
-    Switch,
-    Unpin,
 )
 from lang.kernel_ops import Step as StepOp
 from lang.scenario import Config, Op, Result, Scenario
@@ -142,7 +124,7 @@ PM_MMAP_EXCLUSIVE = 1 << 56
 PM_PFN_MASK = (1 << 55) - 1
 
 REPLY_TIMEOUT = float(os.environ.get("MMCHECK_LINUX_TIMEOUT", "10"))
-ALLOCATING = (Spawn, Fork, Load, Store, Fetch, PinOp)
+ALLOCATING = (ops.Spawn, ops.Fork, ops.Load, ops.Store, ops.Fetch, ops.PinOp)
 SMAPS_FIELDS = {"Rss": "rss", "Pss": "pss", "Private_Clean": "uss", "Private_Dirty": "uss", "Anonymous": "anon"}
 
 
@@ -642,29 +624,29 @@ class LinuxRun:
 
     def apply(self, op: Op) -> Result:
         """Run one op on the live kernel and return its result in the model's shape."""
-        if isinstance(op, Spawn):
+        if isinstance(op, ops.Spawn):
             return self.spawn()
-        if isinstance(op, Fork):
+        if isinstance(op, ops.Fork):
             return self.fork(op.pid)
-        if isinstance(op, Exit):
+        if isinstance(op, ops.Exit):
             return self.exit(op.pid)
-        if isinstance(op, Switch):
+        if isinstance(op, ops.Switch):
             self.proc(op.pid)
             if not 0 <= op.cpu < len(self.current):
                 raise UnknownCpu(f"cpu {op.cpu} does not exist: allowed 0..{len(self.current) - 1}")
             self.current[op.cpu] = op.pid
             return {"ok": True}
-        if isinstance(op, Load | Store):
+        if isinstance(op, ops.Load | ops.Store):
             proc = self.running(op.cpu)
-            answer = self.ask(proc, ("load", op.va) if isinstance(op, Load) else ("store", op.va, op.value))
+            answer = self.ask(proc, ("load", op.va) if isinstance(op, ops.Load) else ("store", op.va, op.value))
             if answer[0] == "signal":
                 return {"signal": signal.Signals(answer[1]).name, "error_code": answer[2]}
             return {"value": answer[1]} if answer[0] == "value" else {"ok": True}
-        if isinstance(op, PinOp | ReadPin | Unpin):
+        if isinstance(op, ops.PinOp | ops.ReadPin | ops.Unpin):
             return self.apply_pin(op)
-        if isinstance(op, StatOp):
+        if isinstance(op, ops.StatOp):
             return stat_of(read_smaps(self.proc(op.pid).real_pid))
-        if isinstance(op, PagemapOp):
+        if isinstance(op, ops.PagemapOp):
             vpn = op.va >> PAGE_SHIFT
             entry = read_pagemap(self.proc(op.pid).real_pid, [vpn])[vpn] if op.va < TASK_SIZE else 0
             present = bool(entry & PM_PRESENT)
@@ -672,9 +654,9 @@ class LinuxRun:
             return {"present": present, "pfn": pfn, "exclusive": bool(entry & PM_MMAP_EXCLUSIVE)}
         return self.apply_mapping(op)
 
-    def apply_pin(self, op: PinOp | ReadPin | Unpin) -> Result:
+    def apply_pin(self, op: ops.PinOp | ops.ReadPin | ops.Unpin) -> Result:
         """A pin is a pipe holding a vmsplice'd word; reading it tees the pipe (so it stays), unpinning closes it."""
-        if isinstance(op, PinOp):
+        if isinstance(op, ops.PinOp):
             answer = self.ask(self.proc(op.pid), ("pin", op.va))
             if answer[0] == "error":
                 return {"error": answer[1]}
@@ -684,7 +666,7 @@ class LinuxRun:
             return {"pin": number}
         if op.pin not in self.pins:
             raise UnknownPin(f"pin {op.pin} is not held: allowed {sorted(self.pins)}")
-        if isinstance(op, Unpin):
+        if isinstance(op, ops.Unpin):
             os.close(self.pins.pop(op.pin))
             return {"ok": True}
         r, w = os.pipe()
@@ -698,13 +680,13 @@ class LinuxRun:
 
     def apply_mapping(self, op: Op) -> Result:
         """mmap, munmap, mprotect, madvise: the real system call in the worker."""
-        if isinstance(op, Mmap):
+        if isinstance(op, ops.Mmap):
             message: tuple[Any, ...] = ("mmap", op.va, op.pages * PAGE, prot_bits(op.prot), op.shared, op.huge)
-        elif isinstance(op, Munmap):
+        elif isinstance(op, ops.Munmap):
             message = ("munmap", op.va, op.pages * PAGE)
-        elif isinstance(op, Mprotect):
+        elif isinstance(op, ops.Mprotect):
             message = ("mprotect", op.va, op.pages * PAGE, prot_bits(op.prot))
-        elif isinstance(op, Madvise):
+        elif isinstance(op, ops.Madvise):
             message = ("madvise", op.va, op.pages * PAGE)
         else:
             raise OracleUnsupported(f"the Linux oracle has no counterpart for {op.name!r}")
@@ -767,7 +749,7 @@ class ModelRun:
             raise ReplayInputError(index, op.name, exc) from exc
         if "pid" in result:
             self.live.append(result["pid"])
-        if isinstance(op, Exit):
+        if isinstance(op, ops.Exit):
             self.live.remove(op.pid)
         return result
 
@@ -775,9 +757,9 @@ class ModelRun:
         stats: dict[int, Mapping[str, int]] = {}
         pages: dict[tuple[int, int], PageView] = {}
         for pid in sorted(self.live):
-            stats[pid] = self.runner.apply(StatOp(pid))
+            stats[pid] = self.runner.apply(ops.StatOp(pid))
             for vpn in self.pages:
-                got = self.runner.apply(PagemapOp(pid, vpn << PAGE_SHIFT))
+                got = self.runner.apply(ops.PagemapOp(pid, vpn << PAGE_SHIFT))
                 pages[pid, vpn] = PageView(got["present"], got["pfn"], got["exclusive"])
         return Snapshot(stats, pages, self.zero_pfn)
 
@@ -791,12 +773,12 @@ def model_zero_pfn(config: Config, model: str) -> int:
     key = (config, model)
     if key not in _MODEL_ZERO:
         runner: SpecRunner | ImplRunner = SpecRunner(config) if model == "spec" else ImplRunner(config)
-        probe: list[KernelOp] = [
-            Spawn(),
-            Mmap(1, PROBE_VA, 1, "r--"),
-            Switch(0, 1),
-            Load(0, PROBE_VA),
-            PagemapOp(1, PROBE_VA),
+        probe: list[ops.KernelOp] = [
+            ops.Spawn(),
+            ops.Mmap(1, PROBE_VA, 1, "r--"),
+            ops.Switch(0, 1),
+            ops.Load(0, PROBE_VA),
+            ops.PagemapOp(1, PROBE_VA),
         ]
         results = [runner.apply(op) for op in probe]
         _MODEL_ZERO[key] = results[-1]["pfn"]
@@ -815,11 +797,11 @@ def hugetlb_pool() -> int:
     return 0
 
 
-def touched_pages(ops: Sequence[Op]) -> list[int]:
+def touched_pages(program: Sequence[Op]) -> list[int]:
     """Every page an ``mmap`` of the scenario maps: the pages observed after each step."""
     pages: set[int] = set()
-    for op in ops:
-        if isinstance(op, Mmap) and op.va % PAGE == 0 and 0 < op.pages <= 4096:
+    for op in program:
+        if isinstance(op, ops.Mmap) and op.va % PAGE == 0 and 0 < op.pages <= 4096:
             pages.update(range(op.va >> PAGE_SHIFT, (op.va >> PAGE_SHIFT) + op.pages))
     return sorted(p for p in pages if (p << PAGE_SHIFT) < TASK_SIZE)
 
@@ -839,23 +821,23 @@ def check_supported(scenario: Scenario) -> None:
     """Raise :class:`OracleUnsupported` for the first op the live kernel cannot run faithfully or safely."""
     for index, op in enumerate(scenario.ops):
         where = f"ops[{index}] ({op.name})"
-        if not isinstance(op, KernelOp):
+        if not isinstance(op, ops.KernelOp):
             raise OracleUnsupported(f"{where}: the Linux oracle runs kernel-layer operations only")
-        if isinstance(op, Fetch):
+        if isinstance(op, ops.Fetch):
             raise OracleUnsupported(f"{where}: a fetch would execute the page's bytes; not run on the live kernel")
         if isinstance(op, StepOp) or getattr(op, "background", False):
             raise OracleUnsupported(f"{where}: the live kernel runs each syscall at once; a change in flight has none")
-        if isinstance(op, PinOp) and outside_window(op.va, 8):
+        if isinstance(op, ops.PinOp) and outside_window(op.va, 8):
             raise OracleUnsupported(f"{where}: {op.va:#x} is in user space outside the scenario window")
-        if isinstance(op, Load | Store) and op.mode != "user":
+        if isinstance(op, ops.Load | ops.Store) and op.mode != "user":
             raise OracleUnsupported(f"{where}: a user process cannot make a supervisor-mode access")
-        if isinstance(op, Load | Store) and outside_window(op.va, 8):
+        if isinstance(op, ops.Load | ops.Store) and outside_window(op.va, 8):
             raise OracleUnsupported(f"{where}: {op.va:#x} is in user space outside the scenario window")
-        if isinstance(op, Mmap) and op.huge and not hugetlb_pool():
+        if isinstance(op, ops.Mmap) and op.huge and not hugetlb_pool():
             raise OracleUnsupported(
                 f"{where}: the kernel's hugetlb pool is empty (HugePages_Total 0): echo 8 > /proc/sys/vm/nr_hugepages"
             )
-        if isinstance(op, Mmap | Munmap | Mprotect | Madvise) and range_outside_window(op.va, op.pages):
+        if isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise) and range_outside_window(op.va, op.pages):
             lo, hi = WINDOW
             raise OracleUnsupported(f"{where}: the range must lie in the scenario window {lo:#x}..{hi:#x}")
 
@@ -973,9 +955,9 @@ def stats_agree(model: Mapping[str, int], kernel: Mapping[str, int], fractional:
 
 def result_agrees(op: Op, model: Result, kernel: Result, fractional: Mapping[int, int], zeros: tuple[int, int]) -> bool:
     """The op's own result: exact, but for Pss rounding, and for pagemap PFNs (only zero-page-ness compared)."""
-    if isinstance(op, StatOp) and "rss_kb" in model and "rss_kb" in kernel:
+    if isinstance(op, ops.StatOp) and "rss_kb" in model and "rss_kb" in kernel:
         return stats_agree(model, kernel, fractional.get(op.pid, 0))
-    if isinstance(op, PagemapOp):
+    if isinstance(op, ops.PagemapOp):
         keys = ("present", "exclusive")
         on_zero = (model["present"] and model["pfn"] == zeros[0], kernel["present"] and kernel["pfn"] == zeros[1])
         return all(model[k] == kernel[k] for k in keys) and on_zero[0] == on_zero[1]

@@ -26,23 +26,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from lang.kernel_ops import (
-    Exit,
-    Fork,
-    Load,
-    Madvise,
-    Mmap,
-    Mprotect,
-    Munmap,
-    PagemapOp,
-    PinOp,
-    ReadPin,
-    Spawn,
-    StatOp,
-    Store,
-    Switch,
-    Unpin,
-)
+from lang import ops
 from lang.scenario import Config, Op, Scenario
 from oracles.linux.oracle import PAGE, WINDOW
 from properties.drivers import SpecRunner
@@ -77,15 +61,15 @@ class Tracker:
         result = self.spec.apply(op)
         if "pin" in result:
             self.pins.append(result["pin"])
-        if isinstance(op, Unpin):
+        if isinstance(op, ops.Unpin):
             self.pins.remove(op.pin)
-        if isinstance(op, Spawn | Fork):
+        if isinstance(op, ops.Spawn | ops.Fork):
             self.live.append(self.next_pid)
             self.next_pid += 1
-        elif isinstance(op, Exit):
+        elif isinstance(op, ops.Exit):
             self.live.remove(op.pid)
             self.current = [0 if c == op.pid else c for c in self.current]
-        elif isinstance(op, Switch):
+        elif isinstance(op, ops.Switch):
             self.current[op.cpu] = op.pid
 
 
@@ -103,7 +87,7 @@ def va(page: int, word: int = 0) -> int:
 def linux_scenarios(draw: st.DrawFn, max_steps: int = 14, shared_pages: int = 1, pins: bool = True) -> Scenario:
     """A valid scenario of 1 to ``max_steps`` operations after the first spawn; ``pins`` adds pin ops."""
     t = Tracker()
-    t.add(Spawn())
+    t.add(ops.Spawn())
     if draw(st.integers(0, 2)) == 0:
         draw_merge_prelude(draw, t)
     steps = draw(st.integers(1, max_steps))
@@ -114,32 +98,32 @@ def linux_scenarios(draw: st.DrawFn, max_steps: int = 14, shared_pages: int = 1,
         kind = draw(st.sampled_from(kinds))
         pid = draw(st.sampled_from(t.live))
         if kind == "spawn" and len(t.live) < MAX_LIVE:
-            t.add(Spawn())
+            t.add(ops.Spawn())
         elif kind == "fork" and len(t.live) < MAX_LIVE:
-            t.add(Fork(pid))
+            t.add(ops.Fork(pid))
         elif kind == "exit" and len(t.live) > 1:
-            t.add(Exit(pid))
+            t.add(ops.Exit(pid))
         elif kind == "mmap":
             shared = draw(st.booleans())
             pages = draw(st.integers(1, shared_pages if shared else 3))
             start = draw(st.integers(0, PAGES - pages))
-            t.add(Mmap(pid, va(start), pages, draw(prots()), shared))
+            t.add(ops.Mmap(pid, va(start), pages, draw(prots()), shared))
         elif kind in ("unmap", "protect", "advise"):
             pages = draw(st.integers(1, 3))
             start = va(draw(st.integers(0, PAGES - pages)))
             if kind == "unmap":
-                t.add(Munmap(pid, start, pages))
+                t.add(ops.Munmap(pid, start, pages))
             elif kind == "protect":
-                t.add(Mprotect(pid, start, pages, draw(prots())))
+                t.add(ops.Mprotect(pid, start, pages, draw(prots())))
             else:
-                t.add(Madvise(pid, start, pages, "dontneed"))
+                t.add(ops.Madvise(pid, start, pages, "dontneed"))
         elif kind == "pin":
             draw_pin(draw, t, pid)
         elif kind == "see":
             if draw(st.booleans()):
-                t.add(StatOp(pid))
+                t.add(ops.StatOp(pid))
             else:
-                t.add(PagemapOp(pid, va(draw(st.integers(0, PAGES - 1)))))
+                t.add(ops.PagemapOp(pid, va(draw(st.integers(0, PAGES - 1)))))
         else:
             draw_access(draw, t, pid)
     return Scenario(CONFIG, tuple(t.ops))
@@ -150,25 +134,25 @@ def draw_merge_prelude(draw: st.DrawFn, t: Tracker) -> None:
     first, second = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     start = draw(st.integers(0, PAGES - first - second))
     prot = draw(st.sampled_from(("rw-", "rw-", "r--", "rwx")))
-    t.add(Mmap(1, va(start), first, prot, False))
+    t.add(ops.Mmap(1, va(start), first, prot, False))
     draw_access(draw, t, 1, start)
     if draw(st.booleans()):
         prot = draw(st.sampled_from(("rw-", "r--")))
-        t.add(Mprotect(1, va(start), first, prot))
-    t.add(Mmap(1, va(start + first), second, draw(st.sampled_from((prot, prot, prot, "rw-", "r--"))), False))
+        t.add(ops.Mprotect(1, va(start), first, prot))
+    t.add(ops.Mmap(1, va(start + first), second, draw(st.sampled_from((prot, prot, prot, "rw-", "r--"))), False))
     draw_access(draw, t, 1, start + first + draw(st.integers(0, second - 1)))
-    t.add(Fork(1))
+    t.add(ops.Fork(1))
 
 
 def draw_pin(draw: st.DrawFn, t: Tracker, pid: int) -> None:
     """Take a pin on a word of ``pid``, or read or release one held."""
     choice = draw(st.sampled_from(("pin", "read", "read", "unpin"))) if t.pins else "pin"
     if choice == "pin":
-        t.add(PinOp(pid, va(draw(st.integers(0, PAGES - 1)), draw(st.integers(0, 1)))))
+        t.add(ops.PinOp(pid, va(draw(st.integers(0, PAGES - 1)), draw(st.integers(0, 1)))))
     elif choice == "read":
-        t.add(ReadPin(draw(st.sampled_from(t.pins))))
+        t.add(ops.ReadPin(draw(st.sampled_from(t.pins))))
     else:
-        t.add(Unpin(draw(st.sampled_from(t.pins))))
+        t.add(ops.Unpin(draw(st.sampled_from(t.pins))))
 
 
 def draw_access(draw: st.DrawFn, t: Tracker, pid: int, page: int | None = None) -> None:
@@ -177,10 +161,10 @@ def draw_access(draw: st.DrawFn, t: Tracker, pid: int, page: int | None = None) 
         cpu = t.current.index(pid)
     else:
         cpu = draw(st.integers(0, CPUS - 1))
-        t.add(Switch(cpu, pid))
+        t.add(ops.Switch(cpu, pid))
     page = draw(st.integers(0, PAGES - 1)) if page is None else page
     address = va(page, draw(st.integers(0, 1)))
     if draw(st.booleans()):
-        t.add(Load(cpu, address))
+        t.add(ops.Load(cpu, address))
     else:
-        t.add(Store(cpu, address, draw(st.integers(1, 255))))
+        t.add(ops.Store(cpu, address, draw(st.integers(1, 255))))

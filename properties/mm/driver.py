@@ -18,30 +18,8 @@ from impl.alloc.buddy import BuddyAllocator
 from impl.mm.kernel import Kernel as ImplKernel
 from impl.paging.mmu import FETCH, READ, WRITE, Mmu
 from impl.smp.shootdown import Smp
+from lang import ops
 from lang.errors import MMCheckError, UnknownCpu
-from lang.kernel_ops import (
-    Exit,
-    Fetch,
-    Fork,
-    KernelOp,
-    KernelRemap,
-    KernelThread,
-    Load,
-    Madvise,
-    Mmap,
-    Mprotect,
-    Munmap,
-    PagemapOp,
-    PinOp,
-    ReadPin,
-    Spawn,
-    StatOp,
-    Step,
-    Store,
-    Switch,
-    TlbEvict,
-    Unpin,
-)
 from lang.scenario import Config, Result
 from spec import memory as l0
 from spec.alloc.buddy import BuddyState
@@ -55,7 +33,7 @@ from spec.smp import shootdown
 ACCESS_KINDS = {"load": Kind.READ, "store": Kind.WRITE, "fetch": Kind.FETCH}
 IMPL_KINDS = {"load": READ, "store": WRITE, "fetch": FETCH}
 # Operations that may need a frame: ENOMEM from them is allowed by L0 when it changed nothing.
-ALLOCATING = (Spawn, Fork, Load, Store, Fetch, PinOp, KernelRemap)
+ALLOCATING = (ops.Spawn, ops.Fork, ops.Load, ops.Store, ops.Fetch, ops.PinOp, ops.KernelRemap)
 
 
 def rwx(prot: str) -> tuple[bool, bool, bool]:
@@ -94,56 +72,56 @@ def outcome_json(outcome: Outcome) -> Result:
 
 
 SpecEdit = Callable[[Kernel], tuple[Kernel, Outcome]]
-ShootdownOp = Fork | Exit | Mmap | Munmap | Mprotect | Madvise
+ShootdownOp = ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise
 
 
 def spec_edit(op: ShootdownOp, choices: Choices) -> SpecEdit:
     """The page-table edit of a syscall that may need a shootdown, as a spec function."""
-    if isinstance(op, Fork):
+    if isinstance(op, ops.Fork):
         return lambda k: cow.fork(k, op.pid, choices)
-    if isinstance(op, Exit):
+    if isinstance(op, ops.Exit):
         return lambda k: aspace.exit_process(k, op.pid)
-    if isinstance(op, Mmap):
+    if isinstance(op, ops.Mmap):
         prot = Prot.parse(op.prot)
         return lambda k: aspace.mmap(k, op.pid, op.va, op.pages, prot, op.shared, op.huge)
-    if isinstance(op, Munmap):
+    if isinstance(op, ops.Munmap):
         return lambda k: aspace.munmap(k, op.pid, op.va, op.pages)
-    if isinstance(op, Mprotect):
+    if isinstance(op, ops.Mprotect):
         prot = Prot.parse(op.prot)
         return lambda k: aspace.mprotect(k, op.pid, op.va, op.pages, prot)
     return lambda k: aspace.madvise_dontneed(k, op.pid, op.va, op.pages)
 
 
-def spec_step(k: Kernel, op: KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
+def spec_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
     """One kernel-layer operation on the L1 spec; the events it records replace the last operation's."""
     k = replace(k, events=()) if k.events else k
-    if isinstance(op, Spawn):
+    if isinstance(op, ops.Spawn):
         return aspace.spawn(k, choices)
-    if isinstance(op, Fork | Exit | Mmap | Munmap | Mprotect | Madvise):
-        whole = isinstance(op, Fork | Exit)
+    if isinstance(op, ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise):
+        whole = isinstance(op, ops.Fork | ops.Exit)
         lo = 0 if whole else op.va >> 12  # type: ignore[union-attr]
         return shootdown.run(k, op.name, op.pid, spec_edit(op, choices), lo, whole, op.background)
-    if isinstance(op, Step):
+    if isinstance(op, ops.Step):
         return shootdown.step(k, op.pending)
-    if isinstance(op, TlbEvict):
+    if isinstance(op, ops.TlbEvict):
         check_cpu(k, op.cpu)
         return k, Ok()
-    if isinstance(op, KernelRemap):
+    if isinstance(op, ops.KernelRemap):
         return shootdown.kernel_remap(k, choices)
-    if isinstance(op, Switch | KernelThread):
-        return shootdown.switch(k, op.cpu, op.pid if isinstance(op, Switch) else None)
-    if isinstance(op, Load | Store | Fetch):
-        value = op.value if isinstance(op, Store) else 0
+    if isinstance(op, ops.Switch | ops.KernelThread):
+        return shootdown.switch(k, op.cpu, op.pid if isinstance(op, ops.Switch) else None)
+    if isinstance(op, ops.Load | ops.Store | ops.Fetch):
+        value = op.value if isinstance(op, ops.Store) else 0
         return shootdown.access(k, op.cpu, op.va, ACCESS_KINDS[op.name], Mode(op.mode), value, choices)
-    if isinstance(op, PinOp):
+    if isinstance(op, ops.PinOp):
         return aspace.pin(k, op.pid, op.va, choices)
-    if isinstance(op, ReadPin):
+    if isinstance(op, ops.ReadPin):
         return k, aspace.read_pin(k, op.pin)
-    if isinstance(op, Unpin):
+    if isinstance(op, ops.Unpin):
         return aspace.unpin(k, op.pin)
-    if isinstance(op, StatOp):
+    if isinstance(op, ops.StatOp):
         return k, accounting.stat(k, op.pid)
-    if isinstance(op, PagemapOp):
+    if isinstance(op, ops.PagemapOp):
         return k, accounting.pagemap(k, op.pid, op.va)
     raise MMCheckError(f"the kernel spec has no rule for {op.name!r}")
 
@@ -164,7 +142,7 @@ class SpecKernelSide:
             return self.kernel.buddy
         return buddy
 
-    def apply(self, op: KernelOp, buddy: BuddyState, choices: Choices = NO_CHOICES) -> tuple[BuddyState, Result]:
+    def apply(self, op: ops.KernelOp, buddy: BuddyState, choices: Choices = NO_CHOICES) -> tuple[BuddyState, Result]:
         """Run ``op`` against the current buddy state; returns the new buddy state and the result."""
         buddy = self.boot_if_needed(buddy, choices)
         assert self.kernel is not None
@@ -189,7 +167,7 @@ class ImplKernelSide:
         """The frames the last operation allocated, by role, and the TLB entries its accesses hit."""
         return {} if self.kernel is None else dict(self.kernel.effects)
 
-    def apply(self, op: KernelOp, mmu: Mmu, buddy: BuddyAllocator) -> Result:
+    def apply(self, op: ops.KernelOp, mmu: Mmu, buddy: BuddyAllocator) -> Result:
         """Run ``op``; bad input raises and changes nothing (but the boot)."""
         if self.kernel is None or self.smp is None:
             self.kernel = ImplKernel(mmu, buddy)
@@ -202,87 +180,87 @@ class ImplKernelSide:
 
 def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
     """The kernel's own syscall, run by :meth:`impl.smp.shootdown.Smp.syscall` as the page-table edit."""
-    if isinstance(op, Fork):
+    if isinstance(op, ops.Fork):
         return lambda: k.fork(op.pid)
-    if isinstance(op, Exit):
+    if isinstance(op, ops.Exit):
         return lambda: k.exit(op.pid)
-    if isinstance(op, Mmap):
+    if isinstance(op, ops.Mmap):
         return lambda: k.mmap(op.pid, op.va, op.pages, rwx(op.prot), op.shared, op.huge)
-    if isinstance(op, Munmap):
+    if isinstance(op, ops.Munmap):
         return lambda: k.munmap(op.pid, op.va, op.pages)
-    if isinstance(op, Mprotect):
+    if isinstance(op, ops.Mprotect):
         return lambda: k.mprotect(op.pid, op.va, op.pages, rwx(op.prot))
     return lambda: k.madvise_dontneed(op.pid, op.va, op.pages)
 
 
-def impl_step(k: ImplKernel, op: KernelOp, smp: Smp | None = None) -> Result:
+def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result:
     """One kernel-layer operation on the implementation (its CPUs default to a fresh :class:`Smp`)."""
     smp = smp or Smp(k)
-    if isinstance(op, Spawn):
+    if isinstance(op, ops.Spawn):
         return k.spawn()
-    if isinstance(op, Fork | Exit | Mmap | Munmap | Mprotect | Madvise):
-        whole = isinstance(op, Fork | Exit)
+    if isinstance(op, ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise):
+        whole = isinstance(op, ops.Fork | ops.Exit)
         lo = 0 if whole else op.va >> 12  # type: ignore[union-attr]
         hi = 0 if whole else lo + op.pages  # type: ignore[union-attr]
-        if isinstance(op, Mmap) and op.huge:
+        if isinstance(op, ops.Mmap) and op.huge:
             hi = lo + huge_pages(op.pages)
         return smp.syscall(op.name, op.pid, impl_edit(k, op), lo, hi, whole, op.background)
-    if isinstance(op, Step):
+    if isinstance(op, ops.Step):
         return smp.step_flight(op.pending)
-    if isinstance(op, TlbEvict):
+    if isinstance(op, ops.TlbEvict):
         return smp.evict(op.cpu)
-    if isinstance(op, KernelRemap):
+    if isinstance(op, ops.KernelRemap):
         return smp.kernel_remap()
-    if isinstance(op, Switch | KernelThread):
-        return smp.switch(op.cpu, op.pid if isinstance(op, Switch) else None)
-    if isinstance(op, Load | Store | Fetch):
-        value = op.value if isinstance(op, Store) else 0
+    if isinstance(op, ops.Switch | ops.KernelThread):
+        return smp.switch(op.cpu, op.pid if isinstance(op, ops.Switch) else None)
+    if isinstance(op, ops.Load | ops.Store | ops.Fetch):
+        value = op.value if isinstance(op, ops.Store) else 0
         return smp.access(op.cpu, op.va, IMPL_KINDS[op.name], op.mode == "user", value)
-    if isinstance(op, PinOp):
+    if isinstance(op, ops.PinOp):
         return k.pin(op.pid, op.va)
-    if isinstance(op, ReadPin):
+    if isinstance(op, ops.ReadPin):
         return k.read_pin(op.pin)
-    if isinstance(op, Unpin):
+    if isinstance(op, ops.Unpin):
         return k.unpin(op.pin)
-    if isinstance(op, StatOp):
+    if isinstance(op, ops.StatOp):
         return k.stat(op.pid)
-    if isinstance(op, PagemapOp):
+    if isinstance(op, ops.PagemapOp):
         return k.pagemap(op.pid, op.va)
     raise MMCheckError(f"the kernel implementation has no rule for {op.name!r}")
 
 
-def l0_step(mem: l0.Memory, op: KernelOp) -> tuple[l0.Memory, Outcome | None]:
+def l0_step(mem: l0.Memory, op: ops.KernelOp) -> tuple[l0.Memory, Outcome | None]:
     """One op on the programmer's view; None for observations it has no opinion on (stat, pagemap)."""
-    if isinstance(op, Spawn):
+    if isinstance(op, ops.Spawn):
         return l0.spawn(mem)
-    if isinstance(op, Fork):
+    if isinstance(op, ops.Fork):
         return l0.fork(mem, op.pid)
-    if isinstance(op, Exit):
+    if isinstance(op, ops.Exit):
         return l0.exit_process(mem, op.pid)
-    if isinstance(op, Mmap):
+    if isinstance(op, ops.Mmap):
         return l0.mmap(mem, op.pid, op.va, op.pages, Prot.parse(op.prot), op.shared, op.huge)
-    if isinstance(op, Munmap):
+    if isinstance(op, ops.Munmap):
         return l0.munmap(mem, op.pid, op.va, op.pages)
-    if isinstance(op, Mprotect):
+    if isinstance(op, ops.Mprotect):
         return l0.mprotect(mem, op.pid, op.va, op.pages, Prot.parse(op.prot))
-    if isinstance(op, Madvise):
+    if isinstance(op, ops.Madvise):
         return l0.madvise_dontneed(mem, op.pid, op.va, op.pages)
-    if isinstance(op, KernelThread):
+    if isinstance(op, ops.KernelThread):
         if not 0 <= op.cpu < len(mem.current):
             raise UnknownCpu(f"cpu {op.cpu} does not exist: allowed 0..{len(mem.current) - 1}")
         return replace(mem, current=tuple(0 if i == op.cpu else c for i, c in enumerate(mem.current))), Ok()
-    if isinstance(op, Switch):
+    if isinstance(op, ops.Switch):
         return l0.switch(mem, op.cpu, op.pid)
-    if isinstance(op, KernelRemap):
+    if isinstance(op, ops.KernelRemap):
         return mem, Ok()  # the kernel page is not part of L0: its word reads the same from the new frame
-    if isinstance(op, Load | Store | Fetch):
-        value = op.value if isinstance(op, Store) else 0
+    if isinstance(op, ops.Load | ops.Store | ops.Fetch):
+        value = op.value if isinstance(op, ops.Store) else 0
         return l0.access(mem, op.cpu, op.va, ACCESS_KINDS[op.name], Mode(op.mode), value)
-    if isinstance(op, PinOp):
+    if isinstance(op, ops.PinOp):
         return l0.pin(mem, op.pid, op.va)
-    if isinstance(op, ReadPin):
+    if isinstance(op, ops.ReadPin):
         return mem, l0.read_pin(mem, op.pin)
-    if isinstance(op, Unpin):
+    if isinstance(op, ops.Unpin):
         return l0.unpin(mem, op.pin)
     return mem, None
 
@@ -328,22 +306,22 @@ class L0Side:
 
     def __init__(self, config: Config) -> None:
         self.candidates = [Candidate(l0.initial(config.cpus))]
-        self.ops: dict[int, KernelOp] = {}
+        self.ops: dict[int, ops.KernelOp] = {}
 
     @property
     def memory(self) -> l0.Memory:
         """The first candidate (the only one while nothing is in flight)."""
         return self.candidates[0].memory
 
-    def check(self, op: KernelOp, l1: Outcome) -> str | None:
+    def check(self, op: ops.KernelOp, l1: Outcome) -> str | None:
         """Step L0 with ``op`` and compare with L1's outcome; ENOMEM from an allocating op must change nothing."""
-        if isinstance(op, TlbEvict | StatOp | PagemapOp) or isinstance(l1, Stage):
+        if isinstance(op, ops.TlbEvict | ops.StatOp | ops.PagemapOp) or isinstance(l1, Stage):
             return None
         if isinstance(l1, Pending):
             self.ops[l1.flight] = op
             self.candidates = [replace(c, pending=(*c.pending, l1.flight)) for c in self.candidates]
             return None
-        if isinstance(op, Step):
+        if isinstance(op, ops.Step):
             return self.returned(op.pending, l1)
         if l1 == Errno("ENOMEM") and isinstance(op, ALLOCATING):
             return None
@@ -355,7 +333,7 @@ class L0Side:
                     mem, expected = l0_step(c.memory, op)
                     if expected is None or refines(l1, expected):
                         keep(kept, replace(c, memory=mem))
-        if isinstance(op, Load | Store | Fetch):
+        if isinstance(op, ops.Load | ops.Store | ops.Fetch):
             for candidate in self.stale_access(op, l1):
                 keep(kept, candidate)
         if not kept:
@@ -363,7 +341,7 @@ class L0Side:
         self.candidates = kept
         return None
 
-    def stale_access(self, op: Load | Store | Fetch, l1: Outcome) -> list[Candidate]:
+    def stale_access(self, op: ops.Load | ops.Store | ops.Fetch, l1: Outcome) -> list[Candidate]:
         """The candidates where ``op`` is explained by the memory before the changes that took effect."""
         kept: list[Candidate] = []
         for c in self.candidates:
@@ -377,7 +355,7 @@ class L0Side:
             if not refines(l1, expected or Ok()):
                 continue
             memory = c.memory
-            if isinstance(op, Store) and before != stale:
+            if isinstance(op, ops.Store) and before != stale:
                 memory = stale_store(stale, memory, op)
             keep(kept, replace(c, memory=memory, stale=before))
         return kept
@@ -441,7 +419,7 @@ class L0Side:
         return None
 
 
-def stale_store(stale: l0.Memory, memory: l0.Memory, op: Store) -> l0.Memory:
+def stale_store(stale: l0.Memory, memory: l0.Memory, op: ops.Store) -> l0.Memory:
     """``memory`` with the word ``op`` stored through a stale translation, if its page still has the old cell."""
     pid = stale.current[op.cpu]
     old = stale.procs[pid].get(op.va >> 12)

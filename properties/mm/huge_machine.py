@@ -239,8 +239,8 @@ class HugeMachine(RuleBasedStateMachine):
 
 # How the shared runner runs it (properties.machinery.machine_settings): minimised by replay, not shrunk,
 # and a quarter of the profile's programs (each maps 2 MiB pages of 512 frames).
-HugeMachine.shrink = False  # type: ignore[attr-defined]
-HugeMachine.examples_divisor = 4  # type: ignore[attr-defined]
+HugeMachine.shrink = False
+HugeMachine.examples_divisor = 4
 
 
 @check("machine", CHECK_NAME)
