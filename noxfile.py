@@ -6,6 +6,7 @@ Tool versions live in ``pyproject.toml`` extras, not here.
 from __future__ import annotations
 
 import os
+import shutil
 
 import nox
 
@@ -82,6 +83,17 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def architecture(session: nox.Session) -> None:
+    """Check the floors and draw the package graph from the imports: docs/architecture.dot, and .svg with Graphviz."""
+    session.install("-e", ".")
+    session.run("python", "-m", "mmcheck.architecture", "--dot", "docs/architecture.dot")
+    if shutil.which("dot"):
+        session.run("dot", "-Tsvg", "docs/architecture.dot", "-o", "docs/architecture.svg", external=True)
+    else:
+        session.log("Graphviz's dot is not installed (apt-get install graphviz): docs/architecture.svg not redrawn")
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Implementation against spec, shootdown counts and harness rates: one table, JSON and a plot in bench-results/.
 
@@ -142,8 +154,6 @@ def mutmut(session: nox.Session) -> None:
     run are reported as not checked.  Every run starts from a fresh copy in
     ``mutants/`` and uses the derandomized ``mutmut`` Hypothesis profile.
     """
-    import shutil
-
     session.install("-e", ".[check,mutmut]")
     budget = session.posargs[0] if session.posargs else os.environ.get("MMCHECK_MUTMUT_BUDGET", "900")
     shutil.rmtree("mutants", ignore_errors=True)

@@ -7,55 +7,11 @@ for the changes in flight.  A step applies one op exactly as ``mmcheck replay``
 does (results compared, the implementation abstracted and compared with the
 spec, every TLB entry one the spec allows, L1 refining L0), then checks the
 kernel invariants of the state the gathers will leave and the shootdown
-invariants (:func:`spec.smp.shootdown.violations`).  Any failure is a
+invariants (:func:`spec.smp.invariants.violations`).  Any failure is a
 :class:`~proofs.explore.Violation`.
 
-**The vocabulary** (:class:`SmpBounds`): processes up to a bound (spawn, fork,
-exit), mmap/munmap/mprotect/madvise(DONTNEED) of the pages of one small window,
-each either at once or started in the background (``"async": true``) and then
-advanced one atomic ``step`` at a time (an IPI handled by one CPU, then the
-gathered frames freed), switches to a process or to a kernel thread (lazy
-TLB), loads and stores of the window's pages from every CPU running a
-process, TLB evictions, and the kernel-mapping change (``kernel_remap``) with
-supervisor loads of the kernel page.  With one CPU and every change at once
-(:data:`COW_BOUNDS`) it is the kernel layer alone: fork, COW, the zero page,
-shared mappings and pins.
-
-**The fingerprint** is a 128-bit BLAKE2b digest of a canonical tuple
-(:func:`canonical`): the spec's L1 state, the parts of the implementation the
-abstraction forgets but that steer what it does next (the order of each buddy
-free list decides which frame the next allocation takes; each TLB's entries in
-LRU order decide which one an eviction drops and which hits), and L0's
-candidates.  Left out, because nothing reads them: the events of the last op
-(cleared by every op), the accessed and dirty bits of the implementation's
-page-table entries (no implementation path branches on them: flush decisions
-compare frame, P, R/W, U/S and XD only, and the abstraction ignores them).
-Storing digests instead of tuples is hash compaction: two different states
-share a digest with probability about ``n**2 / 2**129`` for ``n`` states.
-
-**Symmetry.**  Process ids, flight numbers, pin numbers and L0 cell numbers
-are labels: the model only compares them for equality and hands out fresh
-ones above every one in use.  The canonical form renames each by its rank
-among those the state mentions (pids: live processes, CPUs' loaded mms and
-ASID slots, flights, L0; flights: L1's and L0's; pins: L1's and L0's; cells:
-per L0 candidate, only those a page or pin refers to), and drops the counters
-for fresh ones.  TLB generations are renumbered per mm keeping order,
-equality and gaps of one (:func:`generations`).  An order-preserving
-renaming is a bisimulation, so two states with the same canonical form have
-the same futures up to the renaming.  Not applied:
-
-- *swapping two live processes*: only order-preserving renamings are used,
-  so two states that differ by which of two processes has which mapping stay
-  two states (sound, a smaller reduction);
-
-- *CPUs*: the model is not symmetric in them.  A flight's IPIs are handled in
-  ascending CPU order (``request`` sorts ``mm_cpumask``), so swapping two CPUs
-  maps a state whose next step flushes CPU 0 to one whose next step would
-  have to flush CPU 1 first, which the model never does; merging the two would
-  drop the interleavings in which the other CPU flushes first.
-- *frames*: the buddy allocator's choices depend on the frame numbers
-  (buddies differ in one bit, free lists hand out the most recently freed
-  block), so renaming frames does not commute with allocation.
+The sections below say what the explorer may do (the vocabulary), and how a state becomes
+its fingerprint: the canonical form, and the symmetries it does and does not use.
 """
 
 from __future__ import annotations
@@ -80,7 +36,19 @@ from spec.mm.invariants import violations as kernel_violations
 from spec.mm.kernel import Kernel, Space
 from spec.mm.vma import KERNEL_VA
 from spec.outcome import NewPid, Outcome
+from spec.smp import invariants as smp_invariants
 from spec.smp import shootdown
+
+# --- the vocabulary -------------------------------------------------------------------------------
+#
+# The vocabulary (:class:`SmpBounds`): processes up to a bound (spawn, fork, exit),
+# mmap/munmap/mprotect/madvise(DONTNEED) of the pages of one small window, each either at once or started
+# in the background (``"async": true``) and then advanced one atomic ``step`` at a time (an IPI handled by
+# one CPU, then the gathered frames freed), switches to a process or to a kernel thread (lazy TLB), loads
+# and stores of the window's pages from every CPU running a process, TLB evictions, and the kernel-mapping
+# change (``kernel_remap``) with supervisor loads of the kernel page.  With one CPU and every change at
+# once (:data:`COW_BOUNDS`) it is the kernel layer alone: fork, COW, the zero page, shared mappings and
+# pins.
 
 BASE = 0x10000000
 
@@ -300,7 +268,7 @@ class SmpSystem:
         k = state.spec.kernel.kernel
         if k is None:
             return
-        problems = kernel_violations(shootdown.settled(k)) + shootdown.violations(k)
+        problems = kernel_violations(shootdown.settled(k)) + smp_invariants.violations(k)
         if problems:
             raise Violation(f"op {state.index - 1}: the L1 state breaks its invariants: {problems}")
 
@@ -313,6 +281,34 @@ class SmpSystem:
 
 
 # --- the canonical form -------------------------------------------------------------------------
+#
+# The fingerprint is a 128-bit BLAKE2b digest of a canonical tuple (:func:`canonical`): the spec's L1
+# state, the parts of the implementation the abstraction forgets but that steer what it does next (the
+# order of each buddy free list decides which frame the next allocation takes; each TLB's entries in LRU
+# order decide which one an eviction drops and which hits), and L0's candidates.  Left out, because
+# nothing reads them: the events of the last op (cleared by every op), the accessed and dirty bits of the
+# implementation's page-table entries (no implementation path branches on them: flush decisions compare
+# frame, P, R/W, U/S and XD only, and the abstraction ignores them). Storing digests instead of tuples is
+# hash compaction: two different states share a digest with probability about ``n**2 / 2**129`` for ``n``
+# states.
+#
+# Symmetry. Process ids, flight numbers, pin numbers and L0 cell numbers are labels: the model only
+# compares them for equality and hands out fresh ones above every one in use.  The canonical form renames
+# each by its rank among those the state mentions (pids: live processes, CPUs' loaded mms and ASID slots,
+# flights, L0; flights: L1's and L0's; pins: L1's and L0's; cells: per L0 candidate, only those a page or
+# pin refers to), and drops the counters for fresh ones.  TLB generations are renumbered per mm keeping
+# order, equality and gaps of one (:func:`generations`).  An order-preserving renaming is a bisimulation,
+# so two states with the same canonical form have the same futures up to the renaming.  Not applied:
+#
+# - *swapping two live processes*: only order-preserving renamings are used, so two states that differ by
+#   which of two processes has which mapping stay two states (sound, a smaller reduction);
+#
+# - *CPUs*: the model is not symmetric in them.  A flight's IPIs are handled in ascending CPU order
+#   (``request`` sorts ``mm_cpumask``), so swapping two CPUs maps a state whose next step flushes CPU 0 to
+#   one whose next step would have to flush CPU 1 first, which the model never does; merging the two would
+#   drop the interleavings in which the other CPU flushes first.
+# - *frames*: the buddy allocator's choices depend on the frame numbers (buddies differ in one bit, free
+#   lists hand out the most recently freed block), so renaming frames does not commute with allocation.
 
 _NAMES: dict[type, tuple[str, ...]] = {}
 

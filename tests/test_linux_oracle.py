@@ -76,7 +76,7 @@ def summary(request: pytest.FixtureRequest) -> Iterator[None]:
                 reporter.write_line("\n" + line)
 
 
-def fail_with_saved(scenario: Scenario, verdict: linux_oracle.Verdict) -> None:
+def fail_with_saved(scenario: Scenario, verdict: linux_oracle.OracleRun) -> None:
     """Save the scenario with every side's observations and fail, naming the file."""
     problem = "\n".join(d.describe() for d in verdict.disagreements)
     extra = {f"{side}_observations": verdict.observations(side) for side in ("linux", "spec", "impl")}

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from lang import ops
 from lang.scenario import Config, Op, Scenario
-from oracles.linux.oracle import PAGE, WINDOW
+from oracles.linux.host import PAGE, WINDOW
 from properties.drivers import SpecRunner
 
 BASE = WINDOW[0]

@@ -57,6 +57,7 @@ from properties import machinery
 from properties.drivers import DivergenceError
 from properties.recording import RecordingLockstep, save_counterexample
 from spec.mm import invariants as kernel_invariants
+from spec.smp import invariants as smp_invariants
 from spec.smp import shootdown
 
 CONFIG = Config(frames=2048, cpus=2, max_order=10)
@@ -231,7 +232,7 @@ class HugeMachine(RuleBasedStateMachine):
         state = self.recorder.lockstep.spec.kernel.kernel
         if state is None:
             return
-        problems = kernel_invariants.violations(shootdown.settled(state)) + shootdown.violations(state)
+        problems = kernel_invariants.violations(shootdown.settled(state)) + smp_invariants.violations(state)
         if problems:
             path = save_counterexample(self.name, CONFIG, self.recorder.ops, "; ".join(problems))
             raise AssertionError(f"the L1 state breaks its invariants: {problems} (counterexample: {path})")

@@ -3,62 +3,8 @@
 The data are in :mod:`spec.smp.state` and :mod:`spec.paging.tlb`; the rules follow
 arch/x86/mm/tlb.c (Linux 6.12), include/asm-generic/tlb.h and mm/mmu_gather.c.
 
-**What a TLB may hold.**  A CPU may hold any current translation of an
-address space one of its ASIDs belongs to, any entry with the same frame and
-fewer rights (it heals with a spurious fault, SDM 4.10.4.3), the kernel half's
-global entries, and whatever :class:`~spec.paging.tlb.Tlb` remembers: the old
-translation of every entry changed while the CPU had (or had had) the address
-space in an ASID, with its weaker forms (:func:`spec.paging.tlb.remembers`: what the
-CPU could hold before the change it may still hold after it), and every
-page-table page freed under it.  Only invalidations remove remembered entries:
-an exiting mm's entries stay in its ASID after a lazy CPU leaves for
-``init_mm`` (``flush_tlb_func`` switches without flushing the old ASID) until
-``choose_new_asid`` hands the slot to another mm and flushes it.
-
-**Switching** (``switch_mm_irqs_off``): leaving an mm clears the CPU from its
-``mm_cpumask`` and joining sets it; ``choose_new_asid`` reuses the slot that
-holds the mm, flushing it if its ``tlb_gen`` is behind the mm's, or takes
-the next slot round-robin and flushes it.  Switching to a kernel thread
-(``enter_lazy_tlb``) keeps the mm loaded and the CPU in the mask, *lazy*;
-switching back to the same mm flushes if the generation moved meanwhile.
-
-**A mapping change** (munmap, mprotect, madvise, mmap over a mapping, fork's
-write-protect, exit, a COW break) is a :class:`~spec.smp.state.Flight`:
-
-1. *start*: edit the entries with freed page tables and every dropped page
-   reference queued in an ``mmu_gather`` (:func:`spec.mm.kernel.release`,
-   :func:`spec.mm.kernel.put_page`: ``__tlb_remove_folio_pages``), remember the old translations in the TLB of
-   every CPU that may hold them, bump the mm's ``tlb_gen`` and send IPIs to the
-   CPUs of ``mm_cpumask``: all of them when page tables were freed
-   (``freed_tables``), else only those not lazy (``native_flush_tlb_multi``);
-   a range longer than the flush ceiling (33 pages,
-   ``tlb_single_page_flush_ceiling``) or a whole-mm flush asks for a full flush;
-   when every changed entry is a hugetlb one the stride is 2 MiB
-   (``flush_tlb_range`` passes ``huge_page_shift``, arch/x86/include/asm/tlbflush.h)
-   and the ceiling counts 2 MiB pages (``flush_tlb_mm_range``); a change mixing
-   sizes is flushed page by page over its whole range (Linux flushes the
-   gathered batch whenever the page size changes, ``tlb_change_page_size``);
-2. one *step* per target CPU: it handles its IPI (``flush_tlb_func``): a lazy
-   CPU leaves for ``init_mm``; a CPU running the mm flushes page by page
-   (INVLPG) or fully as :func:`flush_decision` says and catches up to the mm's
-   generation; a CPU that loaded another mm meanwhile does nothing;
-3. a last *step* gives back what the gather holds and returns the syscall's
-   result: the page tables are freed, and each page reference is dropped, a
-   page freed with its last (``tlb_batch_pages_flush`` →
-   ``free_pages_and_swap_cache``, mm/mmu_gather.c, after the flush).
-
-Sending the IPIs is part of the first step: other CPUs can observe nothing
-between the edit and the send that they cannot observe before the IPIs are
-handled.  Run as one operation, all steps happen at once.
-
-**A kernel-mapping change** (:func:`kernel_remap`) moves the kernel half's
-page to a new frame, as ``vfree`` + ``vmalloc`` would, and then runs
-``flush_tlb_kernel_range`` (arch/x86/mm/tlb.c): kernel mappings are shared by
-every mm, so it interrupts every online CPU (``on_each_cpu``, no cpumask,
-lazy or idle alike), and each drops the page with INVLPG, which drops global
-translations too (SDM Vol. 3A 4.10.4.1), or, above the flush ceiling, flushes
-everything (``do_flush_tlb_all``: INVPCID type 2).  Only then is the old
-frame freed.  It runs in one step.
+Each section below opens with the rule it implements: what a TLB may hold, switching
+address spaces, a mapping change in its three steps, and a change of the kernel's own mappings.
 """
 
 from __future__ import annotations
@@ -127,6 +73,12 @@ def flush_decision(local: Any, mm_gen: Any, gen: Any, full: Any, logic: Logic = 
 
 
 # --- per-CPU state ------------------------------------------------------------------------------
+#
+# Switching (``switch_mm_irqs_off``): leaving an mm clears the CPU from its ``mm_cpumask`` and joining
+# sets it; ``choose_new_asid`` reuses the slot that holds the mm, flushing it if its ``tlb_gen`` is behind
+# the mm's, or takes the next slot round-robin and flushes it.  Switching to a kernel thread
+# (``enter_lazy_tlb``) keeps the mm loaded and the CPU in the mask, *lazy*; switching back to the same mm
+# flushes if the generation moved meanwhile.
 
 
 def with_cpu(k: Kernel, cpu: int, state: CpuTlb, tlb: Tlb | None = None) -> Kernel:
@@ -209,6 +161,16 @@ def switch(k: Kernel, cpu: int, pid: int | None) -> tuple[Kernel, Outcome]:
 
 
 # --- what a TLB may hold ------------------------------------------------------------------------
+#
+# What a TLB may hold. A CPU may hold any current translation of an address space one of its ASIDs belongs
+# to, any entry with the same frame and fewer rights (it heals with a spurious fault, SDM 4.10.4.3), the
+# kernel half's global entries, and whatever :class:`~spec.paging.tlb.Tlb` remembers: the old translation
+# of every entry changed while the CPU had (or had had) the address space in an ASID, with its weaker
+# forms (:func:`spec.paging.tlb.remembers`: what the CPU could hold before the change it may still hold
+# after it), and every page-table page freed under it.  Only invalidations remove remembered entries: an
+# exiting mm's entries stay in its ASID after a lazy CPU leaves for ``init_mm`` (``flush_tlb_func``
+# switches without flushing the old ASID) until ``choose_new_asid`` hands the slot to another mm and
+# flushes it.
 
 
 def current_leaf(k: Kernel, ctx_id: int, vpn: int) -> Leaf | None:
@@ -246,6 +208,29 @@ def disallowed_entries(k: Kernel, cpu: int, entries: frozenset[TlbEntry]) -> lis
 
 
 # --- mapping changes ----------------------------------------------------------------------------
+#
+# A mapping change (munmap, mprotect, madvise, mmap over a mapping, fork's write-protect, exit, a COW
+# break) is a :class:`~spec.smp.state.Flight`:
+#
+# 1. *start*: edit the entries with freed page tables and every dropped page reference queued in an
+#    ``mmu_gather`` (:func:`spec.mm.kernel.release`, :func:`spec.mm.kernel.put_page`:
+#    ``__tlb_remove_folio_pages``), remember the old translations in the TLB of every CPU that may hold
+#    them, bump the mm's ``tlb_gen`` and send IPIs to the CPUs of ``mm_cpumask``: all of them when page
+#    tables were freed (``freed_tables``), else only those not lazy (``native_flush_tlb_multi``); a range
+#    longer than the flush ceiling (33 pages, ``tlb_single_page_flush_ceiling``) or a whole-mm flush asks
+#    for a full flush; when every changed entry is a hugetlb one the stride is 2 MiB (``flush_tlb_range``
+#    passes ``huge_page_shift``, arch/x86/include/asm/tlbflush.h) and the ceiling counts 2 MiB pages
+#    (``flush_tlb_mm_range``); a change mixing sizes is flushed page by page over its whole range (Linux
+#    flushes the gathered batch whenever the page size changes, ``tlb_change_page_size``);
+# 2. one *step* per target CPU: it handles its IPI (``flush_tlb_func``): a lazy CPU leaves for
+#    ``init_mm``; a CPU running the mm flushes page by page (INVLPG) or fully as :func:`flush_decision`
+#    says and catches up to the mm's generation; a CPU that loaded another mm meanwhile does nothing;
+# 3. a last *step* gives back what the gather holds and returns the syscall's result: the page tables are
+#    freed, and each page reference is dropped, a page freed with its last (``tlb_batch_pages_flush`` →
+#    ``free_pages_and_swap_cache``, mm/mmu_gather.c, after the flush).
+#
+# Sending the IPIs is part of the first step: other CPUs can observe nothing between the edit and the send
+# that they cannot observe before the IPIs are handled.  Run as one operation, all steps happen at once.
 
 
 def needs_flush(old: Leaf, new: Leaf | None, fault: bool) -> bool:
@@ -418,6 +403,16 @@ def run(k: Kernel, op: str, pid: int, edit: Edit, lo: int, whole_mm: bool, backg
     return finish(k, number)
 
 
+# --- kernel-mapping changes -----------------------------------------------------------------------
+#
+# A kernel-mapping change (:func:`kernel_remap`) moves the kernel half's page to a new frame, as ``vfree``
+# + ``vmalloc`` would, and then runs ``flush_tlb_kernel_range`` (arch/x86/mm/tlb.c): kernel mappings are
+# shared by every mm, so it interrupts every online CPU (``on_each_cpu``, no cpumask, lazy or idle alike),
+# and each drops the page with INVLPG, which drops global translations too (SDM Vol. 3A 4.10.4.1), or,
+# above the flush ceiling, flushes everything (``do_flush_tlb_all``: INVPCID type 2).  Only then is the
+# old frame freed.  It runs in one step.
+
+
 KERNEL_ROLE = ("kernel", 0, 0, 0)
 
 
@@ -524,80 +519,3 @@ def fix_fault(k: Kernel, pid: int, va: int, kind: Kind, code: int, choices: Choi
 
     k, number = start(k, "fault", pid, fix, va >> PAGE_SHIFT, fault=True)
     return finish(k, number)[0], failed[0]
-
-
-# --- invariants ---------------------------------------------------------------------------------
-
-
-def free_pfns(k: Kernel) -> frozenset[int]:
-    return frozenset(p for block in k.buddy.free for p in range(block.pfn, block.end))
-
-
-def usable_free_violations(k: Kernel) -> list[str]:
-    """No entry a CPU can use (its current PCID, or global) points at a free frame; for a lazy CPU, no cached
-    page-table page of its current PCID is free (speculative walks may use it)."""
-    free = free_pfns(k)
-    problems = []
-    for cpu, (state, tlb) in enumerate(zip(k.cpus, k.tlbs, strict=True)):
-        if not state.loaded:
-            continue
-        if not state.lazy:
-            problems += [
-                f"cpu {cpu} may use {e!r}, whose frame is free"
-                for e in tlb.entries
-                if e.pcid in (state.pcid, GLOBAL_PCID) and e.pfn in free
-            ]
-        problems += [
-            f"cpu {cpu} may walk freed page-table page {t:#x} (PCID {p})"
-            for p, t in tlb.tables
-            if p == state.pcid and t in free
-        ]
-    return problems
-
-
-def generation_violations(k: Kernel) -> list[str]:
-    """``local_tlb_gen <= mm_tlb_gen`` for every CPU and slot (the WARN_ON_ONCE in ``flush_tlb_func``)."""
-    return [
-        f"cpu {cpu} slot {asid}: tlb_gen {slot.tlb_gen} ahead of pid {slot.ctx_id}'s {k.procs[slot.ctx_id].tlb_gen}"
-        for cpu, state in enumerate(k.cpus)
-        for asid, slot in enumerate(state.slots)
-        if slot.ctx_id in k.procs and slot.tlb_gen > k.procs[slot.ctx_id].tlb_gen
-    ]
-
-
-def returned_violations(k: Kernel) -> list[str]:
-    """Outside the pages of changes still in flight, no CPU running an mm may use an entry granting more than
-    the page tables (another frame, or a right they lack); fewer rights are allowed."""
-    problems = []
-    for cpu, (state, tlb) in enumerate(zip(k.cpus, k.tlbs, strict=True)):
-        if not state.loaded or state.lazy or state.loaded not in k.procs:
-            continue
-        busy = [f for f in k.flights.values() if f.pid == state.loaded]
-        for e in tlb.entries:
-            if e.pcid != state.pcid or any(f.covers(e.vpn) for f in busy):
-                continue
-            leaf = current_leaf(k, state.loaded, e.vpn)
-            if not holds(e, leaf):
-                problems.append(f"cpu {cpu} may use {e!r}, but pid {state.loaded} maps {leaf!r}")
-    return problems
-
-
-def cpumask_violations(k: Kernel) -> list[str]:
-    """``mm_cpumask`` holds exactly the CPUs with the mm loaded (lazy ones too), so IPIs reach every CPU that may
-    cache it and only those."""
-    problems = []
-    for pid, sp in k.procs.items():
-        loaded = frozenset(c for c, s in enumerate(k.cpus) if s.loaded == pid)
-        if sp.cpumask != loaded:
-            problems.append(f"pid {pid}: mm_cpumask {sorted(sp.cpumask)}, loaded on {sorted(loaded)}")
-    for number, f in k.flights.items():
-        problems += [f"flight {number} interrupts cpu {c}, outside every mask" for c in f.targets if c >= len(k.cpus)]
-    return problems
-
-
-INVARIANTS = (usable_free_violations, generation_violations, returned_violations, cpumask_violations)
-
-
-def violations(k: Kernel) -> list[str]:
-    """Every shootdown invariant ``k`` breaks, each named by its function."""
-    return [f"{check.__name__}: {problem}" for check in INVARIANTS for problem in check(k)]
