@@ -7,7 +7,7 @@ for the changes in flight.  A step applies one op exactly as ``mmcheck replay``
 does (results compared, the implementation abstracted and compared with the
 spec, every TLB entry one the spec allows, L1 refining L0), then checks the
 kernel invariants of the state the gathers will leave and the shootdown
-invariants (:func:`spec.smp.invariants.violations`).  Any failure is a
+invariants (:func:`spec.smp.shootdown.violations`).  Any failure is a
 :class:`~proofs.explore.Violation`.
 
 The sections below say what the explorer may do (the vocabulary), and how a state becomes
@@ -36,7 +36,6 @@ from spec.mm.invariants import violations as kernel_violations
 from spec.mm.kernel import Kernel, Space
 from spec.mm.vma import KERNEL_VA
 from spec.outcome import NewPid, Outcome
-from spec.smp import invariants as smp_invariants
 from spec.smp import shootdown
 
 # --- the vocabulary -------------------------------------------------------------------------------
@@ -268,7 +267,7 @@ class SmpSystem:
         k = state.spec.kernel.kernel
         if k is None:
             return
-        problems = kernel_violations(shootdown.settled(k)) + smp_invariants.violations(k)
+        problems = kernel_violations(shootdown.settled(k)) + shootdown.violations(k)
         if problems:
             raise Violation(f"op {state.index - 1}: the L1 state breaks its invariants: {problems}")
 

@@ -14,7 +14,6 @@ from properties.drivers import Lockstep
 from spec.mm.invariants import violations
 from spec.mm.vma import KERNEL_VA, KERNEL_WORD
 from spec.paging.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, invlpg, invpcid, mov_cr3, remember, remembers
-from spec.smp import invariants as smp_invariants
 from spec.smp import shootdown
 from spec.smp.shootdown import flush_decision
 
@@ -124,14 +123,14 @@ def test_a_gather_holds_every_reference_it_dropped_until_its_flush() -> None:
         lockstep.apply(op)
         kernel = lockstep.spec.kernel.kernel
         assert kernel is not None
-        assert [] == violations(shootdown.settled(kernel)) + smp_invariants.violations(kernel), f"op {index}"
+        assert [] == violations(shootdown.settled(kernel)) + shootdown.violations(kernel), f"op {index}"
         if index == 5:
             pfn = kernel.procs[1].leaves[BASE >> 12].pfn
         if index == 9:
-            assert pfn is not None and pfn not in smp_invariants.free_pfns(kernel)
+            assert pfn is not None and pfn not in shootdown.free_pfns(kernel)
             assert (1, 0) == (kernel.pages[pfn].refcount, kernel.pages[pfn].mapcount)
         if index == 13:
-            assert pfn in smp_invariants.free_pfns(kernel) and "free" in [e.kind for e in kernel.events]
+            assert pfn in shootdown.free_pfns(kernel) and "free" in [e.kind for e in kernel.events]
 
 
 def test_a_write_fault_copies_a_page_a_gather_still_holds() -> None:

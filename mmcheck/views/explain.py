@@ -31,7 +31,7 @@ from spec.paging.permissions import Kind, Mode
 from spec.paging.pte import P as PRESENT
 from spec.paging.pte import flag_names
 from spec.paging.walk import walk
-from spec.smp.invariants import violations as shootdown_violations
+from spec.smp.shootdown import violations as shootdown_violations
 
 Narrator = Callable[[Op, MmuState], list[str]]
 

@@ -56,7 +56,6 @@ from properties.memo import LastState
 from properties.recording import RecordingLockstep, save_counterexample
 from spec.mm import invariants as kernel_invariants
 from spec.mm.vma import KERNEL_VA
-from spec.smp import invariants as smp_invariants
 from spec.smp import shootdown
 
 # The L1 invariants, checked in full for every state; a state whose parts are all the ones just checked
@@ -201,7 +200,7 @@ class SmpMachine(RuleBasedStateMachine):
         state = self.recorder.lockstep.spec.kernel.kernel
         if state is None:
             return
-        problems = violations(shootdown.settled(state)) + smp_invariants.violations(state)
+        problems = violations(shootdown.settled(state)) + shootdown.violations(state)
         if problems:
             path = save_counterexample(self.name, CONFIG, self.recorder.ops, "; ".join(problems))
             raise AssertionError(f"the L1 state breaks its invariants: {problems} (counterexample: {path})")
