@@ -46,6 +46,8 @@ class CpuAnswer:
     may_use: tuple[int, ...]
     holds: tuple[int, ...]
     action: str
+    invlpg: tuple[int, ...] = ()
+    flushed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,16 +119,18 @@ def old_entry(k: Kernel, cpu: int, pid: int, vpn: int) -> TlbEntry | None:
     return TlbEntry(slots[0] + 1, vpn, leaf.pfn, leaf.writable, leaf.user, leaf.nx, leaf.huge)
 
 
-def step_action(k: Kernel, cpu: int, was_lazy: bool) -> str:
-    """What handling its IPI made ``cpu`` do, from the step's events."""
-    invlpg = [e.value for e in k.events if e.kind == "invlpg" and e.cpu == cpu]
+def step_action(k: Kernel, cpu: int, was_lazy: bool) -> tuple[str, tuple[int, ...], bool]:
+    """What handling its IPI made ``cpu`` do, from the step's events: in words, the pages INVLPG dropped, and
+    whether it flushed its whole PCID."""
+    invlpg = tuple(e.value for e in k.events if e.kind == "invlpg" and e.cpu == cpu)
+    flushed = any(e.kind == "flush" and e.cpu == cpu for e in k.events)
     if invlpg:
-        return "INVLPG " + ", ".join(f"{vpn << PAGE_SHIFT:#x}" for vpn in invlpg)
-    if any(e.kind == "flush" and e.cpu == cpu for e in k.events):
-        return "full flush of its PCID"
+        return "INVLPG " + ", ".join(f"{vpn << PAGE_SHIFT:#x}" for vpn in invlpg), invlpg, flushed
+    if flushed:
+        return "full flush of its PCID", invlpg, flushed
     if was_lazy:
-        return "switches to init_mm and leaves the mask"
-    return "nothing to flush"
+        return "switches to init_mm and leaves the mask", invlpg, flushed
+    return "nothing to flush", invlpg, flushed
 
 
 def solve(quiz: Quiz) -> TlbAnswer:
@@ -153,7 +157,7 @@ def solve(quiz: Quiz) -> TlbAnswer:
         entries = [(vpn, old_entry(before, cpu, 1, vpn)) for vpn in changed]
         may[cpu] = tuple(vpn for vpn, e in entries if e is not None and may_hold(after, cpu, e))
         held[cpu] = tuple(sorted(vpn for (_, vpn) in smp.tlbs[cpu].entries if vpn in changed))
-    actions = {cpu: "no IPI" for cpu in range(len(before.cpus))}
+    actions: dict[int, tuple[str, tuple[int, ...], bool]] = {cpu: ("no IPI", (), False) for cpu in range(CPUS)}
     freed: tuple[int, ...] = ()
     for op in ops[quiz.setup + 1 :]:
         state = lockstep.spec.kernel.kernel
@@ -167,7 +171,7 @@ def solve(quiz: Quiz) -> TlbAnswer:
         else:
             freed = tuple(e.value for e in now.events if e.kind == "free")
     cpus = tuple(
-        CpuAnswer(cpu, cpu in space.cpumask, state.lazy, before.current[cpu], may[cpu], held[cpu], actions[cpu])
+        CpuAnswer(cpu, cpu in space.cpumask, state.lazy, before.current[cpu], may[cpu], held[cpu], *actions[cpu])
         for cpu, state in enumerate(before.cpus)
     )
     pages = {vpn: space.leaves[vpn].pfn for vpn in changed}
