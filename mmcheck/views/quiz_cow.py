@@ -185,6 +185,11 @@ def access_lines(a: AccessAnswer, zero: int) -> list[str]:
         "makes the entry writable in place, no copy (wp_can_reuse_anon_folio)",
         "SIGSEGV": "the VMA does not allow it: SIGSEGV",
     }
+    if a.pid == 2 and a.kind in ("zero page", "new page"):
+        reasons[a.kind] = (
+            "the child has no entry here (fork copies only the parent's entries, and none of a VMA without "
+            "anonymous pages: vma_needs_copy); " + reasons[a.kind].removeprefix("no entry: ")
+        )
     value = a.result.get("value")
     outcome = f"reads {value}" if value is not None else "the store lands" if "ok" in a.result else str(a.result)
     return [reasons[a.kind], f"answer: {a.kind}; {outcome}"]
