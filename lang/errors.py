@@ -119,3 +119,7 @@ class UnknownFlight(InvalidArgument, LookupError):
 
 class NotModelled(InvalidArgument):
     """The operation is valid in Linux but outside what the model covers; the message says what and why."""
+
+
+class UnknownTopic(InvalidArgument, LookupError):
+    """A quiz topic that does not exist."""

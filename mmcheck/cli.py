@@ -148,8 +148,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def cmd_quiz(args: argparse.Namespace) -> int:
-    from mmcheck.views.quiz import generate, quiz_json, render
+    from mmcheck.views.quiz import generate, quiz_json, render, topic_list
 
+    if args.list:
+        print("\n".join(topic_list()))
+        return 0
     quiz = generate(args.topic, args.seed, args.questions)
     print(json.dumps(quiz_json(quiz, args.c)) if args.json else "\n".join(render(quiz, answers=args.c)))
     return 0
@@ -342,9 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("quiz", help="a generated exercise; -c prints the worked answer")
-    p.add_argument("--topic", choices=("walk", "permissions"), default="walk")
+    p.add_argument("--topic", default="walk", help="walk, permissions, buddy, cow or tlb (default: walk)")
+    p.add_argument("--list", action="store_true", help="name every topic with what it asks, and exit")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same problem")
-    p.add_argument("--questions", type=int, default=5, choices=range(1, 21), metavar="1..20")
+    p.add_argument(
+        "--questions",
+        type=int,
+        default=5,
+        choices=range(1, 21),
+        metavar="1..20",
+        help="accesses (walk, permissions, cow), allocator ops (buddy), accesses before the change (tlb)",
+    )
     p.add_argument("-c", action="store_true", help="show the answers, worked out step by step")
     p.add_argument("--json", action="store_true", help="print the problem (and with -c the answers) as JSON")
     p.set_defaults(func=cmd_quiz)

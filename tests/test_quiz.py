@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from impl.alloc.buddy import BuddyAllocator
+from lang.hardware_ops import AllocPages, FreePages
+from lang.kernel_ops import Load, Step, Store
 from mmcheck.cli import main
+from mmcheck.views import quiz_buddy, quiz_cow, quiz_tlb
 from mmcheck.views.quiz import TOPICS, generate, render
+from properties.drivers import ImplRunner
 from properties.replay import replay
+
+SEEDS = range(200)
 
 
 @pytest.mark.parametrize("topic", TOPICS)
@@ -35,3 +42,146 @@ def test_question_hides_the_answers(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "answer:" not in out
     assert "-c" in out
+
+
+def test_list_names_every_topic_once(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quiz", "--list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert list(TOPICS) == [line.split()[0] for line in out]
+
+
+def test_unknown_topic_exits_2_naming_the_topics(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quiz", "--topic", "swap"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown topic 'swap'" in err
+    assert all(topic in err for topic in TOPICS)
+
+
+@pytest.mark.parametrize("topic", ["buddy", "cow", "tlb"])
+def test_new_topics_echo_arguments_and_work_the_answer(topic: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quiz", "--topic", topic, "--seed", "5", "--questions", "3"]) == 0
+    question = capsys.readouterr().out
+    assert main(["quiz", "--topic", topic, "--seed", "5", "--questions", "3", "-c"]) == 0
+    worked = capsys.readouterr().out
+    assert [f"ARG topic {topic}", "ARG seed 5", "ARG questions 3", "ARG answers False"] == question.splitlines()[:4]
+    assert "answer:" not in question and "answer:" in worked
+    assert question.splitlines()[5:8] == worked.splitlines()[5:8]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_buddy_answers_are_what_the_implementation_does(seed: int) -> None:
+    """Each op's pfn, free blocks after, and the last question, checked on impl.alloc.buddy run alone."""
+    quiz = quiz_buddy.generate(seed)
+    answer = quiz_buddy.solve(quiz)
+    impl = BuddyAllocator(quiz.scenario.config.frames, quiz.scenario.config.max_order)
+    for op in quiz.scenario.ops[: quiz.setup]:
+        impl.alloc(op.order) if isinstance(op, AllocPages) else impl.free(op.pfn, op.order)
+    for step in answer.steps:
+        if isinstance(step.op, AllocPages):
+            pfn = impl.alloc(step.op.order)
+            assert step.pfn == pfn
+            assert (pfn is None) == (not step.allowed)
+            assert pfn is None or pfn in step.allowed
+        else:
+            assert isinstance(step.op, FreePages)
+            impl.free(step.op.pfn, step.op.order)
+            assert step.listed is not None and (step.listed.pfn, step.listed.order) in set(impl.free_blocks())
+        assert {(b.pfn, b.order) for b in step.free_after} == set(impl.free_blocks())
+    assert bool(answer.probe_allowed) == (impl.clone().alloc(answer.probe_order) is not None)
+
+
+def impl_entry(runner: ImplRunner, cpu: int, va: int) -> tuple[int, int] | None:
+    """(pfn, writable) of the entry the process on ``cpu`` has for ``va`` in the implementation, or None."""
+    kernel = runner.kernel.kernel
+    assert kernel is not None
+    found = kernel._leaf_entry(kernel.procs[kernel.current[cpu]].root, va >> 12)
+    if found is None or not found[1] & 1:
+        return None
+    return (found[1] & 0x000F_FFFF_FFFF_F000) >> 12, (found[1] >> 1) & 1
+
+
+def impl_kind(old: tuple[int, int] | None, new: tuple[int, int] | None, zero: int, result: dict[str, object]) -> str:
+    """The fault path read off the implementation's entry before and after an access."""
+    if "signal" in result:
+        return "SIGSEGV"
+    if old is None:
+        assert new is not None
+        return "zero page" if new[0] == zero else "new page"
+    if old == new:
+        return "no fault"
+    assert new is not None
+    return "reuse" if old[0] == new[0] else "copy"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_cow_answers_are_what_the_implementation_does(seed: int) -> None:
+    """Each access's fault path and frame, the frames' counts and the stats, read off impl.mm.kernel run alone."""
+    quiz = quiz_cow.generate(seed)
+    answer = quiz_cow.solve(quiz)
+    runner = ImplRunner(quiz.scenario.config)
+    accesses = iter(answer.accesses)
+    for index, op in enumerate(quiz.scenario.ops):
+        asked = index >= quiz.setup and isinstance(op, Load | Store)
+        old = impl_entry(runner, op.cpu, op.va) if asked else None  # type: ignore[attr-defined]
+        result = runner.apply(op)
+        if asked:
+            assert isinstance(op, Load | Store)
+            new = impl_entry(runner, op.cpu, op.va)
+            expected = next(accesses)
+            kernel = runner.kernel.kernel
+            assert kernel is not None
+            assert expected.kind == impl_kind(old, new, kernel.zero_pfn, result)
+            assert expected.new_pfn == (None if new is None else new[0])
+            assert dict(expected.result) == result
+    kernel = runner.kernel.kernel
+    assert kernel is not None
+    counts = {pfn: (kernel.refcount[pfn], kernel.mapcount[pfn]) for pfn in range(kernel.buddy.frames)}
+    assert {pfn: (c.refcount, c.mapcount) for pfn, c in answer.frames.items()} == {
+        pfn: c for pfn, c in counts.items() if c[0]
+    }
+    assert {pid: kernel.stat(pid) for pid in (1, 2)} == {pid: dict(stat) for pid, stat in answer.stats.items()}
+
+
+def test_cow_quizzes_cover_every_fault_path() -> None:
+    """Over the seeds the tests use, every path the quiz asks about comes up (else the checks above miss one)."""
+    kinds = {a.kind for seed in SEEDS for a in quiz_cow.solve(quiz_cow.generate(seed)).accesses}
+    assert {"no fault", "zero page", "new page", "copy", "reuse"} <= kinds
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_tlb_answers_are_what_the_implementation_does(seed: int) -> None:
+    """IPI targets, full or per-page flushes, the TLB entries held and the frames freed, read off impl.smp.shootdown."""
+    quiz = quiz_tlb.generate(seed)
+    answer = quiz_tlb.solve(quiz)
+    runner = ImplRunner(quiz.scenario.config)
+    for op in quiz.scenario.ops[: quiz.setup + 1]:
+        result = runner.apply(op)
+    smp = runner.kernel.smp
+    assert smp is not None
+    flight = smp.flights[result["pending"]]
+    assert answer.targets == tuple(flight.targets)
+    assert answer.full == flight.full
+    for c in answer.cpus:
+        held = {vpn for (_, vpn) in smp.tlbs[c.cpu].entries if answer.lo <= vpn < answer.hi}
+        assert held <= set(c.may_use), f"cpu {c.cpu} holds {held}, the answer allows {c.may_use}"
+    by_cpu = {c.cpu: c for c in answer.cpus}
+    for op in quiz.scenario.ops[quiz.setup + 1 :]:
+        assert isinstance(op, Step)
+        result = runner.apply(op)
+        if "stage" in result:
+            cpu = result["cpu"]
+            assert list(by_cpu[cpu].invlpg) == [v for kind, c, v in smp.events if kind == "invlpg" and c == cpu]
+            assert by_cpu[cpu].flushed == any(kind == "flush" and c == cpu for kind, c, _ in smp.events)
+        else:
+            assert sorted(answer.freed) == sorted(v for kind, _, v in smp.events if kind == "free")
+
+
+def test_tlb_quizzes_cover_full_and_page_flushes_lazy_skips_and_frees() -> None:
+    """Over the seeds the tests use, each case the quiz teaches comes up at least once."""
+    answers = [quiz_tlb.solve(quiz_tlb.generate(seed)) for seed in SEEDS]
+    assert any(a.full and a.targets for a in answers)
+    assert any(not a.full and a.targets for a in answers)
+    assert any(c.lazy and c.cpu not in a.targets for a in answers for c in a.cpus)
+    assert any(c.lazy and c.cpu in a.targets for a in answers for c in a.cpus)
+    assert any(a.freed for a in answers)
+    assert any(c.may_use and not c.in_mask for a in answers for c in a.cpus)

@@ -12,10 +12,13 @@ memory, one CPU's control bits, and a list of accesses.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Callable
 
+from lang.errors import UnknownTopic
 from lang.hardware_ops import Access, SetCpu, WritePhys
 from lang.scenario import Config, Op, Scenario
+from mmcheck.views import quiz_buddy, quiz_cow, quiz_tlb
+from mmcheck.views.quizbase import Quiz
 from mmcheck.views.walkview import describe_walk
 from spec.paging import mmu
 from spec.paging.address import PAGE_SIZE, level_shift
@@ -24,29 +27,43 @@ from spec.paging.pte import PS, RW, US, XD, flag_names
 from spec.paging.pte import P as PRESENT
 from spec.paging.walk import GeneralProtection, MachineCheck, Outcome, PageFault, Translation, walk
 
-TOPICS = ("walk", "permissions")
+TOPICS = {
+    "walk": "translate addresses through 4-level page tables (SDM Vol. 3A 4.5)",
+    "permissions": "R/W, U/S, XD and CR0.WP, SMEP, SMAP: the access or the #PF error code (SDM Vol. 3A 4.6, 4.7)",
+    "buddy": "alloc_pages / free_pages: the blocks split and merged, the free lists after (mm/page_alloc.c)",
+    "cow": "fork, then loads and stores: faults, copies and reuses (do_wp_page), counts, RSS/PSS/USS",
+    "tlb": "munmap / mprotect on several CPUs: IPIs, INVLPG or full flush, stale entries, when frames are freed",
+}
 FRAMES = 64
 DATA_BASE = 0x100000  # leaves point at frames above the tables, so answers are easy to read
 
 
-@dataclass(frozen=True, slots=True)
-class Quiz:
-    """A generated problem: the scenario that sets it up, and the accesses to answer."""
+def accesses(quiz: Quiz) -> list[Access]:
+    """The questions of a walk or permissions quiz."""
+    return [op for op in quiz.scenario.ops if isinstance(op, Access)]
 
-    topic: str
-    seed: int
-    scenario: Scenario
 
-    @property
-    def accesses(self) -> list[Access]:
-        """The questions."""
-        return [op for op in self.scenario.ops if isinstance(op, Access)]
+TopicGenerator = Callable[[int, int], Quiz]
+GENERATORS: dict[str, TopicGenerator] = {
+    "buddy": quiz_buddy.generate,
+    "cow": quiz_cow.generate,
+    "tlb": quiz_tlb.generate,
+}
+RENDERERS = {"buddy": quiz_buddy.render, "cow": quiz_cow.render, "tlb": quiz_tlb.render}
+JSON = {"buddy": quiz_buddy.quiz_json, "cow": quiz_cow.quiz_json, "tlb": quiz_tlb.quiz_json}
+
+
+def topic_list() -> list[str]:
+    """One line per topic: its name and what it asks."""
+    return [f"{name:12} {summary}" for name, summary in TOPICS.items()]
 
 
 def generate(topic: str, seed: int, questions: int = 5) -> Quiz:
     """A reproducible problem for ``topic`` from ``seed``."""
     if topic not in TOPICS:
-        raise ValueError(f"unknown topic {topic!r}: allowed {', '.join(TOPICS)}")
+        raise UnknownTopic(f"unknown topic {topic!r}: choose one of {', '.join(TOPICS)} (mmcheck quiz --list)")
+    if topic in GENERATORS:
+        return GENERATORS[topic](seed, questions)
     rng = random.Random(f"{topic}:{seed}")
     ops: list[Op] = []
     targets: list[int] = []
@@ -130,6 +147,8 @@ def short_answer(outcome: Outcome) -> str:
 
 def render(quiz: Quiz, answers: bool) -> list[str]:
     """The question, or with ``answers`` the worked answer, as lines of text."""
+    if quiz.topic in RENDERERS:
+        return RENDERERS[quiz.topic](quiz, answers)
     state = mmu.initial(quiz.scenario.config.frames, 1)
     ctl = Control()
     lines = [f"ARG topic {quiz.topic}", f"ARG seed {quiz.seed}", f"ARG answers {answers}", ""]
@@ -147,7 +166,7 @@ def render(quiz: Quiz, answers: bool) -> list[str]:
         "",
         "For each access give the physical address, or the exception with its error code:",
     ]
-    for number, op in enumerate(quiz.accesses, 1):
+    for number, op in enumerate(accesses(quiz), 1):
         lines.append(f"  {number}. {op.mode} {op.kind} of {op.va:#x}")
         if answers:
             outcome = walk(state.memory, ctl, op.va, Kind(op.kind), Mode(op.mode), state.maxphyaddr)
@@ -162,8 +181,10 @@ def quiz_json(quiz: Quiz, answers: bool) -> dict[str, object]:
     """The problem as data: memory words, control bits, questions, and with ``answers`` each result.
 
     Results have the form ``mmcheck replay --json`` gives (``{"pa": "0x..."}``
-    or ``{"fault": {"vector": 14, "error_code": 7}}``).
+    or ``{"fault": {"vector": 14, "error_code": 7}}``); the other topics give their own form.
     """
+    if quiz.topic in JSON:
+        return JSON[quiz.topic](quiz, answers)
     state = mmu.initial(quiz.scenario.config.frames, 1)
     ctl = Control()
     memory: dict[str, str] = {}
@@ -174,7 +195,7 @@ def quiz_json(quiz: Quiz, answers: bool) -> dict[str, object]:
         elif isinstance(op, SetCpu):
             ctl = Control(op.cr3, op.wp, op.smep, op.smap, op.ac, op.nxe, op.la57)
     questions: list[dict[str, object]] = []
-    for op in quiz.accesses:
+    for op in accesses(quiz):
         question: dict[str, object] = {"va": hex(op.va), "kind": op.kind, "mode": op.mode}
         if answers:
             outcome = walk(state.memory, ctl, op.va, Kind(op.kind), Mode(op.mode), state.maxphyaddr)

@@ -318,6 +318,13 @@ def merge(free: frozenset[Block], block: Block, max_order: int) -> tuple[frozens
     return free | {block}, block
 
 
+def merged_buddies(free: frozenset[Block], block: Block, max_order: int) -> tuple[Block, ...]:
+    """The free buddies :func:`merge` absorbs, in order, when ``block`` is freed into ``free``."""
+    if block.order < max_order and buddy_of(block) in free:
+        return (buddy_of(block), *merged_buddies(free - {buddy_of(block)}, parent_of(block), max_order))
+    return ()
+
+
 def free(state: BuddyState, pfn: int, order: int) -> BuddyState:
     """Return the allocated block ``Block(pfn, order)`` and merge it with its free buddies."""
     check_free(state, pfn, order)
