@@ -271,7 +271,8 @@ def check_layers(ops: Sequence[Op]) -> None:
             raise ScenarioError(
                 f"ops[{index}].op",
                 f"{op.name} is {LAYER_NAMES.get(op.layer, f'a {op.layer} op')}, but ops[{at}] ({ops[at].name}) is "
-                f"{LAYER_NAMES.get(layer, f'a {layer} op')}: this mixes the {layer} and {op.layer} layers, a scenario runs on one",
+                f"{LAYER_NAMES.get(layer, f'a {layer} op')}: "
+                f"this mixes the {layer} and {op.layer} layers, a scenario runs on one",
             )
 
 
