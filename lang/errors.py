@@ -33,16 +33,31 @@ class ConfigError(InvalidArgument):
     """A machine configuration value is outside its allowed range."""
 
 
+def _shorten(text: str, limit: int) -> str:
+    """``text`` on one line, cut in the middle to ``limit`` characters so its start and its end both show."""
+    text = " ".join(text.splitlines())
+    if len(text) <= limit:
+        return text
+    half = (limit - 1) // 2
+    return f"{text[:half]}\N{HORIZONTAL ELLIPSIS}{text[len(text) - (limit - 1 - half) :]}"
+
+
 class ScenarioError(InvalidArgument):
     """A scenario file or operation is malformed.
 
-    ``where`` names the place (``ops[3].va``) so a person can find it.
+    ``where`` names the place (``ops[3].va``) so a person can find it.  Both
+    parts are kept to one line and a bounded length (:data:`WHERE_LIMIT`,
+    :data:`PROBLEM_LIMIT`), cut in the middle, so the path's start and the
+    allowed range at the end of the problem always show.
     """
 
+    WHERE_LIMIT = 120
+    PROBLEM_LIMIT = 600
+
     def __init__(self, where: str, problem: str) -> None:
-        self.where = where
-        self.problem = problem
-        super().__init__(f"{where}: {problem}")
+        self.where = _shorten(where, self.WHERE_LIMIT)
+        self.problem = _shorten(problem, self.PROBLEM_LIMIT)
+        super().__init__(f"{self.where}: {self.problem}")
 
 
 class BuddyError(InvalidArgument):
@@ -76,6 +91,11 @@ class WrongOrder(BuddyError):
 
 class NotAllocated(BuddyError):
     """Freeing a pfn that is inside an allocated block but is not its first frame."""
+
+
+class OutputRefused(InvalidArgument):
+    """An output file a command will not write: it exists (and ``--force`` was not given), it lies under
+    ``/dev``, ``/proc`` or ``/sys``, it is a folder, or its format is unknown."""
 
 
 class OracleError(MMCheckError):

@@ -11,7 +11,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lang.scenario import KINDS, MODES, Op, check_keys, parse_bool, parse_choice, parse_int, register, require
+from lang.scenario import (
+    KINDS,
+    LAYER_NAMES,
+    MODES,
+    Op,
+    check_keys,
+    parse_bool,
+    parse_choice,
+    parse_int,
+    register,
+    require,
+)
+
+LAYER_NAMES["machine"] = "a machine-level op (physical memory, CPU registers or the buddy allocator)"
 
 
 @register
@@ -22,6 +35,7 @@ class WritePhys(Op):
     pa: int
     value: int
     name: ClassVar[str] = "write_phys"
+    layer: ClassVar[str] = "machine"
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> WritePhys:
@@ -39,6 +53,7 @@ class ReadPhys(Op):
 
     pa: int
     name: ClassVar[str] = "read_phys"
+    layer: ClassVar[str] = "machine"
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> ReadPhys:
@@ -69,6 +84,7 @@ class SetCpu(Op):
     nxe: bool = False
     la57: bool = False
     name: ClassVar[str] = "set_cpu"
+    layer: ClassVar[str] = "machine"
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> SetCpu:
@@ -92,6 +108,7 @@ class Access(Op):
     kind: str = "read"
     mode: str = "user"
     name: ClassVar[str] = "access"
+    layer: ClassVar[str] = "machine"
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> Access:
@@ -122,6 +139,7 @@ class AllocPages(Op):
 
     order: int
     name: ClassVar[str] = "alloc_pages"
+    layer: ClassVar[str] = "machine"
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> AllocPages:
@@ -144,6 +162,7 @@ class FreePages(Op):
     pfn: int
     order: int
     name: ClassVar[str] = "free_pages"
+    layer: ClassVar[str] = "machine"
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> FreePages:

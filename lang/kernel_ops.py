@@ -40,7 +40,19 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from lang.errors import ScenarioError
-from lang.scenario import MODES, Op, parse_bool, parse_choice, parse_int, register
+from lang.scenario import LAYER_NAMES, MODES, Op, limit_total, parse_bool, parse_choice, parse_int, register, shown
+
+MAX_PAGES = 1 << 16
+"""The most pages one ``mmap``, ``munmap``, ``mprotect`` or ``madvise`` names (256 MiB)."""
+MAX_MAPPED_PAGES = 1 << 17
+"""The most pages the ``mmap`` ops of one scenario may map in all (512 MiB)."""
+MAX_PROCESSES = 64
+"""The most ``spawn`` and ``fork`` ops in one scenario."""
+
+# The lockstep comparison keeps a few hundred bytes per mapped page and process: the two totals bound it to a few GiB.
+limit_total("mapped pages", MAX_MAPPED_PAGES, "the pages the mmap ops of one scenario map in all")
+limit_total("processes", MAX_PROCESSES, "the spawn and fork ops of one scenario")
+LAYER_NAMES["kernel"] = "a kernel op (the kernel owns physical memory, the CPUs and the buddy allocator)"
 
 PROT_PATTERN = re.compile(r"^[r-][w-][x-]$")
 ADVICE = ("dontneed",)
@@ -49,7 +61,7 @@ ADVICE = ("dontneed",)
 def parse_prot(raw: object, where: str) -> str:
     """A protection written like ``"rw-"``."""
     if not isinstance(raw, str) or not PROT_PATTERN.match(raw):
-        raise ScenarioError(where, f"expected a protection like 'rw-' (r, w, x or '-' in each place), got {raw!r}")
+        raise ScenarioError(where, f"expected a protection like 'rw-' (r, w, x or '-' in each place), got {shown(raw)}")
     return raw
 
 
@@ -57,7 +69,7 @@ PARSERS: dict[str, Callable[[object, str], Any]] = {
     "pid": lambda r, w: parse_int(r, w, 1, (1 << 31) - 1),
     "cpu": lambda r, w: parse_int(r, w, 0, 63),
     "va": parse_int,
-    "pages": lambda r, w: parse_int(r, w, 0, 1 << 36),
+    "pages": lambda r, w: parse_int(r, w, 0, MAX_PAGES),
     "prot": parse_prot,
     "shared": parse_bool,
     "huge": parse_bool,
@@ -75,6 +87,8 @@ KEYS = {"background": "async"}
 
 class KernelOp(Op):
     """Base of the kernel-layer operations: fields parsed by name, optional ones defaulted."""
+
+    layer: ClassVar[str] = "kernel"
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> Op:
@@ -117,6 +131,9 @@ class Spawn(KernelOp):
 
     name: ClassVar[str] = "spawn"
 
+    def footprint(self) -> Mapping[str, int]:
+        return {"processes": 1}
+
 
 @register
 @dataclass(frozen=True, slots=True)
@@ -126,6 +143,9 @@ class Fork(KernelOp):
     pid: int
     background: bool = False
     name: ClassVar[str] = "fork"
+
+    def footprint(self) -> Mapping[str, int]:
+        return {"processes": 1}
 
 
 @register
@@ -151,6 +171,9 @@ class Mmap(KernelOp):
     huge: bool = False
     background: bool = False
     name: ClassVar[str] = "mmap"
+
+    def footprint(self) -> Mapping[str, int]:
+        return {"mapped pages": self.pages}
 
 
 @register

@@ -11,13 +11,21 @@ file looks like::
 
 Addresses and 64-bit values may be JSON integers or hex strings.  Parsing
 checks every field and names the one that is wrong (``ops[3].va``); it never
-guesses a missing or malformed value.
+guesses a missing or malformed value.  Unknown and duplicate keys are errors.
+
+Sizes are bounded, so a file that parses also fits the machine: see
+:data:`MAX_FILE_BYTES`, :data:`MAX_DEPTH`, :data:`MAX_OPS`, :data:`MAX_INT_TEXT`
+and the per-scenario totals declared with :func:`limit_total`.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
-from collections.abc import Callable, Mapping, Sequence
+import math
+import reprlib
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -29,36 +37,98 @@ Result = dict[str, Any]
 KINDS = ("read", "write", "fetch")
 MODES = ("user", "supervisor")
 
+MAX_FILE_BYTES = 64 << 20
+"""The largest scenario file read, in bytes (64 MiB)."""
+MAX_DEPTH = 32
+"""The deepest nesting of JSON arrays and objects in a scenario (the top-level object is depth 1)."""
+MAX_OPS = 100_000
+"""The most operations in one scenario."""
+MAX_INT_TEXT = 80
+"""The longest integer written as a string (``"0x..."``); a JSON number may have at most this many digits."""
+SHOWN = 80
+"""The most characters of an offending value an error message shows."""
+
+TOP_KEYS = ("about", "config", "ops", "expected_results", "scenario")
+"""The keys of a scenario object, flat or wrapping one in ``scenario``."""
+WRAPPED_KEYS = ("config", "ops", "expected_results")
+"""The keys of the object inside ``{"scenario": {...}}``."""
+RECORDED_KEYS = (
+    "mutant",
+    "divergence",
+    "first_disagreement",
+    "abstraction",
+    "qemu_results",
+    "linux_observations",
+    "spec_observations",
+    "impl_observations",
+)
+"""Top-level keys the checkers and oracles record beside a scenario (kept in :attr:`Scenario.extra`)."""
+
+_shortener = reprlib.Repr()
+_shortener.maxlevel = 3
+_shortener.maxstring = SHOWN
+_shortener.maxother = SHOWN
+_shortener.maxlong = SHOWN
+
+
+def cut(text: str, limit: int = SHOWN) -> str:
+    """``text`` cut to ``limit`` characters, the last one an ellipsis when it is longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def shown(raw: object) -> str:
+    """A value as an error message shows it: its ``repr``, about :data:`SHOWN` characters at most."""
+    if isinstance(raw, str):
+        text = repr(raw[:SHOWN])
+        if len(raw) > SHOWN or len(text) > SHOWN + 2:
+            return f"{text[:SHOWN]}\N{HORIZONTAL ELLIPSIS} ({len(raw)} characters)"
+        return text
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw.bit_length() > 256:
+        return f"an integer of {raw.bit_length()} bits"
+    try:
+        return cut(_shortener.repr(raw))
+    except RecursionError:
+        return f"a deeply nested {type(raw).__name__}"
+
+
+def number(value: int) -> str:
+    """An integer as error messages show it: in hex, or its size when it has more than 256 bits."""
+    return hex(value) if value.bit_length() <= 256 else f"an integer of {value.bit_length()} bits"
+
 
 def parse_int(raw: object, where: str, lo: int = 0, hi: int = (1 << 64) - 1) -> int:
     """An integer given as a JSON number or a ``"0x..."``/decimal string, within ``lo..hi``."""
     if isinstance(raw, bool):
-        raise ScenarioError(where, f"expected an integer, got {raw!r}")
+        raise ScenarioError(where, f"expected an integer, got {shown(raw)}")
     if isinstance(raw, str):
+        if len(raw) > MAX_INT_TEXT:
+            raise ScenarioError(
+                where, f"expected an integer or hex string of at most {MAX_INT_TEXT} characters, got {shown(raw)}"
+            )
         try:
             value = int(raw, 0)
         except ValueError:
-            raise ScenarioError(where, f"expected an integer or hex string, got {raw!r}") from None
+            raise ScenarioError(where, f"expected an integer or hex string, got {shown(raw)}") from None
     elif isinstance(raw, int):
         value = raw
     else:
-        raise ScenarioError(where, f"expected an integer or hex string, got {raw!r}")
+        raise ScenarioError(where, f"expected an integer or hex string, got {shown(raw)}")
     if not lo <= value <= hi:
-        raise ScenarioError(where, f"{value:#x} is out of range: allowed {lo:#x} .. {hi:#x}")
+        raise ScenarioError(where, f"{number(value)} is out of range: allowed {lo:#x} .. {hi:#x}")
     return value
 
 
 def parse_bool(raw: object, where: str) -> bool:
     """A JSON boolean, nothing else."""
     if not isinstance(raw, bool):
-        raise ScenarioError(where, f"expected true or false, got {raw!r}")
+        raise ScenarioError(where, f"expected true or false, got {shown(raw)}")
     return raw
 
 
 def parse_choice(raw: object, where: str, allowed: Sequence[str]) -> str:
     """One of the ``allowed`` strings."""
     if raw not in allowed:
-        raise ScenarioError(where, f"expected one of {', '.join(allowed)}, got {raw!r}")
+        raise ScenarioError(where, f"expected one of {', '.join(allowed)}, got {shown(raw)}")
     assert isinstance(raw, str)
     return raw
 
@@ -118,9 +188,18 @@ class Config:
 
 
 class Op:
-    """Base of every scenario operation.  Subclasses are frozen dataclasses."""
+    """Base of every scenario operation.  Subclasses are frozen dataclasses.
+
+    ``layer`` names the machine an op runs on: ops of two different layers do
+    not meet in one scenario (see :func:`check_layers`); ``""`` runs on any.
+    """
 
     name: ClassVar[str]
+    layer: ClassVar[str] = ""
+
+    def footprint(self) -> Mapping[str, int]:
+        """What the op adds to the totals a scenario is bounded by (see :func:`limit_total`); none by default."""
+        return {}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> Op:
@@ -158,11 +237,80 @@ def parse_op(raw: object, where: str) -> Op:
     """One operation object, dispatched on its ``op`` field."""
     if not isinstance(raw, Mapping):
         raise ScenarioError(where, f"expected an object, got {type(raw).__name__}")
-    name = raw.get("op")
-    if name not in OP_TYPES:
-        raise ScenarioError(f"{where}.op", f"unknown operation {name!r}: allowed {', '.join(sorted(OP_TYPES))}")
-    assert isinstance(name, str)
+    if "op" not in raw:
+        raise ScenarioError(f"{where}.op", f"missing: the operation's name, one of {', '.join(sorted(OP_TYPES))}")
+    name = raw["op"]
+    if not isinstance(name, str) or name not in OP_TYPES:
+        raise ScenarioError(f"{where}.op", f"unknown operation {shown(name)}: allowed {', '.join(sorted(OP_TYPES))}")
     return OP_TYPES[name].from_json(raw, where)
+
+
+LAYER_NAMES: dict[str, str] = {}
+"""A phrase per layer for error messages (``"kernel": "a kernel op: ..."``), set by the modules that define one."""
+
+TOTAL_LIMITS: dict[str, tuple[int, str]] = {}
+"""Per-scenario totals: quantity -> (the most a scenario may add up to, what it bounds)."""
+
+
+def limit_total(quantity: str, limit: int, why: str) -> None:
+    """Bound the sum of ``quantity`` over the ops' :meth:`Op.footprint` in any scenario that is parsed."""
+    TOTAL_LIMITS[quantity] = (limit, why)
+
+
+def check_layers(ops: Sequence[Op]) -> None:
+    """Ops of two different layers cannot run in one scenario: name the first op that mixes them."""
+    seen: tuple[str, int] | None = None
+    for index, op in enumerate(ops):
+        if not op.layer:
+            continue
+        if seen is None:
+            seen = (op.layer, index)
+            continue
+        layer, at = seen
+        if op.layer != layer:
+            raise ScenarioError(
+                f"ops[{index}].op",
+                f"{op.name} is {LAYER_NAMES.get(op.layer, f'a {op.layer} op')}, but ops[{at}] ({ops[at].name}) is "
+                f"{LAYER_NAMES.get(layer, f'a {layer} op')}: "
+                f"this mixes the {layer} and {op.layer} layers, a scenario runs on one",
+            )
+
+
+def check_totals(ops: Sequence[Op]) -> None:
+    """Every total declared with :func:`limit_total` stays within its limit; name the op that passes it."""
+    totals: dict[str, int] = {}
+    for index, op in enumerate(ops):
+        for quantity, amount in op.footprint().items():
+            totals[quantity] = totals.get(quantity, 0) + amount
+            limit, why = TOTAL_LIMITS.get(quantity, (sys.maxsize, ""))
+            if totals[quantity] > limit:
+                raise ScenarioError(
+                    f"ops[{index}]", f"{quantity} add up to {totals[quantity]} here: allowed at most {limit} ({why})"
+                )
+
+
+def check_object_keys(raw: Mapping[object, object], prefix: str, allowed: Sequence[str]) -> None:
+    """Reject keys of a scenario (or of its ``scenario`` wrapper) outside ``allowed``."""
+    unknown = sorted(str(key) for key in raw if key not in allowed)
+    if unknown:
+        raise ScenarioError(f"{prefix}{unknown[0]}", f"unknown key: allowed {', '.join(allowed)}")
+
+
+def parse_expected(raw: object, count: int) -> tuple[Result, ...]:
+    """``expected_results``: a list of ``count`` result objects, one per op."""
+    if not isinstance(raw, list) or len(raw) != count:
+        got = f"a list of {len(raw)}" if isinstance(raw, list) else type(raw).__name__
+        raise ScenarioError("expected_results", f"expected a list of {count} results, one per op, got {got}")
+    for index, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise ScenarioError(
+                f"expected_results[{index}]",
+                f'expected an object (a result like {{"ok": true}}), got {"null" if item is None else shown(item)}',
+            )
+        bad = [key for key in item if not isinstance(key, str)]
+        if bad:
+            raise ScenarioError(f"expected_results[{index}]", f"keys must be strings, got {shown(bad[0])}")
+    return tuple(dict(item) for item in raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,31 +328,46 @@ class Scenario:
         """Check and build a scenario from parsed JSON.
 
         The ``{"scenario": {...}, "expected_results": [...]}`` wrapping of
-        annotated example files is accepted as well as the flat form.
+        annotated example files is accepted as well as the flat form; a key
+        given both outside and inside the wrapper is an error, as is any key
+        outside :data:`TOP_KEYS` and :data:`RECORDED_KEYS`.
         """
         if not isinstance(raw, Mapping):
             raise ScenarioError("scenario", f"expected an object, got {type(raw).__name__}")
+        check_object_keys(raw, "", (*TOP_KEYS, *RECORDED_KEYS))
         about = raw.get("about", "")
-        expected = raw.get("expected_results")
-        extra = {k: v for k, v in raw.items() if k not in {"scenario", "config", "ops", "expected_results", "about"}}
+        if not isinstance(about, str):
+            raise ScenarioError("about", f"expected a string, got {type(about).__name__}")
+        if "mutant" in raw and not isinstance(raw["mutant"], str):
+            raise ScenarioError("mutant", f"expected a mutant's name, got {shown(raw['mutant'])}")
+        extra = {k: v for k, v in raw.items() if k in RECORDED_KEYS}
+        body: Mapping[str, object] = raw
+        prefix = ""
         if "scenario" in raw:
             inner = raw["scenario"]
             if not isinstance(inner, Mapping):
-                raise ScenarioError("scenario", "expected an object with config and ops")
-            raw = inner
-            expected = raw.get("expected_results", expected)
-        if "config" not in raw:
-            raise ScenarioError("config", "missing: a scenario needs a config and a list of ops")
-        config = Config.from_json(raw["config"])
-        raw_ops = raw.get("ops")
+                raise ScenarioError("scenario", f"expected an object with config and ops, got {type(inner).__name__}")
+            check_object_keys(inner, "scenario.", WRAPPED_KEYS)
+            twice = sorted(set(inner) & set(raw) & set(WRAPPED_KEYS))
+            if twice:
+                raise ScenarioError(twice[0], "given both at the top level and inside scenario: give it once")
+            body = {**{k: raw[k] for k in WRAPPED_KEYS if k in raw}, **inner}
+            prefix = "scenario."
+        if "config" not in body:
+            raise ScenarioError(f"{prefix}config", "missing: a scenario needs a config and a list of ops")
+        config = Config.from_json(body["config"], f"{prefix}config")
+        raw_ops = body.get("ops")
         if not isinstance(raw_ops, list):
-            raise ScenarioError("ops", "missing or not a list of operations")
+            raise ScenarioError(f"{prefix}ops", "missing or not a list of operations")
+        if len(raw_ops) > MAX_OPS:
+            raise ScenarioError(f"{prefix}ops", f"{len(raw_ops)} operations: allowed at most {MAX_OPS}")
         ops = tuple(parse_op(op, f"ops[{i}]") for i, op in enumerate(raw_ops))
+        check_layers(ops)
+        check_totals(ops)
+        expected = body.get("expected_results")
         if expected is not None:
-            if not isinstance(expected, list) or len(expected) != len(ops):
-                raise ScenarioError("expected_results", f"expected a list of {len(ops)} results, one per op")
-            expected = tuple(expected)
-        return cls(config, ops, expected, str(about), extra)
+            expected = parse_expected(expected, len(ops))
+        return cls(config, ops, expected, about, extra)
 
     def to_json(self) -> dict[str, Any]:
         """The scenario as a JSON-ready object (the flat form)."""
@@ -219,13 +382,130 @@ class Scenario:
         return out
 
 
-def load(path: str | Path) -> Scenario:
-    """Read and check a scenario file."""
+class _Object(dict[str, Any]):
+    """A JSON object as read, remembering a key it held twice (reported with its path by :func:`check_structure`)."""
+
+    duplicate: str | None = None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    out = _Object()
+    for key, value in pairs:
+        if key in out and out.duplicate is None:
+            out.duplicate = key
+        out[key] = value
+    return out
+
+
+class _LongNumber:
+    """A JSON number with more than :data:`MAX_INT_TEXT` characters (reported with its path)."""
+
+    def __init__(self, text: str) -> None:
+        self.length = len(text)
+
+
+def _number(text: str) -> int | _LongNumber:
+    return int(text) if len(text) <= MAX_INT_TEXT else _LongNumber(text)
+
+
+def _path(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _children(value: object, path: str) -> Iterator[tuple[object, str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield item, _path(path, key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield item, f"{path}[{index}]"
+
+
+def check_structure(raw: object, where: str) -> None:
+    """What JSON itself allows but a scenario does not, named by path: nesting deeper than :data:`MAX_DEPTH`,
+    a key given twice, a number too long, NaN or infinity, a string that is not valid Unicode."""
+    stack: list[tuple[object, str, int]] = [(raw, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        here = path or where
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise ScenarioError(here, f"nested more than {MAX_DEPTH} arrays and objects deep")
+            if isinstance(value, _Object) and value.duplicate is not None:
+                raise ScenarioError(_path(path, value.duplicate), "duplicate key: each key may appear once")
+            for key in value if isinstance(value, dict) else ():
+                _check_text(key, _path(path, "<key>"))
+            stack.extend((item, item_path, depth + 1) for item, item_path in _children(value, path))
+        elif isinstance(value, _LongNumber):
+            raise ScenarioError(here, f"a number of {value.length} characters: allowed at most {MAX_INT_TEXT}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ScenarioError(here, f"{value} is not a finite number")
+        elif isinstance(value, str):
+            _check_text(value, here)
+
+
+def _check_text(text: str, where: str) -> None:
     try:
-        raw = json.loads(Path(path).read_text())
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ScenarioError(where, f"not valid Unicode: a lone surrogate {text[exc.start]!r} at {exc.start}") from None
+
+
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+"""Byte-order marks and the encoding each announces: a file without one is UTF-8."""
+
+
+def decode(data: bytes, where: str) -> str:
+    """The text of a scenario file: UTF-8, or UTF-8, UTF-16 or UTF-32 announced by a byte-order mark."""
+    encoding = next((name for bom, name in BOMS if data.startswith(bom)), "utf-8")
+    if encoding == "utf-8" and b"\0" in data:
+        offset = data.index(b"\0")
+        raise ScenarioError(where, f"not UTF-8 text: byte 0x00 at offset {offset} (UTF-16 without a byte-order mark?)")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start : exc.start + 1].hex()
+        hint = "" if encoding != "utf-8" else " (UTF-16 and UTF-32 are read only after a byte-order mark)"
+        raise ScenarioError(where, f"not {encoding.upper()} text: byte 0x{bad} at offset {exc.start}{hint}") from None
+
+
+def loads(data: bytes | str, where: str = "scenario") -> Scenario:
+    """Parse and check a scenario from the bytes (or text) of a file; ``where`` names the file in errors."""
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioError(where, f"{len(data)} bytes: a scenario file may have at most {MAX_FILE_BYTES}")
+    text = decode(data, where) if isinstance(data, bytes) else data
+    try:
+        raw = json.loads(text, object_pairs_hook=_object, parse_int=_number, parse_constant=float)
     except json.JSONDecodeError as exc:
-        raise ScenarioError(str(path), f"not valid JSON: {exc}") from None
+        raise ScenarioError(where, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(where, f"nested more than {MAX_DEPTH} arrays and objects deep") from None
+    check_structure(raw, where)
     return Scenario.from_json(raw)
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The bytes of a scenario file, ``-`` for standard input, at most :data:`MAX_FILE_BYTES` of them."""
+    if str(path) == "-":
+        data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+    else:
+        with Path(path).open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioError(str(path), f"more than {MAX_FILE_BYTES} bytes: a scenario file may have at most that")
+    return data
+
+
+def load(path: str | Path) -> Scenario:
+    """Read and check a scenario file (``-``: standard input)."""
+    where = "<stdin>" if str(path) == "-" else str(path)
+    return loads(read_bytes(path), where)
 
 
 def dump(scenario: Scenario, path: str | Path) -> Path:
@@ -234,4 +514,3 @@ def dump(scenario: Scenario, path: str | Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(scenario.to_json(), indent=1) + "\n")
     return target
-

@@ -1,20 +1,27 @@
 """The ``mmcheck`` command line.
 
 Exit codes: 0 success, 1 a check failed (divergence, unexpected result),
-2 bad input (malformed scenario, an operation outside its domain).
+2 bad input (malformed scenario, an operation outside its domain, an option
+out of its range), with a one-line message naming the field or option.  When
+the reader of standard output goes away (``mmcheck replay X | head -1``) the
+command stops quietly with exit code 141 (128 + SIGPIPE, what a shell reports
+for a Unix tool killed by SIGPIPE); an interrupt (Ctrl-C) exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
-from lang.errors import MMCheckError, UnknownMutant
+from lang.errors import InvalidArgument, MMCheckError, UnknownMutant
 from lang.hardware_ops import Access
-from lang.scenario import KINDS, MODES, load, parse_int
+from lang.scenario import KINDS, MODES, load, parse_int, shown
+from mmcheck import __version__
 from mmcheck.views.buddyview import VIEW_MODELS, buddy_view
 from mmcheck.views.walkview import describe_walk
 from properties.drivers import SpecRunner
@@ -60,8 +67,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_walk(args: argparse.Namespace) -> int:
-    scenario = load(args.file)
     va = parse_int(args.va, "--va")
+    scenario = load(args.file)
+    kernel = next((i for i, op in enumerate(scenario.ops) if op.layer == "kernel"), None)
+    if kernel is not None:
+        raise InvalidArgument(
+            f"ops[{kernel}] ({scenario.ops[kernel].name}): walk follows the page tables a machine-level scenario "
+            "builds with write_phys and set_cpu; the page tables of a kernel scenario are shown by mmcheck draw"
+        )
     runner = SpecRunner(scenario.config)
     for op in scenario.ops:
         if not isinstance(op, Access):
@@ -104,6 +117,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    max_states = MAX_STATES[args.layer] if args.max_states is None else args.max_states
+    if max_states > MAX_STATES[args.layer]:
+        raise InvalidArgument(
+            f"--max-states: {max_states} is out of range for --layer {args.layer}: allowed 1..{MAX_STATES[args.layer]}"
+        )
     if args.layer == "smp":
         from proofs.explore import run_exploration
         from proofs.smp_system import SmpBounds, SmpSystem
@@ -120,7 +138,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             flush=True,
         )
         system = SmpSystem(smp, seed=args.seed)
-        result, saved = run_exploration(system, args.depth, args.max_states, "smp", progress, args.time_limit)
+        result, saved = run_exploration(system, args.depth, max_states, "smp", progress, args.time_limit)
     else:
         from proofs.explore import run_exploration
         from proofs.systems import BuddyBounds, BuddySystem
@@ -134,7 +152,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             flush=True,
         )
         result, saved = run_exploration(
-            BuddySystem(bounds), args.depth, args.max_states, args.layer, progress, args.time_limit
+            BuddySystem(bounds), args.depth, max_states, args.layer, progress, args.time_limit
         )
     if is_terminal():
         print_table(stats_table("explore", explore_figures(result.stats)))
@@ -234,15 +252,17 @@ def cmd_buddy(args: argparse.Namespace) -> int:
 def cmd_draw(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mmcheck.views.draw import scenario_picture, to_text, write
+    from mmcheck.views.draw import check_targets, scenario_picture, to_text, write
 
+    if args.output is not None:
+        check_targets(Path(args.output), args.force)
     picture = scenario_picture(load(args.file), Path(args.file).name, args.step, args.pid)
     if args.json:
         print(json.dumps(picture.to_json()))
     elif args.output is None:
         print(to_text(picture), end="")
     else:
-        for note in write(picture, Path(args.output)):
+        for note in write(picture, Path(args.output), args.force):
             print(note)
     return 0
 
@@ -250,9 +270,13 @@ def cmd_draw(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mmcheck.views.plot import write_plot
+    from mmcheck import output
+    from mmcheck.views.plot import FORMATS, write_plot
 
-    print(write_plot(load(args.file), Path(args.file).name, Path(args.output), args.model))
+    target = Path(args.output)
+    output.output_format(target, FORMATS)
+    output.check_writable(target, args.force)
+    print(write_plot(load(args.file), Path(args.file).name, target, args.model, args.force))
     return 0
 
 
@@ -291,15 +315,74 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     return 0 if all(c.killed and not c.problems for c in catches) else 1
 
 
+MAX_STATES = {"buddy": 5_000_000, "smp": 500_000}
+"""The most distinct states ``explore`` visits (also its default bound): an SMP state is some 20 KiB, a buddy one
+about 1 KiB, so either bound stays within about 10 GiB."""
+MAX_JOBS = 32
+"""The most mutants ``mutants`` hunts at once (each in its own process, some 300 MiB)."""
+MAX_TIME_LIMIT = 7 * 24 * 3600.0
+"""The longest ``--time-limit``: a week, in seconds."""
+MAX_OPTION_TEXT = 40
+
+
+def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: a decimal integer in ``lo..hi`` (the message names the range; argparse names the option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text) if len(text) <= MAX_OPTION_TEXT else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise argparse.ArgumentTypeError(f"expected an integer in {lo}..{hi}, got {shown(text)}")
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: allowed {lo}..{hi}")
+        return value
+
+    parse.__name__ = f"integer in {lo}..{hi}"
+    return parse
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0, at most :data:`MAX_TIME_LIMIT`."""
+    allowed = f"allowed more than 0, at most {MAX_TIME_LIMIT:.0f}"
+    try:
+        value = float(text) if len(text) <= MAX_OPTION_TEXT else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, got {shown(text)}: {allowed}")
+    if not 0 < value <= MAX_TIME_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value:g} is out of range: {allowed}")
+    return value
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """``text`` on one line, cut in the middle to ``limit`` characters (its start and its end show)."""
+    text = " ".join(text.split("\n"))
+    if len(text) <= limit:
+        return text
+    half = (limit - 1) // 2
+    return f"{text[:half]}\N{HORIZONTAL ELLIPSIS}{text[len(text) - (limit - 1 - half) :]}"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (with where to find help), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mmcheck",
         description="Model-checked x86-64 virtual memory: replay, walk and check scenarios.",
     )
+    parser.add_argument("--version", action="version", version=f"mmcheck {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("replay", help="run a scenario on the spec and the implementation and compare")
-    p.add_argument("file", help="scenario JSON file")
+    p.add_argument("file", help="scenario JSON file (- for standard input)")
     p.add_argument("--json", action="store_true", help="print one JSON object with a results list")
     p.add_argument("--model", choices=MODELS, default="both", help="run one side only (default: both)")
     p.add_argument(
@@ -327,21 +410,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explore", help="model-check: every reachable state within a bound, breadth-first")
     p.add_argument("--layer", choices=("buddy", "smp"), default="buddy", help="which system to explore")
-    p.add_argument("--frames", type=int, default=None, help="physical frames (buddy: 10, smp: 16)")
-    p.add_argument("--max-order", type=int, default=2, help="largest buddy order")
-    p.add_argument("--alloc-order", type=int, default=1, help="largest order the explorer allocates")
-    p.add_argument("--depth", type=int, default=20, help="maximum operations on a path")
-    p.add_argument("--max-states", type=int, default=None, help="stop after this many distinct states")
-    p.add_argument("--no-bad-frees", action="store_true", help="leave out frees with the wrong order")
-    p.add_argument("--cpus", type=int, default=2, help="smp: CPUs")
-    p.add_argument("--procs", type=int, default=2, help="smp: live processes at most")
-    p.add_argument("--pages", type=int, default=2, help="smp: pages in the window mappings change")
-    p.add_argument("--flights", type=int, default=1, help="smp: mapping changes in flight at once")
-    p.add_argument("--tlb-entries", type=int, default=2, help="smp: entries of each CPU's TLB in the implementation")
     p.add_argument(
-        "--seed", type=int, default=None, help="smp: shuffle the order ops are tried in (same seed, same run)"
+        "--frames", type=bounded_int(1, 256), default=None, help="physical frames, 1..256 (buddy: 10, smp: 16)"
     )
-    p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds (not exhausted)")
+    p.add_argument("--max-order", type=bounded_int(0, 10), default=2, help="largest buddy order, 0..10")
+    p.add_argument(
+        "--alloc-order", type=bounded_int(0, 10), default=1, help="largest order the explorer allocates, 0..10"
+    )
+    p.add_argument("--depth", type=bounded_int(0, 1000), default=20, help="maximum operations on a path, 0..1000")
+    p.add_argument(
+        "--max-states",
+        type=bounded_int(1, MAX_STATES["buddy"]),
+        default=None,
+        help=f"stop after this many distinct states (at most and by default: buddy {MAX_STATES['buddy']}, "
+        f"smp {MAX_STATES['smp']})",
+    )
+    p.add_argument("--no-bad-frees", action="store_true", help="leave out frees with the wrong order")
+    p.add_argument("--cpus", type=bounded_int(1, 8), default=2, help="smp: CPUs, 1..8")
+    p.add_argument("--procs", type=bounded_int(1, 8), default=2, help="smp: live processes at most, 1..8")
+    p.add_argument(
+        "--pages", type=bounded_int(1, 16), default=2, help="smp: pages in the window mappings change, 1..16"
+    )
+    p.add_argument("--flights", type=bounded_int(1, 4), default=1, help="smp: mapping changes in flight at once, 1..4")
+    p.add_argument(
+        "--tlb-entries",
+        type=bounded_int(0, 64),
+        default=2,
+        help="smp: entries of each CPU's TLB in the implementation, 0..64 (0: no TLB)",
+    )
+    p.add_argument(
+        "--seed",
+        type=bounded_int(0, (1 << 64) - 1),
+        default=None,
+        help="smp: shuffle the order ops are tried in (same seed, same run)",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=positive_seconds,
+        default=None,
+        help=f"stop after this many seconds (not exhausted), at most {MAX_TIME_LIMIT:.0f}",
+    )
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("quiz", help="a generated exercise; -c prints the worked answer")
@@ -387,7 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mutants", help="apply each catalogued bug to the implementation; show which check catches it")
     p.add_argument("--layer", action="append", help="only mutants of this layer (repeatable): walk, buddy, ...")
     p.add_argument("--name", action="append", help="only the mutant of this name (repeatable)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants hunted at once (default: cores)")
+    p.add_argument(
+        "--jobs",
+        type=bounded_int(1, MAX_JOBS),
+        default=min(os.cpu_count() or 1, MAX_JOBS),
+        help=f"mutants hunted at once, 1..{MAX_JOBS} (default: cores)",
+    )
     p.add_argument("--output", default=None, help="folder for counterexamples (default: <counterexamples>/mutants)")
     p.add_argument("--list", action="store_true", help="list the catalogue (name, layer, what it mirrors) and exit")
     p.add_argument("-v", "--verbose", action="store_true", help="every detector's verdict, time and scenario")
@@ -405,29 +518,56 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="out.svg (needs Graphviz dot, else writes out.txt), out.dot or out.txt; default: text to stdout",
     )
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.add_argument("--json", action="store_true", help="print the graph description (nodes, edges, free lists) as JSON")
     p.set_defaults(func=cmd_draw)
 
     p = sub.add_parser("plot", help="plot free blocks per order over the steps of a buddy scenario (needs matplotlib)")
     p.add_argument("file", help="scenario JSON file with alloc_pages / free_pages ops")
     p.add_argument("-o", "--output", required=True, help="out.png, out.svg or out.pdf")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.add_argument("--model", choices=VIEW_MODELS, default="spec", help="whose free lists to count (default: spec)")
     p.set_defaults(func=cmd_plot)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = run(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_stdout()
+        return 141
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def run(argv: Sequence[str] | None) -> int:
+    """Parse the arguments and run the command; bad input is one line on stderr and exit code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
     except MMCheckError as exc:
-        print(f"mmcheck: error: {exc}", file=sys.stderr)
+        print(f"mmcheck: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise
     except OSError as exc:
-        print(f"mmcheck: error: {exc}", file=sys.stderr)
+        print(f"mmcheck: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     return code
+
+
+def quiet_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's last flush does not fail on a closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -397,9 +397,9 @@ class Kernel:
 
     def switch(self, cpu: int, pid: int) -> Result:
         """Run ``pid`` on ``cpu``: load its PML4 into CR3."""
-        proc = self.proc(pid)
         if not 0 <= cpu < len(self.current):
             raise UnknownCpu(f"cpu {cpu} does not exist: allowed 0..{len(self.current) - 1}")
+        proc = self.proc(pid)
         self.current[cpu] = pid
         self._load_cr3(cpu, proc.root)
         return OK

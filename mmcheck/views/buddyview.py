@@ -52,7 +52,8 @@ def impl_free_lists(runner: ImplRunner) -> list[list[int]]:
 
 
 def buddy_view(scenario: Scenario, model: str = "spec") -> Iterator[str]:
-    """Run ``scenario`` on one side; after the start and after each buddy op, show the free lists."""
+    """Run ``scenario`` on one side; after the start, after each buddy op and after each other op that allocated
+    or freed frames (a kernel op: the kernel's boot, spawn, fork, a fault), show the free lists."""
     runner: SpecRunner | ImplRunner = SpecRunner(scenario.config) if model == "spec" else ImplRunner(scenario.config)
 
     def lists() -> list[list[int]]:
@@ -68,13 +69,14 @@ def buddy_view(scenario: Scenario, model: str = "spec") -> Iterator[str]:
     yield f"{config.frames} frames, max_order {config.max_order}, {model} free lists"
     yield from show()
     for index, op in enumerate(scenario.ops):
+        before = lists()
         result = runner.apply(op)
         yield f"{index:3} {json.dumps(op.to_json())}\n    -> {json.dumps(result)}"
-        if not isinstance(op, BUDDY_OPS) or isinstance(op, BuddyInfo):
+        if isinstance(op, BuddyInfo):
             continue
-        if runner.buddy_error is not None:
+        if isinstance(op, BUDDY_OPS) and runner.buddy_error is not None:
             yield f"    refused, {type(runner.buddy_error).__name__}: {runner.buddy_error} (nothing changed)"
-        else:
+        elif isinstance(op, BUDDY_OPS) or lists() != before:
             yield from show()
 
 

@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lang.errors import MMCheckError, ScenarioError
+from lang.errors import MMCheckError, OutputRefused, ScenarioError
 from lang.scenario import Scenario
+from mmcheck import output
 from properties.drivers import SpecRunner
 from properties.replay import ReplayInputError
 from spec.alloc.buddy import BuddyState
@@ -315,10 +316,26 @@ def to_dot(pic: Picture) -> str:
 
 def output_format(path: Path) -> str:
     """``svg``, ``dot`` or ``txt`` from the file name."""
-    suffix = path.suffix.lstrip(".").lower()
-    if suffix not in FORMATS:
-        raise ScenarioError("-o", f"unknown output format {path.suffix!r}: allowed .svg, .dot, .txt")
-    return suffix
+    return output.output_format(path, FORMATS)
+
+
+def targets(path: Path) -> list[Path]:
+    """The files a write to ``path`` creates: the text picture beside it when an SVG is asked for without Graphviz."""
+    if output_format(path) == "svg" and shutil.which("dot") is None:
+        return [path.with_suffix(".txt")]
+    return [path]
+
+
+def check_targets(path: Path, force: bool) -> None:
+    """Refuse before anything is drawn if :func:`write` would write where it must not (see :mod:`mmcheck.output`)."""
+    for target in targets(path):
+        try:
+            output.check_writable(target, force)
+        except OutputRefused as exc:
+            if target == path:
+                raise
+            reason = str(exc).removeprefix("-o: ")
+            raise OutputRefused(f"-o: dot (Graphviz) not found, so {path} would be written as text: {reason}") from None
 
 
 def render_svg(dot_text: str, path: Path) -> None:
@@ -330,19 +347,22 @@ def render_svg(dot_text: str, path: Path) -> None:
         raise MMCheckError(f"dot -Tsvg failed: {done.stderr.strip()}")
 
 
-def write(pic: Picture, path: Path) -> list[str]:
+def write(pic: Picture, path: Path, force: bool = False) -> list[str]:
     """Write the picture to ``path`` in the format its suffix names; the notes to print.
 
     Without Graphviz an SVG request writes the plain-text picture next to it
-    (``out.svg`` -> ``out.txt``) and says so.
+    (``out.svg`` -> ``out.txt``) and says so.  An existing file is replaced
+    only with ``force``.
     """
     fmt = output_format(path)
+    check_targets(path, force)
     if fmt == "svg" and shutil.which("dot") is None:
         fallback = path.with_suffix(".txt")
-        fallback.write_text(to_text(pic))
+        output.write_file(fallback, lambda temporary: temporary.write_text(to_text(pic)))
         return [f"dot (Graphviz) not found: wrote the plain-text picture to {fallback} instead of {path}"]
     if fmt == "svg":
-        render_svg(to_dot(pic), path)
+        output.write_file(path, lambda temporary: render_svg(to_dot(pic), temporary))
     else:
-        path.write_text(to_dot(pic) if fmt == "dot" else to_text(pic))
+        text = to_dot(pic) if fmt == "dot" else to_text(pic)
+        output.write_file(path, lambda temporary: temporary.write_text(text))
     return [f"wrote {path}"]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, cast
 
 from lang.errors import MMCheckError
 from lang.scenario import Scenario
+from mmcheck import output
 from mmcheck.views.buddyview import BUDDY_OPS, buddy_json
 
 if TYPE_CHECKING:
@@ -62,7 +63,16 @@ def free_block_figure(scenario: Scenario, title: str, model: str = "spec") -> Fi
     return figure
 
 
-def write_plot(scenario: Scenario, title: str, output: Path, model: str = "spec") -> str:
-    """Save the figure to ``output`` (format from the suffix: png, svg, pdf); the note to print."""
-    free_block_figure(scenario, title, model).savefig(output)
-    return f"wrote {output}"
+FORMATS = ("png", "svg", "pdf")
+
+
+def write_plot(scenario: Scenario, title: str, path: Path, model: str = "spec", force: bool = False) -> str:
+    """Save the figure to ``path`` (format from the suffix: png, svg, pdf); the note to print.
+
+    An existing file is replaced only with ``force`` (see :mod:`mmcheck.output`).
+    """
+    fmt = output.output_format(path, FORMATS)
+    output.check_writable(path, force)
+    figure = free_block_figure(scenario, title, model)
+    output.write_file(path, lambda temporary: figure.savefig(temporary, format=fmt))
+    return f"wrote {path}"

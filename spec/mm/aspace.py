@@ -237,9 +237,9 @@ def madvise_dontneed(k: Kernel, pid: int, va: int, pages: int) -> tuple[Kernel, 
 
 
 def switch(k: Kernel, cpu: int, pid: int) -> tuple[Kernel, Outcome]:
-    """CPU ``cpu`` runs ``pid`` (loads its CR3)."""
-    space(k, pid)
+    """CPU ``cpu`` runs ``pid`` (loads its CR3); an unknown CPU is reported before an unknown pid."""
     check_cpu(k, cpu)
+    space(k, pid)
     return replace(k, current=tuple(pid if i == cpu else c for i, c in enumerate(k.current))), Ok()
 
 
