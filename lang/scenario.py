@@ -75,6 +75,8 @@ class Config:
     ``tlb_entries`` is each CPU's TLB capacity in the implementation (0: no
     TLB); ``flush_ceiling`` the most pages a shootdown flushes one by one
     before it flushes everything (Linux's ``tlb_single_page_flush_ceiling``).
+    ``slab_seed`` seeds each slab cache's freelist-pointer secret (``s->random``);
+    ``slub_min_objects`` is the ``slab_min_objects=`` boot parameter (0: from the CPU count).
     """
 
     frames: int
@@ -84,6 +86,8 @@ class Config:
     max_order: int = 10
     tlb_entries: int = 64
     flush_ceiling: int = 33
+    slab_seed: int = 0
+    slub_min_objects: int = 0
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "frames": (1, 1 << 24),
@@ -93,9 +97,11 @@ class Config:
         "max_order": (0, 20),
         "tlb_entries": (0, 1 << 16),
         "flush_ceiling": (0, 1 << 20),
+        "slab_seed": (0, (1 << 64) - 1),
+        "slub_min_objects": (0, 32767),
     }
     # Written only when they differ from the default, so scenarios from before they existed read the same.
-    OPTIONAL: ClassVar[dict[str, int]] = {"tlb_entries": 64, "flush_ceiling": 33}
+    OPTIONAL: ClassVar[dict[str, int]] = {"tlb_entries": 64, "flush_ceiling": 33, "slab_seed": 0, "slub_min_objects": 0}
 
     @classmethod
     def from_json(cls, raw: object, where: str = "config") -> Config:
@@ -234,4 +240,3 @@ def dump(scenario: Scenario, path: str | Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(scenario.to_json(), indent=1) + "\n")
     return target
-
