@@ -172,6 +172,13 @@ def huge_machine(mutant: Mutant) -> RunResult:
     return status, saved_if_refuted(status, counterexample_path(HugeMachine)), detail
 
 
+def slab_machine(mutant: Mutant) -> RunResult:
+    from properties.slab.slab_machine import SlabMachine, run_machine
+
+    status, detail = run_machine(run_settings=ci_settings(shrink=True))
+    return status, saved_if_refuted(status, counterexample_path(SlabMachine)), detail
+
+
 def buddy_explorer(mutant: Mutant) -> RunResult:
     """The model checker at ``verify``'s bound: every reachable state of 10 frames, breadth-first."""
     from proofs.explore import run_exploration
@@ -235,6 +242,7 @@ BUDDY_MACHINE = Detector("machine", "buddy-machine", buddy_machine)
 KERNEL_MACHINE = Detector("machine", "kernel-machine", kernel_machine)
 SMP_MACHINE = Detector("machine", "smp-machine", smp_machine)
 HUGE_MACHINE = Detector("machine", "huge-machine", huge_machine)
+SLAB_MACHINE = Detector("machine", "slab-machine", slab_machine)
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -245,6 +253,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "aspace": (KERNEL_MACHINE,),
     "tlb": (SMP_MACHINE, SMP_EXPLORER),
     "huge": (HUGE_MACHINE,),
+    "slab": (SLAB_MACHINE,),
 }
 
 
