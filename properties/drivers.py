@@ -309,8 +309,14 @@ class Lockstep:
         self.spec.state = spec_mmu.MmuState(impl_memory, self.spec.state.cpus, self.spec.state.maxphyaddr)
 
     def apply_slab(self, index: int, op: SlabOp) -> Result:
-        """A slab op: the implementation first, then the spec with its choices; see :mod:`properties.slab.driver`."""
+        """A slab op: the implementation first, then the spec with its choices; see :mod:`properties.slab.driver`.
+
+        Memory is checked frame by frame: every frame the op changed must be a slab page before or after it
+        (those the spec's memory takes over), so the rest of memory, equal before, is equal after.
+        """
+        mem = self.impl.mem
         before = self.impl.slab.frames()
+        snapshot = {pfn: mem.frame_snapshot(pfn) for pfn in mem.written_frames()}
         spec_error = impl_error = None
         spec_result = impl_result = None
         try:
@@ -335,9 +341,17 @@ class Lockstep:
         if spec_result != impl_result:
             raise DivergenceError(Divergence(index, op, "results differ", spec_result, impl_result))
         frames = before | self.impl.slab.frames()
-        memory = adopt_slab_words(self.spec.state.memory, self.impl.mem, frames)
-        self.spec.state = spec_mmu.MmuState(memory, self.spec.state.cpus, self.spec.state.maxphyaddr)
-        self.check_abstraction(index, op, self.spec.state)
+        written = set(snapshot) | set(mem.written_frames())
+        changed = frozenset(pfn for pfn in written if not mem.frame_matches(pfn, snapshot.get(pfn, b"")))
+        outside = sorted(changed - frames)
+        if outside:
+            where = ", ".join(hex(pfn) for pfn in outside)
+            raise DivergenceError(Divergence(index, op, "memory differs", "no frame but slab pages written", where))
+        if changed:
+            memory = adopt_slab_words(self.spec.state.memory, mem, changed)
+            self.spec.state = spec_mmu.MmuState(memory, self.spec.state.cpus, self.spec.state.maxphyaddr)
+        self.check_buddy_abstraction(index, op)
+        self.check_slab(index, op)
         return spec_result
 
     def check_slab(self, index: int, op: Op) -> None:
@@ -351,7 +365,7 @@ class Lockstep:
         actual = abstract_slab(slub, expected.words)
         if actual != expected:
             raise DivergenceError(Divergence(index, op, "slab allocator differs", *slab_difference(expected, actual)))
-        problems = count_violations(slub) + words_differences(slub, expected.words)
+        problems = count_violations(slub, actual) + words_differences(slub, expected.words)
         if problems:
             raise DivergenceError(Divergence(index, op, "slab implementation inconsistent", "", "; ".join(problems)))
 

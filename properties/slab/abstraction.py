@@ -89,13 +89,14 @@ def words_differences(slub: Slub, words: Mapping[int, int]) -> list[str]:
     return problems
 
 
-def count_violations(slub: Slub) -> list[str]:
-    """The implementation's own counters agree with its lists: ``inuse`` plus the free objects is
-    ``objects``; a slab is frozen exactly when it is a CPU's; the node counters count the slabs."""
+def count_violations(slub: Slub, abstract: SlabState) -> list[str]:
+    """The implementation's own counters agree with its lists (``abstract``, its abstraction): ``inuse``
+    plus the free objects is ``objects``; a slab is frozen exactly when it is a CPU's; the node counters
+    count the slabs."""
     problems = []
     slabs = slub.slabs()
     for slab in slabs:
-        free = len(decode_freelist(slub, slab))
+        free = len(abstract.slabs[slab.pfn].freelist)
         if slab.inuse + free != slab.objects:
             problems.append(f"slab {slab.pfn:#x}: inuse {slab.inuse} + {free} free != {slab.objects} objects")
         if slab.frozen != any(c is slab for c in slab.cache.cpu_slab):

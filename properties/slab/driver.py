@@ -222,8 +222,12 @@ def check_config(config: Config) -> None:
 
 
 def adopt_slab_words(memory: PhysMemory, mem: PhysMem, frames: frozenset[int]) -> PhysMemory:
-    """``memory`` with the words of ``frames`` taken from the implementation's memory ``mem``."""
-    kept = {pa: v for pa, v in memory.words.items() if pa >> 12 not in frames}
+    """``memory`` with the words of ``frames`` (the frames a slab op changed) taken from the implementation's
+    memory ``mem``."""
+    kept = dict(memory.words)
     for pfn in sorted(frames):
-        kept.update(((pfn << 12) + offset, v) for offset, v in mem.frame_words(pfn).items())
+        base = pfn << 12
+        for offset in range(0, 4096, 8):
+            kept.pop(base + offset, None)
+        kept.update((base + index * 8, v) for index, v in mem.frame_entries(pfn))
     return PhysMemory(memory.frames, MappingProxyType(kept))

@@ -73,11 +73,18 @@ class SlabMachine(RuleBasedStateMachine):
         super().__init__()
         self.recorder: RecordingLockstep | None = None
         self.held: set[Block] = set()
+        self.allocated: list[int] = []
 
-    @initialize(config=st.sampled_from(CONFIGS), size=st.sampled_from(SIZES), ctor=st.booleans())
-    def boot(self, config: Config, size: int, ctor: bool) -> None:
+    @initialize(
+        config=st.sampled_from(CONFIGS),
+        sizes=st.tuples(*(st.sampled_from(SIZES) for _ in NAMES)),
+        ctors=st.tuples(*(st.booleans() for _ in NAMES)),
+    )
+    def boot(self, config: Config, sizes: tuple[int, ...], ctors: tuple[bool, ...]) -> None:
+        """Every name starts as a cache (equal sizes merge: the later name becomes an alias)."""
         self.recorder = RecordingLockstep(self.name, config)
-        self.run(KmemCacheCreate(NAMES[0], size, 0, ctor))
+        for name, size, ctor in zip(NAMES, sizes, ctors, strict=True):
+            self.run(KmemCacheCreate(name, size, 0, ctor))
 
     def run(self, op: Op) -> Result:
         assert self.recorder is not None
@@ -103,15 +110,34 @@ class SlabMachine(RuleBasedStateMachine):
             return "a"
         return next((n for n, r in sorted(state.names.items()) if r == real), real)
 
-    @rule(
-        name=st.sampled_from(NAMES), size=st.sampled_from(SIZES), align=st.sampled_from((0, 8, 64, 3)), ctor=st.booleans()
-    )
-    def create(self, name: str, size: int, align: int, ctor: bool) -> None:
+    @rule(size=st.sampled_from(SIZES), align=st.sampled_from((0, 8, 64, 3)), ctor=st.booleans())
+    def create(self, size: int, align: int, ctor: bool) -> None:
+        """Create a cache under the first name not in use (the last name again, a duplicate, when all are)."""
+        state = self.recorder.lockstep.spec.slab.state if self.recorder else None
+        names = state.names if state is not None else {}
+        name = next((n for n in NAMES if n not in names), NAMES[-1])
         self.run(KmemCacheCreate(name, size, align, ctor))
 
     def alloc_from(self, name: str, cpu: int) -> MultipleResults[int] | int:
         result = self.run(KmemCacheAlloc(name, self.cpu_for(cpu)))
-        return int(result["addr"], 16) if "addr" in result else multiple()
+        if "addr" not in result:
+            return multiple()
+        self.allocated.append(int(result["addr"], 16))
+        return self.allocated[-1]
+
+    # Bursts fill several slabs and then empty them, so the partial list grows to min_partial and past it.
+    @rule(target=objects, count=st.sampled_from((3, 7)))
+    def alloc_burst(self, count: int) -> MultipleResults[int]:
+        got = [self.alloc_from(NAMES[0], 0) for _ in range(count)]
+        return multiple(*(a for a in got if isinstance(a, int)))
+
+    @rule(count=st.sampled_from((2, 8)), stride=st.sampled_from((1, 2)))
+    def free_burst(self, count: int, stride: int) -> None:
+        """Free up to ``count`` of the most recent allocations, every ``stride``-th one."""
+        chosen = self.allocated[::-stride][:count]
+        self.allocated = [a for a in self.allocated if a not in chosen]
+        for addr in chosen:
+            self.run(KmemCacheFree(self.owner(addr), addr))
 
     # Allocation has three rules, so it is drawn three times as often as any other op: slabs fill up.
     @rule(target=objects, cpu=st.integers(0, 3))
@@ -129,7 +155,10 @@ class SlabMachine(RuleBasedStateMachine):
     @rule(target=objects, size=st.sampled_from(KMALLOC_SIZES), cpu=st.integers(0, 1))
     def kmalloc(self, size: int, cpu: int) -> MultipleResults[int] | int:
         result = self.run(Kmalloc(size, self.cpu_for(cpu)))
-        return int(result["addr"], 16) if "addr" in result else multiple()
+        if "addr" not in result:
+            return multiple()
+        self.allocated.append(int(result["addr"], 16))
+        return self.allocated[-1]
 
     @rule(addr=objects)
     def free(self, addr: int) -> None:
@@ -159,9 +188,13 @@ class SlabMachine(RuleBasedStateMachine):
     def read(self, addr: int) -> None:
         self.run(KmemRead(addr))
 
-    @rule(name=st.sampled_from((*NAMES, "kmalloc-2k")), destroy=st.booleans())
-    def shrink_or_destroy(self, name: str, destroy: bool) -> None:
-        self.run(KmemCacheDestroy(name) if destroy else KmemCacheShrink(name))
+    @rule(name=st.sampled_from(NAMES))
+    def shrink(self, name: str) -> None:
+        self.run(KmemCacheShrink(name))
+
+    @rule(name=st.sampled_from((*NAMES, "kmalloc-2k")))
+    def destroy(self, name: str) -> None:
+        self.run(KmemCacheDestroy(name))
 
     @rule()
     def observe(self) -> None:
