@@ -58,8 +58,8 @@ SLAB_MUTANTS = (
     ),
     Mutant(
         "slab-objects-off-by-one",
-        "commit 9736d2a92dc4 class (objects per slab miscounted): one object more than fits, "
-        "the last crossing the end of the slab into the next page",
+        "heap overflow past a slab's end, the write of CVE-2021-22555 (x_tables) made by the allocator itself: "
+        "oo's object count one too many, the last object crossing the end of the slab into the next page",
         f"{REFINES}; objects inside their slab",
         "slab",
         SourcePatch(
@@ -70,16 +70,16 @@ SLAB_MUTANTS = (
     ),
     Mutant(
         "slab-empty-never-discarded",
-        "memory leak class of commit 4c7ba22e4c17 (mm/slub: fix a memory leak in sysfs_slab_add()) at the page "
-        "level: discard_slab forgets the slab but never returns its pages to the buddy",
+        "commit e95eed571e85 (SLUB: Add MIN_PARTIAL) keeps a bounded number of empty slabs and frees the rest; "
+        "here discard_slab forgets the slab but never returns its pages to the buddy (a page leak)",
         f"{REFINES}; no leak: every allocated block is a slab page",
         "slab",
         slub_patch("discard_slab", ("self.buddy.free(slab.pfn, slab.order)", "pass")),
     ),
     Mutant(
         "slab-destroy-keeps-cpu-slab",
-        "commit 7e4e0d8a9b5a class (kmem_cache_destroy without flush_all): the per-CPU slabs are not flushed "
-        "on destroy, so their pages stay allocated to a cache that no longer exists",
+        "kmem_cache_close's release path (commit 69cb8e6b7c29, slub: free slabs without holding locks) without "
+        "its flush_all: the per-CPU slabs are not flushed on destroy, their pages stay with a cache that is gone",
         f"{REFINES}; no leak; every slab belongs to a live cache",
         "slab",
         slub_patch("destroy", ("    self.flush_all(s)\n", "")),
@@ -113,16 +113,16 @@ SLAB_MUTANTS = (
     ),
     Mutant(
         "slab-kmalloc-no-96-192",
-        "kmalloc_index without the 96 and 192 byte classes (as with KMALLOC_MIN_SIZE > 64, the size_index "
-        "fix-ups of setup_kmalloc_cache_index_table): kmalloc(65..96) served from kmalloc-128",
+        "kmalloc_index as configured with KMALLOC_MIN_SIZE 128 (arm64's ARCH_DMA_MINALIGN, see commit "
+        "d4322d88f5fd), which has no 96 and 192 byte classes, used on x86-64: kmalloc(65..96) from kmalloc-128",
         f"{REFINES}; kmalloc uses kmalloc_index's class",
         "slab",
         Replace(impl.slab.geometry, "kmalloc_index", kmalloc_index_no_96),
     ),
     Mutant(
         "slab-discard-at-min-partial-minus-one",
-        "off-by-one in __slab_free's n->nr_partial >= s->min_partial: an empty slab is discarded although the "
-        "node keeps fewer than min_partial partial slabs",
+        "commit e95eed571e85 (SLUB: Add MIN_PARTIAL) off by one: __slab_free's n->nr_partial >= s->min_partial "
+        "tested against min_partial - 1, so an empty slab is discarded with fewer than min_partial kept",
         f"{REFINES}; empty slabs kept up to min_partial",
         "slab",
         slub_patch("slab_free", ("len(s.partial) >= s.min_partial", "len(s.partial) >= s.min_partial - 1")),
