@@ -24,8 +24,7 @@ from properties.slab.abstraction import abstract_slab, count_violations, decode_
 from properties.slab.slab_machine import run_machine
 from spec.alloc import buddy as spec_buddy
 from spec.slab import cache as spec_slab
-from spec.slab import geometry
-from spec.slab import invariants
+from spec.slab import geometry, invariants
 
 K = spec_slab.PAGE_OFFSET
 
