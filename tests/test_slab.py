@@ -457,3 +457,13 @@ def test_slab_mutants_registered() -> None:
     assert len(mutants) >= 8
     assert all("commit" in m.mirrors or "CVE" in m.mirrors or "mm/slob.c" in m.mirrors for m in mutants)
     assert len({m.name for m in mutants}) == len(mutants)
+
+
+def test_docs_slab_example_replays() -> None:
+    """The JSON example of docs/scenarios.md's slab section gives the answers it lists."""
+    import json
+
+    page = (Path(__file__).parent.parent / "docs" / "scenarios.md").read_text()
+    block = page.split("## The slab allocator (SLUB)")[1].split("```json")[1].split("```")[0]
+    report = replay(Scenario.from_json(json.loads(block)))
+    assert report.ok, report
