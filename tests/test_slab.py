@@ -467,3 +467,28 @@ def test_docs_slab_example_replays() -> None:
     block = page.split("## The slab allocator (SLUB)")[1].split("```json")[1].split("```")[0]
     report = replay(Scenario.from_json(json.loads(block)))
     assert report.ok, report
+
+
+def test_shuffled_freelist_is_a_checked_choice() -> None:
+    """With CONFIG_SLAB_FREELIST_RANDOM the new slab's order is not address order; the spec adopts it."""
+    lockstep = Lockstep(Config(frames=16, slab_seed=5, slab_freelist_random=1))
+    got = [int(lockstep.apply(Kmalloc(512, 0))["addr"], 16) for _ in range(8)]
+    assert sorted(got) == [K + i * 512 for i in range(8)]
+    assert got != sorted(got)
+    assert lockstep.impl.slab.choice().freelist is None  # the last allocation came off the CPU's slab
+
+
+def test_a_forged_freelist_order_is_refused() -> None:
+    """An implementation that reports one object twice in a new slab's freelist diverges."""
+    lockstep = Lockstep(Config(frames=16))
+    real = lockstep.impl.slab.choice
+
+    def forged() -> spec_slab.AllocChoice:
+        choice = real()
+        if choice.freelist:
+            return spec_slab.AllocChoice(choice.partial, choice.pfn, (choice.freelist[0], *choice.freelist[:-1]))
+        return choice
+
+    lockstep.impl.slab.choice = forged  # type: ignore[method-assign]
+    with pytest.raises(DivergenceError, match="slab choice not allowed"):
+        lockstep.apply(Kmalloc(512, 0))

@@ -7,7 +7,10 @@ object holds, at ``s->offset``, the address of the next free object of its
 slab, encoded as CONFIG_SLAB_FREELIST_HARDENED does (``freelist_ptr_encode``,
 mm/slub.c): ``ptr ^ s->random ^ swab(ptr_addr)``, ``ptr_addr`` being where the
 pointer is stored, so a leaked or overwritten pointer is useless without the
-cache's secret.  ``s->random`` comes from the configured seed.
+cache's secret.  ``s->random`` comes from the configured seed.  With
+CONFIG_SLAB_FREELIST_RANDOM (``freelist_random``) a new slab's freelist
+follows the cache's random permutation ``s->random_seq`` from a random start
+(``shuffle_freelist``), else address order.
 
 The structures are those of mm/slub.c with one node and no per-CPU partial
 lists: ``struct slab`` (freelist head, inuse, objects, frozen), ``struct
@@ -89,6 +92,7 @@ class KmemCache:
         "order",
         "partial",
         "random",
+        "random_seq",
         "refcount",
         "size",
         "total_objects",
@@ -105,6 +109,7 @@ class KmemCache:
         self.min_order, self.min_objects = layout.min_order, layout.min_objects
         self.min_partial = layout.min_partial
         self.random = secret
+        self.random_seq: list[int] = []
         self.refcount = 1
         self.kmalloc = kmalloc
         self.cpu_slab: list[Slab | None] = [None] * cpus
@@ -116,14 +121,36 @@ class KmemCache:
 class Slub:
     """Every cache, the names that refer to them, and the slab of every slab frame."""
 
-    __slots__ = ("buddy", "caches", "cpus", "last_choice", "mem", "min_objects", "names", "page_slab", "seed")
+    __slots__ = (
+        "buddy",
+        "caches",
+        "cpus",
+        "freelist_random",
+        "last_choice",
+        "mem",
+        "min_objects",
+        "names",
+        "page_slab",
+        "rng",
+        "seed",
+    )
 
-    def __init__(self, buddy: BuddyAllocator, mem: PhysMem, cpus: int, seed: int = 0, min_objects: int = 0) -> None:
+    def __init__(
+        self,
+        buddy: BuddyAllocator,
+        mem: PhysMem,
+        cpus: int,
+        seed: int = 0,
+        min_objects: int = 0,
+        freelist_random: bool = False,
+    ) -> None:
         self.buddy = buddy
         self.mem = mem
         self.cpus = cpus
         self.seed = seed
         self.min_objects = min_objects
+        self.freelist_random = freelist_random
+        self.rng = random.Random(f"{seed}/shuffle")
         self.caches: list[KmemCache] = []
         self.names: dict[str, KmemCache] = {}
         self.page_slab: dict[int, Slab] = {}
@@ -132,12 +159,28 @@ class Slub:
             cache = KmemCache(
                 name, size, False, geometry.kmalloc_layout(size, cpus, min_objects), cpus, self.secret(name), True
             )
+            self.init_random_seq(cache)
             self.caches.append(cache)
             self.names[name] = cache
 
     def secret(self, name: str) -> int:
         """``s->random`` (``get_random_long`` in ``kmem_cache_open``), derived from the seed and the name."""
         return random.Random(f"{self.seed}/{name}").getrandbits(64)
+
+    def init_random_seq(self, s: KmemCache) -> None:
+        """``init_cache_random_seq``: a random permutation of the object indices of an ``oo`` slab."""
+        if self.freelist_random:
+            s.random_seq = list(range(s.objects))
+            random.Random(f"{self.seed}/{s.name}/seq").shuffle(s.random_seq)
+
+    def freelist_order(self, s: KmemCache, objects: int) -> list[int]:
+        """The object indices of a new slab of ``objects`` in freelist order: ``shuffle_freelist`` walks
+        ``random_seq`` from a random position, skipping indices past a smaller (fallback-order) slab."""
+        if not s.random_seq or objects < 2:
+            return list(range(objects))
+        start = self.rng.randrange(len(s.random_seq))
+        turned = s.random_seq[start:] + s.random_seq[:start]
+        return [i for i in turned if i < objects]
 
     # --- free pointers in memory (freelist_ptr_encode / freelist_ptr_decode) ---
 
@@ -177,6 +220,7 @@ class Slub:
         if layout is None:
             raise BadObjectSize(f"object size {size} fits no slab up to order {geometry.SLUB_MAX_ORDER}")
         cache = KmemCache(name, size, ctor, layout, self.cpus, self.secret(name), False)
+        self.init_random_seq(cache)
         self.caches.append(cache)
         self.names[name] = cache
         return name
@@ -196,10 +240,11 @@ class Slub:
         for frame in range(pfn, pfn + (1 << order)):
             self.page_slab[frame] = slab
         base = slab.base
-        addresses = tuple(base + i * s.size for i in range(slab.objects))
+        if s.ctor:
+            for i in range(slab.objects):
+                self.mem.write(base + i * s.size - PAGE_OFFSET, CTOR_MARK)
+        addresses = tuple(base + i * s.size for i in self.freelist_order(s, slab.objects))
         for i, obj in enumerate(addresses):
-            if s.ctor:
-                self.mem.write(obj - PAGE_OFFSET, CTOR_MARK)
             self.set_freepointer(s, obj, addresses[i + 1] if i + 1 < len(addresses) else 0)
         slab.freelist = addresses[0]
         s.nr_slabs += 1

@@ -165,7 +165,10 @@ class ImplSlabSide:
             raise NotModelled("slab ops run on the physical layer: not in a scenario that boots the kernel")
         if self.slub is None:
             check_config(self.config)
-            self.slub = Slub(buddy, mem, self.config.cpus, self.config.slab_seed, self.config.slub_min_objects)
+            config = self.config
+            self.slub = Slub(
+                buddy, mem, config.cpus, config.slab_seed, config.slub_min_objects, bool(config.slab_freelist_random)
+            )
         return self.slub
 
     def apply(self, op: SlabOp, buddy: BuddyAllocator, mem: PhysMem, booted: bool) -> Result:
