@@ -143,3 +143,60 @@ class NotModelled(InvalidArgument):
 
 class UnknownTopic(InvalidArgument, LookupError):
     """A quiz topic that does not exist."""
+
+
+class SlabError(InvalidArgument):
+    """A slab allocator call outside its domain (mm/slub.c).
+
+    Linux meets most of these with a ``WARN`` or a ``BUG`` (``cache_from_obj``,
+    ``set_freepointer``'s double-free check, ``free_consistency_checks`` under
+    ``slub_debug``); here they are refused and the allocator is left as it was.
+    """
+
+
+class UnknownCache(SlabError, LookupError):
+    """A cache name that no ``kmem_cache_create`` made (or that was destroyed)."""
+
+
+class BadCacheName(SlabError):
+    """A cache name that is empty, too long, or has characters other than letters, digits and ``_-.:``."""
+
+
+class DuplicateCache(SlabError):
+    """``kmem_cache_create`` with a name already in use."""
+
+
+class BadObjectSize(SlabError):
+    """An object size of 0, or above the largest kmalloc class (8192) or cache size allowed."""
+
+
+class BadAlignment(SlabError):
+    """An alignment that is not 0 or a power of two up to the page size."""
+
+
+class NotSlabObject(SlabError):
+    """An address outside every slab page (``virt_to_slab`` finds no slab)."""
+
+
+class NotObjectStart(SlabError):
+    """An address inside a slab that is not the first byte of one of its objects."""
+
+
+class WrongCache(SlabError):
+    """``kmem_cache_free`` of an object of another cache (``cache_from_obj``: "Wrong slab cache")."""
+
+
+class SlabDoubleFree(SlabError):
+    """Freeing an object that is already on its slab's freelist."""
+
+
+class ObjectNotAllocated(SlabError):
+    """Reading or writing an object that is free: only allocated objects belong to the caller."""
+
+
+class CacheInUse(SlabError):
+    """``kmem_cache_destroy`` of a cache with live objects ("Slab cache still has objects")."""
+
+
+class KmallocCacheDestroy(SlabError):
+    """``kmem_cache_destroy`` of a kmalloc cache: those live as long as the kernel."""

@@ -1,7 +1,7 @@
 """Every operation of the scenario language, as one namespace: ``from lang import ops``, then ``ops.Fork(1)``.
 
 The hardware and buddy ops are defined in :mod:`lang.hardware_ops`, the
-kernel ops in :mod:`lang.kernel_ops`; importing this module registers them
+kernel ops in :mod:`lang.kernel_ops`, the slab ops in :mod:`lang.slab_ops`; importing this module registers them
 all, so :func:`lang.scenario.parse_op` knows the whole vocabulary.
 """
 
@@ -32,6 +32,20 @@ from lang.kernel_ops import (
     Unpin,
 )
 from lang.scenario import Op, Scenario
+from lang.slab_ops import (
+    Kfree,
+    Kmalloc,
+    KmemCacheAlloc,
+    KmemCacheCreate,
+    KmemCacheDestroy,
+    KmemCacheFree,
+    KmemCacheShrink,
+    KmemRead,
+    KmemWrite,
+    MemInfo,
+    SlabInfo,
+    SlabOp,
+)
 
 __all__ = [
     "Access",
@@ -44,8 +58,18 @@ __all__ = [
     "KernelOp",
     "KernelRemap",
     "KernelThread",
+    "Kfree",
+    "Kmalloc",
+    "KmemCacheAlloc",
+    "KmemCacheCreate",
+    "KmemCacheDestroy",
+    "KmemCacheFree",
+    "KmemCacheShrink",
+    "KmemRead",
+    "KmemWrite",
     "Load",
     "Madvise",
+    "MemInfo",
     "Mmap",
     "Mprotect",
     "Munmap",
@@ -56,6 +80,8 @@ __all__ = [
     "ReadPin",
     "Scenario",
     "SetCpu",
+    "SlabInfo",
+    "SlabOp",
     "Spawn",
     "StatOp",
     "Step",

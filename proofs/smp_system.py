@@ -105,7 +105,7 @@ class SmpBounds:
         )
 
 
-RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "buddy", "buddy_error", "kernel"})
+RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "buddy", "buddy_error", "kernel", "slab"})
 SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling"})
 
 
@@ -113,7 +113,10 @@ def clone_impl(impl: ImplRunner) -> ImplRunner:
     """An independent copy of the implementation through its ``clone`` methods, sharing what it shared."""
     if impl.__dict__.keys() != RUNNER_FIELDS or impl.kernel.__dict__.keys() != SIDE_FIELDS:
         raise AssertionError("ImplRunner or ImplKernelSide changed: update proofs.smp_system.clone_impl")
+    if impl.slab.slub is not None:
+        raise AssertionError("the SMP explorer runs no slab ops: its states have no slab allocator to clone")
     new = copy.copy(impl)
+    new.slab = copy.copy(impl.slab)
     new.mem = impl.mem.clone()
     new.mmu = impl.mmu.clone(new.mem)
     new.buddy = impl.buddy.clone()
@@ -130,6 +133,7 @@ def clone(state: Lockstep) -> Lockstep:
     successor = copy.copy(state)
     successor.spec = copy.copy(state.spec)
     successor.spec.kernel = copy.copy(state.spec.kernel)
+    successor.spec.slab = copy.copy(state.spec.slab)
     successor.impl = clone_impl(state.impl)
     successor.l0 = copy.copy(state.l0)
     successor.l0.candidates = list(state.l0.candidates)

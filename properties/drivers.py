@@ -23,9 +23,12 @@ from lang.errors import BuddyError, DisallowedChoice, MMCheckError
 from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, SetCpu, WritePhys
 from lang.kernel_ops import KernelOp
 from lang.scenario import Config, Op, Result
+from lang.slab_ops import KmemRead, SlabOp
 from properties.abstraction import abstract_buddy, abstract_kernel, abstract_memory, abstract_mmu
 from properties.frame_cache import FrameCache
 from properties.mm.driver import ImplKernelSide, L0Side, SpecKernelSide, kernel_difference, tlb_difference
+from properties.slab.abstraction import abstract_slab, count_violations, words_differences
+from properties.slab.driver import ImplSlabSide, SpecSlabSide, adopt_slab_words
 from properties.smp.abstraction import abstract_smp
 from spec.alloc import buddy as spec_buddy
 from spec.mm.kernel import NO_CHOICES, Choices, Kernel
@@ -42,6 +45,8 @@ from spec.paging.walk import (
     Translation,
     ad_update_allowed,
 )
+from spec.slab.cache import NO_CHOICE as NO_SLAB_CHOICE
+from spec.slab.cache import AllocChoice, SlabState
 
 IMPL_KINDS = {"read": READ, "write": WRITE, "fetch": FETCH}
 
@@ -98,6 +103,12 @@ class SpecRunner:
         self.buddy = spec_buddy.initial(config.frames, config.max_order)
         self.buddy_error: BuddyError | None = None
         self.kernel = SpecKernelSide(config)
+        self.slab = SpecSlabSide(config)
+
+    def apply_slab(self, op: SlabOp, choice: AllocChoice = NO_SLAB_CHOICE) -> Result:
+        """Run a slab op on the physical layer's buddy, taking the implementation's ``choice``."""
+        self.buddy, result = self.slab.apply(op, self.buddy, self.kernel.kernel is not None, choice)
+        return result
 
     def apply_kernel(self, op: KernelOp, choices: Choices = NO_CHOICES) -> Result:
         """Run a kernel-layer op on L1, taking the implementation's frame ``choices`` by role."""
@@ -109,6 +120,8 @@ class SpecRunner:
         """Run ``op``; bad input raises and leaves :attr:`state` as it was."""
         if isinstance(op, KernelOp):
             return self.apply_kernel(op)
+        if isinstance(op, SlabOp):
+            return self.apply_slab(op)
         if isinstance(op, WritePhys):
             self.state = spec_mmu.write_phys(self.state, op.pa, op.value)
             return {"ok": True}
@@ -151,11 +164,14 @@ class ImplRunner:
         self.buddy = impl_buddy.BuddyAllocator(config.frames, config.max_order)
         self.buddy_error: BuddyError | None = None
         self.kernel = ImplKernelSide(config)
+        self.slab = ImplSlabSide(config)
 
     def apply(self, op: Op) -> Result:
         """Run ``op``; bad input raises and leaves the implementation as it was."""
         if isinstance(op, KernelOp):
             return self.kernel.apply(op, self.mmu, self.buddy)
+        if isinstance(op, SlabOp):
+            return self.slab.apply(op, self.buddy, self.mem, self.kernel.kernel is not None)
         if isinstance(op, WritePhys):
             self.mem.write(op.pa, op.value)
             return {"ok": True}
@@ -247,6 +263,8 @@ class Lockstep:
         self.index += 1
         if isinstance(op, KernelOp):
             return self.apply_kernel(index, op)
+        if isinstance(op, SlabOp):
+            return self.apply_slab(index, op)
         before = self.spec.state
         before_buddy = self.spec.buddy
         spec_error = impl_error = None
@@ -290,6 +308,67 @@ class Lockstep:
             )
         self.spec.state = spec_mmu.MmuState(impl_memory, self.spec.state.cpus, self.spec.state.maxphyaddr)
 
+    def apply_slab(self, index: int, op: SlabOp) -> Result:
+        """A slab op: the implementation first, then the spec with its choices; see :mod:`properties.slab.driver`.
+
+        Memory is checked frame by frame: every frame the op changed must be a slab page before or after it
+        (those the spec's memory takes over), so the rest of memory, equal before, is equal after.
+        """
+        mem = self.impl.mem
+        before = self.impl.slab.frames()
+        snapshot = {pfn: mem.frame_snapshot(pfn) for pfn in mem.written_frames()}
+        spec_error = impl_error = None
+        spec_result = impl_result = None
+        try:
+            impl_result = self.impl.apply(op)
+        except MMCheckError as exc:
+            impl_error = exc
+        choice = self.impl.slab.choice()
+        try:
+            spec_result = self.spec.apply_slab(op, choice)
+        except DisallowedChoice as exc:
+            raise DivergenceError(Divergence(index, op, "slab choice not allowed", str(exc), choice)) from exc
+        except MMCheckError as exc:
+            spec_error = exc
+        if spec_error or impl_error:
+            if type(spec_error) is not type(impl_error):
+                raise DivergenceError(Divergence(index, op, "bad input handled differently", spec_error, impl_error))
+            assert spec_error is not None
+            raise spec_error
+        assert spec_result is not None and impl_result is not None
+        if isinstance(op, KmemRead) and spec_result.get("value", "") is None and "value" in impl_result:
+            spec_result = impl_result  # a word the rules leave open: any value is allowed
+        if spec_result != impl_result:
+            raise DivergenceError(Divergence(index, op, "results differ", spec_result, impl_result))
+        frames = before | self.impl.slab.frames()
+        written = set(snapshot) | set(mem.written_frames())
+        changed = frozenset(pfn for pfn in written if not mem.frame_matches(pfn, snapshot.get(pfn, b"")))
+        outside = sorted(changed - frames)
+        if outside:
+            where = ", ".join(hex(pfn) for pfn in outside)
+            raise DivergenceError(Divergence(index, op, "memory differs", "no frame but slab pages written", where))
+        if changed:
+            memory = adopt_slab_words(self.spec.state.memory, mem, changed)
+            self.spec.state = spec_mmu.MmuState(memory, self.spec.state.cpus, self.spec.state.maxphyaddr)
+        self.check_buddy_abstraction(index, op)
+        self.check_slab(index, op)
+        return spec_result
+
+    def check_slab(self, index: int, op: Op) -> None:
+        """The implementation's slab allocator, abstracted, equals the spec's; its counters agree with its
+        lists; memory holds every first word the spec knows."""
+        slub, expected = self.impl.slab.slub, self.spec.slab.state
+        if slub is None or expected is None:
+            if (slub is None) != (expected is None):
+                raise DivergenceError(Divergence(index, op, "only one side has a slab allocator", expected, slub))
+            return
+        actual = abstract_slab(slub, expected.words)
+        if actual != expected:
+            raise DivergenceError(Divergence(index, op, "slab allocator differs", *slab_difference(expected, actual)))
+        problems = count_violations(slub, actual) + words_differences(slub, expected.words)
+        if problems:
+            raise DivergenceError(Divergence(index, op, "slab implementation inconsistent", "", "; ".join(problems)))
+
     def apply_kernel(self, index: int, op: KernelOp) -> Result:
         """See :func:`_kernel_lockstep`."""
         return _kernel_lockstep(self, index, op)
@@ -327,6 +406,7 @@ class Lockstep:
         if actual.cpus != expected.cpus:
             raise DivergenceError(Divergence(index, op, "control registers differ", expected.cpus, actual.cpus))
         self.check_buddy_abstraction(index, op)
+        self.check_slab(index, op)
 
     def check_buddy_refusal(self, index: int, op: BuddyOp) -> None:
         """Both sides refused a buddy op with the same error, or neither did."""
@@ -386,6 +466,19 @@ def buddy_difference(expected: spec_buddy.BuddyState, actual: spec_buddy.BuddySt
         return f"free {free}, allocated {allocated} (not on the other side)"
 
     return only(expected, actual), only(actual, expected)
+
+
+def slab_difference(expected: SlabState, actual: SlabState) -> tuple[str, str]:
+    """The parts of two slab states that differ: caches, names, then the slabs that are not the same."""
+    if expected.caches != actual.caches:
+        mine = [c for c in expected.caches if c not in actual.caches]
+        theirs = [c for c in actual.caches if c not in expected.caches]
+        return f"caches {mine}", f"caches {theirs}"
+    if expected.names != actual.names:
+        return f"names {dict(expected.names)}", f"names {dict(actual.names)}"
+    mine_slabs = sorted(set(expected.slabs.values()) - set(actual.slabs.values()), key=lambda s: s.pfn)
+    their_slabs = sorted(set(actual.slabs.values()) - set(expected.slabs.values()), key=lambda s: s.pfn)
+    return f"slabs {mine_slabs}", f"slabs {their_slabs}"
 
 
 def _kernel_lockstep(lockstep: Lockstep, index: int, op: KernelOp) -> Result:

@@ -9,7 +9,7 @@ its shortest sequence; :func:`run_machine` then minimises it further
 :func:`run_machine` is the one way to run a machine, for ``verify``, the
 mutant hunt, the fuzzer's checks, the benchmarks and the tests alike.  A
 machine states how it wants to be run with two class attributes, read by
-:func:`machine_settings`: ``shrink`` (False: no Hypothesis shrink phase, the
+:func:`machine_settings`: ``shrink_phase`` (False: no Hypothesis shrink phase, the
 saved scenario is minimised by replay instead, in seconds where shrinking
 long programs took minutes) and ``examples_divisor`` (a machine whose
 programs are costly runs that fraction of the profile's examples).
@@ -52,7 +52,7 @@ def save_minimised(path: Path) -> str:
 def machine_settings(machine: type[RuleBasedStateMachine], run_settings: settings | None = None) -> settings:
     """``run_settings`` (default: the loaded profile) stopping at the first bug, as ``machine`` asks to be run."""
     base = settings(run_settings or settings(), report_multiple_bugs=False)
-    if getattr(machine, "shrink", True) is False:
+    if getattr(machine, "shrink_phase", True) is False:
         base = settings(base, phases=[phase for phase in base.phases if phase is not Phase.shrink])
     divisor: int = getattr(machine, "examples_divisor", 1)
     if divisor > 1:

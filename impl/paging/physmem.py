@@ -81,6 +81,10 @@ class PhysMem:
             frame = self._frames[pfn] = bytearray(_ZERO_FRAME)
         _WORD.pack_into(frame, pa & (FRAME_SIZE - 1), value)
 
+    def written_frames(self) -> list[int]:
+        """The frames ever written (every other frame reads as zeros), in no particular order."""
+        return list(self._frames)
+
     def nonzero_words(self) -> Iterator[tuple[int, int]]:
         """Every non-zero word as ``(pa, value)``, in address order."""
         for pfn in sorted(self._frames):

@@ -25,7 +25,15 @@ from properties.mutants.kernel import KERNEL_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 
 # The longest counterexample each machine may need, after minimisation.
-MAX_OPS = {"mmu-machine": 8, "buddy-machine": 8, "kernel-machine": 8, "smp-machine": 10, "huge-machine": 10}
+# The slab machine's programs start with three kmem_cache_create ops.
+MAX_OPS = {
+    "mmu-machine": 8,
+    "buddy-machine": 8,
+    "kernel-machine": 8,
+    "smp-machine": 10,
+    "huge-machine": 10,
+    "slab-machine": 14,
+}
 
 
 def machine_detectors(layer: str) -> tuple[Detector, ...]:

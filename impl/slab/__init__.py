@@ -1,0 +1,1 @@
+"""The SLUB allocator: slabs in buddy blocks, freelists threaded through simulated memory."""

@@ -1,0 +1,452 @@
+"""SLUB: caches of objects in slabs taken from the buddy allocator, freelists kept in the free objects.
+
+Each slab is a block of the :class:`~impl.alloc.buddy.BuddyAllocator`; its
+objects live in the :class:`~impl.paging.physmem.PhysMem` frames of that
+block, addressed through the direct map (``PAGE_OFFSET + pa``).  A free
+object holds, at ``s->offset``, the address of the next free object of its
+slab, encoded as CONFIG_SLAB_FREELIST_HARDENED does (``freelist_ptr_encode``,
+mm/slub.c): ``ptr ^ s->random ^ swab(ptr_addr)``, ``ptr_addr`` being where the
+pointer is stored, so a leaked or overwritten pointer is useless without the
+cache's secret.  ``s->random`` comes from the configured seed.  With
+CONFIG_SLAB_FREELIST_RANDOM (``freelist_random``) a new slab's freelist
+follows the cache's random permutation ``s->random_seq`` from a random start
+(``shuffle_freelist``), else address order.
+
+The structures are those of mm/slub.c with one node and no per-CPU partial
+lists: ``struct slab`` (freelist head, inuse, objects, frozen), ``struct
+kmem_cache`` (geometry, the per-CPU active slab, the node's partial list,
+the node's slab and object counters) and the frame-to-slab map that
+``virt_to_slab`` reads from ``struct page``.
+"""
+
+from __future__ import annotations
+
+import random
+
+from impl.alloc.buddy import BuddyAllocator
+from impl.paging.physmem import PhysMem
+from impl.slab import geometry
+from lang.errors import (
+    BadAlignment,
+    BadCacheName,
+    BadObjectSize,
+    CacheInUse,
+    DuplicateCache,
+    KmallocCacheDestroy,
+    NotObjectStart,
+    NotSlabObject,
+    ObjectNotAllocated,
+    SlabDoubleFree,
+    UnknownCache,
+    UnknownCpu,
+    WrongCache,
+)
+
+PAGE_OFFSET = 0xFFFF888000000000
+CTOR_MARK = 0xC7C7C7C7C7C7C7C7
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:")
+MAX_NAME = 32
+
+
+def swab64(value: int) -> int:
+    """``swab``: the 64-bit value with its bytes reversed."""
+    return int.from_bytes(value.to_bytes(8, "little"), "big")
+
+
+class Slab:
+    """``struct slab``: the block, its cache, the freelist head (0 for NULL) and the counts."""
+
+    __slots__ = ("cache", "freelist", "frozen", "inuse", "objects", "order", "pfn")
+
+    def __init__(self, cache: KmemCache, pfn: int, order: int, objects: int) -> None:
+        self.cache = cache
+        self.pfn = pfn
+        self.order = order
+        self.objects = objects
+        self.inuse = 0
+        self.freelist = 0
+        self.frozen = False
+
+    @property
+    def base(self) -> int:
+        """``slab_address``: the address of object 0."""
+        return PAGE_OFFSET + (self.pfn << 12)
+
+
+class KmemCache:
+    """``struct kmem_cache`` with its one ``kmem_cache_node``."""
+
+    __slots__ = (
+        "align",
+        "cpu_slab",
+        "ctor",
+        "kmalloc",
+        "min_objects",
+        "min_order",
+        "min_partial",
+        "name",
+        "nr_slabs",
+        "object_size",
+        "objects",
+        "offset",
+        "order",
+        "partial",
+        "random",
+        "random_seq",
+        "refcount",
+        "size",
+        "total_objects",
+    )
+
+    def __init__(
+        self, name: str, object_size: int, ctor: bool, layout: geometry.Layout, cpus: int, secret: int, kmalloc: bool
+    ) -> None:
+        self.name = name
+        self.object_size = object_size
+        self.ctor = ctor
+        self.size, self.offset, self.align = layout.size, layout.offset, layout.align
+        self.order, self.objects = layout.order, layout.objects
+        self.min_order, self.min_objects = layout.min_order, layout.min_objects
+        self.min_partial = layout.min_partial
+        self.random = secret
+        self.random_seq: list[int] = []
+        self.refcount = 1
+        self.kmalloc = kmalloc
+        self.cpu_slab: list[Slab | None] = [None] * cpus
+        self.partial: list[Slab] = []
+        self.nr_slabs = 0
+        self.total_objects = 0
+
+
+class Slub:
+    """Every cache, the names that refer to them, and the slab of every slab frame."""
+
+    __slots__ = (
+        "buddy",
+        "caches",
+        "cpus",
+        "freelist_random",
+        "last_choice",
+        "mem",
+        "min_objects",
+        "names",
+        "page_slab",
+        "rng",
+        "seed",
+    )
+
+    def __init__(
+        self,
+        buddy: BuddyAllocator,
+        mem: PhysMem,
+        cpus: int,
+        seed: int = 0,
+        min_objects: int = 0,
+        freelist_random: bool = False,
+    ) -> None:
+        self.buddy = buddy
+        self.mem = mem
+        self.cpus = cpus
+        self.seed = seed
+        self.min_objects = min_objects
+        self.freelist_random = freelist_random
+        self.rng = random.Random(f"{seed}/shuffle")
+        self.caches: list[KmemCache] = []
+        self.names: dict[str, KmemCache] = {}
+        self.page_slab: dict[int, Slab] = {}
+        self.last_choice: tuple[int | None, int | None, tuple[int, ...] | None] = (None, None, None)
+        for _, name, size in geometry.KMALLOC_INFO:
+            cache = KmemCache(
+                name, size, False, geometry.kmalloc_layout(size, cpus, min_objects), cpus, self.secret(name), True
+            )
+            self.init_random_seq(cache)
+            self.caches.append(cache)
+            self.names[name] = cache
+
+    def secret(self, name: str) -> int:
+        """``s->random`` (``get_random_long`` in ``kmem_cache_open``), derived from the seed and the name."""
+        return random.Random(f"{self.seed}/{name}").getrandbits(64)
+
+    def init_random_seq(self, s: KmemCache) -> None:
+        """``init_cache_random_seq``: a random permutation of the object indices of an ``oo`` slab."""
+        if self.freelist_random:
+            s.random_seq = list(range(s.objects))
+            random.Random(f"{self.seed}/{s.name}/seq").shuffle(s.random_seq)
+
+    def freelist_order(self, s: KmemCache, objects: int) -> list[int]:
+        """The object indices of a new slab of ``objects`` in freelist order: ``shuffle_freelist`` walks
+        ``random_seq`` from a random position, skipping indices past a smaller (fallback-order) slab."""
+        if not s.random_seq or objects < 2:
+            return list(range(objects))
+        start = self.rng.randrange(len(s.random_seq))
+        turned = s.random_seq[start:] + s.random_seq[:start]
+        return [i for i in turned if i < objects]
+
+    # --- free pointers in memory (freelist_ptr_encode / freelist_ptr_decode) ---
+
+    def set_freepointer(self, s: KmemCache, obj: int, fp: int) -> None:
+        ptr_addr = obj + s.offset
+        self.mem.write(ptr_addr - PAGE_OFFSET, fp ^ s.random ^ swab64(ptr_addr))
+
+    def get_freepointer(self, s: KmemCache, obj: int) -> int:
+        ptr_addr = obj + s.offset
+        return self.mem.read(ptr_addr - PAGE_OFFSET) ^ s.random ^ swab64(ptr_addr)
+
+    # --- caches ---
+
+    def lookup(self, name: str) -> KmemCache:
+        cache = self.names.get(name)
+        if cache is None:
+            raise UnknownCache(f"no cache named {name!r}: create it with kmem_cache_create first")
+        return cache
+
+    def create(self, name: str, size: int, align: int, ctor: bool) -> str:
+        """``kmem_cache_create``; returns the name of the cache it made or merged with."""
+        if not 0 < len(name) <= MAX_NAME or not set(name) <= NAME_CHARS:
+            raise BadCacheName(f"cache name {name!r} must be 1..{MAX_NAME} letters, digits or _-.:")
+        if name in self.names:
+            raise DuplicateCache(f"a cache named {name!r} exists already: pick another name")
+        if not 0 < size <= geometry.KMALLOC_MAX_CACHE_SIZE:
+            raise BadObjectSize(f"object size {size} is out of range: allowed 1..{geometry.KMALLOC_MAX_CACHE_SIZE}")
+        if align < 0 or align & (align - 1) or align > geometry.PAGE_SIZE:
+            raise BadAlignment(f"align {align} must be 0 or a power of two up to {geometry.PAGE_SIZE}")
+        for s in reversed(self.caches):
+            if not s.kmalloc and geometry.can_merge(size, ctor, s.size, s.ctor, align):
+                s.refcount += 1
+                s.object_size = max(s.object_size, size)
+                self.names[name] = s
+                return s.name
+        layout = geometry.calculate_sizes(size, align, ctor, self.cpus, self.min_objects)
+        if layout is None:
+            raise BadObjectSize(f"object size {size} fits no slab up to order {geometry.SLUB_MAX_ORDER}")
+        cache = KmemCache(name, size, ctor, layout, self.cpus, self.secret(name), False)
+        self.init_random_seq(cache)
+        self.caches.append(cache)
+        self.names[name] = cache
+        return name
+
+    # --- slabs ---
+
+    def allocate_slab(self, s: KmemCache) -> Slab | None:
+        """``allocate_slab``: a block of ``oo``'s order, else of ``min``'s; objects constructed, all free."""
+        order = s.order
+        pfn = self.buddy.alloc(order)
+        if pfn is None and s.min_order != order:
+            order = s.min_order
+            pfn = self.buddy.alloc(order)
+        if pfn is None:
+            return None
+        slab = Slab(s, pfn, order, (geometry.PAGE_SIZE << order) // s.size)
+        for frame in range(pfn, pfn + (1 << order)):
+            self.page_slab[frame] = slab
+        base = slab.base
+        if s.ctor:
+            for i in range(slab.objects):
+                self.mem.write(base + i * s.size - PAGE_OFFSET, CTOR_MARK)
+        addresses = tuple(base + i * s.size for i in self.freelist_order(s, slab.objects))
+        for i, obj in enumerate(addresses):
+            self.set_freepointer(s, obj, addresses[i + 1] if i + 1 < len(addresses) else 0)
+        slab.freelist = addresses[0]
+        s.nr_slabs += 1
+        s.total_objects += slab.objects
+        self.last_choice = (None, pfn, addresses)
+        return slab
+
+    def discard_slab(self, s: KmemCache, slab: Slab) -> None:
+        """``discard_slab``: forget the slab and return its block to the buddy."""
+        for frame in range(slab.pfn, slab.pfn + (1 << slab.order)):
+            del self.page_slab[frame]
+        s.nr_slabs -= 1
+        s.total_objects -= slab.objects
+        self.buddy.free(slab.pfn, slab.order)
+
+    # --- allocation ---
+
+    def alloc(self, name: str, cpu: int) -> int | None:
+        """``kmem_cache_alloc``: an object's address, or None (ENOMEM)."""
+        s = self.lookup(name)
+        if not 0 <= cpu < self.cpus:
+            raise UnknownCpu(f"cpu {cpu} does not exist: allowed 0..{self.cpus - 1}")
+        self.last_choice = (None, None, None)
+        slab = s.cpu_slab[cpu]
+        if slab is None or not slab.freelist:
+            if slab is not None:
+                slab.frozen = False
+                s.cpu_slab[cpu] = None
+            if s.partial:
+                slab = s.partial.pop(0)
+                self.last_choice = (slab.pfn, None, None)
+            else:
+                slab = self.allocate_slab(s)
+                if slab is None:
+                    return None
+            slab.frozen = True
+            s.cpu_slab[cpu] = slab
+        obj = slab.freelist
+        slab.freelist = self.get_freepointer(s, obj)
+        slab.inuse += 1
+        return obj
+
+    def kmalloc(self, size: int, cpu: int) -> int | None:
+        """``kmalloc``: from the kmalloc cache of the size's class."""
+        if not 0 < size <= geometry.KMALLOC_MAX_CACHE_SIZE:
+            raise BadObjectSize(
+                f"kmalloc size {size} is out of range: allowed 1..{geometry.KMALLOC_MAX_CACHE_SIZE} "
+                "(larger requests go to the page allocator)"
+            )
+        return self.alloc(geometry.KMALLOC_NAMES[geometry.kmalloc_index(size)], cpu)
+
+    # --- freeing ---
+
+    def virt_to_slab(self, addr: int) -> Slab:
+        slab = self.page_slab.get((addr - PAGE_OFFSET) >> 12) if addr >= PAGE_OFFSET else None
+        if slab is None:
+            raise NotSlabObject(
+                f"address {addr:#x} is in no slab page: only objects from kmalloc or a cache can be freed"
+            )
+        return slab
+
+    def object_slab(self, addr: int) -> Slab:
+        """The slab of the object starting at ``addr``."""
+        slab = self.virt_to_slab(addr)
+        s = slab.cache
+        index, rest = divmod(addr - slab.base, s.size)
+        if rest or index >= slab.objects:
+            raise NotObjectStart(
+                f"address {addr:#x} is inside a slab of {s.name} but starts no object: objects are "
+                f"{s.size} bytes apart from {slab.base:#x}, {slab.objects} of them"
+            )
+        return slab
+
+    def on_freelist(self, slab: Slab, addr: int) -> bool:
+        """``on_freelist``: walk the slab's freelist (at most ``objects`` steps) looking for ``addr``."""
+        obj, steps = slab.freelist, 0
+        while obj and steps <= slab.objects:
+            if obj == addr:
+                return True
+            obj = self.get_freepointer(slab.cache, obj)
+            steps += 1
+        return False
+
+    def free(self, name: str | None, addr: int) -> None:
+        """``kmem_cache_free`` into cache ``name``, or ``kfree`` (None)."""
+        wanted = self.lookup(name) if name is not None else None
+        slab = self.virt_to_slab(addr)
+        if wanted is not None and slab.cache is not wanted:
+            raise WrongCache(f"object {addr:#x} belongs to cache {slab.cache.name}, not {wanted.name}: free it there")
+        slab = self.object_slab(addr)
+        s = slab.cache
+        if addr == slab.freelist:
+            raise SlabDoubleFree(f"double free of {addr:#x}: it is the head of its slab's freelist (set_freepointer)")
+        if self.on_freelist(slab, addr):
+            raise SlabDoubleFree(f"double free of {addr:#x}: it is on its slab's freelist already (on_freelist)")
+        self.slab_free(s, slab, addr)
+
+    def slab_free(self, s: KmemCache, slab: Slab, addr: int) -> None:
+        """``__slab_free``: push the object; list a full slab as partial, discard an empty one if enough are kept."""
+        prior = slab.freelist
+        self.set_freepointer(s, addr, prior)
+        slab.freelist = addr
+        slab.inuse -= 1
+        if slab.frozen:
+            return
+        if slab.inuse == 0 and len(s.partial) >= s.min_partial:
+            if prior:
+                s.partial.remove(slab)
+            self.discard_slab(s, slab)
+        elif not prior:
+            s.partial.append(slab)
+
+    # --- shrink and destroy ---
+
+    def deactivate(self, s: KmemCache, cpu: int) -> None:
+        """``deactivate_slab`` of ``cpu``'s slab: discarded if empty and enough are kept, partial if it has
+        free objects, else full."""
+        slab = s.cpu_slab[cpu]
+        if slab is None:
+            return
+        s.cpu_slab[cpu] = None
+        slab.frozen = False
+        if slab.inuse == 0 and len(s.partial) >= s.min_partial:
+            self.discard_slab(s, slab)
+        elif slab.freelist:
+            s.partial.append(slab)
+
+    def flush_all(self, s: KmemCache) -> None:
+        for cpu in range(self.cpus):
+            self.deactivate(s, cpu)
+
+    def shrink(self, name: str) -> None:
+        """``kmem_cache_shrink``: flush the CPUs' slabs, discard every empty partial slab."""
+        s = self.lookup(name)
+        self.flush_all(s)
+        for slab in [p for p in s.partial if p.inuse == 0]:
+            s.partial.remove(slab)
+            self.discard_slab(s, slab)
+
+    def destroy(self, name: str) -> None:
+        """``kmem_cache_destroy``: drop a reference; the last releases the slabs (none may hold objects)."""
+        s = self.lookup(name)
+        if s.kmalloc:
+            raise KmallocCacheDestroy(f"{s.name} is a kmalloc cache: it cannot be destroyed")
+        if s.refcount > 1:
+            s.refcount -= 1
+            del self.names[name]
+            return
+        listed = [slab for slab in s.cpu_slab if slab is not None] + s.partial
+        live = sum(slab.inuse for slab in listed)
+        full = s.nr_slabs - len(listed)
+        if live or full:
+            raise CacheInUse(
+                f"cache {s.name} still has {live + full * s.objects} objects: free them before destroying it"
+            )
+        self.flush_all(s)
+        for slab in list(s.partial):
+            s.partial.remove(slab)
+            self.discard_slab(s, slab)
+        self.caches.remove(s)
+        del self.names[name]
+
+    # --- object contents ---
+
+    def allocated_object(self, addr: int) -> int:
+        """The physical address of the allocated object at ``addr``."""
+        slab = self.object_slab(addr)
+        if addr == slab.freelist or self.on_freelist(slab, addr):
+            raise ObjectNotAllocated(f"object {addr:#x} is free: allocate it before using it")
+        return addr - PAGE_OFFSET
+
+    def write_word(self, addr: int, value: int) -> None:
+        """Store ``value`` in the first word of the allocated object at ``addr``."""
+        pa = self.allocated_object(addr)
+        self.mem.write(pa, value)
+
+    def read_word(self, addr: int) -> int:
+        """The first word of the allocated object at ``addr``."""
+        return self.mem.read(self.allocated_object(addr))
+
+    # --- observation ---
+
+    def slabs(self) -> list[Slab]:
+        """Every slab, by pfn."""
+        return sorted({id(slab): slab for slab in self.page_slab.values()}.values(), key=lambda slab: slab.pfn)
+
+    def slabinfo(self) -> str:
+        """/proc/slabinfo (version 2.1), newest cache first (``cache_show``, mm/slab_common.c)."""
+        lines = [
+            "slabinfo - version: 2.1",
+            "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> "
+            "<batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>",
+        ]
+        for s in reversed(self.caches):
+            free = sum(slab.objects - slab.inuse for slab in s.partial)
+            lines.append(
+                f"{s.name:<17} {s.total_objects - free:6} {s.total_objects:6} {s.size:6} {s.objects:4} "
+                f"{1 << s.order:4} : tunables {0:4} {0:4} {0:4} : slabdata {s.nr_slabs:6} {s.nr_slabs:6} {0:6}"
+            )
+        return "\n".join(lines) + "\n"
+
+    def meminfo(self) -> str:
+        """The Slab, SReclaimable and SUnreclaim lines of /proc/meminfo."""
+        kb = sum(4 << slab.order for slab in self.slabs())
+        return f"Slab:           {kb:8} kB\nSReclaimable:   {0:8} kB\nSUnreclaim:     {kb:8} kB\n"

@@ -1,0 +1,1 @@
+"""The slab allocator's abstraction function, its lockstep driver and its refinement machine."""
