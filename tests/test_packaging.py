@@ -96,8 +96,7 @@ def test_every_unguarded_import_comes_with_a_plain_install() -> None:
     missing = sorted(
         f"{module} imports {top} ({', '.join(distributions.get(top, ['not installed']))})"
         for module, top in third_party_imports()
-        if module not in NOX_ONLY
-        and not {canonicalize_name(d) for d in distributions.get(top, [top])} & dependencies
+        if module not in NOX_ONLY and not {canonicalize_name(d) for d in distributions.get(top, [top])} & dependencies
     )
     assert [] == missing
 
