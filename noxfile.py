@@ -1,6 +1,7 @@
 """Sessions: ``nox -s verify`` is the main job; ``nox -s tests`` runs the test suite.
 
-Tool versions live in ``pyproject.toml`` extras, not here.
+Version ranges live in ``pyproject.toml``; every session installs with the exact
+pins of ``constraints.txt``, so each session and CI run resolves the same harness.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import os
 import shutil
 
 import nox
+
+CONSTRAINTS = "constraints.txt"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["lint", "typecheck", "tests", "verify"]
@@ -26,14 +29,14 @@ def tests(session: nox.Session) -> None:
     Checks marked ``slow`` repeat what ``verify`` and ``mutants`` run; pass
     ``-- -m ""`` to include them.
     """
-    session.install("-e", ".[check,fuzz]")
+    session.install("-c", CONSTRAINTS, "-e", ".[check,fuzz,plot]")
     session.run("pytest", *_workers(), "-m", "not slow", *session.posargs)
 
 
 @nox.session
 def verify(session: nox.Session) -> None:
     """Proofs, contracts and refinement machines in the ``ci`` profile; one summary line."""
-    session.install("-e", ".[check]")
+    session.install("-c", CONSTRAINTS, "-e", ".[check]")
     profile = os.environ.get("MMCHECK_PROFILE", "ci")
     session.run("python", "-m", "proofs.verify", "--profile", profile, *session.posargs)
 
@@ -44,14 +47,14 @@ def modelcheck(session: nox.Session) -> None:
 
     Posargs go to ``python -m proofs.modelcheck`` (``--minutes 4``, the budget shared by the runs).
     """
-    session.install("-e", ".[check]")
+    session.install("-c", CONSTRAINTS, "-e", ".[check]")
     session.run("python", "-m", "proofs.modelcheck", *session.posargs)
 
 
 @nox.session
 def proofs(session: nox.Session) -> None:
     """The Z3 lemmas and inductive proofs alone, each confirmed, refuted or unknown (unknown is not a pass)."""
-    session.install("-e", ".[check]")
+    session.install("-c", CONSTRAINTS, "-e", ".[check]")
     session.run("python", "-m", "proofs.prove", *session.posargs)
 
 
@@ -64,28 +67,28 @@ def fuzz(session: nox.Session) -> None:
     Exits non-zero if any machine fails; each failure is saved as a scenario
     under ``counterexamples/fuzz/``.
     """
-    session.install("-e", ".[check,fuzz]")
+    session.install("-c", CONSTRAINTS, "-e", ".[check,fuzz]")
     session.run("python", "-m", "proofs.fuzz", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff over everything."""
-    session.install("-e", ".[lint]")
+    session.install("-c", CONSTRAINTS, "-e", ".[lint]")
     session.run("ruff", "check", ".")
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over all non-test code."""
-    session.install("-e", ".[typecheck,check,fuzz]")
+    session.install("-c", CONSTRAINTS, "-e", ".[typecheck,check,fuzz]")
     session.run("mypy")
 
 
 @nox.session
 def architecture(session: nox.Session) -> None:
     """Check the floors and draw the package graph from the imports: docs/architecture.dot, and .svg with Graphviz."""
-    session.install("-e", ".")
+    session.install("-c", CONSTRAINTS, "-e", ".")
     session.run("python", "-m", "mmcheck.architecture", "--dot", "docs/architecture.dot")
     if shutil.which("dot"):
         session.run("dot", "-Tsvg", "docs/architecture.dot", "-o", "docs/architecture.svg", external=True)
@@ -99,7 +102,7 @@ def bench(session: nox.Session) -> None:
 
     ``-- --quick`` is a smoke run of seconds; ``-- --only buddy`` runs one family.
     """
-    session.install(".[check,plot]")
+    session.install("-c", CONSTRAINTS, ".[check,plot]")
     session.run("python", "-m", "benchmarks.run", *session.posargs)
 
 
@@ -110,7 +113,7 @@ def qemu(session: nox.Session) -> None:
     ``MMCHECK_QEMU_SCENARIOS`` (default 1000) sets how many scenarios run, in
     batches of eight per pair of QEMU boots.
     """
-    session.install("-e", ".[check]")
+    session.install("-c", CONSTRAINTS, "-e", ".[check]")
     scenarios = int(os.environ.get("MMCHECK_QEMU_SCENARIOS", "1000"))
     env = {
         "MMCHECK_QEMU_BATCH": "8",
@@ -126,7 +129,7 @@ def mutants(session: nox.Session) -> None:
 
     Posargs go to ``mmcheck mutants`` (``--layer buddy``, ``--name wp-ignored``, ``--jobs 1``, ``-v``).
     """
-    session.install("-e", ".[check]")
+    session.install("-c", CONSTRAINTS, "-e", ".[check]")
     session.run("mmcheck", "mutants", *session.posargs)
 
 
@@ -137,7 +140,7 @@ def linux(session: nox.Session) -> None:
     ``MMCHECK_LINUX_SCENARIOS`` (default 300) sets how many generated
     scenarios run; the scenario files under tests/scenarios/ run as well.
     """
-    session.install("-e", ".[check]")
+    session.install("-c", CONSTRAINTS, "-e", ".[check]")
     env = {
         "MMCHECK_LINUX_SCENARIOS": os.environ.get("MMCHECK_LINUX_SCENARIOS", "300"),
         "MMCHECK_PROFILE": os.environ.get("MMCHECK_PROFILE", "ci"),
@@ -151,14 +154,16 @@ def mutmut(session: nox.Session) -> None:
 
     The time budget in seconds is the first posarg or ``MMCHECK_MUTMUT_BUDGET``
     (default 900); when it runs out mutmut is stopped and the mutants not yet
-    run are reported as not checked.  Every run starts from a fresh copy in
+    run are reported as not checked.  ``MMCHECK_MUTMUT_CHILDREN`` sets how many
+    mutants run at once (default one per core; 1 leaves a shared machine usable).
+    The report gives the kill rate of each module of ``impl/``.  Every run starts from a fresh copy in
     ``mutants/`` and uses the derandomized ``mutmut`` Hypothesis profile.
     """
-    session.install("-e", ".[check,mutmut]")
+    session.install("-c", CONSTRAINTS, "-e", ".[check,mutmut]")
     budget = session.posargs[0] if session.posargs else os.environ.get("MMCHECK_MUTMUT_BUDGET", "900")
     shutil.rmtree("mutants", ignore_errors=True)
     env = {"MMCHECK_PROFILE": "mutmut"}
-    children = str(os.cpu_count() or 1)
+    children = os.environ.get("MMCHECK_MUTMUT_CHILDREN", str(os.cpu_count() or 1))
     session.run(
         "timeout", "--signal=INT", budget, "mutmut", "run", "--max-children", children,
         env=env, external=True, success_codes=[0, 124, 130],

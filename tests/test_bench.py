@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dependencies import skip_without
 from hypothesis import settings
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -122,7 +123,7 @@ def test_meta_records_the_run(report: dict[str, Any]) -> None:
 
 def test_the_plot_is_written(quick_run: tuple[subprocess.CompletedProcess[str], Path], report: dict[str, Any]) -> None:
     if importlib.util.find_spec("matplotlib") is None:
-        pytest.skip("matplotlib (the plot extra) is not installed: nox -s tests installs only the check extra")
+        skip_without("matplotlib", "the plot extra is not installed: pip install -e '.[plot]'")
     png = quick_run[1] / "bench-quick.png"
     assert str(png) == report["meta"]["plot"]
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

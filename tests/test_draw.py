@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from dependencies import requires
 
 from lang.scenario import load
 from mmcheck.cli import main
@@ -74,7 +75,7 @@ def test_dot_names_every_node_and_edge() -> None:
     assert "\\nCOW" in dot
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed (apt-get install graphviz)")
+@requires("graphviz", None if shutil.which("dot") else "dot is not on PATH (apt-get install graphviz)")
 def test_svg_of_a_fork_has_both_processes_the_shared_frame_and_the_cow_mark(tmp_path: Path) -> None:
     """The SVG Graphviz draws holds the same graph: node and edge titles, and the COW text on the frame."""
     out = tmp_path / "fork.svg"

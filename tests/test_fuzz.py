@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dependencies import import_or_skip, skip_without
 from hypothesis.database import InMemoryExampleDatabase
 from hypothesis.internal.reflection import function_digest
 from hypothesis.stateful import RuleBasedStateMachine
@@ -98,7 +99,7 @@ def test_no_pytest_argument_is_a_path_so_remote_gateways_take_them(tmp_path: Pat
 
 def test_an_unreachable_redis_server_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     """A Redis URL nobody answers on is refused up front, not discovered by every worker."""
-    pytest.importorskip("redis", reason="the redis package (the fuzz extra) is not installed")
+    import_or_skip("redis", "the redis package (the fuzz extra) is not installed: pip install -e '.[fuzz]'")
     url = f"redis://127.0.0.1:{free_port()}/0"
     assert 2 == fuzz.main(["--minutes", "1", "--db", url])
     assert "cannot reach the Redis server" in capsys.readouterr().err
@@ -202,8 +203,8 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     """A throwaway ``redis-server`` on loopback, without persistence; skips when the server or client is missing."""
     server = shutil.which("redis-server")
     if server is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    redis = pytest.importorskip("redis", reason="the redis package is not installed (pip install -e '.[fuzz]')")
+        skip_without("redis-server", "not on PATH (apt-get install redis-server)")
+    redis = import_or_skip("redis", "the redis package is not installed (pip install -e '.[fuzz]')")
     port = free_port()
     process = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],

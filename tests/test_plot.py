@@ -6,10 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from dependencies import import_or_skip
 
 from lang.scenario import load
 from mmcheck.cli import main
 from mmcheck.views.plot import free_block_series
+
+PLOT_EXTRA = "matplotlib is not installed: pip install -e '.[plot]'"
 
 BUDDY = Path(__file__).parent / "scenarios" / "buddy-expand-merge.json"
 
@@ -30,7 +33,7 @@ def test_the_series_counts_free_blocks_per_order_after_each_op() -> None:
 
 
 def test_the_figure_draws_one_line_per_order_with_the_series() -> None:
-    pytest.importorskip("matplotlib")
+    import_or_skip("matplotlib", PLOT_EXTRA)
     from mmcheck.views.plot import free_block_figure
 
     figure = free_block_figure(load(BUDDY), "buddy-expand-merge.json")
@@ -44,7 +47,7 @@ def test_the_figure_draws_one_line_per_order_with_the_series() -> None:
 
 
 def test_the_cli_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("matplotlib")
+    import_or_skip("matplotlib", PLOT_EXTRA)
     out = tmp_path / "out.png"
     assert 0 == main(["plot", str(BUDDY), "-o", str(out)])
     assert f"wrote {out}\n" == capsys.readouterr().out

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dependencies import requires
 from hypothesis import Phase, given, settings
 
 from lang.errors import OracleUnsupported
@@ -28,7 +29,7 @@ from properties.paging.page_tables import mmu_batches
 from properties.recording import save_counterexample
 
 MISSING = qemu_oracle.missing_tools()
-needs_qemu = pytest.mark.skipif(MISSING is not None, reason=f"QEMU oracle unavailable: {MISSING}")
+needs_qemu = requires("qemu", MISSING)
 pytestmark = pytest.mark.qemu
 
 SCENARIOS = Path(__file__).parent / "scenarios"
