@@ -207,9 +207,28 @@ def cmd_oracle_linux(args: argparse.Namespace) -> int:
     return 0 if verdict.agree else 1
 
 
+def cmd_oracle_slab(args: argparse.Namespace) -> int:
+    from lang.errors import OracleUnavailable
+    from oracles.slab import sysfs
+
+    if args.file is not None:
+        raise InvalidArgument("oracle slab reads the live kernel's caches and takes no scenario file")
+    why = sysfs.unavailable()
+    if why is not None:
+        raise OracleUnavailable(f"oracle slab: {why}")
+    report = sysfs.live_report()
+    for line in report.render():
+        print(line)
+    return 0 if report.agree else 1
+
+
 def cmd_oracle(args: argparse.Namespace) -> int:
     from oracles.qemu.oracle import compare, run
 
+    if args.oracle == "slab":
+        return cmd_oracle_slab(args)
+    if args.file is None:
+        raise InvalidArgument(f"oracle {args.oracle} needs a scenario file")
     if args.oracle == "linux":
         return cmd_oracle_linux(args)
     scenario = load(args.file)
@@ -471,11 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("oracle", help="run a scenario on an independent oracle and compare with spec and impl")
     p.add_argument(
         "oracle",
-        choices=("qemu", "linux"),
-        help="qemu: QEMU's x86 page walker in a bare-metal guest; linux: this machine's kernel, in real processes",
+        choices=("qemu", "linux", "slab"),
+        help="qemu: QEMU's x86 page walker in a bare-metal guest; linux: this machine's kernel, in real processes; "
+        "slab: this kernel's slab caches (/sys/kernel/slab) against the slab geometry, no scenario file",
     )
     p.add_argument(
         "file",
+        nargs="?",
+        default=None,
         help="scenario JSON file: MMU ops (write_phys, read_phys, set_cpu, access) for qemu, kernel ops for linux",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object with a results list")
