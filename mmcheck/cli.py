@@ -268,6 +268,14 @@ def cmd_buddy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_slab(args: argparse.Namespace) -> int:
+    from mmcheck.views.slabview import slab_view
+
+    for line in slab_view(load(args.file), args.model):
+        print(line)
+    return 0
+
+
 def cmd_draw(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -513,6 +521,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the free lists at the start and after each op as JSON")
     p.set_defaults(func=cmd_buddy)
+
+    p = sub.add_parser("slab", help="show each slab cache's slabs and freelists after each step of a slab scenario")
+    p.add_argument("file", help="scenario JSON file with slab ops (kmem_cache_create, kmalloc, kfree ...)")
+    p.add_argument(
+        "--model",
+        choices=VIEW_MODELS,
+        default="spec",
+        help="spec: the spec's slab state; impl: the implementation's, read through the slab abstraction",
+    )
+    p.set_defaults(func=cmd_slab)
 
     p = sub.add_parser("mutants", help="apply each catalogued bug to the implementation; show which check catches it")
     p.add_argument("--layer", action="append", help="only mutants of this layer (repeatable): walk, buddy, ...")
