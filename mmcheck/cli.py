@@ -207,9 +207,28 @@ def cmd_oracle_linux(args: argparse.Namespace) -> int:
     return 0 if verdict.agree else 1
 
 
+def cmd_oracle_slab(args: argparse.Namespace) -> int:
+    from lang.errors import OracleUnavailable
+    from oracles.slab import sysfs
+
+    if args.file is not None:
+        raise InvalidArgument("oracle slab reads the live kernel's caches and takes no scenario file")
+    why = sysfs.unavailable()
+    if why is not None:
+        raise OracleUnavailable(f"oracle slab: {why}")
+    report = sysfs.live_report()
+    for line in report.render():
+        print(line)
+    return 0 if report.agree else 1
+
+
 def cmd_oracle(args: argparse.Namespace) -> int:
     from oracles.qemu.oracle import compare, run
 
+    if args.oracle == "slab":
+        return cmd_oracle_slab(args)
+    if args.file is None:
+        raise InvalidArgument(f"oracle {args.oracle} needs a scenario file")
     if args.oracle == "linux":
         return cmd_oracle_linux(args)
     scenario = load(args.file)
@@ -245,6 +264,14 @@ def cmd_buddy(args: argparse.Namespace) -> int:
         print_table(buddy_table(buddy_json(load(args.file), args.model)))
         return 0
     for line in buddy_view(load(args.file), args.model):
+        print(line)
+    return 0
+
+
+def cmd_slab(args: argparse.Namespace) -> int:
+    from mmcheck.views.slabview import slab_view
+
+    for line in slab_view(load(args.file), args.model):
         print(line)
     return 0
 
@@ -471,11 +498,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("oracle", help="run a scenario on an independent oracle and compare with spec and impl")
     p.add_argument(
         "oracle",
-        choices=("qemu", "linux"),
-        help="qemu: QEMU's x86 page walker in a bare-metal guest; linux: this machine's kernel, in real processes",
+        choices=("qemu", "linux", "slab"),
+        help="qemu: QEMU's x86 page walker in a bare-metal guest; linux: this machine's kernel, in real processes; "
+        "slab: this kernel's slab caches (/sys/kernel/slab) against the slab geometry, no scenario file",
     )
     p.add_argument(
         "file",
+        nargs="?",
+        default=None,
         help="scenario JSON file: MMU ops (write_phys, read_phys, set_cpu, access) for qemu, kernel ops for linux",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object with a results list")
@@ -491,6 +521,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the free lists at the start and after each op as JSON")
     p.set_defaults(func=cmd_buddy)
+
+    p = sub.add_parser("slab", help="show each slab cache's slabs and freelists after each step of a slab scenario")
+    p.add_argument("file", help="scenario JSON file with slab ops (kmem_cache_create, kmalloc, kfree ...)")
+    p.add_argument(
+        "--model",
+        choices=VIEW_MODELS,
+        default="spec",
+        help="spec: the spec's slab state; impl: the implementation's, read through the slab abstraction",
+    )
+    p.set_defaults(func=cmd_slab)
 
     p = sub.add_parser("mutants", help="apply each catalogued bug to the implementation; show which check catches it")
     p.add_argument("--layer", action="append", help="only mutants of this layer (repeatable): walk, buddy, ...")
