@@ -291,6 +291,40 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     return 0 if all(c.killed and not c.problems for c in catches) else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import contextlib
+    from pathlib import Path
+
+    from mmcheck.views.report import build, check_scenario, graphviz, to_html
+    from properties.mutants import recorded_mutant
+
+    output = Path(args.output)
+    targets = [output] + ([Path(args.screenshot)] if args.screenshot else [])
+    for target in targets:
+        if target.exists() and not args.force:
+            raise MMCheckError(f"{target} exists: not overwritten without --force")
+    scenario = load(args.file)
+    check_scenario(scenario)
+    mutant = recorded_mutant(scenario)
+    if mutant is not None:
+        print(f"report: applying mutant {mutant.name} ({mutant.label}) to the implementation", file=sys.stderr)
+    dot = graphviz()
+    with mutant.applied() if mutant is not None else contextlib.nullcontext():
+        report = build(scenario, Path(args.file).name, dot)
+    output.write_text(to_html(report), encoding="utf-8")
+    note = "" if dot is not None else " (Graphviz dot not found: text drawings)"
+    print(f"wrote {output}: {len(report.steps)} steps{note}")
+    if args.screenshot:
+        from mmcheck.views.browser import screenshot
+
+        screenshot(output, Path(args.screenshot))
+        print(f"wrote {args.screenshot}: the first step as Chromium shows it")
+    stopped = report.stopped
+    if stopped is not None:
+        print(f"{stopped.status} at op {stopped.index}: {report.verdict}", file=sys.stderr)
+    return report.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmcheck",
@@ -413,6 +447,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="out.png, out.svg or out.pdf")
     p.add_argument("--model", choices=VIEW_MODELS, default="spec", help="whose free lists to count (default: spec)")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser(
+        "report", help="write one self-contained HTML page that steps through a scenario: story, results, drawings"
+    )
+    p.add_argument("file", help="scenario JSON file")
+    p.add_argument("-o", "--output", required=True, help="the HTML file to write (report.html)")
+    p.add_argument("--force", action="store_true", help="overwrite the output (and screenshot) if they exist")
+    p.add_argument("--screenshot", default=None, help="also write a PNG of the first step, taken by headless Chromium")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
