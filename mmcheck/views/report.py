@@ -56,7 +56,8 @@ class PageStep:
 
 @dataclass
 class Report:
-    """The steps of a scenario's page and how the run ended."""
+    """The steps of a scenario's page and how the run ended: ``stopped`` is the step of a divergence or an
+    unexpected result, after which the ops are listed as not run."""
 
     name: str
     about: str
@@ -64,12 +65,7 @@ class Report:
     total_ops: int
     graphviz: bool
     verdict: str
-
-    @property
-    def stopped(self) -> StepStory | None:
-        """The step the run stopped at (a divergence or an unexpected result), if any."""
-        last = self.steps[-1].story if self.steps else None
-        return last if last is not None and last.status != "ok" else None
+    stopped: StepStory | None = None
 
     @property
     def exit_code(self) -> int:
@@ -147,8 +143,9 @@ def build(scenario: Scenario, name: str, dot: str | None = None) -> Report:
             )
         )
     report = Report(name, scenario.about or "", steps, len(scenario.ops), dot is not None, footer(scenario))
-    stopped = report.stopped
+    stopped = steps[-1].story if steps and steps[-1].story.status != "ok" else None
     if stopped is not None:
+        report.stopped = stopped
         unexpected = f"unexpected result at op {stopped.index}"
         report.verdict = stopped.lines[-1] if stopped.status == "divergence" else unexpected
         for index in range(stopped.index + 1, len(scenario.ops)):
