@@ -96,13 +96,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_explore(args: argparse.Namespace) -> int:
     from mmcheck.views.console import explore_figures, is_terminal, print_table, stats_table
     from proofs.explore import Stats
+    from proofs.progress import Meter
+
+    meter = Meter("explore", "states", budget=args.time_limit)
+    every = 0.25 if meter.live else 5.0
 
     def progress(stats: Stats) -> None:
-        print(
+        meter.quiet(
             f"  ... {stats.distinct} states, {stats.transitions} transitions, depth {stats.depth}, "
-            f"{stats.rate:,.0f} states/s, {stats.seconds:.0f}s",
-            flush=True,
+            f"{stats.rate:,.0f} states/s, {stats.seconds:.0f}s"
         )
+        meter.update(stats.distinct, f"depth {stats.depth}, {stats.transitions} transitions")
 
     if args.layer == "smp":
         from proofs.explore import run_exploration
@@ -120,7 +124,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
             flush=True,
         )
         system = SmpSystem(smp, seed=args.seed)
-        result, saved = run_exploration(system, args.depth, args.max_states, "smp", progress, args.time_limit)
+        with meter:
+            result, saved = run_exploration(
+                system, args.depth, args.max_states, "smp", progress, args.time_limit, every
+            )
+            meter.update(result.stats.distinct, "done")
     else:
         from proofs.explore import run_exploration
         from proofs.systems import BuddyBounds, BuddySystem
@@ -133,9 +141,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
             + (f" time_limit {args.time_limit}" if args.time_limit else ""),
             flush=True,
         )
-        result, saved = run_exploration(
-            BuddySystem(bounds), args.depth, args.max_states, args.layer, progress, args.time_limit
-        )
+        with meter:
+            result, saved = run_exploration(
+                BuddySystem(bounds), args.depth, args.max_states, args.layer, progress, args.time_limit, every
+            )
+            meter.update(result.stats.distinct, "done")
     if is_terminal():
         print_table(stats_table("explore", explore_figures(result.stats)))
     else:
@@ -260,6 +270,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from proofs.hunt import hunt_each, summary, table
+    from proofs.progress import Meter
     from properties.mutants import select
     from properties.recording import counterexample_folder
 
@@ -275,10 +286,12 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     print(f"ARG layer {layers} mutants {len(chosen)} jobs {args.jobs} profile ci output {folder}", flush=True)
     order = {m.name: i for i, m in enumerate(chosen)}
     catches = []
-    for catch in hunt_each(chosen, folder, args.jobs):
-        catches.append(catch)
-        verdict = f"caught by {catch.caught_by}" if catch.killed else "SURVIVED"
-        print(f"  {len(catches):2}/{len(chosen)} {catch.mutant}: {verdict}", flush=True)
+    with Meter("mutants", "mutants", total=len(chosen)) as meter:
+        for catch in hunt_each(chosen, folder, args.jobs):
+            catches.append(catch)
+            verdict = f"caught by {catch.caught_by}" if catch.killed else "SURVIVED"
+            meter.plain(f"  {len(catches):2}/{len(chosen)} {catch.mutant}: {verdict}")
+            meter.advance(f"{sum(not c.killed for c in catches)} survived")
     catches.sort(key=lambda c: order[c.mutant])
     print("\n".join(table(catches)))
     if args.verbose:
