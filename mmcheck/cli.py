@@ -109,13 +109,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_explore(args: argparse.Namespace) -> int:
     from mmcheck.views.console import explore_figures, is_terminal, print_table, stats_table
     from proofs.explore import Stats
+    from proofs.progress import Meter
+
+    meter = Meter("explore", "states", budget=args.time_limit)
+    every = 0.25 if meter.live else 5.0
 
     def progress(stats: Stats) -> None:
-        print(
+        meter.quiet(
             f"  ... {stats.distinct} states, {stats.transitions} transitions, depth {stats.depth}, "
-            f"{stats.rate:,.0f} states/s, {stats.seconds:.0f}s",
-            flush=True,
+            f"{stats.rate:,.0f} states/s, {stats.seconds:.0f}s"
         )
+        meter.update(stats.distinct, f"depth {stats.depth}, {stats.transitions} transitions")
 
     max_states = MAX_STATES[args.layer] if args.max_states is None else args.max_states
     if max_states > MAX_STATES[args.layer]:
@@ -138,7 +142,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
             flush=True,
         )
         system = SmpSystem(smp, seed=args.seed)
-        result, saved = run_exploration(system, args.depth, max_states, "smp", progress, args.time_limit)
+        with meter:
+            result, saved = run_exploration(
+                system, args.depth, max_states, "smp", progress, args.time_limit, every
+            )
+            meter.update(result.stats.distinct, "done")
     else:
         from proofs.explore import run_exploration
         from proofs.systems import BuddyBounds, BuddySystem
@@ -151,9 +159,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
             + (f" time_limit {args.time_limit}" if args.time_limit else ""),
             flush=True,
         )
-        result, saved = run_exploration(
-            BuddySystem(bounds), args.depth, max_states, args.layer, progress, args.time_limit
-        )
+        with meter:
+            result, saved = run_exploration(
+                BuddySystem(bounds), args.depth, max_states, args.layer, progress, args.time_limit, every
+            )
+            meter.update(result.stats.distinct, "done")
     if is_terminal():
         print_table(stats_table("explore", explore_figures(result.stats)))
     else:
@@ -311,6 +321,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from proofs.hunt import hunt_each, summary, table
+    from proofs.progress import Meter
     from properties.mutants import select
     from properties.recording import counterexample_folder
 
@@ -326,10 +337,12 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     print(f"ARG layer {layers} mutants {len(chosen)} jobs {args.jobs} profile ci output {folder}", flush=True)
     order = {m.name: i for i, m in enumerate(chosen)}
     catches = []
-    for catch in hunt_each(chosen, folder, args.jobs):
-        catches.append(catch)
-        verdict = f"caught by {catch.caught_by}" if catch.killed else "SURVIVED"
-        print(f"  {len(catches):2}/{len(chosen)} {catch.mutant}: {verdict}", flush=True)
+    with Meter("mutants", "mutants", total=len(chosen)) as meter:
+        for catch in hunt_each(chosen, folder, args.jobs):
+            catches.append(catch)
+            verdict = f"caught by {catch.caught_by}" if catch.killed else "SURVIVED"
+            meter.plain(f"  {len(catches):2}/{len(chosen)} {catch.mutant}: {verdict}")
+            meter.advance(f"{sum(not c.killed for c in catches)} survived")
     catches.sort(key=lambda c: order[c.mutant])
     print("\n".join(table(catches)))
     if args.verbose:
@@ -398,6 +411,40 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import contextlib
+    from pathlib import Path
+
+    from mmcheck.views.report import build, check_scenario, graphviz, to_html
+    from properties.mutants import recorded_mutant
+
+    output = Path(args.output)
+    targets = [output] + ([Path(args.screenshot)] if args.screenshot else [])
+    for target in targets:
+        if target.exists() and not args.force:
+            raise MMCheckError(f"{target} exists: not overwritten without --force")
+    scenario = load(args.file)
+    check_scenario(scenario)
+    mutant = recorded_mutant(scenario)
+    if mutant is not None:
+        print(f"report: applying mutant {mutant.name} ({mutant.label}) to the implementation", file=sys.stderr)
+    dot = graphviz()
+    with mutant.applied() if mutant is not None else contextlib.nullcontext():
+        report = build(scenario, Path(args.file).name, dot)
+    output.write_text(to_html(report), encoding="utf-8")
+    note = "" if dot is not None else " (Graphviz dot not found: text drawings)"
+    print(f"wrote {output}: {len(report.steps)} steps{note}")
+    if args.screenshot:
+        from mmcheck.views.browser import screenshot
+
+        screenshot(output, Path(args.screenshot))
+        print(f"wrote {args.screenshot}: the first step as Chromium shows it")
+    stopped = report.stopped
+    if stopped is not None:
+        print(f"{stopped.status} at op {stopped.index}: {report.verdict}", file=sys.stderr)
+    return report.exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -568,6 +615,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.add_argument("--model", choices=VIEW_MODELS, default="spec", help="whose free lists to count (default: spec)")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser(
+        "report", help="write one self-contained HTML page that steps through a scenario: story, results, drawings"
+    )
+    p.add_argument("file", help="scenario JSON file")
+    p.add_argument("-o", "--output", required=True, help="the HTML file to write (report.html)")
+    p.add_argument("--force", action="store_true", help="overwrite the output (and screenshot) if they exist")
+    p.add_argument("--screenshot", default=None, help="also write a PNG of the first step, taken by headless Chromium")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

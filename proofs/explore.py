@@ -244,9 +244,13 @@ def run_exploration(
     name: str,
     progress: Callable[[Stats], None] | None = None,
     time_limit: float | None = None,
+    progress_every: float = 5.0,
 ) -> tuple[Result[Op], Path | None]:
     """Explore; on a violation save the shortest path as a scenario and return its path."""
-    result = explore(system, max_depth=depth, max_states=max_states, progress=progress, time_limit=time_limit)
+    result = explore(
+        system, max_depth=depth, max_states=max_states, progress=progress, progress_every=progress_every,
+        time_limit=time_limit,
+    )  # fmt: skip
     if result.path is None:
         return result, None
     about = f"shortest counterexample found by the explorer ({name}): {result.reason}"

@@ -16,12 +16,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from rich.console import Console
+
 from lang.scenario import Op
 from proofs import smp_system
 from proofs.explore import Result, Stats, run_exploration
+from proofs.progress import Meter
 from proofs.smp_system import SmpSystem
 
-Runner = Callable[[float, Callable[[Stats], None]], tuple[Result[Op], Path | None]]
+# A run: its time limit, the progress callback, and how often (seconds) to call it.
+Runner = Callable[[float, Callable[[Stats], None], float], tuple[Result[Op], Path | None]]
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,8 @@ class Run:
 
 
 def smp_run(bounds: smp_system.SmpBounds, depth: int, name: str) -> Runner:
-    return lambda limit, progress: run_exploration(
-        SmpSystem(bounds), depth, None, name, progress=progress, time_limit=limit
+    return lambda limit, progress, every: run_exploration(
+        SmpSystem(bounds), depth, None, name, progress=progress, time_limit=limit, progress_every=every
     )
 
 
@@ -51,20 +55,26 @@ RUNS = (
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    """The session; ``console`` (standard output by default) decides whether a progress display is drawn."""
     parser = argparse.ArgumentParser(prog="modelcheck", description=__doc__)
     parser.add_argument("--minutes", type=float, default=4.0, help="total time budget, shared equally by the runs")
     args = parser.parse_args(argv)
     share = args.minutes * 60 / len(RUNS)
     print(f"modelcheck: {len(RUNS)} runs, {share:.0f}s each", flush=True)
 
-    def progress(stats: Stats) -> None:
-        print(f"    ... {stats.distinct} states, depth {stats.depth}, {stats.rate:,.0f} states/s", flush=True)
-
     failed = 0
-    for run in RUNS:
+    for number, run in enumerate(RUNS, 1):
         print(f"  {run.name}", flush=True)
-        result, saved = run.run(share, progress)
+        meter = Meter(f"run {number}/{len(RUNS)}", "states", budget=share, console=console)
+
+        def progress(stats: Stats, meter: Meter = meter) -> None:
+            meter.quiet(f"    ... {stats.distinct} states, depth {stats.depth}, {stats.rate:,.0f} states/s")
+            meter.update(stats.distinct, f"depth {stats.depth}")
+
+        with meter:
+            result, saved = run.run(share, progress, 0.25 if meter.live else 5.0)
+            meter.update(result.stats.distinct, "done")
         print(f"    {result.stats.summary()}", flush=True)
         if saved is not None:
             failed += 1

@@ -37,10 +37,12 @@ from spec.alloc.buddy import BuddyState
 from spec.mm.kernel import Kernel, Leaf, Space
 from spec.mm.vma import find
 from spec.paging.address import PAGE_SHIFT
+from spec.paging.tlb import GLOBAL_PCID, Tlb, TlbEntry
 
 TABLE_NAMES = {4: "PML4", 3: "PDPT", 2: "PD", 1: "PT"}
 FORMATS = ("svg", "dot", "txt")
 MAX_WORDS = 3
+MAX_TLB_ENTRIES = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,51 @@ def picture(kernel: Kernel | None, buddy: BuddyState, title: str, pids: Sequence
     return Picture(title, tuple(nodes), tuple(edges), free_lists(buddy))
 
 
+def tlb_entry_text(entry: TlbEntry) -> str:
+    """``0x10000000 -> frame 0xa rw- PCID 2``: one cached translation."""
+    allowed = "r" + ("w" if entry.writable else "-") + ("-" if entry.nx else "x")
+    pcid = "global" if entry.pcid == GLOBAL_PCID else f"PCID {entry.pcid}"
+    size = " 2 MiB" if entry.huge else ""
+    return f"{entry.vpn << PAGE_SHIFT:#x} -> frame {entry.pfn:#x} {allowed}{size} {pcid}"
+
+
+def tlb_lines(title: str, entries: frozenset[TlbEntry]) -> list[str]:
+    """A heading and the entries, user ones first, at most :data:`MAX_TLB_ENTRIES` of them."""
+    shown = sorted(entries, key=lambda e: (e.pcid == GLOBAL_PCID, e.pcid, e.vpn, e.pfn, e.writable))
+    lines = [f"{title}: {len(shown)}" if shown else f"{title}: none"]
+    lines += [tlb_entry_text(e) for e in shown[:MAX_TLB_ENTRIES]]
+    if len(shown) > MAX_TLB_ENTRIES:
+        lines.append(f"... {len(shown) - MAX_TLB_ENTRIES} more")
+    return lines
+
+
+def with_cpus(pic: Picture, kernel: Kernel | None, held: Sequence[Tlb] | None = None) -> Picture:
+    """``pic`` with a node per CPU: the mm it has loaded (an edge to that process), its PCID, the stale
+    translations the spec allows its TLB to hold, and (``held``) the translations a TLB does hold."""
+    if kernel is None:
+        return pic
+    nodes, edges = list(pic.nodes), list(pic.edges)
+    drawn = {n.id for n in nodes}
+    for cpu, state in enumerate(kernel.cpus):
+        running = kernel.current[cpu] if cpu < len(kernel.current) else 0
+        if state.loaded == 0:
+            what = "init_mm (no user mm)"
+        elif state.lazy or running != state.loaded:
+            what = f"lazy: kernel thread on pid {state.loaded}'s mm"
+        else:
+            what = f"runs pid {state.loaded}"
+        label = [f"cpu {cpu}", what, f"PCID {state.pcid}"]
+        if cpu < len(kernel.tlbs):
+            label += tlb_lines("stale entries the spec allows", kernel.tlbs[cpu].entries)
+        if held is not None and cpu < len(held):
+            label += tlb_lines("TLB holds (implementation)", held[cpu].entries)
+        nodes.append(Node(f"cpu_{cpu}", "cpu", "\n".join(label)))
+        target = f"pid_{state.loaded}"
+        if state.loaded and target in drawn:
+            edges.append(Edge(f"cpu_{cpu}", target, f"CR3, PCID {state.pcid}" + (" (lazy)" if state.lazy else "")))
+    return Picture(pic.title, tuple(nodes), tuple(edges), pic.free_lists)
+
+
 # --- scenario -> state --------------------------------------------------------------------------
 
 
@@ -257,6 +304,9 @@ def to_text(pic: Picture) -> str:
     for node in processes:
         lines.append(node.label)
         lines += tree_lines(pic, node.id, 1)
+    for node in pic.nodes:
+        if node.kind == "cpu":
+            lines.append(one_line(node.label))
     if pic.nodes:
         zero = pic.node("zero")
         lines.append(f"{one_line(zero.label)} (shared by every process, never writable)")
@@ -275,6 +325,7 @@ NODE_STYLE = {
     "table": 'shape=box, style=filled, fillcolor="#f0f0f0"',
     "frame": 'shape=box3d, style=filled, fillcolor="#e8f5e9"',
     "zero": 'shape=octagon, style=filled, fillcolor="#fff3cd"',
+    "cpu": 'shape=box, style="rounded,filled", fillcolor="#e1d5f5"',
 }
 MARK_STYLE = {"COW": 'color="#c62828", penwidth=2', "SHARED WRITABLE": 'color="#c62828", penwidth=4, style=bold'}
 
@@ -345,6 +396,14 @@ def render_svg(dot_text: str, path: Path) -> None:
     done = subprocess.run([dot, "-Tsvg", "-o", str(path)], input=dot_text, text=True, capture_output=True)
     if done.returncode != 0:
         raise MMCheckError(f"dot -Tsvg failed: {done.stderr.strip()}")
+
+
+def svg_text(dot_text: str, dot: str) -> str:
+    """The SVG Graphviz ``dot`` draws of ``dot_text``, from its ``<svg`` element on (no XML prolog or DOCTYPE)."""
+    done = subprocess.run([dot, "-Tsvg"], input=dot_text, text=True, capture_output=True)
+    if done.returncode != 0:
+        raise MMCheckError(f"dot -Tsvg failed: {done.stderr.strip()}")
+    return done.stdout[done.stdout.index("<svg") :]
 
 
 def write(pic: Picture, path: Path, force: bool = False) -> list[str]:

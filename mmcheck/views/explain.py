@@ -10,17 +10,18 @@ counterexample from a machine or the model checker reads as a short story.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from lang.errors import MMCheckError
 from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, SetCpu, WritePhys
 from lang.kernel_ops import KernelOp
-from lang.scenario import Op, Scenario
+from lang.scenario import Op, Result, Scenario
 from mmcheck.views.kernelstory import changes as kernel_changes
 from mmcheck.views.kernelstory import rule as kernel_rule
 from mmcheck.views.walkview import describe_walk
 from properties.abstraction import abstract_buddy, abstract_kernel
-from properties.drivers import DivergenceError, Lockstep
+from properties.drivers import Divergence, DivergenceError, Lockstep
 from properties.replay import result_matches
 from properties.smp.abstraction import abstract_smp
 from spec.alloc import buddy as spec_buddy
@@ -148,13 +149,46 @@ def divergence_lines(lockstep: Lockstep, exc: DivergenceError, index: int) -> li
     return lines
 
 
-def explain(scenario: Scenario) -> tuple[list[str], bool]:
-    """The narration, and whether the scenario ran without divergence, bad input or unexpected result."""
-    lines: list[str] = []
-    if scenario.about:
-        lines += [scenario.about, ""]
-    lockstep = Lockstep(scenario.config)
+@dataclass
+class StepStory:
+    """One op of the story: its lines, the result (none when the op stopped the run) and how it ended.
+
+    ``status`` is ``ok``, ``divergence`` (``divergence`` says where and why),
+    ``rejected`` (bad input, ``error`` holds it) or ``unexpected`` (the result
+    is not the one the scenario records, ``expected``).
+    """
+
+    index: int
+    op: Op
+    lines: list[str] = field(default_factory=list)
+    rule: str = ""
+    changes: list[str] = field(default_factory=list)
+    result: Result | None = None
+    status: str = "ok"
+    divergence: Divergence | None = None
+    error: MMCheckError | None = None
+    expected: Result | None = None
+
+
+def header(scenario: Scenario) -> list[str]:
+    """The lines before the first op: the scenario's own description."""
+    return [scenario.about, ""] if scenario.about else []
+
+
+def footer(scenario: Scenario) -> str:
+    """The last line of a run that ended well."""
+    return f"all {len(scenario.ops)} ops ran; spec and implementation agree at every step"
+
+
+def narrate(scenario: Scenario, lockstep: Lockstep | None = None) -> Iterator[StepStory]:
+    """The story one op at a time, each yielded after its op ran on ``lockstep`` (a fresh one by default).
+
+    The run stops after a step whose status is not ``ok``.
+    """
+    lockstep = Lockstep(scenario.config) if lockstep is None else lockstep
     for index, op in enumerate(scenario.ops):
+        step = StepStory(index, op)
+        lines = step.lines
         before = lockstep.spec.state
         kernel_before = lockstep.spec.kernel.kernel
         buddy_before = lockstep.spec.buddy
@@ -166,6 +200,7 @@ def explain(scenario: Scenario) -> tuple[list[str], bool]:
             narrator = NARRATORS.get(type(op))
             story = narrator(op, before) if narrator else [f"{op.name}: {op.to_json()}"]
         if story:
+            step.rule = story[0]
             lines.append(f"[{index}] {story[0]}")
             lines += [f"    {line.strip()}" for line in story[1:]]
         try:
@@ -174,30 +209,52 @@ def explain(scenario: Scenario) -> tuple[list[str], bool]:
             if not story:
                 lines.append(f"[{index}] {op.name} {op.to_json()}")
             lines += divergence_lines(lockstep, exc, index)
-            return lines, False
+            step.status, step.divergence = "divergence", exc.divergence
+            yield step
+            return
         except MMCheckError as exc:
             if not story:
                 lines.append(f"[{index}] {op.name} {op.to_json()}")
             lines += [f"    rejected as bad input: {exc}", "(the state is unchanged)"]
-            return lines, False
+            step.status, step.error = "rejected", exc
+            yield step
+            return
+        step.result = result
         kernel_after = lockstep.spec.kernel.kernel
         if isinstance(op, KernelOp) and kernel_after is not None:
-            lines.append(f"[{index}] {kernel_rule(op, kernel_before, kernel_after, result)}")
+            step.rule = kernel_rule(op, kernel_before, kernel_after, result)
+            lines.append(f"[{index}] {step.rule}")
             if kernel_before is None:
                 frames = ", ".join(f"{pfn:#x}" for pfn in kernel_after.boot)
                 lines.append(f"    the kernel boots first: frames {frames} (zero page, kernel page, kernel tables)")
         lines.append(f"    result: {result}")
+        changed: list[str] = []
         if isinstance(op, KernelOp) and kernel_after is not None:
-            lines += [f"    changed: {change}" for change in kernel_changes(kernel_before, kernel_after)]
+            changed = [f"    changed: {change}" for change in kernel_changes(kernel_before, kernel_after)]
         elif isinstance(op, AllocPages | FreePages):
             refused = lockstep.spec.buddy_error
             if refused is not None:
-                lines.append(f"    refused, {type(refused).__name__}: {refused} (nothing changed)")
-            lines += buddy_changes(buddy_before, lockstep.spec.buddy)
+                changed.append(f"    refused, {type(refused).__name__}: {refused} (nothing changed)")
+            changed += buddy_changes(buddy_before, lockstep.spec.buddy)
         elif not isinstance(op, WritePhys):
-            lines += memory_changes(before, lockstep.spec.state)
+            changed = memory_changes(before, lockstep.spec.state)
+        lines += changed
+        step.changes = [line.strip() for line in changed]
         if scenario.expected_results is not None and not result_matches(scenario.expected_results[index], result):
+            step.expected = scenario.expected_results[index]
             lines.append(f"    UNEXPECTED: the scenario records {scenario.expected_results[index]}")
+            step.status = "unexpected"
+            yield step
+            return
+        yield step
+
+
+def explain(scenario: Scenario) -> tuple[list[str], bool]:
+    """The narration, and whether the scenario ran without divergence, bad input or unexpected result."""
+    lines = header(scenario)
+    for step in narrate(scenario):
+        lines += step.lines
+        if step.status != "ok":
             return lines, False
-    lines.append(f"all {len(scenario.ops)} ops ran; spec and implementation agree at every step")
+    lines.append(footer(scenario))
     return lines, True

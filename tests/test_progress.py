@@ -1,0 +1,111 @@
+"""The progress display of long runs: Rich on a terminal, the plain lines unchanged anywhere else."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from mmcheck.cli import main
+from proofs import modelcheck
+from proofs.progress import Meter
+
+
+def terminal(buffer: io.StringIO) -> Console:
+    return Console(file=buffer, force_terminal=True, width=120, color_system=None)
+
+
+def test_off_a_terminal_the_meter_prints_the_plain_lines_and_nothing_else(capsys: pytest.CaptureFixture[str]) -> None:
+    buffer = io.StringIO()
+    with Meter("explore", "states", budget=60, console=Console(file=buffer)) as meter:
+        assert not meter.live
+        meter.quiet("  ... 10 states")
+        meter.update(10, "depth 2")
+        meter.plain("   1/2 wp-ignored: caught by mmu")
+        meter.advance()
+    assert "  ... 10 states\n   1/2 wp-ignored: caught by mmu\n" == capsys.readouterr().out
+    assert "" == buffer.getvalue()
+
+
+def test_on_a_terminal_the_display_shows_count_rate_and_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    buffer = io.StringIO()
+    with Meter("explore", "states", budget=60, console=terminal(buffer)) as meter:
+        assert meter.live
+        meter.quiet("  ... 10 states")
+        meter.update(1234, "depth 7")
+        meter.plain("a line kept above the display")
+    shown = buffer.getvalue()
+    assert "" == capsys.readouterr().out
+    assert "1,234 states" in shown and "states/s" in shown and "depth 7" in shown
+    assert "left of 60s" in shown
+    assert "a line kept above the display" in shown
+    assert "  ... 10 states" not in shown
+
+
+def test_a_meter_with_a_total_counts_up_to_it() -> None:
+    buffer = io.StringIO()
+    with Meter("mutants", "mutants", total=3, console=terminal(buffer)) as meter:
+        meter.advance("0 survived")
+        meter.advance("1 survived")
+    shown = buffer.getvalue()
+    assert "2/3" in shown and "1 survived" in shown and "left of" not in shown
+
+
+def test_explore_off_a_terminal_prints_what_it_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main(["explore", "--frames", "6", "--max-order", "1"])
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "ARG layer buddy frames 6 max_order 1 alloc_order 1 depth 20 max_states None" == lines[0]
+    assert lines[1].startswith("explore: 218 distinct states (218 explored), 1362 transitions") and 2 == len(lines)
+    assert "\x1b[" not in out
+
+
+def test_explore_on_a_terminal_draws_the_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    buffer = io.StringIO()
+    monkeypatch.setattr("proofs.progress.Console", lambda file: terminal(buffer))
+    assert 0 == main(["explore", "--frames", "6", "--max-order", "1", "--time-limit", "30"])
+    shown = buffer.getvalue()
+    assert "explore" in shown and "states" in shown and "done" in shown and "left of 30s" in shown
+
+
+def test_modelcheck_progress_goes_to_the_console_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    buffer = io.StringIO()
+    modelcheck.main(["--minutes", "0.01"], console=terminal(buffer))
+    out = capsys.readouterr().out
+    assert out.startswith("modelcheck: 2 runs, 0s each\n") and out.endswith(" failed\n")
+    assert "    ... " not in out
+    assert "left of" in buffer.getvalue() and "done" in buffer.getvalue()
+
+
+def test_modelcheck_off_a_terminal_adds_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    buffer = io.StringIO()
+    modelcheck.main(["--minutes", "0.01"], console=Console(file=buffer))
+    assert "" == buffer.getvalue()
+    lines = capsys.readouterr().out.splitlines()
+    assert "modelcheck: 2 runs, 0s each" == lines[0]
+    assert [line for line in lines if line.startswith("  ") and not line.startswith("    ")] == [
+        f"  {run.name}" for run in modelcheck.RUNS
+    ]
+
+
+def test_mutants_off_a_terminal_print_one_line_per_mutant(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert 0 == main(["mutants", "--name", "alloc-skips-max-order", "--jobs", "1", "--output", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert "   1/1 alloc-skips-max-order: caught by " in "\n".join(lines)
+    assert lines[1].startswith("   1/1 alloc-skips-max-order: caught by ")
+    assert "\x1b[" not in "\n".join(lines)
+
+
+def test_mutants_on_a_terminal_show_the_display(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    buffer = io.StringIO()
+    monkeypatch.setattr("proofs.progress.Console", lambda file: terminal(buffer))
+    assert 0 == main(["mutants", "--name", "alloc-skips-max-order", "--jobs", "1", "--output", str(tmp_path)])
+    shown = buffer.getvalue()
+    assert "1/1" in shown and "0 survived" in shown and "alloc-skips-max-order: caught by" in shown
+    out = capsys.readouterr().out
+    assert "alloc-skips-max-order: caught by" not in out.splitlines()[1]
+    assert "mutants: 1 killed of 1" == out.splitlines()[-1]
