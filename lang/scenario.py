@@ -75,6 +75,10 @@ class Config:
     ``tlb_entries`` is each CPU's TLB capacity in the implementation (0: no
     TLB); ``flush_ceiling`` the most pages a shootdown flushes one by one
     before it flushes everything (Linux's ``tlb_single_page_flush_ceiling``).
+    ``pcid`` is whether the CPUs have PCIDs (CR4.PCIDE=1, Linux's
+    ``X86_FEATURE_PCID``); without them every MOV to CR3 drops all non-global
+    TLB entries and Linux keeps one ASID (Intel SDM Vol. 3A 4.10.4.1,
+    arch/x86/mm/tlb.c ``choose_new_asid``).
     """
 
     frames: int
@@ -84,6 +88,7 @@ class Config:
     max_order: int = 10
     tlb_entries: int = 64
     flush_ceiling: int = 33
+    pcid: bool = True
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "frames": (1, 1 << 24),
@@ -94,23 +99,26 @@ class Config:
         "tlb_entries": (0, 1 << 16),
         "flush_ceiling": (0, 1 << 20),
     }
+    FLAGS: ClassVar[tuple[str, ...]] = ("pcid",)  # true or false, not numbers
     # Written only when they differ from the default, so scenarios from before they existed read the same.
-    OPTIONAL: ClassVar[dict[str, int]] = {"tlb_entries": 64, "flush_ceiling": 33}
+    OPTIONAL: ClassVar[dict[str, int | bool]] = {"tlb_entries": 64, "flush_ceiling": 33, "pcid": True}
 
     @classmethod
     def from_json(cls, raw: object, where: str = "config") -> Config:
         """Check and build a config; unknown keys are errors, not ignored."""
         if not isinstance(raw, Mapping):
             raise ScenarioError(where, f"expected an object, got {type(raw).__name__}")
-        unknown = sorted(set(raw) - set(cls.LIMITS))
+        allowed = (*cls.LIMITS, *cls.FLAGS)
+        unknown = sorted(set(raw) - set(allowed))
         if unknown:
-            raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(cls.LIMITS)}")
+            raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(allowed)}")
         if "frames" not in raw:
             raise ScenarioError(f"{where}.frames", "missing: the number of 4 KiB physical frames")
-        values = {key: parse_int(raw[key], f"{where}.{key}", *cls.LIMITS[key]) for key in cls.LIMITS if key in raw}
-        return cls(**values)
+        numbers = {key: parse_int(raw[key], f"{where}.{key}", *cls.LIMITS[key]) for key in cls.LIMITS if key in raw}
+        pcid = parse_bool(raw["pcid"], f"{where}.pcid") if "pcid" in raw else True
+        return cls(**numbers, pcid=pcid)
 
-    def to_json(self) -> dict[str, int]:
+    def to_json(self) -> dict[str, int | bool]:
         """The config as a scenario writes it (every field, so replays are exact)."""
         return {
             f.name: getattr(self, f.name) for f in fields(self) if self.OPTIONAL.get(f.name) != getattr(self, f.name)
@@ -234,4 +242,3 @@ def dump(scenario: Scenario, path: str | Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(scenario.to_json(), indent=1) + "\n")
     return target
-
