@@ -25,7 +25,14 @@ from properties.mutants.kernel import KERNEL_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 
 # The longest counterexample each machine may need, after minimisation.
-MAX_OPS = {"mmu-machine": 8, "buddy-machine": 8, "kernel-machine": 8, "smp-machine": 10, "huge-machine": 10}
+MAX_OPS = {
+    "mmu-machine": 8,
+    "buddy-machine": 8,
+    "kernel-machine": 8,
+    "smp-machine": 10,
+    "huge-machine": 10,
+    "nopcid-machine": 10,
+}
 
 
 def machine_detectors(layer: str) -> tuple[Detector, ...]:
