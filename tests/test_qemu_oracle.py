@@ -158,7 +158,6 @@ def test_plan_refuses_slot_511_and_mixed_paging_modes() -> None:
         qemu_oracle.plan(scenario_of(mixed))
 
 
-
 def with_pcid(scenario: Scenario, pcid: bool) -> Scenario:
     return Scenario(replace(scenario.config, pcid=pcid), scenario.ops, scenario.expected_results)
 
