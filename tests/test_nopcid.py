@@ -7,6 +7,7 @@ ASID 0 with a flush whenever the mm changes (arch/x86/mm/tlb.c).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from impl.smp import shootdown as impl_shootdown
 from impl.smp.shootdown import CpuTlbState
 from lang.errors import ScenarioError
 from lang.kernel_ops import KernelThread, Load, Mmap, Spawn, Store, Switch
-from lang.scenario import Config, Scenario, load
+from lang.scenario import Config, Op, Scenario, load
 from proofs.explore import explore
 from proofs.smp_system import SETUP, SmpBounds, SmpSystem
 from properties.drivers import Lockstep
@@ -82,10 +83,11 @@ def test_spec_pcid_is_0_for_every_asid_without_pcids() -> None:
     assert 0 == CpuTlb(asid=3, pcide=False).pcid
 
 
-def spec_after(ops: list[object], config: Config = NOPCID) -> Lockstep:
+def spec_after(ops: Sequence[Op], config: Config = NOPCID) -> Lockstep:
+    """Both sides in lockstep after ``ops``."""
     lockstep = Lockstep(config)
     for op in ops:
-        lockstep.apply(op)  # type: ignore[arg-type]
+        lockstep.apply(op)
     return lockstep
 
 
@@ -168,7 +170,7 @@ def flushes(config: Config, scenario: Scenario) -> int:
     """The flush events of ``scenario``'s ops run under ``config``, each result checked against the recorded one."""
     lockstep, count = Lockstep(config), 0
     for op, want in zip(scenario.ops, scenario.expected_results or (), strict=True):
-        assert want == lockstep.apply(op)  # type: ignore[arg-type]
+        assert want == lockstep.apply(op)
         count += sum(e.kind == "flush" for e in lockstep.spec.kernel.kernel.events)  # type: ignore[union-attr]
     return count
 
