@@ -148,6 +148,10 @@ class Config:
     ``slab_seed`` seeds each slab cache's freelist-pointer secret (``s->random``);
     ``slub_min_objects`` is the ``slab_min_objects=`` boot parameter (0: from the CPU count);
     ``slab_freelist_random`` 1 shuffles new slabs' freelists in the implementation (CONFIG_SLAB_FREELIST_RANDOM).
+    ``pcid`` is whether the CPUs have PCIDs (CR4.PCIDE=1, Linux's
+    ``X86_FEATURE_PCID``); without them every MOV to CR3 drops all non-global
+    TLB entries and Linux keeps one ASID (Intel SDM Vol. 3A 4.10.4.1,
+    arch/x86/mm/tlb.c ``choose_new_asid``).
     """
 
     frames: int
@@ -160,6 +164,7 @@ class Config:
     slab_seed: int = 0
     slub_min_objects: int = 0
     slab_freelist_random: int = 0
+    pcid: bool = True
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "frames": (1, 1 << 24),
@@ -173,13 +178,15 @@ class Config:
         "slub_min_objects": (0, 32767),
         "slab_freelist_random": (0, 1),
     }
+    FLAGS: ClassVar[tuple[str, ...]] = ("pcid",)  # true or false, not numbers
     # Written only when they differ from the default, so scenarios from before they existed read the same.
-    OPTIONAL: ClassVar[dict[str, int]] = {
+    OPTIONAL: ClassVar[dict[str, int | bool]] = {
         "tlb_entries": 64,
         "flush_ceiling": 33,
         "slab_seed": 0,
         "slub_min_objects": 0,
         "slab_freelist_random": 0,
+        "pcid": True,
     }
 
     @classmethod
@@ -187,15 +194,17 @@ class Config:
         """Check and build a config; unknown keys are errors, not ignored."""
         if not isinstance(raw, Mapping):
             raise ScenarioError(where, f"expected an object, got {type(raw).__name__}")
-        unknown = sorted(set(raw) - set(cls.LIMITS))
+        allowed = (*cls.LIMITS, *cls.FLAGS)
+        unknown = sorted(set(raw) - set(allowed))
         if unknown:
-            raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(cls.LIMITS)}")
+            raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(allowed)}")
         if "frames" not in raw:
             raise ScenarioError(f"{where}.frames", "missing: the number of 4 KiB physical frames")
-        values = {key: parse_int(raw[key], f"{where}.{key}", *cls.LIMITS[key]) for key in cls.LIMITS if key in raw}
-        return cls(**values)
+        numbers = {key: parse_int(raw[key], f"{where}.{key}", *cls.LIMITS[key]) for key in cls.LIMITS if key in raw}
+        pcid = parse_bool(raw["pcid"], f"{where}.pcid") if "pcid" in raw else True
+        return cls(**numbers, pcid=pcid)
 
-    def to_json(self) -> dict[str, int]:
+    def to_json(self) -> dict[str, int | bool]:
         """The config as a scenario writes it (every field, so replays are exact)."""
         return {
             f.name: getattr(self, f.name) for f in fields(self) if self.OPTIONAL.get(f.name) != getattr(self, f.name)

@@ -207,6 +207,7 @@ KERNEL_MACHINE = machine_detector("kernel-machine", "properties.mm.kernel_machin
 SMP_MACHINE = machine_detector("smp-machine", "properties.smp.smp_machine:SmpMachine")
 HUGE_MACHINE = machine_detector("huge-machine", "properties.mm.huge_machine:HugeMachine")
 SLAB_MACHINE = machine_detector("slab-machine", "properties.slab.slab_machine:SlabMachine", shrink=True)
+NOPCID_MACHINE = machine_detector("nopcid-machine", "properties.smp.nopcid_machine:NoPcidMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -218,6 +219,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "tlb": (SMP_MACHINE, SMP_EXPLORER),
     "huge": (HUGE_MACHINE,),
     "slab": (SLAB_MACHINE,),
+    "pcid": (NOPCID_MACHINE,),
 }
 
 

@@ -65,8 +65,9 @@ class SmpBounds:
     ``kernel``: ``kernel_remap`` and supervisor loads of the kernel page;
     ``prots``: what mprotect sets; ``fork``, ``evict``, ``spawn``: whether those
     ops run; ``pins``: pins held at most (pin, read_pin, unpin); ``shared``:
-    also shared mmaps; ``setup``: ops run (and checked) before the exploration starts,
-    the start of every path and counterexample.
+    also shared mmaps; ``pcid``: False for CPUs without PCIDs (CR4.PCIDE=0,
+    every switch to another mm flushes); ``setup``: ops run (and checked)
+    before the exploration starts, the start of every path and counterexample.
     """
 
     cpus: int = 2
@@ -88,10 +89,13 @@ class SmpBounds:
     prots: tuple[str, ...] = ("r--", "rw-")
     pins: int = 0
     shared: bool = False
+    pcid: bool = True
 
     @property
     def config(self) -> Config:
-        return Config(frames=self.frames, cpus=self.cpus, max_order=self.max_order, tlb_entries=self.tlb_entries)
+        return Config(
+            frames=self.frames, cpus=self.cpus, max_order=self.max_order, tlb_entries=self.tlb_entries, pcid=self.pcid
+        )
 
     def describe(self) -> str:
         start = f"after {len(self.setup)} setup ops, " if self.setup else ""
@@ -101,12 +105,12 @@ class SmpBounds:
             f"{'/'.join(self.syscalls)} ({self.ranges} ranges{', also at once' if self.sync else ''}"
             f"{', mprotect to ' + '/'.join(self.prots) if 'mprotect' in self.syscalls else ''})"
             f"{', fork' if self.fork else ''}{', evict' if self.evict else ''}"
-            f"{', kernel_remap' if self.kernel else ''}"
+            f"{', kernel_remap' if self.kernel else ''}{', no PCIDs' if not self.pcid else ''}"
         )
 
 
 RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "buddy", "buddy_error", "kernel", "slab"})
-SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling"})
+SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling", "pcid"})
 
 
 def clone_impl(impl: ImplRunner) -> ImplRunner:
@@ -382,7 +386,7 @@ KERNEL_FIELDS = frozenset(
     }
 )
 SPACE_FIELDS = frozenset({"vmas", "root", "tables", "leaves", "kernel", "tlb_gen", "cpumask"})
-CPU_FIELDS = frozenset({"loaded", "lazy", "asid", "next_asid", "slots"})
+CPU_FIELDS = frozenset({"loaded", "lazy", "asid", "next_asid", "slots", "pcide"})
 SLOT_FIELDS = frozenset({"ctx_id", "tlb_gen"})
 FLIGHT_FIELDS = frozenset(
     {"op", "pid", "lo", "hi", "gen", "full", "freed_tables", "targets", "frames", "outcome", "stride"}
@@ -493,7 +497,7 @@ def kernel_key(
         for s in c.slots:
             expect(s, SLOT_FIELDS)
         slots = tuple((pid[s.ctx_id] if s.ctx_id > 0 else s.ctx_id, slot_gen(s.ctx_id, s.tlb_gen)) for s in c.slots)
-        cpus.append((pid.get(c.loaded, 0), c.lazy, c.asid, c.next_asid, slots))
+        cpus.append((pid.get(c.loaded, 0), c.lazy, c.asid, c.next_asid, slots, c.pcide))
     flights = []
     for n, f in k.flights.items():
         expect(f, FLIGHT_FIELDS)

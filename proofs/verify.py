@@ -28,6 +28,7 @@ CHECK_MODULES = (
     "proofs.systems",
     "properties.mm.kernel_machine",
     "properties.smp.smp_machine",
+    "properties.smp.nopcid_machine",
     "properties.mm.huge_machine",
     "properties.slab.slab_machine",
 )

@@ -15,6 +15,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,27 @@ def test_plan_refuses_slot_511_and_mixed_paging_modes() -> None:
     mixed = [{**SET_CPU, "nxe": False, "la57": False}, low, {**SET_CPU, "nxe": False, "la57": True}, low]
     with pytest.raises(OracleUnsupported, match="4- and 5-level"):
         qemu_oracle.plan(scenario_of(mixed))
+
+
+def with_pcid(scenario: Scenario, pcid: bool) -> Scenario:
+    return Scenario(replace(scenario.config, pcid=pcid), scenario.ops, scenario.expected_results)
+
+
+def test_the_guest_runs_a_scenario_alike_with_and_without_pcids() -> None:
+    """The guest's commands do not depend on ``config.pcid``: it runs every access with CR4.PCIDE=0."""
+    scenario = load(SCENARIOS / "sdm-mmu-walk.json")
+    assert qemu_oracle.plan(with_pcid(scenario, True)) == qemu_oracle.plan(with_pcid(scenario, False))
+
+
+@needs_qemu
+def test_a_pcid_false_scenario_replays_identically_on_qemu() -> None:
+    """With ``pcid`` false QEMU gives the same results and A/D writes as with it true, the recorded results, and
+    agrees with the spec and the implementation."""
+    scenario = load(SCENARIOS / "sdm-mmu-walk.json")
+    assert scenario.expected_results is not None
+    first, second = qemu_oracle.run_many([with_pcid(scenario, True), with_pcid(scenario, False)])
+    assert isinstance(first, qemu_oracle.QemuRun) and isinstance(second, qemu_oracle.QemuRun)
+    assert (first.results, first.changes) == (second.results, second.changes)
+    expected = [{"pa": None} if "pa" in want else want for want in scenario.expected_results]
+    assert expected == second.results
+    assert qemu_oracle.compare(with_pcid(scenario, False), second).agree

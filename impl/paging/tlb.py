@@ -10,8 +10,8 @@ its 2 MiB: one entry serves every page in it, and invalidating any address
 in it drops it (SDM Vol. 3A 4.10.2.3, 4.10.4.1).
 
 The invalidations are those of the Intel SDM Vol. 3A 4.10.4.1: MOV to CR3
-(with or without the no-flush bit), INVLPG, INVPCID types 0-3, and the
-entries a #PF drops.
+(with or without the no-flush bit; with CR4.PCIDE=0 every non-global entry,
+the bit ignored), INVLPG, INVPCID types 0-3, and the entries a #PF drops.
 """
 
 from __future__ import annotations
@@ -107,6 +107,14 @@ class Tlb:
     def flush_pcid(self, pcid: int) -> None:
         """MOV to CR3 without the no-flush bit, or INVPCID type 1: every non-global entry of ``pcid``."""
         self._drop(lambda key: key[0] != pcid)
+
+    def mov_cr3(self, pcid: int, noflush: bool = False, pcide: bool = True) -> None:
+        """MOV to CR3 loading ``pcid``: with CR4.PCIDE=1 the no-flush bit keeps everything, else ``pcid``'s
+        non-global entries go; with PCIDE=0 every non-global entry goes (all of them are PCID 0's)."""
+        if not pcide:
+            self._drop(lambda key: key[0] == GLOBAL)
+        elif not noflush:
+            self.flush_pcid(pcid)
 
     def invpcid(self, kind: int, pcid: int = 0, vpn: int = 0) -> None:
         """INVPCID type 0 (one address, one PCID), 1 (one PCID), 2 (all), 3 (all but global)."""

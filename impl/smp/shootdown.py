@@ -6,7 +6,9 @@ follows arch/x86/mm/tlb.c (Linux 6.12): ``switch_mm_irqs_off`` with
 ``choose_new_asid`` over ``TLB_NR_DYN_ASIDS`` slots per CPU, lazy TLB mode,
 ``flush_tlb_mm_range`` choosing the CPUs of ``mm_cpumask`` (lazy ones only
 when page tables were freed) and a full flush above the ceiling, and
-``flush_tlb_func`` handling one IPI.  A mapping change runs in steps
+``flush_tlb_func`` handling one IPI.  Without PCIDs (``Smp(pcid=False)``,
+CR4.PCIDE=0) every CPU keeps to ASID 0 and flushes its non-global entries at
+each switch to another mm.  A mapping change runs in steps
 (:meth:`Smp.start_flight`, :meth:`Smp.step_flight`): the kernel's own syscall
 with every frame it frees queued in a gather, then one IPI handled per step,
 then the frames freed (include/asm-generic/tlb.h: "1) unhook page 2) TLB
@@ -38,22 +40,24 @@ Result = dict[str, Any]
 
 
 class CpuTlbState:
-    """``cpu_tlbstate``: loaded mm (pid, 0 for init_mm), lazy, current ASID, next ASID, slots [ctx_id, tlb_gen]."""
+    """``cpu_tlbstate``: loaded mm (pid, 0 for init_mm), lazy, current ASID, next ASID, slots [ctx_id, tlb_gen], and
+    CR4.PCIDE of its copy of CR4 (``pcide``)."""
 
-    __slots__ = ("asid", "lazy", "loaded", "next_asid", "slots")
+    __slots__ = ("asid", "lazy", "loaded", "next_asid", "pcide", "slots")
 
-    def __init__(self) -> None:
-        self.loaded, self.lazy, self.asid, self.next_asid = 0, False, 0, 1
+    def __init__(self, pcide: bool = True) -> None:
+        self.loaded, self.lazy, self.asid, self.next_asid, self.pcide = 0, False, 0, 1, pcide
         self.slots = [[INIT_CTX, 0]] + [[NO_CTX, 0] for _ in range(TLB_NR_DYN_ASIDS - 1)]
 
     @property
     def pcid(self) -> int:
-        return self.asid + 1
+        """The PCID in CR3: ``kern_pcid`` (ASID + 1) with PCIDs, 0 without (Intel SDM Vol. 3A 4.10.1)."""
+        return self.asid + 1 if self.pcide else 0
 
     def clone(self) -> CpuTlbState:
         new = CpuTlbState.__new__(CpuTlbState)
         new.loaded, new.lazy, new.asid, new.next_asid = self.loaded, self.lazy, self.asid, self.next_asid
-        new.slots = [list(slot) for slot in self.slots]
+        new.pcide, new.slots = self.pcide, [list(slot) for slot in self.slots]
         return new
 
 
@@ -98,7 +102,10 @@ class Flight:
 
 
 def choose_new_asid(state: CpuTlbState, ctx_id: int, gen: int) -> tuple[int, bool]:
-    """The slot holding ``ctx_id`` (flush if its generation is behind), else the next one round-robin (flush)."""
+    """The slot holding ``ctx_id`` (flush if its generation is behind), else the next one round-robin (flush); without
+    PCIDs ASID 0 and a flush, always (``!static_cpu_has(X86_FEATURE_PCID)``, arch/x86/mm/tlb.c)."""
+    if not state.pcide:
+        return 0, True
     for asid, (ctx, slot_gen) in enumerate(state.slots):
         if ctx == ctx_id:
             return asid, slot_gen < gen
@@ -158,11 +165,11 @@ def allows(code: int, kind: int, user: bool) -> bool:
 class Smp:
     """The CPUs of ``kernel``: TLBs, ``cpu_tlbstate``, ``mm_cpumask`` and ``tlb_gen`` per pid, flights, events."""
 
-    def __init__(self, kernel: Kernel, tlb_entries: int = 64, flush_ceiling: int = 33) -> None:
+    def __init__(self, kernel: Kernel, tlb_entries: int = 64, flush_ceiling: int = 33, pcid: bool = True) -> None:
         cpus = len(kernel.current)
         self.k = kernel
         self.tlbs = [Tlb(tlb_entries) for _ in range(cpus)]
-        self.cpu_tlb = [CpuTlbState() for _ in range(cpus)]
+        self.cpu_tlb = [CpuTlbState(pcid) for _ in range(cpus)]
         self.tlb_gen: dict[int, int] = {}
         self.cpumask: dict[int, set[int]] = {}
         self.flights: dict[int, Flight] = {}
@@ -197,10 +204,11 @@ class Smp:
     # --- switching ------------------------------------------------------------------------------
 
     def flush_local(self, cpu: int) -> None:
-        """``flush_tlb_local``: CR3 reloaded without the no-flush bit, dropping the current PCID's entries."""
-        pcid = self.cpu_tlb[cpu].pcid
-        self.tlbs[cpu].flush_pcid(pcid)
-        self.events.append(("flush", cpu, pcid))
+        """``flush_tlb_local``: CR3 reloaded without the no-flush bit, dropping the current PCID's entries (every
+        non-global one without PCIDs)."""
+        state = self.cpu_tlb[cpu]
+        self.tlbs[cpu].mov_cr3(state.pcid, pcide=state.pcide)
+        self.events.append(("flush", cpu, state.pcid))
 
     def switch_mm(self, cpu: int, pid: int) -> None:
         """``switch_mm_irqs_off`` to ``pid``'s mm, 0 for init_mm."""

@@ -16,6 +16,8 @@
  * reachable through top-level slot 511, patched in for the access and
  * restored after it.  CR4.PGE stays 0, so each MOV to CR3 empties the TLB
  * (SDM Vol. 3A 4.10.4.1) and every access walks the tables in memory.
+ * CR4.PCIDE stays 0 as well: QEMU's TCG has no PCID (CPUID.01H:ECX bit 17
+ * is clear, so setting PCIDE would #GP), and the walk does not depend on it.
  */
 
 typedef unsigned long u64;

@@ -9,6 +9,20 @@ Many scenarios run in one boot; one boot serves one paging mode (4 or 5
 levels) and one MAXPHYADDR, since CR4.LA57 only changes with paging off (Intel
 SDM Vol. 3A 4.1.1) and ``phys-bits`` is a property of the virtual CPU.
 
+Every access runs with CR4.PCIDE=0, whatever the config's ``pcid`` says:
+QEMU's TCG offers no PCID (``-cpu max`` has CPUID.01H:ECX.PCID clear, and
+``+pcid`` is dropped with a warning), so PCIDE cannot be set.  A ``pcid: false``
+scenario thus runs as configured, and a ``pcid: true`` one is compared just as
+faithfully, because what the oracle compares does not depend on PCIDE: the
+walk, the permission checks, the error code and the A/D writes are the same
+with PCIDE=0 and 1 (Intel SDM Vol. 3A 4.5-4.8; PCIDE only chooses which PCID
+tags a TLB entry and which entries an invalidation drops, 4.10.1), and the
+one place CR3's meaning differs, bits 11:0 (the PCID with PCIDE=1; PWT and PCD
+with PCIDE=0), is 0 in every CR3 the oracle accepts (a page-aligned frame).
+No TLB entry survives to an access either: the MOV to CR3 before each one
+drops every entry (PCIDE=0 and CR4.PGE=0).  The TLB rules of ``pcid`` are the
+SMP layer's, checked by the SMP machines, not here.
+
 What comes back, per operation, in the shape of ``mmcheck replay --json``:
 
 - ``write_phys`` and ``set_cpu``: ``{"ok": true}`` (``set_cpu`` only changes

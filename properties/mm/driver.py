@@ -132,13 +132,14 @@ class SpecKernelSide:
     def __init__(self, config: Config) -> None:
         self.cpus = config.cpus
         self.flush_ceiling = config.flush_ceiling
+        self.pcid = config.pcid
         self.kernel: Kernel | None = None
         self.last: Outcome | None = None
 
     def boot_if_needed(self, buddy: BuddyState, choices: Choices) -> BuddyState:
         """Boot on the first use (kept even if the op that triggered it is refused)."""
         if self.kernel is None:
-            self.kernel = boot(buddy, self.cpus, choices, self.flush_ceiling)
+            self.kernel = boot(buddy, self.cpus, choices, self.flush_ceiling, self.pcid)
             return self.kernel.buddy
         return buddy
 
@@ -162,6 +163,7 @@ class ImplKernelSide:
         self.smp: Smp | None = None
         self.tlb_entries = 64 if config is None else config.tlb_entries
         self.flush_ceiling = 33 if config is None else config.flush_ceiling
+        self.pcid = True if config is None else config.pcid
 
     def choices(self) -> Choices:
         """The frames the last operation allocated, by role, and the TLB entries its accesses hit."""
@@ -171,7 +173,7 @@ class ImplKernelSide:
         """Run ``op``; bad input raises and changes nothing (but the boot)."""
         if self.kernel is None or self.smp is None:
             self.kernel = ImplKernel(mmu, buddy)
-            self.smp = Smp(self.kernel, self.tlb_entries, self.flush_ceiling)
+            self.smp = Smp(self.kernel, self.tlb_entries, self.flush_ceiling, self.pcid)
         else:
             self.kernel.effects.clear()
             self.smp.events.clear()

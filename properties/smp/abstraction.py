@@ -71,7 +71,7 @@ def abstract_flight(flight: ImplFlight) -> Flight:
 def abstract_smp(k: Kernel, smp: Smp) -> Kernel:
     """``k`` (the abstraction of the kernel) with the SMP part of ``smp``."""
     cpus = tuple(
-        CpuTlb(s.loaded, s.lazy, s.asid, s.next_asid, tuple(Slot(ctx, gen) for ctx, gen in s.slots))
+        CpuTlb(s.loaded, s.lazy, s.asid, s.next_asid, tuple(Slot(ctx, gen) for ctx, gen in s.slots), s.pcide)
         for s in smp.cpu_tlb
     )
     procs = {

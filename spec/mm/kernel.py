@@ -350,11 +350,15 @@ def running(k: Kernel, cpu: int) -> int:
     return k.current[cpu]
 
 
-def boot(state: buddy.BuddyState, cpus: int, choices: Choices = NO_CHOICES, flush_ceiling: int = 33) -> Kernel:
-    """Take the boot frames (roles ``("boot", i, 0, 0)``) and write the kernel page; every CPU idle on ``init_mm``."""
+def boot(
+    state: buddy.BuddyState, cpus: int, choices: Choices = NO_CHOICES, flush_ceiling: int = 33, pcid: bool = True
+) -> Kernel:
+    """Take the boot frames (roles ``("boot", i, 0, 0)``) and write the kernel page; every CPU idle on ``init_mm``,
+    with CR4.PCIDE set when the CPUs have PCIDs (``pcid``)."""
     if free_frames(Kernel(state, (), ())) < BOOT_FRAMES:
         raise ConfigError(f"the kernel needs {BOOT_FRAMES} free frames to boot: give the config more frames")
-    k = Kernel(state, (), (0,) * cpus, cpus=(CpuTlb(),) * cpus, tlbs=(Tlb(),) * cpus, flush_ceiling=flush_ceiling)
+    cpu = CpuTlb(pcide=pcid)
+    k = Kernel(state, (), (0,) * cpus, cpus=(cpu,) * cpus, tlbs=(Tlb(),) * cpus, flush_ceiling=flush_ceiling)
     frames = []
     for i in range(BOOT_FRAMES):
         k, pfn = take(k, ("boot", i, 0, 0), choices)

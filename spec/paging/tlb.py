@@ -16,7 +16,10 @@ Entries are tagged by PCID; a global entry (G=1 with CR4.PGE=1) is shared
 by all PCIDs and carries :data:`GLOBAL_PCID`.  The invalidations (SDM 4.10.4.1):
 
 - MOV to CR3 with CR4.PCIDE=1 and bit 63 clear drops the new PCID's
-  non-global entries; with bit 63 set it drops nothing;
+  non-global entries; with bit 63 set it drops nothing; with CR4.PCIDE=0 it
+  drops every non-global entry, whatever bit 63 says (the current PCID is
+  always 0 then, 4.10.1, and clearing PCIDE flushed every other one, so
+  every entry is PCID 0's or global);
 - INVLPG drops the current PCID's entries for the address, global entries
   for it, and all paging-structure-cache entries of the current PCID;
 - INVPCID type 0 drops one address in one PCID (not global ones), type 1 one
@@ -117,8 +120,12 @@ def flush_pcid(tlb: Tlb, pcid: int) -> Tlb:
     return Tlb(frozenset(e for e in tlb.entries if e.pcid != pcid), frozenset(t for t in tlb.tables if t[0] != pcid))
 
 
-def mov_cr3(tlb: Tlb, pcid: int, noflush: bool) -> Tlb:
-    """MOV to CR3 loading ``pcid`` (CR4.PCIDE=1); bit 63 set (``noflush``) keeps everything."""
+def mov_cr3(tlb: Tlb, pcid: int, noflush: bool, pcide: bool = True) -> Tlb:
+    """MOV to CR3 loading ``pcid``: with CR4.PCIDE=1, bit 63 set (``noflush``) keeps everything and clear drops
+    ``pcid``'s non-global entries; with PCIDE=0, every non-global entry and paging-structure cache is dropped
+    (SDM Vol. 3A 4.10.4.1: "all TLB entries associated with PCID 000H except those for global pages")."""
+    if not pcide:
+        return Tlb(frozenset(e for e in tlb.entries if e.pcid == GLOBAL_PCID), frozenset())
     return tlb if noflush else flush_pcid(tlb, pcid)
 
 

@@ -37,8 +37,8 @@ from spec.mm.vma import HUGE_PAGES, KERNEL_VA, TASK_SIZE
 from spec.outcome import Errno, Ok, Outcome, Pending, Stage
 from spec.paging.address import PAGE_SHIFT
 from spec.paging.permissions import Kind, Mode
-from spec.paging.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, flush_pcid, invlpg, invpcid, remember, remembers
-from spec.smp.state import INIT_CTX, TLB_NR_DYN_ASIDS, CpuTlb, Event, Flight, Slot
+from spec.paging.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, invlpg, invpcid, mov_cr3, remember, remembers
+from spec.smp.state import INIT_CTX, TLB_NR_DYN_ASIDS, CpuTlb, Event, Flight, Slot, asid_pcid
 
 Edit = Callable[[Kernel], tuple[Kernel, Outcome]]
 
@@ -79,6 +79,11 @@ def flush_decision(local: Any, mm_gen: Any, gen: Any, full: Any, logic: Logic = 
 # the mm's, or takes the next slot round-robin and flushes it.  Switching to a kernel thread
 # (``enter_lazy_tlb``) keeps the mm loaded and the CPU in the mask, *lazy*; switching back to the same mm
 # flushes if the generation moved meanwhile.
+#
+# Without PCIDs (CR4.PCIDE=0, no ``X86_FEATURE_PCID``) the ASIDs do not help: ``choose_new_asid`` returns ASID
+# 0 with ``need_flush`` whenever the mm changes, never looking at the slots, and only slot 0 is ever written;
+# the CR3 write that loads the new mm drops every non-global entry, global ones (the kernel half) survive
+# (Intel SDM Vol. 3A 4.10.4.1).
 
 
 def with_cpu(k: Kernel, cpu: int, state: CpuTlb, tlb: Tlb | None = None) -> Kernel:
@@ -102,7 +107,10 @@ def event(k: Kernel, kind: str, cpu: int, value: int) -> Kernel:
 
 
 def choose_new_asid(state: CpuTlb, ctx_id: int, gen: int) -> tuple[int, bool, int]:
-    """``choose_new_asid``: (asid, need_flush, next_asid): the mm's slot if it has one, else the next one."""
+    """``choose_new_asid``: (asid, need_flush, next_asid): the mm's slot if it has one, else the next one; without
+    PCIDs always ASID 0 with a flush."""
+    if not state.pcide:
+        return 0, True, state.next_asid
     for asid, slot in enumerate(state.slots):
         if slot.ctx_id == ctx_id:
             return asid, slot.tlb_gen < gen, state.next_asid
@@ -113,9 +121,11 @@ def choose_new_asid(state: CpuTlb, ctx_id: int, gen: int) -> tuple[int, bool, in
 
 
 def flush_current(k: Kernel, cpu: int) -> Kernel:
-    """A full flush of the CPU's current PCID (``flush_tlb_local``: CR3 reloaded without the no-flush bit)."""
+    """A full flush of the CPU's current PCID (``flush_tlb_local``: CR3 reloaded without the no-flush bit; without
+    PCIDs, every non-global entry)."""
     state = k.cpus[cpu]
-    return event(with_cpu(k, cpu, state, flush_pcid(k.tlbs[cpu], state.pcid)), "flush", cpu, state.pcid)
+    tlb = mov_cr3(k.tlbs[cpu], state.pcid, noflush=False, pcide=state.pcide)
+    return event(with_cpu(k, cpu, state, tlb), "flush", cpu, state.pcid)
 
 
 def switch_mm(k: Kernel, cpu: int, pid: int) -> Kernel:
@@ -170,7 +180,7 @@ def switch(k: Kernel, cpu: int, pid: int | None) -> tuple[Kernel, Outcome]:
 # after it), and every page-table page freed under it.  Only invalidations remove remembered entries: an
 # exiting mm's entries stay in its ASID after a lazy CPU leaves for ``init_mm`` (``flush_tlb_func``
 # switches without flushing the old ASID) until ``choose_new_asid`` hands the slot to another mm and
-# flushes it.
+# flushes it.  Without PCIDs every entry is PCID 0's and belongs to the mm of slot 0, the one loaded.
 
 
 def current_leaf(k: Kernel, ctx_id: int, vpn: int) -> Leaf | None:
@@ -189,14 +199,24 @@ def holds(entry: TlbEntry, leaf: Leaf | None) -> bool:
     )
 
 
+def pcid_asid(state: CpuTlb, pcid: int) -> int | None:
+    """The ASID whose entries the TLB tags with ``pcid`` (:func:`spec.smp.state.asid_pcid` inverted), else None;
+    without PCIDs, PCID 0 is ASID 0's, the only one ``choose_new_asid`` hands out."""
+    if not state.pcide:
+        return 0 if pcid == 0 else None
+    return pcid - 1 if 1 <= pcid <= TLB_NR_DYN_ASIDS else None
+
+
 def may_hold(k: Kernel, cpu: int, entry: TlbEntry) -> bool:
-    """CPU ``cpu``'s TLB may hold ``entry`` (see the module docstring)."""
+    """CPU ``cpu``'s TLB may hold ``entry`` (see the section's rule)."""
     if remembers(k.tlbs[cpu], entry):
         return True
+    state = k.cpus[cpu]
+    asid = pcid_asid(state, entry.pcid)
     if entry.pcid == GLOBAL_PCID:
         leaf = k.kernel_leaves.get(entry.vpn)
-    elif 1 <= entry.pcid <= TLB_NR_DYN_ASIDS:
-        leaf = current_leaf(k, k.cpus[cpu].slots[entry.pcid - 1].ctx_id, entry.vpn)
+    elif asid is not None:
+        leaf = current_leaf(k, state.slots[asid].ctx_id, entry.vpn)
     else:
         leaf = None
     return holds(entry, leaf)
@@ -268,7 +288,7 @@ def remember_old(k: Kernel, pid: int, before: Space, pages: list[int], tables: l
         for asid, slot in enumerate(state.slots):
             if slot.ctx_id != pid:
                 continue
-            pcid = asid + 1
+            pcid = asid_pcid(state.pcide, asid)
             old = frozenset(
                 TlbEntry(pcid, v, (lf := before.leaves[v]).pfn, lf.writable, lf.user, lf.nx, lf.huge) for v in pages
             )

@@ -6,7 +6,9 @@
   of that address space's TLB this CPU has caught up to (``tlb_gen``);
 - :class:`CpuTlb` is the rest of ``cpu_tlbstate``: the loaded mm (a pid, or
   0 for ``init_mm``), lazy mode (a kernel thread runs on the previous mm),
-  the current ASID and the round-robin ``next_asid``;
+  the current ASID, the round-robin ``next_asid``, and CR4.PCIDE of the
+  copy of CR4 it keeps (``cpu_tlbstate.cr4``): whether the CPU tags its TLB
+  entries with the ASID's PCID at all;
 - :class:`Flight` is a mapping change whose page tables are edited and whose
   shootdown is not finished: the flush request (``flush_tlb_info``: range,
   ``new_tlb_gen``, full or not, ``freed_tables``, and ``stride_shift``
@@ -41,18 +43,27 @@ BOOT_SLOTS = (Slot(INIT_CTX, 0),) + (Slot(),) * (TLB_NR_DYN_ASIDS - 1)
 
 @dataclass(frozen=True, slots=True)
 class CpuTlb:
-    """``cpu_tlbstate`` of one CPU: loaded mm (0: ``init_mm``), lazy, current ASID, next ASID, the slots."""
+    """``cpu_tlbstate`` of one CPU: loaded mm (0: ``init_mm``), lazy, current ASID, next ASID, the slots, and
+    CR4.PCIDE (``pcide``: False on a CPU without PCIDs)."""
 
     loaded: int = 0
     lazy: bool = False
     asid: int = 0
     next_asid: int = 1
     slots: tuple[Slot, ...] = BOOT_SLOTS
+    pcide: bool = True
 
     @property
     def pcid(self) -> int:
-        """The kernel PCID of the current ASID (``kern_pcid``: ASID + 1, PCID 0 is left to PCID-unaware code)."""
-        return self.asid + 1
+        """The current PCID: :func:`asid_pcid` of the current ASID."""
+        return asid_pcid(self.pcide, self.asid)
+
+
+def asid_pcid(pcide: bool, asid: int) -> int:
+    """The PCID the TLB tags an ASID's entries with: ``kern_pcid`` (ASID + 1, PCID 0 is left to PCID-unaware code)
+    with CR4.PCIDE=1; with PCIDE=0 the current PCID is always 0 (Intel SDM Vol. 3A 4.10.1) and ``build_cr3``
+    puts no PCID in CR3 (arch/x86/mm/tlb.c)."""
+    return asid + 1 if pcide else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ MAX_OPS = {
     "smp-machine": 10,
     "huge-machine": 10,
     "slab-machine": 14,
+    "nopcid-machine": 10,
 }
 
 
