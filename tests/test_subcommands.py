@@ -22,6 +22,7 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 BUDDY = str(SCENARIOS / "buddy-expand-merge.json")
 COW = str(SCENARIOS / "cow-basic-after-fork.json")
 SDM = str(SCENARIOS / "sdm-mmu-walk.json")
+SLAB = str(SCENARIOS / "slab-object-caching.json")
 
 # subcommand -> (arguments of one real use, why it cannot run here or None)
 USES: dict[str, tuple[list[str], str | None]] = {
@@ -34,6 +35,8 @@ USES: dict[str, tuple[list[str], str | None]] = {
     "buddy": (["buddy", BUDDY], None),
     "mutants": (["mutants", "--name", "buddy-plus", "--jobs", "1"], None),
     "draw": (["draw", COW], None),
+    "report": (["report", COW, "-o", "{tmp}/report.html"], None),
+    "slab": (["slab", SLAB], None),
     "plot": (["plot", BUDDY, "-o", "{tmp}/free.png"], None if importlib.util.find_spec("matplotlib") else "matplotlib"),
 }
 
