@@ -123,3 +123,7 @@ class NotModelled(InvalidArgument):
 
 class UnknownTopic(InvalidArgument, LookupError):
     """A quiz topic that does not exist."""
+
+
+class UnknownFile(InvalidArgument, LookupError):
+    """A file operation named a file that does not exist."""

@@ -43,7 +43,7 @@ from lang.errors import ScenarioError
 from lang.scenario import MODES, Op, parse_bool, parse_choice, parse_int, register
 
 PROT_PATTERN = re.compile(r"^[r-][w-][x-]$")
-ADVICE = ("dontneed",)
+ADVICE = ("dontneed", "cold", "pageout")
 
 
 def parse_prot(raw: object, where: str) -> str:
@@ -68,7 +68,7 @@ PARSERS: dict[str, Callable[[object, str], Any]] = {
     "pending": lambda r, w: parse_int(r, w, 1, (1 << 31) - 1),
     "background": parse_bool,
 }
-DEFAULTS: dict[str, object] = {"shared": False, "huge": False, "mode": "user", "background": False}
+DEFAULTS: dict[str, object] = {"shared": False, "huge": False, "mode": "user", "background": False, "offset": 0}
 # JSON keys that are Python keywords, by field name.
 KEYS = {"background": "async"}
 
@@ -181,7 +181,7 @@ class Mprotect(KernelOp):
 @register
 @dataclass(frozen=True, slots=True)
 class Madvise(KernelOp):
-    """``madvise(va, pages * 4096, advice)``; only ``"dontneed"``."""
+    """``madvise(va, pages * 4096, advice)``: ``"dontneed"``, ``"cold"`` or ``"pageout"``."""
 
     pid: int
     va: int

@@ -1,7 +1,7 @@
 """Every operation of the scenario language, as one namespace: ``from lang import ops``, then ``ops.Fork(1)``.
 
 The hardware and buddy ops are defined in :mod:`lang.hardware_ops`, the
-kernel ops in :mod:`lang.kernel_ops`; importing this module registers them
+kernel ops in :mod:`lang.kernel_ops`, memory pressure's in :mod:`lang.pressure_ops`; importing this module registers them
 all, so :func:`lang.scenario.parse_op` knows the whole vocabulary.
 """
 
@@ -31,9 +31,37 @@ from lang.kernel_ops import (
     TlbEvict,
     Unpin,
 )
+from lang.pressure_ops import (
+    FileCreate,
+    FileRead,
+    FileWrite,
+    Fsync,
+    MeminfoOp,
+    MmapFile,
+    Msync,
+    PressureOp,
+    Reclaim,
+    StatusOp,
+    Swapoff,
+    Truncate,
+    VmstatOp,
+)
 from lang.scenario import Op, Scenario
 
 __all__ = [
+    "VmstatOp",
+    "Truncate",
+    "Swapoff",
+    "StatusOp",
+    "Reclaim",
+    "PressureOp",
+    "Msync",
+    "MmapFile",
+    "MeminfoOp",
+    "Fsync",
+    "FileWrite",
+    "FileRead",
+    "FileCreate",
     "Access",
     "AllocPages",
     "BuddyInfo",

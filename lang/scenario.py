@@ -74,7 +74,8 @@ class Config:
 
     ``tlb_entries`` is each CPU's TLB capacity in the implementation (0: no
     TLB); ``flush_ceiling`` the most pages a shootdown flushes one by one
-    before it flushes everything (Linux's ``tlb_single_page_flush_ceiling``).
+    before it flushes everything (Linux's ``tlb_single_page_flush_ceiling``); ``swap`` the number of
+    swap slots (0: no swap).
     """
 
     frames: int
@@ -84,6 +85,7 @@ class Config:
     max_order: int = 10
     tlb_entries: int = 64
     flush_ceiling: int = 33
+    swap: int = 0
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "frames": (1, 1 << 24),
@@ -93,9 +95,10 @@ class Config:
         "max_order": (0, 20),
         "tlb_entries": (0, 1 << 16),
         "flush_ceiling": (0, 1 << 20),
+        "swap": (0, 1 << 16),
     }
     # Written only when they differ from the default, so scenarios from before they existed read the same.
-    OPTIONAL: ClassVar[dict[str, int]] = {"tlb_entries": 64, "flush_ceiling": 33}
+    OPTIONAL: ClassVar[dict[str, int]] = {"tlb_entries": 64, "flush_ceiling": 33, "swap": 0}
 
     @classmethod
     def from_json(cls, raw: object, where: str = "config") -> Config:
