@@ -206,6 +206,7 @@ BUDDY_MACHINE = machine_detector("buddy-machine", "properties.alloc.buddy_machin
 KERNEL_MACHINE = machine_detector("kernel-machine", "properties.mm.kernel_machine:KernelMachine")
 SMP_MACHINE = machine_detector("smp-machine", "properties.smp.smp_machine:SmpMachine")
 HUGE_MACHINE = machine_detector("huge-machine", "properties.mm.huge_machine:HugeMachine")
+PRESSURE_MACHINE = machine_detector("pressure-machine", "properties.pressure.pressure_machine:PressureMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -216,6 +217,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "aspace": (KERNEL_MACHINE,),
     "tlb": (SMP_MACHINE, SMP_EXPLORER),
     "huge": (HUGE_MACHINE,),
+    "pressure": (PRESSURE_MACHINE,),
 }
 
 

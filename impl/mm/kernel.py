@@ -36,7 +36,7 @@ from typing import Any
 
 from impl.alloc.buddy import BuddyAllocator
 from impl.mm.vma import Vma, VmaList
-from impl.pressure.pressure import ANON_INACTIVE, Pressure, is_swap, swp_offset
+from impl.pressure.pressure import ANON_INACTIVE, PG_DIRTY, Pressure, is_swap, swp_offset
 from impl.paging.mmu import WRITE, Fault, Mmu, Translated
 from lang.errors import AddressError, ConfigError, IdleCpu, NotModelled, UnknownCpu, UnknownPid, UnknownPin
 

@@ -66,7 +66,7 @@ def count_violations(k: Kernel) -> list[str]:
     maps = Counter(leaf.pfn for sp in k.procs.values() for leaf in sp.leaves.values())
     pins = Counter(p.pfn for p in k.pins.values())
     cached = Counter(pfn for cache in k.objects.values() for pfn in cache.values())
-    cached.update(k.swap_cache.values())
+    cached.update(list(k.swap_cache.values()))
     problems = []
     for pfn, page in k.pages.items():
         refs = maps[pfn] + pins[pfn] + cached[pfn]

@@ -35,7 +35,7 @@ def mapped_free_violations(k: Kernel) -> list[str]:
 def swap_count_violations(k: Kernel) -> list[str]:
     """Every slot's count equals the swap entries and the swap-cache page that refer to it."""
     refs = Counter(slot for sp in k.procs.values() for slot in sp.swapped.values())
-    refs.update(k.swap_cache)
+    refs.update(list(k.swap_cache))
     problems = [
         f"slot {slot}: count {k.swap_map.get(slot, 0)}, referred to by {refs[slot]}"
         for slot in sorted(set(refs) | set(k.swap_map))

@@ -188,6 +188,8 @@ def reclaim(k: Kernel, target: int, choices: Choices) -> tuple[Kernel, int]:
     done = 0
     reported = any(role[0] == "lru" for role in choices)
     for _ in range(MAX_STEPS):
+        if done >= target:
+            return k, done
         code = choices.get(("lru", k.lru_steps, 0, 0))
         if code is None:
             if may_stop(k, done, target):
