@@ -1,7 +1,8 @@
 """Every operation of the scenario language, as one namespace: ``from lang import ops``, then ``ops.Fork(1)``.
 
 The hardware and buddy ops are defined in :mod:`lang.hardware_ops`, the
-kernel ops in :mod:`lang.kernel_ops`, memory pressure's in :mod:`lang.pressure_ops`; importing this module registers them
+kernel ops in :mod:`lang.kernel_ops`, memory pressure's in
+:mod:`lang.pressure_ops`; importing this module registers them
 all, so :func:`lang.scenario.parse_op` knows the whole vocabulary.
 """
 
@@ -49,47 +50,47 @@ from lang.pressure_ops import (
 from lang.scenario import Op, Scenario
 
 __all__ = [
-    "VmstatOp",
-    "Truncate",
-    "Swapoff",
-    "StatusOp",
-    "Reclaim",
-    "PressureOp",
-    "Msync",
-    "MmapFile",
-    "MeminfoOp",
-    "Fsync",
-    "FileWrite",
-    "FileRead",
-    "FileCreate",
     "Access",
     "AllocPages",
     "BuddyInfo",
     "Exit",
     "Fetch",
+    "FileCreate",
+    "FileRead",
+    "FileWrite",
     "Fork",
     "FreePages",
+    "Fsync",
     "KernelOp",
     "KernelRemap",
     "KernelThread",
     "Load",
     "Madvise",
+    "MeminfoOp",
     "Mmap",
+    "MmapFile",
     "Mprotect",
+    "Msync",
     "Munmap",
     "Op",
     "PagemapOp",
     "PinOp",
+    "PressureOp",
     "ReadPhys",
     "ReadPin",
+    "Reclaim",
     "Scenario",
     "SetCpu",
     "Spawn",
     "StatOp",
+    "StatusOp",
     "Step",
     "Store",
+    "Swapoff",
     "Switch",
     "TlbEvict",
+    "Truncate",
     "Unpin",
+    "VmstatOp",
     "WritePhys",
 ]

@@ -79,7 +79,9 @@ class PressureOp(KernelOp):
             elif f.name == "target":
                 out["pages"] = value
             else:
-                out[f.name] = hex(value) if f.name == "va" or (f.name == "offset" and self.name != "mmap_file") else value
+                out[f.name] = (
+                    hex(value) if f.name == "va" or (f.name == "offset" and self.name != "mmap_file") else value
+                )
         return out
 
 

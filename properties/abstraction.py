@@ -14,12 +14,12 @@ from typing import Any, cast
 
 from impl.alloc.buddy import BuddyAllocator
 from impl.mm.kernel import HUGE_PAGES, PG_ANON, PG_EXCLUSIVE, PG_HUGE
-from impl.pressure.pressure import PG_DIRTY, PG_REFERENCED, is_swap, swp_offset
 from impl.mm.kernel import Kernel as ImplKernel
 from impl.mm.kernel import Process as ImplProcess
 from impl.mm.vma import Vma as ImplVma
 from impl.paging.mmu import Mmu
 from impl.paging.physmem import PhysMem
+from impl.pressure.pressure import PG_DIRTY, PG_REFERENCED, is_swap, swp_offset
 from properties.frame_cache import Entries, FrameCache
 from spec.alloc.buddy import Block, BuddyState
 from spec.mm.kernel import File, Kernel, Leaf, Page, Pin, Space

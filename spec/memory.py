@@ -63,7 +63,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from lang.errors import AddressError, IdleCpu, InvalidArgument, NotModelled, UnknownCpu, UnknownFile, UnknownPid, UnknownPin
+from lang.errors import (
+    AddressError,
+    IdleCpu,
+    InvalidArgument,
+    NotModelled,
+    UnknownCpu,
+    UnknownFile,
+    UnknownPid,
+    UnknownPin,
+)
 from spec.mm.vma import (
     HUGE_PAGES,
     KERNEL_VA,
@@ -529,7 +538,9 @@ def file_write(mem: Memory, name: str, offset: int, value: int) -> tuple[Memory,
     mem = _grown(mem, name, view, offset // PAGE_SIZE + 1)
     cell = mem.files[name].cells[offset // PAGE_SIZE]
     pins = {
-        n: replace(p, values=p.values | {value}) if not p.shared and p.cell == cell and p.offset == offset % PAGE_SIZE else p
+        n: replace(p, values=p.values | {value})
+        if not p.shared and p.cell == cell and p.offset == offset % PAGE_SIZE
+        else p
         for n, p in mem.pins.items()
     }
     mem = replace(mem, pins=MappingProxyType(pins))
@@ -547,7 +558,10 @@ def truncate(mem: Memory, name: str, pages: int) -> tuple[Memory, Outcome]:
     procs = {}
     for pid, own in mem.procs.items():
         procs[pid] = MappingProxyType(
-            {v: replace(p, cow=True) if p.file == name and not p.shared and p.index >= pages else p for v, p in own.items()}
+            {
+                v: replace(p, cow=True) if p.file == name and not p.shared and p.index >= pages else p
+                for v, p in own.items()
+            }
         )
     mem = replace(mem, procs=MappingProxyType(procs))
     return _grown(mem, name, mem.files[name], pages), Ok()

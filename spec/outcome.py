@@ -141,8 +141,21 @@ class Vmstat:
 
 
 Outcome = (
-    Ok | Value | OneOf | Signal | Errno | NewPid | NewPin | Stat | Pagemap | Pending | Stage | Reclaimed | Meminfo
-    | Status | Vmstat
+    Ok
+    | Value
+    | OneOf
+    | Signal
+    | Errno
+    | NewPid
+    | NewPin
+    | Stat
+    | Pagemap
+    | Pending
+    | Stage
+    | Reclaimed
+    | Meminfo
+    | Status
+    | Vmstat
 )
 
 ENOMEM = Errno("ENOMEM")

@@ -36,8 +36,8 @@ from typing import Any
 
 from impl.alloc.buddy import BuddyAllocator
 from impl.mm.vma import Vma, VmaList
-from impl.pressure.pressure import ANON_INACTIVE, PG_DIRTY, Pressure, is_swap, swp_offset
 from impl.paging.mmu import WRITE, Fault, Mmu, Translated
+from impl.pressure.pressure import ANON_INACTIVE, PG_DIRTY, Pressure, is_swap, swp_offset
 from lang.errors import AddressError, ConfigError, IdleCpu, NotModelled, UnknownCpu, UnknownPid, UnknownPin
 
 Result = dict[str, Any]
@@ -652,9 +652,11 @@ class Kernel:
         if self.pressure.is_file(vma):
             return self.pressure.file_fault(proc, vma, vpn, write)
         if vma.shared:
-            failed = self._shmem(proc, vma, vpn)
-        else:
-            failed = self._anon_missing(proc, vma, vpn, write)
+            return self._counted(proc, self._shmem(proc, vma, vpn))
+        return self._counted(proc, self._anon_missing(proc, vma, vpn, write))
+
+    def _counted(self, proc: Process, failed: Result | None) -> Result | None:
+        """A minor fault counted when it was fixed (``mm_account_fault``)."""
         if failed is None:
             self.pressure.count_fault(proc, False)
         return failed

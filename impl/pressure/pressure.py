@@ -97,8 +97,10 @@ class Pressure:
         new.__dict__.update(self.__dict__)
         new.k = kernel
         new.lru_next, new.lru_prev = array("i", self.lru_next), array("i", self.lru_prev)
-        new.lru_of, new.swap_slot, new.swap_map = bytearray(self.lru_of), array("i", self.swap_slot), array(
-            "i", self.swap_map
+        new.lru_of, new.swap_slot, new.swap_map = (
+            bytearray(self.lru_of),
+            array("i", self.swap_slot),
+            array("i", self.swap_map),
         )
         new.swap_data = {s: dict(w) for s, w in self.swap_data.items()}
         new.swap_cache = dict(self.swap_cache)
@@ -281,7 +283,7 @@ class Pressure:
             return {"error": "EINVAL"}
         lo, hi = va >> 12, (va >> 12) + pages
         touched = False
-        for vpn, _, entry in list(k.user_ptes(proc, lo, hi)):
+        for _, _, entry in list(k.user_ptes(proc, lo, hi)):
             if is_swap(entry) or entry & _PS:
                 continue
             pfn = (entry & _PFN) >> 12
@@ -378,7 +380,7 @@ class Pressure:
                 k._get(pfn)
                 self.swap_free(slot)
                 k.mem.write(pa, k._leaf(vma, pfn, False) & ~_A)
-        for slot, pfn in sorted(self.swap_cache.items()):
+        for pfn in [p for _, p in sorted(self.swap_cache.items())]:
             self.drop_swap_cache(pfn)
             if k.refcount[pfn] == 1 and k.mapcount[pfn] == 1:
                 k.flags[pfn] |= PG_EXCLUSIVE
@@ -416,7 +418,9 @@ class Pressure:
     @staticmethod
     def check_offset(offset: int) -> None:
         if offset < 0 or offset % 8:
-            raise InvalidArgument(f"file offset {offset:#x} is not a non-negative multiple of 8: files hold 64-bit words")
+            raise InvalidArgument(
+                f"file offset {offset:#x} is not a non-negative multiple of 8: files hold 64-bit words"
+            )
 
     def file_create(self, name: str, pages: int, words: dict[int, int]) -> Result:
         for offset in words:
@@ -604,7 +608,9 @@ class Pressure:
         k = self.k
         files = {f.obj for f in self.files.values()}
         file_pages = [pfn for obj, c in k.objects.items() if obj in files for pfn in c.values()]
-        shmem = [pfn for obj, c in k.objects.items() if obj not in files for pfn in c.values() if not k.flags[pfn] & PG_HUGE]
+        shmem = [
+            pfn for obj, c in k.objects.items() if obj not in files for pfn in c.values() if not k.flags[pfn] & PG_HUGE
+        ]
         frames = range(len(self.lru_of))
         anon = sum(1 for p in frames if k.flags[p] & PG_ANON and not k.flags[p] & PG_HUGE and k.mapcount[p] > 0)
         lru_file = sum(1 for p in frames if self.lru_of[p] > FILE_INACTIVE)

@@ -44,8 +44,8 @@ from spec.outcome import (
     Value,
     Vmstat,
 )
-from spec.pressure import files, lru, meminfo, swap
 from spec.paging.permissions import Kind, Mode
+from spec.pressure import files, lru, meminfo, swap
 from spec.smp import shootdown
 
 ACCESS_KINDS = {"load": Kind.READ, "store": Kind.WRITE, "fetch": Kind.FETCH}
@@ -165,7 +165,7 @@ def spec_pressure_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[K
     """A memory-pressure operation on the L1 spec; None for any other."""
     if isinstance(op, ops.Madvise) and op.advice in PRESSURE_ADVICE:
         if op.background:
-            raise NotModelled(f"madvise {op.advice} in the background is not modelled: drop \"async\"")
+            raise NotModelled(f'madvise {op.advice} in the background is not modelled: drop "async"')
         return lru.madvise_pressure(k, op.pid, op.va, op.pages, op.advice, choices)
     if isinstance(op, ops.FileCreate):
         return files.create(k, op.file, op.pages, dict(op.words))
@@ -346,7 +346,7 @@ def impl_pressure_step(k: ImplKernel, op: ops.KernelOp, smp: Smp) -> Result | No
     p, flush = k.pressure, smp.flush_all
     if isinstance(op, ops.Madvise) and op.advice in PRESSURE_ADVICE:
         if op.background:
-            raise NotModelled(f"madvise {op.advice} in the background is not modelled: drop \"async\"")
+            raise NotModelled(f'madvise {op.advice} in the background is not modelled: drop "async"')
         return p.madvise(op.pid, op.va, op.pages, op.advice, flush)
     if isinstance(op, ops.FileCreate):
         return p.file_create(op.file, op.pages, dict(op.words))

@@ -20,10 +20,13 @@ from properties.mutants.buddy import BUDDY_MUTANTS
 from properties.mutants.catalogue import Mutant, Patch, Replace, SourcePatch, swapped
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
+from properties.mutants.pressure import PRESSURE_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 from properties.mutants.walk import WALK_MUTANTS
 
-MUTANTS: tuple[Mutant, ...] = WALK_MUTANTS + BUDDY_MUTANTS + KERNEL_MUTANTS + TLB_MUTANTS + HUGE_MUTANTS
+MUTANTS: tuple[Mutant, ...] = (
+    WALK_MUTANTS + BUDDY_MUTANTS + KERNEL_MUTANTS + TLB_MUTANTS + HUGE_MUTANTS + PRESSURE_MUTANTS
+)
 LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))
 
 __all__ = [

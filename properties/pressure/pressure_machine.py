@@ -91,12 +91,20 @@ class PressureMachine(RuleBasedStateMachine):
         self.run(MmapFile(self.running, PRIVATE, 2, "rw-", "f", False, 1))
         self.run(Store(0, ANON, VALUES[0]))
 
-    @rule(kind=st.sampled_from(("store", "store", "load")), i=st.integers(0, len(PAGES) - 1), value=st.sampled_from(VALUES))
+    @rule(
+        kind=st.sampled_from(("store", "store", "load")),
+        i=st.integers(0, len(PAGES) - 1),
+        value=st.sampled_from(VALUES),
+    )
     def access(self, kind: str, i: int, value: int) -> None:
         va = PAGES[i] + 8 * (i % 2)
         self.run(Store(0, va, value) if kind == "store" else Load(0, va))
 
-    @rule(kind=st.sampled_from(("read", "write", "write", "fsync", "msync", "truncate")), page=st.integers(0, FILE_PAGES), value=st.sampled_from(VALUES))
+    @rule(
+        kind=st.sampled_from(("read", "write", "write", "fsync", "msync", "truncate")),
+        page=st.integers(0, FILE_PAGES),
+        value=st.sampled_from(VALUES),
+    )
     def file(self, kind: str, page: int, value: int) -> None:
         offset = page * 4096 + 8
         if kind == "read":
@@ -110,7 +118,11 @@ class PressureMachine(RuleBasedStateMachine):
         else:
             self.run(Truncate("f", page))
 
-    @rule(kind=st.sampled_from(("reclaim", "reclaim", "cold", "pageout", "swapoff")), pages=st.integers(1, 4), i=st.integers(0, 2))
+    @rule(
+        kind=st.sampled_from(("reclaim", "reclaim", "cold", "pageout", "swapoff")),
+        pages=st.integers(1, 4),
+        i=st.integers(0, 2),
+    )
     def pressure(self, kind: str, pages: int, i: int) -> None:
         if kind == "reclaim":
             self.run(Reclaim(pages))

@@ -93,9 +93,9 @@ from spec.mm.vma import (
     split_error,
     split_refused,
 )
-from spec.pressure import files, swap
 from spec.outcome import EFAULT, ENOMEM, Errno, NewPid, NewPin, Ok, Outcome, Value
 from spec.paging.address import PAGE_SHIFT, PAGE_SIZE
+from spec.pressure import files, swap
 
 ALL_PAGES = 1 << 52
 

@@ -67,10 +67,10 @@ from spec.mm.kernel import (
 )
 from spec.mm.pagetable import ensure_tables, leaf_for, missing_tables, set_leaf
 from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, TASK_SIZE, Vma, find
-from spec.pressure import files, swap
 from spec.outcome import ENOMEM, Ok, Outcome, Signal, Value
 from spec.paging.address import PAGE_SHIFT
 from spec.paging.permissions import PF_ID, PF_P, PF_US, PF_WR, Kind, Mode
+from spec.pressure import files, swap
 
 MAX_RETRIES = 3
 

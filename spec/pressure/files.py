@@ -185,8 +185,9 @@ def flush_all(k: Kernel) -> Kernel:
 
 def mappers(k: Kernel, pfn: int) -> list[tuple[int, int]]:
     """(pid, vpn) of every entry that maps frame ``pfn``: the reverse map (``rmap_walk``)."""
-    return [(pid, vpn) for pid, sp in sorted(k.procs.items()) for vpn, leaf in sorted(sp.leaves.items())
-            if leaf.pfn == pfn]
+    return [
+        (pid, vpn) for pid, sp in sorted(k.procs.items()) for vpn, leaf in sorted(sp.leaves.items()) if leaf.pfn == pfn
+    ]
 
 
 def writeback(k: Kernel, obj: int, index: int) -> Kernel:

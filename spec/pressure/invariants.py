@@ -29,7 +29,9 @@ def mapped_free_violations(k: Kernel) -> list[str]:
         for vpn, leaf in sp.leaves.items()
         if leaf.pfn in free
     ]
-    return problems + [f"swap cache slot {s} holds free frame {pfn:#x}" for s, pfn in k.swap_cache.items() if pfn in free]
+    return problems + [
+        f"swap cache slot {s} holds free frame {pfn:#x}" for s, pfn in k.swap_cache.items() if pfn in free
+    ]
 
 
 def swap_count_violations(k: Kernel) -> list[str]:
@@ -41,13 +43,19 @@ def swap_count_violations(k: Kernel) -> list[str]:
         for slot in sorted(set(refs) | set(k.swap_map))
         if k.swap_map.get(slot, 0) != refs[slot]
     ]
-    problems += [f"slot {slot} is not on the device of {k.swap_slots}" for slot in k.swap_map if not 1 <= slot <= k.swap_slots]
+    problems += [
+        f"slot {slot} is not on the device of {k.swap_slots}" for slot in k.swap_map if not 1 <= slot <= k.swap_slots
+    ]
     problems += [f"slot {slot} holds data but is free" for slot in k.swap_data if slot not in k.swap_map]
     for slot, pfn in k.swap_cache.items():
         page = k.pages.get(pfn)
         if page is None or page.slot != slot or not page.anon:
             problems.append(f"swap cache slot {slot}: frame {pfn:#x} is {page!r}")
-    problems += [f"frame {pfn:#x} names slot {p.slot}, not in the swap cache" for pfn, p in k.pages.items() if p.slot and k.swap_cache.get(p.slot) != pfn]
+    problems += [
+        f"frame {pfn:#x} names slot {p.slot}, not in the swap cache"
+        for pfn, p in k.pages.items()
+        if p.slot and k.swap_cache.get(p.slot) != pfn
+    ]
     return problems
 
 
@@ -75,15 +83,20 @@ def page_cache_violations(k: Kernel) -> list[str]:
         for index, pfn in k.objects[obj].items():
             page = k.pages[pfn]
             if not page.dirty and dict(page.words) != dict(f.disk.get(index, {})):
-                problems.append(f"file {name!r} page {index}: clean frame {pfn:#x} holds {dict(page.words)}, disk {f.disk.get(index)}")
+                problems.append(
+                    f"file {name!r} page {index}: clean frame {pfn:#x} holds {dict(page.words)}, "
+                    f"disk {f.disk.get(index)}"
+                )
             if index >= f.pages:
                 problems.append(f"file {name!r} caches page {index} past its end ({f.pages} pages)")
-    problems += [f"frame {pfn:#x} is dirty but not a file page" for pfn, p in k.pages.items() if p.dirty and pfn not in dirty_ok]
+    problems += [
+        f"frame {pfn:#x} is dirty but not a file page" for pfn, p in k.pages.items() if p.dirty and pfn not in dirty_ok
+    ]
     for pid, sp in k.procs.items():
         for vpn, leaf in sp.leaves.items():
             vma = find(sp.vmas, vpn)
-            page = k.pages.get(leaf.pfn)
-            if vma and vma.shared and vma.obj in files and leaf.writable and page is not None and not page.dirty:
+            mapped = k.pages.get(leaf.pfn)
+            if vma and vma.shared and vma.obj in files and leaf.writable and mapped is not None and not mapped.dirty:
                 problems.append(f"pid {pid} page {vpn:#x}: writable shared file entry maps clean frame {leaf.pfn:#x}")
     return problems
 
@@ -93,7 +106,9 @@ def orphan_violations(k: Kernel) -> list[str]:
     held = {leaf.pfn for sp in k.procs.values() for leaf in sp.leaves.values()}
     held |= {pfn for cache in k.objects.values() for pfn in cache.values()}
     held |= set(k.swap_cache.values()) | {p.pfn for p in k.pins.values()}
-    return [f"frame {pfn:#x} is neither mapped, cached nor pinned: {p!r}" for pfn, p in k.pages.items() if pfn not in held]
+    return [
+        f"frame {pfn:#x} is neither mapped, cached nor pinned: {p!r}" for pfn, p in k.pages.items() if pfn not in held
+    ]
 
 
 INVARIANTS = (mapped_free_violations, swap_count_violations, lru_violations, page_cache_violations, orphan_violations)

@@ -158,9 +158,7 @@ def evict(k: Kernel, pfn: int, choices: Choices) -> Kernel:
 def apply_step(k: Kernel, kind: int, pfn: int, choices: Choices) -> Kernel:
     """One reclaim step, checked against :func:`allowed`."""
     if pfn not in allowed(k, kind):
-        raise DisallowedChoice(
-            f"reclaim may not {STEP_NAMES[kind]} frame {pfn:#x}: allowed {sorted(allowed(k, kind))}"
-        )
+        raise DisallowedChoice(f"reclaim may not {STEP_NAMES[kind]} frame {pfn:#x}: allowed {sorted(allowed(k, kind))}")
     if kind == EVICT:
         k = evict(k, pfn, choices)
     else:
@@ -239,4 +237,3 @@ def madvise_pressure(k: Kernel, pid: int, va: int, pages: int, advice: str, choi
             k = replace(evict(k, leaf.pfn, choices), lru_steps=k.lru_steps + 1)
     k = flush_all(k) if touched else k
     return k, ENOMEM if pages and has_hole(sp.vmas, lo, hi) else Ok()
-

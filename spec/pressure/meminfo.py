@@ -44,11 +44,7 @@ def shmem_pages(k: Kernel) -> list[int]:
     """The frames of shmem objects (not hugetlb)."""
     files = file_objects(k)
     return [
-        pfn
-        for obj, cache in k.objects.items()
-        if obj not in files
-        for pfn in cache.values()
-        if not k.pages[pfn].huge
+        pfn for obj, cache in k.objects.items() if obj not in files for pfn in cache.values() if not k.pages[pfn].huge
     ]
 
 
@@ -96,7 +92,9 @@ def status(k: Kernel, pid: int) -> Status:
             file += 1
         else:
             shmem += 1
-    return Status((anon + file + shmem) * KB, anon * KB, file * KB, shmem * KB, len(sp.swapped) * KB, sp.minflt, sp.majflt)
+    return Status(
+        (anon + file + shmem) * KB, anon * KB, file * KB, shmem * KB, len(sp.swapped) * KB, sp.minflt, sp.majflt
+    )
 
 
 def vmstat(k: Kernel) -> Vmstat:

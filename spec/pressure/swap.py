@@ -140,7 +140,7 @@ def swapoff(k: Kernel, choices: Choices) -> tuple[Kernel, Outcome]:
             k = swap_free(get_page(k, pfn), slot)
             k = set_leaf(k, pid, vpn, replace(leaf_for(vma, pfn, writable=False), young=False))
         k = with_space(k, pid, replace(space(k, pid), swapped=without(sp.swapped, list(sp.swapped))))
-    for slot, pfn in sorted(k.swap_cache.items()):
+    for pfn in [p for _, p in sorted(k.swap_cache.items())]:
         k = drop_swap_cache(k, pfn)
         page = k.pages.get(pfn)
         if page is not None and page.mapcount == 1 and page.refcount == 1:

@@ -34,11 +34,11 @@ from spec.mm.kernel import (
     without,
 )
 from spec.mm.vma import HUGE_PAGES, KERNEL_VA, TASK_SIZE
-from spec.pressure.lru import direct_reclaim
 from spec.outcome import Errno, Ok, Outcome, Pending, Stage
 from spec.paging.address import PAGE_SHIFT
 from spec.paging.permissions import Kind, Mode
 from spec.paging.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, flush_pcid, invlpg, invpcid, remember, remembers
+from spec.pressure.lru import direct_reclaim
 from spec.smp.state import INIT_CTX, TLB_NR_DYN_ASIDS, CpuTlb, Event, Flight, Slot
 
 Edit = Callable[[Kernel], tuple[Kernel, Outcome]]
