@@ -43,6 +43,7 @@ PG_ANON, PG_EXCLUSIVE, PG_HUGE, PG_DIRTY, PG_REFERENCED = 1, 2, 4, 8, 16
 ANON_INACTIVE, ANON_ACTIVE, FILE_INACTIVE, FILE_ACTIVE = 0, 1, 2, 3
 EVICT, ACTIVATE, DEACTIVATE = 0, 1, 2
 WMARK_MIN, WMARK_LOW = 4, 5
+DEF_PRIORITY = 12
 PAGE_SIZE = 4096
 MAX_FILE_PAGES = 1 << 20
 OK: Result = {"ok": True}
@@ -255,10 +256,13 @@ class Pressure:
         return bool(pages)
 
     def reclaim(self, target: int, flush: Flush) -> int:
-        """Reclaim up to ``target`` pages; the pages freed."""
+        """Reclaim up to ``target`` pages in at most ``DEF_PRIORITY`` rounds (``do_try_to_free_pages``' priority
+        loop); the pages freed."""
         done = 0
         kinds = (FILE_INACTIVE, ANON_INACTIVE) if self.swap_slots else (FILE_INACTIVE,)
-        while done < target:
+        for _ in range(DEF_PRIORITY):
+            if done >= target:
+                break
             progress = False
             for inactive in kinds:
                 done, moved = self.shrink(inactive, target, done, flush)

@@ -442,7 +442,8 @@ class Smp:
                     return self.perform(outcome.pa, kind, value)
                 error = outcome.error_code
             tlb.fault(state.pcid, vpn)
-            self.k.pressure.direct_reclaim(self.flush_all)
+            if attempt == 0:
+                self.k.pressure.direct_reclaim(self.flush_all)
             failed = self.fault(proc, va, kind, error)
             if failed is not None:
                 return failed

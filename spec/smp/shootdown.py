@@ -488,8 +488,8 @@ def access(
     k: Kernel, cpu: int, va: int, kind: Kind, mode: Mode, value: int, choices: Choices
 ) -> tuple[Kernel, Outcome]:
     """A load, store or fetch through the TLB: a hit uses the cached entry, a miss walks; a #PF drops the entries,
-    and, with free frames below the watermark, reclaims (:func:`spec.pressure.lru.direct_reclaim`) before the
-    handler runs.
+    and, with free frames below the watermark, the first fault of the access reclaims
+    (:func:`spec.pressure.lru.direct_reclaim`) before the handler runs.
 
     A fault that moves or narrows an entry (a COW copy) shoots it down at
     once, as ``ptep_clear_flush`` does inside the fault.
@@ -506,7 +506,7 @@ def access(
         code = hardware_error_code(leaf, kind, mode)
         state = k.cpus[cpu]
         k = with_cpu(k, cpu, state, fault_drop(k.tlbs[cpu], state.pcid, va >> PAGE_SHIFT))
-        k = direct_reclaim(k, choices)
+        k = direct_reclaim(k, choices) if attempt == 0 else k
         k, failed = fix_fault(k, pid, va, kind, code, choices)
         if failed is not None:
             return k, failed
