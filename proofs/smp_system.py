@@ -106,7 +106,7 @@ class SmpBounds:
 
 
 RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "buddy", "buddy_error", "kernel"})
-SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling"})
+SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling", "swap"})
 
 
 def clone_impl(impl: ImplRunner) -> ImplRunner:
