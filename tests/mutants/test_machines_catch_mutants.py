@@ -32,7 +32,7 @@ MAX_OPS = {
     "kernel-machine": 8,
     "smp-machine": 10,
     "huge-machine": 10,
-    "pressure-machine": 16,
+    "pressure-machine": 20,
 }
 
 
