@@ -17,5 +17,7 @@ function (in ``properties``) that maps its state to theirs:
 - ``impl.mm.vma``: ``spec.mm.vma``; ``abstraction.abstract_vma``
 - ``impl.mm.kernel``: ``spec.mm.kernel``, ``aspace``, ``fault``, ``cow``, ``pagetable``, ``accounting``;
   ``abstraction.abstract_kernel``
+- ``impl.pressure.pressure``: ``spec.pressure.files``, ``lru``, ``swap``, ``meminfo``; ``abstraction.abstract_pressure``
+  and ``abstraction.abstract_pages`` (LRU, dirty, referenced, swap slot)
 - ``impl.smp.shootdown``: ``spec.smp.state``, ``spec.smp.shootdown``; ``smp.abstraction.abstract_smp``
 """

@@ -200,3 +200,7 @@ class CacheInUse(SlabError):
 
 class KmallocCacheDestroy(SlabError):
     """``kmem_cache_destroy`` of a kmalloc cache: those live as long as the kernel."""
+
+
+class UnknownFile(InvalidArgument, LookupError):
+    """A file operation named a file that does not exist."""

@@ -55,7 +55,7 @@ limit_total("processes", MAX_PROCESSES, "the spawn and fork ops of one scenario"
 LAYER_NAMES["kernel"] = "a kernel op (the kernel owns physical memory, the CPUs and the buddy allocator)"
 
 PROT_PATTERN = re.compile(r"^[r-][w-][x-]$")
-ADVICE = ("dontneed",)
+ADVICE = ("dontneed", "cold", "pageout")
 
 
 def parse_prot(raw: object, where: str) -> str:
@@ -80,7 +80,7 @@ PARSERS: dict[str, Callable[[object, str], Any]] = {
     "pending": lambda r, w: parse_int(r, w, 1, (1 << 31) - 1),
     "background": parse_bool,
 }
-DEFAULTS: dict[str, object] = {"shared": False, "huge": False, "mode": "user", "background": False}
+DEFAULTS: dict[str, object] = {"shared": False, "huge": False, "mode": "user", "background": False, "offset": 0}
 # JSON keys that are Python keywords, by field name.
 KEYS = {"background": "async"}
 
@@ -204,7 +204,7 @@ class Mprotect(KernelOp):
 @register
 @dataclass(frozen=True, slots=True)
 class Madvise(KernelOp):
-    """``madvise(va, pages * 4096, advice)``; only ``"dontneed"``."""
+    """``madvise(va, pages * 4096, advice)``: ``"dontneed"``, ``"cold"`` or ``"pageout"``."""
 
     pid: int
     va: int

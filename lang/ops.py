@@ -1,8 +1,8 @@
 """Every operation of the scenario language, as one namespace: ``from lang import ops``, then ``ops.Fork(1)``.
 
-The hardware and buddy ops are defined in :mod:`lang.hardware_ops`, the
-kernel ops in :mod:`lang.kernel_ops`, the slab ops in :mod:`lang.slab_ops`; importing this module registers them
-all, so :func:`lang.scenario.parse_op` knows the whole vocabulary.
+The hardware and buddy ops are defined in :mod:`lang.hardware_ops`, the kernel ops in :mod:`lang.kernel_ops`,
+the slab ops in :mod:`lang.slab_ops`, memory pressure's in :mod:`lang.pressure_ops`; importing this module
+registers them all, so :func:`lang.scenario.parse_op` knows the whole vocabulary.
 """
 
 from __future__ import annotations
@@ -31,6 +31,21 @@ from lang.kernel_ops import (
     TlbEvict,
     Unpin,
 )
+from lang.pressure_ops import (
+    FileCreate,
+    FileRead,
+    FileWrite,
+    Fsync,
+    MeminfoOp,
+    MmapFile,
+    Msync,
+    PressureOp,
+    Reclaim,
+    StatusOp,
+    Swapoff,
+    Truncate,
+    VmstatOp,
+)
 from lang.scenario import Op, Scenario
 from lang.slab_ops import (
     Kfree,
@@ -53,8 +68,12 @@ __all__ = [
     "BuddyInfo",
     "Exit",
     "Fetch",
+    "FileCreate",
+    "FileRead",
+    "FileWrite",
     "Fork",
     "FreePages",
+    "Fsync",
     "KernelOp",
     "KernelRemap",
     "KernelThread",
@@ -70,24 +89,33 @@ __all__ = [
     "Load",
     "Madvise",
     "MemInfo",
+    "MeminfoOp",
     "Mmap",
+    "MmapFile",
     "Mprotect",
+    "Msync",
     "Munmap",
     "Op",
     "PagemapOp",
     "PinOp",
+    "PressureOp",
     "ReadPhys",
     "ReadPin",
+    "Reclaim",
     "Scenario",
     "SetCpu",
     "SlabInfo",
     "SlabOp",
     "Spawn",
     "StatOp",
+    "StatusOp",
     "Step",
     "Store",
+    "Swapoff",
     "Switch",
     "TlbEvict",
+    "Truncate",
     "Unpin",
+    "VmstatOp",
     "WritePhys",
 ]

@@ -152,6 +152,7 @@ class Config:
     ``X86_FEATURE_PCID``); without them every MOV to CR3 drops all non-global
     TLB entries and Linux keeps one ASID (Intel SDM Vol. 3A 4.10.4.1,
     arch/x86/mm/tlb.c ``choose_new_asid``).
+    ``swap`` is the number of swap slots (0: no swap).
     """
 
     frames: int
@@ -165,6 +166,7 @@ class Config:
     slub_min_objects: int = 0
     slab_freelist_random: int = 0
     pcid: bool = True
+    swap: int = 0
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "frames": (1, 1 << 24),
@@ -177,6 +179,7 @@ class Config:
         "slab_seed": (0, (1 << 64) - 1),
         "slub_min_objects": (0, 32767),
         "slab_freelist_random": (0, 1),
+        "swap": (0, 1 << 16),
     }
     FLAGS: ClassVar[tuple[str, ...]] = ("pcid",)  # true or false, not numbers
     # Written only when they differ from the default, so scenarios from before they existed read the same.
@@ -187,6 +190,7 @@ class Config:
         "slub_min_objects": 0,
         "slab_freelist_random": 0,
         "pcid": True,
+        "swap": 0,
     }
 
     @classmethod

@@ -208,6 +208,7 @@ SMP_MACHINE = machine_detector("smp-machine", "properties.smp.smp_machine:SmpMac
 HUGE_MACHINE = machine_detector("huge-machine", "properties.mm.huge_machine:HugeMachine")
 SLAB_MACHINE = machine_detector("slab-machine", "properties.slab.slab_machine:SlabMachine", shrink=True)
 NOPCID_MACHINE = machine_detector("nopcid-machine", "properties.smp.nopcid_machine:NoPcidMachine")
+PRESSURE_MACHINE = machine_detector("pressure-machine", "properties.pressure.pressure_machine:PressureMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -220,6 +221,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "huge": (HUGE_MACHINE,),
     "slab": (SLAB_MACHINE,),
     "pcid": (NOPCID_MACHINE,),
+    "pressure": (PRESSURE_MACHINE,),
 }
 
 

@@ -110,7 +110,7 @@ class SmpBounds:
 
 
 RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "buddy", "buddy_error", "kernel", "slab"})
-SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling", "pcid"})
+SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling", "pcid", "swap"})
 
 
 def clone_impl(impl: ImplRunner) -> ImplRunner:
@@ -383,16 +383,21 @@ KERNEL_FIELDS = frozenset(
         *("buddy", "boot", "current", "pages", "procs", "objects", "pins", "zero_words", "kernel_words", "next_pid"),
         *("next_object", "next_pin", "cpus", "tlbs", "flights", "next_flight", "events", "flush_ceiling"),
         *("gathering", "gathered"),
+        *("files", "swap_slots", "swap_map", "swap_data", "swap_cache", "pgfault", "pgmajfault", "lru_steps"),
     }
 )
-SPACE_FIELDS = frozenset({"vmas", "root", "tables", "leaves", "kernel", "tlb_gen", "cpumask"})
+SPACE_FIELDS = frozenset(
+    {"vmas", "root", "tables", "leaves", "kernel", "tlb_gen", "cpumask", "swapped", "minflt", "majflt"}
+)
 CPU_FIELDS = frozenset({"loaded", "lazy", "asid", "next_asid", "slots", "pcide"})
 SLOT_FIELDS = frozenset({"ctx_id", "tlb_gen"})
 FLIGHT_FIELDS = frozenset(
     {"op", "pid", "lo", "hi", "gen", "full", "freed_tables", "targets", "frames", "outcome", "stride"}
 )
-MEMORY_FIELDS = frozenset({"procs", "cells", "pins", "current", "next_pid", "next_cell", "next_pin"})
-L0_PAGE_FIELDS = frozenset({"prot", "cell", "shared", "huge"})
+# The explorer runs no file operation: ``files`` stays empty and file pages never occur, so renaming cells needs
+# no care for them.
+MEMORY_FIELDS = frozenset({"procs", "cells", "pins", "current", "next_pid", "next_cell", "next_pin", "files"})
+L0_PAGE_FIELDS = frozenset({"prot", "cell", "shared", "huge", "file", "index", "cow"})
 PIN_VIEW_FIELDS = frozenset({"pid", "vpn", "offset", "cell", "shared", "values", "live"})
 
 

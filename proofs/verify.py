@@ -31,6 +31,7 @@ CHECK_MODULES = (
     "properties.smp.nopcid_machine",
     "properties.mm.huge_machine",
     "properties.slab.slab_machine",
+    "properties.pressure.pressure_machine",
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from itertools import chain, compress
 from types import MappingProxyType
-from typing import cast
+from typing import Any, cast
 
 from impl.alloc.buddy import BuddyAllocator
 from impl.mm.kernel import HUGE_PAGES, PG_ANON, PG_EXCLUSIVE, PG_HUGE
@@ -19,9 +19,10 @@ from impl.mm.kernel import Process as ImplProcess
 from impl.mm.vma import Vma as ImplVma
 from impl.paging.mmu import Mmu
 from impl.paging.physmem import PhysMem
+from impl.pressure.pressure import PG_DIRTY, PG_REFERENCED, is_swap, swp_offset
 from properties.frame_cache import Entries, FrameCache
 from spec.alloc.buddy import Block, BuddyState
-from spec.mm.kernel import Kernel, Leaf, Page, Pin, Space
+from spec.mm.kernel import File, Kernel, Leaf, Page, Pin, Space
 from spec.mm.vma import Prot
 from spec.mm.vma import Vma as SpecVma
 from spec.paging.mmu import MmuState
@@ -65,6 +66,7 @@ _KERNEL_HALF_SIGN = 0xFFFF << 48
 _PTE_PFN = ((1 << 52) - 1) & ~0xFFF
 _PTE_PROTNONE = 0x100
 _PDE_PS = 0x80
+_PTE_A = 0x20
 
 
 def abstract_vma(vma: ImplVma) -> SpecVma:
@@ -77,10 +79,12 @@ def decode_leaf(entry: int, writable: bool, user: bool, nx: bool, huge: bool = F
     """A non-empty leaf (a PTE, or ``huge``: a PD entry with PS=1) with the rights of the walk above it: present,
     PROT_NONE, or something else."""
     pfn = (entry & _PTE_PFN) >> 12
+    young = bool(entry & _PTE_A)
     if entry & 1:
-        return Leaf(pfn, True, writable and bool(entry & 2), user and bool(entry & 4), nx or bool(entry >> 63), huge)
+        rights = (writable and bool(entry & 2), user and bool(entry & 4), nx or bool(entry >> 63))
+        return Leaf(pfn, True, *rights, huge=huge, young=young)
     if entry & _PTE_PROTNONE:
-        return Leaf(pfn, present=False, writable=False, user=True, nx=True, huge=huge)
+        return Leaf(pfn, present=False, writable=False, user=True, nx=True, huge=huge, young=young)
     return Leaf(pfn, present=False, writable=True, user=False, nx=False, huge=huge)
 
 
@@ -143,10 +147,32 @@ def decode_cached(mem: PhysMem, root: int, indices: range, frames: FrameCache | 
 
 def abstract_space(kernel: ImplKernel, proc: ImplProcess, frames: FrameCache | None = None) -> Space:
     """One process: VMAs, PML4 frame, user tables and leaves, and the kernel half's leaves."""
-    tables, leaves = decode_cached(kernel.mem, proc.root, range(256), frames)
+    tables, decoded = decode_cached(kernel.mem, proc.root, range(256), frames)
     _, kernel_leaves = decode_cached(kernel.mem, proc.root, range(256, 512), frames)
     vmas = tuple(abstract_vma(v) for v in proc.vmas)
-    return Space(vmas, proc.root, MappingProxyType(tables), MappingProxyType(leaves), MappingProxyType(kernel_leaves))
+    swapped = {vpn: swp_offset(entry) for vpn, entry in swap_entries(kernel, proc, decoded)}
+    leaves = {vpn: leaf for vpn, leaf in decoded.items() if vpn not in swapped}
+    return Space(
+        vmas,
+        proc.root,
+        MappingProxyType(tables),
+        MappingProxyType(leaves),
+        MappingProxyType(kernel_leaves),
+        swapped=MappingProxyType(swapped),
+        minflt=proc.min_flt,
+        majflt=proc.maj_flt,
+    )
+
+
+def swap_entries(kernel: ImplKernel, proc: ImplProcess, decoded: dict[int, Leaf]) -> list[tuple[int, int]]:
+    """(vpn, entry) of the swap entries among the decoded leaves (non-present, not PROT_NONE)."""
+    out = []
+    for vpn, leaf in decoded.items():
+        if not leaf.present and not leaf.user:
+            pa = kernel._pte_pa(proc.root, vpn)
+            if pa is not None and is_swap(kernel.mem.read_unchecked(pa)):
+                out.append((vpn, kernel.mem.read_unchecked(pa)))
+    return out
 
 
 def abstract_pages(kernel: ImplKernel, entries: EntryReader | None = None) -> dict[int, Page]:
@@ -164,7 +190,20 @@ def abstract_pages(kernel: ImplKernel, entries: EntryReader | None = None) -> di
             for index, value in read(frame)
         }
         anon, exclusive = bool(flags & PG_ANON), bool(flags & PG_EXCLUSIVE)
-        pages[pfn] = Page(kernel.refcount[pfn], kernel.mapcount[pfn], anon, exclusive, MappingProxyType(words), huge)
+        pressure = kernel.pressure
+        lru = ("inactive", "active")[(pressure.lru_of[pfn] - 1) % 2] if pressure.lru_of[pfn] else ""
+        pages[pfn] = Page(
+            kernel.refcount[pfn],
+            kernel.mapcount[pfn],
+            anon,
+            exclusive,
+            MappingProxyType(words),
+            huge,
+            lru=lru,
+            dirty=bool(flags & PG_DIRTY),
+            referenced=bool(flags & PG_REFERENCED),
+            slot=pressure.swap_slot[pfn],
+        )
     return pages
 
 
@@ -188,4 +227,25 @@ def abstract_kernel(kernel: ImplKernel, frames: FrameCache | None = None) -> Ker
         next_pid=kernel.next_pid,
         next_object=kernel.next_object,
         next_pin=kernel.next_pin,
+        **abstract_pressure(kernel),
     )
+
+
+def abstract_pressure(kernel: ImplKernel) -> dict[str, Any]:
+    """The memory-pressure fields of the kernel state: files, swap, the fault counters."""
+    p = kernel.pressure
+    files = {
+        name: File(f.obj, f.pages, MappingProxyType({i: MappingProxyType(dict(w)) for i, w in sorted(f.disk.items())}))
+        for name, f in sorted(p.files.items())
+    }
+    used = {slot: p.swap_map[slot] for slot in range(1, len(p.swap_map)) if p.swap_map[slot]}
+    return {
+        "files": MappingProxyType(files),
+        "swap_slots": p.swap_slots,
+        "swap_map": MappingProxyType(used),
+        "swap_data": MappingProxyType({s: MappingProxyType(dict(w)) for s, w in sorted(p.swap_data.items())}),
+        "swap_cache": MappingProxyType(dict(sorted(p.swap_cache.items()))),
+        "pgfault": p.pgfault,
+        "pgmajfault": p.pgmajfault,
+        "lru_steps": p.lru_steps,
+    }

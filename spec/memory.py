@@ -43,6 +43,16 @@ the programmer sees what Linux documents for it:
 - contents, sharing and fork behave as for normal pages (each 4 KiB of it
   is a cell here); pinning one is refused (:class:`~lang.errors.NotModelled`).
 
+*Files* are named arrays of pages, each page a cell (:class:`FileView`):
+``file_read`` returns the last value ``file_write`` or a store through a
+shared mapping gave the word; a shared file mapping's page *is* the file's
+cell; a private one reads the file's cell until the process first stores
+to it, then has a copy of its own, so a private store never reaches the
+file.  Reclaim, writeback and swap are invisible here: a program reads
+after them exactly what it stored.  A page at or past the end of its file
+is SIGBUS; ``truncate`` cuts private copies past the end too (they read
+the file again if it grows).
+
 Any operation that needs memory may also fail with ENOMEM and change
 nothing; that is checked by the harness, not modelled here.
 """
@@ -53,7 +63,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from lang.errors import AddressError, IdleCpu, NotModelled, UnknownCpu, UnknownPid, UnknownPin
+from lang.errors import (
+    AddressError,
+    IdleCpu,
+    InvalidArgument,
+    NotModelled,
+    UnknownCpu,
+    UnknownFile,
+    UnknownPid,
+    UnknownPin,
+)
 from spec.mm.vma import (
     HUGE_PAGES,
     KERNEL_VA,
@@ -77,12 +96,19 @@ _EMPTY: Words = MappingProxyType({})
 @dataclass(frozen=True, slots=True)
 class Page:
     """One virtual page: its protection, its cell, whether it was mapped shared, and (``huge``) the first page of
-    the hugetlb piece it belongs to (0 for a normal page)."""
+    the hugetlb piece it belongs to (0 for a normal page).
+
+    A page of a file mapping names its ``file`` and page ``index``; a shared one, and a private one not yet
+    written (``cow``), reads and writes the file's cell for the index, whatever it is at the time.
+    """
 
     prot: Prot
     cell: int
     shared: bool
     huge: int = 0
+    file: str = ""
+    index: int = 0
+    cow: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +130,16 @@ class PinView:
 
 
 @dataclass(frozen=True, slots=True)
+class FileView:
+    """A file: its size in pages and the cell of each page."""
+
+    pages: int
+    cells: Mapping[int, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Memory:
-    """Every process's pages, every cell's words, the pins, and which process each CPU runs (0: none)."""
+    """Every process's pages, every cell's words, the pins, the files, and which process each CPU runs (0: none)."""
 
     procs: Mapping[int, Mapping[int, Page]] = field(default_factory=lambda: MappingProxyType({}))
     cells: Mapping[int, Words] = field(default_factory=lambda: MappingProxyType({}))
@@ -114,6 +148,7 @@ class Memory:
     next_pid: int = 1
     next_cell: int = 1
     next_pin: int = 1
+    files: Mapping[str, FileView] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def initial(cpus: int) -> Memory:
@@ -158,7 +193,7 @@ def fork(mem: Memory, pid: int) -> tuple[Memory, Outcome]:
     pages = _pages(mem, pid)
     child, cells, next_cell = {}, dict(mem.cells), mem.next_cell
     for vpn, page in pages.items():
-        if page.shared:
+        if page.shared or page.cow:
             child[vpn] = page
         else:
             cells[next_cell] = mem.cells[page.cell]
@@ -288,6 +323,9 @@ def madvise_dontneed(mem: Memory, pid: int, va: int, pages: int) -> tuple[Memory
     mem = _detach(mem, pid, private)
     cells, new, next_cell = dict(mem.cells), dict(current), mem.next_cell
     for vpn in sorted(private):
+        if current[vpn].file:
+            new[vpn] = replace(current[vpn], cow=True)
+            continue
         cells[next_cell] = _EMPTY
         new[vpn] = replace(current[vpn], cell=next_cell)
         next_cell += 1
@@ -349,14 +387,35 @@ def access(mem: Memory, cpu: int, va: int, kind: Kind, mode: Mode, value: int = 
     page = mem.procs[pid].get(va >> PAGE_SHIFT)
     if page is None or not allowed(page.prot, kind):
         return mem, Signal()
+    if page.file and page.index >= mem.files[page.file].pages:
+        return mem, Signal(bus=True)
     offset = va % PAGE_SIZE
     if kind is not Kind.WRITE:
-        return mem, Value(mem.cells[page.cell].get(offset, 0))
+        return mem, Value(mem.cells[cell_of(mem, page)].get(offset, 0))
+    if page.cow:
+        mem, page = _copy_file_page(mem, pid, va >> PAGE_SHIFT, page)
     return _store(mem, pid, va >> PAGE_SHIFT, page, offset, value), Ok()
 
 
+def cell_of(mem: Memory, page: Page) -> int:
+    """The cell a page reads: the file's for a shared or not yet written private file page, else its own."""
+    if page.file and (page.shared or page.cow):
+        return mem.files[page.file].cells[page.index]
+    return page.cell
+
+
+def _copy_file_page(mem: Memory, pid: int, vpn: int, page: Page) -> tuple[Memory, Page]:
+    """A private file page's first store: a copy of the file's page, the process's own from now on."""
+    cells = dict(mem.cells)
+    cells[mem.next_cell] = mem.cells[cell_of(mem, page)]
+    page = replace(page, cell=mem.next_cell, cow=False)
+    mem = replace(mem, cells=MappingProxyType(cells), next_cell=mem.next_cell + 1)
+    return _with_pages(mem, pid, _set(mem.procs[pid], vpn, page)), page  # type: ignore[arg-type]
+
+
 def _store(mem: Memory, pid: int, vpn: int, page: Page, offset: int, value: int) -> Memory:
-    words = dict(mem.cells[page.cell])
+    cell = cell_of(mem, page)
+    words = dict(mem.cells[cell])
     words[offset] = value
     pins = {
         n: replace(p, values=p.values | {value})
@@ -364,7 +423,7 @@ def _store(mem: Memory, pid: int, vpn: int, page: Page, offset: int, value: int)
         else p
         for n, p in mem.pins.items()
     }
-    return replace(mem, cells=_set(mem.cells, page.cell, MappingProxyType(words)), pins=MappingProxyType(pins))  # type: ignore[arg-type]
+    return replace(mem, cells=_set(mem.cells, cell, MappingProxyType(words)), pins=MappingProxyType(pins))  # type: ignore[arg-type]
 
 
 def pin(mem: Memory, pid: int, va: int) -> tuple[Memory, Outcome]:
@@ -377,8 +436,10 @@ def pin(mem: Memory, pid: int, va: int) -> tuple[Memory, Outcome]:
     if page.huge:
         raise NotModelled(f"pin of {va:#x}: pinning a hugetlb page is not modelled: pin a page of a normal mapping")
     offset = va % PAGE_SIZE
-    now = frozenset({mem.cells[page.cell].get(offset, 0)})
-    view = PinView(pid, va >> PAGE_SHIFT, offset, page.cell, page.shared, now, True)
+    if page.file and page.index >= mem.files[page.file].pages:
+        return mem, Signal(bus=True)
+    now = frozenset({mem.cells[cell_of(mem, page)].get(offset, 0)})
+    view = PinView(pid, va >> PAGE_SHIFT, offset, cell_of(mem, page), page.shared or page.cow, now, True)
     return replace(mem, pins=_set(mem.pins, mem.next_pin, view), next_pin=mem.next_pin + 1), NewPin(mem.next_pin)  # type: ignore[arg-type]
 
 
@@ -405,3 +466,123 @@ def unpin(mem: Memory, number: int) -> tuple[Memory, Outcome]:
 def pids(mem: Memory) -> frozenset[int]:
     """The live processes."""
     return frozenset(mem.procs)
+
+
+# --- files ---------------------------------------------------------------------------------------------------
+
+
+def _file(mem: Memory, name: str) -> FileView:
+    if name not in mem.files:
+        raise UnknownFile(f"file {name!r} does not exist: allowed {sorted(mem.files)}; create it first")
+    return mem.files[name]
+
+
+def _with_file(mem: Memory, name: str, view: FileView) -> Memory:
+    files = dict(mem.files)
+    files[name] = view
+    return replace(mem, files=MappingProxyType(files))
+
+
+def _grown(mem: Memory, name: str, view: FileView, pages: int) -> Memory:
+    """The file grown to ``pages`` pages, each new one a fresh zero cell."""
+    cells, own = dict(mem.cells), dict(view.cells)
+    for index in range(view.pages, pages):
+        cells[mem.next_cell] = _EMPTY
+        own[index] = mem.next_cell
+        mem = replace(mem, next_cell=mem.next_cell + 1)
+    mem = replace(mem, cells=MappingProxyType(cells))
+    return _with_file(mem, name, FileView(max(pages, view.pages), MappingProxyType(own)))
+
+
+def file_create(mem: Memory, name: str, pages: int, words: Mapping[int, int]) -> tuple[Memory, Outcome]:
+    """A new file of ``pages`` pages holding ``words`` (byte offset -> value)."""
+    if any(offset < 0 or offset % WORD_SIZE for offset in words):
+        raise AddressError(f"file offsets {sorted(words)} must be non-negative multiples of 8")
+    if name in mem.files:
+        return mem, Errno("EEXIST")
+    if any(offset // PAGE_SIZE >= pages for offset, v in words.items() if v) or not 0 <= pages <= 1 << 20:
+        return mem, Errno("EINVAL")
+    mem = _grown(mem, name, FileView(0, MappingProxyType({})), pages)
+    for offset, value in words.items():
+        view = mem.files[name]
+        mem = _write_cell(mem, view.cells[offset // PAGE_SIZE], offset % PAGE_SIZE, value)
+    return mem, Ok()
+
+
+def _write_cell(mem: Memory, cell: int, offset: int, value: int) -> Memory:
+    words = dict(mem.cells[cell])
+    words[offset] = value
+    return replace(mem, cells=_set(mem.cells, cell, MappingProxyType(words)))  # type: ignore[arg-type]
+
+
+def _check_offset(offset: int) -> None:
+    if offset < 0 or offset % WORD_SIZE:
+        raise InvalidArgument(f"file offset {offset:#x} is not a non-negative multiple of 8: files hold 64-bit words")
+
+
+def file_read(mem: Memory, name: str, offset: int) -> Outcome:
+    """The word at byte ``offset`` of the file: the last value any write or shared store gave it (0 past the end)."""
+    view = _file(mem, name)
+    _check_offset(offset)
+    if offset // PAGE_SIZE >= view.pages:
+        return Value(0)
+    return Value(mem.cells[view.cells[offset // PAGE_SIZE]].get(offset % PAGE_SIZE, 0))
+
+
+def file_write(mem: Memory, name: str, offset: int, value: int) -> tuple[Memory, Outcome]:
+    """Store into the file; shared mappings of the page and private ones not yet written see it; grows the file."""
+    view = _file(mem, name)
+    _check_offset(offset)
+    if offset // PAGE_SIZE >= 1 << 20:
+        return mem, Errno("EFBIG")
+    mem = _grown(mem, name, view, offset // PAGE_SIZE + 1)
+    cell = mem.files[name].cells[offset // PAGE_SIZE]
+    pins = {
+        n: replace(p, values=p.values | {value})
+        if not p.shared and p.cell == cell and p.offset == offset % PAGE_SIZE
+        else p
+        for n, p in mem.pins.items()
+    }
+    mem = replace(mem, pins=MappingProxyType(pins))
+    return _write_cell(mem, cell, offset % PAGE_SIZE, value), Ok()
+
+
+def truncate(mem: Memory, name: str, pages: int) -> tuple[Memory, Outcome]:
+    """The file cut (or grown) to ``pages`` pages: past the end, mapped pages are SIGBUS, private copies included; a
+    grown file reads zero."""
+    view = _file(mem, name)
+    if not 0 <= pages <= 1 << 20:
+        return mem, Errno("EINVAL")
+    kept = {i: c for i, c in view.cells.items() if i < pages}
+    mem = _with_file(mem, name, FileView(min(pages, view.pages), MappingProxyType(kept)))
+    procs = {}
+    for pid, own in mem.procs.items():
+        procs[pid] = MappingProxyType(
+            {
+                v: replace(p, cow=True) if p.file == name and not p.shared and p.index >= pages else p
+                for v, p in own.items()
+            }
+        )
+    mem = replace(mem, procs=MappingProxyType(procs))
+    return _grown(mem, name, mem.files[name], pages), Ok()
+
+
+def mmap_file(
+    mem: Memory, pid: int, va: int, pages: int, prot: Prot, shared: bool, name: str, offset: int
+) -> tuple[Memory, Outcome]:
+    """Pages ``offset ..`` of the file at ``va``: shared ones are the file's; private ones read it until written."""
+    _file(mem, name)
+    current = _pages(mem, pid)
+    error = mmap_error(va, pages)
+    lo = va >> PAGE_SHIFT
+    if not error and (_cut_refused(current, lo) or _cut_refused(current, lo + pages)):
+        error = "EINVAL"
+    if not error and not 0 <= offset <= 1 << 20:
+        error = "EINVAL"
+    if error:
+        return mem, Errno(error)
+    mem = _unmap(mem, pid, lo, lo + pages)
+    new = dict(mem.procs[pid])
+    for i in range(pages):
+        new[lo + i] = Page(prot, 0, shared, 0, name, offset + i, cow=not shared)
+    return _with_pages(mem, pid, new), Ok()

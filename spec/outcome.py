@@ -31,9 +31,11 @@ class OneOf:
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """The access raised SIGSEGV; ``error_code`` is the #PF error code (SDM Vol. 3A 4.7), None in L0."""
+    """The access raised SIGSEGV (``bus``: SIGBUS, a file page past the end of its file); ``error_code`` is the #PF
+    error code (SDM Vol. 3A 4.7), None in L0 and for SIGBUS."""
 
     error_code: int | None = None
+    bus: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +71,13 @@ class Stat:
 
 @dataclass(frozen=True, slots=True)
 class Pagemap:
-    """One ``/proc/PID/pagemap`` entry: present (bit 63), the pfn (bits 0-54), exclusive (bit 56)."""
+    """One ``/proc/PID/pagemap`` entry: present (bit 63), the pfn (bits 0-54; of a swap entry: its offset),
+    exclusive (bit 56), swapped (bit 62)."""
 
     present: bool
     pfn: int
     exclusive: bool
+    swapped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,69 @@ class Stage:
     cpu: int
 
 
-Outcome = Ok | Value | OneOf | Signal | Errno | NewPid | NewPin | Stat | Pagemap | Pending | Stage
+@dataclass(frozen=True, slots=True)
+class Reclaimed:
+    """``reclaim`` freed this many pages."""
+
+    pages: int
+
+
+@dataclass(frozen=True, slots=True)
+class Meminfo:
+    """``/proc/meminfo`` fields, in kB."""
+
+    mem_total: int
+    mem_free: int
+    mem_available: int
+    cached: int
+    swap_cached: int
+    dirty: int
+    anon_pages: int
+    mapped: int
+    swap_total: int
+    swap_free: int
+    page_tables: int
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """``/proc/PID/status`` memory fields in kB (VmRSS = RssAnon + RssFile + RssShmem, VmSwap) and the fault counts
+    of ``/proc/PID/stat`` (minflt, majflt)."""
+
+    vm_rss: int
+    rss_anon: int
+    rss_file: int
+    rss_shmem: int
+    vm_swap: int
+    minflt: int
+    majflt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Vmstat:
+    """``/proc/vmstat`` fault counters."""
+
+    pgfault: int
+    pgmajfault: int
+
+
+Outcome = (
+    Ok
+    | Value
+    | OneOf
+    | Signal
+    | Errno
+    | NewPid
+    | NewPin
+    | Stat
+    | Pagemap
+    | Pending
+    | Stage
+    | Reclaimed
+    | Meminfo
+    | Status
+    | Vmstat
+)
 
 ENOMEM = Errno("ENOMEM")
 EFAULT = Errno("EFAULT")

@@ -37,6 +37,7 @@ from typing import Any
 from impl.alloc.buddy import BuddyAllocator
 from impl.mm.vma import Vma, VmaList
 from impl.paging.mmu import WRITE, Fault, Mmu, Translated
+from impl.pressure.pressure import ANON_INACTIVE, PG_DIRTY, Pressure, is_swap, swp_offset
 from lang.errors import AddressError, ConfigError, IdleCpu, NotModelled, UnknownCpu, UnknownPid, UnknownPin
 
 Result = dict[str, Any]
@@ -73,18 +74,19 @@ def segv(code: int) -> Result:
 
 
 class Process:
-    """A process: its pid, the frame of its PML4, and its VMAs."""
+    """A process: its pid, the frame of its PML4, its VMAs, and its fault counts (``min_flt``, ``maj_flt``)."""
 
-    __slots__ = ("pid", "root", "vmas")
+    __slots__ = ("maj_flt", "min_flt", "pid", "root", "vmas")
 
-    def __init__(self, pid: int, root: int, vmas: VmaList) -> None:
+    def __init__(self, pid: int, root: int, vmas: VmaList, min_flt: int = 0, maj_flt: int = 0) -> None:
         self.pid, self.root, self.vmas = pid, root, vmas
+        self.min_flt, self.maj_flt = min_flt, maj_flt
 
 
 class Kernel:
     """The kernel over one MMU and one buddy allocator; see the module docstring."""
 
-    def __init__(self, mmu: Mmu, buddy: BuddyAllocator) -> None:
+    def __init__(self, mmu: Mmu, buddy: BuddyAllocator, swap: int = 0) -> None:
         self.mmu, self.mem, self.buddy = mmu, mmu.mem, buddy
         frames = buddy.frames
         self.refcount = array("i", bytes(4 * frames))
@@ -98,6 +100,7 @@ class Kernel:
         self.next_pid = self.next_object = self.next_pin = 1
         self.current = [0] * len(mmu.cpus)
         self.gathered: list[int] | None = None
+        self.pressure = Pressure(self, swap)
         if self.free_frames() < 6:
             raise ConfigError("the kernel needs 6 free frames to boot: give the config more frames")
         self.boot = tuple(self._alloc(("boot", i, 0, 0)) for i in range(6))
@@ -112,6 +115,7 @@ class Kernel:
             *("mmu", "mem", "buddy", "refcount", "mapcount", "flags", "effects", "procs", "objects", "obj_users"),
             *("pins", "next_pid", "next_object", "next_pin", "current", "boot", "zero_pfn", "kernel_pfn", "init_root"),
             "gathered",
+            "pressure",
         }
     )
 
@@ -129,10 +133,11 @@ class Kernel:
         new.refcount, new.mapcount = array("i", self.refcount), array("i", self.mapcount)
         new.flags = bytearray(self.flags)
         new.effects = list(self.effects)
-        new.procs = {pid: Process(p.pid, p.root, p.vmas.copy()) for pid, p in self.procs.items()}
+        new.procs = {pid: Process(p.pid, p.root, p.vmas.copy(), p.min_flt, p.maj_flt) for pid, p in self.procs.items()}
         new.objects = {obj: dict(cache) for obj, cache in self.objects.items()}
         new.obj_users, new.pins, new.current = dict(self.obj_users), dict(self.pins), list(self.current)
         new.gathered = None if self.gathered is None else list(self.gathered)
+        new.pressure = self.pressure.clone(new)
         return new
 
     # --- frames ---------------------------------------------------------------------------------
@@ -182,6 +187,7 @@ class Kernel:
         if self.refcount[pfn]:
             return False
         order = HUGE_ORDER if self.flags[pfn] & PG_HUGE else 0
+        self.pressure.lru_del(pfn)
         self.mapcount[pfn] = 0
         self.flags[pfn] = 0
         self.buddy.free(pfn, order)
@@ -362,6 +368,10 @@ class Kernel:
         self.next_pid += 1
         root = self._new_root(child)
         for vpn, pa, entry in copied:
+            if is_swap(entry):
+                self.mem.write(self._pte_pa_alloc(child, root, vpn), entry)
+                self.pressure.swap_map[swp_offset(entry)] += 1
+                continue
             if entry & _RW:
                 entry &= ~_RW
                 self.mem.write(pa, entry)
@@ -409,7 +419,10 @@ class Kernel:
     def _zap(self, proc: Process, lo: int, hi: int) -> None:
         for _, pa, entry in list(self.user_ptes(proc, lo, hi)):
             self.mem.write(pa, 0)
-            self._put((entry & _PFN) >> 12)
+            if is_swap(entry):
+                self.pressure.swap_free(swp_offset(entry))
+            else:
+                self._put((entry & _PFN) >> 12)
 
     def _unuse_object(self, obj: int) -> None:
         self.obj_users[obj] -= 1
@@ -521,7 +534,8 @@ class Kernel:
         for vma in proc.vmas.within(lo, end):
             vma.read, vma.write, vma.exec = rwx
             for _, pa, entry in list(self.user_ptes(proc, vma.start, vma.end)):
-                self.mem.write(pa, self._changed(vma, entry))
+                if not is_swap(entry):
+                    self.mem.write(pa, self._changed(vma, entry))
         self._merge(proc, lo, end)
         return result
 
@@ -529,11 +543,13 @@ class Kernel:
         """``change_pte_range``: the new protection; private entries stay writable only if exclusive anon."""
         pfn = (entry & _PFN) >> 12
         if vma.shared:
-            writable = vma.write
+            clean_file = not self.flags[pfn] & (PG_ANON | PG_DIRTY) and self.pressure.is_file(vma)
+            writable = vma.write and not clean_file  # write-notify: a clean file page stays read-only
         elif vma.huge:
             writable = False  # hugetlb_change_protection: huge_pte_modify, no upgrade
         else:
-            writable = vma.write and pfn != self.zero_pfn and self.flags[pfn] == PG_ANON | PG_EXCLUSIVE
+            exclusive_anon = self.flags[pfn] & (PG_ANON | PG_EXCLUSIVE | PG_HUGE) == PG_ANON | PG_EXCLUSIVE
+            writable = vma.write and pfn != self.zero_pfn and exclusive_anon
         return self._leaf(vma, pfn, writable)
 
     def madvise_dontneed(self, pid: int, va: int, pages: int) -> Result:
@@ -603,20 +619,50 @@ class Kernel:
         elif code & _P or not vma.accessible:
             return segv(code)
         if vma.huge:
-            return self._huge_fault(proc, vma, vpn - vpn % HUGE_PAGES, kind == WRITE)
+            head = vpn - vpn % HUGE_PAGES
+            found = self._leaf_entry(proc.root, head)
+            fixes = found is None or not found[1] or (kind == WRITE and not found[1] & _RW)
+            failed = self._huge_fault(proc, vma, head, kind == WRITE)
+            if failed is None and fixes:
+                self.pressure.count_fault(proc, False)
+            return failed
         pa = self._pte_pa(proc.root, vpn)
         entry = 0 if pa is None else self.mem.read(pa)
         if not entry:
             return self._missing(proc, vma, vpn, kind == WRITE)
+        assert pa is not None
+        if is_swap(entry):
+            return self.pressure.swap_fault(proc, vma, pa, entry, kind == WRITE)
         if kind == WRITE and not entry & _RW:
-            assert pa is not None
-            return self._wp(proc, vma, vpn, pa, entry)
+            if vma.shared and self.pressure.is_file(vma):
+                self.flags[(entry & _PFN) >> 12] |= PG_DIRTY  # wp_page_shared: dirty, then writable
+                self.mem.write(pa, entry | _RW | _D)
+                failed = None
+            else:
+                self.pressure.free_if_only_cache((entry & _PFN) >> 12)
+                failed = self._wp(proc, vma, vpn, pa, entry)
+            if failed is None:
+                self.pressure.count_fault(proc, False)
+            return failed
         return None
 
     def _missing(self, proc: Process, vma: Vma, vpn: int, write: bool) -> Result | None:
-        """``do_anonymous_page`` (zero page on read), or ``shmem_fault`` for a shared VMA."""
+        """``do_anonymous_page`` (zero page on read), ``shmem_fault`` for a shared VMA, ``filemap_fault`` for a file
+        mapping (:meth:`impl.pressure.pressure.Pressure.file_fault`); a fixed fault is counted."""
+        if self.pressure.is_file(vma):
+            return self.pressure.file_fault(proc, vma, vpn, write)
         if vma.shared:
-            return self._shmem(proc, vma, vpn)
+            return self._counted(proc, self._shmem(proc, vma, vpn))
+        return self._counted(proc, self._anon_missing(proc, vma, vpn, write))
+
+    def _counted(self, proc: Process, failed: Result | None) -> Result | None:
+        """A minor fault counted when it was fixed (``mm_account_fault``)."""
+        if failed is None:
+            self.pressure.count_fault(proc, False)
+        return failed
+
+    def _anon_missing(self, proc: Process, vma: Vma, vpn: int, write: bool) -> Result | None:
+        """``do_anonymous_page``: the zero page, read-only, for a read; a new exclusive page for a write."""
         if self.free_frames() < self._missing_tables(proc.root, vpn) + (1 if write else 0):
             return errno("ENOMEM")
         pa = self._pte_pa_alloc(proc.pid, proc.root, vpn)
@@ -625,6 +671,7 @@ class Kernel:
             return None
         pfn = self._alloc(("page", proc.pid, vpn, 0))
         self.refcount[pfn], self.mapcount[pfn], self.flags[pfn] = 1, 1, PG_ANON | PG_EXCLUSIVE
+        self.pressure.lru_add(pfn, ANON_INACTIVE)
         proc.vmas.prepare_anon(vma)
         self.mem.write(pa, self._leaf(vma, pfn, True))
         return None
@@ -657,6 +704,7 @@ class Kernel:
         if old != self.zero_pfn:
             self.mem.copy_frame(old, new)
         self.refcount[new], self.mapcount[new], self.flags[new] = 1, 1, PG_ANON | PG_EXCLUSIVE
+        self.pressure.lru_add(new, ANON_INACTIVE)
         proc.vmas.prepare_anon(vma)
         self.mem.write(pa, (entry & ~_PFN) | (new << 12) | _RW | _D)
         self._put(old)
@@ -730,7 +778,11 @@ class Kernel:
         if vma.huge:
             raise NotModelled(f"pin of {va:#x}: pinning a hugetlb page is not modelled: pin a page of a normal mapping")
         pa = self._pte_pa(proc.root, vpn)
-        if pa is None or not self.mem.read(pa):
+        if pa is not None and is_swap(self.mem.read(pa)):
+            failed = self.pressure.swap_fault(proc, vma, pa, self.mem.read(pa), False)
+            if failed is not None:
+                return failed
+        elif pa is None or not self.mem.read(pa):
             failed = self._missing(proc, vma, vpn, False)
             if failed is not None:
                 return failed
@@ -768,7 +820,7 @@ class Kernel:
         rss = pss = uss = anon = 0
         for _, _, entry in self.user_ptes(proc):
             pfn = (entry & _PFN) >> 12
-            if pfn == self.zero_pfn or entry & _PS:
+            if is_swap(entry) or pfn == self.zero_pfn or entry & _PS:
                 continue  # hugetlb pages count as Private_Hugetlb / Shared_Hugetlb only (smaps_hugetlb_range)
             rss += PAGE_SIZE
             if self.flags[pfn] & PG_ANON:
@@ -790,6 +842,8 @@ class Kernel:
         entry = 0 if found is None else found[1]
         if not entry:
             return {"present": False, "pfn": 0, "exclusive": False}
+        if is_swap(entry):  # PM_SWAP, with the swap offset where the pfn would be (type 0)
+            return {"present": False, "pfn": swp_offset(entry), "exclusive": False, "swapped": True}
         pfn = (entry & _PFN) >> 12
         if entry & _PS:  # pagemap_hugetlb_range: the subpage's pfn; exclusive unless mapped shared
             return {"present": True, "pfn": pfn + vpn % HUGE_PAGES, "exclusive": self.mapcount[pfn] <= 1}

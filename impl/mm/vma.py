@@ -75,7 +75,9 @@ class Vma:
         """``upper`` begins where this ends and one VMA can cover both (``can_vma_merge_after``, mm/vma.c)."""
         if self.huge or upper.huge or self.end != upper.start or self.flags != upper.flags:
             return False
-        if self.shared and (self.obj != upper.obj or self.pgoff + self.end - self.start != upper.pgoff):
+        if (self.shared or self.obj or upper.obj) and (
+            self.obj != upper.obj or self.pgoff + self.end - self.start != upper.pgoff
+        ):
             return False
         if self.anon and upper.anon:
             return self.anon == upper.anon

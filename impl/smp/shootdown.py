@@ -450,10 +450,18 @@ class Smp:
                     return self.perform(outcome.pa, kind, value)
                 error = outcome.error_code
             tlb.fault(state.pcid, vpn)
+            if attempt == 0:
+                self.k.pressure.direct_reclaim(self.flush_all)
             failed = self.fault(proc, va, kind, error)
             if failed is not None:
                 return failed
         raise AssertionError(f"access to {va:#x} still faults after three fixes")
+
+    def flush_all(self) -> None:
+        """``flush_tlb_all``: every CPU's TLB emptied (INVPCID type 2), as reclaim and writeback do after an rmap
+        walk changed entries of any process."""
+        for tlb in self.tlbs:
+            tlb.invpcid(2)
 
     def perform(self, pa: int, kind: int, value: int) -> Result:
         if kind == WRITE:

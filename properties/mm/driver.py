@@ -19,21 +19,51 @@ from impl.mm.kernel import Kernel as ImplKernel
 from impl.paging.mmu import FETCH, READ, WRITE, Mmu
 from impl.smp.shootdown import Smp
 from lang import ops
-from lang.errors import MMCheckError, UnknownCpu
+from lang.errors import MMCheckError, NotModelled, UnknownCpu
 from lang.scenario import Config, Result
 from spec import memory as l0
 from spec.alloc.buddy import BuddyState
 from spec.mm import accounting, aspace, cow
 from spec.mm.kernel import NO_CHOICES, Choices, Kernel, boot, check_cpu
 from spec.mm.vma import Prot, huge_pages
-from spec.outcome import Errno, NewPid, NewPin, Ok, OneOf, Outcome, Pagemap, Pending, Signal, Stage, Stat, Value
+from spec.outcome import (
+    Errno,
+    Meminfo,
+    NewPid,
+    NewPin,
+    Ok,
+    OneOf,
+    Outcome,
+    Pagemap,
+    Pending,
+    Reclaimed,
+    Signal,
+    Stage,
+    Stat,
+    Status,
+    Value,
+    Vmstat,
+)
 from spec.paging.permissions import Kind, Mode
+from spec.pressure import files, lru, meminfo, swap
 from spec.smp import shootdown
 
 ACCESS_KINDS = {"load": Kind.READ, "store": Kind.WRITE, "fetch": Kind.FETCH}
 IMPL_KINDS = {"load": READ, "store": WRITE, "fetch": FETCH}
 # Operations that may need a frame: ENOMEM from them is allowed by L0 when it changed nothing.
-ALLOCATING = (ops.Spawn, ops.Fork, ops.Load, ops.Store, ops.Fetch, ops.PinOp, ops.KernelRemap)
+ALLOCATING = (
+    ops.Spawn,
+    ops.Fork,
+    ops.Load,
+    ops.Store,
+    ops.Fetch,
+    ops.PinOp,
+    ops.KernelRemap,
+    ops.FileRead,
+    ops.FileWrite,
+    ops.Swapoff,
+)
+PRESSURE_ADVICE = ("cold", "pageout")
 
 
 def rwx(prot: str) -> tuple[bool, bool, bool]:
@@ -48,6 +78,8 @@ def outcome_json(outcome: Outcome) -> Result:
     if isinstance(outcome, Value):
         return {"value": outcome.value}
     if isinstance(outcome, Signal):
+        if outcome.bus:
+            return {"signal": "SIGBUS"}
         return {"signal": "SIGSEGV", "error_code": outcome.error_code}
     if isinstance(outcome, Errno):
         return {"error": outcome.name}
@@ -63,12 +95,49 @@ def outcome_json(outcome: Outcome) -> Result:
             "anon_kb": outcome.anon_kb,
         }
     if isinstance(outcome, Pagemap):
-        return {"present": outcome.present, "pfn": outcome.pfn, "exclusive": outcome.exclusive}
+        out: Result = {"present": outcome.present, "pfn": outcome.pfn, "exclusive": outcome.exclusive}
+        return {**out, "swapped": True} if outcome.swapped else out
     if isinstance(outcome, Pending):
         return {"pending": outcome.flight}
     if isinstance(outcome, Stage):
         return {"stage": "flushed", "cpu": outcome.cpu}
+    if isinstance(outcome, Reclaimed):
+        return {"reclaimed": outcome.pages}
+    if isinstance(outcome, Meminfo | Status | Vmstat):
+        return pressure_json(outcome)
     raise AssertionError(f"no JSON form for {outcome!r}")
+
+
+MEMINFO_KEYS = (
+    ("MemTotal", "mem_total"),
+    ("MemFree", "mem_free"),
+    ("MemAvailable", "mem_available"),
+    ("Cached", "cached"),
+    ("SwapCached", "swap_cached"),
+    ("Dirty", "dirty"),
+    ("AnonPages", "anon_pages"),
+    ("Mapped", "mapped"),
+    ("SwapTotal", "swap_total"),
+    ("SwapFree", "swap_free"),
+    ("PageTables", "page_tables"),
+)
+STATUS_KEYS = (
+    ("VmRSS", "vm_rss"),
+    ("RssAnon", "rss_anon"),
+    ("RssFile", "rss_file"),
+    ("RssShmem", "rss_shmem"),
+    ("VmSwap", "vm_swap"),
+    ("minflt", "minflt"),
+    ("majflt", "majflt"),
+)
+
+
+def pressure_json(outcome: Meminfo | Status | Vmstat) -> Result:
+    """meminfo, status and vmstat under the kernel's own field names."""
+    if isinstance(outcome, Vmstat):
+        return {"pgfault": outcome.pgfault, "pgmajfault": outcome.pgmajfault}
+    keys = MEMINFO_KEYS if isinstance(outcome, Meminfo) else STATUS_KEYS
+    return {key: getattr(outcome, name) for key, name in keys}
 
 
 SpecEdit = Callable[[Kernel], tuple[Kernel, Outcome]]
@@ -92,9 +161,46 @@ def spec_edit(op: ShootdownOp, choices: Choices) -> SpecEdit:
     return lambda k: aspace.madvise_dontneed(k, op.pid, op.va, op.pages)
 
 
+def spec_pressure_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome] | None:
+    """A memory-pressure operation on the L1 spec; None for any other."""
+    if isinstance(op, ops.Madvise) and op.advice in PRESSURE_ADVICE:
+        if op.background:
+            raise NotModelled(f'madvise {op.advice} in the background is not modelled: drop "async"')
+        return lru.madvise_pressure(k, op.pid, op.va, op.pages, op.advice, choices)
+    if isinstance(op, ops.FileCreate):
+        return files.create(k, op.file, op.pages, dict(op.words))
+    if isinstance(op, ops.FileRead):
+        return files.read(k, op.file, op.offset, choices)
+    if isinstance(op, ops.FileWrite):
+        return files.write(k, op.file, op.offset, op.value, choices)
+    if isinstance(op, ops.Truncate):
+        return files.truncate(k, op.file, op.pages)
+    if isinstance(op, ops.Fsync):
+        return files.fsync(k, op.file)
+    if isinstance(op, ops.Msync):
+        return files.msync(k, op.pid, op.va, op.pages)
+    if isinstance(op, ops.MmapFile):
+        return aspace.mmap_file(k, op.pid, op.va, op.pages, Prot.parse(op.prot), op.shared, op.file, op.offset)
+    if isinstance(op, ops.Reclaim):
+        return lru.reclaim_op(k, op.target, choices)
+    if isinstance(op, ops.Swapoff):
+        return swap.swapoff(k, choices)
+    if isinstance(op, ops.MeminfoOp):
+        return k, meminfo.meminfo(k)
+    if isinstance(op, ops.StatusOp):
+        return k, meminfo.status(k, op.pid)
+    if isinstance(op, ops.VmstatOp):
+        return k, meminfo.vmstat(k)
+    return None
+
+
 def spec_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
     """One kernel-layer operation on the L1 spec; the events it records replace the last operation's."""
     k = replace(k, events=()) if k.events else k
+    k = replace(k, lru_steps=0) if k.lru_steps else k
+    pressure = spec_pressure_step(k, op, choices)
+    if pressure is not None:
+        return pressure
     if isinstance(op, ops.Spawn):
         return aspace.spawn(k, choices)
     if isinstance(op, ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise):
@@ -133,13 +239,14 @@ class SpecKernelSide:
         self.cpus = config.cpus
         self.flush_ceiling = config.flush_ceiling
         self.pcid = config.pcid
+        self.swap = config.swap
         self.kernel: Kernel | None = None
         self.last: Outcome | None = None
 
     def boot_if_needed(self, buddy: BuddyState, choices: Choices) -> BuddyState:
         """Boot on the first use (kept even if the op that triggered it is refused)."""
         if self.kernel is None:
-            self.kernel = boot(buddy, self.cpus, choices, self.flush_ceiling, self.pcid)
+            self.kernel = boot(buddy, self.cpus, choices, self.flush_ceiling, self.pcid, self.swap)
             return self.kernel.buddy
         return buddy
 
@@ -147,8 +254,8 @@ class SpecKernelSide:
         """Run ``op`` against the current buddy state; returns the new buddy state and the result."""
         buddy = self.boot_if_needed(buddy, choices)
         assert self.kernel is not None
-        if self.kernel.events:
-            self.kernel = replace(self.kernel, events=())
+        if self.kernel.events or self.kernel.lru_steps:
+            self.kernel = replace(self.kernel, events=(), lru_steps=0)
         start = self.kernel if self.kernel.buddy is buddy else replace(self.kernel, buddy=buddy)
         k, outcome = spec_step(start, op, choices)
         self.kernel, self.last = k, outcome
@@ -164,6 +271,7 @@ class ImplKernelSide:
         self.tlb_entries = 64 if config is None else config.tlb_entries
         self.flush_ceiling = 33 if config is None else config.flush_ceiling
         self.pcid = True if config is None else config.pcid
+        self.swap = 0 if config is None else config.swap
 
     def choices(self) -> Choices:
         """The frames the last operation allocated, by role, and the TLB entries its accesses hit."""
@@ -172,11 +280,12 @@ class ImplKernelSide:
     def apply(self, op: ops.KernelOp, mmu: Mmu, buddy: BuddyAllocator) -> Result:
         """Run ``op``; bad input raises and changes nothing (but the boot)."""
         if self.kernel is None or self.smp is None:
-            self.kernel = ImplKernel(mmu, buddy)
+            self.kernel = ImplKernel(mmu, buddy, self.swap)
             self.smp = Smp(self.kernel, self.tlb_entries, self.flush_ceiling, self.pcid)
         else:
             self.kernel.effects.clear()
             self.smp.events.clear()
+            self.kernel.pressure.lru_steps = 0
         return impl_step(self.kernel, op, self.smp)
 
 
@@ -198,6 +307,9 @@ def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
 def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result:
     """One kernel-layer operation on the implementation (its CPUs default to a fresh :class:`Smp`)."""
     smp = smp or Smp(k)
+    pressure = impl_pressure_step(k, op, smp)
+    if pressure is not None:
+        return pressure
     if isinstance(op, ops.Spawn):
         return k.spawn()
     if isinstance(op, ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise):
@@ -231,8 +343,65 @@ def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result
     raise MMCheckError(f"the kernel implementation has no rule for {op.name!r}")
 
 
+def impl_pressure_step(k: ImplKernel, op: ops.KernelOp, smp: Smp) -> Result | None:
+    """A memory-pressure operation on the implementation; None for any other."""
+    p, flush = k.pressure, smp.flush_all
+    if isinstance(op, ops.Madvise) and op.advice in PRESSURE_ADVICE:
+        if op.background:
+            raise NotModelled(f'madvise {op.advice} in the background is not modelled: drop "async"')
+        return p.madvise(op.pid, op.va, op.pages, op.advice, flush)
+    if isinstance(op, ops.FileCreate):
+        return p.file_create(op.file, op.pages, dict(op.words))
+    if isinstance(op, ops.FileRead):
+        return p.file_read(op.file, op.offset)
+    if isinstance(op, ops.FileWrite):
+        return p.file_write(op.file, op.offset, op.value)
+    if isinstance(op, ops.Truncate):
+        return p.truncate(op.file, op.pages, flush)
+    if isinstance(op, ops.Fsync):
+        return p.fsync(op.file, flush)
+    if isinstance(op, ops.Msync):
+        return p.msync(op.pid, op.va, op.pages, flush)
+    if isinstance(op, ops.MmapFile):
+        return p.mmap_file(op.pid, op.va, op.pages, rwx(op.prot), op.shared, op.file, op.offset)
+    if isinstance(op, ops.Reclaim):
+        return {"reclaimed": p.reclaim(op.target, flush)}
+    if isinstance(op, ops.Swapoff):
+        return p.swapoff(flush)
+    if isinstance(op, ops.MeminfoOp):
+        return p.meminfo()
+    if isinstance(op, ops.StatusOp):
+        return p.status(op.pid)
+    if isinstance(op, ops.VmstatOp):
+        return p.vmstat()
+    return None
+
+
+def l0_pressure_step(mem: l0.Memory, op: ops.KernelOp) -> tuple[l0.Memory, Outcome | None] | None:
+    """A memory-pressure operation on the programmer's view; None for any other."""
+    if isinstance(op, ops.Madvise) and op.advice in PRESSURE_ADVICE:
+        return mem, None
+    if isinstance(op, ops.FileCreate):
+        return l0.file_create(mem, op.file, op.pages, dict(op.words))
+    if isinstance(op, ops.FileRead):
+        return mem, l0.file_read(mem, op.file, op.offset)
+    if isinstance(op, ops.FileWrite):
+        return l0.file_write(mem, op.file, op.offset, op.value)
+    if isinstance(op, ops.Truncate):
+        return l0.truncate(mem, op.file, op.pages)
+    if isinstance(op, ops.MmapFile):
+        return l0.mmap_file(mem, op.pid, op.va, op.pages, Prot.parse(op.prot), op.shared, op.file, op.offset)
+    if isinstance(op, ops.Fsync | ops.Msync | ops.Reclaim | ops.Swapoff | ops.MeminfoOp | ops.StatusOp | ops.VmstatOp):
+        return mem, None
+    return None
+
+
 def l0_step(mem: l0.Memory, op: ops.KernelOp) -> tuple[l0.Memory, Outcome | None]:
-    """One op on the programmer's view; None for observations it has no opinion on (stat, pagemap)."""
+    """One op on the programmer's view; None for observations it has no opinion on (stat, pagemap, meminfo, and
+    what memory pressure does behind the program's back: reclaim, writeback, swapoff)."""
+    pressure = l0_pressure_step(mem, op)
+    if pressure is not None:
+        return pressure
     if isinstance(op, ops.Spawn):
         return l0.spawn(mem)
     if isinstance(op, ops.Fork):
@@ -270,7 +439,7 @@ def l0_step(mem: l0.Memory, op: ops.KernelOp) -> tuple[l0.Memory, Outcome | None
 def refines(l1: Outcome, l0_outcome: Outcome) -> bool:
     """An L1 outcome is one L0 allows: signals match whatever their code, a pinned word is one L0 allows."""
     if isinstance(l1, Signal):
-        return isinstance(l0_outcome, Signal)
+        return isinstance(l0_outcome, Signal) and l0_outcome.bus == l1.bus
     if isinstance(l0_outcome, OneOf):
         return isinstance(l1, Value) and l1.value in l0_outcome.values
     return l1 == l0_outcome

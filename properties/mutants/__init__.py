@@ -21,12 +21,20 @@ from properties.mutants.catalogue import Mutant, Patch, Replace, SourcePatch, sw
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
 from properties.mutants.pcid import NOPCID_MUTANTS
+from properties.mutants.pressure import PRESSURE_MUTANTS
 from properties.mutants.slab import SLAB_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 from properties.mutants.walk import WALK_MUTANTS
 
 MUTANTS: tuple[Mutant, ...] = (
-    WALK_MUTANTS + BUDDY_MUTANTS + KERNEL_MUTANTS + TLB_MUTANTS + HUGE_MUTANTS + SLAB_MUTANTS + NOPCID_MUTANTS
+    WALK_MUTANTS
+    + BUDDY_MUTANTS
+    + KERNEL_MUTANTS
+    + TLB_MUTANTS
+    + HUGE_MUTANTS
+    + SLAB_MUTANTS
+    + NOPCID_MUTANTS
+    + PRESSURE_MUTANTS
 )
 LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))
 

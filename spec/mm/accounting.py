@@ -11,7 +11,8 @@ anonymous pages only (shmem pages are not).
 pagemap (Documentation/admin-guide/mm/pagemap.rst, task_mmu.c
 ``pte_to_pagemap_entry``): present for any present entry (a ``PROT_NONE``
 entry is present to ``pte_present``); ``exclusive`` (bit 56,
-``PM_MMAP_EXCLUSIVE``) when the page is mapped exactly once; never for the zero page.
+``PM_MMAP_EXCLUSIVE``) when the page is mapped exactly once; never for the zero page.  A swap entry is
+``swapped`` (bit 62, ``PM_SWAP``) with its offset where the pfn would be (type 0: bits 5-54 hold the offset).
 
 Hugetlb pages are not in Rss, Pss, USS or Anonymous: ``smaps_hugetlb_range``
 counts them as Private_Hugetlb / Shared_Hugetlb only (task_mmu.c; the
@@ -59,6 +60,8 @@ def pagemap(k: Kernel, pid: int, va: int) -> Pagemap:
     sp = space(k, pid)
     check_address(va - va % 8)
     vpn = va >> PAGE_SHIFT
+    if va < TASK_SIZE and vpn in sp.swapped:
+        return Pagemap(False, sp.swapped[vpn], False, swapped=True)
     found = leaf_of(sp.leaves, vpn) if va < TASK_SIZE else None
     if found is None:
         return Pagemap(False, 0, False)

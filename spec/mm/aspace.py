@@ -95,6 +95,7 @@ from spec.mm.vma import (
 )
 from spec.outcome import EFAULT, ENOMEM, Errno, NewPid, NewPin, Ok, Outcome, Value
 from spec.paging.address import PAGE_SHIFT, PAGE_SIZE
+from spec.pressure import files, swap
 
 ALL_PAGES = 1 << 52
 
@@ -110,8 +111,9 @@ def spawn(k: Kernel, choices: Choices) -> tuple[Kernel, Outcome]:
 
 
 def drop_objects(k: Kernel) -> Kernel:
-    """Release the shmem objects no VMA maps any more, with their page-cache references."""
-    mapped = {v.obj for sp in k.procs.values() for v in sp.vmas if v.shared}
+    """Release the shmem objects no VMA maps any more, with their page-cache references (a file's page cache
+    lives with the file)."""
+    mapped = {v.obj for sp in k.procs.values() for v in sp.vmas if v.shared} | files.file_objects(k)
     dead = sorted(obj for obj in k.objects if obj not in mapped)
     pages = [pfn for obj in dead for pfn in k.objects[obj].values()]
     k = replace(k, objects=without(k.objects, dead))
@@ -162,6 +164,26 @@ def mmap(
     return with_space(k, pid, replace(sp, vmas=vmas)), Ok()
 
 
+def mmap_file(
+    k: Kernel, pid: int, va: int, pages: int, prot: Prot, shared: bool, name: str, offset: int
+) -> tuple[Kernel, Outcome]:
+    """``mmap(va, pages * 4096, prot, MAP_FIXED | MAP_SHARED or MAP_PRIVATE, fd, offset * 4096)`` of file ``name``
+    (:mod:`spec.pressure.files`): no frame is touched until a fault; pages past the end of the file may be mapped
+    (a fault there is SIGBUS)."""
+    f = files.the_file(k, name)
+    sp = space(k, pid)
+    lo = va >> PAGE_SHIFT
+    error = mmap_error(va, pages) or split_error(sp.vmas, lo, lo + pages)
+    if not error and not 0 <= offset <= files.MAX_FILE_PAGES:
+        error = "EINVAL"
+    if error:
+        return k, Errno(error)
+    k = unmap_range(k, pid, lo, lo + pages)
+    sp = space(k, pid)
+    vmas = merge_at(insert(sp.vmas, (Vma(lo, lo + pages, prot, shared, f.obj, offset),)), lo, lo + pages)
+    return with_space(k, pid, replace(sp, vmas=vmas)), Ok()
+
+
 def munmap(k: Kernel, pid: int, va: int, pages: int) -> tuple[Kernel, Outcome]:
     """Unmap the range; EINVAL (nothing changed) if an edge would split a hugetlb VMA off 2 MiB."""
     sp = space(k, pid)
@@ -174,9 +196,11 @@ def munmap(k: Kernel, pid: int, va: int, pages: int) -> tuple[Kernel, Outcome]:
 
 def changed_leaf(k: Kernel, vma: Vma, leaf: Leaf) -> Leaf:
     """``change_pte_range``: the entry under the VMA's new protection, upgraded to writable when allowed
-    (``hugetlb_change_protection`` never upgrades a private hugetlb entry)."""
+    (``hugetlb_change_protection`` never upgrades a private hugetlb entry; a shared file entry only when its page is
+    dirty, ``can_change_pte_writable`` under write-notify)."""
     if vma.shared:
-        writable = vma.prot.write
+        page = k.pages.get(leaf.pfn)
+        writable = vma.prot.write and (page is None or page.anon or page.dirty or not files.is_file_vma(k, vma))
     elif vma.huge:
         writable = False
     else:
@@ -256,7 +280,11 @@ def pin(k: Kernel, pid: int, va: int, choices: Choices) -> tuple[Kernel, Outcome
             f"pin of {va:#x}: pinning a hugetlb page is not modelled (hugetlb_wp reuses on the map count, so a "
             "FOLL_GET reference may see another process's writes): pin a page of a mapping with huge=false"
         )
-    if vpn not in sp.leaves:
+    if vpn in sp.swapped:
+        k, failed = swap.swap_fault(k, pid, vma, vpn, False, choices)
+        if failed is not None:
+            return k, failed
+    elif vpn not in sp.leaves:
         k, failed = missing_fault(k, pid, vma, vpn, False, choices)
         if failed is not None:
             return k, failed

@@ -36,6 +36,9 @@ accepts that ``FOLL_GET`` users may see leaks between processes.  Otherwise
 it copies the 2 MiB into a new page (``copy_user_large_folio``).  The
 fork-time copy of a possibly DMA-pinned page (``folio_needs_cow_for_dma``)
 is not modelled: pinning a hugetlb page is refused (:func:`spec.mm.aspace.pin`).
+
+A swap entry of a VMA that fork copies is copied too, and its slot counts one
+more (``copy_nonpresent_pte`` -> ``swap_duplicate``).
 """
 
 from __future__ import annotations
@@ -122,7 +125,9 @@ def fork(k: Kernel, pid: int, choices: Choices) -> tuple[Kernel, Outcome]:
     parent = space(k, pid)
     child = k.next_pid
     copied = copied_leaves(parent)
-    keys = missing_tables(Space((), 0), sorted(copied), frozenset(v for v, leaf in copied.items() if leaf.huge))
+    swapped = {vpn: slot for vpn, slot in parent.swapped.items() if (v := find(parent.vmas, vpn)) and v.anon}
+    vpns = sorted({*copied, *swapped})
+    keys = missing_tables(Space((), 0), vpns, frozenset(v for v, leaf in copied.items() if leaf.huge))
     if free_frames(k) < 1 + len(keys):
         return k, ENOMEM
     k, root = take(k, ("root", child, 0, 0), choices)
@@ -137,6 +142,8 @@ def fork(k: Kernel, pid: int, choices: Choices) -> tuple[Kernel, Outcome]:
         k = get_page(k, leaf.pfn)
         if leaf.pfn != k.zero_pfn:
             k = with_page(k, leaf.pfn, exclusive=False)
-    sp = Space(forked_copy(parent.vmas), root, frozen(tables), frozen(leaves), k.kernel_leaves)
+    for slot in swapped.values():
+        k = replace(k, swap_map=updated(k.swap_map, slot, k.swap_map[slot] + 1))
+    sp = Space(forked_copy(parent.vmas), root, frozen(tables), frozen(leaves), k.kernel_leaves, swapped=frozen(swapped))
     k = replace(k, procs=updated(k.procs, child, sp), next_pid=child + 1)
     return k, NewPid(child)

@@ -50,6 +50,7 @@ from spec.mm.kernel import (
     Kernel,
     Leaf,
     can_take_huge,
+    count_fault,
     free_frames,
     frozen,
     get_page,
@@ -62,12 +63,14 @@ from spec.mm.kernel import (
     take,
     updated,
     with_page,
+    with_space,
 )
 from spec.mm.pagetable import ensure_tables, leaf_for, missing_tables, set_leaf
 from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, TASK_SIZE, Vma, find
 from spec.outcome import ENOMEM, Ok, Outcome, Signal, Value
 from spec.paging.address import PAGE_SHIFT
 from spec.paging.permissions import PF_ID, PF_P, PF_US, PF_WR, Kind, Mode
+from spec.pressure import files, swap
 
 MAX_RETRIES = 3
 
@@ -106,11 +109,21 @@ def access(
         leaf = leaf_at(k, pid, va)
         if hardware_allows(leaf, kind, mode):
             assert leaf is not None
-            return perform(k, leaf.pfn, leaf.offset(va), kind, value)
+            return perform(touch(k, pid, va, leaf), leaf.pfn, leaf.offset(va), kind, value)
         k, failed = handle_fault(k, pid, va, kind, hardware_error_code(leaf, kind, mode), choices)
         if failed is not None:
             return k, failed
     raise AssertionError(f"access to {va:#x} still faults after {MAX_RETRIES} fixes")
+
+
+def touch(k: Kernel, pid: int, va: int, used: Leaf) -> Kernel:
+    """The walker sets the accessed bit of the entry it used, if it is the current one (SDM Vol. 3A 4.8).  A TLB hit
+    needs no walk: an entry a TLB holds is young, as aging clears the bit with a flush."""
+    sp = space(k, pid)
+    found = leaf_of(sp.leaves, va >> PAGE_SHIFT) if va < TASK_SIZE else None
+    if found is None or found[1].young or found[1].pfn != used.pfn:
+        return k
+    return with_space(k, pid, replace(sp, leaves=updated(sp.leaves, found[0], replace(found[1], young=True))))
 
 
 def perform(k: Kernel, pfn: int, offset: int, kind: Kind, value: int) -> tuple[Kernel, Outcome]:
@@ -137,21 +150,40 @@ def handle_fault(
     vma = find(space(k, pid).vmas, vpn) if va < TASK_SIZE else None
     if vma is None or access_error(vma, kind, code):
         return k, Signal(code)
+    if vpn in space(k, pid).swapped:
+        return swap.swap_fault(k, pid, vma, vpn, kind is Kind.WRITE, choices)
     found = leaf_of(space(k, pid).leaves, vpn)
     if found is None:
         return missing_fault(k, pid, vma, vpn, kind is Kind.WRITE, choices)
     key, leaf = found
-    if kind is Kind.WRITE and not leaf.writable:
-        if vma.huge:
-            return cow.huge_wp_fault(k, pid, vma, key, leaf, choices)
-        return cow.wp_fault(k, pid, vma, vpn, leaf, choices)
-    return k, None
+    if kind is not Kind.WRITE or leaf.writable:
+        return k, None
+    if vma.huge:
+        k, failed = cow.huge_wp_fault(k, pid, vma, key, leaf, choices)
+    elif vma.shared and files.is_file_vma(k, vma):
+        k, failed = files.shared_wp_fault(k, pid, vpn, leaf), None
+    else:
+        k, failed = cow.wp_fault(swap.free_if_only_cache(k, leaf.pfn), pid, vma, vpn, leaf, choices)
+    return (k, failed) if failed is not None else (count_fault(k, pid, False), None)
 
 
 def missing_fault(
     k: Kernel, pid: int, vma: Vma, vpn: int, write: bool, choices: Choices
 ) -> tuple[Kernel, Outcome | None]:
-    """No entry yet: ``do_anonymous_page`` for a private VMA, ``shmem_fault`` for a shared one."""
+    """No entry yet: ``do_anonymous_page`` for a private VMA, ``shmem_fault`` for a shared one, ``filemap_fault``
+    for a file mapping (:mod:`spec.pressure.files`); counted when fixed (:func:`~spec.mm.kernel.count_fault`)."""
+    major = False
+    if files.is_file_vma(k, vma):
+        k, failed, major = files.file_fault(k, pid, vma, vpn, write, choices)
+    else:
+        k, failed = anon_missing_fault(k, pid, vma, vpn, write, choices)
+    return (k, failed) if failed is not None else (count_fault(k, pid, major), None)
+
+
+def anon_missing_fault(
+    k: Kernel, pid: int, vma: Vma, vpn: int, write: bool, choices: Choices
+) -> tuple[Kernel, Outcome | None]:
+    """No entry in an anonymous (private, shared or hugetlb) mapping."""
     if vma.huge:
         return huge_missing_fault(k, pid, vma, vpn - vpn % HUGE_PAGES, write, choices)
     if vma.shared:

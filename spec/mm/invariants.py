@@ -5,7 +5,7 @@
   exactly once ("anon pages that may be shared must never be writable",
   include/linux/rmap.h).
 - Counts: every page's map count equals the entries mapping it and its
-  reference count equals those plus its pins plus its page-cache reference;
+  reference count equals those plus its pins plus its page-cache (or swap-cache) reference;
   hence refcount >= mapcount (the pairing rule in mm/memory.c's COW reuse).
 - Isolation: a frame one process can write through a private mapping is
   mapped nowhere else; user mode never reaches the kernel half, and every
@@ -34,6 +34,7 @@ from fractions import Fraction
 from spec.mm.kernel import Kernel
 from spec.mm.pagetable import table_keys
 from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, find, mergeable
+from spec.pressure import invariants as pressure
 
 
 def private_leaves(k: Kernel) -> list[tuple[int, int, int, bool]]:
@@ -65,6 +66,7 @@ def count_violations(k: Kernel) -> list[str]:
     maps = Counter(leaf.pfn for sp in k.procs.values() for leaf in sp.leaves.values())
     pins = Counter(p.pfn for p in k.pins.values())
     cached = Counter(pfn for cache in k.objects.values() for pfn in cache.values())
+    cached.update(list(k.swap_cache.values()))
     problems = []
     for pfn, page in k.pages.items():
         refs = maps[pfn] + pins[pfn] + cached[pfn]
@@ -204,5 +206,7 @@ INVARIANTS = (
 
 
 def violations(k: Kernel) -> list[str]:
-    """Every kernel invariant ``k`` breaks, each named by its function."""
-    return [f"{check.__name__}: {problem}" for check in INVARIANTS for problem in check(k)]
+    """Every kernel invariant ``k`` breaks, each named by its function, memory pressure's
+    (:mod:`spec.pressure.invariants`) included."""
+    own = [f"{check.__name__}: {problem}" for check in INVARIANTS for problem in check(k)]
+    return own + pressure.violations(k)

@@ -75,7 +75,12 @@ def without(mapping: Mapping[_K, _V], keys: Iterable[_K]) -> Mapping[_K, _V]:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """The ``struct page`` of a frame holding user data, and its words (offset -> non-zero value)."""
+    """The ``struct page`` of a frame holding user data, and its words (offset -> non-zero value).
+
+    ``lru`` is the LRU list it is on (``"active"``, ``"inactive"``, or ``""`` for none; anonymous or file by
+    ``anon``), ``dirty`` is ``PG_dirty``, ``referenced`` is ``PG_referenced`` and ``slot`` is the swap slot of a
+    page in the swap cache (``folio->swap``, 0 for none): see :mod:`spec.pressure`.
+    """
 
     refcount: int
     mapcount: int
@@ -83,6 +88,10 @@ class Page:
     exclusive: bool
     words: Words = field(default_factory=lambda: NO_WORDS)
     huge: bool = False
+    lru: str = ""
+    dirty: bool = False
+    referenced: bool = False
+    slot: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +101,9 @@ class Leaf:
     ``present`` is the P bit; a ``PROT_NONE`` entry keeps its frame with P
     clear (``_PAGE_PROTNONE``, arch/x86/include/asm/pgtable_types.h).
     ``huge`` is a PD entry with PS=1 mapping 2 MiB from ``pfn`` (SDM Vol. 3A
-    4.5.4, Table 4-18).  Accessed and dirty bits are not part of this view.
+    4.5.4, Table 4-18).  ``young`` is the accessed bit: every entry the kernel writes has it
+    (``pte_mkyoung``), the walker sets it on every access it allows, and only reclaim's aging clears it
+    (:mod:`spec.pressure.lru`).  The dirty bit is not part of this view.
     """
 
     pfn: int
@@ -101,11 +112,13 @@ class Leaf:
     user: bool = True
     nx: bool = True
     huge: bool = False
+    young: bool = True
 
     def __repr__(self) -> str:
         return (
             f"Leaf(pfn={self.pfn:#x}, present={self.present}, writable={self.writable}, user={self.user}, nx={self.nx}"
-            + (", huge=True)" if self.huge else ")")
+            + (", huge=True" if self.huge else "")
+            + (", young=False)" if not self.young else ")")
         )
 
     @property
@@ -122,6 +135,15 @@ TableKey = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
+class File:
+    """A file of the in-model file system: its page-cache object, its size in pages, and its pages on disk."""
+
+    obj: int
+    pages: int
+    disk: Mapping[int, Words] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
 class Space:
     """One address space (``mm_struct``).
 
@@ -129,7 +151,8 @@ class Space:
     ``level`` (3 PDPT, 2 PD, 1 PT) covering those pages; ``leaves`` maps user
     pages to their entries; ``kernel`` the kernel half's leaves.
     ``tlb_gen`` is ``mm->context.tlb_gen`` and ``cpumask`` is ``mm_cpumask``
-    (arch/x86/mm/tlb.c): see :mod:`spec.smp.shootdown`.
+    (arch/x86/mm/tlb.c): see :mod:`spec.smp.shootdown`.  ``swapped`` maps user pages whose entry is a swap
+    entry to its slot; ``minflt`` and ``majflt`` are the process's fault counts (``/proc/PID/stat``).
     """
 
     vmas: tuple[Vma, ...]
@@ -139,6 +162,9 @@ class Space:
     kernel: Mapping[int, Leaf] = field(default_factory=lambda: MappingProxyType({}))
     tlb_gen: int = 0
     cpumask: frozenset[int] = frozenset()
+    swapped: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
+    minflt: int = 0
+    majflt: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +193,12 @@ class Kernel:
     the gather holds them until the flight's last step, so a page a CPU may
     still reach through a stale TLB entry keeps its frame and its words
     (:func:`put_page`).
+
+    Memory pressure (:mod:`spec.pressure`): ``files`` are the in-model file system by name (each file's page
+    cache is its object in ``objects``); ``swap_slots`` is the swap device's size, ``swap_map`` the count of
+    every slot in use (the swap entries and the swap-cache page that refer to it), ``swap_data`` what each
+    slot holds, ``swap_cache`` the page of each slot still in memory; ``pgfault`` and ``pgmajfault`` are
+    ``/proc/vmstat``'s; ``lru_steps`` counts the reclaim steps of the current operation.
     """
 
     buddy: buddy.BuddyState
@@ -189,6 +221,14 @@ class Kernel:
     flush_ceiling: int = 33
     gathering: bool = False
     gathered: tuple[int, ...] = ()
+    files: Mapping[str, File] = field(default_factory=lambda: MappingProxyType({}))
+    swap_slots: int = 0
+    swap_map: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
+    swap_data: Mapping[int, Words] = field(default_factory=lambda: MappingProxyType({}))
+    swap_cache: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
+    pgfault: int = 0
+    pgmajfault: int = 0
+    lru_steps: int = 0
 
     @property
     def zero_pfn(self) -> int:
@@ -259,8 +299,10 @@ def release(k: Kernel, pfn: int) -> Kernel:
 
 def new_anon_page(k: Kernel, pfn: int, words: Words = NO_WORDS, huge: bool = False) -> Kernel:
     """A fresh anonymous page mapped once, exclusive (``folio_add_new_anon_rmap(..., RMAP_EXCLUSIVE)``;
-    ``hugetlb_add_new_anon_rmap`` for a hugetlb page)."""
-    return replace(k, pages=updated(k.pages, pfn, Page(1, 1, True, True, words, huge)))
+    ``hugetlb_add_new_anon_rmap`` for a hugetlb page), on the inactive anonymous LRU unless hugetlb
+    (``folio_add_lru_vma``; new anonymous pages start inactive since b518154e59aa)."""
+    page = Page(1, 1, True, True, words, huge, lru="" if huge else "inactive")
+    return replace(k, pages=updated(k.pages, pfn, page))
 
 
 def new_shmem_page(k: Kernel, pfn: int, huge: bool = False) -> Kernel:
@@ -351,10 +393,15 @@ def running(k: Kernel, cpu: int) -> int:
 
 
 def boot(
-    state: buddy.BuddyState, cpus: int, choices: Choices = NO_CHOICES, flush_ceiling: int = 33, pcid: bool = True
+    state: buddy.BuddyState,
+    cpus: int,
+    choices: Choices = NO_CHOICES,
+    flush_ceiling: int = 33,
+    pcid: bool = True,
+    swap: int = 0,
 ) -> Kernel:
     """Take the boot frames (roles ``("boot", i, 0, 0)``) and write the kernel page; every CPU idle on ``init_mm``,
-    with CR4.PCIDE set when the CPUs have PCIDs (``pcid``)."""
+    with CR4.PCIDE set when the CPUs have PCIDs (``pcid``); ``swap`` slots of swap space (``swapon``), all free."""
     if free_frames(Kernel(state, (), ())) < BOOT_FRAMES:
         raise ConfigError(f"the kernel needs {BOOT_FRAMES} free frames to boot: give the config more frames")
     cpu = CpuTlb(pcide=pcid)
@@ -363,4 +410,14 @@ def boot(
     for i in range(BOOT_FRAMES):
         k, pfn = take(k, ("boot", i, 0, 0), choices)
         frames.append(pfn)
-    return replace(k, boot=tuple(frames), kernel_words=MappingProxyType({0: KERNEL_WORD}))
+    return replace(k, boot=tuple(frames), kernel_words=MappingProxyType({0: KERNEL_WORD}), swap_slots=swap)
+
+
+def count_fault(k: Kernel, pid: int, major: bool) -> Kernel:
+    """A fault the handler fixed, counted as Linux does (``mm_account_fault``, mm/memory.c): the process's
+    ``maj_flt`` or ``min_flt`` and ``PGFAULT``; a major one also ``PGMAJFAULT`` (counted where the page was read,
+    ``do_swap_page`` and ``filemap_fault``).  Faults ending in SIGSEGV never reach ``handle_mm_fault``; here a fault
+    that fails with ENOMEM and a spurious one (nothing to fix, a stale TLB entry) are not counted either."""
+    sp = space(k, pid)
+    sp = replace(sp, majflt=sp.majflt + 1) if major else replace(sp, minflt=sp.minflt + 1)
+    return replace(with_space(k, pid, sp), pgfault=k.pgfault + 1, pgmajfault=k.pgmajfault + int(major))

@@ -82,14 +82,25 @@ def set_leaf(k: Kernel, pid: int, vpn: int, leaf: Leaf) -> Kernel:
 
 
 def zap(k: Kernel, pid: int, lo: int, hi: int) -> Kernel:
-    """Clear the leaves of pages ``lo .. hi-1`` and drop what they referenced (``zap_pte_range``;
+    """Clear the leaves and swap entries of pages ``lo .. hi-1`` and drop what they referenced (``zap_pte_range``;
     ``__unmap_hugepage_range`` for hugetlb leaves, whose callers never cut one)."""
     sp = space(k, pid)
     gone = sorted(v for v in sp.leaves if lo <= v < hi)
-    k = with_space(k, pid, replace(sp, leaves=without(sp.leaves, gone)))
+    swapped = sorted(v for v in sp.swapped if lo <= v < hi)
+    k = with_space(k, pid, replace(sp, leaves=without(sp.leaves, gone), swapped=without(sp.swapped, swapped)))
     for vpn in gone:
         k = put_page(k, sp.leaves[vpn].pfn)
+    for vpn in swapped:
+        k = drop_swap_entry(k, sp.swapped[vpn])
     return k
+
+
+def drop_swap_entry(k: Kernel, slot: int) -> Kernel:
+    """A swap entry cleared (``free_swap_and_cache``): its slot's count drops, the slot is free at zero."""
+    count = k.swap_map[slot] - 1
+    if count:
+        return replace(k, swap_map=updated(k.swap_map, slot, count))
+    return replace(k, swap_map=without(k.swap_map, [slot]), swap_data=without(k.swap_data, [slot]))
 
 
 def free_unused_tables(k: Kernel, pid: int) -> Kernel:

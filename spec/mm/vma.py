@@ -177,7 +177,7 @@ def mergeable(a: Vma, b: Vma) -> bool:
     """``b`` starts where ``a`` ends and one VMA can cover both (``can_vma_merge_after`` / ``_before``).
 
     ``is_mergeable_vma``: the same flags (protection, shared, ``VM_ACCOUNT``)
-    and the same file, the object of a shared VMA, at consecutive offsets; a
+    and the same file (the object of a shared VMA or of a file mapping) at consecutive offsets; a
     private anonymous VMA's offset is its start (``do_mmap``), always
     consecutive.  Then :func:`anon_compatible`.
     """
@@ -185,7 +185,7 @@ def mergeable(a: Vma, b: Vma) -> bool:
         return False  # VM_DONTEXPAND is in VM_SPECIAL: hugetlb VMAs never merge
     if a.end != b.start or a.prot != b.prot or a.shared != b.shared or a.account != b.account:
         return False
-    if a.shared and (a.obj != b.obj or a.index_of(a.end) != b.pgoff):
+    if (a.shared or a.obj or b.obj) and (a.obj != b.obj or a.index_of(a.end) != b.pgoff):
         return False
     return anon_compatible(a, b)
 

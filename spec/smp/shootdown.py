@@ -16,7 +16,7 @@ from typing import Any
 from lang.errors import DisallowedChoice, UnknownFlight
 from spec.alloc import buddy
 from spec.memory import check_address
-from spec.mm.fault import MAX_RETRIES, handle_fault, hardware_allows, hardware_error_code, leaf_at, perform
+from spec.mm.fault import MAX_RETRIES, handle_fault, hardware_allows, hardware_error_code, leaf_at, perform, touch
 from spec.mm.kernel import (
     Choices,
     Kernel,
@@ -37,7 +37,18 @@ from spec.mm.vma import HUGE_PAGES, KERNEL_VA, TASK_SIZE
 from spec.outcome import Errno, Ok, Outcome, Pending, Stage
 from spec.paging.address import PAGE_SHIFT
 from spec.paging.permissions import Kind, Mode
-from spec.paging.tlb import GLOBAL_PCID, Tlb, TlbEntry, fault_drop, invlpg, invpcid, mov_cr3, remember, remembers
+from spec.paging.tlb import (
+    GLOBAL_PCID,
+    Tlb,
+    TlbEntry,
+    fault_drop,
+    invlpg,
+    invpcid,
+    mov_cr3,
+    remember,
+    remembers,
+)
+from spec.pressure.lru import direct_reclaim
 from spec.smp.state import INIT_CTX, TLB_NR_DYN_ASIDS, CpuTlb, Event, Flight, Slot, asid_pcid
 
 Edit = Callable[[Kernel], tuple[Kernel, Outcome]]
@@ -506,7 +517,9 @@ def used_entry(k: Kernel, cpu: int, va: int, attempt: int, choices: Choices) -> 
 def access(
     k: Kernel, cpu: int, va: int, kind: Kind, mode: Mode, value: int, choices: Choices
 ) -> tuple[Kernel, Outcome]:
-    """A load, store or fetch through the TLB: a hit uses the cached entry, a miss walks; a #PF drops the entries.
+    """A load, store or fetch through the TLB: a hit uses the cached entry, a miss walks; a #PF drops the entries,
+    and, with free frames below the watermark, the first fault of the access reclaims
+    (:func:`spec.pressure.lru.direct_reclaim`) before the handler runs.
 
     A fault that moves or narrows an entry (a COW copy) shoots it down at
     once, as ``ptep_clear_flush`` does inside the fault.
@@ -519,10 +532,11 @@ def access(
             leaf = leaf_at(k, pid, va)
         if hardware_allows(leaf, kind, mode):
             assert leaf is not None
-            return perform(k, leaf.pfn, leaf.offset(va), kind, value)
+            return perform(touch(k, pid, va, leaf), leaf.pfn, leaf.offset(va), kind, value)
         code = hardware_error_code(leaf, kind, mode)
         state = k.cpus[cpu]
         k = with_cpu(k, cpu, state, fault_drop(k.tlbs[cpu], state.pcid, va >> PAGE_SHIFT))
+        k = direct_reclaim(k, choices) if attempt == 0 else k
         k, failed = fix_fault(k, pid, va, kind, code, choices)
         if failed is not None:
             return k, failed

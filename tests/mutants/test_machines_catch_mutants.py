@@ -22,6 +22,7 @@ from properties.minimise import failure_kind
 from properties.mutants import MUTANTS, Mutant
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
+from properties.mutants.pressure import PRESSURE_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 
 # The longest counterexample each machine may need, after minimisation.
@@ -34,6 +35,7 @@ MAX_OPS = {
     "huge-machine": 10,
     "slab-machine": 14,
     "nopcid-machine": 10,
+    "pressure-machine": 20,
 }
 
 
@@ -113,6 +115,24 @@ def test_the_hugetlb_mutants_are_registered() -> None:
     assert expected == {m.name for m in HUGE_MUTANTS}
     assert {"huge"} == {m.layer for m in HUGE_MUTANTS}
     assert set(HUGE_MUTANTS) <= set(MUTANTS)
+
+
+def test_the_pressure_mutants_are_registered() -> None:
+    """Dirty page dropped, one mapper unmapped, swap count leak, no flush, writable swap-in, minor swap fault,
+    MemAvailable without page cache, promotion without reference."""
+    expected = {
+        "dirty-shared-dropped",
+        "unmap-first-mapper-only",
+        "swap-count-leak",
+        "swapout-no-tlb-flush",
+        "swapin-writable-shared",
+        "swapin-counted-minor",
+        "memavailable-no-pagecache",
+        "promote-unreferenced",
+    }
+    assert expected == {m.name for m in PRESSURE_MUTANTS}
+    assert {"pressure"} == {m.layer for m in PRESSURE_MUTANTS}
+    assert set(PRESSURE_MUTANTS) <= set(MUTANTS)
 
 
 KERNEL_REMAP_SCENARIO = {

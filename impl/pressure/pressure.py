@@ -1,0 +1,667 @@
+"""Files, the page cache, two-list LRU reclaim and swap, on the kernel's real page tables and frame arrays.
+
+The LRU lists are doubly linked lists threaded through per-frame arrays
+(``lru_next``, ``lru_prev``: ``struct page``'s ``lru`` list head), with four
+heads past the last frame: inactive and active, anonymous and file
+(``enum lru_list``, include/linux/mmzone.h).  New pages go to the head of
+their inactive list; reclaim scans from the tail (mm/vmscan.c
+``shrink_lruvec``): an inactive page that is referenced (``PG_referenced``
+or an accessed bit in a PTE mapping it, found by walking every process's
+tables, the reverse map) is activated; one that is not is evicted if it
+can be; when a scan of an inactive list is done short of the target, the
+active list is deactivated into it.  Aging clears the accessed bits and
+flushes every TLB (``ptep_clear_flush_young``).  The anonymous lists are
+scanned only with swap space.
+
+A swap entry is a non-present PTE in the x86-64 layout
+(arch/x86/include/asm/pgtable_64.h): type in bits 59-63, the offset
+inverted in bits 9-58 (``__swp_entry``, inverted against L1TF), present
+and PROT_NONE clear.  ``swap_map`` counts each slot's swap entries and its
+swap-cache page; the swap device's contents are kept by slot.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from impl.mm.vma import Vma
+from lang.errors import InvalidArgument, UnknownFile
+
+if TYPE_CHECKING:
+    from impl.mm.kernel import Kernel, Process
+
+Result = dict[str, Any]
+Flush = Callable[[], None]
+
+_P, _RW, _A, _PS, _PROTNONE = 0x1, 0x2, 0x20, 0x80, 0x100
+_PFN = ((1 << 52) - 1) & ~0xFFF
+_MASK64 = (1 << 64) - 1
+SWP_TYPE_BITS, SWP_OFFSET_SHIFT = 5, 14
+PG_ANON, PG_EXCLUSIVE, PG_HUGE, PG_DIRTY, PG_REFERENCED = 1, 2, 4, 8, 16
+ANON_INACTIVE, ANON_ACTIVE, FILE_INACTIVE, FILE_ACTIVE = 0, 1, 2, 3
+EVICT, ACTIVATE, DEACTIVATE = 0, 1, 2
+WMARK_MIN, WMARK_LOW = 4, 5
+DEF_PRIORITY = 12
+PAGE_SIZE = 4096
+MAX_FILE_PAGES = 1 << 20
+OK: Result = {"ok": True}
+
+
+def swp_entry(kind: int, offset: int) -> int:
+    """``__swp_entry(type, offset)`` as a PTE value."""
+    return (((~offset << SWP_OFFSET_SHIFT) & _MASK64) >> SWP_TYPE_BITS) | (kind << (64 - SWP_TYPE_BITS))
+
+
+def swp_offset(entry: int) -> int:
+    """``__swp_offset``: shift the type out, then down, inverted back."""
+    return ((~entry << SWP_TYPE_BITS) & _MASK64) >> SWP_OFFSET_SHIFT
+
+
+def is_swap(entry: int) -> bool:
+    """A non-empty entry that is neither present nor PROT_NONE (``is_swap_pte``)."""
+    return bool(entry) and not entry & (_P | _PROTNONE)
+
+
+class File:
+    """A file: its page-cache object, size in pages, and its pages on disk (index -> offset -> word)."""
+
+    __slots__ = ("disk", "obj", "pages")
+
+    def __init__(self, obj: int, pages: int, disk: dict[int, dict[int, int]]) -> None:
+        self.obj, self.pages, self.disk = obj, pages, disk
+
+
+class Pressure:
+    """The memory-pressure state of one kernel; see the module docstring."""
+
+    def __init__(self, kernel: Kernel, swap: int = 0) -> None:
+        frames = kernel.buddy.frames
+        self.k = kernel
+        self.lru_next = array("i", [-1] * (frames + 4))
+        self.lru_prev = array("i", [-1] * (frames + 4))
+        for head in range(frames, frames + 4):
+            self.lru_next[head] = self.lru_prev[head] = head
+        self.lru_of = bytearray(frames)
+        self.swap_slot = array("i", bytes(4 * frames))
+        self.swap_slots = swap
+        self.swap_map = array("i", bytes(4 * (swap + 1)))
+        self.swap_data: dict[int, dict[int, int]] = {}
+        self.swap_cache: dict[int, int] = {}
+        self.files: dict[str, File] = {}
+        self.pgfault = self.pgmajfault = self.lru_steps = 0
+
+    def clone(self, kernel: Kernel) -> Pressure:
+        """An independent copy for ``kernel``."""
+        new = Pressure.__new__(Pressure)
+        new.__dict__.update(self.__dict__)
+        new.k = kernel
+        new.lru_next, new.lru_prev = array("i", self.lru_next), array("i", self.lru_prev)
+        new.lru_of, new.swap_slot, new.swap_map = (
+            bytearray(self.lru_of),
+            array("i", self.swap_slot),
+            array("i", self.swap_map),
+        )
+        new.swap_data = {s: dict(w) for s, w in self.swap_data.items()}
+        new.swap_cache = dict(self.swap_cache)
+        new.files = {n: File(f.obj, f.pages, {i: dict(w) for i, w in f.disk.items()}) for n, f in self.files.items()}
+        return new
+
+    # --- the LRU lists ----------------------------------------------------------------------------
+
+    def head(self, lru: int) -> int:
+        return len(self.lru_of) + lru
+
+    def lru_add(self, pfn: int, lru: int) -> None:
+        """Put ``pfn`` at the head of list ``lru`` (``lruvec_add_folio``)."""
+        head = self.head(lru)
+        first = self.lru_next[head]
+        self.lru_next[pfn], self.lru_prev[pfn] = first, head
+        self.lru_prev[first] = self.lru_next[head] = pfn
+        self.lru_of[pfn] = lru + 1
+
+    def lru_del(self, pfn: int) -> None:
+        """Take ``pfn`` off its list (``lruvec_del_folio``)."""
+        if not self.lru_of[pfn]:
+            return
+        nxt, prev = self.lru_next[pfn], self.lru_prev[pfn]
+        self.lru_next[prev], self.lru_prev[nxt] = nxt, prev
+        self.lru_next[pfn] = self.lru_prev[pfn] = -1
+        self.lru_of[pfn] = 0
+
+    def from_tail(self, lru: int) -> list[int]:
+        """The pages of list ``lru``, tail (oldest) first."""
+        out, head = [], self.head(lru)
+        pfn = self.lru_prev[head]
+        while pfn != head:
+            out.append(pfn)
+            pfn = self.lru_prev[pfn]
+        return out
+
+    def move(self, pfn: int, lru: int) -> None:
+        self.lru_del(pfn)
+        self.lru_add(pfn, lru)
+
+    # --- the reverse map --------------------------------------------------------------------------
+
+    def mappers(self, pfn: int) -> Iterator[tuple[Process, int, int, int]]:
+        """(process, vpn, pte address, entry) of every entry mapping ``pfn`` (``rmap_walk``)."""
+        for _, proc in sorted(self.k.procs.items()):
+            for vpn, pa, entry in list(self.k.user_ptes(proc)):
+                if entry & (_P | _PROTNONE) and not entry & _PS and (entry & _PFN) >> 12 == pfn:
+                    yield proc, vpn, pa, entry
+
+    def referenced(self, pfn: int) -> bool:
+        """``PG_referenced`` or a young PTE mapping it (``folio_referenced``)."""
+        return bool(self.k.flags[pfn] & PG_REFERENCED) or any(e & _A for _, _, _, e in self.mappers(pfn))
+
+    def age(self, pfn: int) -> None:
+        """Clear ``PG_referenced`` and the accessed bits of its PTEs (the caller flushes the TLBs)."""
+        self.k.flags[pfn] &= ~PG_REFERENCED
+        for _, _, pa, entry in list(self.mappers(pfn)):
+            self.k.mem.write(pa, entry & ~_A)
+
+    def free_slot(self) -> int | None:
+        for slot in range(1, self.swap_slots + 1):
+            if not self.swap_map[slot]:
+                return slot
+        return None
+
+    def evictable(self, pfn: int) -> bool:
+        """Not pinned (``folio_ref_freeze`` would succeed) and, anonymous, with a slot to go to."""
+        k = self.k
+        anon = bool(k.flags[pfn] & PG_ANON)
+        held = k.mapcount[pfn] + (1 if self.swap_slot[pfn] else 0) + (0 if anon else 1)
+        if k.refcount[pfn] != held:
+            return False
+        return not anon or bool(self.swap_slot[pfn]) or self.free_slot() is not None
+
+    def record(self, kind: int, pfn: int) -> None:
+        self.k.effects.append((("lru", self.lru_steps, 0, 0), pfn * 4 + kind))
+
+    def evict(self, pfn: int, flush: Flush) -> None:
+        """``shrink_folio_list`` for one page: unmap it everywhere, save or drop its data, flush, free the frame."""
+        k = self.k
+        if k.flags[pfn] & PG_ANON:
+            slot = self.swap_slot[pfn]
+            if not slot:
+                new = self.free_slot()
+                assert new is not None
+                slot = new
+                k.effects.append((("slot", self.lru_steps, 0, 0), slot))
+            words = k.mem.frame_words(pfn)
+            if words:
+                self.swap_data[slot] = dict(words)
+            else:
+                self.swap_data.pop(slot, None)
+            for _, _, pa, _ in list(self.mappers(pfn)):
+                k.mem.write(pa, swp_entry(0, slot))
+                self.swap_map[slot] += 1
+                k.mapcount[pfn] -= 1
+                k.refcount[pfn] -= 1
+            if self.swap_slot[pfn]:
+                del self.swap_cache[slot]
+                self.swap_slot[pfn] = 0
+                k.refcount[pfn] -= 1
+                self.swap_free(slot)
+        else:
+            obj, index = self.cached_at(pfn)
+            if k.flags[pfn] & PG_DIRTY:
+                self.writeback(obj, index)
+            for _, _, pa, _ in list(self.mappers(pfn)):
+                k.mem.write(pa, 0)
+                k.mapcount[pfn] -= 1
+                k.refcount[pfn] -= 1
+            del k.objects[obj][index]
+            k.refcount[pfn] -= 1
+        flush()
+        assert k.refcount[pfn] == 0 and k.mapcount[pfn] == 0
+        self.lru_del(pfn)
+        k.flags[pfn] = 0
+        k.buddy.free(pfn, 0)
+
+    def shrink(self, inactive: int, target: int, done: int, flush: Flush) -> tuple[int, bool]:
+        """Scan inactive list ``inactive`` from the tail: activate the referenced, evict the rest that can go."""
+        progress = False
+        for pfn in self.from_tail(inactive):
+            if done >= target:
+                break
+            if self.lru_of[pfn] != inactive + 1:
+                continue
+            if self.referenced(pfn):
+                self.record(ACTIVATE, pfn)
+                self.age(pfn)
+                self.move(pfn, inactive + 1)
+                flush()
+            elif self.evictable(pfn):
+                self.record(EVICT, pfn)
+                self.evict(pfn, flush)
+                done += 1
+            else:
+                continue
+            self.lru_steps += 1
+            progress = True
+        return done, progress
+
+    def deactivate(self, active: int, flush: Flush) -> bool:
+        """``shrink_active_list``: every active page to the inactive list, aged."""
+        pages = self.from_tail(active)
+        for pfn in pages:
+            self.record(DEACTIVATE, pfn)
+            self.age(pfn)
+            self.move(pfn, active - 1)
+            flush()
+            self.lru_steps += 1
+        return bool(pages)
+
+    def reclaim(self, target: int, flush: Flush) -> int:
+        """Reclaim up to ``target`` pages in at most ``DEF_PRIORITY`` rounds (``do_try_to_free_pages``' priority
+        loop); the pages freed."""
+        done = 0
+        kinds = (FILE_INACTIVE, ANON_INACTIVE) if self.swap_slots else (FILE_INACTIVE,)
+        for _ in range(DEF_PRIORITY):
+            if done >= target:
+                break
+            progress = False
+            for inactive in kinds:
+                done, moved = self.shrink(inactive, target, done, flush)
+                progress |= moved
+                if done < target:
+                    progress |= self.deactivate(inactive + 1, flush)
+            if not progress:
+                break
+        return done
+
+    def direct_reclaim(self, flush: Flush) -> None:
+        """Below the min watermark, reclaim up to it (``__alloc_pages_direct_reclaim``)."""
+        free = self.k.free_frames()
+        if free < WMARK_MIN:
+            self.reclaim(WMARK_MIN - free, flush)
+
+    def madvise(self, pid: int, va: int, pages: int, advice: str, flush: Flush) -> Result:
+        """``MADV_COLD`` / ``MADV_PAGEOUT``: the range's pages mapped only there deactivated, aged, and evicted."""
+        k = self.k
+        proc = k.proc(pid)
+        if va % PAGE_SIZE:
+            return {"error": "EINVAL"}
+        lo, hi = va >> 12, (va >> 12) + pages
+        touched = False
+        for _, _, entry in list(k.user_ptes(proc, lo, hi)):
+            if is_swap(entry) or entry & _PS:
+                continue
+            pfn = (entry & _PFN) >> 12
+            if pfn == k.zero_pfn or not self.lru_of[pfn] or k.mapcount[pfn] != 1:
+                continue
+            touched = True
+            self.age(pfn)
+            self.move(pfn, ANON_INACTIVE if k.flags[pfn] & PG_ANON else FILE_INACTIVE)
+            if advice == "pageout" and self.evictable(pfn):
+                self.evict(pfn, flush)
+                self.lru_steps += 1
+        if touched:
+            flush()
+        if pages and proc.vmas.mapped_pages(lo, hi) != hi - lo:
+            return {"error": "ENOMEM"}
+        return OK
+
+    # --- swap -------------------------------------------------------------------------------------
+
+    def swap_free(self, slot: int) -> None:
+        self.swap_map[slot] -= 1
+        if not self.swap_map[slot]:
+            self.swap_data.pop(slot, None)
+
+    def drop_swap_cache(self, pfn: int) -> None:
+        slot = self.swap_slot[pfn]
+        del self.swap_cache[slot]
+        self.swap_slot[pfn] = 0
+        self.swap_free(slot)
+        self.k.drop_reference(pfn)
+
+    def exclusive(self, pfn: int) -> bool:
+        slot = self.swap_slot[pfn]
+        return self.swap_map[slot] == 1 and self.k.mapcount[pfn] == 1 and self.k.refcount[pfn] == 2
+
+    def read_slot(self, slot: int) -> int:
+        """The swap-cache page of ``slot``, read in if needed (``swapin_readahead`` of one page)."""
+        pfn = self.swap_cache.get(slot)
+        if pfn is not None:
+            return pfn
+        k = self.k
+        pfn = k._alloc(("swapin", slot, 0, 0))
+        for offset, value in self.swap_data.get(slot, {}).items():
+            k.mem.write((pfn << 12) + offset, value)
+        k.refcount[pfn], k.mapcount[pfn], k.flags[pfn] = 1, 0, PG_ANON
+        self.swap_slot[pfn], self.swap_cache[slot] = slot, pfn
+        self.swap_map[slot] += 1
+        self.lru_add(pfn, ANON_INACTIVE)
+        return pfn
+
+    def swap_fault(self, proc: Process, vma: Vma, pa: int, entry: int, write: bool) -> Result | None:
+        """``do_swap_page``."""
+        k = self.k
+        slot = swp_offset(entry)
+        major = slot not in self.swap_cache
+        if major and k.free_frames() < 1:
+            return {"error": "ENOMEM"}
+        pfn = self.read_slot(slot)
+        k._get(pfn)
+        self.swap_free(slot)
+        writable = False
+        if self.exclusive(pfn):
+            k.flags[pfn] |= PG_EXCLUSIVE
+            writable = vma.write
+            if write:
+                self.drop_swap_cache(pfn)
+        k.mem.write(pa, k._leaf(vma, pfn, writable))
+        self.count_fault(proc, major)
+        return None
+
+    def free_if_only_cache(self, pfn: int) -> None:
+        """``wp_can_reuse_anon_folio``'s ``folio_free_swap`` before the reuse test."""
+        if pfn != self.k.zero_pfn and self.swap_slot[pfn] and self.exclusive(pfn):
+            self.drop_swap_cache(pfn)
+
+    def swapoff(self, flush: Flush) -> Result:
+        """``try_to_unuse`` every slot, then swap off."""
+        k = self.k
+        if not self.swap_slots:
+            return {"error": "EINVAL"}
+        used = [s for s in range(1, self.swap_slots + 1) if self.swap_map[s]]
+        if k.free_frames() < sum(1 for s in used if s not in self.swap_cache):
+            return {"error": "ENOMEM"}
+        for slot in used:
+            self.read_slot(slot)
+        for _, proc in sorted(k.procs.items()):
+            for vpn, pa, entry in list(k.user_ptes(proc)):
+                if not is_swap(entry):
+                    continue
+                vma = proc.vmas.find(vpn)
+                assert vma is not None
+                slot = swp_offset(entry)
+                pfn = self.swap_cache[slot]
+                k._get(pfn)
+                self.swap_free(slot)
+                k.mem.write(pa, k._leaf(vma, pfn, False) & ~_A)
+        for pfn in [p for _, p in sorted(self.swap_cache.items())]:
+            self.drop_swap_cache(pfn)
+            if k.refcount[pfn] == 1 and k.mapcount[pfn] == 1:
+                k.flags[pfn] |= PG_EXCLUSIVE
+        flush()
+        self.swap_slots = 0
+        self.swap_map = array("i", [0])
+        return OK
+
+    def count_fault(self, proc: Process, major: bool) -> None:
+        """``mm_account_fault`` for a fault that was fixed."""
+        if major:
+            proc.maj_flt += 1
+            self.pgmajfault += 1
+        else:
+            proc.min_flt += 1
+        self.pgfault += 1
+
+    # --- files and the page cache ---------------------------------------------------------------
+
+    def file(self, name: str) -> File:
+        f = self.files.get(name)
+        if f is None:
+            raise UnknownFile(f"file {name!r} does not exist: allowed {sorted(self.files)}; create it first")
+        return f
+
+    def file_of(self, obj: int) -> File | None:
+        for f in self.files.values():
+            if f.obj == obj:
+                return f
+        return None
+
+    def is_file(self, vma: Vma) -> bool:
+        return bool(vma.obj) and not vma.huge and self.file_of(vma.obj) is not None
+
+    @staticmethod
+    def check_offset(offset: int) -> None:
+        if offset < 0 or offset % 8:
+            raise InvalidArgument(
+                f"file offset {offset:#x} is not a non-negative multiple of 8: files hold 64-bit words"
+            )
+
+    def file_create(self, name: str, pages: int, words: dict[int, int]) -> Result:
+        for offset in words:
+            self.check_offset(offset)
+        if name in self.files:
+            return {"error": "EEXIST"}
+        disk: dict[int, dict[int, int]] = {}
+        for offset, value in words.items():
+            if value:
+                disk.setdefault(offset // PAGE_SIZE, {})[offset % PAGE_SIZE] = value
+        if any(index >= pages for index in disk) or not 0 <= pages <= MAX_FILE_PAGES:
+            return {"error": "EINVAL"}
+        k = self.k
+        obj = k.next_object
+        k.next_object += 1
+        k.objects[obj], k.obj_users[obj] = {}, 1
+        self.files[name] = File(obj, pages, disk)
+        return OK
+
+    def cache_page(self, f: File, index: int) -> int:
+        k = self.k
+        pfn = k.objects[f.obj].get(index)
+        if pfn is not None:
+            return pfn
+        pfn = k._alloc(("file", f.obj, index, 0))
+        for offset, value in f.disk.get(index, {}).items():
+            k.mem.write((pfn << 12) + offset, value)
+        k.refcount[pfn], k.mapcount[pfn], k.flags[pfn] = 1, 0, 0
+        self.lru_add(pfn, FILE_INACTIVE)
+        k.objects[f.obj][index] = pfn
+        return pfn
+
+    def mark_accessed(self, pfn: int) -> None:
+        """``folio_mark_accessed``."""
+        flags = self.k.flags
+        if not flags[pfn] & PG_REFERENCED:
+            flags[pfn] |= PG_REFERENCED
+        elif self.lru_of[pfn] == FILE_INACTIVE + 1:
+            flags[pfn] &= ~PG_REFERENCED
+            self.move(pfn, FILE_ACTIVE)
+
+    def file_read(self, name: str, offset: int) -> Result:
+        f = self.file(name)
+        self.check_offset(offset)
+        index = offset // PAGE_SIZE
+        if index >= f.pages:
+            return {"value": 0}
+        if index not in self.k.objects[f.obj] and self.k.free_frames() < 1:
+            return {"error": "ENOMEM"}
+        pfn = self.cache_page(f, index)
+        value = self.k.mem.read((pfn << 12) + offset % PAGE_SIZE)
+        self.mark_accessed(pfn)
+        return {"value": value}
+
+    def file_write(self, name: str, offset: int, value: int) -> Result:
+        f = self.file(name)
+        self.check_offset(offset)
+        index = offset // PAGE_SIZE
+        if index >= MAX_FILE_PAGES:
+            return {"error": "EFBIG"}
+        if index not in self.k.objects[f.obj] and self.k.free_frames() < 1:
+            return {"error": "ENOMEM"}
+        f.pages = max(f.pages, index + 1)
+        pfn = self.cache_page(f, index)
+        self.k.mem.write((pfn << 12) + offset % PAGE_SIZE, value)
+        self.k.flags[pfn] |= PG_DIRTY
+        self.mark_accessed(pfn)
+        return OK
+
+    def cached_at(self, pfn: int) -> tuple[int, int]:
+        for f in self.files.values():
+            for index, frame in self.k.objects[f.obj].items():
+                if frame == pfn:
+                    return f.obj, index
+        raise AssertionError(f"frame {pfn:#x} is not in a file's page cache")
+
+    def writeback(self, obj: int, index: int) -> None:
+        """Write a dirty page back and write-protect its PTEs (``folio_mkclean``); the caller flushes."""
+        k = self.k
+        f = self.file_of(obj)
+        assert f is not None
+        pfn = k.objects[obj][index]
+        words = dict(k.mem.frame_words(pfn))
+        if words:
+            f.disk[index] = words
+        else:
+            f.disk.pop(index, None)
+        k.flags[pfn] &= ~PG_DIRTY
+        for _, _, pa, entry in list(self.mappers(pfn)):
+            if entry & _RW:
+                k.mem.write(pa, entry & ~_RW)
+
+    def sync_range(self, obj: int, lo: int, hi: int, flush: Flush) -> None:
+        dirty = [i for i, pfn in sorted(self.k.objects[obj].items()) if lo <= i < hi and self.k.flags[pfn] & PG_DIRTY]
+        for index in dirty:
+            self.writeback(obj, index)
+        if dirty:
+            flush()
+
+    def fsync(self, name: str, flush: Flush) -> Result:
+        self.sync_range(self.file(name).obj, 0, MAX_FILE_PAGES, flush)
+        return OK
+
+    def msync(self, pid: int, va: int, pages: int, flush: Flush) -> Result:
+        proc = self.k.proc(pid)
+        if va % PAGE_SIZE:
+            return {"error": "EINVAL"}
+        lo, hi = va >> 12, (va >> 12) + pages
+        for vma in list(proc.vmas):
+            start, end = max(vma.start, lo), min(vma.end, hi)
+            if start < end and vma.shared and self.is_file(vma):
+                self.sync_range(vma.obj, vma.pgoff + start - vma.start, vma.pgoff + end - vma.start, flush)
+        return OK if proc.vmas.mapped_pages(lo, hi) == pages else {"error": "ENOMEM"}
+
+    def truncate(self, name: str, pages: int, flush: Flush) -> Result:
+        f = self.file(name)
+        if not 0 <= pages <= MAX_FILE_PAGES:
+            return {"error": "EINVAL"}
+        k = self.k
+        for _, proc in sorted(k.procs.items()):
+            for vma in list(proc.vmas):
+                if vma.obj == f.obj and not vma.huge:
+                    first = max(vma.start, vma.start + pages - vma.pgoff)
+                    if first < vma.end:
+                        k._zap(proc, first, vma.end)
+        for index in sorted(i for i in k.objects[f.obj] if i >= pages):
+            pfn = k.objects[f.obj].pop(index)
+            k._put(pfn, 0)
+        f.disk = {i: w for i, w in f.disk.items() if i < pages}
+        f.pages = pages
+        flush()
+        return OK
+
+    def mmap_file(
+        self, pid: int, va: int, pages: int, rwx: tuple[bool, bool, bool], shared: bool, name: str, offset: int
+    ) -> Result:
+        k = self.k
+        f = self.file(name)
+        proc = k.proc(pid)
+        error = k._mmap_error(va, pages, False)
+        if error:
+            return {"error": error}
+        lo = va >> 12
+        if proc.vmas.split_refused(lo) or proc.vmas.split_refused(lo + pages) or not 0 <= offset <= MAX_FILE_PAGES:
+            return {"error": "EINVAL"}
+        k._unmap(proc, lo, lo + pages)
+        if shared:
+            k.obj_users[f.obj] += 1
+        proc.vmas.insert(Vma(lo, lo + pages, rwx, shared, f.obj, offset))
+        k._merge(proc, lo, lo + pages)
+        return OK
+
+    def file_fault(self, proc: Process, vma: Vma, vpn: int, write: bool) -> Result | None:
+        """``filemap_fault`` and ``do_read_fault`` / ``do_shared_fault`` / ``do_cow_fault``."""
+        k = self.k
+        f = self.file_of(vma.obj)
+        assert f is not None
+        index = vma.pgoff + vpn - vma.start
+        if index >= f.pages:
+            return {"signal": "SIGBUS"}
+        major = index not in k.objects[f.obj]
+        copy = write and not vma.shared
+        if k.free_frames() < k._missing_tables(proc.root, vpn) + int(major) + int(copy):
+            return {"error": "ENOMEM"}
+        pa = k._pte_pa_alloc(proc.pid, proc.root, vpn)
+        pfn = self.cache_page(f, index)
+        if copy:
+            new = k._alloc(("page", proc.pid, vpn, 0))
+            k.mem.copy_frame(pfn, new)
+            k.refcount[new], k.mapcount[new], k.flags[new] = 1, 1, PG_ANON | PG_EXCLUSIVE
+            self.lru_add(new, ANON_INACTIVE)
+            proc.vmas.prepare_anon(vma)
+            k.mem.write(pa, k._leaf(vma, new, True))
+        else:
+            k._get(pfn)
+            if write:
+                k.flags[pfn] |= PG_DIRTY
+            k.mem.write(pa, k._leaf(vma, pfn, write))
+        self.count_fault(proc, major)
+        return None
+
+    # --- observations ---------------------------------------------------------------------------
+
+    def meminfo(self) -> Result:
+        k = self.k
+        files = {f.obj for f in self.files.values()}
+        file_pages = [pfn for obj, c in k.objects.items() if obj in files for pfn in c.values()]
+        shmem = [
+            pfn for obj, c in k.objects.items() if obj not in files for pfn in c.values() if not k.flags[pfn] & PG_HUGE
+        ]
+        frames = range(len(self.lru_of))
+        anon = sum(1 for p in frames if k.flags[p] & PG_ANON and not k.flags[p] & PG_HUGE and k.mapcount[p] > 0)
+        lru_file = sum(1 for p in frames if self.lru_of[p] > FILE_INACTIVE)
+        free = k.free_frames()
+        tables = sum(1 for proc in k.procs.values() for _ in k._tables(proc.root, 4, 0, 0, 1 << 35))
+        return {
+            "MemTotal": len(self.lru_of) * 4,
+            "MemFree": free * 4,
+            "MemAvailable": max(free + lru_file - min(lru_file // 2, WMARK_LOW), 0) * 4,
+            "Cached": (len(file_pages) + len(shmem)) * 4,
+            "SwapCached": len(self.swap_cache) * 4,
+            "Dirty": sum(1 for p in file_pages if k.flags[p] & PG_DIRTY) * 4,
+            "AnonPages": anon * 4,
+            "Mapped": sum(1 for p in file_pages + shmem if k.mapcount[p] > 0) * 4,
+            "SwapTotal": self.swap_slots * 4,
+            "SwapFree": sum(1 for s in range(1, self.swap_slots + 1) if not self.swap_map[s]) * 4,
+            "PageTables": tables * 4,
+        }
+
+    def status(self, pid: int) -> Result:
+        k = self.k
+        proc = k.proc(pid)
+        files = {f.obj for f in self.files.values()}
+        file_frames = {pfn for obj, c in k.objects.items() if obj in files for pfn in c.values()}
+        anon = file = shmem = swap = 0
+        for _, _, entry in k.user_ptes(proc):
+            if is_swap(entry):
+                swap += 1
+                continue
+            pfn = (entry & _PFN) >> 12
+            if pfn == k.zero_pfn or entry & _PS:
+                continue
+            if k.flags[pfn] & PG_ANON:
+                anon += 1
+            elif pfn in file_frames:
+                file += 1
+            else:
+                shmem += 1
+        return {
+            "VmRSS": (anon + file + shmem) * 4,
+            "RssAnon": anon * 4,
+            "RssFile": file * 4,
+            "RssShmem": shmem * 4,
+            "VmSwap": swap * 4,
+            "minflt": proc.min_flt,
+            "majflt": proc.maj_flt,
+        }
+
+    def vmstat(self) -> Result:
+        return {"pgfault": self.pgfault, "pgmajfault": self.pgmajfault}

@@ -1,0 +1,94 @@
+"""Memory-pressure mutants (``impl.pressure.pressure.Pressure``, ``impl.mm.kernel.Kernel``): real reclaim, swap and
+writeback bugs.
+
+Each is the shipped method's source with one small edit, swapped in for the
+run only; the ``ci`` pressure machine (:mod:`properties.pressure.pressure_machine`)
+must catch each with a short counterexample.
+"""
+
+from __future__ import annotations
+
+from impl.pressure.pressure import Pressure
+from properties.mutants.catalogue import Mutant, SourcePatch
+
+REFINES = "pressure: impl state, abstracted, equals L1; reclaim's choices are allowed; L1 outcomes are ones L0 allows"
+
+
+def patch(method: str, *edits: tuple[str, str]) -> SourcePatch:
+    """A source patch of one method of :class:`impl.pressure.pressure.Pressure`."""
+    return SourcePatch(Pressure, method, edits)
+
+
+PRESSURE_MUTANTS = (
+    Mutant(
+        "dirty-shared-dropped",
+        "data loss: a dirty MAP_SHARED page dropped without writeback (shrink_folio_list freeing a dirty file "
+        "folio without pageout(), the lost-dirty-bit class of bugs)",
+        f"{REFINES}; L0: a MAP_SHARED store is in the file after the page is reclaimed",
+        "pressure",
+        patch("evict", ("if k.flags[pfn] & PG_DIRTY:\n            self.writeback(obj, index)", "pass")),
+    ),
+    Mutant(
+        "unmap-first-mapper-only",
+        "missing rmap walk: reclaim unmaps the page from one process only and frees it while a second still maps "
+        "it (try_to_unmap stopping after the first mapping, the use-after-free class of rmap-walk bugs)",
+        f"{REFINES}; no frame freed while mapped",
+        "pressure",
+        patch(
+            "evict",
+            (
+                "for _, _, pa, _ in list(self.mappers(pfn)):\n            k.mem.write(pa, 0)",
+                "for _, _, pa, _ in list(self.mappers(pfn))[:1]:\n            k.mem.write(pa, 0)",
+            ),
+        ),
+    ),
+    Mutant(
+        "swap-count-leak",
+        "swap count leak: dropping a swap entry does not drop its slot's count (free_swap_and_cache / "
+        "swap_entry_free not reached), so slots are never freed and SwapFree shrinks",
+        f"{REFINES}; every swap slot's count equals its swap entries and swap-cache page",
+        "pressure",
+        patch("swap_free", ("self.swap_map[slot] -= 1", "self.swap_map[slot] -= 0")),
+    ),
+    Mutant(
+        "swapout-no-tlb-flush",
+        "a swapped-out page's TLB entry not flushed before its frame is reused (try_to_unmap without "
+        "flush_tlb_batched_pending / the deferred-flush race fixed by 3ea277194daa 'mm, mprotect: flush TLB if "
+        "potentially racing with a parallel reclaim')",
+        f"{REFINES}; no TLB entry points at a reclaimed page's frame",
+        "pressure",
+        patch("evict", ("flush()\n    assert k.refcount[pfn] == 0", "assert k.refcount[pfn] == 0")),
+    ),
+    Mutant(
+        "swapin-writable-shared",
+        "do_swap_page mapping a COW-shared page writable: the exclusive test skipped (the reuse logic of "
+        "c145e0b47c77 'mm: streamline COW logic in do_swap_page()'), so one process writes the other's page",
+        f"{REFINES}; cow: a frame mapped more than once privately is read-only; L0: processes stay isolated",
+        "pressure",
+        patch("swap_fault", ("if self.exclusive(pfn):", "if True:")),
+    ),
+    Mutant(
+        "swapin-counted-minor",
+        "a fault that read the page from swap counted as minor (VM_FAULT_MAJOR not set in do_swap_page, so "
+        "majflt and pgmajfault stay flat)",
+        f"{REFINES}; a fault that reads from swap is major (/proc/PID/stat majflt, /proc/vmstat pgmajfault)",
+        "pressure",
+        patch("swap_fault", ("self.count_fault(proc, major)", "self.count_fault(proc, False)")),
+    ),
+    Mutant(
+        "memavailable-no-pagecache",
+        "MemAvailable without the reclaimable half of the page cache: free memory only, what free(1) estimated "
+        "before 34e431b0ae39 '/proc/meminfo: provide estimated available memory'",
+        f"{REFINES}; MemAvailable is si_mem_available()",
+        "pressure",
+        patch("meminfo", ("max(free + lru_file - min(lru_file // 2, WMARK_LOW), 0)", "max(free, 0)")),
+    ),
+    Mutant(
+        "promote-unreferenced",
+        "an inactive page promoted without its referenced bit: folio_check_references activating every mapped "
+        "page whatever folio_referenced found (the second chance given without a reference)",
+        f"{REFINES}; reclaim activates only referenced inactive pages",
+        "pressure",
+        patch("shrink", ("if self.referenced(pfn):", "if self.referenced(pfn) or self.k.mapcount[pfn] > 0:")),
+    ),
+)

@@ -1,0 +1,102 @@
+"""What ``/proc/meminfo``, ``/proc/PID/status`` and ``/proc/vmstat`` report of memory pressure.
+
+meminfo (fs/proc/meminfo.c ``meminfo_proc_show``), in kB:
+
+- MemTotal: every frame (``totalram_pages``; no frame is reserved here);
+  MemFree: the buddy allocator's free frames;
+- MemAvailable: ``si_mem_available`` (mm/show_mem.c): free frames minus
+  ``totalreserve_pages`` (0 here), plus the file LRU pages less
+  ``min(pagecache / 2, wmark_low)``, with the low watermark
+  :data:`WMARK_LOW` (``min_free_kbytes`` scaled, here fixed); no slab here;
+- Cached: ``NR_FILE_PAGES`` less the swap cache: file and shmem page-cache
+  pages; SwapCached: swap-cache pages; Dirty: dirty file pages;
+- AnonPages: ``NR_ANON_MAPPED``, anonymous pages mapped at least once
+  (hugetlb pages are not); Mapped: ``NR_FILE_MAPPED``, file and shmem pages
+  mapped at least once;
+- SwapTotal, SwapFree: slots, and slots not in use;
+- PageTables: ``NR_PAGETABLE``, the lower tables of every process (PDPT, PD,
+  PT: ``pagetable_alloc`` accounts them; the PGD, from ``__get_free_pages``, is not).
+
+status (fs/proc/task_mmu.c ``task_mem``): RssAnon, RssFile, RssShmem are
+the ``MM_ANONPAGES``, ``MM_FILEPAGES``, ``MM_SHMEMPAGES`` counters of the
+pages the process maps (the zero page and hugetlb pages are not counted),
+VmRSS their sum, VmSwap ``MM_SWAPENTS``, its swap entries; with
+``/proc/PID/stat``'s minflt and majflt.  vmstat: ``pgfault``, ``pgmajfault``.
+"""
+
+from __future__ import annotations
+
+from spec.mm.kernel import Kernel, free_frames, space
+from spec.outcome import Meminfo, Status, Vmstat
+from spec.pressure.files import file_objects
+
+WMARK_LOW = 5
+KB = 4
+
+
+def file_pages(k: Kernel) -> list[int]:
+    """The frames of files' page caches."""
+    files = file_objects(k)
+    return [pfn for obj, cache in k.objects.items() if obj in files for pfn in cache.values()]
+
+
+def shmem_pages(k: Kernel) -> list[int]:
+    """The frames of shmem objects (not hugetlb)."""
+    files = file_objects(k)
+    return [
+        pfn for obj, cache in k.objects.items() if obj not in files for pfn in cache.values() if not k.pages[pfn].huge
+    ]
+
+
+def mem_available(k: Kernel) -> int:
+    """``si_mem_available`` in pages."""
+    pagecache = sum(1 for page in k.pages.values() if page.lru and not page.anon)
+    available = free_frames(k) + pagecache - min(pagecache // 2, WMARK_LOW)
+    return max(available, 0)
+
+
+def meminfo(k: Kernel) -> Meminfo:
+    """``/proc/meminfo``."""
+    files, shmem = file_pages(k), shmem_pages(k)
+    anon = sum(1 for page in k.pages.values() if page.anon and not page.huge and page.mapcount > 0)
+    mapped = sum(1 for pfn in files + shmem if k.pages[pfn].mapcount > 0)
+    tables = sum(len(sp.tables) for sp in k.procs.values())
+    return Meminfo(
+        mem_total=k.buddy.frames * KB,
+        mem_free=free_frames(k) * KB,
+        mem_available=mem_available(k) * KB,
+        cached=(len(files) + len(shmem)) * KB,
+        swap_cached=len(k.swap_cache) * KB,
+        dirty=sum(1 for pfn in files if k.pages[pfn].dirty) * KB,
+        anon_pages=anon * KB,
+        mapped=mapped * KB,
+        swap_total=k.swap_slots * KB,
+        swap_free=(k.swap_slots - len(k.swap_map)) * KB,
+        page_tables=tables * KB,
+    )
+
+
+def status(k: Kernel, pid: int) -> Status:
+    """``/proc/PID/status`` memory fields and ``/proc/PID/stat`` fault counts."""
+    sp = space(k, pid)
+    files = file_objects(k)
+    cached = {pfn: obj for obj, cache in k.objects.items() for pfn in cache.values()}
+    anon = file = shmem = 0
+    for leaf in sp.leaves.values():
+        page = k.pages.get(leaf.pfn)
+        if page is None or leaf.huge:
+            continue
+        if page.anon:
+            anon += 1
+        elif cached.get(leaf.pfn) in files:
+            file += 1
+        else:
+            shmem += 1
+    return Status(
+        (anon + file + shmem) * KB, anon * KB, file * KB, shmem * KB, len(sp.swapped) * KB, sp.minflt, sp.majflt
+    )
+
+
+def vmstat(k: Kernel) -> Vmstat:
+    """``/proc/vmstat``'s fault counters."""
+    return Vmstat(k.pgfault, k.pgmajfault)
