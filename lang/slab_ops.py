@@ -225,7 +225,7 @@ class SlabInfo(SlabOp):
 class MemInfo(SlabOp):
     """Read /proc/meminfo's Slab, SReclaimable and SUnreclaim lines (kB)."""
 
-    name: ClassVar[str] = "meminfo"
+    name: ClassVar[str] = "slab_meminfo"
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> MemInfo:

@@ -437,7 +437,7 @@ def test_ops_round_trip() -> None:
             {"op": "kmem_cache_shrink", "cache": "c"},
             {"op": "kmem_cache_destroy", "cache": "c"},
             {"op": "slabinfo"},
-            {"op": "meminfo"},
+            {"op": "slab_meminfo"},
         ],
     }
     assert raw["ops"] == Scenario.from_json(raw).to_json()["ops"]
