@@ -17,10 +17,14 @@ programs are costly runs that fraction of the profile's examples).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hypothesis import Phase, settings
+from hypothesis.internal.conjecture import providers
+from hypothesis.internal.constants_ast import Constants
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from lang.scenario import dump, load
@@ -60,12 +64,45 @@ def machine_settings(machine: type[RuleBasedStateMachine], run_settings: setting
     return base
 
 
+@contextlib.contextmanager
+def history_free_generation() -> Iterator[None]:
+    """Inside the block Hypothesis draws no constants taken from the modules this process has imported.
+
+    Hypothesis (6.131 on) now and then draws, instead of a random choice, a
+    literal found in the source of the local modules loaded so far
+    (``hypothesis/internal/conjecture/providers.py``, ``_get_local_constants``).
+    Which modules are loaded depends on what ran before in the same process
+    (a test module, a mutant's minimiser, ``mmcheck.cli``), so a derandomized
+    machine run would draw different programs alone, after another check, or
+    under pytest-xdist, and a mutant caught in one setting would survive in
+    another.  Without the local pool a derandomized run depends only on the
+    machine's source and its settings; Hypothesis's own constants stay.
+    """
+    pool: Any = Constants()
+    cache: Any = providers.CONSTANTS_CACHE
+    original: Any = providers._get_local_constants  # noqa: SLF001 - the one switch for the local pool
+    cache.cache.clear()
+    providers._get_local_constants = lambda: pool  # noqa: SLF001
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original  # noqa: SLF001
+        cache.cache.clear()
+
+
 def run_machine(machine: type[RuleBasedStateMachine], run_settings: settings | None = None) -> tuple[Status, str]:
-    """Run ``machine`` under :func:`machine_settings`; a failure comes back with its minimised scenario."""
+    """Run ``machine`` under :func:`machine_settings`; a failure comes back with its minimised scenario.
+
+    A derandomized run draws its programs under :func:`history_free_generation`,
+    so it is the same whatever ran before it in the process.
+    """
     target = counterexample_path(machine)
     before = target.stat().st_mtime_ns if target.exists() else None
+    chosen = machine_settings(machine, run_settings)
+    generation = history_free_generation() if chosen.derandomize else contextlib.nullcontext()
     try:
-        run_state_machine_as_test(machine, settings=machine_settings(machine, run_settings))
+        with generation:
+            run_state_machine_as_test(machine, settings=chosen)
     except Exception as exc:
         after = target.stat().st_mtime_ns if target.exists() else None
         saved = save_minimised(target) if after is not None and after != before else "no counterexample saved"

@@ -166,7 +166,7 @@ class PressureMachine(RuleBasedStateMachine):
             raise AssertionError(f"the L1 state breaks its invariants: {problems} (counterexample: {path})")
 
 
-PressureMachine.shrink = False
+PressureMachine.shrink_phase = False
 
 
 @check("machine", CHECK_NAME)
