@@ -247,11 +247,20 @@ MAX_CACHE_SIZE = geometry.KMALLOC_MAX_CACHE_SIZE
 
 def check_create(state: SlabState, name: str, size: int, align: int) -> None:
     """The arguments of ``kmem_cache_create``: a new, well-formed name, a size of 1..8192, an alignment of 0
-    or a power of two up to a page."""
+    or a power of two up to a page.
+
+    A merged cache keeps its first creator's name after that name is destroyed
+    (``s->name`` is set once, mm/slab_common.c ``create_cache``; an alias only
+    takes a reference, ``__kmem_cache_alias``), so that name stays taken
+    while the aliases live: scenarios name caches, and one name must mean one cache.
+    """
     if not 0 < len(name) <= MAX_NAME or not set(name) <= NAME_CHARS:
         raise BadCacheName(f"cache name {name!r} must be 1..{MAX_NAME} letters, digits or _-.:")
     if name in state.names:
         raise DuplicateCache(f"a cache named {name!r} exists already: pick another name")
+    if any(c.name == name for c in state.caches):
+        aliases = ", ".join(sorted(n for n, real in state.names.items() if real == name))
+        raise DuplicateCache(f"the cache {name!r} still lives on as the merged cache of {aliases}: pick another name")
     if not 0 < size <= MAX_CACHE_SIZE:
         raise BadObjectSize(f"object size {size} is out of range: allowed 1..{MAX_CACHE_SIZE}")
     if align < 0 or align & (align - 1) or align > geometry.PAGE_SIZE:
