@@ -8,8 +8,10 @@ an equal share of the time it has left and runs it in batches under the
 ``fuzz`` Hypothesis profile (``thorough`` without shrinking), each batch with
 a seed of its own drawn from ``--seed``, the worker and the machine.  A batch
 is sized from the time an example has taken so far so that it ends near the
-machine's deadline, and no batch starts when less time is left than one
-example takes: the worker stops on its own, then reports.
+machine's deadline, an example that ends past the deadline stops its batch
+(:class:`TimeBoxOver`), and no batch starts when less time is left than one
+example takes: the worker stops on its own, at most one example late, then
+reports.
 
 All workers share one Hypothesis example database (``--db``): a directory
 (default ``.hypothesis/fuzz``; put it on shared storage for several hosts)
@@ -111,12 +113,26 @@ class Tally:
     saved_as: str | None = None
 
 
-def counted(machine: type[RuleBasedStateMachine], tally: Tally) -> type[RuleBasedStateMachine]:
+class TimeBoxOver(unittest.SkipTest):
+    """Raised after an example that ended past the worker's time box: the batch stops there.
+
+    Hypothesis re-raises a skip exception at once and keeps nothing of it
+    (``skip_exceptions_to_reraise`` in hypothesis/core.py), so a batch cut
+    short is neither a failure nor flaky: the examples before it ran whole.
+    """
+
+
+def counted(
+    machine: type[RuleBasedStateMachine], tally: Tally, until: float | None = None
+) -> type[RuleBasedStateMachine]:
     """``machine``, adding each example it finishes (and the ops its recorder ran in lockstep) to ``tally``.
 
-    The subclass keeps the machine's module and qualified name, so Hypothesis
-    reads the machine's own source for its database key: what fuzzing saves
-    is the machine's, and replays with the plain machine as well.
+    With ``until`` (``time.monotonic``), an example that finishes past it
+    ends the batch (:class:`TimeBoxOver`): a worker overruns its time box by
+    at most one example, not by a batch.  The subclass keeps the machine's
+    module and qualified name, so Hypothesis reads the machine's own source
+    for its database key: what fuzzing saves is the machine's, and replays
+    with the plain machine as well.
     """
 
     def teardown(self: RuleBasedStateMachine) -> None:
@@ -126,6 +142,8 @@ def counted(machine: type[RuleBasedStateMachine], tally: Tally) -> type[RuleBase
             recorder = getattr(self, "recorder", None)
             tally.examples += 1
             tally.ops += len(recorder.ops) if recorder is not None else 0
+        if until is not None and time.monotonic() >= until:
+            raise TimeBoxOver(f"time box over after {tally.examples} examples")
 
     namespace: dict[str, Any] = {
         "__module__": machine.__module__,
@@ -203,6 +221,8 @@ def run_batch(machine: type[RuleBasedStateMachine], run_settings: settings) -> s
     target = machinery.counterexample_path(machine)
     try:
         run_state_machine_as_test(machine, settings=run_settings)
+    except TimeBoxOver:
+        return None  # the time box ran out after a whole example
     except unittest.SkipTest:
         return None  # replaying, and the database holds nothing for this machine
     except Exception as exc:
@@ -221,7 +241,7 @@ def fuzz_machine(
     :func:`~properties.recording.counterexample_folder`, which must be
     private to this process (:func:`private_counterexamples`).
     """
-    cls = counted(machine, tally)
+    cls = counted(machine, tally, until)
     base = settings(settings.get_profile("fuzz"), database=db)
     batch = FIRST_BATCH
     while tally.failure is None:

@@ -146,8 +146,29 @@ def test_a_machine_out_of_time_still_runs_one_batch(monkeypatch: pytest.MonkeyPa
     tally = fuzz.Tally("buddy_machine", "main")
     seeds = fuzz.batch_seeds(3, "main", "buddy_machine")
     fuzz.fuzz_machine(fuzz.machines()["buddy_machine"], tally, time.monotonic(), InMemoryExampleDatabase(), seeds)
-    assert (1, None) == (tally.batches, tally.failure)
-    assert tally.examples >= fuzz.FIRST_BATCH
+    assert (1, None, 1) == (tally.batches, tally.failure, tally.examples), "one batch, cut after its first example"
+
+
+def test_a_batch_stops_at_the_time_box_not_at_its_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A batch sized for thousands of examples ends at the first example that finishes past the box.
+
+    On this clock the first two examples take a millisecond each, so the
+    second batch is sized for about 3,500; then the clock jumps past the
+    3.5-second box at the fifth example, and the batch stops right there.
+    """
+    monkeypatch.setenv("MMCHECK_COUNTEREXAMPLES", str(tmp_path))
+    tally = fuzz.Tally("buddy_machine", "main")
+
+    class ExampleClock:
+        @staticmethod
+        def monotonic() -> float:
+            return 10.0 if tally.examples >= 5 else tally.examples / 1000
+
+    monkeypatch.setattr(fuzz, "time", ExampleClock)
+    seeds = fuzz.batch_seeds(5, "main", "buddy_machine")
+    fuzz.fuzz_machine(fuzz.machines()["buddy_machine"], tally, 3.5, InMemoryExampleDatabase(), seeds)
+    assert (2, None, 5) == (tally.batches, tally.failure, tally.examples)
+
 
 
 def test_replaying_an_empty_database_runs_nothing_and_passes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
