@@ -32,6 +32,10 @@ works for remote workers too) and is saved as
 worker or run uses.  The controller prints one report (examples and ops per
 machine, summed over the workers, and every failure with its scenario),
 writes it as JSON (``--report``), and the run exits non-zero on any failure.
+On a terminal the controller shows a progress display while the workers run
+(:mod:`proofs.progress`: examples so far, their rate, the machine runs done,
+the time left in the box); the examples of a machine run arrive with its test
+report, so this too works for remote workers.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from lang.errors import InvalidArgument, MMCheckError
+from proofs.progress import Meter, is_terminal
 from properties import machinery
 from properties import profiles as _profiles  # noqa: F401  (registers the fuzz profile)
 from properties.recording import counterexample_folder
@@ -298,6 +303,10 @@ class Run:
     worker: str
     end: float | None
     tallies: list[Tally] = field(default_factory=list)
+    meter: Meter | None = None
+    expected: int = 0
+    finished: int = 0
+    examples: int = 0
     reported: list[str] = field(default_factory=list)
     silent: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
@@ -336,6 +345,20 @@ def pytest_configure(config: pytest.Config) -> None:
         worker=worker_input["workerid"] if worker_input else "main",
         end=None if seconds is None else time.monotonic() + seconds,
     )
+    if worker_input is None and is_terminal():
+        workers = len(config.getoption("tx") or ()) or int(config.getoption("numprocesses") or 1)
+        RUN.expected = workers * len(RUN.machines)
+        RUN.meter = Meter("fuzz", "examples", budget=seconds).__enter__()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """On the controller's terminal: each machine a worker finishes adds its examples to the display."""
+    if RUN is None or RUN.meter is None or report.when != "call":
+        return
+    examples = dict(report.user_properties).get("examples", 0)
+    RUN.examples += examples if isinstance(examples, int) else 0
+    RUN.finished += 1
+    RUN.meter.update(RUN.examples, note=f"{RUN.finished} of {RUN.expected} machine runs done")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -364,6 +387,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if worker_output is not None:
         worker_output[OUTPUT_KEY] = json.dumps([asdict(t) for t in RUN.tallies])
         return
+    if RUN.meter is not None:
+        RUN.meter.__exit__(None, None, None)
+        RUN.meter = None
     if not RUN.reported and RUN.tallies:
         RUN.reported.append(RUN.worker)
     for tally in RUN.tallies:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -13,10 +14,11 @@ from proofs import fuzz
 from properties.mutants import by_name
 
 
-def test_machine(machine_name: str) -> None:
+def test_machine(machine_name: str, record_property: Callable[[str, object], None]) -> None:
     """This worker's share of the run for one machine; fails with the counterexample if the machine fails.
 
-    The share is the worker's time left divided by the machines it has not run yet.
+    The share is the worker's time left divided by the machines it has not run yet.  The examples and ops
+    run travel to the controller's progress display with the test's report (``record_property``).
     """
     run = fuzz.RUN
     assert run is not None, "run through python -m proofs.fuzz"
@@ -38,6 +40,8 @@ def test_machine(machine_name: str) -> None:
                 scenario = replace(scenario, extra={**scenario.extra, "mutant": mutant.name})
             tally.scenario = dump(scenario, saved).read_text()
             tally.saved_as = str(run.out / f"{machine_name}.{run.run_id}.{run.worker}.json")
+    record_property("examples", tally.examples)
+    record_property("ops", tally.ops)
     if tally.failure is not None:
         where = f"saved as {tally.saved_as}" if tally.saved_as else "no counterexample saved"
         pytest.fail(f"{machine_name} on {run.worker}: {tally.failure}\n{where}", pytrace=False)

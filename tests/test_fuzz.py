@@ -248,6 +248,41 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
+def test_on_a_terminal_the_controller_shows_progress(tmp_path: Path) -> None:
+    """Run with its output on a pseudo-terminal: the display counts examples and machine runs and the time left."""
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env.update(MMCHECK_COUNTEREXAMPLES=str(tmp_path / "counterexamples"), COLUMNS="160", TERM="xterm")
+    command = [sys.executable, "-m", "proofs.fuzz", "--minutes", "0.05", "--workers", "1", "--seed", "3",
+               "--machine", "buddy_machine", "--db", str(tmp_path / "db"), "--report", str(tmp_path / "r.json")]  # fmt: skip
+    leader, follower = pty.openpty()
+    child = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the pty closes when the child exits
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert 0 == child.wait(timeout=300)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert "fuzz" in shown and "examples/s" in shown and "left of 3s" in shown, shown
+    assert "1 of 1 machine runs done" in shown, shown
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ok"] and report["machines"]["buddy_machine"]["examples"] > 0
+
+
+def test_off_a_terminal_the_controller_prints_no_display(tmp_path: Path) -> None:
+    """Piped output has the plain report and no escape codes or progress line."""
+    code, output, report = run_fuzz(tmp_path, "--minutes", "0.02", "--workers", "1", "--machine", "buddy_machine")
+    assert 0 == code and report["ok"], output
+    assert "machine runs done" not in output and "\x1b[" not in output
+
+
 def test_workers_share_a_redis_database(redis_url: str, tmp_path: Path) -> None:
     """Two workers on a Redis database: the failure's keys are written there and a new process replays it."""
     import redis
