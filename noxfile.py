@@ -156,17 +156,15 @@ def mutmut(session: nox.Session) -> None:
     (default 900); when it runs out mutmut is stopped and the mutants not yet
     run are reported as not checked.  ``MMCHECK_MUTMUT_CHILDREN`` sets how many
     mutants run at once (default one per core; 1 leaves a shared machine usable).
-    The report gives the kill rate of each module of ``impl/``.  Every run starts from a fresh copy in
-    ``mutants/`` and uses the derandomized ``mutmut`` Hypothesis profile.
+    On a terminal a progress display shows the mutants done, killed and survived and the budget left
+    (:mod:`proofs.mutmut_run`).  The report gives the kill rate of each module of ``impl/``.  Every run
+    starts from a fresh copy in ``mutants/`` and uses the derandomized ``mutmut`` Hypothesis profile.
     """
     session.install("-c", CONSTRAINTS, "-e", ".[check,mutmut]")
     budget = session.posargs[0] if session.posargs else os.environ.get("MMCHECK_MUTMUT_BUDGET", "900")
     shutil.rmtree("mutants", ignore_errors=True)
     env = {"MMCHECK_PROFILE": "mutmut"}
     children = os.environ.get("MMCHECK_MUTMUT_CHILDREN", str(os.cpu_count() or 1))
-    session.run(
-        "timeout", "--signal=INT", budget, "mutmut", "run", "--max-children", children,
-        env=env, external=True, success_codes=[0, 124, 130],
-    )  # fmt: skip
+    session.run("python", "-m", "proofs.mutmut_run", "--budget", budget, "--children", children, env=env)
     session.run("mutmut", "export-cicd-stats", env=env)
     session.run("python", "-m", "properties.mutants.mutmut_stats")

@@ -255,7 +255,8 @@ def test_on_a_terminal_the_controller_shows_progress(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     env.update(MMCHECK_COUNTEREXAMPLES=str(tmp_path / "counterexamples"), COLUMNS="160", TERM="xterm")
     command = [sys.executable, "-m", "proofs.fuzz", "--minutes", "0.05", "--workers", "1", "--seed", "3",
-               "--machine", "buddy_machine", "--db", str(tmp_path / "db"), "--report", str(tmp_path / "r.json")]  # fmt: skip
+               "--machine", "buddy_machine", "--db", str(tmp_path / "db"),
+               "--report", str(tmp_path / "r.json")]  # fmt: skip
     leader, follower = pty.openpty()
     child = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
     os.close(follower)
