@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import nox
 
@@ -35,10 +36,27 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def verify(session: nox.Session) -> None:
-    """Proofs, contracts and refinement machines in the ``ci`` profile; one summary line."""
-    session.install("-c", CONSTRAINTS, "-e", ".[check]")
+    """Proofs, contracts and refinement machines in the ``ci`` profile; one summary line.
+
+    ``nox -s verify -- --coverage`` runs the same checks under coverage.py (``[tool.coverage.run]``):
+    an HTML report in ``coverage-html/``, a JSON one in ``.coverage-verify/coverage.json``, one line per
+    module, and the gate of :mod:`proofs.coverage_gate` (impl/'s branches taken by verify alone, every
+    other one listed with its reason); the session fails if verify or the gate does.
+    """
+    coverage = "--coverage" in session.posargs
+    rest = [arg for arg in session.posargs if arg != "--coverage"]
+    session.install("-c", CONSTRAINTS, "-e", ".[check,coverage]" if coverage else ".[check]")
     profile = os.environ.get("MMCHECK_PROFILE", "ci")
-    session.run("python", "-m", "proofs.verify", "--profile", profile, *session.posargs)
+    if not coverage:
+        session.run("python", "-m", "proofs.verify", "--profile", profile, *rest)
+        return
+    shutil.rmtree(".coverage-verify", ignore_errors=True)
+    Path(".coverage-verify").mkdir()
+    session.run("coverage", "run", "-m", "proofs.verify", "--profile", profile, *rest)
+    session.run("coverage", "combine", "--quiet")
+    session.run("coverage", "html", "--quiet")
+    session.run("coverage", "json", "--quiet", "-o", ".coverage-verify/coverage.json")
+    session.run("python", "-m", "proofs.coverage_gate", ".coverage-verify/coverage.json")
 
 
 @nox.session
