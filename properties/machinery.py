@@ -8,10 +8,11 @@ its shortest sequence; :func:`run_machine` then minimises it further
 
 :func:`run_machine` is the one way to run a machine, for ``verify``, the
 mutant hunt, the fuzzer's checks, the benchmarks and the tests alike.  A
-machine states how it wants to be run with two class attributes, read by
-:func:`machine_settings`: ``shrink_phase`` (False: no Hypothesis shrink phase, the
-saved scenario is minimised by replay instead, in seconds where shrinking
-long programs took minutes) and ``examples_divisor`` (a machine whose
+machine states how it wants to be run with two class attributes, set by
+:func:`run_as` after the class body and read by :func:`machine_settings`:
+``shrink_phase`` (False: no Hypothesis shrink phase, the saved scenario is
+minimised by replay instead, in seconds where shrinking long programs took
+minutes) and ``examples_divisor`` (a machine whose
 programs are costly runs that fraction of the profile's examples).
 """
 
@@ -51,6 +52,24 @@ def save_minimised(path: Path) -> str:
     minimal = minimise(shrunk)
     dump(minimal, path)
     return f"counterexample of {len(minimal.ops)} steps ({len(shrunk.ops)} as the machine saved it): {path}"
+
+
+def run_as(
+    machine: type[RuleBasedStateMachine], *, shrink_phase: bool | None = None, examples_divisor: int | None = None
+) -> None:
+    """Set how ``machine`` asks to be run (read by :func:`machine_settings`), after its class body.
+
+    The options are keywords, so a misspelt one is a TypeError where the
+    machine is defined rather than an option silently ignored.  They are set
+    here, not in the class body, because Hypothesis seeds a derandomized run
+    from the class's source: a run option must not change the programs drawn.
+    """
+    if shrink_phase is not None:
+        setattr(machine, "shrink_phase", shrink_phase)  # noqa: B010 - a run option, read by machine_settings
+    if examples_divisor is not None:
+        if examples_divisor < 1:
+            raise ValueError(f"examples_divisor must be at least 1, got {examples_divisor}")
+        setattr(machine, "examples_divisor", examples_divisor)  # noqa: B010
 
 
 def machine_settings(machine: type[RuleBasedStateMachine], run_settings: settings | None = None) -> settings:

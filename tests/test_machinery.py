@@ -52,3 +52,17 @@ def test_a_new_local_module_changes_nothing_a_derandomized_run_draws(
     assert machinery.run_machine(KernelMachine, run)[0].value == "confirmed"
     assert len(before) > 500
     assert before == op_log
+
+
+def test_a_misspelt_run_option_is_an_error_not_ignored() -> None:
+    class Probe(KernelMachine):
+        pass
+
+    with pytest.raises(TypeError):
+        machinery.run_as(Probe, shrink=False)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="examples_divisor must be at least 1"):
+        machinery.run_as(Probe, examples_divisor=0)
+    machinery.run_as(Probe, shrink_phase=False, examples_divisor=3)
+    chosen = machinery.machine_settings(Probe, ci_settings(True))
+    assert chosen.max_examples == ci_settings(True).max_examples // 3
+    assert all(phase.name != "shrink" for phase in chosen.phases)

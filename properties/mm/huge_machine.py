@@ -240,8 +240,7 @@ class HugeMachine(RuleBasedStateMachine):
 # How the shared runner runs it (properties.machinery.machine_settings): minimised by replay, not shrunk; and a
 # lockstep step here checks 2048 frames and copies 2 MiB pages, so a quarter of the profile's programs keeps the ci
 # run within its share of verify's time.
-HugeMachine.shrink_phase = False
-HugeMachine.examples_divisor = 4
+machinery.run_as(HugeMachine, shrink_phase=False, examples_divisor=4)
 
 
 @check("machine", CHECK_NAME)

@@ -235,7 +235,7 @@ class KernelMachine(RuleBasedStateMachine):
 
 # How the shared runner runs it (properties.machinery.machine_settings): shrinking these programs inside
 # Hypothesis took minutes, so the saved scenario is minimised by replay instead.
-KernelMachine.shrink_phase = False
+machinery.run_as(KernelMachine, shrink_phase=False)
 
 
 @check("machine", CHECK_NAME)

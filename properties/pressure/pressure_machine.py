@@ -166,7 +166,7 @@ class PressureMachine(RuleBasedStateMachine):
             raise AssertionError(f"the L1 state breaks its invariants: {problems} (counterexample: {path})")
 
 
-PressureMachine.shrink_phase = False
+machinery.run_as(PressureMachine, shrink_phase=False)
 
 
 @check("machine", CHECK_NAME)
