@@ -208,6 +208,8 @@ SMP_MACHINE = machine_detector("smp-machine", "properties.smp.smp_machine:SmpMac
 HUGE_MACHINE = machine_detector("huge-machine", "properties.mm.huge_machine:HugeMachine")
 SLAB_MACHINE = machine_detector("slab-machine", "properties.slab.slab_machine:SlabMachine", shrink=True)
 NOPCID_MACHINE = machine_detector("nopcid-machine", "properties.smp.nopcid_machine:NoPcidMachine")
+CEILING_ONE_MACHINE = machine_detector("ceiling-one-machine", "properties.smp.ceiling_machine:CeilingOneMachine")
+CEILING_ZERO_MACHINE = machine_detector("ceiling-zero-machine", "properties.smp.ceiling_machine:CeilingZeroMachine")
 PRESSURE_MACHINE = machine_detector("pressure-machine", "properties.pressure.pressure_machine:PressureMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
@@ -222,6 +224,8 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "slab": (SLAB_MACHINE,),
     "pcid": (NOPCID_MACHINE,),
     "pressure": (PRESSURE_MACHINE,),
+    "ceiling": (CEILING_ONE_MACHINE,),
+    "flushall": (CEILING_ZERO_MACHINE,),
 }
 
 

@@ -29,6 +29,7 @@ CHECK_MODULES = (
     "properties.mm.kernel_machine",
     "properties.smp.smp_machine",
     "properties.smp.nopcid_machine",
+    "properties.smp.ceiling_machine",
     "properties.mm.huge_machine",
     "properties.slab.slab_machine",
     "properties.pressure.pressure_machine",

@@ -18,6 +18,7 @@ from lang.errors import ScenarioError, UnknownMutant
 from lang.scenario import Scenario
 from properties.mutants.buddy import BUDDY_MUTANTS
 from properties.mutants.catalogue import Mutant, Patch, Replace, SourcePatch, swapped
+from properties.mutants.ceiling import CEILING_MUTANTS
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
 from properties.mutants.pcid import NOPCID_MUTANTS
@@ -35,6 +36,7 @@ MUTANTS: tuple[Mutant, ...] = (
     + SLAB_MUTANTS
     + NOPCID_MUTANTS
     + PRESSURE_MUTANTS
+    + CEILING_MUTANTS
 )
 LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))
 

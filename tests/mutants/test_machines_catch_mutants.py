@@ -36,6 +36,8 @@ MAX_OPS = {
     "slab-machine": 14,
     "nopcid-machine": 10,
     "pressure-machine": 20,
+    "ceiling-one-machine": 10,
+    "ceiling-zero-machine": 10,
 }
 
 
