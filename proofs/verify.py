@@ -33,6 +33,8 @@ CHECK_MODULES = (
     "properties.mm.huge_machine",
     "properties.slab.slab_machine",
     "properties.pressure.pressure_machine",
+    "properties.paging.maxphyaddr_machine",
+    "properties.mm.five_level_machine",
 )
 
 
