@@ -133,6 +133,82 @@ def parse_choice(raw: object, where: str, allowed: Sequence[str]) -> str:
     return raw
 
 
+INT_TEXT_PATTERN = r"^\s*[-+]?(0[xX](_?[0-9a-fA-F])+|0[oO](_?[0-7])+|0[bB](_?[01])+|[1-9](_?[0-9])*|0(_?0)*)\s*$"
+"""The integers a string may spell (Python's ``int(text, 0)``: hex ``0x``, octal ``0o``, binary ``0b``, decimal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One JSON field of an operation: its parser, and what it allows as JSON Schema and as a phrase for the docs.
+
+    A field is called like the parser it wraps (``field(raw, where)``), so ops parse with it directly;
+    :mod:`lang.schema` writes the docs' field tables and ``docs/scenario.schema.json`` from the same objects.
+    """
+
+    parse: Callable[[object, str], Any]
+    schema: Mapping[str, Any]
+    allowed: str
+    meaning: str = ""
+
+    def __call__(self, raw: object, where: str) -> Any:
+        return self.parse(raw, where)
+
+    def means(self, meaning: str) -> Field:
+        """The same field, described as ``meaning`` in the docs."""
+        return Field(self.parse, self.schema, self.allowed, meaning)
+
+
+def integer(lo: int = 0, hi: int = (1 << 64) - 1, meaning: str = "") -> Field:
+    """An integer field in ``lo..hi``: a JSON number or a string such as ``"0x1000"`` (see :func:`parse_int`).
+
+    The schema bounds JSON numbers; a string's value is checked when the scenario is read.
+    """
+    spelled = {"type": "string", "maxLength": MAX_INT_TEXT, "pattern": INT_TEXT_PATTERN}
+    allowed = f"{lo} .. {hi}" if hi < 1 << 20 else f"{lo:#x} .. {hi:#x}"
+    return Field(
+        lambda raw, where: parse_int(raw, where, lo, hi),
+        {"anyOf": [{"type": "integer", "minimum": lo, "maximum": hi}, spelled]},
+        f'integer {allowed} (a number or a string like "0x10")',
+        meaning,
+    )
+
+
+BOOLEAN = Field(parse_bool, {"type": "boolean"}, "true or false")
+
+
+def choice(allowed: Sequence[str], meaning: str = "") -> Field:
+    """One of the strings ``allowed``."""
+    names = tuple(allowed)
+    return Field(
+        lambda raw, where: parse_choice(raw, where, names),
+        {"enum": list(names)},
+        "one of " + ", ".join(f'`"{name}"`' for name in names),
+        meaning,
+    )
+
+
+def pattern(regex: str, parse: Callable[[object, str], Any], allowed: str, meaning: str = "") -> Field:
+    """A string field matching ``regex``, parsed by ``parse``."""
+    return Field(parse, {"type": "string", "pattern": regex}, allowed, meaning)
+
+
+REQUIRED: Any = object()
+"""The default of a field that must be given (see :class:`JsonField`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JsonField:
+    """A key of an operation's JSON object: the key, its field, and its default (:data:`REQUIRED`: none)."""
+
+    key: str
+    field: Field
+    default: object = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
 def hex_or_int(value: int) -> str | int:
     """How a scenario writes numbers: hex strings for addresses and words."""
     return hex(value)
@@ -224,14 +300,39 @@ class Op:
 
     name: ClassVar[str]
     layer: ClassVar[str] = ""
+    FIELDS: ClassVar[Mapping[str, Field]] = {}
+    """The op's JSON keys (besides ``op``) and their fields; each must be given unless it is in :attr:`DEFAULTS`."""
+    DEFAULTS: ClassVar[Mapping[str, object]] = {}
+    """The value a key left out stands for."""
 
     def footprint(self) -> Mapping[str, int]:
         """What the op adds to the totals a scenario is bounded by (see :func:`limit_total`); none by default."""
         return {}
 
     @classmethod
+    def json_fields(cls) -> tuple[JsonField, ...]:
+        """The op's JSON keys, in order, with their fields and defaults: what it reads and the docs describe."""
+        return tuple(JsonField(key, f, cls.DEFAULTS.get(key, REQUIRED)) for key, f in cls.FIELDS.items())
+
+    @classmethod
+    def parse_fields(cls, raw: Mapping[str, object], where: str) -> dict[str, Any]:
+        """Every key of :meth:`json_fields` parsed (or defaulted), by key; unknown and missing keys are errors."""
+        known = cls.json_fields()
+        check_keys(raw, where, [f.key for f in known])
+        values: dict[str, Any] = {}
+        for f in known:
+            if f.key in raw:
+                values[f.key] = f.field(raw[f.key], f"{where}.{f.key}")
+            elif f.required:
+                raise ScenarioError(f"{where}.{f.key}", "missing")
+            else:
+                values[f.key] = f.default
+        return values
+
+    @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> Op:
-        raise NotImplementedError
+        """The op from its JSON object: by default each key of :attr:`FIELDS` is a dataclass field of that name."""
+        return cls(**cls.parse_fields(raw, where))
 
     def to_json(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -258,7 +359,7 @@ def check_keys(raw: Mapping[str, object], where: str, allowed: Sequence[str]) ->
     """Reject keys an operation does not know, naming the ones it does."""
     unknown = sorted(set(raw) - set(allowed) - {"op"})
     if unknown:
-        raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(allowed)}")
+        raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(allowed) or 'none'}")
 
 
 def parse_op(raw: object, where: str) -> Op:
