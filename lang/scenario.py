@@ -164,11 +164,11 @@ def integer(lo: int = 0, hi: int = (1 << 64) - 1, meaning: str = "") -> Field:
     The schema bounds JSON numbers; a string's value is checked when the scenario is read.
     """
     spelled = {"type": "string", "maxLength": MAX_INT_TEXT, "pattern": INT_TEXT_PATTERN}
-    allowed = f"{lo} .. {hi}" if hi < 1 << 20 else f"{lo:#x} .. {hi:#x}"
+    allowed = f"{lo} .. {hi}" if hi < 1 << 20 else f"{lo} .. {hi:#x}"
     return Field(
         lambda raw, where: parse_int(raw, where, lo, hi),
         {"anyOf": [{"type": "integer", "minimum": lo, "maximum": hi}, spelled]},
-        f'integer {allowed} (a number or a string like "0x10")',
+        f"integer {allowed}",
         meaning,
     )
 
@@ -258,6 +258,21 @@ class Config:
         "swap": (0, 1 << 16),
     }
     FLAGS: ClassVar[tuple[str, ...]] = ("pcid",)  # true or false, not numbers
+    MEANINGS: ClassVar[dict[str, str]] = {
+        "frames": "physical memory in 4 KiB frames",
+        "cpus": "the number of CPUs",
+        "levels": "paging levels: 4, or 5 (LA57)",
+        "maxphyaddr": "physical address width in bits (CPUID.80000008H:EAX[7:0])",
+        "max_order": "the buddy allocator's largest order (Linux's MAX_PAGE_ORDER)",
+        "tlb_entries": "each CPU's TLB capacity in the implementation (0: no TLB)",
+        "flush_ceiling": "the most pages a shootdown flushes one by one (tlb_single_page_flush_ceiling)",
+        "slab_seed": "seeds each slab cache's freelist-pointer secret (s->random)",
+        "slub_min_objects": "the slab_min_objects= boot parameter (0: from the CPU count)",
+        "slab_freelist_random": "1: the implementation shuffles new slabs' freelists (CONFIG_SLAB_FREELIST_RANDOM)",
+        "pcid": "whether the CPUs have PCIDs (CR4.PCIDE=1)",
+        "swap": "swap slots (0: no swap)",
+    }
+    """What each key means, for the docs (:mod:`lang.schema`)."""
     # Written only when they differ from the default, so scenarios from before they existed read the same.
     OPTIONAL: ClassVar[dict[str, int | bool]] = {
         "tlb_entries": 64,
