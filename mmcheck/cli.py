@@ -16,12 +16,13 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from lang.errors import InvalidArgument, MMCheckError, UnknownMutant
 from lang.hardware_ops import Access
 from lang.scenario import KINDS, MODES, load, parse_int, shown
 from mmcheck import __version__
+from mmcheck.helptext import add_epilogs
 from mmcheck.views.buddyview import VIEW_MODELS, buddy_view
 from mmcheck.views.walkview import describe_walk
 from properties.drivers import SpecRunner
@@ -143,9 +144,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         )
         system = SmpSystem(smp, seed=args.seed)
         with meter:
-            result, saved = run_exploration(
-                system, args.depth, max_states, "smp", progress, args.time_limit, every
-            )
+            result, saved = run_exploration(system, args.depth, max_states, "smp", progress, args.time_limit, every)
             meter.update(result.stats.distinct, "done")
     else:
         from proofs.explore import run_exploration
@@ -624,7 +623,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite the output (and screenshot) if they exist")
     p.add_argument("--screenshot", default=None, help="also write a PNG of the first step, taken by headless Chromium")
     p.set_defaults(func=cmd_report)
+
+    add_catalogue_commands(sub)
+    add_epilogs(sub)
     return parser
+
+
+def add_catalogue_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    """``new`` and ``scenarios``: a starting scenario of a kind, and the shipped scenarios."""
+    from mmcheck.views.catalogue import KINDS
+
+    p = sub.add_parser("new", help="write a starting scenario of a kind, with comments in its about, that replays")
+    p.add_argument("kind", choices=KINDS, help="the layer it exercises")
+    p.add_argument("-o", "--output", default=None, help="the file to write (default: standard output)")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("scenarios", help="list the shipped scenarios: kind, op count and what each shows")
+    p.add_argument(
+        "folders", nargs="*", default=None, help="folders to list instead (default: the project's tests/scenarios)"
+    )
+    p.add_argument("--kind", choices=KINDS, default=None, help="only scenarios of this kind")
+    p.add_argument("--json", action="store_true", help="print a JSON list of {path, kind, ops, about}")
+    p.set_defaults(func=cmd_scenarios)
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mmcheck import output
+    from mmcheck.views.catalogue import template
+
+    text = template(args.kind)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    target = Path(args.output)
+    output.output_format(target, ("json",))
+    output.check_writable(target, args.force)
+    output.write_file(target, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    print(f"wrote {target}: a {args.kind} scenario (mmcheck replay {target})")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mmcheck.views.catalogue import ROOT, SHIPPED, entries, listing
+
+    found = entries([Path(f) for f in args.folders] if args.folders else SHIPPED)
+    if args.kind is not None:
+        found = [e for e in found if e.kind == args.kind]
+    if args.json:
+        print(json.dumps([{"path": str(e.path), "kind": e.kind, "ops": e.ops, "about": e.about} for e in found]))
+    else:
+        print("\n".join(listing(found, Path.cwd() if args.folders else ROOT)))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
