@@ -45,7 +45,7 @@ def test_the_example_parses_as_that_subcommand(name: str) -> None:
     words = shlex.split(HELP[name][1])
     assert words[:2] == ["mmcheck", name]
     args = build_parser().parse_args(words[1:])
-    expected = build_parser().parse_args([name, *([] if name not in NEEDS else NEEDS[name])]).func
+    expected = build_parser().parse_args([name, *NEEDS.get(name, [])]).func
     assert args.func is expected
     for word in words:
         if word.endswith(".json") and "/" in word:
