@@ -16,7 +16,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lang.errors import InvalidArgument, MMCheckError, UnknownMutant
 from lang.hardware_ops import Access
@@ -30,6 +30,11 @@ from properties.replay import MODELS, replay
 from spec.paging.permissions import Kind, Mode
 from spec.paging.walk import walk
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from proofs.progress import Meter
+
 
 def cmd_replay(args: argparse.Namespace) -> int:
     import contextlib
@@ -40,8 +45,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     mutant = None if args.no_mutant else recorded_mutant(scenario, args.mutant)
     if mutant is not None:
         print(f"replay: applying mutant {mutant.name} ({mutant.label}) to the implementation", file=sys.stderr)
-    with mutant.applied() if mutant is not None else contextlib.nullcontext():
-        report = replay(scenario, args.model)
+    with (
+        mutant.applied() if mutant is not None else contextlib.nullcontext(),
+        replay_meter(len(scenario.ops), args.progress) as meter,
+    ):
+        report = replay(scenario, args.model, meter.update if meter.live else None)
     if args.json:
         out: dict[str, object] = {"results": report.results}
         if report.divergence is not None:
@@ -65,6 +73,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+LONG_SCENARIO = 2000
+"""Scenarios of at least this many ops show ``replay``'s progress on a terminal (``--progress``: any, anywhere)."""
+
+
+def stderr_console(force: bool) -> Console:
+    """The console progress is drawn on: standard error, a terminal if it is one or if ``force``."""
+    from rich.console import Console
+
+    return Console(file=sys.stderr, force_terminal=True if force else None)
+
+
+def replay_meter(ops: int, force: bool) -> Meter:
+    """The progress of a replay on standard error: drawn on a terminal for long scenarios, or with ``force``;
+    silent otherwise, so standard output is the same whether it shows or not."""
+    import io
+
+    from rich.console import Console
+
+    from proofs.progress import Meter
+
+    shown = force or ops >= LONG_SCENARIO
+    return Meter("replay", "ops", total=ops, console=stderr_console(force) if shown else Console(file=io.StringIO()))
 
 
 def cmd_walk(args: argparse.Namespace) -> int:
@@ -465,6 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--no-mutant", action="store_true", help="replay on the real implementation even if the file records a mutant"
+    )
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help=f"draw progress on standard error even off a terminal or below {LONG_SCENARIO} ops (default: on a "
+        f"terminal, for scenarios of {LONG_SCENARIO} ops or more)",
     )
     p.set_defaults(func=cmd_replay)
 
