@@ -45,6 +45,13 @@ MAX_OPS = 100_000
 """The most operations in one scenario."""
 MAX_INT_TEXT = 80
 """The longest integer written as a string (``"0x..."``); a JSON number may have at most this many digits."""
+MAX_CONTAINERS = 1 << 20
+"""The most ``{`` and ``[`` in a scenario file (counted in its strings too): the JSON objects and arrays it may
+hold, some 400 bytes each once read (a 64 MiB file of small objects would take 1.5 GiB)."""
+MAX_STRINGS = 1 << 22
+"""The most strings (``"`` pairs, keys included) in a scenario file, some 60 bytes each once read."""
+MAX_NUMBERS = 1 << 22
+"""The most JSON numbers in a scenario file, some 40 bytes each once read (counted as the file is parsed)."""
 SHOWN = 80
 """The most characters of an offending value an error message shows."""
 
@@ -556,43 +563,65 @@ def _path(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def _children(value: object, path: str) -> Iterator[tuple[object, str]]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield item, _path(path, key)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield item, f"{path}[{index}]"
+def _problem(value: object) -> str | None:
+    """What is wrong with a number or string of a scenario, or None."""
+    if isinstance(value, _LongNumber):
+        return f"a number of {value.length} characters: allowed at most {MAX_INT_TEXT}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
+    if isinstance(value, str):
+        return _text_problem(value)
+    return None
+
+
+def _child(path: str, key: object, in_object: bool) -> str:
+    return _path(path, str(key)) if in_object else f"{path}[{key}]"
 
 
 def check_structure(raw: object, where: str) -> None:
     """What JSON itself allows but a scenario does not, named by path: nesting deeper than :data:`MAX_DEPTH`,
-    a key given twice, a number too long, NaN or infinity, a string that is not valid Unicode."""
+    a key given twice, a number too long, NaN or infinity, a string that is not valid Unicode.
+
+    Paths are built for arrays and objects only (at most :data:`MAX_CONTAINERS` of them), and for a scalar
+    only when it is wrong, so the check takes little memory beside the parsed file.
+    """
     stack: list[tuple[object, str, int]] = [(raw, "", 1)]
     while stack:
         value, path, depth = stack.pop()
-        here = path or where
-        if isinstance(value, (dict, list)):
-            if depth > MAX_DEPTH:
-                raise ScenarioError(here, f"nested more than {MAX_DEPTH} arrays and objects deep")
-            if isinstance(value, _Object) and value.duplicate is not None:
-                raise ScenarioError(_path(path, value.duplicate), "duplicate key: each key may appear once")
-            for key in value if isinstance(value, dict) else ():
-                _check_text(key, _path(path, "<key>"))
-            stack.extend((item, item_path, depth + 1) for item, item_path in _children(value, path))
-        elif isinstance(value, _LongNumber):
-            raise ScenarioError(here, f"a number of {value.length} characters: allowed at most {MAX_INT_TEXT}")
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ScenarioError(here, f"{value} is not a finite number")
-        elif isinstance(value, str):
-            _check_text(value, here)
+        if not isinstance(value, (dict, list)):
+            problem = _problem(value)
+            if problem is not None:
+                raise ScenarioError(path or where, problem)
+            continue
+        if depth > MAX_DEPTH:
+            raise ScenarioError(path or where, f"nested more than {MAX_DEPTH} arrays and objects deep")
+        if isinstance(value, _Object) and value.duplicate is not None:
+            raise ScenarioError(_path(path, value.duplicate), "duplicate key: each key may appear once")
+        in_object = isinstance(value, dict)
+        items: Iterator[tuple[object, object]] = iter(value.items()) if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if in_object:
+                _check_text(str(key), _path(path, "<key>"))
+            if isinstance(item, (dict, list)):
+                stack.append((item, _child(path, key, in_object), depth + 1))
+            else:
+                problem = _problem(item)
+                if problem is not None:
+                    raise ScenarioError(_child(path, key, in_object), problem)
 
 
-def _check_text(text: str, where: str) -> None:
+def _text_problem(text: str) -> str | None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ScenarioError(where, f"not valid Unicode: a lone surrogate {text[exc.start]!r} at {exc.start}") from None
+        return f"not valid Unicode: a lone surrogate {text[exc.start]!r} at {exc.start}"
+    return None
+
+
+def _check_text(text: str, where: str) -> None:
+    problem = _text_problem(text)
+    if problem is not None:
+        raise ScenarioError(where, problem)
 
 
 BOMS = (
@@ -624,14 +653,54 @@ def loads(data: bytes | str, where: str = "scenario") -> Scenario:
     if len(data) > MAX_FILE_BYTES:
         raise ScenarioError(where, f"{len(data)} bytes: a scenario file may have at most {MAX_FILE_BYTES}")
     text = decode(data, where) if isinstance(data, bytes) else data
+    check_counts(text, where)
+    numbers = 0
+
+    def counted(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+        def parse_number(token: str) -> Any:
+            nonlocal numbers
+            numbers += 1
+            if numbers > MAX_NUMBERS:
+                raise _TooManyNumbers
+            return parse(token)
+
+        return parse_number
+
     try:
-        raw = json.loads(text, object_pairs_hook=_object, parse_int=_number, parse_constant=float)
+        raw = json.loads(
+            text,
+            object_pairs_hook=_object,
+            parse_int=counted(_number),
+            parse_float=counted(float),
+            parse_constant=float,
+        )
+    except _TooManyNumbers:
+        raise ScenarioError(where, f"more than {MAX_NUMBERS} numbers: a scenario file may hold at most that") from None
     except json.JSONDecodeError as exc:
         raise ScenarioError(where, f"not valid JSON: {exc}") from None
     except RecursionError:
         raise ScenarioError(where, f"nested more than {MAX_DEPTH} arrays and objects deep") from None
     check_structure(raw, where)
     return Scenario.from_json(raw)
+
+
+class _TooManyNumbers(Exception):
+    """Raised while parsing past :data:`MAX_NUMBERS` numbers: the parse stops there."""
+
+
+def check_counts(text: str, where: str) -> None:
+    """Refuse a file with more arrays and objects than :data:`MAX_CONTAINERS` or more strings than
+    :data:`MAX_STRINGS` before it is read, so reading it stays within a few hundred MiB."""
+    containers = text.count("{") + text.count("[")
+    if containers > MAX_CONTAINERS:
+        raise ScenarioError(
+            where,
+            f"{containers} '{{' and '[': a scenario file may hold at most {MAX_CONTAINERS} objects and arrays "
+            "(counted in strings too)",
+        )
+    strings = text.count('"') // 2
+    if strings > MAX_STRINGS:
+        raise ScenarioError(where, f"{strings} strings: a scenario file may hold at most {MAX_STRINGS} (keys included)")
 
 
 def read_bytes(path: str | Path) -> bytes:

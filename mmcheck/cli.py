@@ -646,11 +646,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the graph description (nodes, edges, free lists) as JSON")
     p.set_defaults(func=cmd_draw)
 
-    p = sub.add_parser("plot", help="plot free blocks per order over the steps of a buddy scenario (needs matplotlib)")
-    p.add_argument("file", help="scenario JSON file with alloc_pages / free_pages ops")
+    p = sub.add_parser(
+        "plot",
+        help="plot a scenario over its steps: a buddy one's free blocks per order, a kernel one's Rss and Pss per "
+        "process and free frames (needs matplotlib)",
+    )
+    p.add_argument("file", help="scenario JSON file: buddy ops (alloc_pages, free_pages) or kernel ops")
     p.add_argument("-o", "--output", required=True, help="out.png, out.svg or out.pdf")
     p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
-    p.add_argument("--model", choices=VIEW_MODELS, default="spec", help="whose free lists to count (default: spec)")
+    p.add_argument(
+        "--model", choices=VIEW_MODELS, default="spec", help="buddy: whose free lists to count (default: spec)"
+    )
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser(
