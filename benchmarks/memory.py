@@ -1,9 +1,10 @@
 """Peak memory of the bad-input probes and of the largest scenarios the limits let through.
 
 ``python -m benchmarks.memory`` writes each probe's scenario file, runs ``mmcheck replay`` on it in a
-fresh interpreter and reads that process's peak resident set size (the high-water mark
-``VmHWM`` of /proc/self/status, printed by the process itself when the command returns; Linux only).  A probe passes when the command gives the exit
-code it must (2 for bad input, 0 for a scenario at the limits) and its peak stays under the budget, 1 GiB
+fresh interpreter and reads that process's peak resident set size (the high-water mark ``VmHWM`` of
+/proc/self/status, printed by the process itself when the command returns; Linux only).  A probe passes when
+the command gives the exit code it must (2 for bad input, 0 for a scenario at the limits) and its peak stays
+under the budget, 1 GiB
 (issue #18: "memory stays bounded, each probe under 1 GiB").  Exit 1 if any probe fails.
 
 The probes are the size classes of tests/test_bad_input.py (nesting, long numbers, long strings and keys,
@@ -73,71 +74,140 @@ class Probe:
 PROBES: tuple[Probe, ...] = (
     Probe("deep-nesting", "'[' 100,000 times", 2, lambda: b"[" * 100_000),
     Probe("deep-nesting-64mib", "'[' up to the file size limit", 2, lambda: b"[" * MAX_FILE_BYTES),
-    Probe("5000-digit-number", "an integer of 5,000 digits", 2, lambda: b'{"config": {"frames": ' + b"9" * 5000 + b"}}"),
     Probe(
-        "huge-number-60mib", "an integer of 60 MiB of digits", 2,
-        lambda: b'{"config": {"frames": ' + b"9" * (60 << 20) + b"}, \"ops\": []}",
+        "5000-digit-number", "an integer of 5,000 digits", 2, lambda: b'{"config": {"frames": ' + b"9" * 5000 + b"}}"
     ),
     Probe(
-        "3mb-value", "a 3 MB string where an address belongs", 2,
+        "huge-number-60mib",
+        "an integer of 60 MiB of digits",
+        2,
+        lambda: b'{"config": {"frames": ' + b"9" * (60 << 20) + b'}, "ops": []}',
+    ),
+    Probe(
+        "3mb-value",
+        "a 3 MB string where an address belongs",
+        2,
         lambda: _json({"config": _frames(16), "ops": [{"op": "read_phys", "pa": "7" * 3_000_000}]}),
     ),
     Probe(
-        "3mb-key", "a 3 MB key", 2,
+        "3mb-key",
+        "a 3 MB key",
+        2,
         lambda: _json({"config": _frames(16), "ops": [{"op": "read_phys", "k" * 3_000_000: 1}]}),
     ),
-    Probe("too-many-ops", f"{MAX_OPS + 1:,} ops", 2, lambda: _json({"config": _frames(16), "ops": [{"op": "buddyinfo"}] * (MAX_OPS + 1)})),
     Probe(
-        "ops-in-64mib", "a 64 MiB file of small ops", 2,
+        "too-many-ops",
+        f"{MAX_OPS + 1:,} ops",
+        2,
+        lambda: _json({"config": _frames(16), "ops": [{"op": "buddyinfo"}] * (MAX_OPS + 1)}),
+    ),
+    Probe(
+        "ops-in-64mib",
+        "a 64 MiB file of small ops",
+        2,
         lambda: b'{"config": {"frames": 16}, "ops": [' + b'{"op":"buddyinfo"},' * (MAX_FILE_BYTES // 19 - 4) + b"{}]}",
     ),
     Probe(
-        "objects-at-limit", f"{MAX_CONTAINERS:,} objects (the most a file may hold), refused later", 2,
+        "objects-at-limit",
+        f"{MAX_CONTAINERS:,} objects (the most a file may hold), refused later",
+        2,
         lambda: b'{"config": {"frames": 16}, "ops": [' + b'{"op":"buddyinfo"},' * (MAX_CONTAINERS - 4) + b"{}]}",
     ),
     Probe(
-        "strings-at-limit", f"{MAX_STRINGS:,} strings (the most a file may hold)", 2,
+        "strings-at-limit",
+        f"{MAX_STRINGS:,} strings (the most a file may hold)",
+        2,
         lambda: b'{"config": {"frames": 16}, "ops": [], "about": [' + b'"ab",' * (MAX_STRINGS - 5) + b'""]}',
     ),
     Probe(
-        "all-at-limit", "the most objects, strings and numbers a file may hold, together", 2,
-        lambda: b'{"ops": [' + b'{"a":1000,"b":1001,"c":1002,"d":1003},' * (MAX_CONTAINERS - 4)
-        + b'{}], "about": [' + b"1000," * (MAX_NUMBERS - 4 * (MAX_CONTAINERS - 4) - 1) + b"1]}",
+        "all-at-limit",
+        "the most objects, strings and numbers a file may hold, together",
+        2,
+        lambda: (
+            b'{"ops": ['
+            + b'{"a":1000,"b":1001,"c":1002,"d":1003},' * (MAX_CONTAINERS - 4)
+            + b'{}], "about": ['
+            + b"1000," * (MAX_NUMBERS - 4 * (MAX_CONTAINERS - 4) - 1)
+            + b"1]}"
+        ),
     ),
-    Probe("arrays-in-64mib", "a 64 MiB file of empty arrays", 2, lambda: b"[" + b"[]," * (MAX_FILE_BYTES // 3 - 1) + b"[]]"),
-    Probe("numbers-in-64mib", "a 64 MiB file of integers", 2, lambda: b"[" + b"1000," * (MAX_FILE_BYTES // 5 - 1) + b"1]"),
-    Probe("floats-in-64mib", "a 64 MiB file of fractions", 2, lambda: b"[" + b"0.5," * (MAX_FILE_BYTES // 4 - 1) + b"1]"),
     Probe(
-        "mmap-1e9-pages", "mmap of 10^9 pages", 2,
+        "arrays-in-64mib",
+        "a 64 MiB file of empty arrays",
+        2,
+        lambda: b"[" + b"[]," * (MAX_FILE_BYTES // 3 - 1) + b"[]]",
+    ),
+    Probe(
+        "numbers-in-64mib", "a 64 MiB file of integers", 2, lambda: b"[" + b"1000," * (MAX_FILE_BYTES // 5 - 1) + b"1]"
+    ),
+    Probe(
+        "floats-in-64mib", "a 64 MiB file of fractions", 2, lambda: b"[" + b"0.5," * (MAX_FILE_BYTES // 4 - 1) + b"1]"
+    ),
+    Probe(
+        "mmap-1e9-pages",
+        "mmap of 10^9 pages",
+        2,
         lambda: _json({"config": _frames(16), "ops": [{"op": "spawn"}, _mmap(1, BASE, 10**9)]}),
     ),
     Probe(
-        "mapped-pages-total", f"mmaps of {3 * MAX_PAGES:,} pages in all", 2,
-        lambda: _json({"config": _frames(16), "ops": [{"op": "spawn"}] + [_mmap(1, BASE + i * (MAX_PAGES * PAGE), MAX_PAGES) for i in range(3)]}),
+        "mapped-pages-total",
+        f"mmaps of {3 * MAX_PAGES:,} pages in all",
+        2,
+        lambda: _json(
+            {
+                "config": _frames(16),
+                "ops": [{"op": "spawn"}] + [_mmap(1, BASE + i * (MAX_PAGES * PAGE), MAX_PAGES) for i in range(3)],
+            }
+        ),
     ),
     Probe(
-        "processes-total", f"{MAX_PROCESSES + 1} spawns", 2,
+        "processes-total",
+        f"{MAX_PROCESSES + 1} spawns",
+        2,
         lambda: _json({"config": _frames(16), "ops": [{"op": "spawn"}] * (MAX_PROCESSES + 1)}),
     ),
     Probe("file-too-large", f"a file of {MAX_FILE_BYTES + 1:,} bytes", 2, lambda: b" " * (MAX_FILE_BYTES + 1)),
     Probe(
-        "max-ops", f"{MAX_OPS:,} ops, replayed", 0,
-        lambda: _json({"config": _frames(16), "ops": [{"op": "buddyinfo"}] * MAX_OPS}), quick=False,
+        "max-ops",
+        f"{MAX_OPS:,} ops, replayed",
+        0,
+        lambda: _json({"config": _frames(16), "ops": [{"op": "buddyinfo"}] * MAX_OPS}),
+        quick=False,
     ),
     Probe(
-        "max-pages-touched", f"mmap of {MAX_PAGES:,} pages, 4,096 of them written", 0,
-        lambda: _json({"config": _frames(8192), "ops": [
-            {"op": "spawn"}, {"op": "switch", "cpu": 0, "pid": 1}, _mmap(1, BASE, MAX_PAGES), *_touch(BASE, 4096),
-        ]}), quick=False,
+        "max-pages-touched",
+        f"mmap of {MAX_PAGES:,} pages, 4,096 of them written",
+        0,
+        lambda: _json(
+            {
+                "config": _frames(8192),
+                "ops": [
+                    {"op": "spawn"},
+                    {"op": "switch", "cpu": 0, "pid": 1},
+                    _mmap(1, BASE, MAX_PAGES),
+                    *_touch(BASE, 4096),
+                ],
+            }
+        ),
+        quick=False,
     ),
     Probe(
-        "max-mapped-total", f"{MAX_MAPPED_PAGES:,} pages mapped by {MAX_PROCESSES} processes, forked", 0,
-        lambda: _json({"config": _frames(4096), "ops": [
-            {"op": "spawn"}, _mmap(1, BASE, MAX_MAPPED_PAGES // MAX_PROCESSES),
-            *({"op": "fork", "pid": 1} for _ in range(MAX_PROCESSES - 1)),
-        ]}), quick=False,
+        "max-mapped-total",
+        f"{MAX_MAPPED_PAGES:,} pages mapped by {MAX_PROCESSES} processes, forked",
+        0,
+        lambda: _json(
+            {
+                "config": _frames(4096),
+                "ops": [
+                    {"op": "spawn"},
+                    _mmap(1, BASE, MAX_MAPPED_PAGES // MAX_PROCESSES),
+                    *({"op": "fork", "pid": 1} for _ in range(MAX_PROCESSES - 1)),
+                ],
+            }
+        ),
+        quick=False,
     ),
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True, slots=True)
