@@ -35,7 +35,7 @@ Syscall failures are results (``{"error": "EINVAL"}``, ``"ENOMEM"``, ``"EPERM"``
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -80,7 +80,7 @@ def parse_prot(raw: object, where: str) -> str:
 
 
 PID = integer(1, (1 << 31) - 1, "a process id, as spawn or fork answered")
-PARSERS: dict[str, Field] = {
+PARSERS: dict[str, Field | Callable[[object, str], Any]] = {
     "pid": PID,
     "cpu": integer(0, 63, "the CPU (below the config's cpus)"),
     "va": integer(meaning="a user virtual address (page-aligned where a range starts)"),
@@ -97,7 +97,9 @@ PARSERS: dict[str, Field] = {
     "pending": integer(1, (1 << 31) - 1, "the number of a change in flight, as its async op answered"),
     "background": BOOLEAN.means('run only the first atomic step and answer {"pending": N}; step runs the rest'),
 }
-"""The field of each dataclass field name of the kernel (and memory-pressure) ops."""
+"""The field of each dataclass field name of the kernel (and memory-pressure) ops.  A plain parser function is
+taken too, but then the docs and the schema cannot say what it allows (tests/test_schema.py finds it): give a
+:class:`lang.scenario.Field`."""
 DEFAULTS: dict[str, object] = {"shared": False, "huge": False, "mode": "user", "background": False, "offset": 0}
 # JSON keys that are Python keywords, by field name.
 KEYS = {"background": "async"}
@@ -106,9 +108,14 @@ KEYS = {"background": "async"}
 def by_field_name(cls: type[Op]) -> tuple[JsonField, ...]:
     """The JSON keys of a kernel op: one per dataclass field, parsed with :data:`PARSERS`, defaulted from DEFAULTS."""
     return tuple(
-        JsonField(KEYS.get(f.name, f.name), PARSERS[f.name], DEFAULTS.get(f.name, REQUIRED))
+        JsonField(KEYS.get(f.name, f.name), as_field(PARSERS[f.name]), DEFAULTS.get(f.name, REQUIRED))
         for f in fields(cls)  # type: ignore[arg-type]
     )
+
+
+def as_field(parser: Field | Callable[[object, str], Any]) -> Field:
+    """A :class:`Field` as it is, a bare parser as a field the schema cannot describe."""
+    return parser if isinstance(parser, Field) else Field(parser, {}, "see the op's description")
 
 
 class KernelOp(Op):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from lang.errors import ScenarioError
-from lang.kernel_ops import DEFAULTS, PARSERS, KernelOp
+from lang.kernel_ops import DEFAULTS, PARSERS, KernelOp, as_field
 from lang.scenario import INT_TEXT_PATTERN, MAX_INT_TEXT, Field, JsonField, Op, integer, parse_int, pattern, register
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -186,7 +186,7 @@ class Reclaim(PressureOp):
 
     @classmethod
     def json_fields(cls) -> tuple[JsonField, ...]:
-        return (JsonField("pages", PARSERS["target"]),)
+        return (JsonField("pages", as_field(PARSERS["target"])),)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> Op:
