@@ -255,7 +255,8 @@ def reference() -> str:
         if section_of(cls) != section:
             section = section_of(cls)
             lines += [f"### {section}", ""]
-        lines += [f"#### `{cls.name}`", "", summary(cls), "", *table(op_fields(cls)), ""]
+        layer = f"Layer: {cls.layer}." if cls.layer else "Layer: any (it meets the ops of any one layer)."
+        lines += [f"#### `{cls.name}`", "", summary(cls), "", layer, "", *table(op_fields(cls)), ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
