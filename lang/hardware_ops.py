@@ -50,13 +50,14 @@ class ReadPhys(Op):
 
 
 CONTROL_BITS = ("wp", "smep", "smap", "ac", "nxe", "la57")
+# What each bit does, for the docs: Intel SDM Vol. 3A 4.1.3 (paging-mode modifiers) and 4.6 (access rights).
 CONTROL_MEANINGS = {
     "wp": "CR0.WP: supervisor writes obey read-only pages",
     "smep": "CR4.SMEP: no supervisor fetches from user pages",
-    "smap": "CR4.SMAP: no supervisor data accesses to user pages unless RFLAGS.AC",
-    "ac": "RFLAGS.AC: lifts SMAP for explicit supervisor accesses",
+    "smap": "CR4.SMAP: no supervisor data accesses to user pages (explicit ones: unless RFLAGS.AC)",
+    "ac": "RFLAGS.AC: lifts SMAP for explicit supervisor data accesses",
     "nxe": "EFER.NXE: the XD bit (bit 63) is honoured",
-    "la57": "CR4.LA57: five-level paging (the config's levels must be 5)",
+    "la57": "CR4.LA57: five-level paging",
 }
 
 
