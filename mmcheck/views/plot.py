@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from lang.errors import InvalidArgument, MMCheckError
 from lang.kernel_ops import KernelOp
@@ -86,25 +86,27 @@ def kernel_series(scenario: Scenario) -> KernelSeries:
     )
 
 
-def _matplotlib() -> None:
+def _matplotlib() -> tuple[type[Figure], Any]:
+    """matplotlib's Figure and MaxNLocator (the Agg backend), or :class:`MissingMatplotlib` saying how to install it."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError as exc:
         raise MissingMatplotlib(
             "mmcheck plot needs matplotlib, which is not installed: pip install -e '.[plot]'"
         ) from exc
+    return Figure, MaxNLocator
 
 
 def kernel_figure(scenario: Scenario, title: str) -> Figure:
     """Above: Rss (solid) and Pss (dashed) of each process over the steps; below: the buddy's free frames."""
-    _matplotlib()
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    figure_type, integer_ticks = _matplotlib()
 
     series = kernel_series(scenario)
-    figure = Figure(figsize=(8, 6))
+    figure = figure_type(figsize=(8, 6))
     memory, free = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
     steps = list(range(series.steps))
     for index, pid in enumerate(series.rss_kb):
@@ -116,32 +118,30 @@ def kernel_figure(scenario: Scenario, title: str) -> Figure:
         memory.step(steps, pss, where="post", color=colour, linestyle="--", label=f"pid {pid} Pss")
     memory.set_ylabel("kB")
     memory.set_title(f"{title}: Rss and Pss per process, free frames (spec)")
-    memory.yaxis.set_major_locator(MaxNLocator(integer=True))
+    memory.yaxis.set_major_locator(integer_ticks(integer=True))
     if series.rss_kb:
         memory.legend(loc="upper left", fontsize="small", ncols=2)
     free.step(steps, series.free_frames, where="post", color="black", label="free frames")
     free.set_ylabel("free 4 KiB frames")
     free.set_xlabel("step (0: start, k: after op k-1)")
-    free.yaxis.set_major_locator(MaxNLocator(integer=True))
-    free.xaxis.set_major_locator(MaxNLocator(integer=True))
+    free.yaxis.set_major_locator(integer_ticks(integer=True))
+    free.xaxis.set_major_locator(integer_ticks(integer=True))
     return figure
 
 
 def free_block_figure(scenario: Scenario, title: str, model: str = "spec") -> Figure:
     """One step line per order over the ops (x: 0 is the start, k is after op k-1); needs matplotlib."""
-    _matplotlib()
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    figure_type, integer_ticks = _matplotlib()
 
     series = free_block_series(scenario, model)
-    figure = Figure(figsize=(8, 4.5))
+    figure = figure_type(figsize=(8, 4.5))
     axes = figure.add_subplot()
     steps = list(range(len(next(iter(series.values())))))
     for order, counts in series.items():
         axes.step(
             steps, counts, where="post", marker="os^Dvp<>h*"[order % 10], label=f"order {order} ({4 << order} KiB)"
         )
-    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.yaxis.set_major_locator(integer_ticks(integer=True))
     axes.set_xlabel("step (0: start, k: after op k-1)")
     axes.set_ylabel("free blocks")
     axes.set_title(f"{title}: free blocks per order ({model})")
