@@ -31,7 +31,18 @@ from typing import Any, ClassVar
 
 from lang.errors import ScenarioError
 from lang.kernel_ops import DEFAULTS, PARSERS, KernelOp, as_field
-from lang.scenario import INT_TEXT_PATTERN, MAX_INT_TEXT, Field, JsonField, Op, integer, parse_int, pattern, register
+from lang.scenario import (
+    INT_TEXT_PATTERN,
+    MAX_INT_TEXT,
+    Field,
+    JsonField,
+    Op,
+    integer,
+    parse_int,
+    pattern,
+    register,
+    shown,
+)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -39,14 +50,16 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 def parse_name(raw: object, where: str) -> str:
     """A file name: 1 to 64 letters, digits, ``_``, ``.`` or ``-``."""
     if not isinstance(raw, str) or not NAME_PATTERN.match(raw):
-        raise ScenarioError(where, f"expected a file name of 1 to 64 letters, digits, '_', '.' or '-', got {raw!r}")
+        raise ScenarioError(
+            where, f"expected a file name of 1 to 64 letters, digits, '_', '.' or '-', got {shown(raw)}"
+        )
     return raw
 
 
 def parse_words(raw: object, where: str) -> tuple[tuple[int, int], ...]:
     """File contents: an object from byte offset (8-byte aligned) to 64-bit value."""
     if not isinstance(raw, Mapping):
-        raise ScenarioError(where, f"expected an object from byte offset to value, got {raw!r}")
+        raise ScenarioError(where, f"expected an object from byte offset to value, got {shown(raw)}")
     out = []
     for key, value in raw.items():
         offset = parse_int(key, f"{where}.{key}", 0, (1 << 32) - 1)

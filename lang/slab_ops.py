@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from lang.errors import ScenarioError
-from lang.scenario import BOOLEAN, Field, Op, integer, register
+from lang.scenario import BOOLEAN, Field, Op, integer, register, shown
 
 MAX_SIZE_FIELD = 1 << 32
 
@@ -26,7 +26,7 @@ MAX_SIZE_FIELD = 1 << 32
 def parse_name(raw: object, where: str) -> str:
     """A cache name: a JSON string."""
     if not isinstance(raw, str):
-        raise ScenarioError(where, f"expected a cache name (a string), got {raw!r}")
+        raise ScenarioError(where, f"expected a cache name (a string), got {shown(raw)}")
     return raw
 
 

@@ -548,3 +548,19 @@ def test_generated_scenarios_replay_or_are_refused(raw: object, encoding: str) -
 @given(JSON_VALUES | ANNOTATED, ENCODINGS)
 def test_any_json_file_parses_and_replays_or_is_refused(raw: object, encoding: str) -> None:
     parse_then_replay(json.dumps(raw).encode(encoding))
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"op": "kmem_cache_shrink", "cache": ["x"] * 100_000},
+        {"op": "fsync", "file": "y" * 100_000},
+        {"op": "file_create", "file": "a", "pages": 1, "words": ["z" * 100_000]},
+    ],
+)
+def test_a_huge_cache_or_file_name_or_file_content_is_cut_in_the_message(op: dict[str, object]) -> None:
+    with pytest.raises(ScenarioError) as refused:
+        lang.scenario.loads(json.dumps({"config": {"frames": 16}, "ops": [op]}))
+    message = str(refused.value)
+    key = next(k for k in op if k not in ("op", "file", "pages")) if "words" in op else list(op)[1]
+    assert message.startswith(f"ops[0].{key}: expected") and len(message) < 300, message[:400]
