@@ -8,6 +8,7 @@ over every registered op, the schema and the parser must agree on what they take
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import subprocess
@@ -29,6 +30,11 @@ SHIPPED = [ROOT / "tests" / "scenarios", ROOT.parent / "shared" / "examples"]
 
 def validator() -> Any:
     jsonschema = import_or_skip("jsonschema", "pip install -e '.[check]'")
+    return _validator(jsonschema)
+
+
+@functools.cache
+def _validator(jsonschema: Any) -> Any:
     schema = json.loads(lang.schema.SCHEMA_PATH.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
