@@ -125,6 +125,16 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def memory(session: nox.Session) -> None:
+    """Peak RSS of every bad-input probe and of the largest scenarios the limits accept, each under 1 GiB.
+
+    ``-- --quick`` runs the bad-input probes only; ``-- --json FILE`` keeps the figures.
+    """
+    session.install("-c", CONSTRAINTS, ".")
+    session.run("python", "-m", "benchmarks.memory", *session.posargs)
+
+
+@nox.session
 def qemu(session: nox.Session) -> None:
     """Spec and impl against QEMU's page walker on generated page tables (needs qemu-system-x86 and gcc).
 

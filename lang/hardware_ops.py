@@ -1,6 +1,6 @@
 """The operations of the hardware and buddy layers: physical memory, CPU controls, accesses, the buddy.
 
-Each op parses and checks its own fields (``from_json``) and writes itself
+Each op declares its JSON fields (``FIELDS``, parsed by :meth:`lang.scenario.Op.from_json`) and writes itself
 back (``to_json``); registering it adds it to the vocabulary
 :func:`lang.scenario.parse_op` reads.
 """
@@ -11,20 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lang.scenario import (
-    KINDS,
-    LAYER_NAMES,
-    MODES,
-    Op,
-    check_keys,
-    parse_bool,
-    parse_choice,
-    parse_int,
-    register,
-    require,
-)
+from lang.scenario import BOOLEAN, KINDS, LAYER_NAMES, MODES, Field, Op, choice, integer, register
 
 LAYER_NAMES["machine"] = "a machine-level op (physical memory, CPU registers or the buddy allocator)"
+
+PA = integer(meaning="physical address of a 64-bit word (8-byte aligned, inside memory)")
+WORD = integer(meaning="a 64-bit value")
+CPU = integer(0, 63, "the CPU (below the config's cpus)")
 
 
 @register
@@ -36,11 +29,7 @@ class WritePhys(Op):
     value: int
     name: ClassVar[str] = "write_phys"
     layer: ClassVar[str] = "machine"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> WritePhys:
-        check_keys(raw, where, ("pa", "value"))
-        return cls(require(raw, "pa", where, parse_int), require(raw, "value", where, parse_int))
+    FIELDS: ClassVar[Mapping[str, Field]] = {"pa": PA, "value": WORD}
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "pa": hex(self.pa), "value": hex(self.value)}
@@ -54,17 +43,22 @@ class ReadPhys(Op):
     pa: int
     name: ClassVar[str] = "read_phys"
     layer: ClassVar[str] = "machine"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> ReadPhys:
-        check_keys(raw, where, ("pa",))
-        return cls(require(raw, "pa", where, parse_int))
+    FIELDS: ClassVar[Mapping[str, Field]] = {"pa": PA}
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "pa": hex(self.pa)}
 
 
 CONTROL_BITS = ("wp", "smep", "smap", "ac", "nxe", "la57")
+# What each bit does, for the docs: Intel SDM Vol. 3A 4.1.3 (paging-mode modifiers) and 4.6 (access rights).
+CONTROL_MEANINGS = {
+    "wp": "CR0.WP: supervisor writes obey read-only pages",
+    "smep": "CR4.SMEP: no supervisor fetches from user pages",
+    "smap": "CR4.SMAP: no supervisor data accesses to user pages (explicit ones: unless RFLAGS.AC)",
+    "ac": "RFLAGS.AC: lifts SMAP for explicit supervisor data accesses",
+    "nxe": "EFER.NXE: the XD bit (bit 63) is honoured",
+    "la57": "CR4.LA57: five-level paging",
+}
 
 
 @register
@@ -85,13 +79,11 @@ class SetCpu(Op):
     la57: bool = False
     name: ClassVar[str] = "set_cpu"
     layer: ClassVar[str] = "machine"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> SetCpu:
-        check_keys(raw, where, ("cpu", "cr3", *CONTROL_BITS))
-        bits = {key: require(raw, key, where, parse_bool) for key in CONTROL_BITS}
-        cpu = require(raw, "cpu", where, lambda r, w: parse_int(r, w, 0, 63))
-        return cls(cpu, require(raw, "cr3", where, parse_int), **bits)
+    FIELDS: ClassVar[Mapping[str, Field]] = {
+        "cpu": CPU,
+        "cr3": integer(meaning="CR3: the top page table's physical address (and PCID bits)"),
+        **{bit: BOOLEAN.means(CONTROL_MEANINGS[bit]) for bit in CONTROL_BITS},
+    }
 
     def to_json(self) -> dict[str, Any]:
         bits = {key: getattr(self, key) for key in CONTROL_BITS}
@@ -109,22 +101,19 @@ class Access(Op):
     mode: str = "user"
     name: ClassVar[str] = "access"
     layer: ClassVar[str] = "machine"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> Access:
-        check_keys(raw, where, ("cpu", "va", "kind", "mode"))
-        return cls(
-            require(raw, "cpu", where, lambda r, w: parse_int(r, w, 0, 63)),
-            require(raw, "va", where, parse_int),
-            require(raw, "kind", where, lambda r, w: parse_choice(r, w, KINDS)),
-            require(raw, "mode", where, lambda r, w: parse_choice(r, w, MODES)),
-        )
+    FIELDS: ClassVar[Mapping[str, Field]] = {
+        "cpu": CPU,
+        "va": integer(meaning="the linear address accessed"),
+        "kind": choice(KINDS, "what the access does"),
+        "mode": choice(MODES, "the privilege it runs at"),
+    }
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "cpu": self.cpu, "va": hex(self.va), "kind": self.kind, "mode": self.mode}
 
 
 MAX_ORDER_FIELD = 63
+ORDER = integer(0, MAX_ORDER_FIELD, "the block is 2**order frames (above the config's max_order: EINVAL)")
 
 
 @register
@@ -140,11 +129,7 @@ class AllocPages(Op):
     order: int
     name: ClassVar[str] = "alloc_pages"
     layer: ClassVar[str] = "machine"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> AllocPages:
-        check_keys(raw, where, ("order",))
-        return cls(require(raw, "order", where, lambda r, w: parse_int(r, w, 0, MAX_ORDER_FIELD)))
+    FIELDS: ClassVar[Mapping[str, Field]] = {"order": ORDER}
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "order": self.order}
@@ -163,14 +148,7 @@ class FreePages(Op):
     order: int
     name: ClassVar[str] = "free_pages"
     layer: ClassVar[str] = "machine"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> FreePages:
-        check_keys(raw, where, ("pfn", "order"))
-        return cls(
-            require(raw, "pfn", where, parse_int),
-            require(raw, "order", where, lambda r, w: parse_int(r, w, 0, MAX_ORDER_FIELD)),
-        )
+    FIELDS: ClassVar[Mapping[str, Field]] = {"pfn": integer(meaning="the block's first frame number"), "order": ORDER}
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "pfn": hex(self.pfn), "order": self.order}
@@ -182,11 +160,6 @@ class BuddyInfo(Op):
     """Read the free block counts per order, as ``/proc/buddyinfo`` shows them: ``{"free": [n0, n1, ...]}``."""
 
     name: ClassVar[str] = "buddyinfo"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> BuddyInfo:
-        check_keys(raw, where, ())
-        return cls()
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name}

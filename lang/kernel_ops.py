@@ -40,7 +40,21 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from lang.errors import ScenarioError
-from lang.scenario import LAYER_NAMES, MODES, Op, limit_total, parse_bool, parse_choice, parse_int, register, shown
+from lang.scenario import (
+    BOOLEAN,
+    LAYER_NAMES,
+    MODES,
+    REQUIRED,
+    Field,
+    JsonField,
+    Op,
+    choice,
+    integer,
+    limit_total,
+    pattern,
+    register,
+    shown,
+)
 
 MAX_PAGES = 1 << 16
 """The most pages one ``mmap``, ``munmap``, ``mprotect`` or ``madvise`` names (256 MiB)."""
@@ -65,30 +79,53 @@ def parse_prot(raw: object, where: str) -> str:
     return raw
 
 
-PARSERS: dict[str, Callable[[object, str], Any]] = {
-    "pid": lambda r, w: parse_int(r, w, 1, (1 << 31) - 1),
-    "cpu": lambda r, w: parse_int(r, w, 0, 63),
-    "va": parse_int,
-    "pages": lambda r, w: parse_int(r, w, 0, MAX_PAGES),
-    "prot": parse_prot,
-    "shared": parse_bool,
-    "huge": parse_bool,
-    "value": parse_int,
-    "mode": lambda r, w: parse_choice(r, w, MODES),
-    "advice": lambda r, w: parse_choice(r, w, ADVICE),
-    "pin": lambda r, w: parse_int(r, w, 1, (1 << 31) - 1),
-    "pending": lambda r, w: parse_int(r, w, 1, (1 << 31) - 1),
-    "background": parse_bool,
+PID = integer(1, (1 << 31) - 1, "a process id, as spawn or fork answered")
+PARSERS: dict[str, Field | Callable[[object, str], Any]] = {
+    "pid": PID,
+    "cpu": integer(0, 63, "the CPU (below the config's cpus)"),
+    "va": integer(meaning="a user virtual address (page-aligned where a range starts)"),
+    "pages": integer(0, MAX_PAGES, "a length in 4 KiB pages"),
+    "prot": pattern(
+        PROT_PATTERN.pattern, parse_prot, 'r, w, x or - in each of three places, like `"rw-"`', "the protection"
+    ),
+    "shared": BOOLEAN.means("MAP_SHARED rather than MAP_PRIVATE"),
+    "huge": BOOLEAN.means("MAP_HUGETLB: 2 MiB pages"),
+    "value": integer(meaning="a 64-bit value"),
+    "mode": choice(MODES, "the privilege the access runs at"),
+    "advice": choice(ADVICE, "the madvise advice"),
+    "pin": integer(1, (1 << 31) - 1, "a pin number, as pin answered"),
+    "pending": integer(1, (1 << 31) - 1, "the number of a change in flight, as its async op answered"),
+    "background": BOOLEAN.means('run only the first atomic step and answer {"pending": N}; step runs the rest'),
 }
+"""The field of each dataclass field name of the kernel (and memory-pressure) ops.  A plain parser function is
+taken too, but then the docs and the schema cannot say what it allows (tests/test_schema.py finds it): give a
+:class:`lang.scenario.Field`."""
 DEFAULTS: dict[str, object] = {"shared": False, "huge": False, "mode": "user", "background": False, "offset": 0}
 # JSON keys that are Python keywords, by field name.
 KEYS = {"background": "async"}
 
 
+def by_field_name(cls: type[Op]) -> tuple[JsonField, ...]:
+    """The JSON keys of a kernel op: one per dataclass field, parsed with :data:`PARSERS`, defaulted from DEFAULTS."""
+    return tuple(
+        JsonField(KEYS.get(f.name, f.name), as_field(PARSERS[f.name]), DEFAULTS.get(f.name, REQUIRED))
+        for f in fields(cls)  # type: ignore[arg-type]
+    )
+
+
+def as_field(parser: Field | Callable[[object, str], Any]) -> Field:
+    """A :class:`Field` as it is, a bare parser as a field the schema cannot describe."""
+    return parser if isinstance(parser, Field) else Field(parser, {}, "see the op's description")
+
+
 class KernelOp(Op):
-    """Base of the kernel-layer operations: fields parsed by name, optional ones defaulted."""
+    """Base of the kernel-layer operations: fields parsed by name (:data:`PARSERS`), optional ones defaulted."""
 
     layer: ClassVar[str] = "kernel"
+
+    @classmethod
+    def json_fields(cls) -> tuple[JsonField, ...]:
+        return by_field_name(cls)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> Op:
@@ -96,21 +133,10 @@ class KernelOp(Op):
 
     @classmethod
     def parse(cls, raw: Mapping[str, object], where: str) -> Op:
-        """The fields by name, checked with :data:`PARSERS`; optional ones defaulted."""
-        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-        keys = [KEYS.get(name, name) for name in names]
-        unknown = sorted(set(raw) - set(keys) - {"op"})
-        if unknown:
-            raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(keys) or 'none'}")
-        values: dict[str, Any] = {}
-        for name, key in zip(names, keys, strict=True):
-            if key in raw:
-                values[name] = PARSERS[name](raw[key], f"{where}.{key}")
-            elif name in DEFAULTS:
-                values[name] = DEFAULTS[name]
-            else:
-                raise ScenarioError(f"{where}.{name}", "missing")
-        return cls(**values)
+        """The fields by JSON key (:meth:`json_fields`), as dataclass fields."""
+        values = cls.parse_fields(raw, where)
+        names = {KEYS.get(f.name, f.name): f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{names[key]: value for key, value in values.items()})
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"op": self.name}
@@ -222,6 +248,16 @@ class Switch(KernelOp):
     cpu: int
     pid: int
     name: ClassVar[str] = "switch"
+
+    @classmethod
+    def json_fields(cls) -> tuple[JsonField, ...]:
+        pid = Field(
+            PID.parse,
+            {"anyOf": [*PID.schema["anyOf"], {"type": "null"}]},
+            f"{PID.allowed}, or null",
+            "the process to run; null: a kernel thread, the mm stays loaded (lazy TLB)",
+        )
+        return tuple(JsonField(f.key, pid) if f.key == "pid" else f for f in by_field_name(cls))
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> Op:

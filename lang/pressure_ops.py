@@ -30,8 +30,19 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from lang.errors import ScenarioError
-from lang.kernel_ops import DEFAULTS, PARSERS, KernelOp
-from lang.scenario import Op, parse_int, register
+from lang.kernel_ops import DEFAULTS, PARSERS, KernelOp, as_field
+from lang.scenario import (
+    INT_TEXT_PATTERN,
+    MAX_INT_TEXT,
+    Field,
+    JsonField,
+    Op,
+    integer,
+    parse_int,
+    pattern,
+    register,
+    shown,
+)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -39,14 +50,16 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 def parse_name(raw: object, where: str) -> str:
     """A file name: 1 to 64 letters, digits, ``_``, ``.`` or ``-``."""
     if not isinstance(raw, str) or not NAME_PATTERN.match(raw):
-        raise ScenarioError(where, f"expected a file name of 1 to 64 letters, digits, '_', '.' or '-', got {raw!r}")
+        raise ScenarioError(
+            where, f"expected a file name of 1 to 64 letters, digits, '_', '.' or '-', got {shown(raw)}"
+        )
     return raw
 
 
 def parse_words(raw: object, where: str) -> tuple[tuple[int, int], ...]:
     """File contents: an object from byte offset (8-byte aligned) to 64-bit value."""
     if not isinstance(raw, Mapping):
-        raise ScenarioError(where, f"expected an object from byte offset to value, got {raw!r}")
+        raise ScenarioError(where, f"expected an object from byte offset to value, got {shown(raw)}")
     out = []
     for key, value in raw.items():
         offset = parse_int(key, f"{where}.{key}", 0, (1 << 32) - 1)
@@ -56,12 +69,26 @@ def parse_words(raw: object, where: str) -> tuple[tuple[int, int], ...]:
     return tuple(sorted(out))
 
 
+WORDS_SCHEMA = {
+    "type": "object",
+    "propertyNames": {"maxLength": MAX_INT_TEXT, "pattern": INT_TEXT_PATTERN},
+    "additionalProperties": integer().schema,
+}
 PARSERS.update(
     {
-        "file": parse_name,
-        "words": parse_words,
-        "offset": lambda r, w: parse_int(r, w, 0, (1 << 32) - 1),
-        "target": lambda r, w: parse_int(r, w, 0, 1 << 24),
+        "file": pattern(
+            NAME_PATTERN.pattern, parse_name, "1 to 64 letters, digits, `_`, `.` or `-`", "the file's name"
+        ),
+        "words": Field(
+            parse_words,
+            WORDS_SCHEMA,
+            "an object from byte offset (a multiple of 8) to a 64-bit value",
+            "the file's contents on disk (every other word is 0)",
+        ),
+        "offset": integer(
+            0, (1 << 32) - 1, "a byte offset, 8-byte aligned (file_read, file_write); a page offset (mmap_file)"
+        ),
+        "target": integer(0, 1 << 24, "the most pages to reclaim"),
     }
 )
 DEFAULTS.update({"words": ()})
@@ -171,13 +198,12 @@ class Reclaim(PressureOp):
     name: ClassVar[str] = "reclaim"
 
     @classmethod
+    def json_fields(cls) -> tuple[JsonField, ...]:
+        return (JsonField("pages", as_field(PARSERS["target"])),)
+
+    @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> Op:
-        unknown = sorted(set(raw) - {"op", "pages"})
-        if unknown:
-            raise ScenarioError(f"{where}.{unknown[0]}", "unknown key: allowed pages")
-        if "pages" not in raw:
-            raise ScenarioError(f"{where}.pages", "missing")
-        return cls(PARSERS["target"](raw["pages"], f"{where}.pages"))
+        return cls(cls.parse_fields(raw, where)["pages"])
 
 
 @register

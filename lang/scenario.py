@@ -45,6 +45,13 @@ MAX_OPS = 100_000
 """The most operations in one scenario."""
 MAX_INT_TEXT = 80
 """The longest integer written as a string (``"0x..."``); a JSON number may have at most this many digits."""
+MAX_CONTAINERS = 1 << 20
+"""The most ``{`` and ``[`` in a scenario file (counted in its strings too): the JSON objects and arrays it may
+hold, some 400 bytes each once read (a 64 MiB file of small objects would take 1.5 GiB)."""
+MAX_STRINGS = 1 << 22
+"""The most strings (``"`` pairs, keys included) in a scenario file, some 60 bytes each once read."""
+MAX_NUMBERS = 1 << 22
+"""The most JSON numbers in a scenario file, some 40 bytes each once read (counted as the file is parsed)."""
 SHOWN = 80
 """The most characters of an offending value an error message shows."""
 
@@ -133,6 +140,82 @@ def parse_choice(raw: object, where: str, allowed: Sequence[str]) -> str:
     return raw
 
 
+INT_TEXT_PATTERN = r"^\s*[-+]?(0[xX](_?[0-9a-fA-F])+|0[oO](_?[0-7])+|0[bB](_?[01])+|[1-9](_?[0-9])*|0(_?0)*)\s*$"
+"""The integers a string may spell (Python's ``int(text, 0)``: hex ``0x``, octal ``0o``, binary ``0b``, decimal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One JSON field of an operation: its parser, and what it allows as JSON Schema and as a phrase for the docs.
+
+    A field is called like the parser it wraps (``field(raw, where)``), so ops parse with it directly;
+    :mod:`lang.schema` writes the docs' field tables and ``docs/scenario.schema.json`` from the same objects.
+    """
+
+    parse: Callable[[object, str], Any]
+    schema: Mapping[str, Any]
+    allowed: str
+    meaning: str = ""
+
+    def __call__(self, raw: object, where: str) -> Any:
+        return self.parse(raw, where)
+
+    def means(self, meaning: str) -> Field:
+        """The same field, described as ``meaning`` in the docs."""
+        return Field(self.parse, self.schema, self.allowed, meaning)
+
+
+def integer(lo: int = 0, hi: int = (1 << 64) - 1, meaning: str = "") -> Field:
+    """An integer field in ``lo..hi``: a JSON number or a string such as ``"0x1000"`` (see :func:`parse_int`).
+
+    The schema bounds JSON numbers; a string's value is checked when the scenario is read.
+    """
+    spelled = {"type": "string", "maxLength": MAX_INT_TEXT, "pattern": INT_TEXT_PATTERN}
+    allowed = f"{lo} .. {hi}" if hi < 1 << 20 else f"{lo} .. {hi:#x}"
+    return Field(
+        lambda raw, where: parse_int(raw, where, lo, hi),
+        {"anyOf": [{"type": "integer", "minimum": lo, "maximum": hi}, spelled]},
+        f"integer {allowed}",
+        meaning,
+    )
+
+
+BOOLEAN = Field(parse_bool, {"type": "boolean"}, "true or false")
+
+
+def choice(allowed: Sequence[str], meaning: str = "") -> Field:
+    """One of the strings ``allowed``."""
+    names = tuple(allowed)
+    return Field(
+        lambda raw, where: parse_choice(raw, where, names),
+        {"enum": list(names)},
+        "one of " + ", ".join(f'`"{name}"`' for name in names),
+        meaning,
+    )
+
+
+def pattern(regex: str, parse: Callable[[object, str], Any], allowed: str, meaning: str = "") -> Field:
+    """A string field matching ``regex``, parsed by ``parse``."""
+    return Field(parse, {"type": "string", "pattern": regex}, allowed, meaning)
+
+
+REQUIRED: Any = object()
+"""The default of a field that must be given (see :class:`JsonField`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JsonField:
+    """A key of an operation's JSON object: the key, its field, and its default (:data:`REQUIRED`: none)."""
+
+    key: str
+    field: Field
+    default: object = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
 def hex_or_int(value: int) -> str | int:
     """How a scenario writes numbers: hex strings for addresses and words."""
     return hex(value)
@@ -182,6 +265,21 @@ class Config:
         "swap": (0, 1 << 16),
     }
     FLAGS: ClassVar[tuple[str, ...]] = ("pcid",)  # true or false, not numbers
+    MEANINGS: ClassVar[dict[str, str]] = {
+        "frames": "physical memory in 4 KiB frames",
+        "cpus": "the number of CPUs",
+        "levels": "paging levels: 4, or 5 (LA57)",
+        "maxphyaddr": "physical address width in bits (CPUID.80000008H:EAX[7:0])",
+        "max_order": "the buddy allocator's largest order (Linux's MAX_PAGE_ORDER)",
+        "tlb_entries": "each CPU's TLB capacity in the implementation (0: no TLB)",
+        "flush_ceiling": "the most pages a shootdown flushes one by one (tlb_single_page_flush_ceiling)",
+        "slab_seed": "seeds each slab cache's freelist-pointer secret (s->random)",
+        "slub_min_objects": "the slab_min_objects= boot parameter (0: from the CPU count)",
+        "slab_freelist_random": "1: the implementation shuffles new slabs' freelists (CONFIG_SLAB_FREELIST_RANDOM)",
+        "pcid": "whether the CPUs have PCIDs (CR4.PCIDE=1)",
+        "swap": "swap slots (0: no swap)",
+    }
+    """What each key means, for the docs (:mod:`lang.schema`)."""
     # Written only when they differ from the default, so scenarios from before they existed read the same.
     OPTIONAL: ClassVar[dict[str, int | bool]] = {
         "tlb_entries": 64,
@@ -224,14 +322,39 @@ class Op:
 
     name: ClassVar[str]
     layer: ClassVar[str] = ""
+    FIELDS: ClassVar[Mapping[str, Field]] = {}
+    """The op's JSON keys (besides ``op``) and their fields; each must be given unless it is in :attr:`DEFAULTS`."""
+    DEFAULTS: ClassVar[Mapping[str, object]] = {}
+    """The value a key left out stands for."""
 
     def footprint(self) -> Mapping[str, int]:
         """What the op adds to the totals a scenario is bounded by (see :func:`limit_total`); none by default."""
         return {}
 
     @classmethod
+    def json_fields(cls) -> tuple[JsonField, ...]:
+        """The op's JSON keys, in order, with their fields and defaults: what it reads and the docs describe."""
+        return tuple(JsonField(key, f, cls.DEFAULTS.get(key, REQUIRED)) for key, f in cls.FIELDS.items())
+
+    @classmethod
+    def parse_fields(cls, raw: Mapping[str, object], where: str) -> dict[str, Any]:
+        """Every key of :meth:`json_fields` parsed (or defaulted), by key; unknown and missing keys are errors."""
+        known = cls.json_fields()
+        check_keys(raw, where, [f.key for f in known])
+        values: dict[str, Any] = {}
+        for f in known:
+            if f.key in raw:
+                values[f.key] = f.field(raw[f.key], f"{where}.{f.key}")
+            elif f.required:
+                raise ScenarioError(f"{where}.{f.key}", "missing")
+            else:
+                values[f.key] = f.default
+        return values
+
+    @classmethod
     def from_json(cls, raw: Mapping[str, object], where: str) -> Op:
-        raise NotImplementedError
+        """The op from its JSON object: by default each key of :attr:`FIELDS` is a dataclass field of that name."""
+        return cls(**cls.parse_fields(raw, where))
 
     def to_json(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -258,7 +381,7 @@ def check_keys(raw: Mapping[str, object], where: str, allowed: Sequence[str]) ->
     """Reject keys an operation does not know, naming the ones it does."""
     unknown = sorted(set(raw) - set(allowed) - {"op"})
     if unknown:
-        raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(allowed)}")
+        raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(allowed) or 'none'}")
 
 
 def parse_op(raw: object, where: str) -> Op:
@@ -440,43 +563,65 @@ def _path(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def _children(value: object, path: str) -> Iterator[tuple[object, str]]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield item, _path(path, key)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield item, f"{path}[{index}]"
+def _problem(value: object) -> str | None:
+    """What is wrong with a number or string of a scenario, or None."""
+    if isinstance(value, _LongNumber):
+        return f"a number of {value.length} characters: allowed at most {MAX_INT_TEXT}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
+    if isinstance(value, str):
+        return _text_problem(value)
+    return None
+
+
+def _child(path: str, key: object, in_object: bool) -> str:
+    return _path(path, str(key)) if in_object else f"{path}[{key}]"
 
 
 def check_structure(raw: object, where: str) -> None:
     """What JSON itself allows but a scenario does not, named by path: nesting deeper than :data:`MAX_DEPTH`,
-    a key given twice, a number too long, NaN or infinity, a string that is not valid Unicode."""
+    a key given twice, a number too long, NaN or infinity, a string that is not valid Unicode.
+
+    Paths are built for arrays and objects only (at most :data:`MAX_CONTAINERS` of them), and for a scalar
+    only when it is wrong, so the check takes little memory beside the parsed file.
+    """
     stack: list[tuple[object, str, int]] = [(raw, "", 1)]
     while stack:
         value, path, depth = stack.pop()
-        here = path or where
-        if isinstance(value, (dict, list)):
-            if depth > MAX_DEPTH:
-                raise ScenarioError(here, f"nested more than {MAX_DEPTH} arrays and objects deep")
-            if isinstance(value, _Object) and value.duplicate is not None:
-                raise ScenarioError(_path(path, value.duplicate), "duplicate key: each key may appear once")
-            for key in value if isinstance(value, dict) else ():
-                _check_text(key, _path(path, "<key>"))
-            stack.extend((item, item_path, depth + 1) for item, item_path in _children(value, path))
-        elif isinstance(value, _LongNumber):
-            raise ScenarioError(here, f"a number of {value.length} characters: allowed at most {MAX_INT_TEXT}")
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ScenarioError(here, f"{value} is not a finite number")
-        elif isinstance(value, str):
-            _check_text(value, here)
+        if not isinstance(value, (dict, list)):
+            problem = _problem(value)
+            if problem is not None:
+                raise ScenarioError(path or where, problem)
+            continue
+        if depth > MAX_DEPTH:
+            raise ScenarioError(path or where, f"nested more than {MAX_DEPTH} arrays and objects deep")
+        if isinstance(value, _Object) and value.duplicate is not None:
+            raise ScenarioError(_path(path, value.duplicate), "duplicate key: each key may appear once")
+        in_object = isinstance(value, dict)
+        items: Iterator[tuple[object, object]] = iter(value.items()) if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if in_object:
+                _check_text(str(key), _path(path, "<key>"))
+            if isinstance(item, (dict, list)):
+                stack.append((item, _child(path, key, in_object), depth + 1))
+            else:
+                problem = _problem(item)
+                if problem is not None:
+                    raise ScenarioError(_child(path, key, in_object), problem)
 
 
-def _check_text(text: str, where: str) -> None:
+def _text_problem(text: str) -> str | None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ScenarioError(where, f"not valid Unicode: a lone surrogate {text[exc.start]!r} at {exc.start}") from None
+        return f"not valid Unicode: a lone surrogate {text[exc.start]!r} at {exc.start}"
+    return None
+
+
+def _check_text(text: str, where: str) -> None:
+    problem = _text_problem(text)
+    if problem is not None:
+        raise ScenarioError(where, problem)
 
 
 BOMS = (
@@ -508,14 +653,54 @@ def loads(data: bytes | str, where: str = "scenario") -> Scenario:
     if len(data) > MAX_FILE_BYTES:
         raise ScenarioError(where, f"{len(data)} bytes: a scenario file may have at most {MAX_FILE_BYTES}")
     text = decode(data, where) if isinstance(data, bytes) else data
+    check_counts(text, where)
+    numbers = 0
+
+    def counted(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+        def parse_number(token: str) -> Any:
+            nonlocal numbers
+            numbers += 1
+            if numbers > MAX_NUMBERS:
+                raise _TooManyNumbers
+            return parse(token)
+
+        return parse_number
+
     try:
-        raw = json.loads(text, object_pairs_hook=_object, parse_int=_number, parse_constant=float)
+        raw = json.loads(
+            text,
+            object_pairs_hook=_object,
+            parse_int=counted(_number),
+            parse_float=counted(float),
+            parse_constant=float,
+        )
+    except _TooManyNumbers:
+        raise ScenarioError(where, f"more than {MAX_NUMBERS} numbers: a scenario file may hold at most that") from None
     except json.JSONDecodeError as exc:
         raise ScenarioError(where, f"not valid JSON: {exc}") from None
     except RecursionError:
         raise ScenarioError(where, f"nested more than {MAX_DEPTH} arrays and objects deep") from None
     check_structure(raw, where)
     return Scenario.from_json(raw)
+
+
+class _TooManyNumbers(Exception):
+    """Raised while parsing past :data:`MAX_NUMBERS` numbers: the parse stops there."""
+
+
+def check_counts(text: str, where: str) -> None:
+    """Refuse a file with more arrays and objects than :data:`MAX_CONTAINERS` or more strings than
+    :data:`MAX_STRINGS` before it is read, so reading it stays within a few hundred MiB."""
+    containers = text.count("{") + text.count("[")
+    if containers > MAX_CONTAINERS:
+        raise ScenarioError(
+            where,
+            f"{containers} '{{' and '[': a scenario file may hold at most {MAX_CONTAINERS} objects and arrays "
+            "(counted in strings too)",
+        )
+    strings = text.count('"') // 2
+    if strings > MAX_STRINGS:
+        raise ScenarioError(where, f"{strings} strings: a scenario file may hold at most {MAX_STRINGS} (keys included)")
 
 
 def read_bytes(path: str | Path) -> bytes:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from lang.errors import ScenarioError
-from lang.scenario import Op, check_keys, parse_bool, parse_int, register, require
+from lang.scenario import BOOLEAN, Field, Op, integer, register, shown
 
 MAX_SIZE_FIELD = 1 << 32
 
@@ -26,16 +26,14 @@ MAX_SIZE_FIELD = 1 << 32
 def parse_name(raw: object, where: str) -> str:
     """A cache name: a JSON string."""
     if not isinstance(raw, str):
-        raise ScenarioError(where, f"expected a cache name (a string), got {raw!r}")
+        raise ScenarioError(where, f"expected a cache name (a string), got {shown(raw)}")
     return raw
 
 
-def parse_cpu(raw: object, where: str) -> int:
-    return parse_int(raw, where, 0, 63)
-
-
-def parse_size(raw: object, where: str) -> int:
-    return parse_int(raw, where, 0, MAX_SIZE_FIELD)
+CACHE = Field(parse_name, {"type": "string"}, "a string", "the cache's name")
+CPU = integer(0, 63, "the CPU whose per-CPU slab serves it (below the config's cpus)")
+SIZE = integer(0, MAX_SIZE_FIELD, "bytes")
+ADDR = integer(meaning="the object's direct-map address, as an allocation answered")
 
 
 class SlabOp(Op):
@@ -52,13 +50,13 @@ class KmemCacheCreate(SlabOp):
     align: int = 0
     ctor: bool = False
     name: ClassVar[str] = "kmem_cache_create"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemCacheCreate:
-        check_keys(raw, where, ("cache", "size", "align", "ctor"))
-        align = parse_size(raw["align"], f"{where}.align") if "align" in raw else 0
-        ctor = parse_bool(raw["ctor"], f"{where}.ctor") if "ctor" in raw else False
-        return cls(require(raw, "cache", where, parse_name), require(raw, "size", where, parse_size), align, ctor)
+    FIELDS: ClassVar[Mapping[str, Field]] = {
+        "cache": CACHE,
+        "size": SIZE.means("each object's size in bytes"),
+        "align": SIZE.means("the objects' alignment in bytes (0: a word)"),
+        "ctor": BOOLEAN.means("whether the cache has a constructor (it then keeps the freelist pointer apart)"),
+    }
+    DEFAULTS: ClassVar[Mapping[str, object]] = {"align": 0, "ctor": False}
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "cache": self.cache, "size": self.size, "align": self.align, "ctor": self.ctor}
@@ -72,11 +70,7 @@ class KmemCacheAlloc(SlabOp):
     cache: str
     cpu: int = 0
     name: ClassVar[str] = "kmem_cache_alloc"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemCacheAlloc:
-        check_keys(raw, where, ("cache", "cpu"))
-        return cls(require(raw, "cache", where, parse_name), require(raw, "cpu", where, parse_cpu))
+    FIELDS: ClassVar[Mapping[str, Field]] = {"cache": CACHE, "cpu": CPU}
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "cache": self.cache, "cpu": self.cpu}
@@ -90,11 +84,7 @@ class KmemCacheFree(SlabOp):
     cache: str
     addr: int
     name: ClassVar[str] = "kmem_cache_free"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemCacheFree:
-        check_keys(raw, where, ("cache", "addr"))
-        return cls(require(raw, "cache", where, parse_name), require(raw, "addr", where, parse_int))
+    FIELDS: ClassVar[Mapping[str, Field]] = {"cache": CACHE, "addr": ADDR}
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "cache": self.cache, "addr": hex(self.addr)}
@@ -108,11 +98,7 @@ class Kmalloc(SlabOp):
     size: int
     cpu: int = 0
     name: ClassVar[str] = "kmalloc"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> Kmalloc:
-        check_keys(raw, where, ("size", "cpu"))
-        return cls(require(raw, "size", where, parse_size), require(raw, "cpu", where, parse_cpu))
+    FIELDS: ClassVar[Mapping[str, Field]] = {"size": SIZE.means("the bytes asked for"), "cpu": CPU}
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "size": self.size, "cpu": self.cpu}
@@ -125,11 +111,7 @@ class Kfree(SlabOp):
 
     addr: int
     name: ClassVar[str] = "kfree"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> Kfree:
-        check_keys(raw, where, ("addr",))
-        return cls(require(raw, "addr", where, parse_int))
+    FIELDS: ClassVar[Mapping[str, Field]] = {"addr": ADDR}
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "addr": hex(self.addr)}
@@ -142,11 +124,7 @@ class KmemCacheShrink(SlabOp):
 
     cache: str
     name: ClassVar[str] = "kmem_cache_shrink"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemCacheShrink:
-        check_keys(raw, where, ("cache",))
-        return cls(require(raw, "cache", where, parse_name))
+    FIELDS: ClassVar[Mapping[str, Field]] = {"cache": CACHE}
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "cache": self.cache}
@@ -159,11 +137,7 @@ class KmemCacheDestroy(SlabOp):
 
     cache: str
     name: ClassVar[str] = "kmem_cache_destroy"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemCacheDestroy:
-        check_keys(raw, where, ("cache",))
-        return cls(require(raw, "cache", where, parse_name))
+    FIELDS: ClassVar[Mapping[str, Field]] = {"cache": CACHE}
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "cache": self.cache}
@@ -177,11 +151,7 @@ class KmemWrite(SlabOp):
     addr: int
     value: int
     name: ClassVar[str] = "kmem_write"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemWrite:
-        check_keys(raw, where, ("addr", "value"))
-        return cls(require(raw, "addr", where, parse_int), require(raw, "value", where, parse_int))
+    FIELDS: ClassVar[Mapping[str, Field]] = {"addr": ADDR, "value": integer(meaning="a 64-bit value")}
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "addr": hex(self.addr), "value": hex(self.value)}
@@ -194,11 +164,7 @@ class KmemRead(SlabOp):
 
     addr: int
     name: ClassVar[str] = "kmem_read"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemRead:
-        check_keys(raw, where, ("addr",))
-        return cls(require(raw, "addr", where, parse_int))
+    FIELDS: ClassVar[Mapping[str, Field]] = {"addr": ADDR}
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "addr": hex(self.addr)}
@@ -211,11 +177,6 @@ class SlabInfo(SlabOp):
 
     name: ClassVar[str] = "slabinfo"
 
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> SlabInfo:
-        check_keys(raw, where, ())
-        return cls()
-
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name}
 
@@ -226,11 +187,6 @@ class MemInfo(SlabOp):
     """Read /proc/meminfo's Slab, SReclaimable and SUnreclaim lines (kB)."""
 
     name: ClassVar[str] = "slab_meminfo"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> MemInfo:
-        check_keys(raw, where, ())
-        return cls()
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name}

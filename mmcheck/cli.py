@@ -16,18 +16,24 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lang.errors import InvalidArgument, MMCheckError, UnknownMutant
 from lang.hardware_ops import Access
 from lang.scenario import KINDS, MODES, load, parse_int, shown
 from mmcheck import __version__
+from mmcheck.helptext import add_epilogs
 from mmcheck.views.buddyview import VIEW_MODELS, buddy_view
 from mmcheck.views.walkview import describe_walk
 from properties.drivers import SpecRunner
 from properties.replay import MODELS, replay
 from spec.paging.permissions import Kind, Mode
 from spec.paging.walk import walk
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from proofs.progress import Meter
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -39,8 +45,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     mutant = None if args.no_mutant else recorded_mutant(scenario, args.mutant)
     if mutant is not None:
         print(f"replay: applying mutant {mutant.name} ({mutant.label}) to the implementation", file=sys.stderr)
-    with mutant.applied() if mutant is not None else contextlib.nullcontext():
-        report = replay(scenario, args.model)
+    with (
+        mutant.applied() if mutant is not None else contextlib.nullcontext(),
+        replay_meter(len(scenario.ops), args.progress) as meter,
+    ):
+        report = replay(scenario, args.model, meter.update if meter.live else None)
     if args.json:
         out: dict[str, object] = {"results": report.results}
         if report.divergence is not None:
@@ -64,6 +73,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+LONG_SCENARIO = 2000
+"""Scenarios of at least this many ops show ``replay``'s progress on a terminal (``--progress``: any, anywhere)."""
+
+
+def stderr_console(force: bool) -> Console:
+    """The console progress is drawn on: standard error, a terminal if it is one or if ``force``."""
+    from rich.console import Console
+
+    return Console(file=sys.stderr, force_terminal=True if force else None)
+
+
+def replay_meter(ops: int, force: bool) -> Meter:
+    """The progress of a replay on standard error: drawn on a terminal for long scenarios, or with ``force``;
+    silent otherwise, so standard output is the same whether it shows or not."""
+    import io
+
+    from rich.console import Console
+
+    from proofs.progress import Meter
+
+    shown = force or ops >= LONG_SCENARIO
+    return Meter("replay", "ops", total=ops, console=stderr_console(force) if shown else Console(file=io.StringIO()))
 
 
 def cmd_walk(args: argparse.Namespace) -> int:
@@ -143,9 +176,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         )
         system = SmpSystem(smp, seed=args.seed)
         with meter:
-            result, saved = run_exploration(
-                system, args.depth, max_states, "smp", progress, args.time_limit, every
-            )
+            result, saved = run_exploration(system, args.depth, max_states, "smp", progress, args.time_limit, every)
             meter.update(result.stats.distinct, "done")
     else:
         from proofs.explore import run_exploration
@@ -467,6 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-mutant", action="store_true", help="replay on the real implementation even if the file records a mutant"
     )
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help=f"draw progress on standard error even off a terminal or below {LONG_SCENARIO} ops (default: on a "
+        f"terminal, for scenarios of {LONG_SCENARIO} ops or more)",
+    )
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("walk", help="explain the page walk of one address, step by step")
@@ -609,11 +646,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the graph description (nodes, edges, free lists) as JSON")
     p.set_defaults(func=cmd_draw)
 
-    p = sub.add_parser("plot", help="plot free blocks per order over the steps of a buddy scenario (needs matplotlib)")
-    p.add_argument("file", help="scenario JSON file with alloc_pages / free_pages ops")
+    p = sub.add_parser(
+        "plot",
+        help="plot a scenario over its steps: a buddy one's free blocks per order, a kernel one's Rss and Pss per "
+        "process and free frames (needs matplotlib)",
+    )
+    p.add_argument("file", help="scenario JSON file: buddy ops (alloc_pages, free_pages) or kernel ops")
     p.add_argument("-o", "--output", required=True, help="out.png, out.svg or out.pdf")
     p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
-    p.add_argument("--model", choices=VIEW_MODELS, default="spec", help="whose free lists to count (default: spec)")
+    p.add_argument(
+        "--model", choices=VIEW_MODELS, default="spec", help="buddy: whose free lists to count (default: spec)"
+    )
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser(
@@ -624,7 +667,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite the output (and screenshot) if they exist")
     p.add_argument("--screenshot", default=None, help="also write a PNG of the first step, taken by headless Chromium")
     p.set_defaults(func=cmd_report)
+
+    add_catalogue_commands(sub)
+    add_epilogs(sub)
     return parser
+
+
+def add_catalogue_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    """``new`` and ``scenarios``: a starting scenario of a kind, and the shipped scenarios."""
+    from mmcheck.views.catalogue import KINDS
+
+    p = sub.add_parser("new", help="write a starting scenario of a kind, with comments in its about, that replays")
+    p.add_argument("kind", choices=KINDS, help="the layer it exercises")
+    p.add_argument("-o", "--output", default=None, help="the file to write (default: standard output)")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("scenarios", help="list the shipped scenarios: kind, op count and what each shows")
+    p.add_argument(
+        "folders", nargs="*", default=None, help="folders to list instead (default: the project's tests/scenarios)"
+    )
+    p.add_argument("--kind", choices=KINDS, default=None, help="only scenarios of this kind")
+    p.add_argument("--json", action="store_true", help="print a JSON list of {path, kind, ops, about}")
+    p.set_defaults(func=cmd_scenarios)
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mmcheck import output
+    from mmcheck.views.catalogue import template
+
+    text = template(args.kind)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    target = Path(args.output)
+    output.output_format(target, ("json",))
+    output.check_writable(target, args.force)
+    output.write_file(target, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    print(f"wrote {target}: a {args.kind} scenario (mmcheck replay {target})")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mmcheck.views.catalogue import ROOT, SHIPPED, entries, listing
+
+    found = entries([Path(f) for f in args.folders] if args.folders else SHIPPED)
+    if args.kind is not None:
+        found = [e for e in found if e.kind == args.kind]
+    if args.json:
+        print(json.dumps([{"path": str(e.path), "kind": e.kind, "ops": e.ops, "about": e.about} for e in found]))
+    else:
+        print("\n".join(listing(found, Path.cwd() if args.folders else ROOT)))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

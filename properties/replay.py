@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lang.errors import MMCheckError
@@ -39,8 +40,11 @@ def result_matches(expected: Result, actual: Result) -> bool:
     return all(key in actual and actual[key] == value for key, value in expected.items())
 
 
-def replay(scenario: Scenario, model: str = "both") -> Report:
-    """Run every op; stop at the first divergence.  Bad input raises :class:`ReplayInputError`."""
+def replay(scenario: Scenario, model: str = "both", progress: Callable[[int], None] | None = None) -> Report:
+    """Run every op; stop at the first divergence.  Bad input raises :class:`ReplayInputError`.
+
+    ``progress``, if given, is called with the number of ops done after each one.
+    """
     if model not in MODELS:
         raise MMCheckError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
     runner: SpecRunner | ImplRunner | Lockstep
@@ -54,6 +58,8 @@ def replay(scenario: Scenario, model: str = "both") -> Report:
     for index, op in enumerate(scenario.ops):
         try:
             report.results.append(runner.apply(op))
+            if progress is not None:
+                progress(index + 1)
         except DivergenceError as exc:
             report.divergence = exc.divergence
             return report

@@ -183,6 +183,31 @@ def test_a_file_larger_than_the_limit_is_refused_before_it_is_parsed(
     assert_refused(*run_main(["replay", str(path)], capsys), "big.json: more than 100 bytes")
 
 
+BUDDYINFO3 = '"ops": [{"op": "buddyinfo"}, {"op": "buddyinfo"}, {"op": "buddyinfo"}]'
+
+
+@pytest.mark.parametrize(
+    ("limit", "content", "count", "message"),
+    [
+        ("MAX_CONTAINERS", BUDDYINFO3, 6, "6 '{' and '[': a scenario file may hold at most 5 objects and arrays"),
+        ("MAX_STRINGS", '"ops": [], "about": "a", "qemu_results": ["b"]', 7, "7 strings: a scenario file may hold"),
+        ("MAX_NUMBERS", '"ops": [], "qemu_results": [1, 2, 3, 4.5, 6]', 6, "more than 5 numbers: a scenario file"),
+    ],
+)
+def test_objects_strings_and_numbers_are_counted_before_they_take_memory(
+    limit: str, content: str, count: int, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A file with ``count`` of them is refused when the limit is one less (5, to keep the files small), and
+    replays when it is ``count``."""
+    path = tmp_path / "many.json"
+    path.write_text('{"config": {"frames": 16}, ' + content + "}")
+    monkeypatch.setattr(lang.scenario, limit, count - 1)
+    assert_refused(*run_main(["replay", str(path)], capsys), f"many.json: {message}")
+    monkeypatch.setattr(lang.scenario, limit, count)
+    assert 0 == main(["replay", str(path)])
+
+
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
 def test_a_byte_order_mark_announces_the_encoding(
     encoding: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -523,3 +548,19 @@ def test_generated_scenarios_replay_or_are_refused(raw: object, encoding: str) -
 @given(JSON_VALUES | ANNOTATED, ENCODINGS)
 def test_any_json_file_parses_and_replays_or_is_refused(raw: object, encoding: str) -> None:
     parse_then_replay(json.dumps(raw).encode(encoding))
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"op": "kmem_cache_shrink", "cache": ["x"] * 100_000},
+        {"op": "fsync", "file": "y" * 100_000},
+        {"op": "file_create", "file": "a", "pages": 1, "words": ["z" * 100_000]},
+    ],
+)
+def test_a_huge_cache_or_file_name_or_file_content_is_cut_in_the_message(op: dict[str, object]) -> None:
+    with pytest.raises(ScenarioError) as refused:
+        lang.scenario.loads(json.dumps({"config": {"frames": 16}, "ops": [op]}))
+    message = str(refused.value)
+    key = next(k for k in op if k not in ("op", "file", "pages")) if "words" in op else list(op)[1]
+    assert message.startswith(f"ops[0].{key}: expected") and len(message) < 300, message[:400]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from rich.console import Console
 from mmcheck.cli import main
 from proofs import modelcheck
 from proofs.progress import Meter
+
+SCENARIOS = Path(__file__).parent / "scenarios"
 
 
 def terminal(buffer: io.StringIO) -> Console:
@@ -109,3 +112,49 @@ def test_mutants_on_a_terminal_show_the_display(
     out = capsys.readouterr().out
     assert "alloc-skips-max-order: caught by" not in out.splitlines()[1]
     assert "mutants: 1 killed of 1" == out.splitlines()[-1]
+
+
+def long_scenario(tmp_path: Path, ops: int) -> Path:
+    from mmcheck.cli import LONG_SCENARIO
+
+    assert ops >= LONG_SCENARIO
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps({"config": {"frames": 16}, "ops": [{"op": "buddyinfo"}] * ops}))
+    return path
+
+
+def test_replay_off_a_terminal_prints_only_its_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main(["replay", str(long_scenario(tmp_path, 2500))])
+    captured = capsys.readouterr()
+    assert "" == captured.err
+    assert 5000 == len(captured.out.splitlines()) and "\x1b[" not in captured.out
+
+
+def test_replay_draws_progress_on_standard_error_of_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = long_scenario(tmp_path, 2500)
+    assert 0 == main(["replay", str(path)])
+    plain = capsys.readouterr().out
+    buffer = io.StringIO()
+    monkeypatch.setattr("mmcheck.cli.stderr_console", lambda force: terminal(buffer))
+    assert 0 == main(["replay", str(path)])
+    assert "2500/2500" in buffer.getvalue() and "ops/s" in buffer.getvalue()
+    assert plain == capsys.readouterr().out, "the results on standard output do not change"
+
+
+def test_replay_of_a_short_scenario_draws_nothing_even_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    buffer = io.StringIO()
+    monkeypatch.setattr("mmcheck.cli.stderr_console", lambda force: terminal(buffer))
+    assert 0 == main(["replay", str(SCENARIOS / "buddy-expand-merge.json")])
+    assert "" == buffer.getvalue()
+    assert 24 == len(capsys.readouterr().out.splitlines())
+
+
+def test_replay_with_progress_draws_it_off_a_terminal_too(capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main(["replay", str(SCENARIOS / "buddy-expand-merge.json"), "--progress"])
+    captured = capsys.readouterr()
+    assert "12/12" in captured.err and "replay" in captured.err
+    assert 24 == len(captured.out.splitlines()) and "\x1b[" not in captured.out

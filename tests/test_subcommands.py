@@ -38,6 +38,8 @@ USES: dict[str, tuple[list[str], str | None]] = {
     "report": (["report", COW, "-o", "{tmp}/report.html"], None),
     "slab": (["slab", SLAB], None),
     "plot": (["plot", BUDDY, "-o", "{tmp}/free.png"], None if importlib.util.find_spec("matplotlib") else "matplotlib"),
+    "new": (["new", "pressure"], None),
+    "scenarios": (["scenarios", str(SCENARIOS)], None),
 }
 
 
