@@ -1,24 +1,40 @@
 """The operations of the slab layer: caches, objects, kmalloc, and what /proc shows of them.
 
+::
+
+    {"op": "kmem_cache_create", "cache": "item", "size": 64, "align": 0, "ctor": false}
+                                                   -> {"ok": true, "cache": NAME}
+    {"op": "kmem_cache_alloc", "cache": "item", "cpu": 0}        -> {"addr": "0x..."} or {"error": "ENOMEM"}
+    {"op": "kmem_cache_free", "cache": "item", "addr": "0x..."}  -> {"ok": true}
+    {"op": "kmalloc", "size": 100, "cpu": 0}                     -> {"addr": "0x..."} or {"error": "ENOMEM"}
+    {"op": "kfree", "addr": "0x..."}                             -> {"ok": true}
+    {"op": "kmem_cache_shrink", "cache": "item"}                 -> {"ok": true}
+    {"op": "kmem_cache_destroy", "cache": "item"}                -> {"ok": true}
+    {"op": "kmem_write", "addr": "0x...", "value": "0x7"}        -> {"ok": true}
+    {"op": "kmem_read", "addr": "0x..."}                         -> {"value": "0x..."}
+    {"op": "slabinfo"}      -> {"slabinfo": [[name, active_objs, num_objs, objsize, objperslab,
+                                              pagesperslab, active_slabs, num_slabs], ...]}
+    {"op": "slab_meminfo"}  -> {"meminfo": {"Slab": kB, "SReclaimable": kB, "SUnreclaim": kB}}
+
 Object addresses are direct-map kernel addresses (``0xffff888000000000 +
-physical address``).  Results: ``{"addr": "0x..."}`` for an allocation (or
-``{"error": "ENOMEM"}``), ``{"ok": true}`` for a free, shrink or destroy,
-``{"ok": true, "cache": NAME}`` for a create (the cache it made, or the one
-it merged with), ``{"slabinfo": [[name, active_objs, num_objs, objsize,
-objperslab, pagesperslab, active_slabs, num_slabs], ...]}``, ``{"meminfo":
-{"Slab": kB, "SReclaimable": kB, "SUnreclaim": kB}}``.  Refused input (a
-double free, a free into the wrong cache, an unknown cache) is ``{"error":
-"EINVAL", "type": ERROR}`` with the error class's name, and changes nothing.
+physical address``).  The create names the cache it made, or the one it
+merged with.  Refused input (a double free, a free into the wrong cache, an
+unknown cache) is ``{"error": "EINVAL", "type": ERROR}`` with the error
+class's name, and changes nothing.
+
+Each op is a dataclass whose fields are its JSON keys: :class:`SlabOp`
+parses them with :data:`PARSERS` and writes them back, addresses and values
+in hex; a field with a default may be left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
 from lang.errors import ScenarioError
-from lang.scenario import Op, check_keys, parse_bool, parse_int, register, require
+from lang.scenario import Op, check_keys, parse_bool, parse_int, register
 
 MAX_SIZE_FIELD = 1 << 32
 
@@ -38,8 +54,41 @@ def parse_size(raw: object, where: str) -> int:
     return parse_int(raw, where, 0, MAX_SIZE_FIELD)
 
 
+PARSERS: dict[str, Callable[[object, str], Any]] = {
+    "cache": parse_name,
+    "size": parse_size,
+    "align": parse_size,
+    "ctor": parse_bool,
+    "cpu": parse_cpu,
+    "addr": parse_int,
+    "value": parse_int,
+}
+"""How each field of a slab op is read from JSON, by field name."""
+HEX_FIELDS = frozenset({"addr", "value"})
+"""Fields written back in hex."""
+
+
 class SlabOp(Op):
-    """Base of the slab layer's operations."""
+    """Base of the slab layer's operations: fields parsed by name with :data:`PARSERS`, defaults optional."""
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object], where: str) -> Op:
+        declared = fields(cls)  # type: ignore[arg-type]
+        check_keys(raw, where, [f.name for f in declared])
+        values: dict[str, Any] = {}
+        for f in declared:
+            if f.name in raw:
+                values[f.name] = PARSERS[f.name](raw[f.name], f"{where}.{f.name}")
+            elif f.default is MISSING:
+                raise ScenarioError(f"{where}.{f.name}", "missing")
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": self.name}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = hex(value) if f.name in HEX_FIELDS else value
+        return out
 
 
 @register
@@ -53,16 +102,6 @@ class KmemCacheCreate(SlabOp):
     ctor: bool = False
     name: ClassVar[str] = "kmem_cache_create"
 
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemCacheCreate:
-        check_keys(raw, where, ("cache", "size", "align", "ctor"))
-        align = parse_size(raw["align"], f"{where}.align") if "align" in raw else 0
-        ctor = parse_bool(raw["ctor"], f"{where}.ctor") if "ctor" in raw else False
-        return cls(require(raw, "cache", where, parse_name), require(raw, "size", where, parse_size), align, ctor)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.name, "cache": self.cache, "size": self.size, "align": self.align, "ctor": self.ctor}
-
 
 @register
 @dataclass(frozen=True, slots=True)
@@ -70,16 +109,8 @@ class KmemCacheAlloc(SlabOp):
     """Allocate an object of ``cache`` on ``cpu``."""
 
     cache: str
-    cpu: int = 0
+    cpu: int
     name: ClassVar[str] = "kmem_cache_alloc"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemCacheAlloc:
-        check_keys(raw, where, ("cache", "cpu"))
-        return cls(require(raw, "cache", where, parse_name), require(raw, "cpu", where, parse_cpu))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.name, "cache": self.cache, "cpu": self.cpu}
 
 
 @register
@@ -91,14 +122,6 @@ class KmemCacheFree(SlabOp):
     addr: int
     name: ClassVar[str] = "kmem_cache_free"
 
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemCacheFree:
-        check_keys(raw, where, ("cache", "addr"))
-        return cls(require(raw, "cache", where, parse_name), require(raw, "addr", where, parse_int))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.name, "cache": self.cache, "addr": hex(self.addr)}
-
 
 @register
 @dataclass(frozen=True, slots=True)
@@ -106,16 +129,8 @@ class Kmalloc(SlabOp):
     """Allocate ``size`` bytes on ``cpu`` from the kmalloc cache of its class."""
 
     size: int
-    cpu: int = 0
+    cpu: int
     name: ClassVar[str] = "kmalloc"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> Kmalloc:
-        check_keys(raw, where, ("size", "cpu"))
-        return cls(require(raw, "size", where, parse_size), require(raw, "cpu", where, parse_cpu))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.name, "size": self.size, "cpu": self.cpu}
 
 
 @register
@@ -126,14 +141,6 @@ class Kfree(SlabOp):
     addr: int
     name: ClassVar[str] = "kfree"
 
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> Kfree:
-        check_keys(raw, where, ("addr",))
-        return cls(require(raw, "addr", where, parse_int))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.name, "addr": hex(self.addr)}
-
 
 @register
 @dataclass(frozen=True, slots=True)
@@ -143,14 +150,6 @@ class KmemCacheShrink(SlabOp):
     cache: str
     name: ClassVar[str] = "kmem_cache_shrink"
 
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemCacheShrink:
-        check_keys(raw, where, ("cache",))
-        return cls(require(raw, "cache", where, parse_name))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.name, "cache": self.cache}
-
 
 @register
 @dataclass(frozen=True, slots=True)
@@ -159,14 +158,6 @@ class KmemCacheDestroy(SlabOp):
 
     cache: str
     name: ClassVar[str] = "kmem_cache_destroy"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemCacheDestroy:
-        check_keys(raw, where, ("cache",))
-        return cls(require(raw, "cache", where, parse_name))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.name, "cache": self.cache}
 
 
 @register
@@ -178,14 +169,6 @@ class KmemWrite(SlabOp):
     value: int
     name: ClassVar[str] = "kmem_write"
 
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemWrite:
-        check_keys(raw, where, ("addr", "value"))
-        return cls(require(raw, "addr", where, parse_int), require(raw, "value", where, parse_int))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.name, "addr": hex(self.addr), "value": hex(self.value)}
-
 
 @register
 @dataclass(frozen=True, slots=True)
@@ -195,14 +178,6 @@ class KmemRead(SlabOp):
     addr: int
     name: ClassVar[str] = "kmem_read"
 
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> KmemRead:
-        check_keys(raw, where, ("addr",))
-        return cls(require(raw, "addr", where, parse_int))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.name, "addr": hex(self.addr)}
-
 
 @register
 @dataclass(frozen=True, slots=True)
@@ -211,14 +186,6 @@ class SlabInfo(SlabOp):
 
     name: ClassVar[str] = "slabinfo"
 
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> SlabInfo:
-        check_keys(raw, where, ())
-        return cls()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.name}
-
 
 @register
 @dataclass(frozen=True, slots=True)
@@ -226,11 +193,3 @@ class MemInfo(SlabOp):
     """Read /proc/meminfo's Slab, SReclaimable and SUnreclaim lines (kB)."""
 
     name: ClassVar[str] = "slab_meminfo"
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, object], where: str) -> MemInfo:
-        check_keys(raw, where, ())
-        return cls()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"op": self.name}
