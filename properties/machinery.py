@@ -80,13 +80,13 @@ def history_free_generation() -> Iterator[None]:
     """
     pool: Any = Constants()
     cache: Any = providers.CONSTANTS_CACHE
-    original: Any = providers._get_local_constants  # noqa: SLF001 - the one switch for the local pool
+    original: Any = providers._get_local_constants
     cache.cache.clear()
-    providers._get_local_constants = lambda: pool  # noqa: SLF001
+    providers._get_local_constants = lambda: pool
     try:
         yield
     finally:
-        providers._get_local_constants = original  # noqa: SLF001
+        providers._get_local_constants = original
         cache.cache.clear()
 
 

@@ -63,7 +63,7 @@ class AllocStory:
 
 @dataclass(frozen=True, slots=True)
 class FreeStory:
-    """Where a freed object went: ``where`` is ``cpu slab``, ``partial``, ``to partial``, ``empty kept`` or
+    """Where a freed object went: ``where`` is ``cpu slab``, ``stays partial``, ``to partial``, ``empty kept`` or
     ``discarded``; ``cpu`` the CPU holding the slab, if any."""
 
     cache: str
@@ -116,7 +116,7 @@ def free_story(before: SlabState, after: SlabState, addr: int) -> FreeStory:
     elif slab.pfn not in cache.partial:
         where = "to partial"
     else:
-        where = "partial"
+        where = "stays partial"
     listed = slab.pfn in cache.partial
     return FreeStory(cache.name, addr, slab.pfn, slab.order, where, cpu, cache.geometry.min_partial, listed)
 
@@ -162,7 +162,7 @@ def free_text(story: FreeStory) -> str:
     head = f"{story.addr:#x} goes to the head of slab {story.slab:#x}'s freelist (__slab_free)"
     if story.where == "cpu slab":
         return f"{head}; the slab is cpu {story.cpu}'s (frozen), so no list changes"
-    if story.where == "partial":
+    if story.where == "stays partial":
         return f"{head}; the slab is on the partial list already and stays there"
     if story.where == "to partial":
         return f"{head}; the slab was full, on no list, so it goes on the node's partial list (add_partial)"
