@@ -206,6 +206,11 @@ class Slub:
             raise BadCacheName(f"cache name {name!r} must be 1..{MAX_NAME} letters, digits or _-.:")
         if name in self.names:
             raise DuplicateCache(f"a cache named {name!r} exists already: pick another name")
+        if any(s.name == name for s in self.caches):
+            raise DuplicateCache(
+                f"the cache {name!r} still exists under its aliases (the name was destroyed, the cache it named was "
+                "not): pick another name"
+            )
         if not 0 < size <= geometry.KMALLOC_MAX_CACHE_SIZE:
             raise BadObjectSize(f"object size {size} is out of range: allowed 1..{geometry.KMALLOC_MAX_CACHE_SIZE}")
         if align < 0 or align & (align - 1) or align > geometry.PAGE_SIZE:

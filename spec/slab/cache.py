@@ -247,11 +247,20 @@ MAX_CACHE_SIZE = geometry.KMALLOC_MAX_CACHE_SIZE
 
 def check_create(state: SlabState, name: str, size: int, align: int) -> None:
     """The arguments of ``kmem_cache_create``: a new, well-formed name, a size of 1..8192, an alignment of 0
-    or a power of two up to a page."""
+    or a power of two up to a page.
+
+    A destroyed name whose cache lives on through its aliases stays taken: caches are told apart by the name
+    they were made with (Linux keeps ``s->name`` and would make a second cache of the same name).
+    """
     if not 0 < len(name) <= MAX_NAME or not set(name) <= NAME_CHARS:
         raise BadCacheName(f"cache name {name!r} must be 1..{MAX_NAME} letters, digits or _-.:")
     if name in state.names:
         raise DuplicateCache(f"a cache named {name!r} exists already: pick another name")
+    if any(c.name == name for c in state.caches):
+        raise DuplicateCache(
+            f"the cache {name!r} still exists under its aliases (the name was destroyed, the cache it named was not): "
+            "pick another name"
+        )
     if not 0 < size <= MAX_CACHE_SIZE:
         raise BadObjectSize(f"object size {size} is out of range: allowed 1..{MAX_CACHE_SIZE}")
     if align < 0 or align & (align - 1) or align > geometry.PAGE_SIZE:
