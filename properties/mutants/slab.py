@@ -123,7 +123,7 @@ SLAB_MUTANTS = (
     ),
     Mutant(
         "slab-discard-at-min-partial-minus-one",
-        'the MIN_PARTIAL rule ("SLUB: Add MIN_PARTIAL", linux-mm, 27 April 2007) off by one: __slab_free\'s '
+        'the MIN_PARTIAL rule ("SLUB: Add MIN_PARTIAL", <20070427042908.476546262@sgi.com>) off by one: __slab_free\'s '
         "n->nr_partial >= s->min_partial "
         "tested against min_partial - 1, so an empty slab is discarded with fewer than min_partial kept",
         f"{REFINES}; empty slabs kept up to min_partial",
