@@ -183,7 +183,7 @@ def render(quiz: Quiz, answers: bool) -> list[str]:
     answer = solve(quiz)
     shape, g = answer.shape, answer.geometry
     ctor = "a constructor" if shape.ctor else "no constructor"
-    lines = echo(quiz, answers, len(answer.steps))
+    lines = echo(quiz, answers, len(answer.steps) - EXTRA)
     lines += [
         f"Part 1. kmem_cache_create(size={shape.size}, align={shape.align}, {ctor}) on {shape.cpus} CPU(s):",
         "x86-64, 4 KiB pages, no slab_debug, slub_max_order 3 (mm/slub.c calculate_sizes, calculate_order).",
