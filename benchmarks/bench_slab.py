@@ -8,10 +8,13 @@ same sequence of sizes, CPUs and victims (by position in the pool).  Filling
 the pool is not timed.
 
 Targets: the implementation's cost per pair flat within 1.5x from 10**3 to
-10**6 live objects (a free finds its slab through the frame, ``virt_to_slab``,
-not by a search), and at least 50x the spec's throughput at 10**3 live
-objects, the largest pool the spec runs: its free looks the slab up among all
-of them and every step copies the slab map, so its cost grows with the pool.
+10**6 live objects (a free finds its slab through its frame, ``virt_to_slab``,
+not by a search), and at least 10x the spec's throughput at 10**3 live
+objects, a size both sides run (the spec's free looks its slab up
+among all of them and every step copies the slab map, so its cost grows with
+the pool).  The implementation's free walks the slab's freelist to refuse a
+double free (``on_freelist``, what slab_debug=F does), so its cost grows with
+the free objects of the slab: sparse small pools are its slow case.
 :mod:`benchmarks.run` reports them (``nox -s bench``).
 """
 
