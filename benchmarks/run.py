@@ -6,6 +6,7 @@ Each row is measured in this run on the implementation and on the spec
 - translation: loads per second with TLB hits, with misses (a full 4-level
   walk) and with 5-level paging (:mod:`benchmarks.translation`);
 - buddy: alloc+free pairs per second (:mod:`benchmarks.bench_buddy`);
+- slab: kmalloc+kfree pairs per second, 10**3 to 10**6 live objects (:mod:`benchmarks.bench_slab`);
 - kernel: fork, COW faults, munmap of 512 pages, loads (:mod:`benchmarks.bench_kernel`);
 - shootdown: IPIs, INVLPGs and full flushes of a munmap against a broadcast
   (:mod:`benchmarks.bench_tlb`; counts, not timings);
@@ -32,9 +33,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from benchmarks import bench_buddy, bench_kernel, bench_tlb, harness, translation
+from benchmarks import bench_buddy, bench_kernel, bench_slab, bench_tlb, harness, translation
 from benchmarks.report import (
     Report,
     Row,
@@ -203,6 +205,62 @@ def buddy_family(plan: Plan, report: Report) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SlabPlan:
+    """How much the slab benchmark runs: live objects for the implementation and for the spec, pairs timed."""
+
+    impl_lives: tuple[int, ...]
+    spec_lives: tuple[int, ...]
+    impl_pairs: int
+    spec_pairs: int
+
+
+SLAB_FULL = SlabPlan((1_000, 30_000, 1_000_000), (300, 1_000, 3_000), 20_000, 500)
+SLAB_QUICK = SlabPlan((100, 300, 1_000), (30, 100, 300), 500, 50)
+SLAB_SEED = 20242
+SLAB_RATIO = 10.0
+
+
+def slab_family(plan: Plan, report: Report) -> None:
+    slab = SLAB_QUICK if plan is QUICK else SLAB_FULL
+    say(f"slab: kmalloc+kfree pairs, seed {SLAB_SEED}, live objects {sizes_text(slab.impl_lives)}")
+    work = bench_slab.Workload.make(SLAB_SEED, max(slab.impl_lives), max(slab.impl_pairs, slab.spec_pairs))
+    impl = [
+        bench_slab.best_of(plan.repeats, partial(bench_slab.run_impl, live, work, slab.impl_pairs))
+        for live in slab.impl_lives
+    ]
+    spec = [bench_slab.run_spec(live, work, slab.spec_pairs) for live in slab.spec_lives]
+    by_live = {m.live: m for m in spec}
+    common = max(set(slab.impl_lives) & set(slab.spec_lives))
+    for run in impl:
+        measure = f"kmalloc+kfree pairs/s, {sizes_text([run.live])} live objects"
+        other = by_live.get(run.live)
+        if other is None:
+            note = (
+                f"spec not run at this size: its cost grows with the pool; it runs up to {sizes_text([spec[-1].live])}"
+            )
+            report.rows.append(Row("slab", measure, "pairs/s", "impl-vs-spec", impl=run.pairs_per_second, note=note))
+            continue
+        row = compared("slab", measure, "pairs/s", run.pairs_per_second, other.pairs_per_second, rate=True)
+        if run.live == common:
+            row = at_least(row, "ratio", SLAB_RATIO, f"impl >= {SLAB_RATIO:.0f}x spec")
+        report.rows.append(row)
+    costs = tuple(m.microseconds_per_pair for m in impl)
+    spread = max(costs) / min(costs)
+    report.scalings.append(
+        Scaling(
+            "slab",
+            "us per kmalloc+kfree pair",
+            "live objects",
+            slab.impl_lives,
+            costs,
+            slab.spec_lives,
+            tuple(m.microseconds_per_pair for m in spec),
+            Target(f"impl cost per pair within {FLAT}x across sizes (is {spread:.2f}x)", spread, spread <= FLAT),
+        )
+    )
+
+
 def kernel_family(plan: Plan, report: Report) -> None:
     say("kernel: fork, COW faults, munmap, loads")
     # Small forks are timed more often (down to as many pages in all as the largest), being more easily disturbed.
@@ -326,6 +384,7 @@ def harness_family(plan: Plan, report: Report) -> None:
 FAMILIES = {
     "translation": translation_family,
     "buddy": buddy_family,
+    "slab": slab_family,
     "kernel": kernel_family,
     "shootdown": shootdown_family,
     "harness": harness_family,

@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-FAMILIES = {"translation", "buddy", "kernel", "shootdown", "harness"}
+FAMILIES = {"translation", "buddy", "slab", "kernel", "shootdown", "harness"}
 MACHINES = {"mmu", "buddy", "kernel", "smp"}
 
 
@@ -95,7 +95,7 @@ def test_the_rows_cover_what_the_issue_lists(report: dict[str, Any]) -> None:
 
 
 def test_scaling_has_three_sizes_and_the_growth_between_them(report: dict[str, Any]) -> None:
-    assert {"translation", "buddy", "fork"} == {s["family"] for s in report["scaling"]}
+    assert {"translation", "buddy", "slab", "fork"} == {s["family"] for s in report["scaling"]}
     for series in report["scaling"]:
         assert 3 == len(series["sizes"]) == len(series["impl"]) == len(series["spec"]), series
         assert series["sizes"] == sorted(set(series["sizes"]))
@@ -104,14 +104,15 @@ def test_scaling_has_three_sizes_and_the_growth_between_them(report: dict[str, A
 
 
 def test_targets_are_judged_and_counted(report: dict[str, Any]) -> None:
-    """Ten targets (translation and buddy ratios, buddy and fork scaling, four machines, two explorers), each judged."""
+    """Twelve targets (translation, buddy and slab ratios, buddy, slab and fork scaling, four machines, two
+    explorers), each judged."""
     judged = [r["target"] for r in report["rows"] if "target" in r] + [
         s["target"] for s in report["scaling"] if "target" in s
     ]
-    assert 10 == len(judged)
+    assert 12 == len(judged)
     assert all(isinstance(t["met"], bool) and t["wanted"] for t in judged)
     assert sum(t["met"] for t in judged) == report["targets"]["met"]
-    assert 10 == report["targets"]["met"] + report["targets"]["missed"]
+    assert 12 == report["targets"]["met"] + report["targets"]["missed"]
 
 
 def test_meta_records_the_run(report: dict[str, Any]) -> None:

@@ -17,8 +17,10 @@ from lang.errors import MMCheckError
 from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, SetCpu, WritePhys
 from lang.kernel_ops import KernelOp
 from lang.scenario import Op, Result, Scenario
+from lang.slab_ops import SlabOp
 from mmcheck.views.kernelstory import changes as kernel_changes
 from mmcheck.views.kernelstory import rule as kernel_rule
+from mmcheck.views.slabstory import slab_step
 from mmcheck.views.walkview import describe_walk
 from properties.abstraction import abstract_buddy, abstract_kernel
 from properties.drivers import Divergence, DivergenceError, Lockstep
@@ -192,7 +194,8 @@ def narrate(scenario: Scenario, lockstep: Lockstep | None = None) -> Iterator[St
         before = lockstep.spec.state
         kernel_before = lockstep.spec.kernel.kernel
         buddy_before = lockstep.spec.buddy
-        if isinstance(op, KernelOp):
+        slab_before = lockstep.spec.slab.state
+        if isinstance(op, KernelOp | SlabOp):
             story = []
         elif isinstance(op, AllocPages | FreePages | BuddyInfo):
             story = [narrate_buddy(op)]
@@ -227,9 +230,15 @@ def narrate(scenario: Scenario, lockstep: Lockstep | None = None) -> Iterator[St
             if kernel_before is None:
                 frames = ", ".join(f"{pfn:#x}" for pfn in kernel_after.boot)
                 lines.append(f"    the kernel boots first: frames {frames} (zero page, kernel page, kernel tables)")
+        slab_changed: list[str] = []
+        if isinstance(op, SlabOp):
+            step.rule, slab_changed = slab_step(lockstep, op, slab_before, result)
+            lines.append(f"[{index}] {step.rule}")
         lines.append(f"    result: {result}")
         changed: list[str] = []
-        if isinstance(op, KernelOp) and kernel_after is not None:
+        if isinstance(op, SlabOp):
+            changed = slab_changed
+        elif isinstance(op, KernelOp) and kernel_after is not None:
             changed = [f"    changed: {change}" for change in kernel_changes(kernel_before, kernel_after)]
         elif isinstance(op, AllocPages | FreePages):
             refused = lockstep.spec.buddy_error

@@ -70,7 +70,8 @@ SLAB_MUTANTS = (
     ),
     Mutant(
         "slab-empty-never-discarded",
-        "commit e95eed571e85 (SLUB: Add MIN_PARTIAL) keeps a bounded number of empty slabs and frees the rest; "
+        'the MIN_PARTIAL rule ("SLUB: Add MIN_PARTIAL", linux-mm, 27 April 2007, <20070427042908.476546262@sgi.com>) '
+        "keeps a bounded number of empty slabs and frees the rest; "
         "here discard_slab forgets the slab but never returns its pages to the buddy (a page leak)",
         f"{REFINES}; no leak: every allocated block is a slab page",
         "slab",
@@ -113,15 +114,17 @@ SLAB_MUTANTS = (
     ),
     Mutant(
         "slab-kmalloc-no-96-192",
-        "kmalloc_index as configured with KMALLOC_MIN_SIZE 128 (arm64's ARCH_DMA_MINALIGN, see commit "
-        "d4322d88f5fd), which has no 96 and 192 byte classes, used on x86-64: kmalloc(65..96) from kmalloc-128",
+        "kmalloc_index skips the 96 and 192 byte classes when KMALLOC_MIN_SIZE exceeds 32 and 64 "
+        "(include/linux/slab.h), as on arm64 before commit 4ab5f8ec7d71 (mm/slab: decouple ARCH_KMALLOC_MINALIGN "
+        "from ARCH_DMA_MINALIGN), where it was 128; here they are gone on x86-64: kmalloc(65..96) from kmalloc-128",
         f"{REFINES}; kmalloc uses kmalloc_index's class",
         "slab",
         Replace(impl.slab.geometry, "kmalloc_index", kmalloc_index_no_96),
     ),
     Mutant(
         "slab-discard-at-min-partial-minus-one",
-        "commit e95eed571e85 (SLUB: Add MIN_PARTIAL) off by one: __slab_free's n->nr_partial >= s->min_partial "
+        'the MIN_PARTIAL rule ("SLUB: Add MIN_PARTIAL", <20070427042908.476546262@sgi.com>) off by one: __slab_free\'s '
+        "n->nr_partial >= s->min_partial "
         "tested against min_partial - 1, so an empty slab is discarded with fewer than min_partial kept",
         f"{REFINES}; empty slabs kept up to min_partial",
         "slab",

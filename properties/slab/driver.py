@@ -23,22 +23,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from impl.slab.slub import Slub
+from lang import ops
 from lang.errors import ConfigError, NotModelled, SlabError, UnknownCpu
 from lang.scenario import Config, Result
-from lang.slab_ops import (
-    Kfree,
-    Kmalloc,
-    KmemCacheAlloc,
-    KmemCacheCreate,
-    KmemCacheDestroy,
-    KmemCacheFree,
-    KmemCacheShrink,
-    KmemRead,
-    KmemWrite,
-    MemInfo,
-    SlabInfo,
-    SlabOp,
-)
 from spec.alloc.buddy import BuddyState, OutOfMemory
 from spec.paging.physmem import PhysMemory
 from spec.slab import cache as spec_slab
@@ -80,7 +67,7 @@ class SpecSlabSide:
         return self.state
 
     def apply(
-        self, op: SlabOp, buddy: BuddyState, booted: bool, choice: AllocChoice = NO_CHOICE
+        self, op: ops.SlabOp, buddy: BuddyState, booted: bool, choice: AllocChoice = NO_CHOICE
     ) -> tuple[BuddyState, Result]:
         """Run ``op``; returns the new buddy state and the result."""
         state = self.ensure(booted)
@@ -93,36 +80,36 @@ class SpecSlabSide:
 
     @staticmethod
     def step(
-        state: SlabState, buddy: BuddyState, op: SlabOp, choice: AllocChoice
+        state: SlabState, buddy: BuddyState, op: ops.SlabOp, choice: AllocChoice
     ) -> tuple[SlabState, BuddyState, Result]:
-        if isinstance(op, KmemCacheCreate):
+        if isinstance(op, ops.KmemCacheCreate):
             state, real = spec_slab.create(state, op.cache, op.size, op.align, op.ctor)
             return state, buddy, {"ok": True, "cache": real}
-        if isinstance(op, KmemCacheAlloc):
+        if isinstance(op, ops.KmemCacheAlloc):
             state, buddy, addr = spec_slab.alloc(state, buddy, op.cache, op.cpu, choice)
             return state, buddy, addr_result(addr)
-        if isinstance(op, Kmalloc):
+        if isinstance(op, ops.Kmalloc):
             state, buddy, addr = spec_slab.kmalloc(state, buddy, op.size, op.cpu, choice)
             return state, buddy, addr_result(addr)
-        if isinstance(op, KmemCacheFree | Kfree):
-            name = op.cache if isinstance(op, KmemCacheFree) else None
+        if isinstance(op, ops.KmemCacheFree | ops.Kfree):
+            name = op.cache if isinstance(op, ops.KmemCacheFree) else None
             state, buddy = spec_slab.free(state, buddy, name, op.addr)
             return state, buddy, OK
-        if isinstance(op, KmemCacheShrink):
+        if isinstance(op, ops.KmemCacheShrink):
             state, buddy = spec_slab.shrink(state, buddy, op.cache)
             return state, buddy, OK
-        if isinstance(op, KmemCacheDestroy):
+        if isinstance(op, ops.KmemCacheDestroy):
             state, buddy = spec_slab.destroy(state, buddy, op.cache)
             return state, buddy, OK
-        if isinstance(op, KmemWrite):
+        if isinstance(op, ops.KmemWrite):
             return spec_slab.write_word(state, op.addr, op.value), buddy, OK
-        if isinstance(op, KmemRead):
+        if isinstance(op, ops.KmemRead):
             value = spec_slab.read_word(state, op.addr)
             return state, buddy, {"value": None if value is None else hex(value)}
-        if isinstance(op, SlabInfo):
+        if isinstance(op, ops.SlabInfo):
             rows = [list(_row(r)) for r in spec_slab.slabinfo(state)]
             return state, buddy, {"slabinfo": rows}
-        assert isinstance(op, MemInfo)
+        assert isinstance(op, ops.MemInfo)
         return state, buddy, {"meminfo": spec_slab.meminfo(state)}
 
 
@@ -171,7 +158,7 @@ class ImplSlabSide:
             )
         return self.slub
 
-    def apply(self, op: SlabOp, buddy: BuddyAllocator, mem: PhysMem, booted: bool) -> Result:
+    def apply(self, op: ops.SlabOp, buddy: BuddyAllocator, mem: PhysMem, booted: bool) -> Result:
         slub = self.ensure(buddy, mem, booted)
         slub.last_choice = (None, None, None)
         try:
@@ -180,30 +167,30 @@ class ImplSlabSide:
             return refused(exc)
 
     @staticmethod
-    def step(slub: Slub, op: SlabOp) -> Result:
-        if isinstance(op, KmemCacheCreate):
+    def step(slub: Slub, op: ops.SlabOp) -> Result:
+        if isinstance(op, ops.KmemCacheCreate):
             return {"ok": True, "cache": slub.create(op.cache, op.size, op.align, op.ctor)}
-        if isinstance(op, KmemCacheAlloc):
+        if isinstance(op, ops.KmemCacheAlloc):
             return addr_result(slub.alloc(op.cache, op.cpu))
-        if isinstance(op, Kmalloc):
+        if isinstance(op, ops.Kmalloc):
             return addr_result(slub.kmalloc(op.size, op.cpu))
-        if isinstance(op, KmemCacheFree | Kfree):
-            slub.free(op.cache if isinstance(op, KmemCacheFree) else None, op.addr)
+        if isinstance(op, ops.KmemCacheFree | ops.Kfree):
+            slub.free(op.cache if isinstance(op, ops.KmemCacheFree) else None, op.addr)
             return OK
-        if isinstance(op, KmemCacheShrink):
+        if isinstance(op, ops.KmemCacheShrink):
             slub.shrink(op.cache)
             return OK
-        if isinstance(op, KmemCacheDestroy):
+        if isinstance(op, ops.KmemCacheDestroy):
             slub.destroy(op.cache)
             return OK
-        if isinstance(op, KmemWrite):
+        if isinstance(op, ops.KmemWrite):
             slub.write_word(op.addr, op.value)
             return OK
-        if isinstance(op, KmemRead):
+        if isinstance(op, ops.KmemRead):
             return {"value": hex(slub.read_word(op.addr))}
-        if isinstance(op, SlabInfo):
+        if isinstance(op, ops.SlabInfo):
             return {"slabinfo": parse_slabinfo(slub.slabinfo())}
-        assert isinstance(op, MemInfo)
+        assert isinstance(op, ops.MemInfo)
         return {"meminfo": parse_meminfo(slub.meminfo())}
 
     def choice(self) -> AllocChoice:

@@ -1,0 +1,129 @@
+"""kmalloc+kfree pairs per second of the SLUB implementation and the spec, with 10**3 to 10**6 live objects.
+
+The workload is seeded and the same for both sides: a pool of live objects
+is filled first (kmalloc of sizes weighted towards the small classes, on two
+CPUs), then each pair kmallocs one more object and kfrees a random live one.
+The spec takes its least choices, the implementation its own; both run the
+same sequence of sizes, CPUs and victims (by position in the pool).  Filling
+the pool is not timed.
+
+Targets: the implementation's cost per pair flat within 1.5x from 10**3 to
+10**6 live objects (a free finds its slab through its frame, ``virt_to_slab``,
+not by a search), and at least 10x the spec's throughput at 10**3 live
+objects, a size both sides run (the spec's free looks its slab up
+among all of them and every step copies the slab map, so its cost grows with
+the pool).  The implementation's free walks the slab's freelist to refuse a
+double free (``on_freelist``, what slab_debug=F does), so its cost grows with
+the free objects of the slab: sparse small pools are its slow case.
+:mod:`benchmarks.run` reports them (``nox -s bench``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from impl.alloc.buddy import BuddyAllocator
+from impl.paging.physmem import PhysMem
+from impl.slab.slub import Slub
+from spec.alloc import buddy as spec_buddy
+from spec.alloc.buddy import OutOfMemory
+from spec.slab import cache as spec_slab
+
+SIZE_WEIGHTS = {8: 10.0, 16: 12.0, 32: 14.0, 64: 14.0, 96: 8.0, 128: 10.0, 192: 6.0, 256: 8.0, 512: 5.0, 1024: 3.0}
+CPUS = 2
+MAX_ORDER = 10
+MEAN_SIZE = sum(s * w for s, w in SIZE_WEIGHTS.items()) / sum(SIZE_WEIGHTS.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """Sizes to kmalloc with their CPUs, and for each pair which live object to kfree (a fraction of the pool)."""
+
+    seed: int
+    sizes: tuple[int, ...]
+    cpus: tuple[int, ...]
+    victims: tuple[float, ...]
+
+    @classmethod
+    def make(cls, seed: int, live: int, pairs: int) -> Workload:
+        rng = random.Random(seed)
+        count = live + pairs
+        sizes = tuple(rng.choices(list(SIZE_WEIGHTS), weights=list(SIZE_WEIGHTS.values()), k=count))
+        return cls(
+            seed, sizes, tuple(rng.randrange(CPUS) for _ in range(count)), tuple(rng.random() for _ in range(pairs))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    side: str
+    live: int
+    pairs: int
+    seconds: float
+
+    @property
+    def pairs_per_second(self) -> float:
+        return self.pairs / self.seconds
+
+    @property
+    def microseconds_per_pair(self) -> float:
+        return 1e6 * self.seconds / self.pairs
+
+
+def frames_for(live: int) -> int:
+    """Enough frames for ``live`` objects of the workload's sizes, half slabs' worth of slack, and the largest
+    slabs: a power of two."""
+    need = int(2 * live * MEAN_SIZE / 4096) + 64 * 8 * len(SIZE_WEIGHTS)
+    return 1 << need.bit_length()
+
+
+def swap_out(live: list[int], fraction: float) -> int:
+    """Remove and return the live object at ``fraction`` of the pool (swapped with the last first)."""
+    k = int(fraction * len(live))
+    live[k], live[-1] = live[-1], live[k]
+    return live.pop()
+
+
+def run_impl(live_count: int, work: Workload, pairs: int) -> Measurement:
+    """Fill the pool, then time ``pairs`` kmalloc+kfree pairs on :class:`impl.slab.slub.Slub`."""
+    frames = frames_for(live_count)
+    slub = Slub(BuddyAllocator(frames, MAX_ORDER), PhysMem(frames), CPUS)
+    kmalloc, kfree = slub.kmalloc, slub.free
+    live = []
+    for size, cpu in zip(work.sizes[:live_count], work.cpus, strict=False):
+        addr = kmalloc(size, cpu)
+        assert addr is not None, "the pool fits the frames"
+        live.append(addr)
+    start = time.perf_counter()
+    for i in range(pairs):
+        addr = kmalloc(work.sizes[live_count + i], work.cpus[live_count + i])
+        assert addr is not None
+        live.append(addr)
+        kfree(None, swap_out(live, work.victims[i]))
+    return Measurement("impl", live_count, pairs, time.perf_counter() - start)
+
+
+def run_spec(live_count: int, work: Workload, pairs: int) -> Measurement:
+    """The same workload on the pure spec (:func:`spec.slab.cache.kmalloc` and :func:`spec.slab.cache.free`)."""
+    frames = frames_for(live_count)
+    state, buddy = spec_slab.initial(CPUS), spec_buddy.initial(frames, MAX_ORDER)
+    live = []
+    for size, cpu in zip(work.sizes[:live_count], work.cpus, strict=False):
+        state, buddy, addr = spec_slab.kmalloc(state, buddy, size, cpu)
+        assert not isinstance(addr, OutOfMemory)
+        live.append(addr)
+    start = time.perf_counter()
+    for i in range(pairs):
+        state, buddy, addr = spec_slab.kmalloc(state, buddy, work.sizes[live_count + i], work.cpus[live_count + i])
+        assert not isinstance(addr, OutOfMemory)
+        live.append(addr)
+        state, buddy = spec_slab.free(state, buddy, None, swap_out(live, work.victims[i]))
+    return Measurement("spec", live_count, pairs, time.perf_counter() - start)
+
+
+def best_of(repeats: int, run: Callable[[], Measurement]) -> Measurement:
+    """The fastest of ``repeats`` runs (the least disturbed by other work on the machine)."""
+    return min((run() for _ in range(repeats)), key=lambda m: m.seconds)
