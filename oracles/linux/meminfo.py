@@ -142,7 +142,8 @@ def sample(before: Mapping[str, int], zones: Sequence[Zone], after: Mapping[str,
     """The models' MemAvailable from the first meminfo read and the zones; the tolerance from the second read."""
     pages = {key: before[key] // 4 for key in INPUTS}
     moved = sum(abs(after[key] - before[key]) // 4 for key in INPUTS)
-    free, file_lru, reclaimable = pages["MemFree"], pages["Active(file)"] + pages["Inactive(file)"], pages["KReclaimable"]
+    free, reclaimable = pages["MemFree"], pages["KReclaimable"]
+    file_lru = pages["Active(file)"] + pages["Inactive(file)"]
     reserve, low = total_reserve(zones), sum(z.low for z in zones)
     models = {name: fn(free, reserve, file_lru, reclaimable, low) for name, fn in MODELS.items()}
     return Sample(free, reserve, file_lru, reclaimable, low, pages["MemAvailable"], models, moved)
