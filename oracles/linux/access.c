@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <ucontext.h>
 
 static sigjmp_buf landing;
@@ -57,16 +58,44 @@ static void copy_info(int64_t *info)
 		info[i] = fault_info[i];
 }
 
-/* Returns 0 and the word in *value, or the signal number with info[] = {sig, si_code, si_addr, error code}. */
+/*
+ * The process's minor and major fault counts (getrusage: the task's min_flt
+ * and maj_flt, counted by mm/memory.c mm_account_fault), taken right before
+ * and right after the access so that no fault of the Python worker itself
+ * falls in between: info[4] and info[5] get the access's own faults.
+ */
+static struct rusage before_access;
+
+static void faults_before(void)
+{
+	getrusage(RUSAGE_SELF, &before_access);
+}
+
+static void faults_after(int64_t *info)
+{
+	struct rusage now;
+
+	getrusage(RUSAGE_SELF, &now);
+	info[4] = now.ru_minflt - before_access.ru_minflt;
+	info[5] = now.ru_majflt - before_access.ru_majflt;
+}
+
+/*
+ * Returns 0 and the word in *value, or the signal number with info[] = {sig, si_code, si_addr, error code};
+ * either way info[4], info[5] = the minor and major faults the access took.
+ */
 int mmc_load(uint64_t address, uint64_t *value, int64_t *info)
 {
 	if (sigsetjmp(landing, 1)) {
+		faults_after(info);
 		copy_info(info);
 		return (int)info[0];
 	}
+	faults_before();
 	armed = 1;
 	uint64_t word = *(volatile uint64_t *)(uintptr_t)address;
 	armed = 0;
+	faults_after(info);
 	*value = word;
 	return 0;
 }
@@ -74,11 +103,14 @@ int mmc_load(uint64_t address, uint64_t *value, int64_t *info)
 int mmc_store(uint64_t address, uint64_t value, int64_t *info)
 {
 	if (sigsetjmp(landing, 1)) {
+		faults_after(info);
 		copy_info(info);
 		return (int)info[0];
 	}
+	faults_before();
 	armed = 1;
 	*(volatile uint64_t *)(uintptr_t)address = value;
 	armed = 0;
+	faults_after(info);
 	return 0;
 }
