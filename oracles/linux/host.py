@@ -39,7 +39,11 @@ MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
 MAP_FIXED_NOREPLACE = 0x100000
 MAP_HUGETLB = 0x40000
 MADV_RANDOM, MADV_DONTNEED, MADV_NOHUGEPAGE, MADV_COLD, MADV_PAGEOUT = 1, 4, 15, 20, 21
-ADVICE = {"dontneed": MADV_DONTNEED, "cold": MADV_COLD, "pageout": MADV_PAGEOUT}  # include/uapi/asm-generic/mman-common.h
+ADVICE = {
+    "dontneed": MADV_DONTNEED,
+    "cold": MADV_COLD,
+    "pageout": MADV_PAGEOUT,
+}  # include/uapi/asm-generic/mman-common.h
 MS_SYNC = 4
 MAP_FAILED = (1 << 64) - 1
 

@@ -409,4 +409,3 @@ def run(scenario: Scenario, models: Sequence[str] = MODELS) -> PressureVerdict:
 
 def pressure_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.json"))
-
