@@ -142,6 +142,9 @@ class PressureRun(LinuxRun):
         self.fds: dict[str, int] = {}
         self.lib = libc()
 
+    def __enter__(self) -> PressureRun:
+        return self
+
     def close(self) -> None:
         super().close()
         for fd in self.fds.values():

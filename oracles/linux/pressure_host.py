@@ -23,8 +23,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
+import time
 import shutil
 import subprocess
 import tempfile
@@ -143,14 +143,25 @@ class PressureHost:
     def close(self) -> None:
         """Undo what :meth:`setup` did: the cgroup (its processes must be gone), swap, page-cluster, the folder."""
         if self.cgroup.exists():
-            with contextlib.suppress(OSError):
-                self.cgroup.rmdir()
+            self.remove_cgroup()
         if self.swap_on:
             self.swapoff()
         if self.page_cluster is not None:
             PAGE_CLUSTER.write_text(self.page_cluster)
             self.page_cluster = None
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def remove_cgroup(self) -> None:
+        """rmdir the cgroup once the workers killed a moment ago have left it (a dying task stays a while)."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.cgroup.rmdir()
+                return
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    raise OracleError(f"cannot remove the cgroup {self.cgroup}: {exc}") from exc
+                time.sleep(0.01)
 
     def file_path(self, name: str) -> str:
         return str(self.folder / f"file-{name}")
