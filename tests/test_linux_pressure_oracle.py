@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from dependencies import requires
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 
 from lang.errors import OracleUnsupported
 from lang.scenario import OP_TYPES, Scenario, load
@@ -35,6 +35,7 @@ needs_proc = requires("/proc/zoneinfo", None if Path("/proc/zoneinfo").exists() 
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 PRESSURE = SCENARIOS / "linux-pressure"
+ABSTRACTIONS = SCENARIOS / "linux-pressure-abstractions"
 DOC = Path(__file__).parent.parent / "docs" / "linux-oracle.md"
 GENERATED = int(os.environ.get("MMCHECK_LINUX_SCENARIOS", "5"))
 AGREED: Counter[str] = Counter()
@@ -87,10 +88,14 @@ def test_pressure_scenario_file_agrees_with_the_kernel(path: Path) -> None:
 
 @needs_pressure
 @pytest.mark.linux
-@settings(max_examples=GENERATED, deadline=None)
+@settings(max_examples=GENERATED, deadline=None, phases=(Phase.explicit, Phase.generate))
 @given(pressure_scenarios())
 def test_generated_pressure_scenarios_agree_with_the_kernel(scenario: Scenario) -> None:
-    """Generated pressure scenarios agree with the kernel as the scenario files do."""
+    """Generated pressure scenarios agree with the kernel as the scenario files do.
+
+    No shrinking: each live run takes a fraction of a second and sets up a swap file; the first failing
+    scenario is saved with its disagreement, and ``mmcheck oracle pressure`` replays it.
+    """
     check(scenario)
 
 
@@ -102,10 +107,27 @@ def test_swap_cache_after_pageout_still_shows() -> None:
     assert verdict.abstractions["impl"]["swap-cache-after-pageout"] > 0
 
 
+@needs_pressure
+@pytest.mark.parametrize("path", sorted(ABSTRACTIONS.glob("*.json")), ids=lambda p: p.stem)
+def test_pressure_abstraction_scenario_still_shows(path: Path) -> None:
+    """Each abstraction scenario differs from the kernel first at the recorded op, in the recorded quantities
+    (and at most those the file says timing may add)."""
+    scenario = load(path)
+    verdict = pressure.run(scenario)
+    first = scenario.extra["first_disagreement"]
+    assert {"spec", "impl"} == {model for _, model, _ in verdict.disagreements}
+    allowed = set(first["differs_in"]) | set(first.get("may_also_differ_in", ()))
+    for index, _, what in verdict.disagreements:
+        assert index == first["op"]
+        assert set(first["differs_in"]) <= set(what) <= allowed, what
+    assert all(verdict.agreed[m]["contents"] == verdict.compared[m]["contents"] for m in pressure.MODELS)
+
+
 def test_every_pressure_abstraction_is_documented() -> None:
-    """Each abstraction the pressure oracle recognises has a section in docs/linux-oracle.md."""
+    """Each abstraction the pressure oracle recognises, and each abstraction scenario, has a section in
+    docs/linux-oracle.md."""
     doc = DOC.read_text()
-    for name in pressure.ABSTRACTIONS:
+    for name in [*pressure.ABSTRACTIONS, *(p.stem for p in ABSTRACTIONS.glob("*.json"))]:
         assert f"`{name}`" in doc, name
 
 

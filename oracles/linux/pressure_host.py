@@ -16,6 +16,15 @@
   then reads only its own slot (mm/swap_state.c ``swapin_readahead``: the
   window is ``1 << page_cluster`` slots for both the cluster and the VMA-based
   readahead), as the model does; restored afterwards.
+- The driver, and with it every worker it forks, runs on one CPU for the run
+  (``sched_setaffinity``; the driver's affinity is restored afterwards).  A
+  page just faulted in, or read into the page cache, waits in the CPU's
+  ``lru_add`` batch before it is on an LRU list; ``MADV_PAGEOUT`` drains only
+  the calling CPU's batch (mm/madvise.c ``madvise_pageout`` ->
+  ``lru_add_drain``) and skips a folio it cannot isolate from the LRU
+  (``madvise_cold_or_pageout_pte_range``: ``folio_isolate_lru``), so a page
+  faulted on another CPU would escape it.  On one CPU every such batch is the
+  one drained.
 - The files of a scenario are real files in the same folder, on disk: their
   pages are file-backed page cache (not shmem, which is swap-backed), as the
   model's files are.
@@ -103,6 +112,7 @@ class PressureHost:
         self.cgroup = (V1 if self.kind == "v1" else V2) / self.folder.name
         self.swap_on = False
         self.page_cluster: str | None = None
+        self.affinity: set[int] | None = None
 
     def __enter__(self) -> PressureHost:
         try:
@@ -123,6 +133,8 @@ class PressureHost:
         self.swap_on = True
         self.page_cluster = PAGE_CLUSTER.read_text().strip()
         PAGE_CLUSTER.write_text("0")
+        self.affinity = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(self.affinity)})
         if self.kind == "v2":
             control = V2 / "cgroup.subtree_control"
             if "memory" not in control.read_text().split():
@@ -149,6 +161,9 @@ class PressureHost:
         if self.page_cluster is not None:
             PAGE_CLUSTER.write_text(self.page_cluster)
             self.page_cluster = None
+        if self.affinity is not None:
+            os.sched_setaffinity(0, self.affinity)
+            self.affinity = None
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def remove_cgroup(self) -> None:

@@ -9,7 +9,9 @@ stays inside the VMA), so what is present does not depend on
 ``fault_around_bytes``.  Then loads, stores, ``madvise`` (pageout, cold,
 dontneed) over a slot, ``pread``/``pwrite``, ``fsync``, ``msync``,
 ``truncate``, ``status``, ``pagemap``, and at most one ``swapoff`` near the
-end.  Every scenario is valid input, and the model never runs out of frames
+end.  A shared anonymous slot gets ``cold`` where another would get
+``pageout``: the model does not reclaim shmem (the documented abstraction
+``shmem-pageout``).  Every scenario is valid input, and the model never runs out of frames
 or swap slots (its config has plenty), so any difference is one of behaviour.
 """
 
@@ -42,6 +44,7 @@ def pressure_scenarios(draw: st.DrawFn, max_steps: int = 16) -> Scenario:
         program.append(pops.FileCreate(name, pages, tuple(sorted((8 * w, v) for w, v in words.items()))))
     live, current, swap_on = [1], 1, True
     mapped: dict[int, int] = {}  # slot -> pages mapped there
+    shmem: set[int] = set()  # slots holding a shared anonymous mapping
     for _ in range(draw(st.integers(4, max_steps))):
         kind = draw(
             st.sampled_from(
@@ -60,10 +63,15 @@ def pressure_scenarios(draw: st.DrawFn, max_steps: int = 16) -> Scenario:
                 offset = draw(st.integers(0, FILES[name] - 1))
                 program.append(pops.MmapFile(pid, slot_va(slot), 1, prot, name, shared, offset))
                 mapped[slot] = 1
+                shmem.discard(slot)
             else:
                 pages = 1 if shape == "shared" else draw(st.integers(1, 3))
                 program.append(ops.Mmap(pid, slot_va(slot), pages, "rw-", shape == "shared"))
                 mapped[slot] = pages
+                if shape == "shared":
+                    shmem.add(slot)
+                else:
+                    shmem.discard(slot)
         elif kind == "access":
             slot = draw(st.sampled_from(sorted(mapped)))
             va = slot_va(slot, draw(st.integers(0, mapped[slot] - 1))) + 8 * draw(st.integers(0, 3))
@@ -74,6 +82,8 @@ def pressure_scenarios(draw: st.DrawFn, max_steps: int = 16) -> Scenario:
         elif kind == "madvise":
             slot = draw(st.sampled_from(sorted(mapped)))
             advice = draw(st.sampled_from(["pageout", "pageout", "pageout", "cold", "dontneed"]))
+            if advice == "pageout" and slot in shmem:
+                advice = "cold"  # the model does not reclaim shmem: docs/linux-oracle.md, shmem-pageout
             program.append(ops.Madvise(pid, slot_va(slot), mapped[slot], advice))
         elif kind == "file":
             name = draw(st.sampled_from(sorted(FILES)))
