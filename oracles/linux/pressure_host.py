@@ -33,10 +33,10 @@
 from __future__ import annotations
 
 import os
-import time
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 

@@ -48,8 +48,8 @@ def pressure_scenarios(draw: st.DrawFn, max_steps: int = 16) -> Scenario:
     for _ in range(draw(st.integers(4, max_steps))):
         kind = draw(
             st.sampled_from(
-                ["map", "map", "map", "access", "access", "access", "access", "access", "madvise", "madvise"]
-                + ["file", "status", "pagemap", "fork", "switch", "swapoff"]
+                [*["map"] * 3, *["access"] * 5, *["madvise"] * 2, "file", "status", "pagemap", "fork"]
+                + ["switch", "swapoff"]
             )
         )
         pid = current
