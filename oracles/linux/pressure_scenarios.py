@@ -29,6 +29,8 @@ SLOTS = 6  # slot n starts at BASE + 4 pages * n
 SLOT_PAGES = 4
 FILES = {"a": 3, "b": 2}
 CONFIG = Config(frames=512, cpus=1, swap=32)
+# What each step does, weighted by repetition.
+KINDS = ("map",) * 3 + ("access",) * 5 + ("madvise",) * 2 + ("file", "status", "pagemap", "fork", "switch", "swapoff")
 
 
 def slot_va(slot: int, page: int = 0) -> int:
@@ -46,12 +48,7 @@ def pressure_scenarios(draw: st.DrawFn, max_steps: int = 16) -> Scenario:
     mapped: dict[int, int] = {}  # slot -> pages mapped there
     shmem: set[int] = set()  # slots holding a shared anonymous mapping
     for _ in range(draw(st.integers(4, max_steps))):
-        kind = draw(
-            st.sampled_from(
-                [*["map"] * 3, *["access"] * 5, *["madvise"] * 2, "file", "status", "pagemap", "fork"]
-                + ["switch", "swapoff"]
-            )
-        )
+        kind = draw(st.sampled_from(KINDS))
         pid = current
         if kind == "map" or not mapped:
             slot = draw(st.integers(0, SLOTS - 1))
