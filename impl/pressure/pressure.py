@@ -567,8 +567,18 @@ class Pressure:
         return OK
 
     def mmap_file(
-        self, pid: int, va: int, pages: int, rwx: tuple[bool, bool, bool], shared: bool, name: str, offset: int
+        self,
+        pid: int,
+        va: int,
+        pages: int,
+        rwx: tuple[bool, bool, bool],
+        shared: bool,
+        name: str,
+        offset: int,
+        flush: Flush,
     ) -> Result:
+        """``mmap`` of a file over ``va``: what was mapped there is unmapped first, with every TLB flushed if a page
+        was (``do_vmi_munmap`` -> ``tlb_finish_mmu``)."""
         k = self.k
         f = self.file(name)
         proc = k.proc(pid)
@@ -578,7 +588,10 @@ class Pressure:
         lo = va >> 12
         if proc.vmas.split_refused(lo) or proc.vmas.split_refused(lo + pages) or not 0 <= offset <= MAX_FILE_PAGES:
             return {"error": "EINVAL"}
+        mapped = any(not is_swap(entry) for _, _, entry in k.user_ptes(proc, lo, lo + pages))
         k._unmap(proc, lo, lo + pages)
+        if mapped:
+            flush()
         if shared:
             k.obj_users[f.obj] += 1
         proc.vmas.insert(Vma(lo, lo + pages, rwx, shared, f.obj, offset))
