@@ -26,7 +26,7 @@ from lang.scenario import OP_TYPES, Scenario, load
 from mmcheck.cli import main
 from oracles.linux import meminfo, pressure
 from oracles.linux.pressure_host import unavailable_pressure
-from oracles.linux.pressure_scenarios import pressure_scenarios
+from oracles.linux.pressure_scenarios import over_limit, pressure_scenarios
 from properties.recording import save_counterexample
 
 UNAVAILABLE = unavailable_pressure()
@@ -114,6 +114,22 @@ def test_generated_pressure_scenarios_agree_with_the_kernel(scenario: Scenario) 
     scenario is saved with its disagreement, and ``mmcheck oracle pressure`` replays it.
     """
     check(scenario)
+
+
+@needs_pressure
+@pytest.mark.slow
+def test_contents_stay_exact_under_the_cgroup_limit() -> None:
+    """512 pages stored under a 1 MiB limit: the kernel reclaims on its own (VmSwap > 0), and so does the model
+    (320 frames); every load returns what was stored and each side holds every page in memory or in swap."""
+    scenario = over_limit()
+    verdict = pressure.run(scenario, limit=1 << 20)
+    assert not verdict.disagreements, "\n".join(verdict.describe(*d) for d in verdict.disagreements)
+    after_stores = verdict.steps[3 + 512].results
+    assert after_stores["linux"]["VmSwap"] > 0, "the limit did not make the kernel reclaim"
+    assert after_stores["spec"]["VmSwap"] > 0, "the model did not reclaim"
+    for model in pressure.MODELS:
+        assert verdict.agreed[model]["contents"] == verdict.compared[model]["contents"] == 512
+        assert verdict.agreed[model]["VmRSS+VmSwap"] == verdict.compared[model]["VmRSS+VmSwap"]
 
 
 @needs_pressure

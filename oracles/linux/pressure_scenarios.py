@@ -113,3 +113,18 @@ def pressure_scenarios(draw: st.DrawFn, max_steps: int = 16) -> Scenario:
             swap_on = False
     program.extend(pops.StatusOp(p) for p in live)
     return Scenario(CONFIG, tuple(program))
+
+
+def over_limit(pages: int = 512, frames: int = 320) -> Scenario:
+    """One process stores a distinct value in each of ``pages`` pages, then loads every one back, then ``status``.
+
+    Run under a cgroup limit below ``pages`` pages (``oracles.linux.pressure.run`` ``limit``) the kernel must
+    reclaim on its own, and with ``frames`` below ``pages`` so must the model (direct reclaim): every load must
+    still return what was stored, and each side must hold every page in memory or in swap.
+    """
+    program: list[Op] = [ops.Spawn(), ops.Switch(0, 1), ops.Mmap(1, BASE, pages, "rw-")]
+    program += [ops.Store(0, BASE + i * PAGE, i + 1) for i in range(pages)]
+    program += [pops.StatusOp(1)]
+    program += [ops.Load(0, BASE + i * PAGE) for i in range(pages)]
+    program += [pops.StatusOp(1)]
+    return Scenario(Config(frames=frames, cpus=1, swap=2 * pages), tuple(program))
