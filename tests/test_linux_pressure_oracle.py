@@ -258,3 +258,21 @@ def test_cli_exits_2_without_cgroups(monkeypatch: pytest.MonkeyPatch, capsys: py
     monkeypatch.setattr(host, "unavailable_pressure", lambda: "no memory cgroup")
     assert 2 == main(["oracle", "pressure"])
     assert "no memory cgroup" in capsys.readouterr().err
+
+
+def test_cgroup_v2_is_the_fallback_when_v1_is_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """v1 when /sys/fs/cgroup/memory has limit_in_bytes; else v2 when the memory controller is listed; else none."""
+    import oracles.linux.pressure_host as host
+
+    v1, v2 = tmp_path / "memory", tmp_path / "unified"
+    v1.mkdir()
+    v2.mkdir()
+    monkeypatch.setattr(host, "V1", v1)
+    monkeypatch.setattr(host, "V2", v2)
+    assert host.cgroup_kind() is None
+    (v2 / "cgroup.controllers").write_text("cpuset cpu io pids\n")
+    assert host.cgroup_kind() is None
+    (v2 / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    assert host.cgroup_kind() == "v2"
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert host.cgroup_kind() == "v1"
