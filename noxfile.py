@@ -163,17 +163,19 @@ def mutants(session: nox.Session) -> None:
 
 @nox.session
 def linux(session: nox.Session) -> None:
-    """Spec and impl against the live Linux kernel: COW, the zero page, pagemap and smaps (needs root and gcc).
+    """Spec and impl against the live Linux kernel: COW, the zero page, pagemap and smaps (needs root and gcc);
+    memory pressure in a memory cgroup with a swap file, and MemAvailable against si_mem_available.
 
     ``MMCHECK_LINUX_SCENARIOS`` (default 300) sets how many generated
-    scenarios run; the scenario files under tests/scenarios/ run as well.
+    scenarios run, of each kind; the scenario files under tests/scenarios/ run as well.
     """
     session.install("-c", CONSTRAINTS, "-e", ".[check]")
     env = {
         "MMCHECK_LINUX_SCENARIOS": os.environ.get("MMCHECK_LINUX_SCENARIOS", "300"),
         "MMCHECK_PROFILE": os.environ.get("MMCHECK_PROFILE", "ci"),
     }
-    session.run("pytest", "tests/test_linux_oracle.py", *session.posargs, env=env)
+    tests = ["tests/test_linux_oracle.py", "tests/test_linux_pressure_oracle.py"]
+    session.run("pytest", *tests, *session.posargs, env=env)
 
 
 @nox.session

@@ -263,11 +263,64 @@ def cmd_oracle_slab(args: argparse.Namespace) -> int:
     return 0 if report.agree else 1
 
 
+def cmd_oracle_pressure(args: argparse.Namespace) -> int:
+    from lang.errors import OracleUnavailable
+    from oracles.linux import meminfo, pressure
+    from oracles.linux.pressure_host import unavailable_pressure
+
+    why = unavailable_pressure()
+    if why is not None:
+        raise OracleUnavailable(f"oracle pressure: {why}")
+    sample = meminfo.live_sample()
+    agree = all(sample.agrees(m) for m in meminfo.MODELS)
+    out: dict[str, object] = {
+        "mem_available": {"kernel": sample.kernel, **sample.models, "tolerance": sample.tolerance, "agree": agree}
+    }
+    if args.file is not None:
+        verdict = pressure.run(load(args.file))
+        agree = agree and verdict.agree
+        out["agreement"] = {
+            m: {
+                q: [verdict.agreed[m][q], verdict.compared[m][q]] for q in pressure.QUANTITIES if verdict.compared[m][q]
+            }
+            for m in pressure.MODELS
+        }
+        out["abstractions"] = {m: dict(verdict.abstractions[m]) for m in pressure.MODELS}
+        out["disagreements"] = [{"op": i, "model": m, "differs_in": list(w)} for i, m, w in verdict.disagreements]
+        if not args.json:
+            for step in verdict.steps:
+                print(f"{step.index:3} {json.dumps(step.op.to_json())}")
+                for side in ("linux", *pressure.MODELS):
+                    print(f"    {side:5} -> {json.dumps(step.results[side])}")
+                    for line in step.views[side].render():
+                        print(f"             {line}")
+            for model in pressure.MODELS:
+                counts = ", ".join(
+                    f"{q} {verdict.agreed[model][q]}/{verdict.compared[model][q]}"
+                    for q in pressure.QUANTITIES
+                    if verdict.compared[model][q]
+                )
+                known = ", ".join(f"{k} ({n} steps)" for k, n in sorted(verdict.abstractions[model].items()))
+                print(
+                    f"{model} agrees with linux on {counts}" + (f"; documented abstraction: {known}" if known else "")
+                )
+        for index, model, what in verdict.disagreements:
+            print(f"disagreement: {verdict.describe(index, model, what)}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        verb = "agrees" if agree else "DISAGREES"
+        print(f"MemAvailable: {sample.describe()}: the models' si_mem_available {verb}")
+    return 0 if agree else 1
+
+
 def cmd_oracle(args: argparse.Namespace) -> int:
     from oracles.qemu.oracle import compare, run
 
     if args.oracle == "slab":
         return cmd_oracle_slab(args)
+    if args.oracle == "pressure":
+        return cmd_oracle_pressure(args)
     if args.file is None:
         raise InvalidArgument(f"oracle {args.oracle} needs a scenario file")
     if args.oracle == "linux":
@@ -582,15 +635,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("oracle", help="run a scenario on an independent oracle and compare with spec and impl")
     p.add_argument(
         "oracle",
-        choices=("qemu", "linux", "slab"),
+        choices=("qemu", "linux", "slab", "pressure"),
         help="qemu: QEMU's x86 page walker in a bare-metal guest; linux: this machine's kernel, in real processes; "
-        "slab: this kernel's slab caches (/sys/kernel/slab) against the slab geometry, no scenario file",
+        "slab: this kernel's slab caches (/sys/kernel/slab) against the slab geometry, no scenario file; "
+        "pressure: MemAvailable against si_mem_available, and a pressure scenario (if given) in a memory cgroup "
+        "with a swap file, with agreement counts per compared quantity",
     )
     p.add_argument(
         "file",
         nargs="?",
         default=None,
-        help="scenario JSON file: MMU ops (write_phys, read_phys, set_cpu, access) for qemu, kernel ops for linux",
+        help="scenario JSON file: MMU ops (write_phys, read_phys, set_cpu, access) for qemu, kernel ops for linux, "
+        "kernel and pressure ops for pressure",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object with a results list")
     p.set_defaults(func=cmd_oracle)

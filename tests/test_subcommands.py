@@ -7,6 +7,7 @@ oracle's program) must say so and exit 2, not raise.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from mmcheck.cli import build_parser
 from oracles.linux import oracle as linux_oracle
+from oracles.linux.pressure_host import unavailable_pressure
 from oracles.qemu import oracle as qemu_oracle
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -85,3 +87,13 @@ def test_the_linux_oracle_runs_or_says_why_not(tmp_path: Path) -> None:
     done = mmcheck(["oracle", "linux", str(SCENARIOS / "linux-cow" / "basic-cow-after-fork.json")], tmp_path)
     assert "Traceback" not in done.stderr, done.stderr
     assert (0 if linux_oracle.unavailable() is None else 2) == done.returncode, done.stderr
+
+
+def test_the_pressure_oracle_runs_or_says_why_not(tmp_path: Path) -> None:
+    scenario = str(SCENARIOS / "linux-pressure" / "file-mappings.json")
+    done = mmcheck(["oracle", "pressure", scenario, "--json"], tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert (0 if unavailable_pressure() is None else 2) == done.returncode, done.stderr
+    if done.returncode == 0:
+        out = json.loads(done.stdout)
+        assert out["mem_available"]["agree"] and out["agreement"]["spec"]["contents"][0] > 0

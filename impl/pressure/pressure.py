@@ -49,6 +49,14 @@ MAX_FILE_PAGES = 1 << 20
 OK: Result = {"ok": True}
 
 
+def si_mem_available(free: int, reserve: int, file_lru: int, reclaimable: int, wmark_low: int) -> int:
+    """``si_mem_available`` (mm/show_mem.c) in pages: free less ``totalreserve_pages``, plus the file LRU and the
+    reclaimable kernel memory (slab and misc) each less ``min(half, wmark_low)``; never negative."""
+    cache_kept = min(file_lru // 2, wmark_low)
+    kernel_kept = min(reclaimable // 2, wmark_low)
+    return max(free - reserve + file_lru - cache_kept + reclaimable - kernel_kept, 0)
+
+
 def swp_entry(kind: int, offset: int) -> int:
     """``__swp_entry(type, offset)`` as a PTE value."""
     return (((~offset << SWP_OFFSET_SHIFT) & _MASK64) >> SWP_TYPE_BITS) | (kind << (64 - SWP_TYPE_BITS))
@@ -559,8 +567,18 @@ class Pressure:
         return OK
 
     def mmap_file(
-        self, pid: int, va: int, pages: int, rwx: tuple[bool, bool, bool], shared: bool, name: str, offset: int
+        self,
+        pid: int,
+        va: int,
+        pages: int,
+        rwx: tuple[bool, bool, bool],
+        shared: bool,
+        name: str,
+        offset: int,
+        flush: Flush,
     ) -> Result:
+        """``mmap`` of a file over ``va``: what was mapped there is unmapped first, with every TLB flushed if a page
+        was (``do_vmi_munmap`` -> ``tlb_finish_mmu``)."""
         k = self.k
         f = self.file(name)
         proc = k.proc(pid)
@@ -570,7 +588,10 @@ class Pressure:
         lo = va >> 12
         if proc.vmas.split_refused(lo) or proc.vmas.split_refused(lo + pages) or not 0 <= offset <= MAX_FILE_PAGES:
             return {"error": "EINVAL"}
+        mapped = any(not is_swap(entry) for _, _, entry in k.user_ptes(proc, lo, lo + pages))
         k._unmap(proc, lo, lo + pages)
+        if mapped:
+            flush()
         if shared:
             k.obj_users[f.obj] += 1
         proc.vmas.insert(Vma(lo, lo + pages, rwx, shared, f.obj, offset))
@@ -623,7 +644,7 @@ class Pressure:
         return {
             "MemTotal": len(self.lru_of) * 4,
             "MemFree": free * 4,
-            "MemAvailable": max(free + lru_file - min(lru_file // 2, WMARK_LOW), 0) * 4,
+            "MemAvailable": si_mem_available(free, 0, lru_file, 0, WMARK_LOW) * 4,
             "Cached": (len(file_pages) + len(shmem)) * 4,
             "SwapCached": len(self.swap_cache) * 4,
             "Dirty": sum(1 for p in file_pages if k.flags[p] & PG_DIRTY) * 4,

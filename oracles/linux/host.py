@@ -38,7 +38,13 @@ PROT_BITS = {"r": 1, "w": 2, "x": 4}  # PROT_READ, PROT_WRITE, PROT_EXEC
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
 MAP_FIXED_NOREPLACE = 0x100000
 MAP_HUGETLB = 0x40000
-MADV_DONTNEED, MADV_NOHUGEPAGE = 4, 15
+MADV_RANDOM, MADV_DONTNEED, MADV_NOHUGEPAGE, MADV_COLD, MADV_PAGEOUT = 1, 4, 15, 20, 21
+ADVICE = {
+    "dontneed": MADV_DONTNEED,
+    "cold": MADV_COLD,
+    "pageout": MADV_PAGEOUT,
+}  # include/uapi/asm-generic/mman-common.h
+MS_SYNC = 4
 MAP_FAILED = (1 << 64) - 1
 
 PM_PRESENT = 1 << 63
@@ -101,10 +107,12 @@ def libc() -> ctypes.CDLL:
     lib.vmsplice.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint]
     lib.tee.restype = ctypes.c_ssize_t
     lib.tee.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint]
-    for name in ("munmap", "mprotect", "madvise"):
+    for name in ("munmap", "mprotect", "madvise", "msync"):
         fn = getattr(lib, name)
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t] + ([ctypes.c_int] if name != "munmap" else [])
+    lib.posix_fadvise.restype = ctypes.c_int
+    lib.posix_fadvise.argtypes = [ctypes.c_int, ctypes.c_long, ctypes.c_long, ctypes.c_int]
     return lib
 
 

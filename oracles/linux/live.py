@@ -29,6 +29,7 @@ from lang.errors import (
 )
 from lang.scenario import Config, Op, Result
 from oracles.linux.host import (
+    ADVICE,
     PAGE,
     PAGE_SHIFT,
     PM_MMAP_EXCLUSIVE,
@@ -314,7 +315,7 @@ class LinuxRun:
         elif isinstance(op, ops.Mprotect):
             message = ("mprotect", op.va, op.pages * PAGE, prot_bits(op.prot))
         elif isinstance(op, ops.Madvise):
-            message = ("madvise", op.va, op.pages * PAGE)
+            message = ("madvise", op.va, op.pages * PAGE, ADVICE[op.advice])
         else:
             raise OracleUnsupported(f"the Linux oracle has no counterpart for {op.name!r}")
         answer = self.ask(self.proc(op.pid), message)

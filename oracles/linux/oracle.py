@@ -77,6 +77,7 @@ from lang.errors import (
     OracleUnavailable,
     OracleUnsupported,
 )
+from lang.pressure_ops import PressureOp
 from lang.scenario import Op, Result, Scenario
 from oracles.linux.host import ALLOCATING, PAGE, PAGE_SHIFT, TASK_SIZE, WINDOW, unavailable
 from oracles.linux.live import LinuxRun, ModelRun, Snapshot
@@ -119,6 +120,8 @@ def check_supported(scenario: Scenario) -> None:
         where = f"ops[{index}] ({op.name})"
         if not isinstance(op, ops.KernelOp):
             raise OracleUnsupported(f"{where}: the Linux oracle runs kernel-layer operations only")
+        if isinstance(op, PressureOp):
+            raise OracleUnsupported(f"{where}: a memory-pressure operation: run it with mmcheck oracle pressure")
         if isinstance(op, ops.Fetch):
             raise OracleUnsupported(f"{where}: a fetch would execute the page's bytes; not run on the live kernel")
         if isinstance(op, ops.Step) or getattr(op, "background", False):

@@ -24,6 +24,7 @@ from lang.errors import (
 from oracles.linux.host import (
     MADV_DONTNEED,
     MADV_NOHUGEPAGE,
+    MADV_RANDOM,
     MAP_ANONYMOUS,
     MAP_FAILED,
     MAP_FIXED,
@@ -31,6 +32,7 @@ from oracles.linux.host import (
     MAP_HUGETLB,
     MAP_PRIVATE,
     MAP_SHARED,
+    MS_SYNC,
     libc,
     read_smaps,
 )
@@ -66,6 +68,9 @@ class Worker:
         self.helper.mmc_store.argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p]
         if self.helper.mmc_install() != 0:
             raise OSError("sigaction failed")
+        # The faults the scenario's own accesses took (the helper counts each access's, so the Python worker's
+        # own faults are left out); a forked child starts from zero, as copy_mm zeroes min_flt and maj_flt.
+        self.minflt = self.majflt = 0
 
     def serve(self) -> None:
         """Answer commands until told to exit."""
@@ -90,6 +95,7 @@ class Worker:
         if pid == 0:
             self.sock.close()
             self.sock = child_sock
+            self.minflt = self.majflt = 0
             send(self.sock, ("ready", os.getpid()))
             return
         child_sock.close()
@@ -135,18 +141,48 @@ class Worker:
     def do_mprotect(self, va: int, length: int, prot: int) -> tuple[str, ...]:
         return self.syscall_result(self.lib.mprotect(va, length, prot))
 
-    def do_madvise(self, va: int, length: int) -> tuple[str, ...]:
-        return self.syscall_result(self.lib.madvise(va, length, MADV_DONTNEED))
+    def do_madvise(self, va: int, length: int, advice: int = MADV_DONTNEED) -> tuple[str, ...]:
+        return self.syscall_result(self.lib.madvise(va, length, advice))
+
+    def do_mmap_file(self, va: int, length: int, prot: int, shared: bool, path: str, offset: int) -> tuple[str, ...]:
+        """``mmap`` of the file at ``path`` from byte ``offset``, as :meth:`do_mmap` places it, then MADV_RANDOM
+        (no readahead on a major fault: mm/filemap.c ``do_sync_mmap_readahead``)."""
+        fd = os.open(path, os.O_RDWR)
+        try:
+            flags = MAP_SHARED if shared else MAP_PRIVATE
+            got = self.lib.mmap(va, length, prot, flags | MAP_FIXED_NOREPLACE, fd, offset)
+            if (got is None or got == MAP_FAILED) and ctypes.get_errno() == errno.EEXIST:
+                got = self.lib.mmap(va, length, prot, flags | MAP_FIXED, fd, offset)
+        finally:
+            os.close(fd)
+        if got is None or got == MAP_FAILED:
+            return self.syscall_result(-1)
+        for advice in (MADV_NOHUGEPAGE, MADV_RANDOM):
+            if self.lib.madvise(va, length, advice):
+                return ("error", f"madvise {advice} failed: {errno.errorcode.get(ctypes.get_errno())}")
+        return ("ok",)
+
+    def do_msync(self, va: int, length: int) -> tuple[str, ...]:
+        return self.syscall_result(self.lib.msync(va, length, MS_SYNC))
+
+    def do_faults(self) -> tuple[str, int, int]:
+        return ("faults", self.minflt, self.majflt)
+
+    def counted(self, info: ctypes.Array[ctypes.c_int64]) -> None:
+        self.minflt += info[4]
+        self.majflt += info[5]
 
     def do_load(self, va: int) -> tuple[Any, ...]:
         value = ctypes.c_uint64()
-        info = (ctypes.c_int64 * 4)()
+        info = (ctypes.c_int64 * 6)()
         sig = self.helper.mmc_load(va, ctypes.byref(value), info)
+        self.counted(info)
         return ("value", value.value) if sig == 0 else ("signal", sig, info[3])
 
     def do_store(self, va: int, value: int) -> tuple[Any, ...]:
-        info = (ctypes.c_int64 * 4)()
+        info = (ctypes.c_int64 * 6)()
         sig = self.helper.mmc_store(va, value, info)
+        self.counted(info)
         return ("ok",) if sig == 0 else ("signal", sig, info[3])
 
     def do_ping(self) -> tuple[str, ...]:

@@ -363,7 +363,7 @@ def impl_pressure_step(k: ImplKernel, op: ops.KernelOp, smp: Smp) -> Result | No
     if isinstance(op, ops.Msync):
         return p.msync(op.pid, op.va, op.pages, flush)
     if isinstance(op, ops.MmapFile):
-        return p.mmap_file(op.pid, op.va, op.pages, rwx(op.prot), op.shared, op.file, op.offset)
+        return p.mmap_file(op.pid, op.va, op.pages, rwx(op.prot), op.shared, op.file, op.offset, flush)
     if isinstance(op, ops.Reclaim):
         return {"reclaimed": p.reclaim(op.target, flush)}
     if isinstance(op, ops.Swapoff):

@@ -81,7 +81,7 @@ PRESSURE_MUTANTS = (
         "before 34e431b0ae39 '/proc/meminfo: provide estimated available memory'",
         f"{REFINES}; MemAvailable is si_mem_available()",
         "pressure",
-        patch("meminfo", ("max(free + lru_file - min(lru_file // 2, WMARK_LOW), 0)", "max(free, 0)")),
+        patch("meminfo", ("si_mem_available(free, 0, lru_file, 0, WMARK_LOW)", "max(free, 0)")),
     ),
     Mutant(
         "promote-unreferenced",

@@ -169,7 +169,8 @@ def mmap_file(
 ) -> tuple[Kernel, Outcome]:
     """``mmap(va, pages * 4096, prot, MAP_FIXED | MAP_SHARED or MAP_PRIVATE, fd, offset * 4096)`` of file ``name``
     (:mod:`spec.pressure.files`): no frame is touched until a fault; pages past the end of the file may be mapped
-    (a fault there is SIGBUS)."""
+    (a fault there is SIGBUS).  What was mapped in the range is unmapped first, and if a page was, every TLB is
+    flushed, so no CPU goes on reading the old page."""
     f = files.the_file(k, name)
     sp = space(k, pid)
     lo = va >> PAGE_SHIFT
@@ -178,7 +179,12 @@ def mmap_file(
         error = "EINVAL"
     if error:
         return k, Errno(error)
+    mapped = any(lo <= vpn < lo + pages for vpn in sp.leaves)
     k = unmap_range(k, pid, lo, lo + pages)
+    if mapped:
+        # MAP_FIXED over mapped pages unmaps them first, and the TLBs are flushed before their frames are freed
+        # (mm/vma.c do_vmi_munmap -> vms_clear_ptes -> tlb_finish_mmu); the area flushes every CPU.
+        k = files.flush_all(k)
     sp = space(k, pid)
     vmas = merge_at(insert(sp.vmas, (Vma(lo, lo + pages, prot, shared, f.obj, offset),)), lo, lo + pages)
     return with_space(k, pid, replace(sp, vmas=vmas)), Ok()

@@ -48,11 +48,26 @@ def shmem_pages(k: Kernel) -> list[int]:
     ]
 
 
-def mem_available(k: Kernel) -> int:
-    """``si_mem_available`` in pages."""
-    pagecache = sum(1 for page in k.pages.values() if page.lru and not page.anon)
-    available = free_frames(k) + pagecache - min(pagecache // 2, WMARK_LOW)
+def si_mem_available(free: int, reserve: int, file_lru: int, reclaimable: int, wmark_low: int) -> int:
+    """``si_mem_available`` (mm/show_mem.c) in pages, from the counters it reads.
+
+    ``free`` is ``NR_FREE_PAGES``; ``reserve`` ``totalreserve_pages``; ``file_lru``
+    ``NR_ACTIVE_FILE + NR_INACTIVE_FILE``; ``reclaimable`` ``NR_SLAB_RECLAIMABLE_B``
+    (in pages) plus ``NR_KERNEL_MISC_RECLAIMABLE``; ``wmark_low`` the sum of every
+    zone's ``low_wmark_pages``.  Half the page cache and half the reclaimable
+    kernel memory, or the low watermark's worth of each if less, is taken to
+    stay; the estimate is never negative.
+    """
+    available = free - reserve
+    available += file_lru - min(file_lru // 2, wmark_low)
+    available += reclaimable - min(reclaimable // 2, wmark_low)
     return max(available, 0)
+
+
+def mem_available(k: Kernel) -> int:
+    """``si_mem_available`` in pages: no reserve and no slab here, the low watermark :data:`WMARK_LOW`."""
+    pagecache = sum(1 for page in k.pages.values() if page.lru and not page.anon)
+    return si_mem_available(free_frames(k), 0, pagecache, 0, WMARK_LOW)
 
 
 def meminfo(k: Kernel) -> Meminfo:
