@@ -198,7 +198,7 @@ def test_a_planted_mutant_fails_the_run_is_saved_and_replays_from_the_database(t
     """Two workers find the planted bug: the run exits 1 and reports it; a new process replays it from the database."""
     db = str(tmp_path / "db")
     common = ["--machine", "mmu_machine", "--mutant", MUTANT, "--db", db]
-    code, output, report = run_fuzz(tmp_path, "--minutes", "0.1", "--workers", "2", "--seed", "5", *common)
+    code, output, report = run_fuzz(tmp_path, "--minutes", "1", "--workers", "2", "--seed", "5", *common)
     assert 1 == code, output
     assert ["gw0", "gw1"] == report["workers"]
     assert report["machines"]["mmu_machine"]["examples"] > 0
@@ -289,7 +289,7 @@ def test_workers_share_a_redis_database(redis_url: str, tmp_path: Path) -> None:
     import redis
 
     common = ["--machine", "mmu_machine", "--mutant", MUTANT, "--db", redis_url]
-    code, output, report = run_fuzz(tmp_path, "--minutes", "0.1", "--workers", "2", "--seed", "5", *common)
+    code, output, report = run_fuzz(tmp_path, "--minutes", "1", "--workers", "2", "--seed", "5", *common)
     assert 1 == code, output
     check_failures_saved(report, tmp_path)
     keys = redis.Redis.from_url(redis_url).keys(b"*")
@@ -303,7 +303,7 @@ def test_workers_share_a_redis_database(redis_url: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_execnet_popen_gateways_run_the_workers(tmp_path: Path) -> None:
     """``--tx 2*popen`` (the way remote ``ssh=`` gateways are given) runs two workers that report back."""
-    args = ["--minutes", "0.1", "--tx", "2*popen", "--seed", "5", "--machine", "mmu_machine", "--mutant", MUTANT]
+    args = ["--minutes", "1", "--tx", "2*popen", "--seed", "5", "--machine", "mmu_machine", "--mutant", MUTANT]
     code, output, report = run_fuzz(tmp_path, *args, "--db", str(tmp_path / "db"))
     assert 1 == code, output
     assert ["gw0", "gw1"] == report["workers"]
