@@ -248,4 +248,5 @@ def abstract_pressure(kernel: ImplKernel) -> dict[str, Any]:
         "pgfault": p.pgfault,
         "pgmajfault": p.pgmajfault,
         "lru_steps": p.lru_steps,
+        "fault_around": p.fault_around_pages,
     }

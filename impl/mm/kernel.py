@@ -37,7 +37,7 @@ from typing import Any
 from impl.alloc.buddy import BuddyAllocator
 from impl.mm.vma import Vma, VmaList
 from impl.paging.mmu import WRITE, Fault, Mmu, Translated
-from impl.pressure.pressure import ANON_INACTIVE, PG_DIRTY, Pressure, is_swap, swp_offset
+from impl.pressure.pressure import ANON_INACTIVE, FAULT_AROUND_PAGES, PG_DIRTY, Pressure, is_swap, swp_offset
 from lang.errors import AddressError, ConfigError, IdleCpu, NotModelled, UnknownCpu, UnknownPid, UnknownPin
 
 Result = dict[str, Any]
@@ -86,7 +86,7 @@ class Process:
 class Kernel:
     """The kernel over one MMU and one buddy allocator; see the module docstring."""
 
-    def __init__(self, mmu: Mmu, buddy: BuddyAllocator, swap: int = 0) -> None:
+    def __init__(self, mmu: Mmu, buddy: BuddyAllocator, swap: int = 0, fault_around: int = FAULT_AROUND_PAGES) -> None:
         self.mmu, self.mem, self.buddy = mmu, mmu.mem, buddy
         frames = buddy.frames
         self.refcount = array("i", bytes(4 * frames))
@@ -100,7 +100,7 @@ class Kernel:
         self.next_pid = self.next_object = self.next_pin = 1
         self.current = [0] * len(mmu.cpus)
         self.gathered: list[int] | None = None
-        self.pressure = Pressure(self, swap)
+        self.pressure = Pressure(self, swap, fault_around)
         if self.free_frames() < 6:
             raise ConfigError("the kernel needs 6 free frames to boot: give the config more frames")
         self.boot = tuple(self._alloc(("boot", i, 0, 0)) for i in range(6))
@@ -648,12 +648,18 @@ class Kernel:
 
     def _missing(self, proc: Process, vma: Vma, vpn: int, write: bool) -> Result | None:
         """``do_anonymous_page`` (zero page on read), ``shmem_fault`` for a shared VMA, ``filemap_fault`` for a file
-        mapping (:meth:`impl.pressure.pressure.Pressure.file_fault`); a fixed fault is counted."""
+        mapping (:meth:`impl.pressure.pressure.Pressure.file_fault`); a fixed fault is counted.  A read fault in a
+        file or shmem mapping (``do_read_fault``) maps its neighbours from the cache
+        (:meth:`impl.pressure.pressure.Pressure.fault_around`)."""
         if self.pressure.is_file(vma):
-            return self.pressure.file_fault(proc, vma, vpn, write)
-        if vma.shared:
-            return self._counted(proc, self._shmem(proc, vma, vpn))
-        return self._counted(proc, self._anon_missing(proc, vma, vpn, write))
+            failed = self.pressure.file_fault(proc, vma, vpn, write)
+        elif vma.shared:
+            failed = self._counted(proc, self._shmem(proc, vma, vpn))
+        else:
+            return self._counted(proc, self._anon_missing(proc, vma, vpn, write))
+        if failed is None and not write:
+            self.pressure.fault_around(proc, vma, vpn)
+        return failed
 
     def _counted(self, proc: Process, failed: Result | None) -> Result | None:
         """A minor fault counted when it was fixed (``mm_account_fault``)."""

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from impl.alloc.buddy import BuddyAllocator
 from impl.mm.kernel import Kernel as ImplKernel
 from impl.paging.mmu import FETCH, READ, WRITE, Mmu
+from impl.pressure.pressure import FAULT_AROUND_PAGES
 from impl.smp.shootdown import Smp
 from lang import ops
 from lang.errors import MMCheckError, NotModelled, UnknownCpu
@@ -240,13 +241,14 @@ class SpecKernelSide:
         self.flush_ceiling = config.flush_ceiling
         self.pcid = config.pcid
         self.swap = config.swap
+        self.fault_around = config.fault_around_pages
         self.kernel: Kernel | None = None
         self.last: Outcome | None = None
 
     def boot_if_needed(self, buddy: BuddyState, choices: Choices) -> BuddyState:
         """Boot on the first use (kept even if the op that triggered it is refused)."""
         if self.kernel is None:
-            self.kernel = boot(buddy, self.cpus, choices, self.flush_ceiling, self.pcid, self.swap)
+            self.kernel = boot(buddy, self.cpus, choices, self.flush_ceiling, self.pcid, self.swap, self.fault_around)
             return self.kernel.buddy
         return buddy
 
@@ -272,6 +274,7 @@ class ImplKernelSide:
         self.flush_ceiling = 33 if config is None else config.flush_ceiling
         self.pcid = True if config is None else config.pcid
         self.swap = 0 if config is None else config.swap
+        self.fault_around = FAULT_AROUND_PAGES if config is None else config.fault_around_pages
 
     def choices(self) -> Choices:
         """The frames the last operation allocated, by role, and the TLB entries its accesses hit."""
@@ -280,7 +283,7 @@ class ImplKernelSide:
     def apply(self, op: ops.KernelOp, mmu: Mmu, buddy: BuddyAllocator) -> Result:
         """Run ``op``; bad input raises and changes nothing (but the boot)."""
         if self.kernel is None or self.smp is None:
-            self.kernel = ImplKernel(mmu, buddy, self.swap)
+            self.kernel = ImplKernel(mmu, buddy, self.swap, self.fault_around)
             self.smp = Smp(self.kernel, self.tlb_entries, self.flush_ceiling, self.pcid)
         else:
             self.kernel.effects.clear()

@@ -171,13 +171,19 @@ def missing_fault(
     k: Kernel, pid: int, vma: Vma, vpn: int, write: bool, choices: Choices
 ) -> tuple[Kernel, Outcome | None]:
     """No entry yet: ``do_anonymous_page`` for a private VMA, ``shmem_fault`` for a shared one, ``filemap_fault``
-    for a file mapping (:mod:`spec.pressure.files`); counted when fixed (:func:`~spec.mm.kernel.count_fault`)."""
+    for a file mapping (:mod:`spec.pressure.files`); counted when fixed (:func:`~spec.mm.kernel.count_fault`).  A
+    read fault in a file or shmem mapping (``do_read_fault``, mm/memory.c ``do_fault``) maps the neighbouring
+    cached pages too (:func:`spec.pressure.files.fault_around`); an anonymous private one has no ``map_pages``."""
     major = False
     if files.is_file_vma(k, vma):
         k, failed, major = files.file_fault(k, pid, vma, vpn, write, choices)
     else:
         k, failed = anon_missing_fault(k, pid, vma, vpn, write, choices)
-    return (k, failed) if failed is not None else (count_fault(k, pid, major), None)
+    if failed is not None:
+        return k, failed
+    if not write and not vma.huge and (vma.shared or files.is_file_vma(k, vma)):
+        k = files.fault_around(k, pid, vma, vpn)
+    return count_fault(k, pid, major), None
 
 
 def anon_missing_fault(

@@ -132,6 +132,7 @@ class Leaf:
 
 
 TableKey = tuple[int, int]
+FAULT_AROUND_PAGES = 65536 >> PAGE_SHIFT  # mm/memory.c: fault_around_pages, 64 KiB by default
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +199,9 @@ class Kernel:
     cache is its object in ``objects``); ``swap_slots`` is the swap device's size, ``swap_map`` the count of
     every slot in use (the swap entries and the swap-cache page that refer to it), ``swap_data`` what each
     slot holds, ``swap_cache`` the page of each slot still in memory; ``pgfault`` and ``pgmajfault`` are
-    ``/proc/vmstat``'s; ``lru_steps`` counts the reclaim steps of the current operation.
+    ``/proc/vmstat``'s; ``lru_steps`` counts the reclaim steps of the current operation; ``fault_around`` is
+    ``fault_around_pages``, how many pages a read fault on a file or shmem mapping may map from the page cache
+    (:func:`spec.pressure.files.fault_around`; 1 for none).
     """
 
     buddy: buddy.BuddyState
@@ -229,6 +232,7 @@ class Kernel:
     pgfault: int = 0
     pgmajfault: int = 0
     lru_steps: int = 0
+    fault_around: int = FAULT_AROUND_PAGES
 
     @property
     def zero_pfn(self) -> int:
@@ -399,9 +403,11 @@ def boot(
     flush_ceiling: int = 33,
     pcid: bool = True,
     swap: int = 0,
+    fault_around: int = FAULT_AROUND_PAGES,
 ) -> Kernel:
     """Take the boot frames (roles ``("boot", i, 0, 0)``) and write the kernel page; every CPU idle on ``init_mm``,
-    with CR4.PCIDE set when the CPUs have PCIDs (``pcid``); ``swap`` slots of swap space (``swapon``), all free."""
+    with CR4.PCIDE set when the CPUs have PCIDs (``pcid``); ``swap`` slots of swap space (``swapon``), all free;
+    read faults map ``fault_around`` pages around them."""
     if free_frames(Kernel(state, (), ())) < BOOT_FRAMES:
         raise ConfigError(f"the kernel needs {BOOT_FRAMES} free frames to boot: give the config more frames")
     cpu = CpuTlb(pcide=pcid)
@@ -410,7 +416,8 @@ def boot(
     for i in range(BOOT_FRAMES):
         k, pfn = take(k, ("boot", i, 0, 0), choices)
         frames.append(pfn)
-    return replace(k, boot=tuple(frames), kernel_words=MappingProxyType({0: KERNEL_WORD}), swap_slots=swap)
+    words = MappingProxyType({0: KERNEL_WORD})
+    return replace(k, boot=tuple(frames), kernel_words=words, swap_slots=swap, fault_around=fault_around)
 
 
 def count_fault(k: Kernel, pid: int, major: bool) -> Kernel:

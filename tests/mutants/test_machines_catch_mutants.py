@@ -119,7 +119,7 @@ def test_the_hugetlb_mutants_are_registered() -> None:
 
 def test_the_pressure_mutants_are_registered() -> None:
     """Dirty page dropped, one mapper unmapped, swap count leak, no flush, writable swap-in, minor swap fault,
-    MemAvailable without page cache, promotion without reference."""
+    MemAvailable without page cache, promotion without reference, fault-around past the VMA's end."""
     expected = {
         "dirty-shared-dropped",
         "unmap-first-mapper-only",
@@ -129,6 +129,7 @@ def test_the_pressure_mutants_are_registered() -> None:
         "swapin-counted-minor",
         "memavailable-no-pagecache",
         "promote-unreferenced",
+        "fault-around-past-vma-end",
     }
     assert expected == {m.name for m in PRESSURE_MUTANTS}
     assert {"pressure"} == {m.layer for m in PRESSURE_MUTANTS}
