@@ -1,13 +1,16 @@
-"""Memory pressure: fault-around on file and shmem mappings, on both sides, against what Linux 6.18 was seen doing."""
+"""Memory pressure: fault-around and smaps_rollup, on both sides, against what Linux 6.18 was seen doing."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lang.errors import ConfigError, ScenarioError
-from lang.scenario import Config, Scenario, parse_op
+from lang.kernel_ops import StatOp
+from lang.pressure_ops import StatusOp
+from lang.scenario import Config, Scenario, load, parse_op
 from properties.replay import replay
 from spec.alloc import buddy
 from spec.mm.kernel import boot
@@ -162,3 +165,65 @@ def test_config_keeps_the_default_out_of_the_file() -> None:
     assert Config.from_json(config.to_json()) == config
     with pytest.raises(ConfigError, match="fault_around_bytes 12288"):
         Config(frames=8, fault_around_bytes=12288)
+
+
+# --- smaps_rollup -----------------------------------------------------------------------------------------------
+
+SMAPS = Path(__file__).parent / "scenarios" / "pressure-smaps.json"
+
+
+def with_observations(path: Path) -> Scenario:
+    """The scenario with, after each smaps step, stat and status of the same process."""
+    scenario = load(path)
+    steps: list[Any] = []
+    for op in scenario.ops:
+        steps.append(op)
+        if op.name == "smaps":
+            steps += [StatOp(op.pid), StatusOp(op.pid)]  # type: ignore[attr-defined]
+    return Scenario(scenario.config, tuple(steps))
+
+
+@pytest.mark.parametrize("model", ["spec", "impl"])
+def test_stat_and_status_agree_with_smaps(model: str) -> None:
+    """stat is smaps_rollup's Rss, Pss, Private_Clean + Private_Dirty and Anonymous; status's VmRSS is RssAnon +
+    RssFile + RssShmem, equal to Rss, and VmSwap is Swap."""
+    results = replay(with_observations(SMAPS), model).results
+    checked = 0
+    for smaps, stat, status in zip(results, results[1:], results[2:], strict=False):
+        if "SwapPss" not in smaps:
+            continue
+        uss = smaps["Private_Clean"] + smaps["Private_Dirty"]
+        assert stat == {"rss_kb": smaps["Rss"], "pss_kb": smaps["Pss"], "uss_kb": uss, "anon_kb": smaps["Anonymous"]}
+        assert status["VmRSS"] == status["RssAnon"] + status["RssFile"] + status["RssShmem"] == smaps["Rss"]
+        assert (status["VmSwap"], status["RssAnon"]) == (smaps["Swap"], smaps["Anonymous"])
+        assert smaps["Pss"] == smaps["Pss_Anon"] + smaps["Pss_File"] + smaps["Pss_Shmem"]
+        assert smaps["Rss"] == sum(smaps[k] for k in ("Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty"))
+        checked += 1
+    assert checked == 12
+
+
+@pytest.mark.parametrize("model", ["spec", "impl", "both"])
+def test_a_store_dirties_the_entry_of_a_swap_cache_page(model: str) -> None:
+    """An exclusive page swapped in by a read is mapped writable and clean and stays in the swap cache
+    (do_swap_page: ``pte_mkdirty`` only for a write fault); the store after it goes through the writable entry
+    without a fault and sets its dirty bit, so smaps counts it Private_Dirty while the page is not PG_dirty."""
+    steps = ops(
+        {"op": "spawn"},
+        {"op": "switch", "cpu": 0, "pid": 1},
+        {"op": "mmap", "pid": 1, "va": hex(BASE), "pages": 1, "prot": "rw-"},
+        {"op": "store", "cpu": 0, "va": hex(BASE), "value": 3},
+        {"op": "madvise", "pid": 1, "va": hex(BASE), "pages": 1, "advice": "pageout"},
+        {"op": "load", "cpu": 0, "va": hex(BASE)},
+        {"op": "smaps", "pid": 1},
+        {"op": "store", "cpu": 0, "va": hex(BASE), "value": 4},
+        {"op": "smaps", "pid": 1},
+        {"op": "status", "pid": 1},
+        {"op": "meminfo"},
+    )
+    report = replay(Scenario(Config(frames=64, max_order=4, swap=2), tuple(steps)), model)
+    assert report.divergence is None
+    results = report.results
+    assert (results[6]["Private_Clean"], results[6]["Private_Dirty"]) == (4, 0)
+    assert (results[8]["Private_Clean"], results[8]["Private_Dirty"], results[8]["Pss_Dirty"]) == (0, 4, 4)
+    assert (results[9]["minflt"], results[9]["majflt"]) == (1, 1)
+    assert results[10]["SwapCached"] == 4 and results[10]["Dirty"] == 0

@@ -61,6 +61,11 @@ MMAP_MIN_ADDR = 0x10000
 KERNEL_VA = 0xFFFFFFFF80000000
 KERNEL_WORD = 0x4C494E5558
 PSS_SHIFT = 12
+SMAPS_FIELDS = (
+    *("Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_File", "Pss_Shmem", "Shared_Clean", "Shared_Dirty"),
+    *("Private_Clean", "Private_Dirty", "Anonymous", "Swap", "SwapPss"),
+)
+PSS_FIELDS = frozenset({"Pss", "Pss_Dirty", "Pss_Anon", "Pss_File", "Pss_Shmem", "SwapPss"})
 
 OK: Result = {"ok": True}
 
@@ -325,14 +330,27 @@ class Kernel:
         """The process's non-empty PTEs in pages ``lo .. hi-1``."""
         return self._ptes(proc.root, 4, 0, lo, min(hi, USER_PAGES))
 
-    def _leaf(self, vma: Vma, pfn: int, writable: bool) -> int:
-        """``vm_get_page_prot`` plus the per-entry write bit: PROT_NONE is not present, XD unless executable."""
+    def _leaf(self, vma: Vma, pfn: int, writable: bool, dirty: bool | None = None) -> int:
+        """``vm_get_page_prot`` plus the per-entry write bit: PROT_NONE is not present, XD unless executable; D if
+        ``dirty``, else if writable (a write fault's ``pte_mkdirty``)."""
         if not vma.accessible:
-            return (pfn << 12) | _PROTNONE | _A | _NX | (_PS if vma.huge else 0)
+            return (pfn << 12) | _PROTNONE | _A | _NX | (_PS if vma.huge else 0) | (_D if dirty else 0)
         entry = (pfn << 12) | _P | _US | _A | (0 if vma.exec else _NX) | (_PS if vma.huge else 0)
-        return entry | (_RW | _D if writable else 0)
+        return entry | (_RW if writable else 0) | (_D if (writable if dirty is None else dirty) else 0)
 
     # --- processes ------------------------------------------------------------------------------
+
+    def set_dirty(self, proc: Process, vpn: int, pfn: int) -> None:
+        """A write through a TLB entry for frame ``pfn``: these TLBs do not cache the dirty bit, so the CPU sets it,
+        with the accessed bit, in the current leaf if it still maps that frame (SDM Vol. 3A 4.8)."""
+        if vpn << 12 >= TASK_SIZE:
+            return
+        found = self._leaf_entry(proc.root, vpn)
+        if found is None:
+            return
+        pa, entry = found
+        if entry & _P and (entry & _PFN) >> 12 == pfn and entry & (_A | _D) != _A | _D:
+            self.mem.write(pa, entry | _A | _D)
 
     def proc(self, pid: int) -> Process:
         """Process ``pid``, or :class:`UnknownPid`."""
@@ -550,7 +568,7 @@ class Kernel:
         else:
             exclusive_anon = self.flags[pfn] & (PG_ANON | PG_EXCLUSIVE | PG_HUGE) == PG_ANON | PG_EXCLUSIVE
             writable = vma.write and pfn != self.zero_pfn and exclusive_anon
-        return self._leaf(vma, pfn, writable)
+        return self._leaf(vma, pfn, writable, dirty=bool(entry & _D))  # pte_modify keeps the dirty bit
 
     def madvise_dontneed(self, pid: int, va: int, pages: int) -> Result:
         """``madvise(MADV_DONTNEED)``: zap the range VMA by VMA, keep the tables; in a hugetlb VMA the start must be
@@ -693,7 +711,7 @@ class Kernel:
             pfn = cache[index] = self._alloc(("shmem", vma.obj, index, 0))
             self.refcount[pfn], self.mapcount[pfn], self.flags[pfn] = 1, 0, 0
         self._get(pfn)
-        self.mem.write(pa, self._leaf(vma, pfn, vma.write))
+        self.mem.write(pa, self._leaf(vma, pfn, vma.write, dirty=False))  # a read maps clean; the store sets D
         return None
 
     def _wp(self, proc: Process, vma: Vma, vpn: int, pa: int, entry: int) -> Result | None:
@@ -820,24 +838,43 @@ class Kernel:
 
     # --- observations ---------------------------------------------------------------------------
 
-    def stat(self, pid: int) -> Result:
-        """``smaps_rollup``: Rss, Pss, USS, Anonymous in kB."""
+    def smaps(self, pid: int) -> Result:
+        """``/proc/PID/smaps_rollup`` in kB (fs/proc/task_mmu.c ``smaps_pte_entry``, ``smaps_account``,
+        ``smaps_page_accumulate``): private when referenced once or mapped fewer than twice, dirty by the PTE's D
+        bit or ``PG_dirty``; a swap entry's SwapPss is its share of the slot's swap entries (``swp_swapcount``)."""
         proc = self.proc(pid)
-        rss = pss = uss = anon = 0
+        pressure = self.pressure
+        files = {f.obj for f in pressure.files.values()}
+        in_file = {pfn for obj, cache in self.objects.items() if obj in files for pfn in cache.values()}
+        out = dict.fromkeys(SMAPS_FIELDS, 0)
+        whole = PAGE_SIZE << PSS_SHIFT
         for _, _, entry in self.user_ptes(proc):
+            if is_swap(entry):
+                slot = swp_offset(entry)
+                count = pressure.swap_map[slot] - (1 if slot in pressure.swap_cache else 0)
+                out["Swap"] += PAGE_SIZE
+                out["SwapPss"] += whole // count if count >= 2 else whole
+                continue
             pfn = (entry & _PFN) >> 12
-            if is_swap(entry) or pfn == self.zero_pfn or entry & _PS:
+            if pfn == self.zero_pfn or entry & _PS:
                 continue  # hugetlb pages count as Private_Hugetlb / Shared_Hugetlb only (smaps_hugetlb_range)
-            rss += PAGE_SIZE
-            if self.flags[pfn] & PG_ANON:
-                anon += PAGE_SIZE
-            mapcount = self.mapcount[pfn]
-            if self.refcount[pfn] == 1 or mapcount < 2:
-                pss += PAGE_SIZE << PSS_SHIFT
-                uss += PAGE_SIZE
-            else:
-                pss += (PAGE_SIZE << PSS_SHIFT) // mapcount
-        return {"rss_kb": rss >> 10, "pss_kb": pss >> (10 + PSS_SHIFT), "uss_kb": uss >> 10, "anon_kb": anon >> 10}
+            flags, mapcount = self.flags[pfn], self.mapcount[pfn]
+            private = self.refcount[pfn] == 1 or mapcount < 2
+            share = whole if private else whole // mapcount
+            dirty = bool(entry & _D or flags & PG_DIRTY)
+            out["Rss"] += PAGE_SIZE
+            out["Anonymous"] += PAGE_SIZE if flags & PG_ANON else 0
+            out[("Private_" if private else "Shared_") + ("Dirty" if dirty else "Clean")] += PAGE_SIZE
+            out["Pss"] += share
+            out["Pss_Dirty"] += share if dirty else 0
+            out["Pss_Anon" if flags & PG_ANON else "Pss_File" if pfn in in_file else "Pss_Shmem"] += share
+        return {key: value >> (10 + (PSS_SHIFT if key in PSS_FIELDS else 0)) for key, value in out.items()}
+
+    def stat(self, pid: int) -> Result:
+        """``smaps_rollup``'s Rss, Pss, USS (Private_Clean + Private_Dirty), Anonymous in kB."""
+        s = self.smaps(pid)
+        uss = s["Private_Clean"] + s["Private_Dirty"]
+        return {"rss_kb": s["Rss"], "pss_kb": s["Pss"], "uss_kb": uss, "anon_kb": s["Anonymous"]}
 
     def pagemap(self, pid: int, va: int) -> Result:
         """One ``/proc/PID/pagemap`` entry: present, pfn, exclusive (mapped once)."""

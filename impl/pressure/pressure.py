@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 Result = dict[str, Any]
 Flush = Callable[[], None]
 
-_P, _RW, _A, _PS, _PROTNONE = 0x1, 0x2, 0x20, 0x80, 0x100
+_P, _RW, _A, _D, _PS, _PROTNONE = 0x1, 0x2, 0x20, 0x40, 0x80, 0x100
 _PFN = ((1 << 52) - 1) & ~0xFFF
 _MASK64 = (1 << 64) - 1
 SWP_TYPE_BITS, SWP_OFFSET_SHIFT = 5, 14
@@ -356,7 +356,7 @@ class Pressure:
             writable = vma.write
             if write:
                 self.drop_swap_cache(pfn)
-        k.mem.write(pa, k._leaf(vma, pfn, writable))
+        k.mem.write(pa, k._leaf(vma, pfn, writable, dirty=write and writable))
         self.count_fault(proc, major)
         return None
 
@@ -516,8 +516,8 @@ class Pressure:
             f.disk.pop(index, None)
         k.flags[pfn] &= ~PG_DIRTY
         for _, _, pa, entry in list(self.mappers(pfn)):
-            if entry & _RW:
-                k.mem.write(pa, entry & ~_RW)
+            if entry & (_RW | _D):
+                k.mem.write(pa, entry & ~(_RW | _D))  # pte_wrprotect, pte_mkclean
 
     def sync_range(self, obj: int, lo: int, hi: int, flush: Flush) -> None:
         dirty = [i for i, pfn in sorted(self.k.objects[obj].items()) if lo <= i < hi and self.k.flags[pfn] & PG_DIRTY]
@@ -637,7 +637,7 @@ class Pressure:
             if pfn is None or index >= end or k.mem.read(table + pte * 8):
                 continue
             k._get(pfn)
-            k.mem.write(table + pte * 8, k._leaf(vma, pfn, writable))
+            k.mem.write(table + pte * 8, k._leaf(vma, pfn, writable, dirty=False))
 
     # --- observations ---------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from spec.outcome import (
     Pending,
     Reclaimed,
     Signal,
+    Smaps,
     Stage,
     Stat,
     Status,
@@ -106,6 +107,8 @@ def outcome_json(outcome: Outcome) -> Result:
         return {"reclaimed": outcome.pages}
     if isinstance(outcome, Meminfo | Status | Vmstat):
         return pressure_json(outcome)
+    if isinstance(outcome, Smaps):
+        return {key: getattr(outcome, name) for key, name in SMAPS_KEYS}
     raise AssertionError(f"no JSON form for {outcome!r}")
 
 
@@ -121,6 +124,21 @@ MEMINFO_KEYS = (
     ("SwapTotal", "swap_total"),
     ("SwapFree", "swap_free"),
     ("PageTables", "page_tables"),
+)
+SMAPS_KEYS = (
+    ("Rss", "rss"),
+    ("Pss", "pss"),
+    ("Pss_Dirty", "pss_dirty"),
+    ("Pss_Anon", "pss_anon"),
+    ("Pss_File", "pss_file"),
+    ("Pss_Shmem", "pss_shmem"),
+    ("Shared_Clean", "shared_clean"),
+    ("Shared_Dirty", "shared_dirty"),
+    ("Private_Clean", "private_clean"),
+    ("Private_Dirty", "private_dirty"),
+    ("Anonymous", "anonymous"),
+    ("Swap", "swap"),
+    ("SwapPss", "swap_pss"),
 )
 STATUS_KEYS = (
     ("VmRSS", "vm_rss"),
@@ -190,6 +208,8 @@ def spec_pressure_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[K
         return k, meminfo.meminfo(k)
     if isinstance(op, ops.StatusOp):
         return k, meminfo.status(k, op.pid)
+    if isinstance(op, ops.SmapsOp):
+        return k, accounting.smaps(k, op.pid)
     if isinstance(op, ops.VmstatOp):
         return k, meminfo.vmstat(k)
     return None
@@ -375,6 +395,8 @@ def impl_pressure_step(k: ImplKernel, op: ops.KernelOp, smp: Smp) -> Result | No
         return p.meminfo()
     if isinstance(op, ops.StatusOp):
         return p.status(op.pid)
+    if isinstance(op, ops.SmapsOp):
+        return k.smaps(op.pid)
     if isinstance(op, ops.VmstatOp):
         return p.vmstat()
     return None
@@ -394,7 +416,8 @@ def l0_pressure_step(mem: l0.Memory, op: ops.KernelOp) -> tuple[l0.Memory, Outco
         return l0.truncate(mem, op.file, op.pages)
     if isinstance(op, ops.MmapFile):
         return l0.mmap_file(mem, op.pid, op.va, op.pages, Prot.parse(op.prot), op.shared, op.file, op.offset)
-    if isinstance(op, ops.Fsync | ops.Msync | ops.Reclaim | ops.Swapoff | ops.MeminfoOp | ops.StatusOp | ops.VmstatOp):
+    observes = ops.MeminfoOp | ops.StatusOp | ops.VmstatOp | ops.SmapsOp
+    if isinstance(op, ops.Fsync | ops.Msync | ops.Reclaim | ops.Swapoff | observes):
         return mem, None
     return None
 

@@ -103,7 +103,12 @@ class Leaf:
     ``huge`` is a PD entry with PS=1 mapping 2 MiB from ``pfn`` (SDM Vol. 3A
     4.5.4, Table 4-18).  ``young`` is the accessed bit: every entry the kernel writes has it
     (``pte_mkyoung``), the walker sets it on every access it allows, and only reclaim's aging clears it
-    (:mod:`spec.pressure.lru`).  The dirty bit is not part of this view.
+    (:mod:`spec.pressure.lru`).  ``dirty`` is the dirty bit (SDM Vol. 3A 4.8): the walker sets it on every write it
+    allows; the kernel sets it where Linux writes ``pte_mkdirty`` (a write fault: ``do_anonymous_page``,
+    ``wp_page_reuse``, ``wp_page_copy``, ``finish_fault``/``set_pte_range`` with ``FAULT_FLAG_WRITE``,
+    ``do_swap_page`` on a write), and clears it only in ``folio_mkclean`` (writeback); mprotect keeps it
+    (``pte_modify``), fork copies it, a read fault maps clean (shmem too: its pages are not ``PG_dirty``
+    here).  smaps counts a page dirty when its entry or the page is (:mod:`spec.mm.accounting`).
     """
 
     pfn: int
@@ -113,12 +118,14 @@ class Leaf:
     nx: bool = True
     huge: bool = False
     young: bool = True
+    dirty: bool = False
 
     def __repr__(self) -> str:
         return (
             f"Leaf(pfn={self.pfn:#x}, present={self.present}, writable={self.writable}, user={self.user}, nx={self.nx}"
             + (", huge=True" if self.huge else "")
-            + (", young=False)" if not self.young else ")")
+            + (", young=False" if not self.young else "")
+            + (", dirty=True)" if self.dirty else ")")
         )
 
     @property

@@ -203,8 +203,8 @@ def writeback(k: Kernel, obj: int, index: int) -> Kernel:
     k = with_page(with_file(k, name, replace(f, disk=disk)), pfn, dirty=False)
     for pid, vpn in mappers(k, pfn):
         leaf = space(k, pid).leaves[vpn]
-        if leaf.writable:
-            k = set_leaf(k, pid, vpn, replace(leaf, writable=False))
+        if leaf.writable or leaf.dirty:
+            k = set_leaf(k, pid, vpn, replace(leaf, writable=False, dirty=False))
     return k
 
 
@@ -295,7 +295,7 @@ def file_fault(
 def shared_wp_fault(k: Kernel, pid: int, vpn: int, leaf: Leaf) -> Kernel:
     """A write to a read-only entry of a shared file mapping (``wp_page_shared``): the page becomes dirty and the
     entry writable."""
-    return set_leaf(with_page(k, leaf.pfn, dirty=True), pid, vpn, replace(leaf, writable=True))
+    return set_leaf(with_page(k, leaf.pfn, dirty=True), pid, vpn, replace(leaf, writable=True, dirty=True))
 
 
 PTRS_PER_PTE = 512
@@ -329,7 +329,8 @@ def fault_around(k: Kernel, pid: int, vma: Vma, vpn: int) -> Kernel:
     (``next_uptodate_folio``; every cached page here is both), below the file's end, and only where the entry
     is none (``pte_none``: a present, PROT_NONE or swap entry stays).  Each page is mapped as the read fault
     itself would map it (``set_pte_range`` with ``vma->vm_page_prot``): read-only in a file mapping (private, or
-    shared with dirty tracking), writable in a writable shmem mapping; young, since x86 does not want old
+    shared with dirty tracking), writable in a writable shmem mapping; clean (``pte_mkdirty`` only for a write,
+    or a writable entry of a ``PG_dirty`` folio, which a shmem page is not here); young, since x86 does not want old
     prefaulted entries (``arch_wants_old_prefaulted_pte``); with a reference and a map count each
     (``folio_ref_add``, ``folio_add_file_rmap_ptes``).  None of them is a fault: only the faulting access is
     counted, and it is minor when fault-around mapped its page.  The page table is the faulting page's, which
@@ -347,5 +348,5 @@ def fault_around(k: Kernel, pid: int, vma: Vma, vpn: int) -> Kernel:
         if page == vpn or page in sp.leaves or page in sp.swapped or pfn is None or index >= end:
             continue
         k = get_page(k, pfn)
-        k = set_leaf(k, pid, page, leaf_for(vma, pfn, writable=found is None and vma.prot.write))
+        k = set_leaf(k, pid, page, leaf_for(vma, pfn, writable=found is None and vma.prot.write, dirty=False))
     return k
