@@ -16,6 +16,9 @@
                             "Mapped", "SwapTotal", "SwapFree", "PageTables"} in kB
     {"op": "status", "pid": 1}  -> {"VmRSS", "RssAnon", "RssFile", "RssShmem", "VmSwap"} in kB, "minflt", "majflt"
     {"op": "vmstat"}            -> {"pgfault", "pgmajfault"}
+    {"op": "smaps", "pid": 1}   -> {"Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_File", "Pss_Shmem", "Shared_Clean",
+                                    "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous", "Swap",
+                                    "SwapPss"} in kB (``/proc/PID/smaps_rollup``)
 
 ``offset`` of ``file_read``/``file_write`` is a byte offset (8-byte aligned); of ``mmap_file`` it is in pages.
 A load or store past the end of a mapped file is ``{"signal": "SIGBUS"}``.  The config's ``swap`` is the
@@ -239,6 +242,15 @@ class VmstatOp(PressureOp):
     name: ClassVar[str] = "vmstat"
 
 
+@register
+@dataclass(frozen=True, slots=True)
+class SmapsOp(PressureOp):
+    """``/proc/PID/smaps_rollup``: the memory fields, ``stat``'s four among them."""
+
+    pid: int
+    name: ClassVar[str] = "smaps"
+
+
 PRESSURE_OPS = (
     FileCreate,
     FileRead,
@@ -252,4 +264,5 @@ PRESSURE_OPS = (
     MeminfoOp,
     StatusOp,
     VmstatOp,
+    SmapsOp,
 )

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from lang.errors import ScenarioError
+from lang.errors import ConfigError, ScenarioError
 
 Result = dict[str, Any]
 
@@ -236,6 +236,10 @@ class Config:
     TLB entries and Linux keeps one ASID (Intel SDM Vol. 3A 4.10.4.1,
     arch/x86/mm/tlb.c ``choose_new_asid``).
     ``swap`` is the number of swap slots (0: no swap).
+    ``fault_around_bytes`` is Linux's debugfs ``fault_around_bytes``: how much a read fault on a file or shmem
+    mapping maps around the faulting page from the page cache (mm/memory.c ``do_fault_around``); a power of two
+    multiple of 4096 up to ``PTRS_PER_PTE`` pages (2 MiB, ``fault_around_bytes_set``), 4096 for none.  Linux
+    rounds other values down (``rounddown_pow_of_two``); a config must give one it keeps as written.
     """
 
     frames: int
@@ -250,6 +254,7 @@ class Config:
     slab_freelist_random: int = 0
     pcid: bool = True
     swap: int = 0
+    fault_around_bytes: int = 65536
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "frames": (1, 1 << 24),
@@ -263,6 +268,7 @@ class Config:
         "slub_min_objects": (0, 32767),
         "slab_freelist_random": (0, 1),
         "swap": (0, 1 << 16),
+        "fault_around_bytes": (4096, 512 * 4096),
     }
     FLAGS: ClassVar[tuple[str, ...]] = ("pcid",)  # true or false, not numbers
     MEANINGS: ClassVar[dict[str, str]] = {
@@ -278,6 +284,7 @@ class Config:
         "slab_freelist_random": "1: the implementation shuffles new slabs' freelists (CONFIG_SLAB_FREELIST_RANDOM)",
         "pcid": "whether the CPUs have PCIDs (CR4.PCIDE=1)",
         "swap": "swap slots (0: no swap)",
+        "fault_around_bytes": "bytes a read fault on a file or shmem mapping maps around it (4096: off)",
     }
     """What each key means, for the docs (:mod:`lang.schema`)."""
     # Written only when they differ from the default, so scenarios from before they existed read the same.
@@ -289,6 +296,7 @@ class Config:
         "slab_freelist_random": 0,
         "pcid": True,
         "swap": 0,
+        "fault_around_bytes": 65536,
     }
 
     @classmethod
@@ -304,7 +312,25 @@ class Config:
             raise ScenarioError(f"{where}.frames", "missing: the number of 4 KiB physical frames")
         numbers = {key: parse_int(raw[key], f"{where}.{key}", *cls.LIMITS[key]) for key in cls.LIMITS if key in raw}
         pcid = parse_bool(raw["pcid"], f"{where}.pcid") if "pcid" in raw else True
+        around = numbers.get("fault_around_bytes", 65536)
+        if around & (around - 1) or around % 4096:
+            raise ScenarioError(
+                f"{where}.fault_around_bytes",
+                f"{around} is not a power of two multiple of 4096: allowed 4096 (no fault-around), 8192, ..., 2097152",
+            )
         return cls(**numbers, pcid=pcid)
+
+    def __post_init__(self) -> None:
+        around = self.fault_around_bytes
+        if not 4096 <= around <= 512 * 4096 or around & (around - 1):
+            raise ConfigError(
+                f"fault_around_bytes {around} is not a power of two from 4096 (no fault-around) to 2097152"
+            )
+
+    @property
+    def fault_around_pages(self) -> int:
+        """``fault_around_pages``: the pages a read fault maps around itself (1: none)."""
+        return self.fault_around_bytes >> 12
 
     def to_json(self) -> dict[str, int | bool]:
         """The config as a scenario writes it (every field, so replays are exact)."""

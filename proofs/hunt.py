@@ -210,6 +210,9 @@ SLAB_MACHINE = machine_detector("slab-machine", "properties.slab.slab_machine:Sl
 NOPCID_MACHINE = machine_detector("nopcid-machine", "properties.smp.nopcid_machine:NoPcidMachine")
 CEILING_ONE_MACHINE = machine_detector("ceiling-one-machine", "properties.smp.ceiling_machine:CeilingOneMachine")
 CEILING_ZERO_MACHINE = machine_detector("ceiling-zero-machine", "properties.smp.ceiling_machine:CeilingZeroMachine")
+FAULT_AROUND_MACHINE = machine_detector(
+    "fault-around-machine", "properties.pressure.fault_around_machine:FaultAroundOffMachine"
+)
 PRESSURE_MACHINE = machine_detector("pressure-machine", "properties.pressure.pressure_machine:PressureMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
@@ -226,6 +229,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "pressure": (PRESSURE_MACHINE,),
     "ceiling": (CEILING_ONE_MACHINE,),
     "flushall": (CEILING_ZERO_MACHINE,),
+    "smaps": (FAULT_AROUND_MACHINE,),
 }
 
 

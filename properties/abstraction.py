@@ -67,6 +67,7 @@ _PTE_PFN = ((1 << 52) - 1) & ~0xFFF
 _PTE_PROTNONE = 0x100
 _PDE_PS = 0x80
 _PTE_A = 0x20
+_PTE_D = 0x40
 
 
 def abstract_vma(vma: ImplVma) -> SpecVma:
@@ -79,12 +80,12 @@ def decode_leaf(entry: int, writable: bool, user: bool, nx: bool, huge: bool = F
     """A non-empty leaf (a PTE, or ``huge``: a PD entry with PS=1) with the rights of the walk above it: present,
     PROT_NONE, or something else."""
     pfn = (entry & _PTE_PFN) >> 12
-    young = bool(entry & _PTE_A)
+    young, dirty = bool(entry & _PTE_A), bool(entry & _PTE_D)
     if entry & 1:
         rights = (writable and bool(entry & 2), user and bool(entry & 4), nx or bool(entry >> 63))
-        return Leaf(pfn, True, *rights, huge=huge, young=young)
+        return Leaf(pfn, True, *rights, huge=huge, young=young, dirty=dirty)
     if entry & _PTE_PROTNONE:
-        return Leaf(pfn, present=False, writable=False, user=True, nx=True, huge=huge, young=young)
+        return Leaf(pfn, present=False, writable=False, user=True, nx=True, huge=huge, young=young, dirty=dirty)
     return Leaf(pfn, present=False, writable=True, user=False, nx=False, huge=huge)
 
 
@@ -248,4 +249,5 @@ def abstract_pressure(kernel: ImplKernel) -> dict[str, Any]:
         "pgfault": p.pgfault,
         "pgmajfault": p.pgmajfault,
         "lru_steps": p.lru_steps,
+        "fault_around": p.fault_around_pages,
     }

@@ -70,6 +70,27 @@ class Stat:
 
 
 @dataclass(frozen=True, slots=True)
+class Smaps:
+    """``/proc/PID/smaps_rollup`` fields in kB (fs/proc/task_mmu.c ``__show_smap``): Rss, Pss and its dirty,
+    anonymous, file and shmem parts, Shared_Clean, Shared_Dirty, Private_Clean, Private_Dirty, Anonymous, Swap,
+    SwapPss."""
+
+    rss: int
+    pss: int
+    pss_dirty: int
+    pss_anon: int
+    pss_file: int
+    pss_shmem: int
+    shared_clean: int
+    shared_dirty: int
+    private_clean: int
+    private_dirty: int
+    anonymous: int
+    swap: int
+    swap_pss: int
+
+
+@dataclass(frozen=True, slots=True)
 class Pagemap:
     """One ``/proc/PID/pagemap`` entry: present (bit 63), the pfn (bits 0-54; of a swap entry: its offset),
     exclusive (bit 56), swapped (bit 62)."""
@@ -149,6 +170,7 @@ Outcome = (
     | NewPid
     | NewPin
     | Stat
+    | Smaps
     | Pagemap
     | Pending
     | Stage

@@ -37,7 +37,7 @@ from typing import Any
 from impl.alloc.buddy import BuddyAllocator
 from impl.mm.vma import Vma, VmaList
 from impl.paging.mmu import WRITE, Fault, Mmu, Translated
-from impl.pressure.pressure import ANON_INACTIVE, PG_DIRTY, Pressure, is_swap, swp_offset
+from impl.pressure.pressure import ANON_INACTIVE, FAULT_AROUND_PAGES, PG_DIRTY, Pressure, is_swap, swp_offset
 from lang.errors import AddressError, ConfigError, IdleCpu, NotModelled, UnknownCpu, UnknownPid, UnknownPin
 
 Result = dict[str, Any]
@@ -61,6 +61,11 @@ MMAP_MIN_ADDR = 0x10000
 KERNEL_VA = 0xFFFFFFFF80000000
 KERNEL_WORD = 0x4C494E5558
 PSS_SHIFT = 12
+SMAPS_FIELDS = (
+    *("Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_File", "Pss_Shmem", "Shared_Clean", "Shared_Dirty"),
+    *("Private_Clean", "Private_Dirty", "Anonymous", "Swap", "SwapPss"),
+)
+PSS_FIELDS = frozenset({"Pss", "Pss_Dirty", "Pss_Anon", "Pss_File", "Pss_Shmem", "SwapPss"})
 
 OK: Result = {"ok": True}
 
@@ -86,7 +91,7 @@ class Process:
 class Kernel:
     """The kernel over one MMU and one buddy allocator; see the module docstring."""
 
-    def __init__(self, mmu: Mmu, buddy: BuddyAllocator, swap: int = 0) -> None:
+    def __init__(self, mmu: Mmu, buddy: BuddyAllocator, swap: int = 0, fault_around: int = FAULT_AROUND_PAGES) -> None:
         self.mmu, self.mem, self.buddy = mmu, mmu.mem, buddy
         frames = buddy.frames
         self.refcount = array("i", bytes(4 * frames))
@@ -100,7 +105,7 @@ class Kernel:
         self.next_pid = self.next_object = self.next_pin = 1
         self.current = [0] * len(mmu.cpus)
         self.gathered: list[int] | None = None
-        self.pressure = Pressure(self, swap)
+        self.pressure = Pressure(self, swap, fault_around)
         if self.free_frames() < 6:
             raise ConfigError("the kernel needs 6 free frames to boot: give the config more frames")
         self.boot = tuple(self._alloc(("boot", i, 0, 0)) for i in range(6))
@@ -325,14 +330,27 @@ class Kernel:
         """The process's non-empty PTEs in pages ``lo .. hi-1``."""
         return self._ptes(proc.root, 4, 0, lo, min(hi, USER_PAGES))
 
-    def _leaf(self, vma: Vma, pfn: int, writable: bool) -> int:
-        """``vm_get_page_prot`` plus the per-entry write bit: PROT_NONE is not present, XD unless executable."""
+    def _leaf(self, vma: Vma, pfn: int, writable: bool, dirty: bool | None = None) -> int:
+        """``vm_get_page_prot`` plus the per-entry write bit: PROT_NONE is not present, XD unless executable; D if
+        ``dirty``, else if writable (a write fault's ``pte_mkdirty``)."""
         if not vma.accessible:
-            return (pfn << 12) | _PROTNONE | _A | _NX | (_PS if vma.huge else 0)
+            return (pfn << 12) | _PROTNONE | _A | _NX | (_PS if vma.huge else 0) | (_D if dirty else 0)
         entry = (pfn << 12) | _P | _US | _A | (0 if vma.exec else _NX) | (_PS if vma.huge else 0)
-        return entry | (_RW | _D if writable else 0)
+        return entry | (_RW if writable else 0) | (_D if (writable if dirty is None else dirty) else 0)
 
     # --- processes ------------------------------------------------------------------------------
+
+    def set_dirty(self, proc: Process, vpn: int, pfn: int) -> None:
+        """A write through a TLB entry for frame ``pfn``: these TLBs do not cache the dirty bit, so the CPU sets it,
+        with the accessed bit, in the current leaf if it still maps that frame (SDM Vol. 3A 4.8)."""
+        if vpn << 12 >= TASK_SIZE:
+            return
+        found = self._leaf_entry(proc.root, vpn)
+        if found is None:
+            return
+        pa, entry = found
+        if entry & _P and (entry & _PFN) >> 12 == pfn and entry & (_A | _D) != _A | _D:
+            self.mem.write(pa, entry | _A | _D)
 
     def proc(self, pid: int) -> Process:
         """Process ``pid``, or :class:`UnknownPid`."""
@@ -550,7 +568,7 @@ class Kernel:
         else:
             exclusive_anon = self.flags[pfn] & (PG_ANON | PG_EXCLUSIVE | PG_HUGE) == PG_ANON | PG_EXCLUSIVE
             writable = vma.write and pfn != self.zero_pfn and exclusive_anon
-        return self._leaf(vma, pfn, writable)
+        return self._leaf(vma, pfn, writable, dirty=bool(entry & _D))  # pte_modify keeps the dirty bit
 
     def madvise_dontneed(self, pid: int, va: int, pages: int) -> Result:
         """``madvise(MADV_DONTNEED)``: zap the range VMA by VMA, keep the tables; in a hugetlb VMA the start must be
@@ -648,12 +666,18 @@ class Kernel:
 
     def _missing(self, proc: Process, vma: Vma, vpn: int, write: bool) -> Result | None:
         """``do_anonymous_page`` (zero page on read), ``shmem_fault`` for a shared VMA, ``filemap_fault`` for a file
-        mapping (:meth:`impl.pressure.pressure.Pressure.file_fault`); a fixed fault is counted."""
+        mapping (:meth:`impl.pressure.pressure.Pressure.file_fault`); a fixed fault is counted.  A read fault in a
+        file or shmem mapping (``do_read_fault``) maps its neighbours from the cache
+        (:meth:`impl.pressure.pressure.Pressure.fault_around`)."""
         if self.pressure.is_file(vma):
-            return self.pressure.file_fault(proc, vma, vpn, write)
-        if vma.shared:
-            return self._counted(proc, self._shmem(proc, vma, vpn))
-        return self._counted(proc, self._anon_missing(proc, vma, vpn, write))
+            failed = self.pressure.file_fault(proc, vma, vpn, write)
+        elif vma.shared:
+            failed = self._counted(proc, self._shmem(proc, vma, vpn))
+        else:
+            return self._counted(proc, self._anon_missing(proc, vma, vpn, write))
+        if failed is None and not write:
+            self.pressure.fault_around(proc, vma, vpn)
+        return failed
 
     def _counted(self, proc: Process, failed: Result | None) -> Result | None:
         """A minor fault counted when it was fixed (``mm_account_fault``)."""
@@ -687,7 +711,7 @@ class Kernel:
             pfn = cache[index] = self._alloc(("shmem", vma.obj, index, 0))
             self.refcount[pfn], self.mapcount[pfn], self.flags[pfn] = 1, 0, 0
         self._get(pfn)
-        self.mem.write(pa, self._leaf(vma, pfn, vma.write))
+        self.mem.write(pa, self._leaf(vma, pfn, vma.write, dirty=False))  # a read maps clean; the store sets D
         return None
 
     def _wp(self, proc: Process, vma: Vma, vpn: int, pa: int, entry: int) -> Result | None:
@@ -814,24 +838,43 @@ class Kernel:
 
     # --- observations ---------------------------------------------------------------------------
 
-    def stat(self, pid: int) -> Result:
-        """``smaps_rollup``: Rss, Pss, USS, Anonymous in kB."""
+    def smaps(self, pid: int) -> Result:
+        """``/proc/PID/smaps_rollup`` in kB (fs/proc/task_mmu.c ``smaps_pte_entry``, ``smaps_account``,
+        ``smaps_page_accumulate``): private when referenced once or mapped fewer than twice, dirty by the PTE's D
+        bit or ``PG_dirty``; a swap entry's SwapPss is its share of the slot's swap entries (``swp_swapcount``)."""
         proc = self.proc(pid)
-        rss = pss = uss = anon = 0
+        pressure = self.pressure
+        files = {f.obj for f in pressure.files.values()}
+        in_file = {pfn for obj, cache in self.objects.items() if obj in files for pfn in cache.values()}
+        out = dict.fromkeys(SMAPS_FIELDS, 0)
+        whole = PAGE_SIZE << PSS_SHIFT
         for _, _, entry in self.user_ptes(proc):
+            if is_swap(entry):
+                slot = swp_offset(entry)
+                count = pressure.swap_map[slot] - (1 if slot in pressure.swap_cache else 0)
+                out["Swap"] += PAGE_SIZE
+                out["SwapPss"] += whole // count if count >= 2 else whole
+                continue
             pfn = (entry & _PFN) >> 12
-            if is_swap(entry) or pfn == self.zero_pfn or entry & _PS:
+            if pfn == self.zero_pfn or entry & _PS:
                 continue  # hugetlb pages count as Private_Hugetlb / Shared_Hugetlb only (smaps_hugetlb_range)
-            rss += PAGE_SIZE
-            if self.flags[pfn] & PG_ANON:
-                anon += PAGE_SIZE
-            mapcount = self.mapcount[pfn]
-            if self.refcount[pfn] == 1 or mapcount < 2:
-                pss += PAGE_SIZE << PSS_SHIFT
-                uss += PAGE_SIZE
-            else:
-                pss += (PAGE_SIZE << PSS_SHIFT) // mapcount
-        return {"rss_kb": rss >> 10, "pss_kb": pss >> (10 + PSS_SHIFT), "uss_kb": uss >> 10, "anon_kb": anon >> 10}
+            flags, mapcount = self.flags[pfn], self.mapcount[pfn]
+            private = self.refcount[pfn] == 1 or mapcount < 2
+            share = whole if private else whole // mapcount
+            dirty = bool(entry & _D or flags & PG_DIRTY)
+            out["Rss"] += PAGE_SIZE
+            out["Anonymous"] += PAGE_SIZE if flags & PG_ANON else 0
+            out[("Private_" if private else "Shared_") + ("Dirty" if dirty else "Clean")] += PAGE_SIZE
+            out["Pss"] += share
+            out["Pss_Dirty"] += share if dirty else 0
+            out["Pss_Anon" if flags & PG_ANON else "Pss_File" if pfn in in_file else "Pss_Shmem"] += share
+        return {key: value >> (10 + (PSS_SHIFT if key in PSS_FIELDS else 0)) for key, value in out.items()}
+
+    def stat(self, pid: int) -> Result:
+        """``smaps_rollup``'s Rss, Pss, USS (Private_Clean + Private_Dirty), Anonymous in kB."""
+        s = self.smaps(pid)
+        uss = s["Private_Clean"] + s["Private_Dirty"]
+        return {"rss_kb": s["Rss"], "pss_kb": s["Pss"], "uss_kb": uss, "anon_kb": s["Anonymous"]}
 
     def pagemap(self, pid: int, va: int) -> Result:
         """One ``/proc/PID/pagemap`` entry: present, pfn, exclusive (mapped once)."""

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 Result = dict[str, Any]
 Flush = Callable[[], None]
 
-_P, _RW, _A, _PS, _PROTNONE = 0x1, 0x2, 0x20, 0x80, 0x100
+_P, _RW, _A, _D, _PS, _PROTNONE = 0x1, 0x2, 0x20, 0x40, 0x80, 0x100
 _PFN = ((1 << 52) - 1) & ~0xFFF
 _MASK64 = (1 << 64) - 1
 SWP_TYPE_BITS, SWP_OFFSET_SHIFT = 5, 14
@@ -46,6 +46,7 @@ WMARK_MIN, WMARK_LOW = 4, 5
 DEF_PRIORITY = 12
 PAGE_SIZE = 4096
 MAX_FILE_PAGES = 1 << 20
+FAULT_AROUND_PAGES, PTRS_PER_PTE = 65536 // PAGE_SIZE, 512
 OK: Result = {"ok": True}
 
 
@@ -84,9 +85,10 @@ class File:
 class Pressure:
     """The memory-pressure state of one kernel; see the module docstring."""
 
-    def __init__(self, kernel: Kernel, swap: int = 0) -> None:
+    def __init__(self, kernel: Kernel, swap: int = 0, fault_around: int = FAULT_AROUND_PAGES) -> None:
         frames = kernel.buddy.frames
         self.k = kernel
+        self.fault_around_pages = fault_around
         self.lru_next = array("i", [-1] * (frames + 4))
         self.lru_prev = array("i", [-1] * (frames + 4))
         for head in range(frames, frames + 4):
@@ -362,7 +364,7 @@ class Pressure:
             writable = vma.write
             if write:
                 self.drop_swap_cache(pfn)
-        k.mem.write(pa, k._leaf(vma, pfn, writable))
+        k.mem.write(pa, k._leaf(vma, pfn, writable, dirty=write and writable))
         self.count_fault(proc, major)
         return None
 
@@ -522,8 +524,8 @@ class Pressure:
             f.disk.pop(index, None)
         k.flags[pfn] &= ~PG_DIRTY
         for _, _, pa, entry in list(self.mappers(pfn)):
-            if entry & _RW:
-                k.mem.write(pa, entry & ~_RW)
+            if entry & (_RW | _D):
+                k.mem.write(pa, entry & ~(_RW | _D))  # pte_wrprotect, pte_mkclean
 
     def sync_range(self, obj: int, lo: int, hi: int, flush: Flush) -> None:
         dirty = [i for i, pfn in sorted(self.k.objects[obj].items()) if lo <= i < hi and self.k.flags[pfn] & PG_DIRTY]
@@ -626,6 +628,37 @@ class Pressure:
             k.mem.write(pa, k._leaf(vma, pfn, write))
         self.count_fault(proc, major)
         return None
+
+    def fault_around(self, proc: Process, vma: Vma, vpn: int) -> None:
+        """``do_fault_around`` -> ``filemap_map_pages`` after a read fault at ``vpn`` in a file or shmem mapping:
+        every none PTE of the window whose page is in the cache (below the file's end) maps it, as the read fault
+        would (``set_pte_range``), uncounted.
+
+        The window (mm/memory.c, Linux 6.18): ``from_pte = max(ALIGN_DOWN(pte_off, nr_pages), pte_off -
+        min(pte_off, vma_off))``, ``to_pte = min3(from_pte + nr_pages, PTRS_PER_PTE, pte_off + vma_pages -
+        vma_off) - 1``: aligned, clipped to the VMA and to the page table.
+        """
+        nr_pages = self.fault_around_pages
+        if nr_pages <= 1:
+            return
+        k = self.k
+        pte_off, vma_off = vpn % PTRS_PER_PTE, vpn - vma.start
+        from_pte = max(pte_off - pte_off % nr_pages, pte_off - min(pte_off, vma_off))
+        to_pte = min(from_pte + nr_pages, PTRS_PER_PTE, pte_off + (vma.end - vma.start) - vma_off) - 1
+        pa = k._pte_pa(proc.root, vpn)
+        assert pa is not None, "the fault made the page table"
+        table = pa - pte_off * 8
+        f = self.file_of(vma.obj)
+        end = MAX_FILE_PAGES if f is None else f.pages
+        cache = k.objects[vma.obj]
+        writable = f is None and vma.write
+        for pte in range(from_pte, to_pte + 1):
+            index = vma.pgoff + vpn - pte_off + pte - vma.start
+            pfn = cache.get(index)
+            if pfn is None or index >= end or k.mem.read(table + pte * 8):
+                continue
+            k._get(pfn)
+            k.mem.write(table + pte * 8, k._leaf(vma, pfn, writable, dirty=False))
 
     # --- observations ---------------------------------------------------------------------------
 

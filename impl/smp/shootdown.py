@@ -441,6 +441,8 @@ class Smp:
                 self.k.effects.append((("tlb", cpu, attempt, vpn), code))
                 if allows(code, kind, user):
                     offset = va & (HUGE_PAGES * 4096 - 1 if code & HUGE else 0xFFF)
+                    if kind == WRITE:
+                        self.k.set_dirty(proc, vpn, (code & ~HUGE) >> 4)
                     return self.perform((((code & ~HUGE) >> 4) << 12) | offset, kind, value)
                 error = 1 | (2 if kind == WRITE else 0) | (4 if user else 0) | (0x10 if kind == FETCH else 0)
             else:

@@ -94,6 +94,17 @@ def hugetlb_pool() -> int:
     return 0
 
 
+FAULT_AROUND_DEBUGFS = Path("/sys/kernel/debug/fault_around_bytes")
+
+
+def kernel_fault_around_bytes() -> int:
+    """The kernel's ``fault_around_bytes`` (debugfs); Linux's default 65536 (mm/memory.c ``fault_around_pages``)
+    when debugfs is not mounted, as only debugfs changes it."""
+    with contextlib.suppress(OSError, ValueError):
+        return int(FAULT_AROUND_DEBUGFS.read_text())
+    return 65536
+
+
 def touched_pages(program: Sequence[Op]) -> list[int]:
     """Every page an ``mmap`` of the scenario maps: the pages observed after each step."""
     pages: set[int] = set()
@@ -115,7 +126,14 @@ def range_outside_window(va: int, pages: int) -> bool:
 
 
 def check_supported(scenario: Scenario) -> None:
-    """Raise :class:`OracleUnsupported` for the first op the live kernel cannot run faithfully or safely."""
+    """Raise :class:`OracleUnsupported` for the first op the live kernel cannot run faithfully or safely, or for a
+    config whose ``fault_around_bytes`` is not the kernel's."""
+    around = kernel_fault_around_bytes()
+    if scenario.config.fault_around_bytes != around:
+        raise OracleUnsupported(
+            f"config.fault_around_bytes: {scenario.config.fault_around_bytes}, but the kernel's is {around} "
+            f"(/sys/kernel/debug/fault_around_bytes); the oracle does not change it"
+        )
     for index, op in enumerate(scenario.ops):
         where = f"ops[{index}] ({op.name})"
         if not isinstance(op, ops.KernelOp):

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from impl.alloc.buddy import BuddyAllocator
 from impl.mm.kernel import Kernel as ImplKernel
 from impl.paging.mmu import FETCH, READ, WRITE, Mmu
+from impl.pressure.pressure import FAULT_AROUND_PAGES
 from impl.smp.shootdown import Smp
 from lang import ops
 from lang.errors import MMCheckError, NotModelled, UnknownCpu
@@ -38,6 +39,7 @@ from spec.outcome import (
     Pending,
     Reclaimed,
     Signal,
+    Smaps,
     Stage,
     Stat,
     Status,
@@ -105,6 +107,8 @@ def outcome_json(outcome: Outcome) -> Result:
         return {"reclaimed": outcome.pages}
     if isinstance(outcome, Meminfo | Status | Vmstat):
         return pressure_json(outcome)
+    if isinstance(outcome, Smaps):
+        return {key: getattr(outcome, name) for key, name in SMAPS_KEYS}
     raise AssertionError(f"no JSON form for {outcome!r}")
 
 
@@ -120,6 +124,21 @@ MEMINFO_KEYS = (
     ("SwapTotal", "swap_total"),
     ("SwapFree", "swap_free"),
     ("PageTables", "page_tables"),
+)
+SMAPS_KEYS = (
+    ("Rss", "rss"),
+    ("Pss", "pss"),
+    ("Pss_Dirty", "pss_dirty"),
+    ("Pss_Anon", "pss_anon"),
+    ("Pss_File", "pss_file"),
+    ("Pss_Shmem", "pss_shmem"),
+    ("Shared_Clean", "shared_clean"),
+    ("Shared_Dirty", "shared_dirty"),
+    ("Private_Clean", "private_clean"),
+    ("Private_Dirty", "private_dirty"),
+    ("Anonymous", "anonymous"),
+    ("Swap", "swap"),
+    ("SwapPss", "swap_pss"),
 )
 STATUS_KEYS = (
     ("VmRSS", "vm_rss"),
@@ -189,6 +208,8 @@ def spec_pressure_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[K
         return k, meminfo.meminfo(k)
     if isinstance(op, ops.StatusOp):
         return k, meminfo.status(k, op.pid)
+    if isinstance(op, ops.SmapsOp):
+        return k, accounting.smaps(k, op.pid)
     if isinstance(op, ops.VmstatOp):
         return k, meminfo.vmstat(k)
     return None
@@ -240,13 +261,14 @@ class SpecKernelSide:
         self.flush_ceiling = config.flush_ceiling
         self.pcid = config.pcid
         self.swap = config.swap
+        self.fault_around = config.fault_around_pages
         self.kernel: Kernel | None = None
         self.last: Outcome | None = None
 
     def boot_if_needed(self, buddy: BuddyState, choices: Choices) -> BuddyState:
         """Boot on the first use (kept even if the op that triggered it is refused)."""
         if self.kernel is None:
-            self.kernel = boot(buddy, self.cpus, choices, self.flush_ceiling, self.pcid, self.swap)
+            self.kernel = boot(buddy, self.cpus, choices, self.flush_ceiling, self.pcid, self.swap, self.fault_around)
             return self.kernel.buddy
         return buddy
 
@@ -272,6 +294,7 @@ class ImplKernelSide:
         self.flush_ceiling = 33 if config is None else config.flush_ceiling
         self.pcid = True if config is None else config.pcid
         self.swap = 0 if config is None else config.swap
+        self.fault_around = FAULT_AROUND_PAGES if config is None else config.fault_around_pages
 
     def choices(self) -> Choices:
         """The frames the last operation allocated, by role, and the TLB entries its accesses hit."""
@@ -280,7 +303,7 @@ class ImplKernelSide:
     def apply(self, op: ops.KernelOp, mmu: Mmu, buddy: BuddyAllocator) -> Result:
         """Run ``op``; bad input raises and changes nothing (but the boot)."""
         if self.kernel is None or self.smp is None:
-            self.kernel = ImplKernel(mmu, buddy, self.swap)
+            self.kernel = ImplKernel(mmu, buddy, self.swap, self.fault_around)
             self.smp = Smp(self.kernel, self.tlb_entries, self.flush_ceiling, self.pcid)
         else:
             self.kernel.effects.clear()
@@ -372,6 +395,8 @@ def impl_pressure_step(k: ImplKernel, op: ops.KernelOp, smp: Smp) -> Result | No
         return p.meminfo()
     if isinstance(op, ops.StatusOp):
         return p.status(op.pid)
+    if isinstance(op, ops.SmapsOp):
+        return k.smaps(op.pid)
     if isinstance(op, ops.VmstatOp):
         return p.vmstat()
     return None
@@ -391,7 +416,8 @@ def l0_pressure_step(mem: l0.Memory, op: ops.KernelOp) -> tuple[l0.Memory, Outco
         return l0.truncate(mem, op.file, op.pages)
     if isinstance(op, ops.MmapFile):
         return l0.mmap_file(mem, op.pid, op.va, op.pages, Prot.parse(op.prot), op.shared, op.file, op.offset)
-    if isinstance(op, ops.Fsync | ops.Msync | ops.Reclaim | ops.Swapoff | ops.MeminfoOp | ops.StatusOp | ops.VmstatOp):
+    observes = ops.MeminfoOp | ops.StatusOp | ops.VmstatOp | ops.SmapsOp
+    if isinstance(op, ops.Fsync | ops.Msync | ops.Reclaim | ops.Swapoff | observes):
         return mem, None
     return None
 

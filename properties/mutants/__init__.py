@@ -24,6 +24,7 @@ from properties.mutants.kernel import KERNEL_MUTANTS
 from properties.mutants.pcid import NOPCID_MUTANTS
 from properties.mutants.pressure import PRESSURE_MUTANTS
 from properties.mutants.slab import SLAB_MUTANTS
+from properties.mutants.smaps import SMAPS_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 from properties.mutants.walk import WALK_MUTANTS
 
@@ -37,6 +38,7 @@ MUTANTS: tuple[Mutant, ...] = (
     + NOPCID_MUTANTS
     + PRESSURE_MUTANTS
     + CEILING_MUTANTS
+    + SMAPS_MUTANTS
 )
 LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))
 

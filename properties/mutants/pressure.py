@@ -91,4 +91,20 @@ PRESSURE_MUTANTS = (
         "pressure",
         patch("shrink", ("if self.referenced(pfn):", "if self.referenced(pfn) or self.k.mapcount[pfn] > 0:")),
     ),
+    Mutant(
+        "fault-around-past-vma-end",
+        "fault-around's window not clipped to the VMA's end (do_fault_around's min3 without vma_pages): "
+        "filemap_map_pages maps cached pages of the file past the mapping, into a hole or a neighbouring VMA; the "
+        "class of 'mm/memory: do not populate page table entries beyond i_size' (2025), where the map-pages path "
+        "populated entries past what may be mapped",
+        f"{REFINES}; every entry lies in a VMA and maps the page its offset names",
+        "pressure",
+        patch(
+            "fault_around",
+            (
+                "min(from_pte + nr_pages, PTRS_PER_PTE, pte_off + (vma.end - vma.start) - vma_off)",
+                "min(from_pte + nr_pages, PTRS_PER_PTE)",
+            ),
+        ),
+    ),
 )

@@ -1,5 +1,15 @@
 """What ``/proc/PID/smaps_rollup`` and ``/proc/PID/pagemap`` report.
 
+smaps_rollup's fields (:func:`smaps`; ``stat`` gives four of them): ``smaps_pte_entry`` walks every entry;
+a present one (``pte_present``, ``PROT_NONE`` included) that is not the zero page goes to
+``smaps_account``, a swap entry adds a page to Swap and to SwapPss its share, ``PAGE_SIZE / n`` for the
+``n = swp_swapcount`` swap entries of its slot (the swap cache's reference is not one: ``swap_count``
+masks ``SWAP_HAS_CACHE``), the whole page when fewer than two.  ``smaps_page_accumulate`` puts each
+page in Private or Shared as above, and in Dirty when its entry's dirty bit or ``PG_dirty`` is set
+(``dirty || folio_test_dirty``), else in Clean; its Pss share goes to Pss_Dirty when dirty, and to
+Pss_Anon, Pss_Shmem (swap-backed, not anonymous) or Pss_File by the page's kind.  Each sum is printed
+once for the whole process, in kB rounding down, the Pss ones after the ``PSS_SHIFT`` shift.
+
 smaps (fs/proc/task_mmu.c ``smaps_pte_entry``, ``smaps_account``): every
 present entry but the zero page's counts in Rss (``vm_normal_page``); a page
 referenced once, or mapped fewer than twice, is private and counts whole in
@@ -25,11 +35,14 @@ which for a hugetlb folio is a map count of at most 1.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from spec.memory import check_address
 from spec.mm.kernel import Kernel, leaf_of, space
 from spec.mm.vma import TASK_SIZE
-from spec.outcome import Pagemap, Stat
+from spec.outcome import Pagemap, Smaps, Stat
 from spec.paging.address import PAGE_SHIFT, PAGE_SIZE
+from spec.pressure.files import file_objects
 
 PSS_SHIFT = 12
 
@@ -41,18 +54,39 @@ def pss_share(refcount: int, mapcount: int) -> int:
     return (PAGE_SIZE << PSS_SHIFT) // mapcount
 
 
-def stat(k: Kernel, pid: int) -> Stat:
-    """Rss, Pss, USS and Anonymous of process ``pid``, in kB."""
-    rss = pss = uss = anon = 0
-    for leaf in space(k, pid).leaves.values():
+def smaps(k: Kernel, pid: int) -> Smaps:
+    """``/proc/PID/smaps_rollup`` of process ``pid``, in kB."""
+    sp = space(k, pid)
+    files = file_objects(k)
+    in_file = {pfn for obj, cache in k.objects.items() if obj in files for pfn in cache.values()}
+    size: Counter[str] = Counter()
+    pss: Counter[str] = Counter()
+    for leaf in sp.leaves.values():
         if leaf.pfn == k.zero_pfn or leaf.huge:
             continue
         page = k.pages[leaf.pfn]
-        rss += PAGE_SIZE
-        anon += PAGE_SIZE if page.anon else 0
-        pss += pss_share(page.refcount, page.mapcount)
-        uss += PAGE_SIZE if page.refcount == 1 or page.mapcount < 2 else 0
-    return Stat(rss >> 10, pss >> (10 + PSS_SHIFT), uss >> 10, anon >> 10)
+        share = pss_share(page.refcount, page.mapcount)
+        dirty = leaf.dirty or page.dirty
+        private = page.refcount == 1 or page.mapcount < 2
+        size["rss"] += PAGE_SIZE
+        size["anonymous"] += PAGE_SIZE if page.anon else 0
+        size[("private_" if private else "shared_") + ("dirty" if dirty else "clean")] += PAGE_SIZE
+        pss["pss"] += share
+        pss["pss_dirty"] += share if dirty else 0
+        pss["pss_anon" if page.anon else "pss_file" if leaf.pfn in in_file else "pss_shmem"] += share
+    for slot in sp.swapped.values():
+        count = k.swap_map.get(slot, 0) - int(slot in k.swap_cache)
+        size["swap"] += PAGE_SIZE
+        pss["swap_pss"] += (PAGE_SIZE << PSS_SHIFT) // count if count >= 2 else PAGE_SIZE << PSS_SHIFT
+    kb = {name: value >> 10 for name, value in size.items()}
+    kb.update({name: value >> (10 + PSS_SHIFT) for name, value in pss.items()})
+    return Smaps(**{name: kb.get(name, 0) for name in Smaps.__dataclass_fields__})
+
+
+def stat(k: Kernel, pid: int) -> Stat:
+    """Rss, Pss, USS (Private_Clean + Private_Dirty) and Anonymous of process ``pid``, in kB: smaps_rollup's."""
+    s = smaps(k, pid)
+    return Stat(s.rss, s.pss, s.private_clean + s.private_dirty, s.anonymous)
 
 
 def pagemap(k: Kernel, pid: int, va: int) -> Pagemap:

@@ -212,7 +212,7 @@ def changed_leaf(k: Kernel, vma: Vma, leaf: Leaf) -> Leaf:
     else:
         page = k.pages.get(leaf.pfn)
         writable = vma.prot.write and page is not None and page.anon and page.exclusive
-    return leaf_for(vma, leaf.pfn, writable)
+    return leaf_for(vma, leaf.pfn, writable, dirty=leaf.dirty)
 
 
 def mprotect(k: Kernel, pid: int, va: int, pages: int, prot: Prot) -> tuple[Kernel, Outcome]:

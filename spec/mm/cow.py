@@ -85,13 +85,13 @@ def wp_fault(k: Kernel, pid: int, vma: Vma, vpn: int, leaf: Leaf, choices: Choic
     """Break COW on a write to a present read-only private entry: reuse the page or copy it."""
     if can_reuse(k, leaf.pfn):
         k = with_page(k, leaf.pfn, exclusive=True)
-        return set_leaf(k, pid, vpn, replace(leaf, writable=True)), None
+        return set_leaf(k, pid, vpn, replace(leaf, writable=True, dirty=True)), None
     if free_frames(k) < 1:
         return k, ENOMEM
     k, pfn = take(k, ("page", pid, vpn, 0), choices)
     words = k.zero_words if leaf.pfn == k.zero_pfn else k.pages[leaf.pfn].words
     k = mark_anon(new_anon_page(k, pfn, words), pid, vpn)
-    k = set_leaf(k, pid, vpn, replace(leaf, pfn=pfn, writable=True))
+    k = set_leaf(k, pid, vpn, replace(leaf, pfn=pfn, writable=True, dirty=True))
     return put_page(k, leaf.pfn), None
 
 
@@ -102,12 +102,12 @@ def huge_wp_fault(
     page = k.pages[leaf.pfn]
     if page.anon and page.mapcount == 1:
         k = with_page(k, leaf.pfn, exclusive=True)
-        return set_leaf(k, pid, head, replace(leaf, writable=True)), None
+        return set_leaf(k, pid, head, replace(leaf, writable=True, dirty=True)), None
     if not can_take_huge(k):
         return k, ENOMEM
     k, pfn = take(k, ("huge", pid, head, 0), choices, HUGE_ORDER)
     k = mark_anon(new_anon_page(k, pfn, page.words, huge=True), pid, head)
-    k = set_leaf(k, pid, head, replace(leaf, pfn=pfn, writable=True))
+    k = set_leaf(k, pid, head, replace(leaf, pfn=pfn, writable=True, dirty=True))
     return put_page(k, leaf.pfn), None
 
 

@@ -109,21 +109,24 @@ def access(
         leaf = leaf_at(k, pid, va)
         if hardware_allows(leaf, kind, mode):
             assert leaf is not None
-            return perform(touch(k, pid, va, leaf), leaf.pfn, leaf.offset(va), kind, value)
+            return perform(touch(k, pid, va, leaf, kind), leaf.pfn, leaf.offset(va), kind, value)
         k, failed = handle_fault(k, pid, va, kind, hardware_error_code(leaf, kind, mode), choices)
         if failed is not None:
             return k, failed
     raise AssertionError(f"access to {va:#x} still faults after {MAX_RETRIES} fixes")
 
 
-def touch(k: Kernel, pid: int, va: int, used: Leaf) -> Kernel:
-    """The walker sets the accessed bit of the entry it used, if it is the current one (SDM Vol. 3A 4.8).  A TLB hit
-    needs no walk: an entry a TLB holds is young, as aging clears the bit with a flush."""
+def touch(k: Kernel, pid: int, va: int, used: Leaf, kind: Kind = Kind.READ) -> Kernel:
+    """The walker sets the accessed bit of the entry it used, and on a write its dirty bit, if it is the current one
+    (SDM Vol. 3A 4.8).  A TLB hit needs no walk: an entry a TLB holds is young, as aging clears the bit with a
+    flush; a write always walks, as a TLB entry here does not cache the dirty bit."""
     sp = space(k, pid)
     found = leaf_of(sp.leaves, va >> PAGE_SHIFT) if va < TASK_SIZE else None
-    if found is None or found[1].young or found[1].pfn != used.pfn:
+    write = kind is Kind.WRITE
+    if found is None or found[1].pfn != used.pfn or (found[1].young and (found[1].dirty or not write)):
         return k
-    return with_space(k, pid, replace(sp, leaves=updated(sp.leaves, found[0], replace(found[1], young=True))))
+    leaf = replace(found[1], young=True, dirty=found[1].dirty or write)
+    return with_space(k, pid, replace(sp, leaves=updated(sp.leaves, found[0], leaf)))
 
 
 def perform(k: Kernel, pfn: int, offset: int, kind: Kind, value: int) -> tuple[Kernel, Outcome]:
@@ -171,13 +174,19 @@ def missing_fault(
     k: Kernel, pid: int, vma: Vma, vpn: int, write: bool, choices: Choices
 ) -> tuple[Kernel, Outcome | None]:
     """No entry yet: ``do_anonymous_page`` for a private VMA, ``shmem_fault`` for a shared one, ``filemap_fault``
-    for a file mapping (:mod:`spec.pressure.files`); counted when fixed (:func:`~spec.mm.kernel.count_fault`)."""
+    for a file mapping (:mod:`spec.pressure.files`); counted when fixed (:func:`~spec.mm.kernel.count_fault`).  A
+    read fault in a file or shmem mapping (``do_read_fault``, mm/memory.c ``do_fault``) maps the neighbouring
+    cached pages too (:func:`spec.pressure.files.fault_around`); an anonymous private one has no ``map_pages``."""
     major = False
     if files.is_file_vma(k, vma):
         k, failed, major = files.file_fault(k, pid, vma, vpn, write, choices)
     else:
         k, failed = anon_missing_fault(k, pid, vma, vpn, write, choices)
-    return (k, failed) if failed is not None else (count_fault(k, pid, major), None)
+    if failed is not None:
+        return k, failed
+    if not write and not vma.huge and (vma.shared or files.is_file_vma(k, vma)):
+        k = files.fault_around(k, pid, vma, vpn)
+    return count_fault(k, pid, major), None
 
 
 def anon_missing_fault(
@@ -212,7 +221,7 @@ def shmem_fault(k: Kernel, pid: int, vma: Vma, vpn: int, choices: Choices) -> tu
         k = new_shmem_page(k, cached)
         k = replace(k, objects=updated(k.objects, vma.obj, updated(k.objects[vma.obj], index, cached)))
     k = get_page(k, cached)
-    return set_leaf(k, pid, vpn, leaf_for(vma, cached, writable=vma.prot.write)), None
+    return set_leaf(k, pid, vpn, leaf_for(vma, cached, writable=vma.prot.write, dirty=False)), None
 
 
 def huge_missing_fault(

@@ -103,7 +103,12 @@ class Leaf:
     ``huge`` is a PD entry with PS=1 mapping 2 MiB from ``pfn`` (SDM Vol. 3A
     4.5.4, Table 4-18).  ``young`` is the accessed bit: every entry the kernel writes has it
     (``pte_mkyoung``), the walker sets it on every access it allows, and only reclaim's aging clears it
-    (:mod:`spec.pressure.lru`).  The dirty bit is not part of this view.
+    (:mod:`spec.pressure.lru`).  ``dirty`` is the dirty bit (SDM Vol. 3A 4.8): the walker sets it on every write it
+    allows; the kernel sets it where Linux writes ``pte_mkdirty`` (a write fault: ``do_anonymous_page``,
+    ``wp_page_reuse``, ``wp_page_copy``, ``finish_fault``/``set_pte_range`` with ``FAULT_FLAG_WRITE``,
+    ``do_swap_page`` on a write), and clears it only in ``folio_mkclean`` (writeback); mprotect keeps it
+    (``pte_modify``), fork copies it, a read fault maps clean (shmem too: its pages are not ``PG_dirty``
+    here).  smaps counts a page dirty when its entry or the page is (:mod:`spec.mm.accounting`).
     """
 
     pfn: int
@@ -113,12 +118,14 @@ class Leaf:
     nx: bool = True
     huge: bool = False
     young: bool = True
+    dirty: bool = False
 
     def __repr__(self) -> str:
         return (
             f"Leaf(pfn={self.pfn:#x}, present={self.present}, writable={self.writable}, user={self.user}, nx={self.nx}"
             + (", huge=True" if self.huge else "")
-            + (", young=False)" if not self.young else ")")
+            + (", young=False" if not self.young else "")
+            + (", dirty=True)" if self.dirty else ")")
         )
 
     @property
@@ -132,6 +139,7 @@ class Leaf:
 
 
 TableKey = tuple[int, int]
+FAULT_AROUND_PAGES = 65536 >> PAGE_SHIFT  # mm/memory.c: fault_around_pages, 64 KiB by default
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +206,9 @@ class Kernel:
     cache is its object in ``objects``); ``swap_slots`` is the swap device's size, ``swap_map`` the count of
     every slot in use (the swap entries and the swap-cache page that refer to it), ``swap_data`` what each
     slot holds, ``swap_cache`` the page of each slot still in memory; ``pgfault`` and ``pgmajfault`` are
-    ``/proc/vmstat``'s; ``lru_steps`` counts the reclaim steps of the current operation.
+    ``/proc/vmstat``'s; ``lru_steps`` counts the reclaim steps of the current operation; ``fault_around`` is
+    ``fault_around_pages``, how many pages a read fault on a file or shmem mapping may map from the page cache
+    (:func:`spec.pressure.files.fault_around`; 1 for none).
     """
 
     buddy: buddy.BuddyState
@@ -229,6 +239,7 @@ class Kernel:
     pgfault: int = 0
     pgmajfault: int = 0
     lru_steps: int = 0
+    fault_around: int = FAULT_AROUND_PAGES
 
     @property
     def zero_pfn(self) -> int:
@@ -399,9 +410,11 @@ def boot(
     flush_ceiling: int = 33,
     pcid: bool = True,
     swap: int = 0,
+    fault_around: int = FAULT_AROUND_PAGES,
 ) -> Kernel:
     """Take the boot frames (roles ``("boot", i, 0, 0)``) and write the kernel page; every CPU idle on ``init_mm``,
-    with CR4.PCIDE set when the CPUs have PCIDs (``pcid``); ``swap`` slots of swap space (``swapon``), all free."""
+    with CR4.PCIDE set when the CPUs have PCIDs (``pcid``); ``swap`` slots of swap space (``swapon``), all free;
+    read faults map ``fault_around`` pages around them."""
     if free_frames(Kernel(state, (), ())) < BOOT_FRAMES:
         raise ConfigError(f"the kernel needs {BOOT_FRAMES} free frames to boot: give the config more frames")
     cpu = CpuTlb(pcide=pcid)
@@ -410,7 +423,8 @@ def boot(
     for i in range(BOOT_FRAMES):
         k, pfn = take(k, ("boot", i, 0, 0), choices)
         frames.append(pfn)
-    return replace(k, boot=tuple(frames), kernel_words=MappingProxyType({0: KERNEL_WORD}), swap_slots=swap)
+    words = MappingProxyType({0: KERNEL_WORD})
+    return replace(k, boot=tuple(frames), kernel_words=words, swap_slots=swap, fault_around=fault_around)
 
 
 def count_fault(k: Kernel, pid: int, major: bool) -> Kernel:

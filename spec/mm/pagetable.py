@@ -69,10 +69,13 @@ def ensure_tables(k: Kernel, pid: int, vpn: int, choices: Choices, huge: bool = 
     return k
 
 
-def leaf_for(vma: Vma, pfn: int, writable: bool) -> Leaf:
-    """The entry ``vma`` gives page ``pfn``: present unless ``PROT_NONE``, XD unless executable; 2 MiB if hugetlb."""
+def leaf_for(vma: Vma, pfn: int, writable: bool, dirty: bool | None = None) -> Leaf:
+    """The entry ``vma`` gives page ``pfn``: present unless ``PROT_NONE``, XD unless executable; 2 MiB if hugetlb;
+    dirty if ``dirty`` says so, else if it is writable (the write fault's ``pte_mkdirty``)."""
     present = vma.prot.accessible
-    return Leaf(pfn, present=present, writable=writable and present, user=True, nx=not vma.prot.exec, huge=vma.huge)
+    writable = writable and present
+    dirty = writable if dirty is None else dirty
+    return Leaf(pfn, present, writable, user=True, nx=not vma.prot.exec, huge=vma.huge, dirty=dirty)
 
 
 def set_leaf(k: Kernel, pid: int, vpn: int, leaf: Leaf) -> Kernel:

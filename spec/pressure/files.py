@@ -24,7 +24,8 @@ into a new anonymous page (``do_cow_fault``, or ``wp_page_copy`` on a
 present entry), so a private store never reaches the file.  A fault that
 had to read the page from disk is a major fault (``filemap_fault``:
 ``VM_FAULT_MAJOR``, ``PGMAJFAULT``); every other one is minor.  A fault on a
-page at or past the end of the file is SIGBUS.  ``truncate`` shrinks or
+page at or past the end of the file is SIGBUS.  A read fault also maps the neighbouring cached pages
+(:func:`fault_around`).  ``truncate`` shrinks or
 grows a file; pages past the new end leave the cache and every mapping,
 private copies included (``truncate_pagecache`` -> ``unmap_mapping_range``
 with ``even_cows``).
@@ -202,8 +203,8 @@ def writeback(k: Kernel, obj: int, index: int) -> Kernel:
     k = with_page(with_file(k, name, replace(f, disk=disk)), pfn, dirty=False)
     for pid, vpn in mappers(k, pfn):
         leaf = space(k, pid).leaves[vpn]
-        if leaf.writable:
-            k = set_leaf(k, pid, vpn, replace(leaf, writable=False))
+        if leaf.writable or leaf.dirty:
+            k = set_leaf(k, pid, vpn, replace(leaf, writable=False, dirty=False))
     return k
 
 
@@ -294,4 +295,58 @@ def file_fault(
 def shared_wp_fault(k: Kernel, pid: int, vpn: int, leaf: Leaf) -> Kernel:
     """A write to a read-only entry of a shared file mapping (``wp_page_shared``): the page becomes dirty and the
     entry writable."""
-    return set_leaf(with_page(k, leaf.pfn, dirty=True), pid, vpn, replace(leaf, writable=True))
+    return set_leaf(with_page(k, leaf.pfn, dirty=True), pid, vpn, replace(leaf, writable=True, dirty=True))
+
+
+PTRS_PER_PTE = 512
+
+
+def fault_around_window(k: Kernel, vma: Vma, vpn: int) -> range:
+    """The pages a read fault at ``vpn`` may map around itself (mm/memory.c ``do_fault_around``, Linux 6.18).
+
+    The window is ``fault_around_pages`` pages naturally aligned in the virtual address space
+    (``ALIGN_DOWN(pte_index(address), nr_pages)``), its start clipped up to the VMA's start, and it runs
+    ``nr_pages`` from that start, clipped to the VMA's end and to the page table holding ``vpn``
+    (``PTRS_PER_PTE``): it never crosses a VMA or a page table.  Empty when fault-around is off (one page,
+    ``should_fault_around``).
+    """
+    n = k.fault_around
+    if n <= 1:
+        return range(0)
+    pte_off, vma_off = vpn % PTRS_PER_PTE, vpn - vma.start
+    first = max(pte_off - pte_off % n, pte_off - min(pte_off, vma_off))
+    last = min(first + n, PTRS_PER_PTE, pte_off + (vma.end - vma.start) - vma_off)
+    base = vpn - pte_off
+    return range(base + first, base + last)
+
+
+def fault_around(k: Kernel, pid: int, vma: Vma, vpn: int) -> Kernel:
+    """After a read fault at ``vpn`` in a file or shmem mapping, map the window's other pages that are already in
+    the page cache (``do_read_fault`` -> ``do_fault_around`` -> ``filemap_map_pages``, mm/filemap.c; shmem's
+    ``vm_ops`` use ``filemap_map_pages`` too, mm/shmem.c).
+
+    ``filemap_map_pages`` maps only what it finds in the cache, up to date and not locked
+    (``next_uptodate_folio``; every cached page here is both), below the file's end, and only where the entry
+    is none (``pte_none``: a present, PROT_NONE or swap entry stays).  Each page is mapped as the read fault
+    itself would map it (``set_pte_range`` with ``vma->vm_page_prot``): read-only in a file mapping (private, or
+    shared with dirty tracking), writable in a writable shmem mapping; clean (``pte_mkdirty`` only for a write,
+    or a writable entry of a ``PG_dirty`` folio, which a shmem page is not here); young, since x86 does not want old
+    prefaulted entries (``arch_wants_old_prefaulted_pte``); with a reference and a map count each
+    (``folio_ref_add``, ``folio_add_file_rmap_ptes``).  None of them is a fault: only the faulting access is
+    counted, and it is minor when fault-around mapped its page.  The page table is the faulting page's, which
+    the fault made, so no frame is taken.  Linux runs fault-around before ``__do_fault`` reads a missing page;
+    the model runs it after a fault that succeeded, which maps the same pages (the read page is mapped by the
+    fault), and a fault that fails maps nothing.
+    """
+    found = file_by_obj(k, vma.obj)
+    end = found[1].pages if found is not None else MAX_FILE_PAGES
+    cache = k.objects[vma.obj]
+    for page in fault_around_window(k, vma, vpn):
+        sp = space(k, pid)
+        index = vma.index_of(page)
+        pfn = cache.get(index)
+        if page == vpn or page in sp.leaves or page in sp.swapped or pfn is None or index >= end:
+            continue
+        k = get_page(k, pfn)
+        k = set_leaf(k, pid, page, leaf_for(vma, pfn, writable=found is None and vma.prot.write, dirty=False))
+    return k

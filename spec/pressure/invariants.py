@@ -7,6 +7,9 @@
 - LRU: the pages on the lists are exactly the anonymous pages (hugetlb aside) and the files' page-cache pages.
 - Page cache: a clean file page holds what its file has on disk (writeback happened); only file pages are dirty;
   a writable entry of a shared file mapping maps a dirty page (dirtying is tracked by write faults).
+- Mapping: every entry and swap entry lies in a VMA; an entry of a shared or file VMA that maps a cache page maps
+  the one its offset names (fault-around maps only inside the VMA, at the page's own offset, mm/memory.c
+  ``do_fault_around``); a shared VMA's entries all map its object's pages.
 - Orphans: every page is mapped, in a page cache or the swap cache, or pinned (with the boot frames, tables and
   free frames, every frame is accounted for: :func:`spec.mm.invariants.leak_violations`).
 """
@@ -101,6 +104,28 @@ def page_cache_violations(k: Kernel) -> list[str]:
     return problems
 
 
+def mapping_violations(k: Kernel) -> list[str]:
+    """Entries lie in VMAs and map, through a shared or file VMA, the cached page at their offset."""
+    problems = []
+    for pid, sp in k.procs.items():
+        problems += [f"pid {pid} swap entry {v:#x} lies in no VMA" for v in sp.swapped if find(sp.vmas, v) is None]
+        for vpn, leaf in sp.leaves.items():
+            vma = find(sp.vmas, vpn)
+            if vma is None:
+                problems.append(f"pid {pid} entry {vpn:#x} -> frame {leaf.pfn:#x} lies in no VMA")
+                continue
+            if vma.huge or not vma.obj or vma.obj not in k.objects:
+                continue
+            page = k.pages.get(leaf.pfn)
+            own = k.objects[vma.obj].get(vma.index_of(vpn))
+            if (vma.shared or (page is not None and not page.anon)) and leaf.pfn != own:
+                problems.append(
+                    f"pid {pid} entry {vpn:#x} maps frame {leaf.pfn:#x}, not page {vma.index_of(vpn)} of its "
+                    f"object ({own})"
+                )
+    return problems
+
+
 def orphan_violations(k: Kernel) -> list[str]:
     """Every page is mapped, cached (page cache or swap cache) or pinned."""
     held = {leaf.pfn for sp in k.procs.values() for leaf in sp.leaves.values()}
@@ -111,7 +136,14 @@ def orphan_violations(k: Kernel) -> list[str]:
     ]
 
 
-INVARIANTS = (mapped_free_violations, swap_count_violations, lru_violations, page_cache_violations, orphan_violations)
+INVARIANTS = (
+    mapped_free_violations,
+    swap_count_violations,
+    lru_violations,
+    page_cache_violations,
+    mapping_violations,
+    orphan_violations,
+)
 
 
 def violations(k: Kernel) -> list[str]:

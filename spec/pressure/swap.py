@@ -111,7 +111,8 @@ def swap_fault(k: Kernel, pid: int, vma: Vma, vpn: int, write: bool, choices: Ch
         writable = vma.prot.write
         if write:
             k = drop_swap_cache(k, pfn)
-    return count_fault(set_leaf(k, pid, vpn, leaf_for(vma, pfn, writable)), pid, major), None
+    leaf = leaf_for(vma, pfn, writable, dirty=write and writable)
+    return count_fault(set_leaf(k, pid, vpn, leaf), pid, major), None
 
 
 def free_if_only_cache(k: Kernel, pfn: int) -> Kernel:

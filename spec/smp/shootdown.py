@@ -532,7 +532,7 @@ def access(
             leaf = leaf_at(k, pid, va)
         if hardware_allows(leaf, kind, mode):
             assert leaf is not None
-            return perform(touch(k, pid, va, leaf), leaf.pfn, leaf.offset(va), kind, value)
+            return perform(touch(k, pid, va, leaf, kind), leaf.pfn, leaf.offset(va), kind, value)
         code = hardware_error_code(leaf, kind, mode)
         state = k.cpus[cpu]
         k = with_cpu(k, cpu, state, fault_drop(k.tlbs[cpu], state.pcid, va >> PAGE_SHIFT))

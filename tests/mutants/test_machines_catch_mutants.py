@@ -38,6 +38,7 @@ MAX_OPS = {
     "pressure-machine": 20,
     "ceiling-one-machine": 10,
     "ceiling-zero-machine": 10,
+    "fault-around-machine": 20,
 }
 
 
@@ -121,7 +122,7 @@ def test_the_hugetlb_mutants_are_registered() -> None:
 
 def test_the_pressure_mutants_are_registered() -> None:
     """Dirty page dropped, one mapper unmapped, swap count leak, no flush, writable swap-in, minor swap fault,
-    MemAvailable without page cache, promotion without reference."""
+    MemAvailable without page cache, promotion without reference, fault-around past the VMA's end."""
     expected = {
         "dirty-shared-dropped",
         "unmap-first-mapper-only",
@@ -131,6 +132,7 @@ def test_the_pressure_mutants_are_registered() -> None:
         "swapin-counted-minor",
         "memavailable-no-pagecache",
         "promote-unreferenced",
+        "fault-around-past-vma-end",
     }
     assert expected == {m.name for m in PRESSURE_MUTANTS}
     assert {"pressure"} == {m.layer for m in PRESSURE_MUTANTS}
