@@ -151,34 +151,18 @@ def test_reported_divergences_still_show_and_are_not_yet_modelled() -> None:
             assert scenario.extra["divergence"] == linux_oracle.known_divergence(d), path.name
 
 
-def abstraction_params() -> list[object]:
-    """The documented abstractions' scenarios; one skipped placeholder when none is left."""
-    paths = sorted(ABSTRACTIONS.glob("*.json"))
-    if not paths:
-        return [pytest.param(None, id="none", marks=pytest.mark.skip(reason="no documented abstraction left"))]
-    return [pytest.param(p, id=p.stem) for p in paths]
+def test_every_divergence_is_documented_and_no_abstraction_is_left() -> None:
+    """Each divergence scenario has a section in docs/linux-oracle.md and a name the code knows.
 
-
-@needs_kernel
-@pytest.mark.parametrize("path", abstraction_params())
-def test_documented_abstraction_still_shows(path: Path) -> None:
-    """Each documented abstraction is real on this kernel: the models differ from it exactly as recorded."""
-    scenario = load(path)
-    verdict = linux_oracle.run(scenario)
-    first = scenario.extra["first_disagreement"]
-    assert {"spec", "impl"} == {d.model for d in verdict.disagreements}
-    for d in verdict.disagreements:
-        assert (first["op"], first["differs_in"]) == (d.index, list(d.what))
-
-
-def test_every_divergence_and_abstraction_is_documented() -> None:
-    """Each divergence and abstraction scenario has a section in docs/linux-oracle.md, and a name the code knows."""
+    Fault-around, the one documented abstraction of the kernel layer, is modelled now: its scenario is a
+    regression with the kernel's answers (linux-shmem-fault-around.json), and no abstraction folder remains.
+    """
     doc = DOC.read_text()
     for path in sorted(DIVERGENCES.glob("*.json")):
         assert path.stem in linux_oracle.KNOWN_DIVERGENCES, path
         assert f"`{path.stem}`" in doc, path
-    for path in sorted(ABSTRACTIONS.glob("*.json")):
-        assert f"`{path.stem}`" in doc, path
+    assert not ABSTRACTIONS.exists()
+    assert (SCENARIOS / "linux-shmem-fault-around.json").exists()
 
 
 def test_pss_rounding_allowance_is_exact() -> None:

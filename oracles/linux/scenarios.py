@@ -8,9 +8,9 @@ access runs on a CPU that runs a process), so any difference the oracle finds
 is a difference in behaviour.
 
 Mappings start on a few fixed slots but may overlap and touch each other, so
-VMA splits, replacements and adjacency all happen.  Shared mappings are one
-page long unless ``shared_pages`` says otherwise (see docs/linux-oracle.md,
-fault-around).
+VMA splits, replacements and adjacency all happen.  Shared mappings are up to
+``shared_pages`` long (3 by default): a read fault in one maps the neighbours
+already in the page cache (fault-around, modelled at the kernel's 64 KiB).
 
 About one scenario in three begins with a merge prelude (:func:`draw_merge_prelude`):
 two touching private mappings, mostly of one protection, each accessed, then a
@@ -84,7 +84,7 @@ def va(page: int, word: int = 0) -> int:
 
 
 @st.composite
-def linux_scenarios(draw: st.DrawFn, max_steps: int = 14, shared_pages: int = 1, pins: bool = True) -> Scenario:
+def linux_scenarios(draw: st.DrawFn, max_steps: int = 14, shared_pages: int = 3, pins: bool = True) -> Scenario:
     """A valid scenario of 1 to ``max_steps`` operations after the first spawn; ``pins`` adds pin ops."""
     t = Tracker()
     t.add(ops.Spawn())
