@@ -199,6 +199,9 @@ class Kernel:
     every slot in use (the swap entries and the swap-cache page that refer to it), ``swap_data`` what each
     slot holds, ``swap_cache`` the page of each slot still in memory; ``pgfault`` and ``pgmajfault`` are
     ``/proc/vmstat``'s; ``lru_steps`` counts the reclaim steps of the current operation.
+
+    The OOM killer (:mod:`spec.oom`): ``oom_score_adj`` of every process whose value is not 0, and the OOM
+    sysctls (``vm.panic_on_oom``, ``vm.oom_kill_allocating_task``) that are not 0.
     """
 
     buddy: buddy.BuddyState
@@ -229,6 +232,8 @@ class Kernel:
     pgfault: int = 0
     pgmajfault: int = 0
     lru_steps: int = 0
+    oom_score_adj: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
+    oom_sysctls: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def zero_pfn(self) -> int:
