@@ -209,6 +209,7 @@ HUGE_MACHINE = machine_detector("huge-machine", "properties.mm.huge_machine:Huge
 SLAB_MACHINE = machine_detector("slab-machine", "properties.slab.slab_machine:SlabMachine", shrink=True)
 NOPCID_MACHINE = machine_detector("nopcid-machine", "properties.smp.nopcid_machine:NoPcidMachine")
 PRESSURE_MACHINE = machine_detector("pressure-machine", "properties.pressure.pressure_machine:PressureMachine")
+OOM_MACHINE = machine_detector("oom-machine", "properties.oom.oom_machine:OomMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -222,6 +223,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "slab": (SLAB_MACHINE,),
     "pcid": (NOPCID_MACHINE,),
     "pressure": (PRESSURE_MACHINE,),
+    "oom": (OOM_MACHINE,),
 }
 
 

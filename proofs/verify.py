@@ -32,6 +32,7 @@ CHECK_MODULES = (
     "properties.mm.huge_machine",
     "properties.slab.slab_machine",
     "properties.pressure.pressure_machine",
+    "properties.oom.oom_machine",
 )
 
 

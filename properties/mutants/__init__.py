@@ -20,6 +20,7 @@ from properties.mutants.buddy import BUDDY_MUTANTS
 from properties.mutants.catalogue import Mutant, Patch, Replace, SourcePatch, swapped
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
+from properties.mutants.oom import OOM_MUTANTS
 from properties.mutants.pcid import NOPCID_MUTANTS
 from properties.mutants.pressure import PRESSURE_MUTANTS
 from properties.mutants.slab import SLAB_MUTANTS
@@ -35,6 +36,7 @@ MUTANTS: tuple[Mutant, ...] = (
     + SLAB_MUTANTS
     + NOPCID_MUTANTS
     + PRESSURE_MUTANTS
+    + OOM_MUTANTS
 )
 LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))
 
