@@ -384,6 +384,7 @@ KERNEL_FIELDS = frozenset(
         *("next_object", "next_pin", "cpus", "tlbs", "flights", "next_flight", "events", "flush_ceiling"),
         *("gathering", "gathered"),
         *("files", "swap_slots", "swap_map", "swap_data", "swap_cache", "pgfault", "pgmajfault", "lru_steps"),
+        *("oom_score_adj", "oom_sysctls"),
     }
 )
 SPACE_FIELDS = frozenset(
@@ -525,6 +526,8 @@ def kernel_key(
         k.flush_ceiling,
         k.gathering,
         k.gathered,
+        tuple(sorted((pid[p], adj) for p, adj in k.oom_score_adj.items())),
+        freeze(k.oom_sysctls),
     )
 
 

@@ -20,17 +20,17 @@ def patch(method: str, *edits: tuple[str, str]) -> SourcePatch:
 OOM_MUTANTS = (
     Mutant(
         "badness-ignores-swap",
-        "oom_badness without MM_SWAPENTS: a process pushed to swap looks small (the rss-only score that "
-        "a63d83f427fb 'oom: badness heuristic rewrite' replaced with rss + swap + page tables)",
+        "oom_badness without MM_SWAPENTS: a process pushed to swap looks small to the killer (swap entries "
+        "count in the score since a63d83f427fb 'oom: badness heuristic rewrite')",
         f"{REFINES}; badness counts swap entries",
         "oom",
         patch("badness", ("points = anon + file + shmem + swap + tables", "points = anon + file + shmem + tables")),
     ),
     Mutant(
         "badness-ignores-pgtables",
-        "oom_badness without mm_pgtables_bytes: page-table pages not charged to the process (page tables "
-        "missing from the score, as they were before a63d83f427fb counted nr_ptes and the PMD pages were "
-        "accounted to the mm)",
+        "oom_badness without mm_pgtables_bytes: page-table pages a process makes stay unnoticed by the killer "
+        "(the hole dc6c9a35b66b 'mm: account pmd page tables to the process' closed for PMD tables, and "
+        "'mm: account pud page tables' for PUD ones)",
         f"{REFINES}; badness counts the PDPT, PD and PT pages",
         "oom",
         patch("badness", ("points = anon + file + shmem + swap + tables", "points = anon + file + shmem + swap")),
