@@ -37,7 +37,7 @@ MAX_OPS = {
     "slab-machine": 14,
     "nopcid-machine": 10,
     "pressure-machine": 20,
-    "oom-machine": 20,
+    "oom-machine": 10,
 }
 
 
