@@ -1,8 +1,9 @@
 """Every operation of the scenario language, as one namespace: ``from lang import ops``, then ``ops.Fork(1)``.
 
 The hardware and buddy ops are defined in :mod:`lang.hardware_ops`, the kernel ops in :mod:`lang.kernel_ops`,
-the slab ops in :mod:`lang.slab_ops`, memory pressure's in :mod:`lang.pressure_ops`; importing this module
-registers them all, so :func:`lang.scenario.parse_op` knows the whole vocabulary.
+the slab ops in :mod:`lang.slab_ops`, memory pressure's in :mod:`lang.pressure_ops`, the OOM killer's in
+:mod:`lang.oom_ops`; importing this module registers them all, so :func:`lang.scenario.parse_op` knows the whole
+vocabulary.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from lang.kernel_ops import (
     TlbEvict,
     Unpin,
 )
+from lang.oom_ops import OomOp, OomScoreAdj, OomScoreOp, OutOfMemory, Sysctl
 from lang.pressure_ops import (
     FileCreate,
     FileRead,
@@ -96,7 +98,11 @@ __all__ = [
     "Mprotect",
     "Msync",
     "Munmap",
+    "OomOp",
+    "OomScoreAdj",
+    "OomScoreOp",
     "Op",
+    "OutOfMemory",
     "PagemapOp",
     "PinOp",
     "PressureOp",
@@ -115,6 +121,7 @@ __all__ = [
     "Store",
     "Swapoff",
     "Switch",
+    "Sysctl",
     "TlbEvict",
     "Truncate",
     "Unpin",

@@ -214,6 +214,7 @@ FAULT_AROUND_MACHINE = machine_detector(
     "fault-around-machine", "properties.pressure.fault_around_machine:FaultAroundOffMachine"
 )
 PRESSURE_MACHINE = machine_detector("pressure-machine", "properties.pressure.pressure_machine:PressureMachine")
+OOM_MACHINE = machine_detector("oom-machine", "properties.oom.oom_machine:OomMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -230,6 +231,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "ceiling": (CEILING_ONE_MACHINE,),
     "flushall": (CEILING_ZERO_MACHINE,),
     "smaps": (FAULT_AROUND_MACHINE,),
+    "oom": (OOM_MACHINE,),
 }
 
 

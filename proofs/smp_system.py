@@ -385,6 +385,7 @@ KERNEL_FIELDS = frozenset(
         *("gathering", "gathered"),
         *("files", "swap_slots", "swap_map", "swap_data", "swap_cache", "pgfault", "pgmajfault", "lru_steps"),
         "fault_around",
+        *("oom_score_adj", "oom_sysctls"),
     }
 )
 SPACE_FIELDS = frozenset(
@@ -526,6 +527,8 @@ def kernel_key(
         k.flush_ceiling,
         k.gathering,
         k.gathered,
+        tuple(sorted((pid[p], adj) for p, adj in k.oom_score_adj.items())),
+        freeze(k.oom_sysctls),
     )
 
 

@@ -36,6 +36,7 @@ CHECK_MODULES = (
     "properties.paging.maxphyaddr_machine",
     "properties.mm.five_level_machine",
     "properties.pressure.fault_around_machine",
+    "properties.oom.oom_machine",
 )
 
 

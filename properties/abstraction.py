@@ -229,6 +229,8 @@ def abstract_kernel(kernel: ImplKernel, frames: FrameCache | None = None) -> Ker
         next_object=kernel.next_object,
         next_pin=kernel.next_pin,
         **abstract_pressure(kernel),
+        oom_score_adj=MappingProxyType(dict(sorted(kernel.oom.adj.items()))),
+        oom_sysctls=MappingProxyType(dict(sorted(kernel.oom.sysctls.items()))),
     )
 
 

@@ -161,6 +161,43 @@ class Vmstat:
     pgmajfault: int
 
 
+ENOMEM = Errno("ENOMEM")
+EFAULT = Errno("EFAULT")
+
+
+@dataclass(frozen=True, slots=True)
+class OomScore:
+    """``/proc/PID/oom_score`` (0..2000) and ``/proc/PID/oom_score_adj`` of one process."""
+
+    oom_score: int
+    oom_score_adj: int
+
+
+@dataclass(frozen=True, slots=True)
+class OomKill:
+    """The OOM killer killed process ``pid``: the fields of its ``Out of memory: Killed process`` line (kB) and
+    its badness ``points``; ``message`` is the kill's reason (``oom_kill_process``'s message)."""
+
+    pid: int
+    points: int
+    total_vm: int
+    anon_rss: int
+    file_rss: int
+    shmem_rss: int
+    pgtables: int
+    oom_score_adj: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class OomPanic:
+    """The OOM path ended in ``panic()``: ``report`` is what was printed before it (empty for none), ``reason``
+    the panic's message."""
+
+    report: str
+    reason: str
+
+
 Outcome = (
     Ok
     | Value
@@ -178,7 +215,7 @@ Outcome = (
     | Meminfo
     | Status
     | Vmstat
+    | OomScore
+    | OomKill
+    | OomPanic
 )
-
-ENOMEM = Errno("ENOMEM")
-EFAULT = Errno("EFAULT")

@@ -36,6 +36,7 @@ from typing import Any
 
 from impl.alloc.buddy import BuddyAllocator
 from impl.mm.vma import Vma, VmaList
+from impl.oom.oom import Oom
 from impl.paging.mmu import WRITE, Fault, Mmu, Translated
 from impl.pressure.pressure import ANON_INACTIVE, FAULT_AROUND_PAGES, PG_DIRTY, Pressure, is_swap, swp_offset
 from lang.errors import AddressError, ConfigError, IdleCpu, NotModelled, UnknownCpu, UnknownPid, UnknownPin
@@ -106,6 +107,7 @@ class Kernel:
         self.current = [0] * len(mmu.cpus)
         self.gathered: list[int] | None = None
         self.pressure = Pressure(self, swap, fault_around)
+        self.oom = Oom(self)
         if self.free_frames() < 6:
             raise ConfigError("the kernel needs 6 free frames to boot: give the config more frames")
         self.boot = tuple(self._alloc(("boot", i, 0, 0)) for i in range(6))
@@ -121,6 +123,7 @@ class Kernel:
             *("pins", "next_pid", "next_object", "next_pin", "current", "boot", "zero_pfn", "kernel_pfn", "init_root"),
             "gathered",
             "pressure",
+            "oom",
         }
     )
 
@@ -143,6 +146,7 @@ class Kernel:
         new.obj_users, new.pins, new.current = dict(self.obj_users), dict(self.pins), list(self.current)
         new.gathered = None if self.gathered is None else list(self.gathered)
         new.pressure = self.pressure.clone(new)
+        new.oom = self.oom.clone(new)
         return new
 
     # --- frames ---------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from spec.alloc.buddy import BuddyState
 from spec.mm import accounting, aspace, cow
 from spec.mm.kernel import NO_CHOICES, Choices, Kernel, boot, check_cpu
 from spec.mm.vma import Prot, huge_pages
+from spec.oom import badness
 from spec.outcome import (
     Errno,
     Meminfo,
@@ -34,6 +35,9 @@ from spec.outcome import (
     NewPin,
     Ok,
     OneOf,
+    OomKill,
+    OomPanic,
+    OomScore,
     Outcome,
     Pagemap,
     Pending,
@@ -109,6 +113,8 @@ def outcome_json(outcome: Outcome) -> Result:
         return pressure_json(outcome)
     if isinstance(outcome, Smaps):
         return {key: getattr(outcome, name) for key, name in SMAPS_KEYS}
+    if isinstance(outcome, OomScore | OomKill | OomPanic):
+        return oom_json(outcome)
     raise AssertionError(f"no JSON form for {outcome!r}")
 
 
@@ -159,6 +165,27 @@ def pressure_json(outcome: Meminfo | Status | Vmstat) -> Result:
     return {key: getattr(outcome, name) for key, name in keys}
 
 
+def oom_json(outcome: OomScore | OomKill | OomPanic) -> Result:
+    """``/proc/PID/oom_score``, a kill (the "Killed process" line's fields) or a panic."""
+    if isinstance(outcome, OomScore):
+        return {"oom_score": outcome.oom_score, "oom_score_adj": outcome.oom_score_adj}
+    if isinstance(outcome, OomPanic):
+        return {"panic": outcome.reason, "report": outcome.report}
+    return {
+        "oom_kill": {
+            "pid": outcome.pid,
+            "points": outcome.points,
+            "total_vm_kb": outcome.total_vm,
+            "anon_rss_kb": outcome.anon_rss,
+            "file_rss_kb": outcome.file_rss,
+            "shmem_rss_kb": outcome.shmem_rss,
+            "pgtables_kb": outcome.pgtables,
+            "oom_score_adj": outcome.oom_score_adj,
+            "message": outcome.message,
+        }
+    }
+
+
 SpecEdit = Callable[[Kernel], tuple[Kernel, Outcome]]
 ShootdownOp = ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise
 
@@ -166,9 +193,9 @@ ShootdownOp = ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.M
 def spec_edit(op: ShootdownOp, choices: Choices) -> SpecEdit:
     """The page-table edit of a syscall that may need a shootdown, as a spec function."""
     if isinstance(op, ops.Fork):
-        return lambda k: cow.fork(k, op.pid, choices)
+        return lambda k: badness.forked(*cow.fork(k, op.pid, choices), op.pid)
     if isinstance(op, ops.Exit):
-        return lambda k: aspace.exit_process(k, op.pid)
+        return lambda k: badness.exited(*aspace.exit_process(k, op.pid), op.pid)
     if isinstance(op, ops.Mmap):
         prot = Prot.parse(op.prot)
         return lambda k: aspace.mmap(k, op.pid, op.va, op.pages, prot, op.shared, op.huge)
@@ -215,11 +242,31 @@ def spec_pressure_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[K
     return None
 
 
+def spec_kill(k: Kernel, pid: int) -> tuple[Kernel, Outcome]:
+    """The OOM victim's death: its exit, through a TLB shootdown like the ``exit`` op's."""
+    return shootdown.run(k, "exit", pid, lambda k: aspace.exit_process(k, pid), 0, True, False)
+
+
+def spec_oom_step(k: Kernel, op: ops.KernelOp) -> tuple[Kernel, Outcome] | None:
+    """An OOM killer operation on the L1 spec; None for any other."""
+    if isinstance(op, ops.OomScoreAdj):
+        return badness.set_oom_score_adj(k, op.pid, op.adj), Ok()
+    if isinstance(op, ops.OomScoreOp):
+        return k, badness.oom_score(k, op.pid)
+    if isinstance(op, ops.Sysctl):
+        return badness.set_sysctl(k, op.sysctl, op.setting), Ok()
+    if isinstance(op, ops.OutOfMemory):
+        return badness.out_of_memory(k, op.pid, spec_kill)
+    return None
+
+
 def spec_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
     """One kernel-layer operation on the L1 spec; the events it records replace the last operation's."""
     k = replace(k, events=()) if k.events else k
     k = replace(k, lru_steps=0) if k.lru_steps else k
     pressure = spec_pressure_step(k, op, choices)
+    if pressure is None and isinstance(op, ops.OomOp):
+        pressure = spec_oom_step(k, op)
     if pressure is not None:
         return pressure
     if isinstance(op, ops.Spawn):
@@ -315,9 +362,9 @@ class ImplKernelSide:
 def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
     """The kernel's own syscall, run by :meth:`impl.smp.shootdown.Smp.syscall` as the page-table edit."""
     if isinstance(op, ops.Fork):
-        return lambda: k.fork(op.pid)
+        return lambda: k.oom.forked(k.fork(op.pid), op.pid)
     if isinstance(op, ops.Exit):
-        return lambda: k.exit(op.pid)
+        return lambda: k.oom.exited(k.exit(op.pid), op.pid)
     if isinstance(op, ops.Mmap):
         return lambda: k.mmap(op.pid, op.va, op.pages, rwx(op.prot), op.shared, op.huge)
     if isinstance(op, ops.Munmap):
@@ -331,6 +378,8 @@ def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result
     """One kernel-layer operation on the implementation (its CPUs default to a fresh :class:`Smp`)."""
     smp = smp or Smp(k)
     pressure = impl_pressure_step(k, op, smp)
+    if pressure is None and isinstance(op, ops.OomOp):
+        pressure = impl_oom_step(k, op, smp)
     if pressure is not None:
         return pressure
     if isinstance(op, ops.Spawn):
@@ -364,6 +413,19 @@ def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result
     if isinstance(op, ops.PagemapOp):
         return k.pagemap(op.pid, op.va)
     raise MMCheckError(f"the kernel implementation has no rule for {op.name!r}")
+
+
+def impl_oom_step(k: ImplKernel, op: ops.OomOp, smp: Smp) -> Result | None:
+    """An OOM killer operation on the implementation; None for any other."""
+    if isinstance(op, ops.OomScoreAdj):
+        return k.oom.set_adj(op.pid, op.adj)
+    if isinstance(op, ops.OomScoreOp):
+        return k.oom.oom_score(op.pid)
+    if isinstance(op, ops.Sysctl):
+        return k.oom.sysctl(op.sysctl, op.setting)
+    if isinstance(op, ops.OutOfMemory):
+        return k.oom.out_of_memory(op.pid, lambda pid: smp.syscall("exit", pid, lambda: k.exit(pid), 0, 0, True, False))
+    return None
 
 
 def impl_pressure_step(k: ImplKernel, op: ops.KernelOp, smp: Smp) -> Result | None:
@@ -419,6 +481,8 @@ def l0_pressure_step(mem: l0.Memory, op: ops.KernelOp) -> tuple[l0.Memory, Outco
     observes = ops.MeminfoOp | ops.StatusOp | ops.VmstatOp | ops.SmapsOp
     if isinstance(op, ops.Fsync | ops.Msync | ops.Reclaim | ops.Swapoff | observes):
         return mem, None
+    if isinstance(op, ops.OomOp):
+        return mem, None  # the OOM killer's kill is applied from L1's outcome (L0Side.check)
     return None
 
 
@@ -522,6 +586,8 @@ class L0Side:
             return self.returned(op.pending, l1)
         if l1 == Errno("ENOMEM") and isinstance(op, ALLOCATING):
             return None
+        if isinstance(l1, OomKill):
+            return self.killed(l1.pid)
         kept: list[Candidate] = []
         expected: Outcome | None = None
         for candidate in self.candidates:
@@ -535,6 +601,20 @@ class L0Side:
                 keep(kept, candidate)
         if not kept:
             return f"L1 gave {l1!r}, the programmer's view allows {expected!r}"
+        self.candidates = kept
+        return None
+
+    def killed(self, pid: int) -> str | None:
+        """The OOM killer chose ``pid`` (which process is L1's to choose: L0 knows no sizes): it exits."""
+        kept: list[Candidate] = []
+        for candidate in self.candidates:
+            try:
+                mem, _ = l0.exit_process(candidate.memory, pid)
+            except MMCheckError:
+                continue
+            keep(kept, replace(candidate, memory=mem))
+        if not kept:
+            return f"the OOM killer killed {pid}, which the programmer's view has no process for"
         self.candidates = kept
         return None
 
@@ -649,7 +729,7 @@ def kernel_difference(expected: Kernel, actual: Kernel) -> tuple[str, str] | Non
         mine, theirs = getattr(expected, name), getattr(actual, name)
         if mine != theirs:
             return f"{name}: {dict(mine) if hasattr(mine, 'items') else mine}", f"{name}: {theirs}"
-    for name in ("next_pid", "next_object", "next_pin", "next_flight", "events"):
+    for name in ("next_pid", "next_object", "next_pin", "next_flight", "events", "oom_score_adj", "oom_sysctls"):
         if getattr(expected, name) != getattr(actual, name):
             return f"{name}: {getattr(expected, name)}", f"{name}: {getattr(actual, name)}"
     if set(expected.procs) != set(actual.procs):

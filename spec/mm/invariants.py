@@ -34,6 +34,7 @@ from fractions import Fraction
 from spec.mm.kernel import Kernel
 from spec.mm.pagetable import table_keys
 from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, find, mergeable
+from spec.oom import invariants as oom
 from spec.pressure import invariants as pressure
 
 
@@ -207,6 +208,6 @@ INVARIANTS = (
 
 def violations(k: Kernel) -> list[str]:
     """Every kernel invariant ``k`` breaks, each named by its function, memory pressure's
-    (:mod:`spec.pressure.invariants`) included."""
+    (:mod:`spec.pressure.invariants`) and the OOM killer's (:mod:`spec.oom.invariants`) included."""
     own = [f"{check.__name__}: {problem}" for check in INVARIANTS for problem in check(k)]
-    return own + pressure.violations(k)
+    return own + pressure.violations(k) + oom.violations(k)

@@ -209,6 +209,9 @@ class Kernel:
     ``/proc/vmstat``'s; ``lru_steps`` counts the reclaim steps of the current operation; ``fault_around`` is
     ``fault_around_pages``, how many pages a read fault on a file or shmem mapping may map from the page cache
     (:func:`spec.pressure.files.fault_around`; 1 for none).
+
+    The OOM killer (:mod:`spec.oom`): ``oom_score_adj`` of every process whose value is not 0, and the OOM
+    sysctls (``vm.panic_on_oom``, ``vm.oom_kill_allocating_task``) that are not 0.
     """
 
     buddy: buddy.BuddyState
@@ -240,6 +243,8 @@ class Kernel:
     pgmajfault: int = 0
     lru_steps: int = 0
     fault_around: int = FAULT_AROUND_PAGES
+    oom_score_adj: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
+    oom_sysctls: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def zero_pfn(self) -> int:

@@ -22,6 +22,7 @@ from properties.minimise import failure_kind
 from properties.mutants import MUTANTS, Mutant
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
+from properties.mutants.oom import OOM_MUTANTS
 from properties.mutants.pressure import PRESSURE_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 
@@ -39,6 +40,7 @@ MAX_OPS = {
     "ceiling-one-machine": 10,
     "ceiling-zero-machine": 10,
     "fault-around-machine": 20,
+    "oom-machine": 10,
 }
 
 
@@ -137,6 +139,26 @@ def test_the_pressure_mutants_are_registered() -> None:
     assert expected == {m.name for m in PRESSURE_MUTANTS}
     assert {"pressure"} == {m.layer for m in PRESSURE_MUTANTS}
     assert set(PRESSURE_MUTANTS) <= set(MUTANTS)
+
+
+def test_the_oom_mutants_are_registered() -> None:
+    """Badness without swap or page tables, adj unscaled or multiplied first, -1000 or init eligible, the first
+    of a tie kept, the victim's memory kept, adj not inherited, the allocating task killed at -1000."""
+    expected = {
+        "badness-ignores-swap",
+        "badness-ignores-pgtables",
+        "adj-unscaled",
+        "adj-multiplied-first",
+        "min-adj-eligible",
+        "init-killable",
+        "tie-first-wins",
+        "victim-memory-kept",
+        "adj-not-inherited",
+        "allocating-task-at-min-killed",
+    }
+    assert expected == {m.name for m in OOM_MUTANTS}
+    assert {"oom"} == {m.layer for m in OOM_MUTANTS}
+    assert set(OOM_MUTANTS) <= set(MUTANTS)
 
 
 KERNEL_REMAP_SCENARIO = {

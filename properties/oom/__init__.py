@@ -1,0 +1,1 @@
+"""The refinement machine of the OOM killer."""
