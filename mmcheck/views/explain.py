@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 from lang.errors import MMCheckError
 from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, SetCpu, WritePhys
-from lang.kernel_ops import KernelOp
+from lang.kernel_ops import KernelOp, Load, Store
 from lang.scenario import Op, Result, Scenario
 from mmcheck.views.kernelstory import changes as kernel_changes
 from mmcheck.views.kernelstory import rule as kernel_rule
+from mmcheck.views.pressurestory import fault_kind_line
+from mmcheck.views.pressurestory import story as pressure_story
 from mmcheck.views.walkview import describe_walk
 from properties.abstraction import abstract_buddy, abstract_kernel
 from properties.drivers import Divergence, DivergenceError, Lockstep
@@ -222,8 +224,14 @@ def narrate(scenario: Scenario, lockstep: Lockstep | None = None) -> Iterator[St
         step.result = result
         kernel_after = lockstep.spec.kernel.kernel
         if isinstance(op, KernelOp) and kernel_after is not None:
-            step.rule = kernel_rule(op, kernel_before, kernel_after, result)
+            told = pressure_story(
+                op, kernel_before or kernel_after, kernel_after, result, lockstep.impl.kernel.choices()
+            )
+            step.rule = told[0] if told else kernel_rule(op, kernel_before, kernel_after, result)
             lines.append(f"[{index}] {step.rule}")
+            lines += [f"    {line}" for line in told[1:]]
+            if isinstance(op, Load | Store) and kernel_before is not None:
+                lines += [f"    {line}" for line in fault_kind_line(op, kernel_before, kernel_after)]
             if kernel_before is None:
                 frames = ", ".join(f"{pfn:#x}" for pfn in kernel_after.boot)
                 lines.append(f"    the kernel boots first: frames {frames} (zero page, kernel page, kernel tables)")
