@@ -126,7 +126,4 @@ def test_every_reclaim_step_is_replayed_to_the_ops_state() -> None:
     lines, ok = explain(load(SCENARIOS / "pressure-page-life.json"))
     assert ok
     assert not any("do not end in the op's state" in line for line in lines)
-    assert (
-        "[6] reclaim up to 1 page(s) (shrink_lruvec, mm/vmscan.c) scanning the anonymous and file lists: 5 step(s)"
-        in lines
-    )
+    assert any(line.startswith("[6] reclaim up to 1 page(s) (shrink_lruvec") and "5 step(s)" in line for line in lines)
