@@ -527,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("quiz", help="a generated exercise; -c prints the worked answer")
-    p.add_argument("--topic", default="walk", help="walk, permissions, buddy, cow, tlb or faults (default: walk; --list says what each asks)")
+    p.add_argument("--topic", default="walk", help="walk, permissions, buddy, cow, tlb or faults (default: walk)")
     p.add_argument("--list", action="store_true", help="name every topic with what it asks, and exit")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same problem")
     p.add_argument(
