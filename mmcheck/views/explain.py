@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from lang.errors import MMCheckError
 from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, SetCpu, WritePhys
-from lang.kernel_ops import KernelOp, Load, Store
+from lang.kernel_ops import KernelOp, Load, Madvise, Store
+from lang.pressure_ops import PressureOp
 from lang.scenario import Op, Result, Scenario
 from mmcheck.views.kernelstory import changes as kernel_changes
 from mmcheck.views.kernelstory import rule as kernel_rule
@@ -182,12 +183,21 @@ def footer(scenario: Scenario) -> str:
     return f"all {len(scenario.ops)} ops ran; spec and implementation agree at every step"
 
 
+def uses_pressure(scenario: Scenario) -> bool:
+    """The scenario exercises memory pressure (swap, or an op of :mod:`lang.pressure_ops`, or MADV_COLD/PAGEOUT):
+    its story then tells the LRU lists and the minor/major kind of every fault too."""
+    return scenario.config.swap > 0 or any(
+        isinstance(op, PressureOp) or (isinstance(op, Madvise) and op.advice != "dontneed") for op in scenario.ops
+    )
+
+
 def narrate(scenario: Scenario, lockstep: Lockstep | None = None) -> Iterator[StepStory]:
     """The story one op at a time, each yielded after its op ran on ``lockstep`` (a fresh one by default).
 
     The run stops after a step whose status is not ``ok``.
     """
     lockstep = Lockstep(scenario.config) if lockstep is None else lockstep
+    pressure = uses_pressure(scenario)
     for index, op in enumerate(scenario.ops):
         step = StepStory(index, op)
         lines = step.lines
@@ -230,7 +240,7 @@ def narrate(scenario: Scenario, lockstep: Lockstep | None = None) -> Iterator[St
             step.rule = told[0] if told else kernel_rule(op, kernel_before, kernel_after, result)
             lines.append(f"[{index}] {step.rule}")
             lines += [f"    {line}" for line in told[1:]]
-            if isinstance(op, Load | Store) and kernel_before is not None:
+            if pressure and isinstance(op, Load | Store) and kernel_before is not None:
                 lines += [f"    {line}" for line in fault_kind_line(op, kernel_before, kernel_after)]
             if kernel_before is None:
                 frames = ", ".join(f"{pfn:#x}" for pfn in kernel_after.boot)
@@ -238,7 +248,7 @@ def narrate(scenario: Scenario, lockstep: Lockstep | None = None) -> Iterator[St
         lines.append(f"    result: {result}")
         changed: list[str] = []
         if isinstance(op, KernelOp) and kernel_after is not None:
-            changed = [f"    changed: {change}" for change in kernel_changes(kernel_before, kernel_after)]
+            changed = [f"    changed: {change}" for change in kernel_changes(kernel_before, kernel_after, pressure)]
         elif isinstance(op, AllocPages | FreePages):
             refused = lockstep.spec.buddy_error
             if refused is not None:

@@ -255,11 +255,11 @@ def tlb_events(after: Kernel) -> Iterator[str]:
         yield "frames freed: " + ", ".join(f"{pfn:#x}" for pfn in freed)
 
 
-def changes(before: Kernel | None, after: Kernel) -> list[str]:
-    """The compact diff between two kernel states."""
+def changes(before: Kernel | None, after: Kernel, pressure: bool = False) -> list[str]:
+    """The compact diff between two kernel states; with ``pressure``, the LRU lists and dirty bits too."""
     lines = [*vma_changes(before, after), *table_changes(before, after)]
     lines += [*leaf_changes(before, after), *swap_changes(before, after), *page_changes(before, after)]
-    lines += [*lru_changes(before, after), *tlb_events(after)]
+    lines += [*(lru_changes(before, after) if pressure else ()), *tlb_events(after)]
     old_free = free_frames(before) if before else None
     if old_free is not None and old_free != free_frames(after):
         lines.append(f"free frames: {old_free} -> {free_frames(after)}")
