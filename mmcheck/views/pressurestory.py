@@ -104,8 +104,8 @@ def step_lines(k: Kernel, kind: int, pfn: int, after: Kernel) -> list[str]:
     if kind == lru.ACTIVATE:
         return [
             f"second chance: {name} is on the inactive list but referenced ({reference_reason(k, pfn)}): "
-            "folio_check_references -> FOLIOREF_ACTIVATE moves it to the active list; its accessed bits are "
-            "cleared and the TLBs flushed (ptep_clear_flush_young), so only a new access sets them again"
+            "folio_check_references -> FOLIOREF_ACTIVATE moves it to the active list; PG_referenced and the accessed "
+            "bits are cleared, the TLBs flushed (ptep_clear_flush_young), so only a new use sets them again"
         ]
     if kind == lru.DEACTIVATE:
         return [
@@ -289,11 +289,18 @@ def file_io_story(op: pops.FileRead | pops.FileWrite, before: Kernel, after: Ker
         return [f"{head}: past the end of the file, nothing cached"]
     pfn = after.objects[f.obj][index]
     old = before.objects.get(f.obj, {}).get(index) if op.file in before.files else None
-    how = (
-        f"page-cache hit in frame {pfn:#x}"
-        if old is not None
-        else f"page-cache miss: read from disk into frame {pfn:#x}, added to the inactive file list (filemap_add_folio)"
-    )
+    grown = op.file in before.files and index >= before.files[op.file].pages
+    if old is not None:
+        how = f"page-cache hit in frame {pfn:#x}"
+    elif grown:
+        how = (
+            f"past the old end, the file grows: a new zeroed page in frame {pfn:#x}, added to the inactive file "
+            "list (filemap_add_folio)"
+        )
+    else:
+        how = (
+            f"page-cache miss: read from disk into frame {pfn:#x}, added to the inactive file list (filemap_add_folio)"
+        )
     lines = [f"{head} ({'filemap_read' if verb == 'read' else 'generic_perform_write'}): {how}"]
     was = before.pages.get(pfn) if old is not None else None
     now = after.pages[pfn]
