@@ -171,8 +171,9 @@ def test_the_step_counter_counts_every_rule_run(monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.parametrize("side", ["impl", "spec"])
-def test_pressure_workloads_do_what_they_are_named_for(side: str) -> None:
+def test_pressure_workloads_do_what_they_are_named_for(side: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each fault workload makes faults of its kind, each reclaim frees every page; a mislabel is caught."""
+    monkeypatch.syspath_prepend(str(ROOT))
     from benchmarks import bench_pressure as bp
 
     for kind in bp.KINDS:
