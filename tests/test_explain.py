@@ -127,3 +127,14 @@ def test_every_reclaim_step_is_replayed_to_the_ops_state() -> None:
     assert ok
     assert not any("do not end in the op's state" in line for line in lines)
     assert any(line.startswith("[6] reclaim up to 1 page(s) (shrink_lruvec") and "5 step(s)" in line for line in lines)
+
+
+def test_dirty_tracking_of_a_shared_file_mapping() -> None:
+    """Read fault read-only, the store dirties it, fsync writes it back and write-protects it, the next store faults."""
+    lines, ok = explain(load(SCENARIOS / "pressure-writeback-dirty-tracking.json"))
+    text = "\n".join(lines)
+    assert ok
+    assert "[4] pid 1 load at 0x40000008: major fault on a missing entry of a file mapping: page-cache miss" in text
+    assert "[5] pid 1 store at 0x40000008: minor fault, a write to the write-protected entry" in text
+    assert "entries write-protected so the next store faults and dirties it again (folio_mkclean)" in text
+    assert text.count("wp_page_shared makes the entry writable and the page dirty") == 2

@@ -234,6 +234,8 @@ def access_story(
             tail = f"mapped {rights}; exclusive and written, so slot {slot} is freed (folio_free_swap)"
         elif new is not None and new.writable:
             tail = f"mapped {rights}: no other entry refers to slot {slot} (exclusive)"
+        elif not vma.prot.write:
+            tail = f"mapped {rights}, as the VMA is"
         else:
             tail = f"mapped {rights}: other swap entries or mappings share it, a write will be COW"
         return [f"{where}: {kind} fault, swap-in: {why}; {tail}", *lines]
@@ -260,6 +262,13 @@ def access_story(
         else:
             how = f"mapped {rights} (do_read_fault)"
         return [f"{where}: {kind} fault on a missing entry of a file mapping: {source}; {how}", *lines]
+    if name is not None and old is not None and vma.shared and isinstance(op, ops.Store):
+        return [
+            f"{where}: {kind} fault, a write to the write-protected entry of shared file {name}'s page "
+            f"{vma.index_of(vpn)}: clean pages are mapped read-only so the first write is seen; wp_page_shared "
+            "makes the entry writable and the page dirty",
+            *lines,
+        ]
     if lines:
         return [f"{where}: {kind} fault after direct reclaim", *lines]
     return []
