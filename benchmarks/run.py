@@ -8,12 +8,15 @@ Each row is measured in this run on the implementation and on the spec
 - buddy: alloc+free pairs per second (:mod:`benchmarks.bench_buddy`);
 - slab: kmalloc+kfree pairs per second, 10**3 to 10**6 live objects (:mod:`benchmarks.bench_slab`);
 - kernel: fork, COW faults, munmap of 512 pages, loads (:mod:`benchmarks.bench_kernel`);
+- pressure: faults per second by kind (minor zero page, minor page-cache hit,
+  major file read, major swap-in) and reclaim of up to 10**5 page-cache pages
+  and of anonymous pages to swap (:mod:`benchmarks.bench_pressure`);
 - shootdown: IPIs, INVLPGs and full flushes of a munmap against a broadcast
   (:mod:`benchmarks.bench_tlb`; counts, not timings);
 - harness: state-machine steps per second and explorer distinct states per
   second (:mod:`benchmarks.harness`).
 
-Buddy, fork and translation also run at three sizes each; the growth of the
+Buddy, fork, translation, faults and reclaim also run at three sizes each; the growth of the
 per-unit cost from one size to the next is reported and plotted (one panel
 per family).  Targets are shown as met or MISSED; a missed target does not
 fail the run, a crash does.  ``--quick`` runs small sizes in seconds (a
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from benchmarks import bench_buddy, bench_kernel, bench_slab, bench_tlb, harness, translation
+from benchmarks import bench_buddy, bench_kernel, bench_pressure, bench_slab, bench_tlb, harness, translation
 from benchmarks.report import (
     Report,
     Row,
@@ -73,6 +76,14 @@ class Plan:
     machine_examples: int
     explorer_states: int | None
     smp_explorer_seconds: float
+    fault_pages: int
+    swapin_pages: int
+    fault_sizes: tuple[int, ...]
+    spec_fault_sizes: tuple[int, ...]
+    cache_reclaim_sizes: tuple[int, ...]
+    spec_cache_reclaim_sizes: tuple[int, ...]
+    anon_reclaim_sizes: tuple[int, ...]
+    spec_anon_reclaim_sizes: tuple[int, ...]
 
     def __post_init__(self) -> None:
         if self.spec_fork_shifts[-1] != self.fork_shifts[0]:
@@ -94,6 +105,14 @@ FULL = Plan(
     machine_examples=50,
     explorer_states=None,
     smp_explorer_seconds=15.0,
+    fault_pages=256,
+    swapin_pages=128,
+    fault_sizes=(256, 1024, 4096),
+    spec_fault_sizes=(64, 128, 256),
+    cache_reclaim_sizes=(1_000, 10_000, 100_000),
+    spec_cache_reclaim_sizes=(128, 256, 512),
+    anon_reclaim_sizes=(128, 256, 512),
+    spec_anon_reclaim_sizes=(32, 64, 128),
 )
 QUICK = Plan(
     buddy_shifts=(10, 12, 14),
@@ -110,6 +129,14 @@ QUICK = Plan(
     machine_examples=2,
     explorer_states=300,
     smp_explorer_seconds=0.5,
+    fault_pages=32,
+    swapin_pages=16,
+    fault_sizes=(16, 32, 64),
+    spec_fault_sizes=(8, 16, 32),
+    cache_reclaim_sizes=(16, 32, 64),
+    spec_cache_reclaim_sizes=(8, 16, 32),
+    anon_reclaim_sizes=(8, 16, 32),
+    spec_anon_reclaim_sizes=(4, 8, 16),
 )
 
 TRANSLATION_HIT_RATIO = 20.0
@@ -340,6 +367,105 @@ def kernel_family(plan: Plan, report: Report) -> None:
     )
 
 
+def pressure_family(plan: Plan, report: Report) -> None:
+    say(
+        f"pressure: faults by kind at {plan.fault_pages} pages (swap-in {plan.swapin_pages}), reclaim up to "
+        f"{plan.cache_reclaim_sizes[-1]:,} pages"
+    )
+    bp = bench_pressure
+    for kind in bp.KINDS:
+        pages = plan.swapin_pages if kind == "major, swap-in" else plan.fault_pages
+        work = bp.fault_workload(kind, pages)
+        impl, spec = bp.best(plan.repeats, "impl", work, kind), bp.run("spec", work, kind)
+        note = f"{pages} pages, one load each, through the replay runners"
+        report.rows.append(
+            compared(
+                "pressure", f"faults/s, {kind}", "faults/s", impl.per_second, spec.per_second, rate=True, note=note
+            )
+        )
+    impl_faults = [bp.run("impl", bp.fault_workload(bp.KINDS[0], n), bp.KINDS[0]) for n in plan.fault_sizes]
+    spec_faults = [bp.run("spec", bp.fault_workload(bp.KINDS[0], n), bp.KINDS[0]) for n in plan.spec_fault_sizes]
+    report.scalings.append(
+        flat_series(
+            "faults",
+            "us per minor zero-page fault",
+            "pages mapped and faulted",
+            plan.fault_sizes,
+            impl_faults,
+            plan.spec_fault_sizes,
+            spec_faults,
+        )
+    )
+    for name, workload, impl_sizes, spec_sizes, family in (
+        (
+            "clean page-cache pages",
+            bp.cache_reclaim_workload,
+            plan.cache_reclaim_sizes,
+            plan.spec_cache_reclaim_sizes,
+            "reclaim, page cache",
+        ),
+        (
+            "mapped anonymous pages to swap",
+            bp.anon_reclaim_workload,
+            plan.anon_reclaim_sizes,
+            plan.spec_anon_reclaim_sizes,
+            "reclaim, anon to swap",
+        ),
+    ):
+        impl_runs = [bp.run("impl", workload(n), name) for n in impl_sizes]
+        spec_runs = [bp.run("spec", workload(n), name) for n in spec_sizes]
+        same = bp.run("impl", workload(spec_sizes[-1]), name)
+        report.rows.append(
+            compared(
+                "pressure",
+                f"reclaim of {spec_sizes[-1]:,} {name}",
+                "ms",
+                1e3 * same.seconds,
+                1e3 * spec_runs[-1].seconds,
+                rate=False,
+            )
+        )
+        largest = impl_runs[-1]
+        report.rows.append(
+            Row(
+                "pressure",
+                f"reclaim of {largest.units:,} {name}",
+                "ms",
+                "impl-vs-spec",
+                impl=1e3 * largest.seconds,
+                note=f"spec not run at this size: it runs up to {spec_sizes[-1]:,} pages",
+            )
+        )
+        report.scalings.append(
+            flat_series(family, "us per reclaimed page", "pages", impl_sizes, impl_runs, spec_sizes, spec_runs)
+        )
+
+
+def flat_series(
+    family: str,
+    cost: str,
+    unit: str,
+    sizes: tuple[int, ...],
+    impl: list[bench_pressure.Measurement],
+    spec_sizes: tuple[int, ...],
+    spec: list[bench_pressure.Measurement],
+) -> Scaling:
+    """A scaling series of per-unit costs with the target that the implementation's stays within :data:`FLAT`."""
+    costs = tuple(m.microseconds_per_unit for m in impl)
+    growth = costs[-1] / costs[0]
+    wanted = f"impl cost {sizes_text([sizes[-1]])} / {sizes_text([sizes[0]])} <= {FLAT}x (is {growth:.2f}x)"
+    return Scaling(
+        family,
+        cost,
+        unit,
+        sizes,
+        costs,
+        spec_sizes,
+        tuple(m.microseconds_per_unit for m in spec),
+        Target(wanted, growth, growth <= FLAT),
+    )
+
+
 def shootdown_family(plan: Plan, report: Report) -> None:
     sizes = ", ".join(map(str, plan.tlb_sizes))
     say(f"shootdown: munmap of {sizes} pages, {bench_tlb.CPUS} CPUs, {bench_tlb.RUNNING} of them ran the mm")
@@ -386,6 +512,7 @@ FAMILIES = {
     "buddy": buddy_family,
     "slab": slab_family,
     "kernel": kernel_family,
+    "pressure": pressure_family,
     "shootdown": shootdown_family,
     "harness": harness_family,
 }

@@ -401,6 +401,29 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lru(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mmcheck import output
+    from mmcheck.views.console import is_terminal, print_table
+    from mmcheck.views.lruview import FORMATS, lru_json, lru_lines, lru_table, write_lru
+
+    if args.output is not None:
+        target = Path(args.output)
+        output.output_format(target, FORMATS)
+        output.check_writable(target, args.force)
+        print(write_lru(load(args.file), Path(args.file).name, target, args.model, args.force))
+        return 0
+    run = lru_json(load(args.file), args.model)
+    if args.json:
+        print(json.dumps(run))
+    elif is_terminal():
+        print_table(lru_table(run))
+    else:
+        print("\n".join(lru_lines(run)))
+    return 0
+
+
 def cmd_mutants(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -617,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("quiz", help="a generated exercise; -c prints the worked answer")
-    p.add_argument("--topic", default="walk", help="walk, permissions, buddy, cow or tlb (default: walk)")
+    p.add_argument("--topic", default="walk", help="walk, permissions, buddy, cow, tlb or faults (default: walk)")
     p.add_argument("--list", action="store_true", help="name every topic with what it asks, and exit")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same problem")
     p.add_argument(
@@ -714,6 +737,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", choices=VIEW_MODELS, default="spec", help="buddy: whose free lists to count (default: spec)"
     )
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("lru", help="show the four LRU lists after each step of a kernel scenario (memory pressure)")
+    p.add_argument("file", help="scenario JSON file with kernel-level ops (store, file_read, reclaim ...)")
+    p.add_argument(
+        "--model",
+        choices=VIEW_MODELS,
+        default="spec",
+        help="spec: the spec's lists, lowest frame first; impl: the implementation's lists, tail (next scanned) first",
+    )
+    p.add_argument("-o", "--output", default=None, help="draw frames by steps to out.svg, out.png or out.pdf")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    p.add_argument("--json", action="store_true", help="print the lists after each op as JSON")
+    p.set_defaults(func=cmd_lru)
 
     p = sub.add_parser(
         "report", help="write one self-contained HTML page that steps through a scenario: story, results, drawings"

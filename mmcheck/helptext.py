@@ -41,6 +41,7 @@ HELP: dict[str, tuple[str | None, str]] = {
         "the scenario stops at a divergence or an unexpected result",
         "mmcheck report tests/scenarios/cow-basic-after-fork.json -o cow.html",
     ),
+    "lru": (None, "mmcheck lru tests/scenarios/pressure-page-life.json --model impl"),
     "new": (None, "mmcheck new kernel -o first.json"),
     "scenarios": (None, "mmcheck scenarios --kind slab"),
 }  # fmt: skip

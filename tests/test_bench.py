@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-FAMILIES = {"translation", "buddy", "slab", "kernel", "shootdown", "harness"}
+FAMILIES = {"translation", "buddy", "slab", "kernel", "pressure", "shootdown", "harness"}
 MACHINES = {"mmu", "buddy", "kernel", "smp"}
 
 
@@ -92,10 +92,16 @@ def test_the_rows_cover_what_the_issue_lists(report: dict[str, Any]) -> None:
         assert any(m.endswith(f": {name}") for m in measures)
     assert {f"{name} machine steps/s" for name in MACHINES} <= set(measures)
     assert {"explorer distinct states/s, buddy", "explorer distinct states/s, smp"} <= set(measures)
+    kinds = ("minor, anonymous zero page", "minor, page-cache hit", "major, file read", "major, swap-in")
+    assert {f"faults/s, {kind}" for kind in kinds} <= set(measures)
+    assert sum(m.startswith("reclaim of ") and m.endswith("clean page-cache pages") for m in measures) == 2
+    assert sum(m.startswith("reclaim of ") and m.endswith("anonymous pages to swap") for m in measures) == 2
 
 
 def test_scaling_has_three_sizes_and_the_growth_between_them(report: dict[str, Any]) -> None:
-    assert {"translation", "buddy", "slab", "fork"} == {s["family"] for s in report["scaling"]}
+    assert {"translation", "buddy", "slab", "fork", "faults", "reclaim, page cache", "reclaim, anon to swap"} == {
+        s["family"] for s in report["scaling"]
+    }
     for series in report["scaling"]:
         assert 3 == len(series["sizes"]) == len(series["impl"]) == len(series["spec"]), series
         assert series["sizes"] == sorted(set(series["sizes"]))
@@ -104,15 +110,15 @@ def test_scaling_has_three_sizes_and_the_growth_between_them(report: dict[str, A
 
 
 def test_targets_are_judged_and_counted(report: dict[str, Any]) -> None:
-    """Twelve targets (translation, buddy and slab ratios, buddy, slab and fork scaling, four machines, two
-    explorers), each judged."""
+    """Fifteen targets (translation, buddy and slab ratios; buddy, slab, fork, fault and two reclaim scalings; four
+    machines, two explorers), each judged."""
     judged = [r["target"] for r in report["rows"] if "target" in r] + [
         s["target"] for s in report["scaling"] if "target" in s
     ]
-    assert 12 == len(judged)
+    assert 15 == len(judged)
     assert all(isinstance(t["met"], bool) and t["wanted"] for t in judged)
     assert sum(t["met"] for t in judged) == report["targets"]["met"]
-    assert 12 == report["targets"]["met"] + report["targets"]["missed"]
+    assert 15 == report["targets"]["met"] + report["targets"]["missed"]
 
 
 def test_meta_records_the_run(report: dict[str, Any]) -> None:
@@ -162,3 +168,19 @@ def test_the_step_counter_counts_every_rule_run(monkeypatch: pytest.MonkeyPatch)
     run_state_machine_as_test(machine, settings=settings(fixed_settings(20), stateful_step_count=7))
     assert Counted.runs > 20
     assert Counted.runs == count.steps
+
+
+@pytest.mark.parametrize("side", ["impl", "spec"])
+def test_pressure_workloads_do_what_they_are_named_for(side: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each fault workload makes faults of its kind, each reclaim frees every page; a mislabel is caught."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import bench_pressure as bp
+
+    for kind in bp.KINDS:
+        assert bp.run(side, bp.fault_workload(kind, 4), kind).units == 4
+    assert bp.run(side, bp.cache_reclaim_workload(4), "cache").units == 4
+    assert bp.run(side, bp.anon_reclaim_workload(4), "anon").units == 4
+    with pytest.raises(bp.WrongResult):
+        bp.run(side, bp.fault_workload("minor, page-cache hit", 4), "major, file read")
+    with pytest.raises(bp.WrongResult):
+        bp.run(side, bp.fault_workload("major, file read", 4), "minor, page-cache hit")

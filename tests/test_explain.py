@@ -92,3 +92,49 @@ def test_a_shootdown_in_steps_tells_the_stale_hits_the_ipis_and_the_late_free() 
     assert "[13] step of operation 1: cpu 2 handles its IPI (flush_tlb_func): it was lazy, so it switches" in text
     assert [line for line in lines if "frames freed" in line] == ["    changed: frames freed: 0x0, 0x1, 0x2, 0x27"]
     assert text.index("frames freed") > text.index("[14] step of operation 1: every target has handled its IPI")
+
+
+def test_a_pages_life_reads_off_the_spec_states() -> None:
+    """The page's-life scenario: second chance, swap-out with the swap entry, swap-in major then swap-cache minor,
+    a page-cache miss, writeback of the dirty file page on eviction, all in agreement with the implementation."""
+    lines, ok = explain(load(SCENARIOS / "pressure-page-life.json"))
+    text = "\n".join(lines)
+    assert ok
+    assert "second chance: anon frame 0x12 (pid 1 0x10000000) is on the inactive list but referenced" in text
+    assert "pid 1 0x10000000: PTE becomes swap entry type 0 offset 1 (PTE 0x7fffffffffffc00, __swp_entry)" in text
+    assert "every TLB flushed before frame 0x12 goes back to the buddy allocator" in text
+    assert "[11] pid 1 load at 0x10000000: major fault, swap-in" in text
+    assert "[15] pid 2 load at 0x10000000: minor fault, swap-in" in text
+    assert "slot 1 is still in the swap cache as frame 0x16" in text
+    assert "[19] pid 2 load at 0x40000008: major fault on a missing entry of a file mapping: page-cache miss" in text
+    assert "evict file f page 1 (frame 0xb): inactive and not referenced, dirty, so written back" in text
+    assert "[26] read() of file f at 0x8 (page 0) through the page cache (filemap_read): page-cache hit" in text
+    assert "[29] pid 2 load at 0x10001000: the entry allows it, no fault; the walker sets its accessed bit" in text
+
+
+def test_the_swap_entry_shown_is_the_one_the_implementation_writes() -> None:
+    from impl.pressure.pressure import swp_entry, swp_offset
+    from mmcheck.views.pressurestory import swp_entry as shown_entry
+
+    for slot in (1, 2, 3, 0x1234, (1 << 40) + 5):
+        assert shown_entry(0, slot) == swp_entry(0, slot)
+        assert swp_offset(shown_entry(0, slot)) == slot
+
+
+def test_every_reclaim_step_is_replayed_to_the_ops_state() -> None:
+    """The narration replays reclaim on the spec; a replay that did not end in the op's state would say so."""
+    lines, ok = explain(load(SCENARIOS / "pressure-page-life.json"))
+    assert ok
+    assert not any("do not end in the op's state" in line for line in lines)
+    assert any(line.startswith("[6] reclaim up to 1 page(s) (shrink_lruvec") and "5 step(s)" in line for line in lines)
+
+
+def test_dirty_tracking_of_a_shared_file_mapping() -> None:
+    """Read fault read-only, the store dirties it, fsync writes it back and write-protects it, the next store faults."""
+    lines, ok = explain(load(SCENARIOS / "pressure-writeback-dirty-tracking.json"))
+    text = "\n".join(lines)
+    assert ok
+    assert "[4] pid 1 load at 0x40000008: major fault on a missing entry of a file mapping: page-cache miss" in text
+    assert "[5] pid 1 store at 0x40000008: minor fault, a write to the write-protected entry" in text
+    assert "entries write-protected so the next store faults and dirties it again (folio_mkclean)" in text
+    assert text.count("wp_page_shared makes the entry writable and the page dirty") == 2

@@ -56,4 +56,5 @@ def test_the_example_parses_as_that_subcommand(name: str) -> None:
 NEEDS = {
     "replay": ["x"], "walk": ["x", "--va", "0"], "explain": ["x"], "oracle": ["qemu"], "buddy": ["x"],
     "slab": ["x"], "draw": ["x"], "plot": ["x", "-o", "x.png"], "report": ["x", "-o", "x.html"], "new": ["kernel"],
+    "lru": ["x"],
 }  # fmt: skip

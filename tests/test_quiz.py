@@ -8,7 +8,7 @@ from impl.alloc.buddy import BuddyAllocator
 from lang.hardware_ops import AllocPages, FreePages
 from lang.kernel_ops import Load, Step, Store
 from mmcheck.cli import main
-from mmcheck.views import quiz_buddy, quiz_cow, quiz_tlb
+from mmcheck.views import quiz_buddy, quiz_cow, quiz_faults, quiz_tlb
 from mmcheck.views.quiz import TOPICS, generate, render
 from properties.drivers import ImplRunner
 from properties.replay import replay
@@ -57,7 +57,7 @@ def test_unknown_topic_exits_2_naming_the_topics(capsys: pytest.CaptureFixture[s
     assert all(topic in err for topic in TOPICS)
 
 
-@pytest.mark.parametrize("topic", ["buddy", "cow", "tlb"])
+@pytest.mark.parametrize("topic", ["buddy", "cow", "tlb", "faults"])
 def test_new_topics_echo_arguments_and_work_the_answer(topic: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["quiz", "--topic", topic, "--seed", "5", "--questions", "3"]) == 0
     question = capsys.readouterr().out
@@ -185,3 +185,52 @@ def test_tlb_quizzes_cover_full_and_page_flushes_lazy_skips_and_frees() -> None:
     assert any(c.lazy and c.cpu in a.targets for a in answers for c in a.cpus)
     assert any(a.freed for a in answers)
     assert any(c.may_use and not c.in_mask for a in answers for c in a.cpus)
+
+
+def impl_faults(runner: ImplRunner, pid: int) -> tuple[int, int]:
+    """The implementation's minflt and majflt of ``pid`` (its /proc/PID/stat counters)."""
+    kernel = runner.kernel.kernel
+    assert kernel is not None
+    status = kernel.pressure.status(pid)
+    return status["minflt"], status["majflt"]
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_faults_answers_are_what_the_implementation_does(seed: int) -> None:
+    """Each access's minor/major/no fault and result, and the final counters, as impl.mm.kernel run alone counts."""
+    quiz = quiz_faults.generate(seed)
+    answer = quiz_faults.solve(quiz)
+    runner = ImplRunner(quiz.scenario.config)
+    accesses = iter(answer.accesses)
+    pid_on = {0: 1, 1: 2}
+    for index, op in enumerate(quiz.scenario.ops):
+        asked = index >= quiz.setup and isinstance(op, Load | Store)
+        pid = pid_on[op.cpu] if asked else 0  # type: ignore[attr-defined]
+        was = impl_faults(runner, pid) if asked else (0, 0)
+        result = runner.apply(op)
+        if asked:
+            now = impl_faults(runner, pid)
+            expected = next(accesses)
+            assert expected.pid == pid
+            assert dict(expected.result) == result
+            assert (now[1] - was[1] == 1) == expected.major, expected
+            assert (now == was) == (expected.kind == "no fault"), expected
+    kernel = runner.kernel.kernel
+    assert kernel is not None
+    for pid, stat in answer.status.items():
+        assert (stat["minflt"], stat["majflt"]) == impl_faults(runner, pid)
+    assert dict(answer.vmstat) == kernel.pressure.vmstat()
+
+
+def test_faults_quizzes_cover_every_reason() -> None:
+    """Over the seeds, every kind of fault the quiz asks about comes up (else the check above misses one)."""
+    kinds = {a.kind for seed in range(200) for a in quiz_faults.solve(quiz_faults.generate(seed)).accesses}
+    assert set(quiz_faults.KINDS) - {"SIGSEGV", "SIGBUS"} <= kinds
+
+
+def test_faults_answer_names_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quiz", "--topic", "faults", "--seed", "4", "-c"]) == 0
+    out = capsys.readouterr().out
+    assert "pid 1 anon page 1 (0x10001000): swapped out to slot 2" in out
+    assert "answer: major: swap-in; reads 4" in out
+    assert "filemap_fault reads it from disk (VM_FAULT_MAJOR)" in out

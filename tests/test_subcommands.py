@@ -39,6 +39,7 @@ USES: dict[str, tuple[list[str], str | None]] = {
     "draw": (["draw", COW], None),
     "report": (["report", COW, "-o", "{tmp}/report.html"], None),
     "slab": (["slab", SLAB], None),
+    "lru": (["lru", str(SCENARIOS / "pressure-page-life.json")], None),
     "plot": (["plot", BUDDY, "-o", "{tmp}/free.png"], None if importlib.util.find_spec("matplotlib") else "matplotlib"),
     "new": (["new", "pressure"], None),
     "scenarios": (["scenarios", str(SCENARIOS)], None),

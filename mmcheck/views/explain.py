@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 
 from lang.errors import MMCheckError
 from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, SetCpu, WritePhys
-from lang.kernel_ops import KernelOp
+from lang.kernel_ops import KernelOp, Load, Madvise, Store
+from lang.pressure_ops import PressureOp
 from lang.scenario import Op, Result, Scenario
 from lang.slab_ops import SlabOp
 from mmcheck.views.kernelstory import changes as kernel_changes
 from mmcheck.views.kernelstory import rule as kernel_rule
+from mmcheck.views.pressurestory import fault_kind_line
+from mmcheck.views.pressurestory import story as pressure_story
 from mmcheck.views.slabstory import slab_step
 from mmcheck.views.walkview import describe_walk
 from properties.abstraction import abstract_buddy, abstract_kernel
@@ -182,12 +185,21 @@ def footer(scenario: Scenario) -> str:
     return f"all {len(scenario.ops)} ops ran; spec and implementation agree at every step"
 
 
+def uses_pressure(scenario: Scenario) -> bool:
+    """The scenario exercises memory pressure (swap, or an op of :mod:`lang.pressure_ops`, or MADV_COLD/PAGEOUT):
+    its story then tells the LRU lists and the minor/major kind of every fault too."""
+    return scenario.config.swap > 0 or any(
+        isinstance(op, PressureOp) or (isinstance(op, Madvise) and op.advice != "dontneed") for op in scenario.ops
+    )
+
+
 def narrate(scenario: Scenario, lockstep: Lockstep | None = None) -> Iterator[StepStory]:
     """The story one op at a time, each yielded after its op ran on ``lockstep`` (a fresh one by default).
 
     The run stops after a step whose status is not ``ok``.
     """
     lockstep = Lockstep(scenario.config) if lockstep is None else lockstep
+    pressure = uses_pressure(scenario)
     for index, op in enumerate(scenario.ops):
         step = StepStory(index, op)
         lines = step.lines
@@ -225,8 +237,14 @@ def narrate(scenario: Scenario, lockstep: Lockstep | None = None) -> Iterator[St
         step.result = result
         kernel_after = lockstep.spec.kernel.kernel
         if isinstance(op, KernelOp) and kernel_after is not None:
-            step.rule = kernel_rule(op, kernel_before, kernel_after, result)
+            told = pressure_story(
+                op, kernel_before or kernel_after, kernel_after, result, lockstep.impl.kernel.choices()
+            )
+            step.rule = told[0] if told else kernel_rule(op, kernel_before, kernel_after, result)
             lines.append(f"[{index}] {step.rule}")
+            lines += [f"    {line}" for line in told[1:]]
+            if pressure and isinstance(op, Load | Store) and kernel_before is not None:
+                lines += [f"    {line}" for line in fault_kind_line(op, kernel_before, kernel_after)]
             if kernel_before is None:
                 frames = ", ".join(f"{pfn:#x}" for pfn in kernel_after.boot)
                 lines.append(f"    the kernel boots first: frames {frames} (zero page, kernel page, kernel tables)")
@@ -239,7 +257,7 @@ def narrate(scenario: Scenario, lockstep: Lockstep | None = None) -> Iterator[St
         if isinstance(op, SlabOp):
             changed = slab_changed
         elif isinstance(op, KernelOp) and kernel_after is not None:
-            changed = [f"    changed: {change}" for change in kernel_changes(kernel_before, kernel_after)]
+            changed = [f"    changed: {change}" for change in kernel_changes(kernel_before, kernel_after, pressure)]
         elif isinstance(op, AllocPages | FreePages):
             refused = lockstep.spec.buddy_error
             if refused is not None:

@@ -17,10 +17,12 @@ so instead of naming a fault path.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from lang import ops
 from mmcheck.views.draw import TABLE_NAMES, rights
+from mmcheck.views.pressurestory import lru_changes, swap_changes
 from spec.mm import kernel as spec_kernel
 from spec.mm.kernel import Kernel, Leaf, Page, free_frames
 from spec.mm.vma import Vma
@@ -77,6 +79,8 @@ def access_rule(op: ops.Load | ops.Store, before: Kernel, after: Kernel, result:
             f"{where}: the page tables do not allow it, but cpu {op.cpu}'s TLB still holds the old translation: "
             "no walk, no fault (a stale entry, SDM Vol. 3A 4.10.2)"
         )
+    if old is not None and new is not None and old != new and replace(old, young=new.young) == new:
+        return f"{where}: the entry allows it, no fault; the walker sets its accessed bit again (SDM Vol. 3A 4.8)"
     if old is not None and new is not None and old != new and new.huge:
         if old.pfn == new.pfn:
             return f"{where}: hugetlb write fault on a read-only entry; mapped once, reused in place (hugetlb_wp)"
@@ -159,9 +163,18 @@ def leaf_changes(before: Kernel | None, after: Kernel) -> Iterator[str]:
         old = before.procs[pid].leaves if before and pid in before.procs else {}
         new = after.procs[pid].leaves if pid in after.procs else {}
         for vpn in sorted(set(old) | set(new)):
-            if old.get(vpn) != new.get(vpn):
-                was = leaf_text(before, old.get(vpn)) if before else "(none)"
-                yield f"pid {pid} va {vpn << PAGE_SHIFT:#x}: {was} -> {leaf_text(after, new.get(vpn))}"
+            was_leaf, new_leaf = old.get(vpn), new.get(vpn)
+            if was_leaf != new_leaf:
+                was = leaf_text(before, was_leaf) if before else "(none)"
+                if (
+                    was_leaf is not None
+                    and new_leaf is not None
+                    and replace(was_leaf, young=new_leaf.young) == new_leaf
+                ):
+                    bit = "set" if new_leaf.young else "cleared"
+                    yield f"pid {pid} va {vpn << PAGE_SHIFT:#x}: {was}, accessed bit {bit}"
+                    continue
+                yield f"pid {pid} va {vpn << PAGE_SHIFT:#x}: {was} -> {leaf_text(after, new_leaf)}"
 
 
 def page_changes(before: Kernel | None, after: Kernel) -> Iterator[str]:
@@ -242,10 +255,11 @@ def tlb_events(after: Kernel) -> Iterator[str]:
         yield "frames freed: " + ", ".join(f"{pfn:#x}" for pfn in freed)
 
 
-def changes(before: Kernel | None, after: Kernel) -> list[str]:
-    """The compact diff between two kernel states."""
+def changes(before: Kernel | None, after: Kernel, pressure: bool = False) -> list[str]:
+    """The compact diff between two kernel states; with ``pressure``, the LRU lists and dirty bits too."""
     lines = [*vma_changes(before, after), *table_changes(before, after)]
-    lines += [*leaf_changes(before, after), *page_changes(before, after), *tlb_events(after)]
+    lines += [*leaf_changes(before, after), *swap_changes(before, after), *page_changes(before, after)]
+    lines += [*(lru_changes(before, after) if pressure else ()), *tlb_events(after)]
     old_free = free_frames(before) if before else None
     if old_free is not None and old_free != free_frames(after):
         lines.append(f"free frames: {old_free} -> {free_frames(after)}")
