@@ -2,7 +2,8 @@
 
 Every shootdown above ``tlb_single_page_flush_ceiling`` pages flushes the whole
 TLB instead of page by page (``flush_tlb_mm_range``: ``(end - start) >>
-stride_shift > tlb_single_page_flush_ceiling``; ``flush_tlb_kernel_range``:
+stride_shift > tlb_single_page_flush_ceiling``, a test the 2025 INVLPGB
+patches move into ``get_flush_tlb_info``; ``flush_tlb_kernel_range``:
 ``do_flush_tlb_all``, arch/x86/mm/tlb.c).  At the default ceiling of 33 and
 the machines' ranges of one or two pages neither the comparison's boundary nor
 the kernel's full flush is ever reached, so these defects pass every other
@@ -34,7 +35,8 @@ CEILING_MUTANTS = (
         "kernel-flush-all-keeps-global",
         "SDM misreading (4.10.4.1): the full kernel flush done with INVPCID type 3 (all contexts except global "
         "translations) instead of type 2 (all, global ones included) as do_flush_tlb_all -> __flush_tlb_all "
-        "-> invpcid_flush_all does with PCIDs; the kernel's own pages are global, so their stale entries survive",
+        "-> native_flush_tlb_global -> invpcid_flush_all does on a CPU with INVPCID; the kernel's own pages are "
+        "global, so their stale entries survive",
         "TLB coherence: after kernel_remap no CPU holds the kernel page's old translation",
         "flushall",
         SourcePatch(Smp, "kernel_remap", (("tlb.invpcid(2)", "tlb.invpcid(3)"),)),

@@ -30,7 +30,7 @@ OOM_MUTANTS = (
         "badness-ignores-pgtables",
         "oom_badness without mm_pgtables_bytes: page-table pages a process makes stay unnoticed by the killer "
         "(the hole dc6c9a35b66b 'mm: account pmd page tables to the process' closed for PMD tables, and "
-        "'mm: account pud page tables' for PUD ones)",
+        "b4e98d9ac775 'mm: account pud page tables' for PUD ones)",
         f"{REFINES}; badness counts the PDPT, PD and PT pages",
         "oom",
         patch("badness", ("points = anon + file + shmem + swap + tables", "points = anon + file + shmem + swap")),
@@ -79,7 +79,8 @@ OOM_MUTANTS = (
     ),
     Mutant(
         "victim-memory-kept",
-        "the victim marked dead but its memory never released (the oom reaper skipped and exit_mmap not reached: "
+        "the victim marked dead but its memory never released (the oom reaper's oom_reap_task_mm skipped and "
+        "exit_mmap not reached: "
         "the victim's pages stay allocated, the next allocation OOMs again)",
         f"{REFINES}; after the kill the victim's private frames are free in the buddy allocator",
         "oom",

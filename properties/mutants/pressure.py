@@ -44,17 +44,19 @@ PRESSURE_MUTANTS = (
     ),
     Mutant(
         "swap-count-leak",
-        "swap count leak: dropping a swap entry does not drop its slot's count (free_swap_and_cache / "
-        "swap_entry_free not reached), so slots are never freed and SwapFree shrinks",
+        "swap count leak: dropping a swap entry does not drop its slot's count (mm/swapfile.c's free_swap_and_cache "
+        "and swap_entry_free not reached; both were renamed when swap freeing was batched, the first to "
+        "free_swap_and_cache_nr), so slots are never freed and SwapFree shrinks",
         f"{REFINES}; every swap slot's count equals its swap entries and swap-cache page",
         "pressure",
         patch("swap_free", ("self.swap_map[slot] -= 1", "self.swap_map[slot] -= 0")),
     ),
     Mutant(
         "swapout-no-tlb-flush",
-        "a swapped-out page's TLB entry not flushed before its frame is reused (try_to_unmap without "
-        "flush_tlb_batched_pending / the deferred-flush race fixed by 3ea277194daa 'mm, mprotect: flush TLB if "
-        "potentially racing with a parallel reclaim')",
+        "stale TLB entry after swap-out: a swapped-out page's TLB entry not flushed before its frame is reused "
+        "(shrink_folio_list freeing the folio before try_to_unmap_flush() sends the shootdown try_to_unmap deferred; "
+        "the deferred-flush class whose race 3ea277194daa 'mm, mprotect: flush TLB if potentially racing with a "
+        "parallel reclaim leaving stale TLB entries' closed with flush_tlb_batched_pending)",
         f"{REFINES}; no TLB entry points at a reclaimed page's frame",
         "pressure",
         patch("evict", ("flush()\n    assert k.refcount[pfn] == 0", "assert k.refcount[pfn] == 0")),
@@ -77,8 +79,9 @@ PRESSURE_MUTANTS = (
     ),
     Mutant(
         "memavailable-no-pagecache",
-        "MemAvailable without the reclaimable half of the page cache: free memory only, what free(1) estimated "
-        "before 34e431b0ae39 '/proc/meminfo: provide estimated available memory'",
+        "MemAvailable without the reclaimable half of the page cache: free memory only, leaving out the page-cache "
+        "term 34e431b0ae39 '/proc/meminfo: provide estimated available memory' introduced (the file LRU less "
+        "min(pagecache / 2, wmark_low), computed today by si_mem_available)",
         f"{REFINES}; MemAvailable is si_mem_available()",
         "pressure",
         patch("meminfo", ("si_mem_available(free, 0, lru_file, 0, WMARK_LOW)", "max(free, 0)")),
@@ -95,8 +98,8 @@ PRESSURE_MUTANTS = (
         "fault-around-past-vma-end",
         "fault-around's window not clipped to the VMA's end (do_fault_around's min3 without vma_pages): "
         "filemap_map_pages maps cached pages of the file past the mapping, into a hole or a neighbouring VMA; the "
-        "class of 'mm/memory: do not populate page table entries beyond i_size' (2025), where the map-pages path "
-        "populated entries past what may be mapped",
+        "class of 74207de2ba10 'mm/memory: do not populate page table entries beyond i_size' (2025), where "
+        "filemap_map_pages and finish_fault populated entries past what may be mapped",
         f"{REFINES}; every entry lies in a VMA and maps the page its offset names",
         "pressure",
         patch(
