@@ -54,9 +54,15 @@ def swab64(value: int) -> int:
 
 
 class Slab:
-    """``struct slab``: the block, its cache, the freelist head (0 for NULL) and the counts."""
+    """``struct slab``: the block, its cache, the freelist head (0 for NULL) and the counts.
 
-    __slots__ = ("cache", "freelist", "frozen", "inuse", "objects", "order", "pfn")
+    ``free`` is the set of the objects on the freelist, kept with every push and
+    pop of the chain in memory, so that the double-free check of a free costs
+    the same however many objects are free (SLUB's own ``on_freelist`` walks the
+    chain, under slub_debug only; this model checks every free).
+    """
+
+    __slots__ = ("cache", "free", "freelist", "frozen", "inuse", "objects", "order", "pfn")
 
     def __init__(self, cache: KmemCache, pfn: int, order: int, objects: int) -> None:
         self.cache = cache
@@ -65,6 +71,7 @@ class Slab:
         self.objects = objects
         self.inuse = 0
         self.freelist = 0
+        self.free: set[int] = set()
         self.frozen = False
 
     @property
@@ -252,6 +259,7 @@ class Slub:
         for i, obj in enumerate(addresses):
             self.set_freepointer(s, obj, addresses[i + 1] if i + 1 < len(addresses) else 0)
         slab.freelist = addresses[0]
+        slab.free = set(addresses)
         s.nr_slabs += 1
         s.total_objects += slab.objects
         self.last_choice = (None, pfn, addresses)
@@ -289,6 +297,7 @@ class Slub:
             s.cpu_slab[cpu] = slab
         obj = slab.freelist
         slab.freelist = self.get_freepointer(s, obj)
+        slab.free.discard(obj)
         slab.inuse += 1
         return obj
 
@@ -324,14 +333,8 @@ class Slub:
         return slab
 
     def on_freelist(self, slab: Slab, addr: int) -> bool:
-        """``on_freelist``: walk the slab's freelist (at most ``objects`` steps) looking for ``addr``."""
-        obj, steps = slab.freelist, 0
-        while obj and steps <= slab.objects:
-            if obj == addr:
-                return True
-            obj = self.get_freepointer(slab.cache, obj)
-            steps += 1
-        return False
+        """``on_freelist``: whether ``addr`` is on the slab's freelist (the set kept with the chain)."""
+        return addr in slab.free
 
     def free(self, name: str | None, addr: int) -> None:
         """``kmem_cache_free`` into cache ``name``, or ``kfree`` (None)."""
@@ -352,6 +355,7 @@ class Slub:
         prior = slab.freelist
         self.set_freepointer(s, addr, prior)
         slab.freelist = addr
+        slab.free.add(addr)
         slab.inuse -= 1
         if slab.frozen:
             return
