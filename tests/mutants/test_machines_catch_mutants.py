@@ -41,6 +41,7 @@ MAX_OPS = {
     "ceiling-zero-machine": 10,
     "fault-around-machine": 20,
     "oom-machine": 10,
+    "workingset-machine": 20,
 }
 
 
