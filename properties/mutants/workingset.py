@@ -25,13 +25,7 @@ WORKINGSET_MUTANTS = (
         SourcePatch(
             Pressure,
             "truncate",
-            (
-                (
-                    "for obj, index in [s for s in self.shadows if s[0] == f.obj and s[1] >= pages]:\n"
-                    "            del self.shadows[obj, index]",
-                    "pass",
-                ),
-            ),
+            (("del self.shadows[obj, index]", "pass"),),
         ),
     ),
     Mutant(
