@@ -1,4 +1,5 @@
-"""Workingset detection: the refault distance of file pages (mm/workingset.c, Linux 6.x, the two-list LRU).
+"""Workingset detection: the refault distance of file pages (mm/workingset.c, Linux 6.x, the two-list LRU:
+no ``CONFIG_LRU_GEN``, or ``lru_gen_enabled()`` false).
 
 On only with the config's ``workingset`` (1); off, nothing here changes the state.  What is modelled, exactly:
 
@@ -21,9 +22,10 @@ On only with the config's ``workingset`` (1); off, nothing here changes the stat
   ``workingset_activate_file`` counts it and the age advances; otherwise it goes on the inactive list as any
   new page.  A ``write`` that brings the page in replaces the shadow without a refault
   (``filemap_add_folio`` skips ``workingset_refault`` under ``__GFP_WRITE``: rewritten data is not a workingset).
-- ``truncate`` drops the shadows past the new end with the pages (``truncate_inode_pages_range`` clears
-  exceptional entries).  The shadow-node shrinker (``count_shadow_nodes``) is not modelled: shadows stay
-  until refault or truncation; ``PG_workingset`` and the ``workingset_restore`` counters are not modelled.
+- ``truncate`` drops the shadows past the new end with the pages (mm/truncate.c ``truncate_inode_pages_range``
+  -> ``truncate_folio_batch_exceptionals`` -> ``clear_shadow_entries``).  The shadow-node shrinker
+  (``count_shadow_nodes``) is not modelled: shadows stay until refault or truncation; ``PG_workingset`` and the
+  ``workingset_restore`` counters are not modelled.
 """
 
 from __future__ import annotations
