@@ -15,7 +15,8 @@
     {"op": "meminfo"}   -> {"MemTotal", "MemFree", "MemAvailable", "Cached", "SwapCached", "Dirty", "AnonPages",
                             "Mapped", "SwapTotal", "SwapFree", "PageTables"} in kB
     {"op": "status", "pid": 1}  -> {"VmRSS", "RssAnon", "RssFile", "RssShmem", "VmSwap"} in kB, "minflt", "majflt"
-    {"op": "vmstat"}            -> {"pgfault", "pgmajfault"}
+    {"op": "vmstat"}            -> {"pgfault", "pgmajfault"}, with the config's workingset also
+                                   {"workingset_refault_file", "workingset_activate_file"}
     {"op": "smaps", "pid": 1}   -> {"Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_File", "Pss_Shmem", "Shared_Clean",
                                     "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous", "Swap",
                                     "SwapPss"} in kB (``/proc/PID/smaps_rollup``)

@@ -240,6 +240,8 @@ class Config:
     mapping maps around the faulting page from the page cache (mm/memory.c ``do_fault_around``); a power of two
     multiple of 4096 up to ``PTRS_PER_PTE`` pages (2 MiB, ``fault_around_bytes_set``), 4096 for none.  Linux
     rounds other values down (``rounddown_pow_of_two``); a config must give one it keeps as written.
+    ``workingset`` 1 turns on refault-distance detection for file pages (mm/workingset.c, the two-list LRU's:
+    :mod:`spec.pressure.workingset`); 0, the default, leaves a reclaimed page no shadow entry.
     """
 
     frames: int
@@ -255,6 +257,7 @@ class Config:
     pcid: bool = True
     swap: int = 0
     fault_around_bytes: int = 65536
+    workingset: int = 0
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "frames": (1, 1 << 24),
@@ -269,6 +272,7 @@ class Config:
         "slab_freelist_random": (0, 1),
         "swap": (0, 1 << 16),
         "fault_around_bytes": (4096, 512 * 4096),
+        "workingset": (0, 1),
     }
     FLAGS: ClassVar[tuple[str, ...]] = ("pcid",)  # true or false, not numbers
     MEANINGS: ClassVar[dict[str, str]] = {
@@ -285,6 +289,7 @@ class Config:
         "pcid": "whether the CPUs have PCIDs (CR4.PCIDE=1)",
         "swap": "swap slots (0: no swap)",
         "fault_around_bytes": "bytes a read fault on a file or shmem mapping maps around it (4096: off)",
+        "workingset": "1: a file page read back soon after reclaim goes straight to the active list (mm/workingset.c)",
     }
     """What each key means, for the docs (:mod:`lang.schema`)."""
     # Written only when they differ from the default, so scenarios from before they existed read the same.
@@ -297,6 +302,7 @@ class Config:
         "pcid": True,
         "swap": 0,
         "fault_around_bytes": 65536,
+        "workingset": 0,
     }
 
     @classmethod

@@ -110,7 +110,7 @@ class SmpBounds:
 
 
 RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "buddy", "buddy_error", "kernel", "slab"})
-SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling", "pcid", "swap", "fault_around"})
+SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling", "pcid", "swap", "fault_around", "workingset"})
 
 
 def clone_impl(impl: ImplRunner) -> ImplRunner:
@@ -384,7 +384,7 @@ KERNEL_FIELDS = frozenset(
         *("next_object", "next_pin", "cpus", "tlbs", "flights", "next_flight", "events", "flush_ceiling"),
         *("gathering", "gathered"),
         *("files", "swap_slots", "swap_map", "swap_data", "swap_cache", "pgfault", "pgmajfault", "lru_steps"),
-        "fault_around",
+        *("fault_around", "workingset"),
         *("oom_score_adj", "oom_sysctls"),
     }
 )

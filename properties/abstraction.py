@@ -22,7 +22,7 @@ from impl.paging.physmem import PhysMem
 from impl.pressure.pressure import PG_DIRTY, PG_REFERENCED, is_swap, swp_offset
 from properties.frame_cache import Entries, FrameCache
 from spec.alloc.buddy import Block, BuddyState
-from spec.mm.kernel import File, Kernel, Leaf, Page, Pin, Space
+from spec.mm.kernel import File, Kernel, Leaf, Page, Pin, Space, Workingset
 from spec.mm.vma import Prot
 from spec.mm.vma import Vma as SpecVma
 from spec.paging.mmu import MmuState
@@ -235,7 +235,7 @@ def abstract_kernel(kernel: ImplKernel, frames: FrameCache | None = None) -> Ker
 
 
 def abstract_pressure(kernel: ImplKernel) -> dict[str, Any]:
-    """The memory-pressure fields of the kernel state: files, swap, the fault counters."""
+    """The memory-pressure fields of the kernel state: files, swap, the fault counters, workingset detection."""
     p = kernel.pressure
     files = {
         name: File(f.obj, f.pages, MappingProxyType({i: MappingProxyType(dict(w)) for i, w in sorted(f.disk.items())}))
@@ -252,4 +252,11 @@ def abstract_pressure(kernel: ImplKernel) -> dict[str, Any]:
         "pgmajfault": p.pgmajfault,
         "lru_steps": p.lru_steps,
         "fault_around": p.fault_around_pages,
+        "workingset": Workingset(
+            p.workingset,
+            p.nonresident_age,
+            MappingProxyType(dict(sorted(p.shadows.items()))),
+            p.workingset_refault_file,
+            p.workingset_activate_file,
+        ),
     }

@@ -155,10 +155,13 @@ class Status:
 
 @dataclass(frozen=True, slots=True)
 class Vmstat:
-    """``/proc/vmstat`` fault counters."""
+    """``/proc/vmstat`` fault counters, and with workingset detection on its file refault counters
+    (``workingset_refault_file``, ``workingset_activate_file``; None when off)."""
 
     pgfault: int
     pgmajfault: int
+    workingset_refault_file: int | None = None
+    workingset_activate_file: int | None = None
 
 
 ENOMEM = Errno("ENOMEM")

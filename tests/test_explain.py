@@ -138,3 +138,17 @@ def test_dirty_tracking_of_a_shared_file_mapping() -> None:
     assert "[5] pid 1 store at 0x40000008: minor fault, a write to the write-protected entry" in text
     assert "entries write-protected so the next store faults and dirties it again (folio_mkclean)" in text
     assert text.count("wp_page_shared makes the entry writable and the page dirty") == 2
+
+
+def test_a_refault_tells_the_list_workingset_detection_chose() -> None:
+    """With workingset detection on, a page read back in says whether its refault distance made it active."""
+    lines, ok = explain(load(SCENARIOS / "pressure-workingset-refault.json"))
+    text = "\n".join(lines)
+    assert ok
+    assert "[8] read() of file f at 0x1008 (page 1) through the page cache (filemap_read): page-cache miss" in text
+    assert "added to the active file list (filemap_add_folio); a refault: its shadow entry" in text
+    assert "[17] read() of file f at 0x2008 (page 2)" in text
+    assert text.count("a refault, but its refault distance is larger than the workingset") == 2
+    page_7 = next(line for line in lines if line.startswith("[21] read() of file f at 0x7008 (page 7)"))
+    assert "page-cache miss" in page_7 and "refault" not in page_7  # its shadow went with the truncation
+    assert text.count("; a refault") == 3

@@ -92,7 +92,14 @@ class Process:
 class Kernel:
     """The kernel over one MMU and one buddy allocator; see the module docstring."""
 
-    def __init__(self, mmu: Mmu, buddy: BuddyAllocator, swap: int = 0, fault_around: int = FAULT_AROUND_PAGES) -> None:
+    def __init__(
+        self,
+        mmu: Mmu,
+        buddy: BuddyAllocator,
+        swap: int = 0,
+        fault_around: int = FAULT_AROUND_PAGES,
+        workingset: bool = False,
+    ) -> None:
         self.mmu, self.mem, self.buddy = mmu, mmu.mem, buddy
         frames = buddy.frames
         self.refcount = array("i", bytes(4 * frames))
@@ -106,7 +113,7 @@ class Kernel:
         self.next_pid = self.next_object = self.next_pin = 1
         self.current = [0] * len(mmu.cpus)
         self.gathered: list[int] | None = None
-        self.pressure = Pressure(self, swap, fault_around)
+        self.pressure = Pressure(self, swap, fault_around, workingset)
         self.oom = Oom(self)
         if self.free_frames() < 6:
             raise ConfigError("the kernel needs 6 free frames to boot: give the config more frames")

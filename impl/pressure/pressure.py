@@ -18,6 +18,11 @@ A swap entry is a non-present PTE in the x86-64 layout
 inverted in bits 9-58 (``__swp_entry``, inverted against L1TF), present
 and PROT_NONE clear.  ``swap_map`` counts each slot's swap entries and its
 swap-cache page; the swap device's contents are kept by slot.
+
+Workingset detection (mm/workingset.c), when on: ``nonresident_age`` counts evictions and activations, an
+evicted file page leaves its age in ``shadows`` at (object, index), and a read or fault that brings the page
+back compares the distance with the active file list (and the anonymous lists while a slot is free) to put
+it straight on the active list (:meth:`Pressure.workingset_refault`).
 """
 
 from __future__ import annotations
@@ -85,10 +90,15 @@ class File:
 class Pressure:
     """The memory-pressure state of one kernel; see the module docstring."""
 
-    def __init__(self, kernel: Kernel, swap: int = 0, fault_around: int = FAULT_AROUND_PAGES) -> None:
+    def __init__(
+        self, kernel: Kernel, swap: int = 0, fault_around: int = FAULT_AROUND_PAGES, workingset: bool = False
+    ) -> None:
         frames = kernel.buddy.frames
         self.k = kernel
         self.fault_around_pages = fault_around
+        self.workingset = workingset
+        self.nonresident_age = self.workingset_refault_file = self.workingset_activate_file = 0
+        self.shadows: dict[tuple[int, int], int] = {}
         self.lru_next = array("i", [-1] * (frames + 4))
         self.lru_prev = array("i", [-1] * (frames + 4))
         for head in range(frames, frames + 4):
@@ -115,6 +125,7 @@ class Pressure:
         )
         new.swap_data = {s: dict(w) for s, w in self.swap_data.items()}
         new.swap_cache = dict(self.swap_cache)
+        new.shadows = dict(self.shadows)
         new.files = {n: File(f.obj, f.pages, {i: dict(w) for i, w in f.disk.items()}) for n, f in self.files.items()}
         return new
 
@@ -225,6 +236,10 @@ class Pressure:
                 k.refcount[pfn] -= 1
             del k.objects[obj][index]
             k.refcount[pfn] -= 1
+            if self.workingset:
+                self.shadows[obj, index] = self.nonresident_age
+        if self.workingset:
+            self.nonresident_age += 1  # workingset_eviction, anonymous or file
         flush()
         assert k.refcount[pfn] == 0 and k.mapcount[pfn] == 0
         self.lru_del(pfn)
@@ -243,6 +258,7 @@ class Pressure:
                 self.record(ACTIVATE, pfn)
                 self.age(pfn)
                 self.move(pfn, inactive + 1)
+                self.age_nonresident()
                 flush()
             elif self.evictable(pfn):
                 self.record(EVICT, pfn)
@@ -314,6 +330,30 @@ class Pressure:
         if pages and proc.vmas.mapped_pages(lo, hi) != hi - lo:
             return {"error": "ENOMEM"}
         return OK
+
+    # --- workingset detection ------------------------------------------------------------------
+
+    def age_nonresident(self) -> None:
+        """``workingset_age_nonresident`` for one activation (``move_folios_to_lru``, ``workingset_activation``)."""
+        if self.workingset:
+            self.nonresident_age += 1
+
+    def workingset_refault(self, obj: int, index: int, write: bool) -> bool:
+        """``filemap_add_folio`` -> ``workingset_refault`` before the new page is on a list: the shadow is taken;
+        unless ``write`` it is a refault, activated if its distance is at most the workingset size
+        (``workingset_test_recent``)."""
+        eviction = self.shadows.pop((obj, index), None)
+        if eviction is None or write:
+            return False
+        self.workingset_refault_file += 1
+        size = sum(1 for _ in self.from_tail(FILE_ACTIVE))
+        if self.free_slot() is not None:
+            size += sum(1 for _ in self.from_tail(ANON_ACTIVE)) + sum(1 for _ in self.from_tail(ANON_INACTIVE))
+        if self.nonresident_age - eviction > size:
+            return False
+        self.nonresident_age += 1
+        self.workingset_activate_file += 1
+        return True
 
     # --- swap -------------------------------------------------------------------------------------
 
@@ -454,7 +494,7 @@ class Pressure:
         self.files[name] = File(obj, pages, disk)
         return OK
 
-    def cache_page(self, f: File, index: int) -> int:
+    def cache_page(self, f: File, index: int, write: bool = False) -> int:
         k = self.k
         pfn = k.objects[f.obj].get(index)
         if pfn is not None:
@@ -463,7 +503,8 @@ class Pressure:
         for offset, value in f.disk.get(index, {}).items():
             k.mem.write((pfn << 12) + offset, value)
         k.refcount[pfn], k.mapcount[pfn], k.flags[pfn] = 1, 0, 0
-        self.lru_add(pfn, FILE_INACTIVE)
+        active = self.workingset and self.workingset_refault(f.obj, index, write)
+        self.lru_add(pfn, FILE_ACTIVE if active else FILE_INACTIVE)
         k.objects[f.obj][index] = pfn
         return pfn
 
@@ -475,6 +516,7 @@ class Pressure:
         elif self.lru_of[pfn] == FILE_INACTIVE + 1:
             flags[pfn] &= ~PG_REFERENCED
             self.move(pfn, FILE_ACTIVE)
+            self.age_nonresident()  # workingset_activation
 
     def file_read(self, name: str, offset: int) -> Result:
         f = self.file(name)
@@ -498,7 +540,7 @@ class Pressure:
         if index not in self.k.objects[f.obj] and self.k.free_frames() < 1:
             return {"error": "ENOMEM"}
         f.pages = max(f.pages, index + 1)
-        pfn = self.cache_page(f, index)
+        pfn = self.cache_page(f, index, write=True)
         self.k.mem.write((pfn << 12) + offset % PAGE_SIZE, value)
         self.k.flags[pfn] |= PG_DIRTY
         self.mark_accessed(pfn)
@@ -563,6 +605,8 @@ class Pressure:
         for index in sorted(i for i in k.objects[f.obj] if i >= pages):
             pfn = k.objects[f.obj].pop(index)
             k._put(pfn, 0)
+        for obj, index in [s for s in self.shadows if s[0] == f.obj and s[1] >= pages]:
+            del self.shadows[obj, index]
         f.disk = {i: w for i, w in f.disk.items() if i < pages}
         f.pages = pages
         flush()
@@ -718,4 +762,8 @@ class Pressure:
         }
 
     def vmstat(self) -> Result:
-        return {"pgfault": self.pgfault, "pgmajfault": self.pgmajfault}
+        counts: Result = {"pgfault": self.pgfault, "pgmajfault": self.pgmajfault}
+        if self.workingset:
+            counts["workingset_refault_file"] = self.workingset_refault_file
+            counts["workingset_activate_file"] = self.workingset_activate_file
+        return counts

@@ -248,8 +248,9 @@ def access_story(
         source = (
             f"page-cache hit: file {name} page {index} is in frame {hit:#x} (filemap_fault -> filemap_get_folio)"
             if hit is not None
-            else f"page-cache miss: file {name} page {index} is read from disk into a new frame on the inactive "
-            "file list (filemap_fault -> page_cache_ra_order / filemap_read_folio: VM_FAULT_MAJOR)"
+            else f"page-cache miss: file {name} page {index} is read from disk into a new frame on the "
+            f"{refault_list(start, after)} file list (filemap_fault -> page_cache_ra_order / filemap_read_folio: "
+            f"VM_FAULT_MAJOR){refault_story(start, after)}"
         )
         if isinstance(op, ops.Store) and not vma.shared:
             how = f"a private write copies it into anonymous {frame} (do_cow_fault)"
@@ -288,6 +289,26 @@ def fault_kind_line(op: ops.Load | ops.Store, before: Kernel, after: Kernel) -> 
 # --- files, writeback, madvise, swapoff, /proc --------------------------------------------------
 
 
+def refault_list(before: Kernel, after: Kernel) -> str:
+    """The list a page read in went on: active when workingset detection activated it as a refault."""
+    return "active" if after.workingset.activate_file > before.workingset.activate_file else "inactive"
+
+
+def refault_story(before: Kernel, after: Kernel) -> str:
+    """What workingset detection (mm/workingset.c) made of a page read in, when its shadow entry was found."""
+    if after.workingset.refault_file == before.workingset.refault_file:
+        return ""
+    if refault_list(before, after) == "active":
+        return (
+            "; a refault: its shadow entry was in the page cache and its refault distance is at most the "
+            "workingset, so it starts active (workingset_refault -> workingset_test_recent, folio_set_active)"
+        )
+    return (
+        "; a refault, but its refault distance is larger than the workingset, so it starts inactive "
+        "(workingset_refault -> workingset_test_recent)"
+    )
+
+
 def file_io_story(op: pops.FileRead | pops.FileWrite, before: Kernel, after: Kernel) -> list[str]:
     """``read``/``write`` through the page cache: hit or miss, the LRU list, the referenced bit, dirtying."""
     verb = "read" if isinstance(op, pops.FileRead) else "write"
@@ -308,7 +329,8 @@ def file_io_story(op: pops.FileRead | pops.FileWrite, before: Kernel, after: Ker
         )
     else:
         how = (
-            f"page-cache miss: read from disk into frame {pfn:#x}, added to the inactive file list (filemap_add_folio)"
+            f"page-cache miss: read from disk into frame {pfn:#x}, added to the {refault_list(before, after)} file "
+            f"list (filemap_add_folio){refault_story(before, after)}"
         )
     lines = [f"{head} ({'filemap_read' if verb == 'read' else 'generic_perform_write'}): {how}"]
     was = before.pages.get(pfn) if old is not None else None

@@ -160,7 +160,11 @@ STATUS_KEYS = (
 def pressure_json(outcome: Meminfo | Status | Vmstat) -> Result:
     """meminfo, status and vmstat under the kernel's own field names."""
     if isinstance(outcome, Vmstat):
-        return {"pgfault": outcome.pgfault, "pgmajfault": outcome.pgmajfault}
+        counts: Result = {"pgfault": outcome.pgfault, "pgmajfault": outcome.pgmajfault}
+        if outcome.workingset_refault_file is not None:
+            counts["workingset_refault_file"] = outcome.workingset_refault_file
+            counts["workingset_activate_file"] = outcome.workingset_activate_file
+        return counts
     keys = MEMINFO_KEYS if isinstance(outcome, Meminfo) else STATUS_KEYS
     return {key: getattr(outcome, name) for key, name in keys}
 
@@ -309,13 +313,16 @@ class SpecKernelSide:
         self.pcid = config.pcid
         self.swap = config.swap
         self.fault_around = config.fault_around_pages
+        self.workingset = bool(config.workingset)
         self.kernel: Kernel | None = None
         self.last: Outcome | None = None
 
     def boot_if_needed(self, buddy: BuddyState, choices: Choices) -> BuddyState:
         """Boot on the first use (kept even if the op that triggered it is refused)."""
         if self.kernel is None:
-            self.kernel = boot(buddy, self.cpus, choices, self.flush_ceiling, self.pcid, self.swap, self.fault_around)
+            self.kernel = boot(
+                buddy, self.cpus, choices, self.flush_ceiling, self.pcid, self.swap, self.fault_around, self.workingset
+            )
             return self.kernel.buddy
         return buddy
 
@@ -342,6 +349,7 @@ class ImplKernelSide:
         self.pcid = True if config is None else config.pcid
         self.swap = 0 if config is None else config.swap
         self.fault_around = FAULT_AROUND_PAGES if config is None else config.fault_around_pages
+        self.workingset = False if config is None else bool(config.workingset)
 
     def choices(self) -> Choices:
         """The frames the last operation allocated, by role, and the TLB entries its accesses hit."""
@@ -350,7 +358,7 @@ class ImplKernelSide:
     def apply(self, op: ops.KernelOp, mmu: Mmu, buddy: BuddyAllocator) -> Result:
         """Run ``op``; bad input raises and changes nothing (but the boot)."""
         if self.kernel is None or self.smp is None:
-            self.kernel = ImplKernel(mmu, buddy, self.swap, self.fault_around)
+            self.kernel = ImplKernel(mmu, buddy, self.swap, self.fault_around, self.workingset)
             self.smp = Smp(self.kernel, self.tlb_entries, self.flush_ceiling, self.pcid)
         else:
             self.kernel.effects.clear()
@@ -729,7 +737,10 @@ def kernel_difference(expected: Kernel, actual: Kernel) -> tuple[str, str] | Non
         mine, theirs = getattr(expected, name), getattr(actual, name)
         if mine != theirs:
             return f"{name}: {dict(mine) if hasattr(mine, 'items') else mine}", f"{name}: {theirs}"
-    for name in ("next_pid", "next_object", "next_pin", "next_flight", "events", "oom_score_adj", "oom_sysctls"):
+    for name in (
+        *("next_pid", "next_object", "next_pin", "next_flight", "events"),
+        *("oom_score_adj", "oom_sysctls", "workingset"),
+    ):
         if getattr(expected, name) != getattr(actual, name):
             return f"{name}: {getattr(expected, name)}", f"{name}: {getattr(actual, name)}"
     if set(expected.procs) != set(actual.procs):

@@ -28,6 +28,7 @@ from properties.mutants.slab import SLAB_MUTANTS
 from properties.mutants.smaps import SMAPS_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 from properties.mutants.walk import WALK_MUTANTS
+from properties.mutants.workingset import WORKINGSET_MUTANTS
 
 MUTANTS: tuple[Mutant, ...] = (
     WALK_MUTANTS
@@ -41,6 +42,7 @@ MUTANTS: tuple[Mutant, ...] = (
     + CEILING_MUTANTS
     + SMAPS_MUTANTS
     + OOM_MUTANTS
+    + WORKINGSET_MUTANTS
 )
 LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))
 

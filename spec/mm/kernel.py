@@ -151,6 +151,30 @@ class File:
     disk: Mapping[int, Words] = field(default_factory=lambda: MappingProxyType({}))
 
 
+Shadow = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Workingset:
+    """Refault-distance detection of file pages (mm/workingset.c; see :mod:`spec.pressure.workingset`).
+
+    ``enabled`` is the config's ``workingset``; ``age`` is the node's ``lruvec->nonresident_age``; ``shadows``
+    are the shadow entries reclaim left in the page caches, (object, index) -> the ``age`` at eviction
+    (``pack_shadow``'s eviction timestamp, exact: no ``bucket_order`` shaving); ``refault_file`` and
+    ``activate_file`` are ``/proc/vmstat``'s ``workingset_refault_file`` and ``workingset_activate_file``.
+    Disabled, every field keeps its default.
+    """
+
+    enabled: bool = False
+    age: int = 0
+    shadows: Mapping[Shadow, int] = field(default_factory=lambda: MappingProxyType({}))
+    refault_file: int = 0
+    activate_file: int = 0
+
+
+NO_WORKINGSET = Workingset()
+
+
 @dataclass(frozen=True, slots=True)
 class Space:
     """One address space (``mm_struct``).
@@ -208,7 +232,8 @@ class Kernel:
     slot holds, ``swap_cache`` the page of each slot still in memory; ``pgfault`` and ``pgmajfault`` are
     ``/proc/vmstat``'s; ``lru_steps`` counts the reclaim steps of the current operation; ``fault_around`` is
     ``fault_around_pages``, how many pages a read fault on a file or shmem mapping may map from the page cache
-    (:func:`spec.pressure.files.fault_around`; 1 for none).
+    (:func:`spec.pressure.files.fault_around`; 1 for none); ``workingset`` is the refault-distance state
+    (:class:`Workingset`).
 
     The OOM killer (:mod:`spec.oom`): ``oom_score_adj`` of every process whose value is not 0, and the OOM
     sysctls (``vm.panic_on_oom``, ``vm.oom_kill_allocating_task``) that are not 0.
@@ -243,6 +268,7 @@ class Kernel:
     pgmajfault: int = 0
     lru_steps: int = 0
     fault_around: int = FAULT_AROUND_PAGES
+    workingset: Workingset = NO_WORKINGSET
     oom_score_adj: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
     oom_sysctls: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -416,10 +442,11 @@ def boot(
     pcid: bool = True,
     swap: int = 0,
     fault_around: int = FAULT_AROUND_PAGES,
+    workingset: bool = False,
 ) -> Kernel:
     """Take the boot frames (roles ``("boot", i, 0, 0)``) and write the kernel page; every CPU idle on ``init_mm``,
     with CR4.PCIDE set when the CPUs have PCIDs (``pcid``); ``swap`` slots of swap space (``swapon``), all free;
-    read faults map ``fault_around`` pages around them."""
+    read faults map ``fault_around`` pages around them; refaults are detected when ``workingset``."""
     if free_frames(Kernel(state, (), ())) < BOOT_FRAMES:
         raise ConfigError(f"the kernel needs {BOOT_FRAMES} free frames to boot: give the config more frames")
     cpu = CpuTlb(pcide=pcid)
@@ -429,7 +456,8 @@ def boot(
         k, pfn = take(k, ("boot", i, 0, 0), choices)
         frames.append(pfn)
     words = MappingProxyType({0: KERNEL_WORD})
-    return replace(k, boot=tuple(frames), kernel_words=words, swap_slots=swap, fault_around=fault_around)
+    k = replace(k, boot=tuple(frames), kernel_words=words, swap_slots=swap, fault_around=fault_around)
+    return replace(k, workingset=Workingset(enabled=True)) if workingset else k
 
 
 def count_fault(k: Kernel, pid: int, major: bool) -> Kernel:

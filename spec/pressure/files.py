@@ -28,7 +28,8 @@ page at or past the end of the file is SIGBUS.  A read fault also maps the neigh
 (:func:`fault_around`).  ``truncate`` shrinks or
 grows a file; pages past the new end leave the cache and every mapping,
 private copies included (``truncate_pagecache`` -> ``unmap_mapping_range``
-with ``even_cows``).
+with ``even_cows``), and their shadow entries with them.  With the config's ``workingset``, a page read back
+soon after reclaim evicted it may go straight on the active list (:mod:`spec.pressure.workingset`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from spec.mm.vma import Vma, inside
 from spec.outcome import ENOMEM, Errno, Ok, Outcome, Signal, Value
 from spec.paging.address import PAGE_SHIFT, PAGE_SIZE
 from spec.paging.tlb import Tlb
+from spec.pressure import workingset
 
 SIGBUS = Signal(None, bus=True)
 MAX_FILE_PAGES = 1 << 20
@@ -124,25 +126,29 @@ def with_file(k: Kernel, name: str, f: File) -> Kernel:
     return replace(k, files=updated(k.files, name, f))
 
 
-def cache_page(k: Kernel, f: File, index: int, choices: Choices) -> tuple[Kernel, int]:
+def cache_page(k: Kernel, f: File, index: int, choices: Choices, write: bool = False) -> tuple[Kernel, int]:
     """The page-cache page of page ``index`` of ``f``, read from disk into a new frame (role ``("file", obj,
-    index, 0)``) if it is not cached; the caller has checked a frame is free when it is not."""
+    index, 0)``) if it is not cached, on the inactive list, or the active one if it is a refault that
+    :func:`spec.pressure.workingset.refault` activates (never for ``write``); the caller has checked a frame is
+    free when it is not."""
     cached = k.objects[f.obj].get(index)
     if cached is not None:
         return k, cached
     k, pfn = take(k, ("file", f.obj, index, 0), choices)
-    page = Page(1, 0, False, False, f.disk.get(index, NO_WORDS), lru="inactive")
+    k, active = workingset.refault(k, f.obj, index, write)
+    page = Page(1, 0, False, False, f.disk.get(index, NO_WORDS), lru="active" if active else "inactive")
     k = replace(k, pages=updated(k.pages, pfn, page))
     return replace(k, objects=updated(k.objects, f.obj, updated(k.objects[f.obj], index, pfn))), pfn
 
 
 def mark_accessed(k: Kernel, pfn: int) -> Kernel:
-    """``folio_mark_accessed``: unreferenced -> referenced; referenced and inactive -> active, unreferenced."""
+    """``folio_mark_accessed``: unreferenced -> referenced; referenced and inactive -> active, unreferenced (an
+    activation: ``workingset_activation``)."""
     page = k.pages[pfn]
     if not page.referenced:
         return with_page(k, pfn, referenced=True)
     if page.lru == "inactive":
-        return with_page(k, pfn, lru="active", referenced=False)
+        return workingset.age_nonresident(with_page(k, pfn, lru="active", referenced=False))
     return k
 
 
@@ -173,7 +179,7 @@ def write(k: Kernel, name: str, offset: int, value: int, choices: Choices) -> tu
     if index >= f.pages:
         f = replace(f, pages=index + 1)
         k = with_file(k, name, f)
-    k, pfn = cache_page(k, f, index, choices)
+    k, pfn = cache_page(k, f, index, choices, write=True)
     words = {o: v for o, v in updated(k.pages[pfn].words, offset % PAGE_SIZE, value).items() if v}
     k = with_page(k, pfn, words=frozen(words), dirty=True)
     return mark_accessed(k, pfn), Ok()
@@ -252,6 +258,7 @@ def truncate(k: Kernel, name: str, pages: int) -> tuple[Kernel, Outcome]:
     gone = sorted(i for i in k.objects[f.obj] if i >= pages)
     for index in gone:
         k = drop_cached(k, f.obj, index)
+    k = workingset.truncated(k, f.obj, pages)
     disk = {i: ws for i, ws in f.disk.items() if i < pages}
     return flush_all(with_file(k, name, replace(f, pages=pages, disk=frozen(disk)))), Ok()
 

@@ -10,6 +10,9 @@
 - Mapping: every entry and swap entry lies in a VMA; an entry of a shared or file VMA that maps a cache page maps
   the one its offset names (fault-around maps only inside the VMA, at the page's own offset, mm/memory.c
   ``do_fault_around``); a shared VMA's entries all map its object's pages.
+- Workingset: shadow entries lie in files' page caches, below the file's end, where no page is cached
+  (a refault consumes its shadow, truncation drops it), and hold an age not in the future; with workingset
+  detection off there are none and nothing is counted.
 - Orphans: every page is mapped, in a page cache or the swap cache, or pinned (with the boot frames, tables and
   free frames, every frame is accounted for: :func:`spec.mm.invariants.leak_violations`).
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from spec.mm.kernel import Kernel
+from spec.mm.kernel import NO_WORKINGSET, Kernel
 from spec.mm.vma import find
 from spec.pressure.files import file_by_obj, file_objects
 
@@ -126,6 +129,23 @@ def mapping_violations(k: Kernel) -> list[str]:
     return problems
 
 
+def workingset_violations(k: Kernel) -> list[str]:
+    """Shadows only at uncached pages below their file's end, with past ages; none when detection is off."""
+    ws = k.workingset
+    if not ws.enabled:
+        return [] if ws == NO_WORKINGSET else [f"workingset detection is off but its state is {ws!r}"]
+    problems = []
+    for (obj, index), age in sorted(ws.shadows.items()):
+        found = file_by_obj(k, obj)
+        if found is None or index >= found[1].pages or index in k.objects[obj]:
+            problems.append(f"shadow at object {obj} page {index}: not an uncached page of a file")
+        if not 0 <= age < ws.age:
+            problems.append(f"shadow at object {obj} page {index} holds age {age}, now {ws.age}")
+    if ws.activate_file > ws.refault_file:
+        problems.append(f"{ws.activate_file} refaults activated of {ws.refault_file}")
+    return problems
+
+
 def orphan_violations(k: Kernel) -> list[str]:
     """Every page is mapped, cached (page cache or swap cache) or pinned."""
     held = {leaf.pfn for sp in k.procs.values() for leaf in sp.leaves.values()}
@@ -142,6 +162,7 @@ INVARIANTS = (
     lru_violations,
     page_cache_violations,
     mapping_violations,
+    workingset_violations,
     orphan_violations,
 )
 

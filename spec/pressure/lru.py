@@ -38,6 +38,9 @@ fewer than :data:`WMARK_MIN` frames free (the most one fault takes: three
 tables and a page), as ``__alloc_pages_direct_reclaim`` does when an
 allocation would go below the min watermark, and reclaims up to it.
 
+With the config's ``workingset``, every eviction and every activation ages the node's ``nonresident_age``
+and an evicted file page leaves a shadow entry (:mod:`spec.pressure.workingset`).
+
 ``MADV_COLD`` deactivates and ages every page of the range mapped only
 there (``madvise_cold_or_pageout_pte_range`` skips shared folios);
 ``MADV_PAGEOUT`` also evicts each of them that is evictable
@@ -53,6 +56,7 @@ from spec.mm.kernel import Choices, Kernel, free_frames, release, space, updated
 from spec.mm.vma import has_hole, range_error
 from spec.outcome import ENOMEM, Errno, Ok, Outcome, Reclaimed
 from spec.paging.address import PAGE_SHIFT
+from spec.pressure import workingset
 from spec.pressure.files import flush_all, mappers, writeback
 from spec.pressure.swap import free_slots, swap_dup, swap_free
 
@@ -143,6 +147,7 @@ def evict(k: Kernel, pfn: int, choices: Choices) -> Kernel:
             k = swap_free(replace(k, swap_cache=without(k.swap_cache, [slot])), slot)
         elif k.swap_map[slot] == 0:
             k = swap_free(k, slot, 0)
+        k = workingset.eviction(k, None)
     else:
         at = cached_at(k, pfn)
         assert at is not None
@@ -152,6 +157,7 @@ def evict(k: Kernel, pfn: int, choices: Choices) -> Kernel:
             sp = space(k, pid)
             k = with_space(k, pid, replace(sp, leaves=without(sp.leaves, [vpn])))
         k = replace(k, objects=updated(k.objects, at[0], without(k.objects[at[0]], [at[1]])))
+        k = workingset.eviction(k, at)
     return release(flush_all(replace(k, pages=without(k.pages, [pfn]))), pfn)
 
 
@@ -163,7 +169,7 @@ def apply_step(k: Kernel, kind: int, pfn: int, choices: Choices) -> Kernel:
         k = evict(k, pfn, choices)
     else:
         k = with_page(age(k, pfn), pfn, lru="active" if kind == ACTIVATE else "inactive")
-        k = flush_all(k)
+        k = flush_all(workingset.age_nonresident(k) if kind == ACTIVATE else k)
     return replace(k, lru_steps=k.lru_steps + 1)
 
 

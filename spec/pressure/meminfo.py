@@ -21,7 +21,8 @@ status (fs/proc/task_mmu.c ``task_mem``): RssAnon, RssFile, RssShmem are
 the ``MM_ANONPAGES``, ``MM_FILEPAGES``, ``MM_SHMEMPAGES`` counters of the
 pages the process maps (the zero page and hugetlb pages are not counted),
 VmRSS their sum, VmSwap ``MM_SWAPENTS``, its swap entries; with
-``/proc/PID/stat``'s minflt and majflt.  vmstat: ``pgfault``, ``pgmajfault``.
+``/proc/PID/stat``'s minflt and majflt.  vmstat: ``pgfault``, ``pgmajfault``, and with the config's
+``workingset`` ``workingset_refault_file`` and ``workingset_activate_file`` (:mod:`spec.pressure.workingset`).
 """
 
 from __future__ import annotations
@@ -113,5 +114,9 @@ def status(k: Kernel, pid: int) -> Status:
 
 
 def vmstat(k: Kernel) -> Vmstat:
-    """``/proc/vmstat``'s fault counters."""
-    return Vmstat(k.pgfault, k.pgmajfault)
+    """``/proc/vmstat``'s fault counters, and its file refault counters when workingset detection is on
+    (mm/vmstat.c ``vmstat_text``: ``workingset_refault_file``, ``workingset_activate_file``)."""
+    ws = k.workingset
+    if not ws.enabled:
+        return Vmstat(k.pgfault, k.pgmajfault)
+    return Vmstat(k.pgfault, k.pgmajfault, ws.refault_file, ws.activate_file)

@@ -25,6 +25,7 @@ from properties.mutants.kernel import KERNEL_MUTANTS
 from properties.mutants.oom import OOM_MUTANTS
 from properties.mutants.pressure import PRESSURE_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
+from properties.mutants.workingset import WORKINGSET_MUTANTS
 
 # The longest counterexample each machine may need, after minimisation.
 # The slab machine's programs start with three kmem_cache_create ops.
@@ -41,6 +42,7 @@ MAX_OPS = {
     "ceiling-zero-machine": 10,
     "fault-around-machine": 20,
     "oom-machine": 10,
+    "workingset-machine": 20,
 }
 
 
@@ -159,6 +161,13 @@ def test_the_oom_mutants_are_registered() -> None:
     assert expected == {m.name for m in OOM_MUTANTS}
     assert {"oom"} == {m.layer for m in OOM_MUTANTS}
     assert set(OOM_MUTANTS) <= set(MUTANTS)
+
+
+def test_the_workingset_mutants_are_registered() -> None:
+    """Shadows kept past a truncation, the refault distance compared with the active file list alone."""
+    assert {"shadow-kept-after-truncate", "refault-ignores-anon"} == {m.name for m in WORKINGSET_MUTANTS}
+    assert {"workingset"} == {m.layer for m in WORKINGSET_MUTANTS}
+    assert set(WORKINGSET_MUTANTS) <= set(MUTANTS)
 
 
 KERNEL_REMAP_SCENARIO = {
