@@ -661,7 +661,13 @@ class Kernel:
             return self._missing(proc, vma, vpn, kind == WRITE)
         assert pa is not None
         if is_swap(entry):
-            return self.pressure.swap_fault(proc, vma, pa, entry, kind == WRITE)
+            failed = self.pressure.swap_fault(proc, vma, pa, entry, kind == WRITE)
+            entry = self.mem.read(pa)
+            if failed is not None or kind != WRITE or entry & _RW:
+                return failed
+            # do_swap_page with FAULT_FLAG_WRITE ends in do_wp_page within the same fault: counted once
+            self.pressure.free_if_only_cache((entry & _PFN) >> 12)
+            return self._wp(proc, vma, vpn, pa, entry)
         if kind == WRITE and not entry & _RW:
             if vma.shared and self.pressure.is_file(vma):
                 self.flags[(entry & _PFN) >> 12] |= PG_DIRTY  # wp_page_shared: dirty, then writable

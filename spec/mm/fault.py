@@ -154,7 +154,13 @@ def handle_fault(
     if vma is None or access_error(vma, kind, code):
         return k, Signal(code)
     if vpn in space(k, pid).swapped:
-        return swap.swap_fault(k, pid, vma, vpn, kind is Kind.WRITE, choices)
+        k, failed = swap.swap_fault(k, pid, vma, vpn, kind is Kind.WRITE, choices)
+        found = leaf_of(space(k, pid).leaves, vpn)
+        if failed is not None or kind is not Kind.WRITE or found is None or found[1].writable:
+            return k, failed
+        # do_swap_page with FAULT_FLAG_WRITE breaks COW in the same fault (mm/memory.c: ``ret |= do_wp_page(vmf)``):
+        # one fault, counted once, as swap_fault counted it.
+        return cow.wp_fault(swap.free_if_only_cache(k, found[1].pfn), pid, vma, vpn, found[1], choices)
     found = leaf_of(space(k, pid).leaves, vpn)
     if found is None:
         return missing_fault(k, pid, vma, vpn, kind is Kind.WRITE, choices)
