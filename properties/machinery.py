@@ -109,6 +109,15 @@ def history_free_generation() -> Iterator[None]:
         cache.cache.clear()
 
 
+def run_machines(*machines: type[RuleBasedStateMachine]) -> tuple[Status, str]:
+    """:func:`run_machine` on each of ``machines`` in turn; the first that is not confirmed is the answer, named."""
+    for machine in machines:
+        status, detail = run_machine(machine)
+        if status is not Status.CONFIRMED:
+            return status, f"{getattr(machine, 'name', machine.__name__)}: {detail}"
+    return Status.CONFIRMED, ""
+
+
 def run_machine(machine: type[RuleBasedStateMachine], run_settings: settings | None = None) -> tuple[Status, str]:
     """Run ``machine`` under :func:`machine_settings`; a failure comes back with its minimised scenario.
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from impl.pressure.pressure import PG_ANON, is_swap
-
 if TYPE_CHECKING:
     from impl.mm.kernel import Kernel
 
@@ -23,8 +21,6 @@ Result = dict[str, Any]
 
 OOM_SCORE_ADJ_MIN = -1000
 INIT_PID = 1
-_PFN = ((1 << 52) - 1) & ~0xFFF
-_PS = 1 << 7
 USER_PAGES = 1 << 35
 NO_KILLABLE = "Out of memory and no killable processes..."
 
@@ -81,22 +77,7 @@ class Oom:
         """anon, file and shmem pages mapped, swap entries, page-table pages of ``pid``."""
         k = self.k
         proc = k.proc(pid)
-        files = {f.obj for f in k.pressure.files.values()}
-        file_frames = {pfn for obj, c in k.objects.items() if obj in files for pfn in c.values()}
-        anon = file = shmem = swap = 0
-        for _, _, entry in k.user_ptes(proc):
-            if is_swap(entry):
-                swap += 1
-                continue
-            pfn = (entry & _PFN) >> 12
-            if pfn == k.zero_pfn or entry & _PS:
-                continue
-            if k.flags[pfn] & PG_ANON:
-                anon += 1
-            elif pfn in file_frames:
-                file += 1
-            else:
-                shmem += 1
+        anon, file, shmem, swap = k.pressure.rss_counts(proc)
         tables = sum(1 for _ in k._tables(proc.root, 4, 0, 0, USER_PAGES))
         return anon, file, shmem, swap, tables
 

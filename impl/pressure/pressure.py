@@ -732,9 +732,10 @@ class Pressure:
             "PageTables": tables * 4,
         }
 
-    def status(self, pid: int) -> Result:
+    def rss_counts(self, proc: Process) -> tuple[int, int, int, int]:
+        """``proc``'s mapped anonymous, file and shmem pages and its swap entries (``MM_ANONPAGES``,
+        ``MM_FILEPAGES``, ``MM_SHMEMPAGES``, ``MM_SWAPENTS``): the zero page and hugetlb pages are in none."""
         k = self.k
-        proc = k.proc(pid)
         files = {f.obj for f in self.files.values()}
         file_frames = {pfn for obj, c in k.objects.items() if obj in files for pfn in c.values()}
         anon = file = shmem = swap = 0
@@ -751,6 +752,11 @@ class Pressure:
                 file += 1
             else:
                 shmem += 1
+        return anon, file, shmem, swap
+
+    def status(self, pid: int) -> Result:
+        proc = self.k.proc(pid)
+        anon, file, shmem, swap = self.rss_counts(proc)
         return {
             "VmRSS": (anon + file + shmem) * 4,
             "RssAnon": anon * 4,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from lang.scenario import Config
-from lang.verdict import Status, Verdict, check, timed
+from lang.verdict import Verdict, check, timed
 from properties import machinery
 from properties.paging import mmu_machine
 from properties.paging.mmu_machine import MmuMachine
@@ -50,11 +50,4 @@ machinery.run_as(WideMmuMachine, examples_divisor=4)
 def refinement() -> Verdict:
     """Both machines under the loaded profile; the first failure is the verdict."""
 
-    def both() -> tuple[Status, str]:
-        for machine in (NarrowMmuMachine, WideMmuMachine):
-            status, detail = machinery.run_machine(machine)
-            if status is not Status.CONFIRMED:
-                return status, f"{machine.name}: {detail}"
-        return Status.CONFIRMED, ""
-
-    return timed(CHECK_NAME, both)
+    return timed(CHECK_NAME, lambda: machinery.run_machines(NarrowMmuMachine, WideMmuMachine))

@@ -20,7 +20,7 @@ from dataclasses import replace
 from hypothesis.stateful import invariant
 
 from lang.scenario import Config
-from lang.verdict import Status, Verdict, check, timed
+from lang.verdict import Verdict, check, timed
 from properties import machinery
 from properties.recording import RecordingLockstep, save_counterexample
 from properties.smp import smp_machine
@@ -68,11 +68,4 @@ machinery.run_as(CeilingZeroMachine, examples_divisor=4)
 def refinement() -> Verdict:
     """Both ceiling machines under the loaded profile; the first failure is the verdict."""
 
-    def both() -> tuple[Status, str]:
-        for machine in (CeilingOneMachine, CeilingZeroMachine):
-            status, detail = machinery.run_machine(machine)
-            if status is not Status.CONFIRMED:
-                return status, f"{machine.name}: {detail}"
-        return Status.CONFIRMED, ""
-
-    return timed(CHECK_NAME, both)
+    return timed(CHECK_NAME, lambda: machinery.run_machines(CeilingOneMachine, CeilingZeroMachine))
