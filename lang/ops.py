@@ -53,16 +53,19 @@ from lang.scenario import Op, Scenario
 from lang.slab_ops import (
     Kfree,
     Kmalloc,
+    KmallocCache,
     KmemCacheAlloc,
     KmemCacheCreate,
     KmemCacheDestroy,
     KmemCacheFree,
     KmemCacheShrink,
+    KmemFlip,
     KmemRead,
     KmemWrite,
     MemInfo,
     SlabInfo,
     SlabOp,
+    ValidateSlabCache,
 )
 
 __all__ = [
@@ -82,11 +85,13 @@ __all__ = [
     "KernelThread",
     "Kfree",
     "Kmalloc",
+    "KmallocCache",
     "KmemCacheAlloc",
     "KmemCacheCreate",
     "KmemCacheDestroy",
     "KmemCacheFree",
     "KmemCacheShrink",
+    "KmemFlip",
     "KmemRead",
     "KmemWrite",
     "Load",
@@ -125,6 +130,7 @@ __all__ = [
     "TlbEvict",
     "Truncate",
     "Unpin",
+    "ValidateSlabCache",
     "VmstatOp",
     "WritePhys",
 ]

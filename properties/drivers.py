@@ -27,7 +27,7 @@ from lang.slab_ops import KmemRead, SlabOp
 from properties.abstraction import abstract_buddy, abstract_kernel, abstract_memory, abstract_mmu
 from properties.frame_cache import FrameCache
 from properties.mm.driver import ImplKernelSide, L0Side, SpecKernelSide, kernel_difference, tlb_difference
-from properties.slab.abstraction import abstract_slab, count_violations, words_differences
+from properties.slab.abstraction import abstract_slab, count_violations, debug_differences, words_differences
 from properties.slab.driver import ImplSlabSide, SpecSlabSide, adopt_slab_words
 from properties.smp.abstraction import abstract_smp
 from spec.alloc import buddy as spec_buddy
@@ -362,10 +362,12 @@ class Lockstep:
             if (slub is None) != (expected is None):
                 raise DivergenceError(Divergence(index, op, "only one side has a slab allocator", expected, slub))
             return
-        actual = abstract_slab(slub, expected.words)
+        actual = abstract_slab(slub, expected)
         if actual != expected:
             raise DivergenceError(Divergence(index, op, "slab allocator differs", *slab_difference(expected, actual)))
-        problems = count_violations(slub, actual) + words_differences(slub, expected.words)
+        problems = (
+            count_violations(slub, actual) + words_differences(slub, expected.words) + debug_differences(slub, expected)
+        )
         if problems:
             raise DivergenceError(Divergence(index, op, "slab implementation inconsistent", "", "; ".join(problems)))
 
@@ -476,6 +478,14 @@ def slab_difference(expected: SlabState, actual: SlabState) -> tuple[str, str]:
         return f"caches {mine}", f"caches {theirs}"
     if expected.names != actual.names:
         return f"names {dict(expected.names)}", f"names {dict(actual.names)}"
+    for part in ("freeptrs", "orig_sizes"):
+        mine, theirs = getattr(expected, part), getattr(actual, part)
+        if mine != theirs:
+            keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))[:4]
+            return (
+                f"{part} {[(hex(k), mine.get(k)) for k in keys]}",
+                f"{part} {[(hex(k), theirs.get(k)) for k in keys]}",
+            )
     mine_slabs = sorted(set(expected.slabs.values()) - set(actual.slabs.values()), key=lambda s: s.pfn)
     their_slabs = sorted(set(actual.slabs.values()) - set(expected.slabs.values()), key=lambda s: s.pfn)
     return f"slabs {mine_slabs}", f"slabs {their_slabs}"

@@ -29,6 +29,7 @@ from lang.scenario import Config, Result
 from spec.alloc.buddy import BuddyState, OutOfMemory
 from spec.paging.physmem import PhysMemory
 from spec.slab import cache as spec_slab
+from spec.slab import debug as spec_debug
 from spec.slab.cache import NO_CHOICE, AllocChoice, SlabState
 
 if TYPE_CHECKING:
@@ -83,11 +84,19 @@ class SpecSlabSide:
         state: SlabState, buddy: BuddyState, op: ops.SlabOp, choice: AllocChoice
     ) -> tuple[SlabState, BuddyState, Result]:
         if isinstance(op, ops.KmemCacheCreate):
-            state, real = spec_slab.create(state, op.cache, op.size, op.align, op.ctor)
+            state, real = spec_slab.create(state, op.cache, op.size, op.align, op.ctor, frozenset(op.flags))
             return state, buddy, {"ok": True, "cache": real}
         if isinstance(op, ops.KmemCacheAlloc):
             state, buddy, addr = spec_slab.alloc(state, buddy, op.cache, op.cpu, choice)
             return state, buddy, addr_result(addr)
+        if isinstance(op, ops.KmallocCache):
+            state, buddy, addr = spec_slab.alloc(state, buddy, op.cache, op.cpu, choice, op.size)
+            return state, buddy, addr_result(addr)
+        if isinstance(op, ops.KmemFlip):
+            return spec_debug.flip(state, op.addr, op.offset, op.mask), buddy, OK
+        if isinstance(op, ops.ValidateSlabCache):
+            state, buddy, errors = spec_debug.validate(state, buddy, op.cache)
+            return state, buddy, {"errors": errors}
         if isinstance(op, ops.Kmalloc):
             state, buddy, addr = spec_slab.kmalloc(state, buddy, op.size, op.cpu, choice)
             return state, buddy, addr_result(addr)
@@ -169,9 +178,16 @@ class ImplSlabSide:
     @staticmethod
     def step(slub: Slub, op: ops.SlabOp) -> Result:
         if isinstance(op, ops.KmemCacheCreate):
-            return {"ok": True, "cache": slub.create(op.cache, op.size, op.align, op.ctor)}
+            return {"ok": True, "cache": slub.create(op.cache, op.size, op.align, op.ctor, op.flags)}
         if isinstance(op, ops.KmemCacheAlloc):
             return addr_result(slub.alloc(op.cache, op.cpu))
+        if isinstance(op, ops.KmallocCache):
+            return addr_result(slub.alloc(op.cache, op.cpu, op.size))
+        if isinstance(op, ops.KmemFlip):
+            slub.flip(op.addr, op.offset, op.mask)
+            return OK
+        if isinstance(op, ops.ValidateSlabCache):
+            return {"errors": slub.validate_slab_cache(op.cache)}
         if isinstance(op, ops.Kmalloc):
             return addr_result(slub.kmalloc(op.size, op.cpu))
         if isinstance(op, ops.KmemCacheFree | ops.Kfree):
