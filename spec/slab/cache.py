@@ -797,10 +797,11 @@ class SlabInfo:
 
 def slabinfo_row(state: SlabState, cache: Cache) -> SlabInfo:
     """``get_slabinfo``: objects of every slab; free ones counted only on the partial list
-    (``count_partial``), so free objects of a CPU's slab show as active."""
+    (``count_partial``: ``slab->objects - slab->inuse``, the count, not the chain), so free objects of a CPU's
+    slab show as active."""
     slabs = cache_slabs(state, cache)
     num_objs = sum(s.objects for s in slabs)
-    free_on_partial = sum(len(state.slabs[pfn].freelist) for pfn in cache.partial)
+    free_on_partial = sum(state.slabs[pfn].objects - state.slabs[pfn].inuse for pfn in cache.partial)
     g = cache.geometry
     return SlabInfo(
         cache.name, num_objs - free_on_partial, num_objs, g.size, g.objects, 1 << g.order, len(slabs), len(slabs)

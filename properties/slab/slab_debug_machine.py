@@ -1,0 +1,136 @@
+"""The slab machine with slab_debug caches: red zones, poison, tracking, corrupted bytes and validate_slab_cache.
+
+Every rule of :class:`~properties.slab.slab_machine.SlabMachine`, and on top
+of them caches made with slab_debug flags (SLAB_RED_ZONE, SLAB_POISON,
+SLAB_STORE_USER, SLAB_KMALLOC: mm/slub.c ``calculate_sizes`` lays them out),
+allocations from them (with a requested size, as ``__kmalloc_cache_noprof``
+asks), flips of bytes in the places slab_debug guards (each red zone, the
+first and last poisoned byte, the free pointer, the padding, and just past
+the slot) and of free pointers redirected to other objects, and
+``validate_slab_cache``, whose error count and repairs the spec and the
+implementation must agree on.  The objects go into the same bundle, so the
+inherited rules free them twice, into the wrong cache and after a
+corruption.  A failure is saved as ``counterexamples/slab_debug_machine.json``.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+from hypothesis.stateful import MultipleResults, initialize, multiple, rule
+
+from lang.errors import SlabError
+from lang.scenario import Config
+from lang.slab_ops import KmallocCache, KmemCacheCreate, KmemFlip, ValidateSlabCache
+from lang.verdict import Verdict, check, timed
+from properties import machinery
+from properties.recording import RecordingLockstep
+from properties.slab.slab_machine import CONFIGS, NAMES, SlabMachine
+from spec.slab import cache as spec_slab
+
+DEBUG_NAMES = ("d", "e")
+FLAG_SETS = (
+    ("SLAB_RED_ZONE",),
+    ("SLAB_POISON",),
+    ("SLAB_POISON", "SLAB_RED_ZONE"),
+    ("SLAB_POISON", "SLAB_STORE_USER"),
+    ("SLAB_KMALLOC", "SLAB_RED_ZONE", "SLAB_STORE_USER"),
+    ("SLAB_KMALLOC", "SLAB_POISON", "SLAB_RED_ZONE", "SLAB_STORE_USER"),
+    ("SLAB_NO_MERGE",),
+)
+DEBUG_SIZES = (4, 24, 64, 100)
+# Where a flip lands, relative to the object's layout.
+PLACES = ("left-redzone", "right-redzone", "first-byte", "last-byte", "freeptr", "padding", "past-slot", "middle")
+MASKS = (0xFF, 0x01, 0x6767, 0x10000)
+CHECK_NAME = "slab_debug: impl refines the spec (red zones, poison, flips, validate_slab_cache and its repairs)"
+
+
+class SlabDebugMachine(SlabMachine):
+    """:class:`SlabMachine` with slab_debug caches, byte flips and ``validate_slab_cache``."""
+
+    name = "slab_debug_machine"
+
+    @initialize(
+        config=st.sampled_from(CONFIGS),
+        sizes=st.tuples(*(st.sampled_from(DEBUG_SIZES) for _ in NAMES)),
+        flags=st.tuples(*(st.sampled_from(FLAG_SETS) for _ in DEBUG_NAMES)),
+    )
+    def boot(self, config: Config, sizes: tuple[int, ...], flags: tuple[tuple[str, ...], ...]) -> None:
+        """Caches a, b, c without flags (as the slab machine makes them), and d, e with slab_debug flags."""
+        self.recorder = RecordingLockstep(self.name, config)
+        for name, size in zip(NAMES, sizes, strict=True):
+            self.run(KmemCacheCreate(name, size))
+        for name, size, flag_set in zip(DEBUG_NAMES, sizes, flags, strict=False):
+            self.run(KmemCacheCreate(name, size, 0, False, flag_set))
+
+    def state(self) -> spec_slab.SlabState | None:
+        return self.recorder.lockstep.spec.slab.state if self.recorder else None
+
+    @rule(target=SlabMachine.objects, name=st.sampled_from(DEBUG_NAMES), cpu=st.integers(0, 1))
+    def alloc_debug(self, name: str, cpu: int) -> MultipleResults[int] | int:
+        return self.alloc_from(name, cpu)
+
+    @rule(target=SlabMachine.objects, name=st.sampled_from(DEBUG_NAMES), size=st.sampled_from((1, 3, 18, 64, 200)))
+    def kmalloc_cache(self, name: str, size: int) -> MultipleResults[int] | int:
+        result = self.run(KmallocCache(name, size, 0))
+        if "addr" not in result:
+            return multiple()
+        self.allocated.append(int(result["addr"], 16))
+        return self.allocated[-1]
+
+    @rule(name=st.sampled_from(DEBUG_NAMES), size=st.sampled_from(DEBUG_SIZES), flag_set=st.sampled_from(FLAG_SETS))
+    def create_debug(self, name: str, size: int, flag_set: tuple[str, ...]) -> None:
+        """Create a debug cache again under a name (refused while the name is taken)."""
+        self.run(KmemCacheCreate(name, size, 0, False, flag_set))
+
+    def offset_of(self, addr: int, place: str) -> int:
+        """The offset of ``place`` in the layout of the cache holding ``addr`` (0 when it is in no slab)."""
+        state = self.state()
+        if state is None:
+            return 0
+        try:
+            cache, _ = spec_slab.object_of(state, addr)
+        except SlabError:
+            return 0
+        g = cache.geometry
+        return {
+            "left-redzone": -g.red_left_pad,
+            "right-redzone": g.object_size,
+            "first-byte": 0,
+            "last-byte": g.object_size - 1,
+            "freeptr": g.offset,
+            "padding": g.pad_offset,
+            "past-slot": g.size_from_object,
+            "middle": g.object_size // 2,
+        }[place]
+
+    @rule(addr=SlabMachine.objects, place=st.sampled_from(PLACES), mask=st.sampled_from(MASKS))
+    def flip(self, addr: int, place: str, mask: int) -> None:
+        self.run(KmemFlip(addr, self.offset_of(addr, place), mask))
+
+    @rule(addr=SlabMachine.objects, place=st.sampled_from(PLACES), mask=st.sampled_from(MASKS))
+    def flip_and_validate(self, addr: int, place: str, mask: int) -> None:
+        """A flip, then ``validate_slab_cache`` on the cache of the object: the check right after the damage."""
+        self.run(KmemFlip(addr, self.offset_of(addr, place), mask))
+        self.run(ValidateSlabCache(self.owner(addr)))
+
+    @rule(addr=SlabMachine.objects, other=SlabMachine.objects)
+    def redirect(self, addr: int, other: int) -> None:
+        """Point the stored free pointer of ``addr`` at ``other`` (a flip by the XOR of the two targets)."""
+        state = self.state()
+        target = state.freeptrs.get(addr) if state is not None else None
+        if target is None or target == other:
+            return
+        self.run(KmemFlip(addr, self.offset_of(addr, "freeptr"), target ^ other))
+
+    @rule(name=st.sampled_from((*DEBUG_NAMES, NAMES[0], "kmalloc-96", "nope")))
+    def validate(self, name: str) -> None:
+        self.run(ValidateSlabCache(name))
+
+
+machinery.run_as(SlabDebugMachine, examples_divisor=2)
+
+
+@check("machine", CHECK_NAME)
+def refinement() -> Verdict:
+    """The slab_debug refinement machine under the loaded profile."""
+    return timed(CHECK_NAME, lambda: machinery.run_machine(SlabDebugMachine))
