@@ -20,7 +20,8 @@ nox.options.reuse_existing_virtualenvs = True
 
 
 def _workers() -> list[str]:
-    return ["-n", "auto"] if (os.cpu_count() or 1) > 1 else []
+    # loadgroup: tests marked with one xdist_group (the live-kernel oracles) run on the same worker.
+    return ["-n", "auto", "--dist", "loadgroup"] if (os.cpu_count() or 1) > 1 else []
 
 
 @nox.session
@@ -164,7 +165,8 @@ def mutants(session: nox.Session) -> None:
 @nox.session
 def linux(session: nox.Session) -> None:
     """Spec and impl against the live Linux kernel: COW, the zero page, pagemap and smaps (needs root and gcc);
-    memory pressure in a memory cgroup with a swap file, and MemAvailable against si_mem_available.
+    memory pressure in a memory cgroup with a swap file, and MemAvailable against si_mem_available; the
+    OOM killer's victims and oom_score in a cgroup v1 memory group, with and without swap.
 
     ``MMCHECK_LINUX_SCENARIOS`` (default 300) sets how many generated
     scenarios run, of each kind; the scenario files under tests/scenarios/ run as well.
@@ -174,7 +176,7 @@ def linux(session: nox.Session) -> None:
         "MMCHECK_LINUX_SCENARIOS": os.environ.get("MMCHECK_LINUX_SCENARIOS", "300"),
         "MMCHECK_PROFILE": os.environ.get("MMCHECK_PROFILE", "ci"),
     }
-    tests = ["tests/test_linux_oracle.py", "tests/test_linux_pressure_oracle.py"]
+    tests = ["tests/test_linux_oracle.py", "tests/test_linux_pressure_oracle.py", "tests/test_linux_oom_oracle.py"]
     session.run("pytest", *tests, *session.posargs, env=env)
 
 
