@@ -21,6 +21,8 @@ import pytest
 from dependencies import requires
 from hypothesis import Phase, given, settings
 
+from lang.errors import InvalidArgument
+from mmcheck.cli import main
 from oracles.linux import oom
 from oracles.linux.oom_cases import oom_cases
 from oracles.linux.pressure_host import cgroup_kind, unavailable_pressure
@@ -86,10 +88,20 @@ def test_a_wrong_oom_score_and_a_lost_kill_are_disagreements() -> None:
 def test_a_case_survives_its_json_and_bad_input_is_named() -> None:
     case = oom.OomCase(2048, True, ((10, -900), (0, 1000)), 500, 6144, kill_disable=True)
     assert oom.OomCase.from_json(json.loads(json.dumps(case.to_json()))) == case
-    with pytest.raises(ValueError, match=re.escape("oom_score_adj must be in -1000..1000, not 1001")):
+    with pytest.raises(InvalidArgument, match=re.escape("oom_score_adj must be in -1000..1000, not 1001")):
         oom.OomCase(2048, True, ((10, 1001),), 0, 10)
-    with pytest.raises(ValueError, match="needs limit, swap, tasks, offender_adj, grow"):
+    with pytest.raises(InvalidArgument, match="needs limit, swap, tasks"):
         oom.OomCase.from_json({"limit": 10})
+
+
+def test_mmcheck_oracle_oom_names_a_bad_case_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "case.json"
+    bad.write_text("[1, 2]")
+    assert main(["oracle", "oom", str(bad)]) == 2
+    assert "an OOM case is a JSON object, not list" in capsys.readouterr().err
+    bad.write_text("{")
+    assert main(["oracle", "oom", str(bad)]) == 2
+    assert "not a JSON OOM case" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -110,7 +122,7 @@ def summary(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def run_and_check(case: oom.OomCase) -> oom.OomVerdict:
-    """Run on the kernel; on a disagreement save the case (replay: ``python -m oracles.linux.oom FILE``)."""
+    """Run on the kernel; on a disagreement save the case (replay: ``mmcheck oracle oom FILE``)."""
     verdict = oom.check(case, oom.run_case(case))
     RUNS["cases"] += 1
     RUNS["swap"] += case.swap
@@ -124,7 +136,8 @@ def run_and_check(case: oom.OomCase) -> oom.OomVerdict:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "linux-oom-oracle.json"
         path.write_text(json.dumps({**case.to_json(), "problem": verdict.problems}, indent=2) + "\n")
-        pytest.fail(f"{case.describe()}\n" + "\n".join(verdict.problems) + f"\ncase saved: {path}")
+        problems = "\n".join(verdict.problems)
+        pytest.fail(f"{case.describe()}\n{problems}\ncase saved: {path} (run: mmcheck oracle oom {path})")
     return verdict
 
 
@@ -166,3 +179,11 @@ def test_oom_kill_disable_holds_the_group_under_oom() -> None:
     verdict = run_and_check(oom.OomCase(2048, False, ((900, 0), (600, 300)), 0, 6144, kill_disable=True))
     assert verdict.kernel.under_oom_seen
     assert verdict.victims and verdict.victims[0] == (1, 1)
+
+
+@needs_oom
+@pytest.mark.linux
+def test_mmcheck_oracle_oom_runs_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["oracle", "oom", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["problems"] == [] and out["victims"] and all(v["kernel"] == v["model"] for v in out["victims"])

@@ -33,6 +33,7 @@ oracle lacks it, a case with a negative value is skipped with that reason (:func
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import select
@@ -45,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lang.errors import OracleError
+from lang.errors import InvalidArgument, OracleError
+from lang.scenario import read_bytes
 from oracles.linux.host import PAGE, cache_folder
 from oracles.linux.pressure_host import PressureHost
 from spec.oom import badness as model
@@ -81,11 +83,11 @@ class OomCase:
     def __post_init__(self) -> None:
         for pages, adj in (*self.tasks, (0, self.offender_adj)):
             if pages < 0:
-                raise ValueError(f"a task's pages must be 0 or more, not {pages}")
+                raise InvalidArgument(f"a task's pages must be 0 or more, not {pages}")
             if not model.OOM_SCORE_ADJ_MIN <= adj <= model.OOM_SCORE_ADJ_MAX:
-                raise ValueError(f"oom_score_adj must be in -1000..1000, not {adj}")
+                raise InvalidArgument(f"oom_score_adj must be in -1000..1000, not {adj}")
         if self.limit <= 0 or self.grow <= 0:
-            raise ValueError(f"limit and grow must be positive pages, not {self.limit} and {self.grow}")
+            raise InvalidArgument(f"limit and grow must be positive pages, not {self.limit} and {self.grow}")
 
     @property
     def adjs(self) -> tuple[int, ...]:
@@ -104,7 +106,7 @@ class OomCase:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> OomCase:
-        """The case ``to_json`` wrote; a missing or mistyped field is a ValueError naming it."""
+        """The case ``to_json`` wrote; a missing or mistyped field is an InvalidArgument naming what is needed."""
         try:
             return cls(
                 int(data["limit"]),
@@ -115,13 +117,28 @@ class OomCase:
                 bool(data.get("kill_disable", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"not an OOM case ({exc!r}): needs limit, swap, tasks, offender_adj, grow") from exc
+            raise InvalidArgument(
+                f"not an OOM case ({exc!r}): needs limit, swap, tasks (a list of [pages, oom_score_adj]),"
+                " offender_adj, grow, and optionally kill_disable"
+            ) from exc
 
     def describe(self) -> str:
         tasks = ", ".join(f"{pages} pages adj {adj}" for pages, adj in self.tasks)
         swap = "with swap" if self.swap else "without swap"
         disable = ", oom_kill_disable" if self.kill_disable else ""
         return f"limit {self.limit} pages {swap}{disable}: {tasks}; offender adj {self.offender_adj} grows {self.grow}"
+
+
+def load_case(path: str | Path) -> OomCase:
+    """Read an OOM case file (``-``: standard input) as the oracle's tests save one."""
+    where = "<stdin>" if str(path) == "-" else str(path)
+    try:
+        data = json.loads(read_bytes(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"{where}: not a JSON OOM case ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"{where}: an OOM case is a JSON object, not {type(data).__name__}")
+    return OomCase.from_json(data)
 
 
 def negative_adj_refused() -> str | None:
@@ -486,24 +503,17 @@ def victims_in_order(verdicts: Sequence[OomVerdict]) -> tuple[int, int]:
     return agreed, compared
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m oracles.linux.oom CASE.json``: run a saved case on the kernel and print the comparison."""
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(prog="python -m oracles.linux.oom", description=main.__doc__)
-    parser.add_argument("case", type=Path, help="an OOM case saved by the live OOM oracle's tests")
-    args = parser.parse_args(argv)
-    case = OomCase.from_json(json.loads(args.case.read_text()))
-    verdict = check(case, run_case(case))
-    print(case.describe())
-    for i, got, want in verdict.scores:
-        print(f"  process {i}: oom_score kernel {got}, model {want}")
-    for n, (kernel, chosen) in enumerate(verdict.victims):
-        print(f"  OOM {n + 1}: the kernel killed process {kernel}, the model chooses {chosen}")
-    print("agree" if verdict.agree else "\n".join(verdict.problems))
-    return 0 if verdict.agree else 1
+# The seed's tiers that can be set without CAP_SYS_RESOURCE: a cache at 1000, a batch job at 500, a service at 0.
+EXAMPLE = OomCase(4096, False, ((1024, 0), (512, 500), (256, 1000)), 0, 12288)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def report(verdict: OomVerdict) -> list[str]:
+    """The comparison as lines: each process's oom_score, each OOM's victim on both sides, then the verdict."""
+    lines = [verdict.case.describe()]
+    lines += [f"  process {i}: oom_score kernel {got}, model {want}" for i, got, want in verdict.scores]
+    lines += [
+        f"  OOM {n + 1}: the kernel killed process {kernel}, the model chooses {chosen}"
+        for n, (kernel, chosen) in enumerate(verdict.victims)
+    ]
+    lines += ["the model agrees with the kernel"] if verdict.agree else [f"DISAGREES: {p}" for p in verdict.problems]
+    return lines
