@@ -27,12 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proofs import mutmut_run
+from properties.mutants.mutmut_stats import KILLED_CODES, NO_TESTS, SURVIVED
 
 MUTANTS = Path("mutants")
 NO_MUTANT = "impl.__no_mutant_has_this_name__"
-KILLED_CODES = {1, 3, -24, 24, 152, 255, 36, -11, -9}  # a failing test, a timeout (SIGXCPU), a crash
-SURVIVED = 0
-NO_TESTS = {5, 33}
 
 
 def listing(mutants: Path = MUTANTS) -> dict[str, dict[str, int | None]]:

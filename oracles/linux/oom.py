@@ -32,23 +32,21 @@ oracle lacks it, a case with a negative value is skipped with that reason (:func
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import select
 import subprocess
-import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lang.errors import InvalidArgument, OracleError
 from lang.scenario import read_bytes
-from oracles.linux.host import PAGE, cache_folder
+from oracles.linux.host import PAGE, compiled
 from oracles.linux.pressure_host import PressureHost
 from spec.oom import badness as model
 
@@ -230,20 +228,7 @@ class KernelLog:
 
 def build_hog() -> Path:
     """The hog as a static executable, compiled once per source version."""
-    digest = hashlib.sha256(" ".join(HOG_CFLAGS).encode() + HOG_SOURCE.read_bytes()).hexdigest()[:16]
-    target = cache_folder() / digest / "oom_hog"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        built = Path(tmp) / "oom_hog"
-        done = subprocess.run(
-            ["gcc", *HOG_CFLAGS, "-o", str(built), str(HOG_SOURCE)], capture_output=True, text=True, check=False
-        )
-        if done.returncode:
-            raise OracleError(f"building the OOM hog failed:\n{done.stderr}")
-        os.replace(built, target)
-    return target
+    return compiled(HOG_SOURCE, HOG_CFLAGS, "oom_hog", "the OOM hog")
 
 
 @dataclass
@@ -389,8 +374,8 @@ def run_in(case: OomCase, exe: Path, host: PressureHost) -> KernelOom:
         offender.send(f"grow {case.grow}")
         if case.kill_disable:
             under_oom_seen = wait_until(lambda: oom_control(host.cgroup)["under_oom"] == 1, REPLY_TIMEOUT)
-            if not any(h.proc.poll() is not None for h in hogs) and under_oom_seen:
-                time.sleep(0.2)  # nothing may be killed while the flag is set
+            if under_oom_seen:
+                time.sleep(0.2)  # nothing may be killed while the flag is set: give a wrong kill time to show
             under_oom_seen = under_oom_seen and all(h.proc.poll() is None for h in hogs)
             (host.cgroup / "memory.oom_control").write_text("0")
         stuck = False
@@ -434,7 +419,6 @@ def run_in(case: OomCase, exe: Path, host: PressureHost) -> KernelOom:
 def started(hog: Hog) -> Hog:
     line = hog.reply()
     if line is None or not line.startswith("ready"):
-        assert hog.proc.stderr is not None
         hog.stop()
         raise OracleError(f"an OOM hog did not start: exit {hog.proc.returncode}")
     return hog
@@ -494,13 +478,6 @@ def check(case: OomCase, kernel: KernelOom) -> OomVerdict:
     if case.kill_disable and not kernel.under_oom_seen:
         problems.append("with oom_kill_disable the group was never seen under_oom with every process alive")
     return OomVerdict(case, kernel, scores, victims, problems)
-
-
-def victims_in_order(verdicts: Sequence[OomVerdict]) -> tuple[int, int]:
-    """(OOMs whose victim the model named, OOMs compared) over ``verdicts``."""
-    compared = sum(len(v.victims) for v in verdicts)
-    agreed = sum(k == m for v in verdicts for k, m in v.victims)
-    return agreed, compared
 
 
 # The seed's tiers that can be set without CAP_SYS_RESOURCE: a cache at 1000, a batch job at 500, a service at 0.
