@@ -13,6 +13,7 @@ root, a memory cgroup or the swap tools every live test skips, saying which
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from lang.errors import OracleUnsupported
 from lang.scenario import OP_TYPES, Scenario, load
 from mmcheck.cli import main
 from oracles.linux import meminfo, pressure
-from oracles.linux.pressure_host import unavailable_pressure
+from oracles.linux.pressure_host import PressureHost, unavailable_pressure
 from oracles.linux.pressure_scenarios import over_limit, pressure_scenarios
 from properties.recording import save_counterexample
 
@@ -133,6 +134,25 @@ def test_contents_stay_exact_under_the_cgroup_limit() -> None:
     for model in pressure.MODELS:
         assert verdict.agreed[model]["contents"] == verdict.compared[model]["contents"] == 512
         assert verdict.agreed[model]["VmRSS+VmSwap"] == verdict.compared[model]["VmRSS+VmSwap"]
+
+
+@needs_pressure
+def test_a_second_host_waits_for_the_first() -> None:
+    """Swap, page-cluster and charges are machine-wide: a second host (another test process, here a thread)
+    is not set up while the first holds the machine, and is once the first has undone its setup."""
+    entered = threading.Event()
+
+    def second() -> None:
+        with PressureHost(swap=False):
+            entered.set()
+
+    with PressureHost(swap=False) as first:
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        assert not entered.wait(0.5), "a second host was set up while the first held the machine"
+        assert first.exists()
+    assert entered.wait(30), "the second host never got the machine after the first closed"
+    waiter.join(30)
 
 
 @needs_pressure

@@ -28,10 +28,16 @@
 - The files of a scenario are real files in the same folder, on disk: their
   pages are file-backed page cache (not shmem, which is swap-backed), as the
   model's files are.
+- One run at a time on the machine: the swap file, page-cluster and the
+  cgroup's charges are machine-wide, so a second run beside the first would
+  see the other's swap slots and restore the other's page-cluster.  The host
+  holds an exclusive ``flock`` on :data:`LOCK` from setup to close; a second
+  test process waits for it (two suites run at once on one machine).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -52,6 +58,8 @@ BASE = Path("/var/tmp")
 # default), so the cgroup holds what the scenario faults in, a few hundred kB; 16 MiB is never reached.
 LIMIT = 16 << 20
 SWAP_MIB = 16
+# Held while a host is set up (see the module docstring): one live-kernel run per machine at a time.
+LOCK = BASE / "mmcheck-live-kernel.lock"
 
 
 def cgroup_kind() -> str | None:
@@ -118,6 +126,7 @@ class PressureHost:
         self.swap_on = False
         self.page_cluster: str | None = None
         self.affinity: set[int] | None = None
+        self.lock: int | None = None
 
     def __enter__(self) -> PressureHost:
         try:
@@ -131,6 +140,8 @@ class PressureHost:
         self.close()
 
     def setup(self) -> None:
+        self.lock = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
         if self.swap:
             run("dd", "if=/dev/zero", f"of={self.swapfile}", "bs=1M", f"count={SWAP_MIB}", "status=none")
             self.swapfile.chmod(0o600)
@@ -171,6 +182,9 @@ class PressureHost:
             os.sched_setaffinity(0, self.affinity)
             self.affinity = None
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
 
     def remove_cgroup(self) -> None:
         """rmdir the cgroup once the workers killed a moment ago have left it (a dying task stays a while)."""
