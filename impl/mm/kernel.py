@@ -308,11 +308,7 @@ class Kernel:
         shift = 9 * (level - 1)
         first = max(0, (lo - base) >> shift)
         last = min(512, ((hi - 1 - base) >> shift) + 1)
-        for i, entry in self.mem.frame_entries(table):
-            if i < first:
-                continue
-            if i >= last:
-                break
+        for i, entry in self.mem.frame_entries(table, first, last):
             pa = (table << 12) + i * 8
             if level == 1 or (level == 2 and entry & _PS):
                 yield base + (i << shift), pa, entry
@@ -324,11 +320,7 @@ class Kernel:
         shift = 9 * (level - 1)
         first = max(0, (lo - base) >> shift)
         last = min(512, ((hi - 1 - base) >> shift) + 1)
-        for i, entry in self.mem.frame_entries(table):
-            if i < first:
-                continue
-            if i >= last:
-                break
+        for i, entry in self.mem.frame_entries(table, first, last):
             pa = (table << 12) + i * 8
             if not entry & _P or (level == 2 and entry & _PS):
                 continue
