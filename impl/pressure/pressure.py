@@ -6,8 +6,9 @@ heads past the last frame: inactive and active, anonymous and file
 (``enum lru_list``, include/linux/mmzone.h).  New pages go to the head of
 their inactive list; reclaim scans from the tail (mm/vmscan.c
 ``shrink_lruvec``): an inactive page that is referenced (``PG_referenced``
-or an accessed bit in a PTE mapping it, found by walking every process's
-tables, the reverse map) is activated; one that is not is evicted if it
+or an accessed bit in a PTE mapping it, found through the reverse map the
+kernel keeps with every leaf write, :attr:`impl.mm.kernel.Kernel.rmap`,
+mm/rmap.c's ``rmap_walk``) is activated; one that is not is evicted if it
 can be; when a scan of an inactive list is done short of the target, the
 active list is deactivated into it.  Aging clears the accessed bits and
 flushes every TLB (``ptep_clear_flush_young``).  The anonymous lists are
