@@ -26,7 +26,7 @@ from lang.errors import OracleUnsupported
 from lang.scenario import OP_TYPES, Scenario, load
 from mmcheck.cli import main
 from oracles.linux import meminfo, pressure
-from oracles.linux.pressure_host import PressureHost, unavailable_pressure
+from oracles.linux.pressure_host import PAGE_CLUSTER, PressureHost, unavailable_pressure
 from oracles.linux.pressure_scenarios import over_limit, pressure_scenarios
 from properties.recording import save_counterexample
 
@@ -153,6 +153,27 @@ def test_a_second_host_waits_for_the_first() -> None:
         assert first.exists()
     assert entered.wait(30), "the second host never got the machine after the first closed"
     waiter.join(30)
+
+
+@needs_pressure
+def test_the_next_host_undoes_a_killed_run() -> None:
+    """A run killed inside its host leaves its swap file on, its cgroup and page-cluster 0; the next host, once it
+    holds the lock, turns that swap off, removes the cgroup and folder, and restores the value the dead run found."""
+    before = PAGE_CLUSTER.read_text().strip()
+    dead = PressureHost()
+    dead.setup()
+    affinity = dead.affinity
+    assert dead.lock is not None
+    os.close(dead.lock)  # the process dies: the kernel drops its flock, nothing else is undone
+    assert PAGE_CLUSTER.read_text().strip() == "0"
+    assert str(dead.swapfile) in Path("/proc/swaps").read_text()
+    with PressureHost(swap=False):
+        assert str(dead.swapfile) not in Path("/proc/swaps").read_text()
+        assert not dead.cgroup.exists()
+        assert not dead.folder.exists()
+    assert PAGE_CLUSTER.read_text().strip() == before
+    assert affinity is not None
+    os.sched_setaffinity(0, affinity)
 
 
 @needs_pressure
