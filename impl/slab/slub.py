@@ -29,6 +29,7 @@ on the bytes, counting the reports KUnit counts and repairing as SLUB does.
 from __future__ import annotations
 
 import random
+from collections import deque
 
 from impl.alloc.buddy import BuddyAllocator
 from impl.paging.physmem import PhysMem
@@ -168,7 +169,7 @@ class KmemCache:
         self.refcount = 1
         self.kmalloc = kmalloc
         self.cpu_slab: list[Slab | None] = [None] * cpus
-        self.partial: list[Slab] = []
+        self.partial: deque[Slab] = deque()  # the node's list_head: taken from the head, added at the tail
         self.nr_slabs = 0
         self.total_objects = 0
 
@@ -359,7 +360,7 @@ class Slub:
                 slab.frozen = False
                 s.cpu_slab[cpu] = None
             if s.partial:
-                slab = s.partial.pop(0)
+                slab = s.partial.popleft()
                 self.last_choice = (slab.pfn, None, None)
             else:
                 slab = self.allocate_slab(s)
@@ -690,7 +691,7 @@ class Slub:
             return
         if s.debug:
             self.check_sane(s)
-        listed = [slab for slab in s.cpu_slab if slab is not None] + s.partial
+        listed = [*(slab for slab in s.cpu_slab if slab is not None), *s.partial]
         live = sum(slab.inuse for slab in listed)
         full = s.nr_slabs - len(listed)
         if live or full:
