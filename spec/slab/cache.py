@@ -443,7 +443,10 @@ def setup_debug(state: SlabState, shape: Geometry, freelist: tuple[int, ...]) ->
 def init_object(state: SlabState, shape: Geometry, addr: int, val: int, poison_size: int) -> SlabState:
     """``init_object``: the left red zone and, past ``poison_size`` bytes of the object, the right red zone
     set to ``val`` (SLAB_RED_ZONE); the first ``poison_size`` bytes poisoned (``__OBJECT_POISON``).  Flipped
-    bytes there are gone; the object's first word is left open (poison or red zone may cover it)."""
+    bytes there are gone, and so are flips on bytes SLUB no longer writes (a kmalloc red zone's bytes past
+    the requested size become the owner's data when the object is freed unpoisoned: without
+    SLAB_CONSISTENCY_CHECKS ``free_debug_processing`` does not ``check_object`` them first); the object's
+    first word is left open (poison or red zone may cover it)."""
     if not patterned(shape):
         return state
     ranges = []
@@ -451,11 +454,18 @@ def init_object(state: SlabState, shape: Geometry, addr: int, val: int, poison_s
         ranges += [(addr - shape.red_left_pad, addr), (addr + poison_size, addr + shape.inuse)]
     if shape.object_poison:
         ranges.append((addr, addr + poison_size))
-    flips = {a: d for a, d in state.flips.items() if not any(lo <= a < hi for lo, hi in ranges)}
+    slot = range(addr - shape.red_left_pad, addr - shape.red_left_pad + shape.size)
+    init = (val, poison_size)
+    flips = {
+        a: d
+        for a, d in state.flips.items()
+        if not any(lo <= a < hi for lo, hi in ranges)
+        and (a not in slot or written_byte(shape, init, a - addr) is not None)
+    }
     words = {a: w for a, w in state.words.items() if a != addr}
     return replace(
         state,
-        inits=MappingProxyType({**state.inits, addr: (val, poison_size)}),
+        inits=MappingProxyType({**state.inits, addr: init}),
         flips=MappingProxyType(flips),
         words=MappingProxyType(words),
     )
