@@ -20,7 +20,7 @@ its slab up among all of them and every step copies the slab map, so its cost
 grows with the pool).  The implementation refuses a double free in constant
 time: each slab keeps the set of its free objects with the chain in memory
 (SLUB's own ``on_freelist``, under slab_debug=F, walks the chain).  Measured
-on an idle 2-core machine (``nox -s bench``): 37.1 calls per pair at 10**3
+on this 2-core machine (``nox -s bench``): 37.1 calls per pair at 10**3
 live objects, 38.8 at 10**6 (1.05x); 7.2 us per pair against 15.3 (2.12x)
 while the floor went from 0.56 to 2.77 us (4.98x).
 :mod:`benchmarks.run` reports them (``nox -s bench``).

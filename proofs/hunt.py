@@ -207,6 +207,9 @@ KERNEL_MACHINE = machine_detector("kernel-machine", "properties.mm.kernel_machin
 SMP_MACHINE = machine_detector("smp-machine", "properties.smp.smp_machine:SmpMachine")
 HUGE_MACHINE = machine_detector("huge-machine", "properties.mm.huge_machine:HugeMachine")
 SLAB_MACHINE = machine_detector("slab-machine", "properties.slab.slab_machine:SlabMachine", shrink=True)
+SLAB_DEBUG_MACHINE = machine_detector(
+    "slab-debug-machine", "properties.slab.slab_debug_machine:SlabDebugMachine", shrink=True
+)
 NOPCID_MACHINE = machine_detector("nopcid-machine", "properties.smp.nopcid_machine:NoPcidMachine")
 CEILING_ONE_MACHINE = machine_detector("ceiling-one-machine", "properties.smp.ceiling_machine:CeilingOneMachine")
 CEILING_ZERO_MACHINE = machine_detector("ceiling-zero-machine", "properties.smp.ceiling_machine:CeilingZeroMachine")
@@ -227,6 +230,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "tlb": (SMP_MACHINE, SMP_EXPLORER),
     "huge": (HUGE_MACHINE,),
     "slab": (SLAB_MACHINE,),
+    "slab_debug": (SLAB_DEBUG_MACHINE,),
     "pcid": (NOPCID_MACHINE,),
     "pressure": (PRESSURE_MACHINE,),
     "ceiling": (CEILING_ONE_MACHINE,),

@@ -32,6 +32,7 @@ CHECK_MODULES = (
     "properties.smp.ceiling_machine",
     "properties.mm.huge_machine",
     "properties.slab.slab_machine",
+    "properties.slab.slab_debug_machine",
     "properties.pressure.pressure_machine",
     "properties.paging.maxphyaddr_machine",
     "properties.mm.five_level_machine",

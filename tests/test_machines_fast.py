@@ -15,10 +15,11 @@ from properties.mm.huge_machine import HugeMachine
 from properties.mm.kernel_machine import KernelMachine
 from properties.oom.oom_machine import OomMachine
 from properties.pressure.pressure_machine import PressureMachine
+from properties.slab.slab_debug_machine import SlabDebugMachine
 from properties.slab.slab_machine import SlabMachine
 from properties.smp.smp_machine import SmpMachine
 
-MACHINES = [KernelMachine, HugeMachine, SmpMachine, PressureMachine, OomMachine, SlabMachine]
+MACHINES = [KernelMachine, HugeMachine, SmpMachine, PressureMachine, OomMachine, SlabMachine, SlabDebugMachine]
 
 
 @pytest.mark.parametrize("machine", MACHINES, ids=lambda m: str(m.name))

@@ -25,6 +25,7 @@ from properties.mutants.oom import OOM_MUTANTS
 from properties.mutants.pcid import NOPCID_MUTANTS
 from properties.mutants.pressure import PRESSURE_MUTANTS
 from properties.mutants.slab import SLAB_MUTANTS
+from properties.mutants.slab_debug import SLAB_DEBUG_MUTANTS
 from properties.mutants.smaps import SMAPS_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 from properties.mutants.walk import WALK_MUTANTS
@@ -37,6 +38,7 @@ MUTANTS: tuple[Mutant, ...] = (
     + TLB_MUTANTS
     + HUGE_MUTANTS
     + SLAB_MUTANTS
+    + SLAB_DEBUG_MUTANTS
     + NOPCID_MUTANTS
     + PRESSURE_MUTANTS
     + CEILING_MUTANTS

@@ -16,7 +16,7 @@ corruption.  A failure is saved as ``counterexamples/slab_debug_machine.json``.
 from __future__ import annotations
 
 from hypothesis import strategies as st
-from hypothesis.stateful import MultipleResults, initialize, multiple, rule
+from hypothesis.stateful import Bundle, MultipleResults, initialize, multiple, rule
 
 from lang.errors import SlabError
 from lang.scenario import Config
@@ -48,6 +48,8 @@ class SlabDebugMachine(SlabMachine):
     """:class:`SlabMachine` with slab_debug caches, byte flips and ``validate_slab_cache``."""
 
     name = "slab_debug_machine"
+    # The objects of the debug caches, also in ``objects``: flips, redirects and bursts draw from these.
+    debug: Bundle[int] = Bundle("debug")
 
     @initialize(
         config=st.sampled_from(CONFIGS),
@@ -65,11 +67,25 @@ class SlabDebugMachine(SlabMachine):
     def state(self) -> spec_slab.SlabState | None:
         return self.recorder.lockstep.spec.slab.state if self.recorder else None
 
-    @rule(target=SlabMachine.objects, name=st.sampled_from(DEBUG_NAMES), cpu=st.integers(0, 1))
+    @rule(targets=(SlabMachine.objects, debug), name=st.sampled_from(DEBUG_NAMES), cpu=st.integers(0, 1))
     def alloc_debug(self, name: str, cpu: int) -> MultipleResults[int] | int:
         return self.alloc_from(name, cpu)
 
-    @rule(target=SlabMachine.objects, name=st.sampled_from(DEBUG_NAMES), size=st.sampled_from((1, 3, 18, 64, 200)))
+    @rule(targets=(SlabMachine.objects, debug), name=st.sampled_from(DEBUG_NAMES), count=st.sampled_from((4, 16)))
+    def debug_burst(self, name: str, count: int) -> MultipleResults[int]:
+        """Many objects of one debug cache: slabs fill up (full slabs, which only SLAB_STORE_USER lists)."""
+        got = [self.alloc_from(name, 0) for _ in range(count)]
+        return multiple(*(a for a in got if isinstance(a, int)))
+
+    @rule(addr=debug)
+    def free_debug(self, addr: int) -> None:
+        self.free(addr)
+
+    @rule(
+        targets=(SlabMachine.objects, debug),
+        name=st.sampled_from(DEBUG_NAMES),
+        size=st.sampled_from((1, 3, 18, 64, 200)),
+    )
     def kmalloc_cache(self, name: str, size: int) -> MultipleResults[int] | int:
         result = self.run(KmallocCache(name, size, 0))
         if "addr" not in result:
@@ -103,31 +119,75 @@ class SlabDebugMachine(SlabMachine):
             "middle": g.object_size // 2,
         }[place]
 
-    @rule(addr=SlabMachine.objects, place=st.sampled_from(PLACES), mask=st.sampled_from(MASKS))
+    @rule(addr=debug, place=st.sampled_from(PLACES), mask=st.sampled_from(MASKS))
     def flip(self, addr: int, place: str, mask: int) -> None:
         self.run(KmemFlip(addr, self.offset_of(addr, place), mask))
 
-    @rule(addr=SlabMachine.objects, place=st.sampled_from(PLACES), mask=st.sampled_from(MASKS))
-    def flip_and_validate(self, addr: int, place: str, mask: int) -> None:
-        """A flip, then ``validate_slab_cache`` on the cache of the object: the check right after the damage."""
+    @rule(addr=debug, place=st.sampled_from(PLACES), mask=st.sampled_from(MASKS), again=st.booleans())
+    def flip_and_validate(self, addr: int, place: str, mask: int, again: bool) -> None:
+        """A flip, then ``validate_slab_cache`` on the cache of the object: the check right after the damage,
+        and with ``again`` a second one (what the first repaired is not reported twice)."""
         self.run(KmemFlip(addr, self.offset_of(addr, place), mask))
         self.run(ValidateSlabCache(self.owner(addr)))
+        if again:
+            self.run(ValidateSlabCache(self.owner(addr)))
 
-    @rule(addr=SlabMachine.objects, other=SlabMachine.objects)
-    def redirect(self, addr: int, other: int) -> None:
+    @rule(addr=debug, place=st.sampled_from(PLACES), mask=st.sampled_from(MASKS))
+    def free_flip_and_validate(self, addr: int, place: str, mask: int) -> None:
+        """Free an object, damage it, validate: a free object's poison and red zone (SLUB_RED_INACTIVE)."""
+        self.free(addr)
+        self.flip_and_validate(addr, place, mask, False)
+
+    @rule(
+        targets=(SlabMachine.objects, debug),
+        name=st.sampled_from(DEBUG_NAMES),
+        place=st.sampled_from(PLACES),
+        mask=st.sampled_from(MASKS),
+    )
+    def fill_flip_and_validate(self, name: str, place: str, mask: int) -> MultipleResults[int]:
+        """Allocate a slab's worth of objects of a debug cache (the first one's slab is full after them), damage
+        the first, validate: a full slab, listed only under SLAB_STORE_USER."""
+        state = self.state()
+        real = state.names.get(name) if state is not None else None
+        cache = next((c for c in state.caches if c.name == real), None) if state is not None else None
+        count = cache.geometry.objects if cache is not None else 1
+        got = [a for a in (self.alloc_from(name, 0) for _ in range(count)) if isinstance(a, int)]
+        if got:
+            self.flip_and_validate(got[0], place, mask, False)
+        return multiple(*got)
+
+    @rule(first=debug, second=debug, place=st.sampled_from(PLACES), mask=st.sampled_from(MASKS))
+    def two_flips_and_validate(self, first: int, second: int, place: str, mask: int) -> None:
+        """Damage in two objects, then one ``validate_slab_cache``: a slab's walk stops at its first bad object."""
+        self.run(KmemFlip(first, self.offset_of(first, place), mask))
+        self.run(KmemFlip(second, self.offset_of(second, place), mask))
+        self.run(ValidateSlabCache(self.owner(first)))
+
+    @rule(addr=debug, other=SlabMachine.objects, validate=st.sampled_from((0, 1, 2)))
+    def redirect(self, addr: int, other: int, validate: int) -> None:
         """Point the stored free pointer of ``addr`` at ``other`` (a flip by the XOR of the two targets)."""
         state = self.state()
         target = state.freeptrs.get(addr) if state is not None else None
         if target is None or target == other:
             return
         self.run(KmemFlip(addr, self.offset_of(addr, "freeptr"), target ^ other))
+        for _ in range(validate):  # the second sees whether the first repaired the chain and the count
+            self.run(ValidateSlabCache(self.owner(addr)))
+
+    @rule(first=debug, second=debug, other=SlabMachine.objects)
+    def free_two_and_redirect(self, first: int, second: int, other: int) -> None:
+        """Free two objects, point the later one's free pointer at ``other`` (outside the chain, often outside
+        the slab), validate twice: the chain cut and the count fixed by the first, nothing left for the second."""
+        self.free(first)
+        self.free(second)
+        self.redirect(second, other, 2)
 
     @rule(name=st.sampled_from((*DEBUG_NAMES, NAMES[0], "kmalloc-96", "nope")))
     def validate(self, name: str) -> None:
         self.run(ValidateSlabCache(name))
 
 
-machinery.run_as(SlabDebugMachine, examples_divisor=2)
+machinery.run_as(SlabDebugMachine, examples_divisor=3)
 
 
 @check("machine", CHECK_NAME)

@@ -28,7 +28,7 @@ from properties.mutants.tlb import TLB_MUTANTS
 from properties.mutants.workingset import WORKINGSET_MUTANTS
 
 # The longest counterexample each machine may need, after minimisation.
-# The slab machine's programs start with three kmem_cache_create ops.
+# The slab machine's programs start with three kmem_cache_create ops, the slab_debug machine's with five.
 MAX_OPS = {
     "mmu-machine": 8,
     "buddy-machine": 8,
@@ -36,6 +36,7 @@ MAX_OPS = {
     "smp-machine": 10,
     "huge-machine": 10,
     "slab-machine": 14,
+    "slab-debug-machine": 16,
     "nopcid-machine": 10,
     "pressure-machine": 20,
     "ceiling-one-machine": 10,
