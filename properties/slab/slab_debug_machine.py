@@ -10,10 +10,17 @@ the slot) and of free pointers redirected to other objects, and
 ``validate_slab_cache``, whose error count and repairs the spec and the
 implementation must agree on.  The objects go into the same bundle, so the
 inherited rules free them twice, into the wrong cache and after a
-corruption.  A failure is saved as ``counterexamples/slab_debug_machine.json``.
+corruption.  Compound rules reach each check in a few ops: a fresh object
+(live or freed) damaged at every place at once, a slab filled and damaged,
+two objects damaged, free chains redirected; the 1920-byte debug caches
+hold two objects a slab in every config, so a full slab or a two-object
+chain is two allocations away.  A failure is saved as
+``counterexamples/slab_debug_machine.json``.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, MultipleResults, initialize, multiple, rule
@@ -28,6 +35,11 @@ from properties.slab.slab_machine import CONFIGS, NAMES, SlabMachine
 from spec.slab import cache as spec_slab
 
 DEBUG_NAMES = ("d", "e")
+# The slab machine's configs, the single-CPU one with slub_min_objects=2: its default (eight objects from one
+# CPU, calculate_order) makes the 1920-byte caches' slabs order 2 or 3 with 8 or 15 objects, so a full slab
+# took 15 allocations; with 2 every config's slabs of them hold two.  The kernel's own geometry stays in the
+# slab machine; the small debug caches' slabs are order 0 either way.
+DEBUG_CONFIGS = (CONFIGS[0], replace(CONFIGS[1], slub_min_objects=2), CONFIGS[2])
 FLAG_SETS = (
     ("SLAB_RED_ZONE",),
     ("SLAB_POISON",),
@@ -37,10 +49,16 @@ FLAG_SETS = (
     ("SLAB_KMALLOC", "SLAB_POISON", "SLAB_RED_ZONE", "SLAB_STORE_USER"),
     ("SLAB_NO_MERGE",),
 )
-DEBUG_SIZES = (4, 24, 64, 100)
+# 1920 first: a slab of it holds two objects under every flag set in each of DEBUG_CONFIGS, so a slab fills
+# in two allocations and a free chain runs through both objects; Hypothesis shrinks a draw towards the first
+# choice, so a counterexample ends on these short slabs rather than on a 4-byte cache's 128-object ones.
+DEBUG_SIZES = (1920, 4, 24, 100)
 # Where a flip lands, relative to the object's layout.
 PLACES = ("left-redzone", "right-redzone", "first-byte", "last-byte", "freeptr", "padding", "past-slot", "middle")
 MASKS = (0xFF, 0x01, 0x6767, 0x10000)
+# The most objects a fill allocates: a slab of up to 16 objects fills (the 1920-byte caches' two), a 4-byte
+# cache's 128 would cost 128 lockstep ops for what the short slabs already reach.
+FILL_LIMIT = 16
 CHECK_NAME = "slab_debug: impl refines the spec (red zones, poison, flips, validate_slab_cache and its repairs)"
 
 
@@ -52,16 +70,23 @@ class SlabDebugMachine(SlabMachine):
     debug: Bundle[int] = Bundle("debug")
 
     @initialize(
-        config=st.sampled_from(CONFIGS),
+        config=st.sampled_from(DEBUG_CONFIGS),
         sizes=st.tuples(*(st.sampled_from(DEBUG_SIZES) for _ in NAMES)),
+        debug_sizes=st.tuples(*(st.sampled_from(DEBUG_SIZES) for _ in DEBUG_NAMES)),
         flags=st.tuples(*(st.sampled_from(FLAG_SETS) for _ in DEBUG_NAMES)),
     )
-    def boot(self, config: Config, sizes: tuple[int, ...], flags: tuple[tuple[str, ...], ...]) -> None:
+    def boot(
+        self,
+        config: Config,
+        sizes: tuple[int, ...],
+        debug_sizes: tuple[int, ...],
+        flags: tuple[tuple[str, ...], ...],
+    ) -> None:
         """Caches a, b, c without flags (as the slab machine makes them), and d, e with slab_debug flags."""
         self.recorder = RecordingLockstep(self.name, config)
         for name, size in zip(NAMES, sizes, strict=True):
             self.run(KmemCacheCreate(name, size))
-        for name, size, flag_set in zip(DEBUG_NAMES, sizes, flags, strict=False):
+        for name, size, flag_set in zip(DEBUG_NAMES, debug_sizes, flags, strict=True):
             self.run(KmemCacheCreate(name, size, 0, False, flag_set))
 
     def state(self) -> spec_slab.SlabState | None:
@@ -145,15 +170,42 @@ class SlabDebugMachine(SlabMachine):
         mask=st.sampled_from(MASKS),
     )
     def fill_flip_and_validate(self, name: str, place: str, mask: int) -> MultipleResults[int]:
-        """Allocate a slab's worth of objects of a debug cache (the first one's slab is full after them), damage
-        the first, validate: a full slab, listed only under SLAB_STORE_USER."""
+        """Allocate a slab's worth of objects of a debug cache (at most :data:`FILL_LIMIT`: the first one's slab
+        is full after them when its slabs hold no more), damage the first, validate: a full slab, listed only
+        under SLAB_STORE_USER."""
         state = self.state()
         real = state.names.get(name) if state is not None else None
         cache = next((c for c in state.caches if c.name == real), None) if state is not None else None
-        count = cache.geometry.objects if cache is not None else 1
+        count = min(cache.geometry.objects, FILL_LIMIT) if cache is not None else 1
         got = [a for a in (self.alloc_from(name, 0) for _ in range(count)) if isinstance(a, int)]
         if got:
             self.flip_and_validate(got[0], place, mask, False)
+        return multiple(*got)
+
+    @rule(
+        targets=(SlabMachine.objects, debug),
+        name=st.sampled_from(DEBUG_NAMES),
+        count=st.sampled_from((1, 2)),
+        free=st.booleans(),
+        mask=st.sampled_from(MASKS),
+        again=st.booleans(),
+    )
+    def damage_everywhere(self, name: str, count: int, free: bool, mask: int, again: bool) -> MultipleResults[int]:
+        """``count`` new objects of a debug cache (two fill a slab of the 1920-byte caches), the last one freed
+        again with ``free``, flipped at every place of :data:`PLACES`, then validated (with ``again`` twice):
+        each byte range ``check_object`` checks is damaged at once, on a live or a free object, in a partial
+        or a full slab, whatever the objects of the bundle went through before; the error count is the sum
+        over the ranges of the object (and the next one's left red zone)."""
+        got = [a for a in (self.alloc_from(name, 0) for _ in range(count)) if isinstance(a, int)]
+        if not got:
+            return multiple()
+        if free:
+            self.free(got[-1])
+        for place in PLACES:
+            self.run(KmemFlip(got[-1], self.offset_of(got[-1], place), mask))
+        self.run(ValidateSlabCache(self.owner(got[-1])))
+        if again:
+            self.run(ValidateSlabCache(self.owner(got[-1])))
         return multiple(*got)
 
     @rule(first=debug, second=debug, place=st.sampled_from(PLACES), mask=st.sampled_from(MASKS))
