@@ -38,6 +38,7 @@ CHECK_MODULES = (
     "properties.pressure.fault_around_machine",
     "properties.oom.oom_machine",
     "properties.pressure.workingset_machine",
+    "properties.pressure.slab_pressure_machine",
 )
 
 

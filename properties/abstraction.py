@@ -231,6 +231,7 @@ def abstract_kernel(kernel: ImplKernel, frames: FrameCache | None = None) -> Ker
         **abstract_pressure(kernel),
         oom_score_adj=MappingProxyType(dict(sorted(kernel.oom.adj.items()))),
         oom_sysctls=MappingProxyType(dict(sorted(kernel.oom.sysctls.items()))),
+        slab=frozenset(kernel.slab_frames),
     )
 
 

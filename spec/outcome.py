@@ -137,6 +137,9 @@ class Meminfo:
     swap_total: int
     swap_free: int
     page_tables: int
+    slab: int
+    s_reclaimable: int
+    s_unreclaim: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,8 @@ class Kernel:
         self.current = [0] * len(mmu.cpus)
         self.gathered: list[int] | None = None
         self.rmap: dict[int, dict[int, tuple[int, int]]] = {}
+        # The slab allocator's frames on this kernel's buddy, as account_slab (mm/slab.h) counts them.
+        self.slab_frames: set[int] = set()
         self.pressure = Pressure(self, swap, fault_around, workingset)
         self.oom = Oom(self)
         if self.free_frames() < 6:
@@ -131,6 +133,7 @@ class Kernel:
             *("pins", "next_pid", "next_object", "next_pin", "current", "boot", "zero_pfn", "kernel_pfn", "init_root"),
             "gathered",
             "rmap",
+            "slab_frames",
             "pressure",
             "oom",
         }
@@ -155,6 +158,7 @@ class Kernel:
         new.obj_users, new.pins, new.current = dict(self.obj_users), dict(self.pins), list(self.current)
         new.gathered = None if self.gathered is None else list(self.gathered)
         new.rmap = {pfn: dict(users) for pfn, users in self.rmap.items()}
+        new.slab_frames = set(self.slab_frames)
         new.pressure = self.pressure.clone(new)
         new.oom = self.oom.clone(new)
         return new

@@ -729,6 +729,8 @@ class Pressure:
     # --- observations ---------------------------------------------------------------------------
 
     def meminfo(self) -> Result:
+        """``/proc/meminfo`` (fs/proc/meminfo.c ``meminfo_proc_show``); every slab page is unreclaimable (no cache
+        is made with ``SLAB_RECLAIM_ACCOUNT``), so MemAvailable has no slab term and SReclaimable is 0."""
         k = self.k
         files = {f.obj for f in self.files.values()}
         file_pages = [pfn for obj, c in k.objects.items() if obj in files for pfn in c.values()]
@@ -752,6 +754,9 @@ class Pressure:
             "SwapTotal": self.swap_slots * 4,
             "SwapFree": sum(1 for s in range(1, self.swap_slots + 1) if not self.swap_map[s]) * 4,
             "PageTables": tables * 4,
+            "Slab": len(k.slab_frames) * 4,
+            "SReclaimable": 0,
+            "SUnreclaim": len(k.slab_frames) * 4,
         }
 
     def rss_counts(self, proc: Process) -> tuple[int, int, int, int]:

@@ -130,6 +130,9 @@ MEMINFO_KEYS = (
     ("SwapTotal", "swap_total"),
     ("SwapFree", "swap_free"),
     ("PageTables", "page_tables"),
+    ("Slab", "slab"),
+    ("SReclaimable", "s_reclaimable"),
+    ("SUnreclaim", "s_unreclaim"),
 )
 SMAPS_KEYS = (
     ("Rss", "rss"),
@@ -317,14 +320,21 @@ class SpecKernelSide:
         self.kernel: Kernel | None = None
         self.last: Outcome | None = None
 
-    def boot_if_needed(self, buddy: BuddyState, choices: Choices) -> BuddyState:
-        """Boot on the first use (kept even if the op that triggered it is refused)."""
+    def boot_if_needed(self, buddy: BuddyState, choices: Choices, slab: frozenset[int] = frozenset()) -> BuddyState:
+        """Boot on the first use (kept even if the op that triggered it is refused), holding the frames of the
+        slabs made before it (``slab``)."""
         if self.kernel is None:
             self.kernel = boot(
                 buddy, self.cpus, choices, self.flush_ceiling, self.pcid, self.swap, self.fault_around, self.workingset
             )
+            self.adopt_slab(self.kernel.buddy, slab)
             return self.kernel.buddy
         return buddy
+
+    def adopt_slab(self, buddy: BuddyState, slab: frozenset[int]) -> None:
+        """After a slab op on the kernel's ``buddy``: the kernel holds the slab frames ``slab`` (no-op unbooted)."""
+        if self.kernel is not None and (self.kernel.buddy is not buddy or self.kernel.slab != slab):
+            self.kernel = replace(self.kernel, buddy=buddy, slab=slab)
 
     def apply(self, op: ops.KernelOp, buddy: BuddyState, choices: Choices = NO_CHOICES) -> tuple[BuddyState, Result]:
         """Run ``op`` against the current buddy state; returns the new buddy state and the result."""
@@ -355,16 +365,23 @@ class ImplKernelSide:
         """The frames the last operation allocated, by role, and the TLB entries its accesses hit."""
         return {} if self.kernel is None else dict(self.kernel.effects)
 
-    def apply(self, op: ops.KernelOp, mmu: Mmu, buddy: BuddyAllocator) -> Result:
-        """Run ``op``; bad input raises and changes nothing (but the boot)."""
+    def apply(self, op: ops.KernelOp, mmu: Mmu, buddy: BuddyAllocator, slab: frozenset[int] = frozenset()) -> Result:
+        """Run ``op``; bad input raises and changes nothing (but the boot, which holds the frames of the slabs
+        made before it, ``slab``)."""
         if self.kernel is None or self.smp is None:
             self.kernel = ImplKernel(mmu, buddy, self.swap, self.fault_around, self.workingset)
+            self.kernel.slab_frames = set(slab)
             self.smp = Smp(self.kernel, self.tlb_entries, self.flush_ceiling, self.pcid)
         else:
             self.kernel.effects.clear()
             self.smp.events.clear()
             self.kernel.pressure.lru_steps = 0
         return impl_step(self.kernel, op, self.smp)
+
+    def adopt_slab(self, slab: frozenset[int]) -> None:
+        """After a slab op on the kernel's buddy: the kernel holds the slab frames ``slab`` (no-op unbooted)."""
+        if self.kernel is not None:
+            self.kernel.slab_frames = set(slab)
 
 
 def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
@@ -739,7 +756,7 @@ def kernel_difference(expected: Kernel, actual: Kernel) -> tuple[str, str] | Non
             return f"{name}: {dict(mine) if hasattr(mine, 'items') else mine}", f"{name}: {theirs}"
     for name in (
         *("next_pid", "next_object", "next_pin", "next_flight", "events"),
-        *("oom_score_adj", "oom_sysctls", "workingset"),
+        *("oom_score_adj", "oom_sysctls", "workingset", "slab"),
     ):
         if getattr(expected, name) != getattr(actual, name):
             return f"{name}: {getattr(expected, name)}", f"{name}: {getattr(actual, name)}"

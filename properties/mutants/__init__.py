@@ -25,6 +25,7 @@ from properties.mutants.oom import OOM_MUTANTS
 from properties.mutants.pcid import NOPCID_MUTANTS
 from properties.mutants.pressure import PRESSURE_MUTANTS
 from properties.mutants.slab import SLAB_MUTANTS
+from properties.mutants.slab_meminfo import SLAB_MEMINFO_MUTANTS
 from properties.mutants.smaps import SMAPS_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 from properties.mutants.walk import WALK_MUTANTS
@@ -43,6 +44,7 @@ MUTANTS: tuple[Mutant, ...] = (
     + SMAPS_MUTANTS
     + OOM_MUTANTS
     + WORKINGSET_MUTANTS
+    + SLAB_MEMINFO_MUTANTS
 )
 LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))
 

@@ -12,7 +12,8 @@
   address space maps the same kernel half.
 - Zero page: never writable, always zero.
 - No leak: the frames the buddy allocator has handed out are exactly the
-  reachable ones (boot frames, PML4s, tables, pages), none used twice.
+  reachable ones (boot frames, PML4s, tables, pages, the slab allocator's
+  slabs), none used twice.
 - Accounting: the sum of PSS over processes (exactly, before rounding) equals
   the number of frames mapped by user entries.
 - Page tables: every leaf's PDPT, PD and PT exist.
@@ -119,6 +120,7 @@ def zero_page_violations(k: Kernel) -> list[str]:
 def leak_violations(k: Kernel) -> list[str]:
     """Allocated frames are exactly the reachable ones, each used once."""
     uses = Counter(k.boot)
+    uses.update(k.slab)
     for sp in k.procs.values():
         uses.update([sp.root, *sp.tables.values()])
     uses.update(f for pfn, page in k.pages.items() for f in range(pfn, pfn + (HUGE_PAGES if page.huge else 1)))

@@ -237,6 +237,10 @@ class Kernel:
 
     The OOM killer (:mod:`spec.oom`): ``oom_score_adj`` of every process whose value is not 0, and the OOM
     sysctls (``vm.panic_on_oom``, ``vm.oom_kill_allocating_task``) that are not 0.
+
+    The slab allocator (:mod:`spec.slab`) runs beside the kernel on its buddy allocator; ``slab`` holds the frames
+    its slabs hold, as the kernel accounts them (``account_slab`` in mm/slab.h adds a new slab's pages to the
+    node's ``NR_SLAB_UNRECLAIMABLE_B``, ``unaccount_slab`` takes them off when the slab goes back to the buddy).
     """
 
     buddy: buddy.BuddyState
@@ -271,6 +275,7 @@ class Kernel:
     workingset: Workingset = NO_WORKINGSET
     oom_score_adj: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
     oom_sysctls: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    slab: frozenset[int] = frozenset()
 
     @property
     def zero_pfn(self) -> int:

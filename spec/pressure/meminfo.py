@@ -7,7 +7,8 @@ meminfo (fs/proc/meminfo.c ``meminfo_proc_show``), in kB:
 - MemAvailable: ``si_mem_available`` (mm/show_mem.c): free frames minus
   ``totalreserve_pages`` (0 here), plus the file LRU pages less
   ``min(pagecache / 2, wmark_low)``, with the low watermark
-  :data:`WMARK_LOW` (``min_free_kbytes`` scaled, here fixed); no slab here;
+  :data:`WMARK_LOW` (``min_free_kbytes`` scaled, here fixed), plus the
+  reclaimable slab less ``min(half, wmark_low)``: none here (see SReclaimable);
 - Cached: ``NR_FILE_PAGES`` less the swap cache: file and shmem page-cache
   pages; SwapCached: swap-cache pages; Dirty: dirty file pages;
 - AnonPages: ``NR_ANON_MAPPED``, anonymous pages mapped at least once
@@ -15,7 +16,14 @@ meminfo (fs/proc/meminfo.c ``meminfo_proc_show``), in kB:
   mapped at least once;
 - SwapTotal, SwapFree: slots, and slots not in use;
 - PageTables: ``NR_PAGETABLE``, the lower tables of every process (PDPT, PD,
-  PT: ``pagetable_alloc`` accounts them; the PGD, from ``__get_free_pages``, is not).
+  PT: ``pagetable_alloc`` accounts them; the PGD, from ``__get_free_pages``, is not);
+- Slab: SReclaimable plus SUnreclaim, the pages of the slab allocator's slabs
+  (``NR_SLAB_RECLAIMABLE_B`` and ``NR_SLAB_UNRECLAIMABLE_B``, which
+  ``account_slab`` in mm/slab.h keeps): a cache's pages are reclaimable only
+  when it was made with ``SLAB_RECLAIM_ACCOUNT`` (the dentry and inode caches),
+  which no cache here is, so SReclaimable is 0 and every slab page is in
+  SUnreclaim; the slab allocator's own objects (VMAs, ``mm_struct``) are not
+  slab-allocated in this model, so Slab counts only the scenario's caches.
 
 status (fs/proc/task_mmu.c ``task_mem``): RssAnon, RssFile, RssShmem are
 the ``MM_ANONPAGES``, ``MM_FILEPAGES``, ``MM_SHMEMPAGES`` counters of the
@@ -65,10 +73,14 @@ def si_mem_available(free: int, reserve: int, file_lru: int, reclaimable: int, w
     return max(available, 0)
 
 
+# ``NR_SLAB_RECLAIMABLE_B`` in pages: no cache here is made with ``SLAB_RECLAIM_ACCOUNT``.
+SLAB_RECLAIMABLE = 0
+
+
 def mem_available(k: Kernel) -> int:
-    """``si_mem_available`` in pages: no reserve and no slab here, the low watermark :data:`WMARK_LOW`."""
+    """``si_mem_available`` in pages: no reserve, the reclaimable slab, the low watermark :data:`WMARK_LOW`."""
     pagecache = sum(1 for page in k.pages.values() if page.lru and not page.anon)
-    return si_mem_available(free_frames(k), 0, pagecache, 0, WMARK_LOW)
+    return si_mem_available(free_frames(k), 0, pagecache, SLAB_RECLAIMABLE, WMARK_LOW)
 
 
 def meminfo(k: Kernel) -> Meminfo:
@@ -89,6 +101,9 @@ def meminfo(k: Kernel) -> Meminfo:
         swap_total=k.swap_slots * KB,
         swap_free=(k.swap_slots - len(k.swap_map)) * KB,
         page_tables=tables * KB,
+        slab=len(k.slab) * KB,
+        s_reclaimable=SLAB_RECLAIMABLE * KB,
+        s_unreclaim=(len(k.slab) - SLAB_RECLAIMABLE) * KB,
     )
 
 

@@ -43,6 +43,7 @@ MAX_OPS = {
     "fault-around-machine": 20,
     "oom-machine": 10,
     "workingset-machine": 20,
+    "slab-pressure-machine": 10,
 }
 
 
