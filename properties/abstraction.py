@@ -22,7 +22,7 @@ from impl.paging.physmem import PhysMem
 from impl.pressure.pressure import PG_DIRTY, PG_REFERENCED, is_swap, swp_offset
 from properties.frame_cache import Entries, FrameCache
 from spec.alloc.buddy import Block, BuddyState
-from spec.mm.kernel import File, Kernel, Leaf, Page, Pin, Space, Workingset
+from spec.mm.kernel import File, Kernel, Leaf, Page, Pin, Space, Thp, Workingset
 from spec.mm.vma import Prot
 from spec.mm.vma import Vma as SpecVma
 from spec.paging.mmu import MmuState
@@ -73,7 +73,7 @@ _PTE_D = 0x40
 def abstract_vma(vma: ImplVma) -> SpecVma:
     """An implementation VMA as the spec's."""
     prot = Prot(vma.read, vma.write, vma.exec)
-    return SpecVma(vma.start, vma.end, prot, vma.shared, vma.obj, vma.pgoff, vma.anon, vma.forked, vma.huge)
+    return SpecVma(vma.start, vma.end, prot, vma.shared, vma.obj, vma.pgoff, vma.anon, vma.forked, vma.huge, vma.thp)
 
 
 def decode_leaf(entry: int, writable: bool, user: bool, nx: bool, huge: bool = False) -> Leaf:
@@ -231,6 +231,22 @@ def abstract_kernel(kernel: ImplKernel, frames: FrameCache | None = None) -> Ker
         **abstract_pressure(kernel),
         oom_score_adj=MappingProxyType(dict(sorted(kernel.oom.adj.items()))),
         oom_sysctls=MappingProxyType(dict(sorted(kernel.oom.sysctls.items()))),
+        thp=abstract_thp(kernel),
+    )
+
+
+def abstract_thp(kernel: ImplKernel) -> Thp:
+    """The THP policy and counters (:class:`impl.mm.thp.Thp`) as the spec's :class:`~spec.mm.kernel.Thp`."""
+    t = kernel.thp
+    settings = t.settings
+    return Thp(
+        settings["enabled"],
+        settings["defrag"],
+        settings["use_zero_page"] == "1",
+        t.zero_pfn,
+        t.fault_alloc,
+        t.fault_fallback,
+        t.split_pmd,
     )
 
 

@@ -156,12 +156,14 @@ class Status:
 @dataclass(frozen=True, slots=True)
 class Vmstat:
     """``/proc/vmstat`` fault counters, and with workingset detection on its file refault counters
-    (``workingset_refault_file``, ``workingset_activate_file``; None when off)."""
+    (``workingset_refault_file``, ``workingset_activate_file``; None when off), and once transparent huge pages
+    are on ``thp_fault_alloc``, ``thp_fault_fallback``, ``thp_split_pmd`` (``thp``; None before)."""
 
     pgfault: int
     pgmajfault: int
     workingset_refault_file: int | None = None
     workingset_activate_file: int | None = None
+    thp: tuple[int, int, int] | None = None
 
 
 ENOMEM = Errno("ENOMEM")

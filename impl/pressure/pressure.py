@@ -772,4 +772,8 @@ class Pressure:
         if self.workingset:
             counts["workingset_refault_file"] = self.workingset_refault_file
             counts["workingset_activate_file"] = self.workingset_activate_file
+        thp = self.k.thp
+        if thp.shown:
+            counts.update(thp_fault_alloc=thp.fault_alloc, thp_fault_fallback=thp.fault_fallback)
+            counts["thp_split_pmd"] = thp.split_pmd
         return counts

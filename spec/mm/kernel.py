@@ -174,6 +174,39 @@ class Workingset:
 
 NO_WORKINGSET = Workingset()
 
+THP_ENABLED = ("always", "madvise", "never")
+THP_DEFRAG = ("always", "defer", "defer+madvise", "madvise", "never")
+
+
+@dataclass(frozen=True, slots=True)
+class Thp:
+    """Transparent huge pages (:mod:`spec.mm.thp`): the policy of ``/sys/kernel/mm/transparent_hugepage`` and the
+    ``/proc/vmstat`` THP counters.
+
+    ``enabled`` and ``defrag`` are the sysfs files' settings (Documentation/admin-guide/mm/transhuge.rst);
+    ``use_zero_page`` is ``use_zero_page``; ``zero_pfn`` is the huge zero page's order-9 block once
+    ``mm_get_huge_zero_folio`` allocated it (0 before); ``fault_alloc``, ``fault_fallback`` and ``split_pmd`` are
+    ``thp_fault_alloc``, ``thp_fault_fallback`` and ``thp_split_pmd``.  The model boots with ``enabled`` at
+    ``never`` so that a config without THP behaves as before; Linux's boot default is a Kconfig choice
+    (``CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS`` / ``_MADVISE`` / ``_NEVER``).
+    """
+
+    enabled: str = "never"
+    defrag: str = "madvise"
+    use_zero_page: bool = True
+    zero_pfn: int = 0
+    fault_alloc: int = 0
+    fault_fallback: int = 0
+    split_pmd: int = 0
+
+    @property
+    def shown(self) -> bool:
+        """The THP counters and fields appear in vmstat, smaps_rollup and meminfo once THP is on, or ever was."""
+        return self != NO_THP
+
+
+NO_THP = Thp()
+
 
 @dataclass(frozen=True, slots=True)
 class Space:
@@ -237,6 +270,8 @@ class Kernel:
 
     The OOM killer (:mod:`spec.oom`): ``oom_score_adj`` of every process whose value is not 0, and the OOM
     sysctls (``vm.panic_on_oom``, ``vm.oom_kill_allocating_task``) that are not 0.
+
+    Transparent huge pages (:mod:`spec.mm.thp`): ``thp`` is the policy and the THP counters (:class:`Thp`).
     """
 
     buddy: buddy.BuddyState
@@ -271,6 +306,7 @@ class Kernel:
     workingset: Workingset = NO_WORKINGSET
     oom_score_adj: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
     oom_sysctls: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    thp: Thp = NO_THP
 
     @property
     def zero_pfn(self) -> int:

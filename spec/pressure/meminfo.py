@@ -115,8 +115,10 @@ def status(k: Kernel, pid: int) -> Status:
 
 def vmstat(k: Kernel) -> Vmstat:
     """``/proc/vmstat``'s fault counters, and its file refault counters when workingset detection is on
-    (mm/vmstat.c ``vmstat_text``: ``workingset_refault_file``, ``workingset_activate_file``)."""
-    ws = k.workingset
+    (mm/vmstat.c ``vmstat_text``: ``workingset_refault_file``, ``workingset_activate_file``), and the THP ones
+    once THP is on (``thp_fault_alloc``, ``thp_fault_fallback``, ``thp_split_pmd``)."""
+    ws, t = k.workingset, k.thp
+    counters = (t.fault_alloc, t.fault_fallback, t.split_pmd) if t.shown else None
     if not ws.enabled:
-        return Vmstat(k.pgfault, k.pgmajfault)
-    return Vmstat(k.pgfault, k.pgmajfault, ws.refault_file, ws.activate_file)
+        return Vmstat(k.pgfault, k.pgmajfault, thp=counters)
+    return Vmstat(k.pgfault, k.pgmajfault, ws.refault_file, ws.activate_file, counters)
