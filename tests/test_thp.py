@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from lang.errors import InvalidArgument, NotModelled, ScenarioError
-from lang.kernel_ops import Madvise, Mmap, Spawn, Switch
-from lang.ops import ThpSetting, VmstatOp
+from lang.kernel_ops import Fork, Load, Madvise, Mmap, Munmap, Spawn, Store, Switch
+from lang.ops import SmapsOp, ThpSetting, VmstatOp
 from lang.scenario import Config, parse_op
 from properties.drivers import Lockstep
+from spec.mm import invariants as kernel_invariants
 from spec.mm import thp
-from spec.mm.kernel import NO_THP
+from spec.mm.kernel import NO_THP, Kernel
+from spec.smp import shootdown
 
 CONFIG = Config(frames=2048, cpus=2, max_order=10)
 H = 0x40000000
@@ -86,3 +90,77 @@ def test_vmstat_shows_the_thp_counters_once_thp_is_on() -> None:
     run.apply(ThpSetting("enabled", "always"))
     counts = run.apply(VmstatOp())
     assert (0, 0, 0) == (counts["thp_fault_alloc"], counts["thp_fault_fallback"], counts["thp_split_pmd"])
+
+
+def thp_run(*ops: object, config: Config = CONFIG) -> Lockstep:
+    """A lockstep run with THP always on, pid 1 on CPU 0 with 2 MiB-aligned 4 MiB mapped at H, then ``ops``."""
+    lockstep = Lockstep(config)
+    for op in (ThpSetting("enabled", "always"), Spawn(), Switch(0, 1), Mmap(1, H, 1024, "rw-", False), *ops):
+        lockstep.apply(op)  # type: ignore[arg-type]
+    return lockstep
+
+
+def spec_state(run: Lockstep) -> Kernel:
+    state = run.spec.kernel.kernel
+    assert state is not None
+    return state
+
+
+def test_a_write_fault_maps_one_pmd_of_an_aligned_order_9_block() -> None:
+    """do_huge_pmd_anonymous_page: one 2 MiB leaf at the aligned page, its PT deposited, thp_fault_alloc 1, and
+    every kernel invariant holds."""
+    run = thp_run(Store(0, H + 0x5008, 9))
+    state = spec_state(run)
+    leaf = state.procs[1].leaves[H >> 12]
+    assert leaf.huge and leaf.writable and leaf.dirty
+    assert 0 == leaf.pfn % 512
+    assert (1, (H >> 12) >> 9) in state.procs[1].tables
+    assert 1 == run.apply(VmstatOp())["thp_fault_alloc"]
+    assert {"value": 9} == run.apply(Load(0, H + 0x5008))
+    assert [] == kernel_invariants.violations(shootdown.settled(state))
+
+
+def test_a_read_fault_maps_the_huge_zero_page_and_a_write_splits_it() -> None:
+    """A read maps the huge zero page read-only (no Rss); a write then splits its PMD into 512 zero-page entries
+    and copies one 4 KiB page, in one fault."""
+    run = thp_run(Load(0, H))
+    state = spec_state(run)
+    assert state.thp.zero_pfn == state.procs[1].leaves[H >> 12].pfn
+    assert 0 == run.apply(SmapsOp(1))["Rss"]
+    faults = run.apply(VmstatOp())["pgfault"]
+    run.apply(Store(0, H + 0x3000, 4))
+    counts = run.apply(VmstatOp())
+    assert (faults + 1, 1) == (counts["pgfault"], counts["thp_split_pmd"])
+    assert 4 == run.apply(SmapsOp(1))["Rss"]
+    assert {"value": 0} == run.apply(Load(0, H + 0x4000))
+    assert [] == kernel_invariants.violations(shootdown.settled(spec_state(run)))
+
+
+def test_without_an_order_9_block_the_fault_falls_back_to_4_kib() -> None:
+    """No free block of order 9 (max_order 8): thp_fault_fallback counts, a 4 KiB page is mapped."""
+    run = thp_run(Store(0, H, 1), config=Config(frames=2048, cpus=2, max_order=8))
+    counts = run.apply(VmstatOp())
+    assert (0, 1) == (counts["thp_fault_alloc"], counts["thp_fault_fallback"])
+    assert not spec_state(run).procs[1].leaves[H >> 12].huge
+
+
+def test_a_partial_munmap_splits_the_pmd_and_keeps_the_rest() -> None:
+    """munmap of the first page: the PMD splits into PTEs for the other 511 frames, contents kept, AnonHugePages 0."""
+    run = thp_run(Store(0, H + 0x1000, 3))
+    run.apply(Munmap(1, H, 1))
+    assert {"value": 3} == run.apply(Load(0, H + 0x1000))
+    smaps = run.apply(SmapsOp(1))
+    assert (511 * 4, 0) == (smaps["Rss"], smaps["AnonHugePages"])
+    assert 1 == run.apply(VmstatOp())["thp_split_pmd"]
+    assert [] == kernel_invariants.violations(shootdown.settled(spec_state(run)))
+
+
+def test_fork_write_protects_the_pmd_and_a_write_to_the_shared_thp_is_not_modelled() -> None:
+    """copy_huge_pmd: both PMDs read-only and the THP shared; the COW split of a shared THP is refused alike."""
+    run = thp_run(Store(0, H, 1), Fork(1))
+    state = spec_state(run)
+    parent, child = state.procs[1].leaves[H >> 12], state.procs[2].leaves[H >> 12]
+    assert (False, False, parent.pfn) == (parent.writable, child.writable, child.pfn)
+    with pytest.raises(NotModelled, match="split a THP only while one process maps it"):
+        run.apply(Store(0, H, 2))
+    assert replace(state, events=()) == spec_state(run)

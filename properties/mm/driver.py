@@ -113,7 +113,8 @@ def outcome_json(outcome: Outcome) -> Result:
     if isinstance(outcome, Meminfo | Status | Vmstat):
         return pressure_json(outcome)
     if isinstance(outcome, Smaps):
-        return {key: getattr(outcome, name) for key, name in SMAPS_KEYS}
+        fields = {key: getattr(outcome, name) for key, name in SMAPS_KEYS}
+        return fields if outcome.anon_huge_pages is None else {**fields, "AnonHugePages": outcome.anon_huge_pages}
     if isinstance(outcome, OomScore | OomKill | OomPanic):
         return oom_json(outcome)
     raise AssertionError(f"no JSON form for {outcome!r}")
@@ -169,7 +170,10 @@ def pressure_json(outcome: Meminfo | Status | Vmstat) -> Result:
             counts.update(zip(("thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd"), outcome.thp, strict=True))
         return counts
     keys = MEMINFO_KEYS if isinstance(outcome, Meminfo) else STATUS_KEYS
-    return {key: getattr(outcome, name) for key, name in keys}
+    fields = {key: getattr(outcome, name) for key, name in keys}
+    if isinstance(outcome, Meminfo) and outcome.anon_huge_pages is not None:
+        fields["AnonHugePages"] = outcome.anon_huge_pages
+    return fields
 
 
 def oom_json(outcome: OomScore | OomKill | OomPanic) -> Result:
@@ -400,7 +404,7 @@ def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result
     if pressure is not None:
         return pressure
     if isinstance(op, ops.ThpSetting):
-        return k.thp.set(op.setting, op.value)
+        return k.thp.set_setting(op.setting, op.value)
     if isinstance(op, ops.Spawn):
         return k.spawn()
     if isinstance(op, ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise):
