@@ -216,6 +216,7 @@ FAULT_AROUND_MACHINE = machine_detector(
 PRESSURE_MACHINE = machine_detector("pressure-machine", "properties.pressure.pressure_machine:PressureMachine")
 OOM_MACHINE = machine_detector("oom-machine", "properties.oom.oom_machine:OomMachine")
 WORKINGSET_MACHINE = machine_detector("workingset-machine", "properties.pressure.workingset_machine:WorkingsetMachine")
+THP_MACHINE = machine_detector("thp-machine", "properties.mm.thp_machine:ThpMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -226,6 +227,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "aspace": (KERNEL_MACHINE,),
     "tlb": (SMP_MACHINE, SMP_EXPLORER),
     "huge": (HUGE_MACHINE,),
+    "thp": (THP_MACHINE,),
     "slab": (SLAB_MACHINE,),
     "pcid": (NOPCID_MACHINE,),
     "pressure": (PRESSURE_MACHINE,),

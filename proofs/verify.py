@@ -38,6 +38,7 @@ CHECK_MODULES = (
     "properties.pressure.fault_around_machine",
     "properties.oom.oom_machine",
     "properties.pressure.workingset_machine",
+    "properties.mm.thp_machine",
 )
 
 

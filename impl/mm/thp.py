@@ -82,6 +82,8 @@ class Thp:
             raise NotModelled(f"madvise {advice} over a hugetlb mapping is not modelled: advise normal mappings only")
         if not vmas.intersects(lo, hi):
             return {"error": "ENOMEM"}
+        cut_at = [e for e in (lo, hi) if (v := vmas.find(e)) is not None and v.start < e and v.thp != advice]
+        self.split_edges(proc, *cut_at)  # vma_adjust_trans_huge
         self.k._split(proc, lo)
         self.k._split(proc, hi)
         for vma in vmas.within(lo, hi):

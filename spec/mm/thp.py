@@ -15,7 +15,8 @@ Per VMA, ``madvise(MADV_HUGEPAGE)`` sets ``VM_HUGEPAGE`` and clears ``VM_NOHUGEP
 reverse (mm/khugepaged.c ``hugepage_madvise``); ``madvise_update_vma`` splits the VMAs at the range's edges
 and merges them with compatible neighbours (``vma_modify_flags_name``, mm/vma.c), as mprotect does
 (:func:`spec.mm.aspace.mprotect`); a hole in the range is ENOMEM after the mapped parts changed
-(``madvise_walk_vmas``).  Hugetlb VMAs in the range are refused as not modelled.
+(``madvise_walk_vmas``); where a VMA whose flag changes is split inside a THP's PMD, the PMD is split first
+(``vma_adjust_trans_huge``).  Hugetlb VMAs in the range are refused as not modelled.
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ def madvise_thp(k: Kernel, pid: int, va: int, pages: int, advice: str) -> tuple[
     if not intersects(sp.vmas, lo, hi):
         return k, ENOMEM
     flag = THP_ADVICE[advice]
+    cut_at = [e for e in (lo, hi) if (v := find(sp.vmas, e)) is not None and v.start < e and v.thp != flag]
+    k = split_edges(k, pid, *cut_at)
+    sp = space(k, pid)
     changed = tuple(replace(v, thp=flag) for v in inside(sp.vmas, lo, hi))
     vmas = merge_at(insert(cut(sp.vmas, lo, hi), changed), lo, hi)
     k = with_space(k, pid, replace(sp, vmas=vmas))
