@@ -573,7 +573,14 @@ class Kernel:
             end, result = max(lo, last.start), errno("EINVAL")
             if end == lo:
                 return result
-        self.thp.split_edges(proc, lo, end)
+        # mprotect_fixup leaves a VMA whose flags do not change alone (mm/mprotect.c: newflags == oldflags), so
+        # only an edge inside a VMA that changes splits a THP PMD there (vma_adjust_trans_huge).
+        cut_at = [
+            e
+            for e in (lo, end)
+            if (v := proc.vmas.find(e)) is not None and v.start < e and (v.read, v.write, v.exec) != rwx
+        ]
+        self.thp.split_edges(proc, *cut_at)
         self._split(proc, lo)
         self._split(proc, end)
         for vma in proc.vmas.within(lo, end):

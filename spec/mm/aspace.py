@@ -239,7 +239,10 @@ def mprotect(k: Kernel, pid: int, va: int, pages: int, prot: Prot) -> tuple[Kern
         end, outcome = max(lo, last.start), Errno("EINVAL")
         if end == lo:
             return k, outcome
-    k = thp.split_edges(k, pid, lo, end)
+    # mprotect_fixup leaves a VMA whose flags do not change alone (mm/mprotect.c: newflags == oldflags), so
+    # only an edge inside a VMA that changes splits a THP PMD there (vma_adjust_trans_huge).
+    cut_at = [e for e in (lo, end) if (v := find(sp.vmas, e)) is not None and v.start < e and v.prot != prot]
+    k = thp.split_edges(k, pid, *cut_at)
     sp = space(k, pid)
     changed = tuple(replace(v, prot=prot) for v in inside(sp.vmas, lo, end))
     vmas = merge_at(insert(cut(sp.vmas, lo, end), changed), lo, end)
