@@ -407,10 +407,10 @@ def cmd_buddy(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(buddy_json(load(args.file), args.model)))
         return 0
-    if is_terminal():
+    if is_terminal() and not args.fragmentation:
         print_table(buddy_table(buddy_json(load(args.file), args.model)))
         return 0
-    for line in buddy_view(load(args.file), args.model):
+    for line in buddy_view(load(args.file), args.model, args.fragmentation):
         print(line)
     return 0
 
@@ -739,6 +739,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="spec: free sets, lowest pfn first; impl: free lists in the order allocation takes them",
     )
     p.add_argument("--json", action="store_true", help="print the free lists at the start and after each op as JSON")
+    p.add_argument(
+        "--fragmentation",
+        action="store_true",
+        help="with each buddyinfo line, the extfrag_index and unusable_index lines (mm/vmstat.c formulas) and "
+        "the orders compaction would be tried for (vm.extfrag_threshold 500)",
+    )
     p.set_defaults(func=cmd_buddy)
 
     p = sub.add_parser("slab", help="show each slab cache's slabs and freelists after each step of a slab scenario")
