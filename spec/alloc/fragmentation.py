@@ -98,6 +98,19 @@ def fragindex_allows_compaction(counts: Sequence[int], order: int, threshold: in
     return not 0 <= index <= threshold
 
 
+def compact_gap(order: int) -> int:
+    """``compact_gap`` (include/linux/compaction.h): ``2 << order``, the free pages compaction wants beyond the
+    watermark, room for the migration targets while a block of ``order`` forms."""
+    return 2 << order
+
+
+def gap_allows_compaction(counts: Sequence[int], order: int, watermark: int = 0) -> bool:
+    """The watermark test of ``__compaction_suitable`` (mm/compaction.c): order-0 ``__zone_watermark_ok`` with
+    ``watermark + compact_gap(order)``, true when the free pages exceed it (``watermark``: the zone's min or,
+    above the costly order, low watermark; 0 where the model keeps no reserve)."""
+    return contig_info(counts, order).free_pages > watermark + compact_gap(order)
+
+
 def index_text(index: int, width: int = 2) -> str:
     """An index as mm/vmstat.c prints it: ``"%2d.%03d"`` (``extfrag_show_print``; ``"%d.%03d"``, width 0, in
     ``unusable_show_print``) of ``index / 1000, index % 1000`` with C's division (towards zero): -1000 is
