@@ -124,7 +124,10 @@ class Thp:
     def fault(self, proc: Process, vma: Vma, vpn: int, write: bool) -> tuple[Result | None, bool]:
         """``create_huge_pmd`` (mm/memory.c, mm/huge_memory.c ``do_huge_pmd_anonymous_page``): the failure (None:
         fixed) and whether it was handled; not handled, the fault goes on to 4 KiB pages (``VM_FAULT_FALLBACK``),
-        counted in ``thp_fault_fallback`` when an order-9 block was wanted and none was free."""
+        counted in ``thp_fault_fallback`` when an order-9 block was wanted and none was free.
+
+        The PMD goes into an empty PD entry (a PT there means 4 KiB pages, ``pmd_none`` in ``__handle_mm_fault``)
+        and, a 2 MiB leaf like hugetlb's, stays out of the reverse map (:meth:`impl.mm.kernel.Kernel.rmapped`)."""
         k, head = self.k, vpn - vpn % HUGE_PAGES
         if not self.allowed(vma, head) or k._leaf_entry(proc.root, head) is not None:
             return None, False
@@ -163,6 +166,10 @@ class Thp:
         the PMD's bits, and the folio is split into order-0 pages at once (``split_huge_page``), each with the
         folio's counts and flags, on the inactive anonymous LRU.  Only a THP one PMD maps alone is split
         (NotModelled otherwise, before anything changes).
+
+        The 512 PTEs enter the reverse map (:meth:`impl.mm.kernel.Kernel.set_pte`; ``__split_huge_pmd_locked``
+        moves the mapping from the PMD to the PTEs, ``folio_add_anon_rmap_ptes``, mm/huge_memory.c); the PMD leaf,
+        like every 2 MiB leaf (hugetlb's too), was never in it, and it now points to a table, not a frame.
         """
         k = self.k
         pfn = (entry & _PFN) >> 12
@@ -175,14 +182,14 @@ class Thp:
             assert vma is not None
             pte = k._leaf(vma, k.zero_pfn, False)
             for i in range(HUGE_PAGES):
-                k.mem.write((table << 12) + 8 * i, pte)
+                k.set_pte((table << 12) + 8 * i, pte, proc.pid, head + i)
         else:
             flags = k.flags[pfn]
             bits = entry & ~_PFN & ~_PS
             sub = PG_ANON | (flags & PG_EXCLUSIVE)  # no PG_dirty on anonymous pages: the PTEs' D bits say it
             k.buddy.split_page(pfn, HUGE_ORDER)
             for i in range(HUGE_PAGES):
-                k.mem.write((table << 12) + 8 * i, bits | ((pfn + i) << 12))
+                k.set_pte((table << 12) + 8 * i, bits | ((pfn + i) << 12), proc.pid, head + i)
                 k.refcount[pfn + i], k.mapcount[pfn + i], k.flags[pfn + i] = 1, 1, sub
                 k.pressure.lru_add(pfn + i, ANON_INACTIVE)
         k.mem.write(pa, (table << 12) | _PAGE_TABLE)
