@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from lang.errors import InvalidArgument, NotModelled, ScenarioError
-from lang.kernel_ops import Fork, Load, Madvise, Mmap, Munmap, Spawn, Store, Switch
+from lang.kernel_ops import Exit, Fork, Load, Madvise, Mmap, Munmap, Spawn, Store, Switch
 from lang.ops import SmapsOp, ThpSetting, VmstatOp
 from lang.scenario import Config, parse_op
 from properties.drivers import Lockstep
@@ -164,3 +164,37 @@ def test_fork_write_protects_the_pmd_and_a_write_to_the_shared_thp_is_not_modell
     with pytest.raises(NotModelled, match="split a THP only while one process maps it"):
         run.apply(Store(0, H, 2))
     assert replace(state, events=()) == spec_state(run)
+
+
+def impl_rmap(run: Lockstep) -> dict[int, dict[int, tuple[int, int]]]:
+    """The implementation's reverse map, after checking it against its page tables."""
+    kernel = run.impl.kernel.kernel
+    assert kernel is not None and kernel.rmap_problem() is None
+    return kernel.rmap
+
+
+def test_the_reverse_map_follows_a_thp_from_pmd_to_ptes() -> None:
+    """A PMD leaf is not in the reverse map (a 2 MiB leaf, as hugetlb's), nor the child's copy at fork; the split
+    at an munmap edge puts the 511 PTEs left in it, each frame at its own page; the huge zero page's split, the
+    zero page at 511 pages and the copied page at the one written; exit empties it."""
+    base = H >> 12
+    run = thp_run(Store(0, H, 1), Fork(1))
+    assert {} == impl_rmap(run)
+    run.apply(Exit(2))
+    head = spec_state(run).procs[1].leaves[base].pfn
+    run.apply(Munmap(1, H + 0x1000, 1))
+    rmap = impl_rmap(run)
+    assert set(range(head, head + 512)) - {head + 1} == set(rmap)
+    assert all(list(rmap[head + i].values()) == [(1, base + i)] for i in range(512) if i != 1)
+    run.apply(Load(0, H + 0x200000))
+    assert 511 == len(impl_rmap(run))
+    run.apply(Store(0, H + 0x203000, 4))
+    rmap = impl_rmap(run)
+    written = spec_state(run).procs[1].leaves[base + 512 + 3].pfn
+    kernel = run.impl.kernel.kernel
+    assert kernel is not None
+    zero = kernel.zero_pfn
+    assert sorted(pid_vpn[1] for pid_vpn in rmap[zero].values()) == [base + 512 + i for i in range(512) if i != 3]
+    assert [(1, base + 512 + 3)] == list(rmap[written].values())
+    run.apply(Exit(1))
+    assert {} == impl_rmap(run)
