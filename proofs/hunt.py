@@ -219,6 +219,7 @@ WORKINGSET_MACHINE = machine_detector("workingset-machine", "properties.pressure
 SLAB_PRESSURE_MACHINE = machine_detector(
     "slab-pressure-machine", "properties.pressure.slab_pressure_machine:SlabPressureMachine"
 )
+THP_MACHINE = machine_detector("thp-machine", "properties.mm.thp_machine:ThpMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -229,6 +230,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "aspace": (KERNEL_MACHINE,),
     "tlb": (SMP_MACHINE, SMP_EXPLORER),
     "huge": (HUGE_MACHINE,),
+    "thp": (THP_MACHINE,),
     "slab": (SLAB_MACHINE,),
     "pcid": (NOPCID_MACHINE,),
     "pressure": (PRESSURE_MACHINE,),

@@ -39,6 +39,7 @@ CHECK_MODULES = (
     "properties.oom.oom_machine",
     "properties.pressure.workingset_machine",
     "properties.pressure.slab_pressure_machine",
+    "properties.mm.thp_machine",
 )
 
 

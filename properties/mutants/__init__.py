@@ -27,6 +27,7 @@ from properties.mutants.pressure import PRESSURE_MUTANTS
 from properties.mutants.slab import SLAB_MUTANTS
 from properties.mutants.slab_meminfo import SLAB_MEMINFO_MUTANTS
 from properties.mutants.smaps import SMAPS_MUTANTS
+from properties.mutants.thp import THP_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 from properties.mutants.walk import WALK_MUTANTS
 from properties.mutants.workingset import WORKINGSET_MUTANTS
@@ -45,6 +46,7 @@ MUTANTS: tuple[Mutant, ...] = (
     + OOM_MUTANTS
     + WORKINGSET_MUTANTS
     + SLAB_MEMINFO_MUTANTS
+    + THP_MUTANTS
 )
 LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))
 
