@@ -166,7 +166,8 @@ def mutants(session: nox.Session) -> None:
 def linux(session: nox.Session) -> None:
     """Spec and impl against the live Linux kernel: COW, the zero page, pagemap and smaps (needs root and gcc);
     memory pressure in a memory cgroup with a swap file, and MemAvailable against si_mem_available; the
-    OOM killer's victims and oom_score in a cgroup v1 memory group, with and without swap.
+    OOM killer's victims and oom_score in a cgroup v1 memory group, with and without swap; transparent huge
+    pages in the kernel's own THP mode (AnonHugePages, the huge zero page, kpageflags).
 
     ``MMCHECK_LINUX_SCENARIOS`` (default 300) sets how many generated
     scenarios run, of each kind; the scenario files under tests/scenarios/ run as well.
@@ -176,7 +177,12 @@ def linux(session: nox.Session) -> None:
         "MMCHECK_LINUX_SCENARIOS": os.environ.get("MMCHECK_LINUX_SCENARIOS", "300"),
         "MMCHECK_PROFILE": os.environ.get("MMCHECK_PROFILE", "ci"),
     }
-    tests = ["tests/test_linux_oracle.py", "tests/test_linux_pressure_oracle.py", "tests/test_linux_oom_oracle.py"]
+    tests = [
+        "tests/test_linux_oracle.py",
+        "tests/test_linux_pressure_oracle.py",
+        "tests/test_linux_oom_oracle.py",
+        "tests/test_linux_thp_oracle.py",
+    ]
     session.run("pytest", *tests, *session.posargs, env=env)
 
 

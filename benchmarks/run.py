@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from benchmarks import bench_buddy, bench_kernel, bench_pressure, bench_slab, bench_tlb, harness, translation
+from benchmarks import bench_buddy, bench_kernel, bench_pressure, bench_slab, bench_thp, bench_tlb, harness, translation
 from benchmarks.report import (
     Report,
     Row,
@@ -506,6 +506,13 @@ def shootdown_family(plan: Plan, report: Report) -> None:
             )
 
 
+def thp_family(plan: Plan, report: Report) -> None:
+    say(f"thp: writing one aligned 2 MiB range, a THP against {bench_thp.PAGES} 4 KiB pages")
+    huge, small = bench_thp.touch_costs(True), bench_thp.touch_costs(False)
+    for measure, count in huge.items():
+        report.rows.append(against_baseline("thp", f"2 MiB written: {measure}", "", count, small[measure]))
+
+
 def harness_family(plan: Plan, report: Report) -> None:
     say(f"harness: each machine for {plan.machine_examples} examples of up to {harness.STEPS_PER_EXAMPLE} steps")
     for name in harness.MACHINES:
@@ -541,6 +548,7 @@ FAMILIES = {
     "kernel": kernel_family,
     "pressure": pressure_family,
     "shootdown": shootdown_family,
+    "thp": thp_family,
     "harness": harness_family,
 }
 

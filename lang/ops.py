@@ -2,8 +2,8 @@
 
 The hardware and buddy ops are defined in :mod:`lang.hardware_ops`, the kernel ops in :mod:`lang.kernel_ops`,
 the slab ops in :mod:`lang.slab_ops`, memory pressure's in :mod:`lang.pressure_ops`, the OOM killer's in
-:mod:`lang.oom_ops`; importing this module registers them all, so :func:`lang.scenario.parse_op` knows the whole
-vocabulary.
+:mod:`lang.oom_ops`, transparent huge pages' in :mod:`lang.thp_ops`; importing this module registers them all,
+so :func:`lang.scenario.parse_op` knows the whole vocabulary.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ from lang.slab_ops import (
     SlabOp,
     ValidateSlabCache,
 )
+from lang.thp_ops import ThpSetting
 
 __all__ = [
     "Access",
@@ -127,6 +128,7 @@ __all__ = [
     "Swapoff",
     "Switch",
     "Sysctl",
+    "ThpSetting",
     "TlbEvict",
     "Truncate",
     "Unpin",

@@ -219,6 +219,10 @@ FAULT_AROUND_MACHINE = machine_detector(
 PRESSURE_MACHINE = machine_detector("pressure-machine", "properties.pressure.pressure_machine:PressureMachine")
 OOM_MACHINE = machine_detector("oom-machine", "properties.oom.oom_machine:OomMachine")
 WORKINGSET_MACHINE = machine_detector("workingset-machine", "properties.pressure.workingset_machine:WorkingsetMachine")
+SLAB_PRESSURE_MACHINE = machine_detector(
+    "slab-pressure-machine", "properties.pressure.slab_pressure_machine:SlabPressureMachine"
+)
+THP_MACHINE = machine_detector("thp-machine", "properties.mm.thp_machine:ThpMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -229,6 +233,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "aspace": (KERNEL_MACHINE,),
     "tlb": (SMP_MACHINE, SMP_EXPLORER),
     "huge": (HUGE_MACHINE,),
+    "thp": (THP_MACHINE,),
     "slab": (SLAB_MACHINE,),
     "slab_debug": (SLAB_DEBUG_MACHINE,),
     "pcid": (NOPCID_MACHINE,),
@@ -238,6 +243,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "smaps": (FAULT_AROUND_MACHINE,),
     "oom": (OOM_MACHINE,),
     "workingset": (WORKINGSET_MACHINE,),
+    "slab_meminfo": (SLAB_PRESSURE_MACHINE,),
 }
 
 

@@ -385,7 +385,7 @@ KERNEL_FIELDS = frozenset(
         *("gathering", "gathered"),
         *("files", "swap_slots", "swap_map", "swap_data", "swap_cache", "pgfault", "pgmajfault", "lru_steps"),
         *("fault_around", "workingset"),
-        *("oom_score_adj", "oom_sysctls"),
+        *("oom_score_adj", "oom_sysctls", "slab", "thp"),
     }
 )
 SPACE_FIELDS = frozenset(
@@ -529,6 +529,9 @@ def kernel_key(
         k.gathered,
         tuple(sorted((pid[p], adj) for p, adj in k.oom_score_adj.items())),
         freeze(k.oom_sysctls),
+        k.slab,
+        # The THP policy and the huge zero page; its vmstat counters are left out, as pgfault is.
+        (k.thp.enabled, k.thp.defrag, k.thp.use_zero_page, k.thp.zero_pfn),
     )
 
 

@@ -73,7 +73,7 @@ class Stat:
 class Smaps:
     """``/proc/PID/smaps_rollup`` fields in kB (fs/proc/task_mmu.c ``__show_smap``): Rss, Pss and its dirty,
     anonymous, file and shmem parts, Shared_Clean, Shared_Dirty, Private_Clean, Private_Dirty, Anonymous, Swap,
-    SwapPss."""
+    SwapPss; and once transparent huge pages are on, AnonHugePages (``anon_huge_pages``, None before)."""
 
     rss: int
     pss: int
@@ -88,6 +88,7 @@ class Smaps:
     anonymous: int
     swap: int
     swap_pss: int
+    anon_huge_pages: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ class Reclaimed:
 
 @dataclass(frozen=True, slots=True)
 class Meminfo:
-    """``/proc/meminfo`` fields, in kB."""
+    """``/proc/meminfo`` fields, in kB; AnonHugePages (``anon_huge_pages``) once transparent huge pages are on."""
 
     mem_total: int
     mem_free: int
@@ -137,6 +138,10 @@ class Meminfo:
     swap_total: int
     swap_free: int
     page_tables: int
+    slab: int
+    s_reclaimable: int
+    s_unreclaim: int
+    anon_huge_pages: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,12 +161,14 @@ class Status:
 @dataclass(frozen=True, slots=True)
 class Vmstat:
     """``/proc/vmstat`` fault counters, and with workingset detection on its file refault counters
-    (``workingset_refault_file``, ``workingset_activate_file``; None when off)."""
+    (``workingset_refault_file``, ``workingset_activate_file``; None when off), and once transparent huge pages
+    are on ``thp_fault_alloc``, ``thp_fault_fallback``, ``thp_split_pmd`` (``thp``; None before)."""
 
     pgfault: int
     pgmajfault: int
     workingset_refault_file: int | None = None
     workingset_activate_file: int | None = None
+    thp: tuple[int, int, int] | None = None
 
 
 ENOMEM = Errno("ENOMEM")

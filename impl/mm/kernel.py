@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from impl.alloc.buddy import BuddyAllocator
+from impl.mm.thp import Thp
 from impl.mm.vma import Vma, VmaList
 from impl.oom.oom import Oom
 from impl.paging.mmu import WRITE, Fault, Mmu, Translated
@@ -114,8 +115,11 @@ class Kernel:
         self.current = [0] * len(mmu.cpus)
         self.gathered: list[int] | None = None
         self.rmap: dict[int, dict[int, tuple[int, int]]] = {}
+        # The slab allocator's frames on this kernel's buddy, as account_slab (mm/slab.h) counts them.
+        self.slab_frames: set[int] = set()
         self.pressure = Pressure(self, swap, fault_around, workingset)
         self.oom = Oom(self)
+        self.thp = Thp(self)
         if self.free_frames() < 6:
             raise ConfigError("the kernel needs 6 free frames to boot: give the config more frames")
         self.boot = tuple(self._alloc(("boot", i, 0, 0)) for i in range(6))
@@ -131,8 +135,10 @@ class Kernel:
             *("pins", "next_pid", "next_object", "next_pin", "current", "boot", "zero_pfn", "kernel_pfn", "init_root"),
             "gathered",
             "rmap",
+            "slab_frames",
             "pressure",
             "oom",
+            "thp",
         }
     )
 
@@ -155,8 +161,10 @@ class Kernel:
         new.obj_users, new.pins, new.current = dict(self.obj_users), dict(self.pins), list(self.current)
         new.gathered = None if self.gathered is None else list(self.gathered)
         new.rmap = {pfn: dict(users) for pfn, users in self.rmap.items()}
+        new.slab_frames = set(self.slab_frames)
         new.pressure = self.pressure.clone(new)
         new.oom = self.oom.clone(new)
+        new.thp = self.thp.clone(new)
         return new
 
     # --- frames ---------------------------------------------------------------------------------
@@ -178,7 +186,7 @@ class Kernel:
         return pfn
 
     def _get(self, pfn: int, maps: int = 1) -> None:
-        if pfn != self.zero_pfn:
+        if pfn != self.zero_pfn and pfn != self.thp.zero_pfn:
             self.refcount[pfn] += 1
             self.mapcount[pfn] += maps
 
@@ -192,7 +200,7 @@ class Kernel:
         (``tlb_flush_mmu_tlbonly``) before ``tlb_batch_pages_flush`` drops the
         references (``free_pages_and_swap_cache``, mm/mmu_gather.c).
         """
-        if pfn == self.zero_pfn:
+        if pfn == self.zero_pfn or pfn == self.thp.zero_pfn:
             return
         self.mapcount[pfn] -= unmaps
         if self.gathered is not None:
@@ -432,8 +440,11 @@ class Kernel:
             if not vma.shared and vma.anon
             for pte in self.user_ptes(parent, vma.start, vma.end)
         ]
+        thp = self.thp
         keys = {
-            (level, vpn >> (9 * level)) for vpn, _, entry in copied for level in ((2, 3) if entry & _PS else (1, 2, 3))
+            (level, vpn >> (9 * level))
+            for vpn, _, entry in copied
+            for level in ((2, 3) if entry & _PS and not thp.is_thp(entry) else (1, 2, 3))
         }
         if self.free_frames() < 1 + len(keys):
             return errno("ENOMEM")
@@ -450,8 +461,10 @@ class Kernel:
                 self.mem.write(pa, entry)
             leaf_level = 2 if entry & _PS else 1
             self.set_pte(self._pte_pa_alloc(child, root, vpn, leaf_level), entry, child, vpn)
+            if thp.is_thp(entry):
+                thp.deposit(child, vpn)  # copy_huge_pmd: pte_alloc_one for the child's deposit
             pfn = (entry & _PFN) >> 12
-            if pfn != self.zero_pfn:
+            if pfn != self.zero_pfn and pfn != thp.zero_pfn:
                 self._get(pfn)
                 self.flags[pfn] &= ~PG_EXCLUSIVE
         vmas = parent.vmas.fork_copy()
@@ -490,8 +503,12 @@ class Kernel:
     # --- mappings -------------------------------------------------------------------------------
 
     def _zap(self, proc: Process, lo: int, hi: int) -> None:
+        """``zap_pte_range``, and ``zap_huge_pmd`` for a THP PMD (callers split one the range cuts), whose deposited
+        PT goes with it."""
         for vpn, pa, entry in list(self.user_ptes(proc, lo, hi)):
             self.set_pte(pa, 0, proc.pid, vpn)
+            if entry & _PS and self.thp.is_thp(entry):
+                self.thp.withdraw_and_free(proc.pid, vpn)
             if is_swap(entry):
                 self.pressure.swap_free(swp_offset(entry))
             else:
@@ -516,7 +533,9 @@ class Kernel:
                 self.obj_users[vma.obj] -= 1
 
     def _unmap(self, proc: Process, lo: int, hi: int) -> None:
-        """Zap, remove the VMAs, free the tables no VMA reaches, drop unused objects."""
+        """Split the THP PMDs the edges cut, zap, remove the VMAs, free the tables no VMA reaches, drop unused
+        objects."""
+        self.thp.split_edges(proc, lo, hi)
         self._zap(proc, lo, hi)
         self._split(proc, lo)
         self._split(proc, hi)
@@ -602,6 +621,14 @@ class Kernel:
             end, result = max(lo, last.start), errno("EINVAL")
             if end == lo:
                 return result
+        # mprotect_fixup leaves a VMA whose flags do not change alone (mm/mprotect.c: newflags == oldflags), so
+        # only an edge inside a VMA that changes splits a THP PMD there (vma_adjust_trans_huge).
+        cut_at = [
+            e
+            for e in (lo, end)
+            if (v := proc.vmas.find(e)) is not None and v.start < e and (v.read, v.write, v.exec) != rwx
+        ]
+        self.thp.split_edges(proc, *cut_at)
         self._split(proc, lo)
         self._split(proc, end)
         for vma in proc.vmas.within(lo, end):
@@ -620,10 +647,10 @@ class Kernel:
             writable = vma.write and not clean_file  # write-notify: a clean file page stays read-only
         elif vma.huge:
             writable = False  # hugetlb_change_protection: huge_pte_modify, no upgrade
-        else:
-            exclusive_anon = self.flags[pfn] & (PG_ANON | PG_EXCLUSIVE | PG_HUGE) == PG_ANON | PG_EXCLUSIVE
-            writable = vma.write and pfn != self.zero_pfn and exclusive_anon
-        return self._leaf(vma, pfn, writable, dirty=bool(entry & _D))  # pte_modify keeps the dirty bit
+        else:  # change_pte_range, or change_huge_pmd for a THP PMD (can_change_pmd_writable), never a zero page
+            exclusive_anon = self.flags[pfn] & (PG_ANON | PG_EXCLUSIVE) == PG_ANON | PG_EXCLUSIVE
+            writable = vma.write and pfn != self.zero_pfn and pfn != self.thp.zero_pfn and exclusive_anon
+        return self._leaf(vma, pfn, writable, dirty=bool(entry & _D)) | (entry & _PS)  # pte_modify keeps D
 
     def madvise_dontneed(self, pid: int, va: int, pages: int) -> Result:
         """``madvise(MADV_DONTNEED)``: zap the range VMA by VMA, keep the tables; in a hugetlb VMA the start must be
@@ -642,6 +669,7 @@ class Kernel:
                 if start % HUGE_PAGES:
                     return errno("EINVAL")
                 end -= end % HUGE_PAGES
+            self.thp.split_edges(proc, start, end)
             self._zap(proc, start, end)
         return OK if proc.vmas.mapped_pages(lo, hi) == hi - lo else errno("ENOMEM")
 
@@ -699,6 +727,14 @@ class Kernel:
             if failed is None and fixes:
                 self.pressure.count_fault(proc, False)
             return failed
+        pmd = self.thp.thp_pmd(proc, vpn)
+        if pmd is not None:  # a THP PMD: only a write to a read-only one is a fault to fix (do_huge_pmd_wp_page)
+            if kind != WRITE or pmd[2] & _RW:
+                return None
+            failed = self.thp.wp(proc, vma, vpn, *pmd)
+            if failed is None:
+                self.pressure.count_fault(proc, False)
+            return failed
         pa = self._pte_pa(proc.root, vpn)
         entry = 0 if pa is None else self.mem.read(pa)
         if not entry:
@@ -747,7 +783,11 @@ class Kernel:
         return failed
 
     def _anon_missing(self, proc: Process, vma: Vma, vpn: int, write: bool) -> Result | None:
-        """``do_anonymous_page``: the zero page, read-only, for a read; a new exclusive page for a write."""
+        """``do_anonymous_page``: the zero page, read-only, for a read; a new exclusive page for a write; first a THP
+        where one may go (:meth:`impl.mm.thp.Thp.fault`)."""
+        failed, handled = self.thp.fault(proc, vma, vpn, write)
+        if handled:
+            return failed
         if self.free_frames() < self._missing_tables(proc.root, vpn) + (1 if write else 0):
             return errno("ENOMEM")
         pa = self._pte_pa_alloc(proc.pid, proc.root, vpn)
@@ -863,6 +903,8 @@ class Kernel:
             return errno("EFAULT")
         if vma.huge:
             raise NotModelled(f"pin of {va:#x}: pinning a hugetlb page is not modelled: pin a page of a normal mapping")
+        if self.thp.thp_pmd(proc, vpn) is not None or self.thp.allowed(vma, vpn - vpn % HUGE_PAGES):
+            raise NotModelled(f"pin of {va:#x}: pinning a transparent huge page is not modelled: pin where THP is off")
         pa = self._pte_pa(proc.root, vpn)
         if pa is not None and is_swap(self.mem.read(pa)):
             failed = self.pressure.swap_fault(proc, vma, vpn, pa, self.mem.read(pa), False)
@@ -908,7 +950,7 @@ class Kernel:
         pressure = self.pressure
         files = {f.obj for f in pressure.files.values()}
         in_file = {pfn for obj, cache in self.objects.items() if obj in files for pfn in cache.values()}
-        out = dict.fromkeys(SMAPS_FIELDS, 0)
+        out = dict.fromkeys((*SMAPS_FIELDS, "AnonHugePages"), 0)
         whole = PAGE_SIZE << PSS_SHIFT
         for _, _, entry in self.user_ptes(proc):
             if is_swap(entry):
@@ -918,18 +960,23 @@ class Kernel:
                 out["SwapPss"] += whole // count if count >= 2 else whole
                 continue
             pfn = (entry & _PFN) >> 12
-            if pfn == self.zero_pfn or entry & _PS:
+            thp = bool(entry & _PS) and self.thp.is_thp(entry)
+            if pfn == self.zero_pfn or pfn == self.thp.zero_pfn or (entry & _PS and not thp):
                 continue  # hugetlb pages count as Private_Hugetlb / Shared_Hugetlb only (smaps_hugetlb_range)
             flags, mapcount = self.flags[pfn], self.mapcount[pfn]
+            n = HUGE_PAGES if thp else 1  # smaps_pmd_entry: the THP's 512 pages, each by the PMD map count
             private = self.refcount[pfn] == 1 or mapcount < 2
-            share = whole if private else whole // mapcount
+            share = (whole if private else whole // mapcount) * n
             dirty = bool(entry & _D or flags & PG_DIRTY)
-            out["Rss"] += PAGE_SIZE
-            out["Anonymous"] += PAGE_SIZE if flags & PG_ANON else 0
-            out[("Private_" if private else "Shared_") + ("Dirty" if dirty else "Clean")] += PAGE_SIZE
+            out["Rss"] += PAGE_SIZE * n
+            out["Anonymous"] += PAGE_SIZE * n if flags & PG_ANON else 0
+            out["AnonHugePages"] += PAGE_SIZE * n if thp else 0
+            out[("Private_" if private else "Shared_") + ("Dirty" if dirty else "Clean")] += PAGE_SIZE * n
             out["Pss"] += share
             out["Pss_Dirty"] += share if dirty else 0
             out["Pss_Anon" if flags & PG_ANON else "Pss_File" if pfn in in_file else "Pss_Shmem"] += share
+        if not self.thp.shown:
+            del out["AnonHugePages"]
         return {key: value >> (10 + (PSS_SHIFT if key in PSS_FIELDS else 0)) for key, value in out.items()}
 
     def stat(self, pid: int) -> Result:
@@ -950,6 +997,9 @@ class Kernel:
         if is_swap(entry):  # PM_SWAP, with the swap offset where the pfn would be (type 0)
             return {"present": False, "pfn": swp_offset(entry), "exclusive": False, "swapped": True}
         pfn = (entry & _PFN) >> 12
+        if entry & _PS and self.thp.is_thp(entry):  # pagemap_pmd_range: exclusive if the precise map count is 1
+            exclusive = pfn != self.thp.zero_pfn and self.mapcount[pfn] == 1
+            return {"present": True, "pfn": pfn + vpn % HUGE_PAGES, "exclusive": exclusive}
         if entry & _PS:  # pagemap_hugetlb_range: the subpage's pfn; exclusive unless mapped shared
             return {"present": True, "pfn": pfn + vpn % HUGE_PAGES, "exclusive": self.mapcount[pfn] <= 1}
         return {"present": True, "pfn": pfn, "exclusive": pfn != self.zero_pfn and self.mapcount[pfn] == 1}

@@ -45,12 +45,13 @@ _P, _RW, _A, _D, _PS, _PROTNONE = 0x1, 0x2, 0x20, 0x40, 0x80, 0x100
 _PFN = ((1 << 52) - 1) & ~0xFFF
 _MASK64 = (1 << 64) - 1
 SWP_TYPE_BITS, SWP_OFFSET_SHIFT = 5, 14
-PG_ANON, PG_EXCLUSIVE, PG_HUGE, PG_DIRTY, PG_REFERENCED = 1, 2, 4, 8, 16
+PG_ANON, PG_EXCLUSIVE, PG_HUGE, PG_DIRTY, PG_REFERENCED, PG_THP = 1, 2, 4, 8, 16, 32
 ANON_INACTIVE, ANON_ACTIVE, FILE_INACTIVE, FILE_ACTIVE = 0, 1, 2, 3
 EVICT, ACTIVATE, DEACTIVATE = 0, 1, 2
 WMARK_MIN, WMARK_LOW = 4, 5
 DEF_PRIORITY = 12
 PAGE_SIZE = 4096
+HUGE_PAGES = 512
 MAX_FILE_PAGES = 1 << 20
 FAULT_AROUND_PAGES, PTRS_PER_PTE = 65536 // PAGE_SIZE, 512
 OK: Result = {"ok": True}
@@ -729,6 +730,8 @@ class Pressure:
     # --- observations ---------------------------------------------------------------------------
 
     def meminfo(self) -> Result:
+        """``/proc/meminfo`` (fs/proc/meminfo.c ``meminfo_proc_show``); every slab page is unreclaimable (no cache
+        is made with ``SLAB_RECLAIM_ACCOUNT``), so MemAvailable has no slab term and SReclaimable is 0."""
         k = self.k
         files = {f.obj for f in self.files.values()}
         file_pages = [pfn for obj, c in k.objects.items() if obj in files for pfn in c.values()]
@@ -737,10 +740,13 @@ class Pressure:
         ]
         frames = range(len(self.lru_of))
         anon = sum(1 for p in frames if k.flags[p] & PG_ANON and not k.flags[p] & PG_HUGE and k.mapcount[p] > 0)
+        thps = sum(1 for p in frames if k.flags[p] & PG_THP and k.mapcount[p] > 0)
+        anon += thps * HUGE_PAGES
         lru_file = sum(1 for p in frames if self.lru_of[p] > FILE_INACTIVE)
         free = k.free_frames()
         tables = sum(1 for proc in k.procs.values() for _ in k._tables(proc.root, 4, 0, 0, 1 << 35))
-        return {
+        tables += len(k.thp.deposits)
+        info = {
             "MemTotal": len(self.lru_of) * 4,
             "MemFree": free * 4,
             "MemAvailable": si_mem_available(free, 0, lru_file, 0, WMARK_LOW) * 4,
@@ -752,7 +758,13 @@ class Pressure:
             "SwapTotal": self.swap_slots * 4,
             "SwapFree": sum(1 for s in range(1, self.swap_slots + 1) if not self.swap_map[s]) * 4,
             "PageTables": tables * 4,
+            "Slab": len(k.slab_frames) * 4,
+            "SReclaimable": 0,
+            "SUnreclaim": len(k.slab_frames) * 4,
         }
+        if k.thp.shown:
+            info["AnonHugePages"] = thps * HUGE_PAGES * 4
+        return info
 
     def rss_counts(self, proc: Process) -> tuple[int, int, int, int]:
         """``proc``'s mapped anonymous, file and shmem pages and its swap entries (``MM_ANONPAGES``,
@@ -766,6 +778,9 @@ class Pressure:
                 swap += 1
                 continue
             pfn = (entry & _PFN) >> 12
+            if entry & _PS and pfn != k.thp.zero_pfn and k.flags[pfn] & PG_THP:
+                anon += HUGE_PAGES  # a THP's PMD: add_mm_counter(MM_ANONPAGES, HPAGE_PMD_NR)
+                continue
             if pfn == k.zero_pfn or entry & _PS:
                 continue
             if k.flags[pfn] & PG_ANON:
@@ -794,4 +809,8 @@ class Pressure:
         if self.workingset:
             counts["workingset_refault_file"] = self.workingset_refault_file
             counts["workingset_activate_file"] = self.workingset_activate_file
+        thp = self.k.thp
+        if thp.shown:
+            counts.update(thp_fault_alloc=thp.fault_alloc, thp_fault_fallback=thp.fault_fallback)
+            counts["thp_split_pmd"] = thp.split_pmd
         return counts

@@ -115,6 +115,12 @@ def run(*argv: str) -> None:
         raise OracleError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
 
 
+def swaps_used_kb() -> dict[str, int]:
+    """Every active swap area by path, with how much of it is in use (/proc/swaps ``Filename`` and ``Used``)."""
+    rows = (line.split() for line in Path("/proc/swaps").read_text().splitlines()[1:])
+    return {fields[0]: int(fields[3]) for fields in rows if fields}
+
+
 def remove_cgroup(cgroup: Path) -> None:
     """rmdir the cgroup once the workers killed a moment ago have left it (a dying task stays a while)."""
     deadline = time.monotonic() + 10
@@ -161,7 +167,7 @@ class PressureHost:
     def setup(self) -> None:
         self.lock = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self.lock, fcntl.LOCK_EX)
-        self.undo_stale()
+        self.undo_stale(self.lock)
         if self.swap:
             run("dd", "if=/dev/zero", f"of={self.swapfile}", "bs=1M", f"count={SWAP_MIB}", "status=none")
             self.swapfile.chmod(0o600)
@@ -182,21 +188,21 @@ class PressureHost:
         limit = "memory.limit_in_bytes" if self.kind == "v1" else "memory.max"
         (self.cgroup / limit).write_text(str(self.limit))
 
-    def undo_stale(self) -> None:
+    def undo_stale(self, lock: int) -> None:
         """Undo what a killed run left (called with the lock held, so no other host is live): the page-cluster
         value it found, its swap file if still on, its cgroup, its folder.
 
         A folder is a dead run's when its swap file is in /proc/swaps or its cgroup exists; a folder with
         neither may be a host still waiting for the lock, and is left alone.
         """
-        saved = os.pread(self.lock, 64, 0).decode().strip() if self.lock is not None else ""
+        saved = os.pread(lock, 64, 0).decode().strip()
         if saved:
             PAGE_CLUSTER.write_text(saved)
-        swaps = {line.split()[0] for line in Path("/proc/swaps").read_text().splitlines()[1:] if line.strip()}
+        swaps = swaps_used_kb()
         for folder in sorted(BASE.glob("mmcheck-pressure-*")):
             if folder == self.folder:
                 continue
-            cgroup = (V1 if self.kind == "v1" else V2) / folder.name
+            cgroup = self.cgroup.parent / folder.name
             swapfile = folder / "swap"
             if str(swapfile) not in swaps and not cgroup.exists():
                 continue
@@ -242,11 +248,7 @@ class PressureHost:
 
     def swapped_kb(self) -> int:
         """How much of the swap file is in use (/proc/swaps ``Used``)."""
-        for line in Path("/proc/swaps").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields and fields[0] == str(self.swapfile):
-                return int(fields[3])
-        return 0
+        return swaps_used_kb().get(str(self.swapfile), 0)
 
     def exists(self) -> bool:
         return os.path.exists(self.folder)

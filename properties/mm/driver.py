@@ -20,11 +20,11 @@ from impl.paging.mmu import FETCH, READ, WRITE, Mmu
 from impl.pressure.pressure import FAULT_AROUND_PAGES
 from impl.smp.shootdown import Smp
 from lang import ops
-from lang.errors import MMCheckError, NotModelled, UnknownCpu
+from lang.errors import MMCheckError, NotModelled, UnknownCpu, UnknownPid
 from lang.scenario import Config, Result
 from spec import memory as l0
 from spec.alloc.buddy import BuddyState
-from spec.mm import accounting, aspace, cow
+from spec.mm import accounting, aspace, cow, thp
 from spec.mm.kernel import NO_CHOICES, Choices, Kernel, boot, check_cpu
 from spec.mm.vma import Prot, huge_pages
 from spec.oom import badness
@@ -70,6 +70,7 @@ ALLOCATING = (
     ops.Swapoff,
 )
 PRESSURE_ADVICE = ("cold", "pageout")
+THP_ADVICE = ("hugepage", "nohugepage")
 
 
 def rwx(prot: str) -> tuple[bool, bool, bool]:
@@ -112,7 +113,8 @@ def outcome_json(outcome: Outcome) -> Result:
     if isinstance(outcome, Meminfo | Status | Vmstat):
         return pressure_json(outcome)
     if isinstance(outcome, Smaps):
-        return {key: getattr(outcome, name) for key, name in SMAPS_KEYS}
+        fields = {key: getattr(outcome, name) for key, name in SMAPS_KEYS}
+        return fields if outcome.anon_huge_pages is None else {**fields, "AnonHugePages": outcome.anon_huge_pages}
     if isinstance(outcome, OomScore | OomKill | OomPanic):
         return oom_json(outcome)
     raise AssertionError(f"no JSON form for {outcome!r}")
@@ -130,6 +132,9 @@ MEMINFO_KEYS = (
     ("SwapTotal", "swap_total"),
     ("SwapFree", "swap_free"),
     ("PageTables", "page_tables"),
+    ("Slab", "slab"),
+    ("SReclaimable", "s_reclaimable"),
+    ("SUnreclaim", "s_unreclaim"),
 )
 SMAPS_KEYS = (
     ("Rss", "rss"),
@@ -164,9 +169,14 @@ def pressure_json(outcome: Meminfo | Status | Vmstat) -> Result:
         if outcome.workingset_refault_file is not None:
             counts["workingset_refault_file"] = outcome.workingset_refault_file
             counts["workingset_activate_file"] = outcome.workingset_activate_file
+        if outcome.thp is not None:
+            counts.update(zip(("thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd"), outcome.thp, strict=True))
         return counts
     keys = MEMINFO_KEYS if isinstance(outcome, Meminfo) else STATUS_KEYS
-    return {key: getattr(outcome, name) for key, name in keys}
+    fields = {key: getattr(outcome, name) for key, name in keys}
+    if isinstance(outcome, Meminfo) and outcome.anon_huge_pages is not None:
+        fields["AnonHugePages"] = outcome.anon_huge_pages
+    return fields
 
 
 def oom_json(outcome: OomScore | OomKill | OomPanic) -> Result:
@@ -208,6 +218,8 @@ def spec_edit(op: ShootdownOp, choices: Choices) -> SpecEdit:
     if isinstance(op, ops.Mprotect):
         prot = Prot.parse(op.prot)
         return lambda k: aspace.mprotect(k, op.pid, op.va, op.pages, prot)
+    if op.advice in THP_ADVICE:
+        return lambda k: thp.madvise_thp(k, op.pid, op.va, op.pages, op.advice)
     return lambda k: aspace.madvise_dontneed(k, op.pid, op.va, op.pages)
 
 
@@ -273,6 +285,8 @@ def spec_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Ou
         pressure = spec_oom_step(k, op)
     if pressure is not None:
         return pressure
+    if isinstance(op, ops.ThpSetting):
+        return thp.set_policy(k, op.setting, op.value)
     if isinstance(op, ops.Spawn):
         return aspace.spawn(k, choices)
     if isinstance(op, ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise):
@@ -317,14 +331,21 @@ class SpecKernelSide:
         self.kernel: Kernel | None = None
         self.last: Outcome | None = None
 
-    def boot_if_needed(self, buddy: BuddyState, choices: Choices) -> BuddyState:
-        """Boot on the first use (kept even if the op that triggered it is refused)."""
+    def boot_if_needed(self, buddy: BuddyState, choices: Choices, slab: frozenset[int] = frozenset()) -> BuddyState:
+        """Boot on the first use (kept even if the op that triggered it is refused), holding the frames of the
+        slabs made before it (``slab``)."""
         if self.kernel is None:
             self.kernel = boot(
                 buddy, self.cpus, choices, self.flush_ceiling, self.pcid, self.swap, self.fault_around, self.workingset
             )
+            self.adopt_slab(self.kernel.buddy, slab)
             return self.kernel.buddy
         return buddy
+
+    def adopt_slab(self, buddy: BuddyState, slab: frozenset[int]) -> None:
+        """After a slab op on the kernel's ``buddy``: the kernel holds the slab frames ``slab`` (no-op unbooted)."""
+        if self.kernel is not None and (self.kernel.buddy is not buddy or self.kernel.slab != slab):
+            self.kernel = replace(self.kernel, buddy=buddy, slab=slab)
 
     def apply(self, op: ops.KernelOp, buddy: BuddyState, choices: Choices = NO_CHOICES) -> tuple[BuddyState, Result]:
         """Run ``op`` against the current buddy state; returns the new buddy state and the result."""
@@ -355,16 +376,23 @@ class ImplKernelSide:
         """The frames the last operation allocated, by role, and the TLB entries its accesses hit."""
         return {} if self.kernel is None else dict(self.kernel.effects)
 
-    def apply(self, op: ops.KernelOp, mmu: Mmu, buddy: BuddyAllocator) -> Result:
-        """Run ``op``; bad input raises and changes nothing (but the boot)."""
+    def apply(self, op: ops.KernelOp, mmu: Mmu, buddy: BuddyAllocator, slab: frozenset[int] = frozenset()) -> Result:
+        """Run ``op``; bad input raises and changes nothing (but the boot, which holds the frames of the slabs
+        made before it, ``slab``)."""
         if self.kernel is None or self.smp is None:
             self.kernel = ImplKernel(mmu, buddy, self.swap, self.fault_around, self.workingset)
+            self.kernel.slab_frames = set(slab)
             self.smp = Smp(self.kernel, self.tlb_entries, self.flush_ceiling, self.pcid)
         else:
             self.kernel.effects.clear()
             self.smp.events.clear()
             self.kernel.pressure.lru_steps = 0
         return impl_step(self.kernel, op, self.smp)
+
+    def adopt_slab(self, slab: frozenset[int]) -> None:
+        """After a slab op on the kernel's buddy: the kernel holds the slab frames ``slab`` (no-op unbooted)."""
+        if self.kernel is not None:
+            self.kernel.slab_frames = set(slab)
 
 
 def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
@@ -379,6 +407,8 @@ def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
         return lambda: k.munmap(op.pid, op.va, op.pages)
     if isinstance(op, ops.Mprotect):
         return lambda: k.mprotect(op.pid, op.va, op.pages, rwx(op.prot))
+    if op.advice in THP_ADVICE:
+        return lambda: k.thp.madvise(op.pid, op.va, op.pages, op.advice)
     return lambda: k.madvise_dontneed(op.pid, op.va, op.pages)
 
 
@@ -390,6 +420,8 @@ def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result
         pressure = impl_oom_step(k, op, smp)
     if pressure is not None:
         return pressure
+    if isinstance(op, ops.ThpSetting):
+        return k.thp.set_setting(op.setting, op.value)
     if isinstance(op, ops.Spawn):
         return k.spawn()
     if isinstance(op, ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise):
@@ -500,6 +532,10 @@ def l0_step(mem: l0.Memory, op: ops.KernelOp) -> tuple[l0.Memory, Outcome | None
     pressure = l0_pressure_step(mem, op)
     if pressure is not None:
         return pressure
+    if isinstance(op, ops.ThpSetting):
+        return mem, Ok()  # the THP policy changes how memory is mapped, never what a program reads
+    if isinstance(op, ops.Madvise) and op.advice in THP_ADVICE:
+        return l0_thp_advice(mem, op)
     if isinstance(op, ops.Spawn):
         return l0.spawn(mem)
     if isinstance(op, ops.Fork):
@@ -532,6 +568,18 @@ def l0_step(mem: l0.Memory, op: ops.KernelOp) -> tuple[l0.Memory, Outcome | None
     if isinstance(op, ops.Unpin):
         return l0.unpin(mem, op.pin)
     return mem, None
+
+
+def l0_thp_advice(mem: l0.Memory, op: ops.Madvise) -> tuple[l0.Memory, Outcome]:
+    """``madvise(MADV_[NO]HUGEPAGE)`` in the programmer's view: nothing a program reads changes; EINVAL for a
+    misaligned start, ENOMEM when some page of the range is not mapped."""
+    if op.pid not in mem.procs:
+        raise UnknownPid(f"pid {op.pid} is not a live process: allowed {sorted(mem.procs)}")
+    if op.va % 4096:
+        return mem, Errno("EINVAL")
+    lo, pages = op.va >> 12, mem.procs[op.pid]
+    mapped = sum(1 for vpn in range(lo, lo + op.pages) if vpn in pages)
+    return mem, Ok() if mapped == op.pages else Errno("ENOMEM")
 
 
 def refines(l1: Outcome, l0_outcome: Outcome) -> bool:
@@ -739,7 +787,7 @@ def kernel_difference(expected: Kernel, actual: Kernel) -> tuple[str, str] | Non
             return f"{name}: {dict(mine) if hasattr(mine, 'items') else mine}", f"{name}: {theirs}"
     for name in (
         *("next_pid", "next_object", "next_pin", "next_flight", "events"),
-        *("oom_score_adj", "oom_sysctls", "workingset"),
+        *("oom_score_adj", "oom_sysctls", "workingset", "slab"),
     ):
         if getattr(expected, name) != getattr(actual, name):
             return f"{name}: {getattr(expected, name)}", f"{name}: {getattr(actual, name)}"

@@ -26,7 +26,9 @@ from properties.mutants.pcid import NOPCID_MUTANTS
 from properties.mutants.pressure import PRESSURE_MUTANTS
 from properties.mutants.slab import SLAB_MUTANTS
 from properties.mutants.slab_debug import SLAB_DEBUG_MUTANTS
+from properties.mutants.slab_meminfo import SLAB_MEMINFO_MUTANTS
 from properties.mutants.smaps import SMAPS_MUTANTS
+from properties.mutants.thp import THP_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 from properties.mutants.walk import WALK_MUTANTS
 from properties.mutants.workingset import WORKINGSET_MUTANTS
@@ -45,6 +47,8 @@ MUTANTS: tuple[Mutant, ...] = (
     + SMAPS_MUTANTS
     + OOM_MUTANTS
     + WORKINGSET_MUTANTS
+    + SLAB_MEMINFO_MUTANTS
+    + THP_MUTANTS
 )
 LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))
 

@@ -6,6 +6,16 @@ simulated memory.  The slab state is made at the first slab op.  Refused
 input becomes ``{"error": "EINVAL", "type": ERROR}``, so a scenario can
 keep a double free as an op with its expected result.
 
+In a scenario that boots the kernel the slab allocator runs on the kernel's
+buddy, the same one: a slab's block is then a frame the kernel neither
+maps nor frees, and the kernel's state holds every slab frame
+(``Kernel.slab``, as ``account_slab`` in mm/slab.h counts them into
+``NR_SLAB_UNRECLAIMABLE_B``) for /proc/meminfo's ``Slab`` and the no-leak
+accounting.  Slab allocations here are ``GFP_NOWAIT``: a new slab that finds
+no free block fails with ENOMEM and starts no reclaim (mm/page_alloc.c
+``__alloc_pages_slowpath`` enters direct reclaim only with
+``__GFP_DIRECT_RECLAIM``).
+
 In lockstep the implementation runs first and reports its free choices (the
 partial slab, the new slab's block and freelist); the spec checks them and
 continues from them.  Then the slab state abstracted from the implementation
@@ -24,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from impl.slab.slub import Slub
 from lang import ops
-from lang.errors import ConfigError, NotModelled, SlabError, UnknownCpu
+from lang.errors import ConfigError, SlabError, UnknownCpu
 from lang.scenario import Config, Result
 from spec.alloc.buddy import BuddyState, OutOfMemory
 from spec.paging.physmem import PhysMemory
@@ -59,25 +69,25 @@ class SpecSlabSide:
         self.config = config
         self.state: SlabState | None = None
 
-    def ensure(self, booted: bool) -> SlabState:
-        if booted:
-            raise NotModelled("slab ops run on the physical layer: not in a scenario that boots the kernel")
+    def ensure(self) -> SlabState:
         if self.state is None:
             spec_slab.check_slab_config(self.config.max_order)
             self.state = spec_slab.initial(self.config.cpus, self.config.slub_min_objects)
         return self.state
 
-    def apply(
-        self, op: ops.SlabOp, buddy: BuddyState, booted: bool, choice: AllocChoice = NO_CHOICE
-    ) -> tuple[BuddyState, Result]:
+    def apply(self, op: ops.SlabOp, buddy: BuddyState, choice: AllocChoice = NO_CHOICE) -> tuple[BuddyState, Result]:
         """Run ``op``; returns the new buddy state and the result."""
-        state = self.ensure(booted)
+        state = self.ensure()
         try:
             state, buddy, result = self.step(state, buddy, op, choice)
         except REFUSED as exc:
             return buddy, refused(exc)
         self.state = state
         return buddy, result
+
+    def frames(self) -> frozenset[int]:
+        """The frames of every slab now."""
+        return frozenset() if self.state is None else spec_slab.slab_frames(self.state)
 
     @staticmethod
     def step(
@@ -156,9 +166,7 @@ class ImplSlabSide:
         self.config = config
         self.slub: Slub | None = None
 
-    def ensure(self, buddy: BuddyAllocator, mem: PhysMem, booted: bool) -> Slub:
-        if booted:
-            raise NotModelled("slab ops run on the physical layer: not in a scenario that boots the kernel")
+    def ensure(self, buddy: BuddyAllocator, mem: PhysMem) -> Slub:
         if self.slub is None:
             check_config(self.config)
             config = self.config
@@ -167,8 +175,8 @@ class ImplSlabSide:
             )
         return self.slub
 
-    def apply(self, op: ops.SlabOp, buddy: BuddyAllocator, mem: PhysMem, booted: bool) -> Result:
-        slub = self.ensure(buddy, mem, booted)
+    def apply(self, op: ops.SlabOp, buddy: BuddyAllocator, mem: PhysMem) -> Result:
+        slub = self.ensure(buddy, mem)
         slub.last_choice = (None, None, None)
         try:
             return self.step(slub, op)

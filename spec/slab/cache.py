@@ -828,6 +828,11 @@ def slab_pages(state: SlabState) -> int:
     return sum(1 << s.order for s in state.slabs.values())
 
 
+def slab_frames(state: SlabState) -> frozenset[int]:
+    """Every frame of every slab: the pages ``account_slab`` (mm/slab.h) has counted and not yet taken off."""
+    return frozenset(pfn for s in state.slabs.values() for pfn in range(s.pfn, s.pfn + (1 << s.order)))
+
+
 def meminfo(state: SlabState) -> dict[str, int]:
     """/proc/meminfo's ``Slab``, ``SReclaimable`` and ``SUnreclaim`` lines, in kB."""
     kb = slab_pages(state) * 4

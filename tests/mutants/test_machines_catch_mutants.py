@@ -24,6 +24,7 @@ from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
 from properties.mutants.oom import OOM_MUTANTS
 from properties.mutants.pressure import PRESSURE_MUTANTS
+from properties.mutants.thp import THP_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 from properties.mutants.workingset import WORKINGSET_MUTANTS
 
@@ -44,6 +45,8 @@ MAX_OPS = {
     "fault-around-machine": 20,
     "oom-machine": 10,
     "workingset-machine": 20,
+    "slab-pressure-machine": 10,
+    "thp-machine": 10,
 }
 
 
@@ -192,3 +195,21 @@ def test_invlpg_keeping_global_entries_is_observable() -> None:
     with mutant.applied():
         kind = failure_kind(scenario)
     assert kind is not None and "kernel_remap" in kind, kind
+
+
+def test_the_thp_mutants_are_registered() -> None:
+    """The THP layer's mutants are in the catalogue, hunted by the THP machine."""
+    names = {m.name for m in MUTANTS}
+    assert {m.name for m in THP_MUTANTS} <= names
+    assert {
+        "thp-huge-zero-dirty-cow",
+        "thp-reuse-shared",
+        "thp-split-no-flush",
+        "thp-pmd-misaligned",
+        "thp-split-keeps-anon-huge-pages",
+        "thp-fork-no-wrprotect",
+        "thp-deposit-leaked",
+        "thp-split-drops-dirty",
+        "thp-madvise-no-split",
+    } == {m.name for m in THP_MUTANTS}
+    assert {"thp"} == {m.layer for m in THP_MUTANTS}
