@@ -20,9 +20,13 @@ its slab up among all of them and every step copies the slab map, so its cost
 grows with the pool).  The implementation refuses a double free in constant
 time: each slab keeps the set of its free objects with the chain in memory
 (SLUB's own ``on_freelist``, under slab_debug=F, walks the chain).  Measured
-on this 2-core machine (``nox -s bench``): 37.1 calls per pair at 10**3
-live objects, 38.8 at 10**6 (1.05x); 7.2 us per pair against 15.3 (2.12x)
-while the floor went from 0.56 to 2.77 us (4.98x).
+on this 2-core machine (``python -m benchmarks.run --only slab``, three runs,
+load average 3.4 to 3.8 from other work): 37.1 calls per pair at 10**3 live
+objects, 38.8 at 10**6 (1.05x) in every run; 3.05 to 3.10 us per pair at
+10**3 against 6.63 to 8.28 at 10**6 (2.17x to 2.67x) while the floor went
+from 0.40-0.43 to 0.74-0.88 us (1.77x to 2.07x), so the time target was
+missed in all three (an earlier run, 7.2 against 15.3 us, 2.12x, with the
+floor growing 0.56 to 2.77 us, 4.98x, met it).
 :mod:`benchmarks.run` reports them (``nox -s bench``).
 """
 
