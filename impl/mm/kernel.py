@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from impl.alloc.buddy import BuddyAllocator
+from impl.memcg.memcg import MemCgroups
 from impl.mm.vma import Vma, VmaList
 from impl.oom.oom import Oom
 from impl.paging.mmu import WRITE, Fault, Mmu, Translated
@@ -115,6 +116,7 @@ class Kernel:
         self.gathered: list[int] | None = None
         self.pressure = Pressure(self, swap, fault_around, workingset)
         self.oom = Oom(self)
+        self.memcg = MemCgroups(self)
         if self.free_frames() < 6:
             raise ConfigError("the kernel needs 6 free frames to boot: give the config more frames")
         self.boot = tuple(self._alloc(("boot", i, 0, 0)) for i in range(6))
@@ -131,6 +133,7 @@ class Kernel:
             "gathered",
             "pressure",
             "oom",
+            "memcg",
         }
     )
 
@@ -154,6 +157,7 @@ class Kernel:
         new.gathered = None if self.gathered is None else list(self.gathered)
         new.pressure = self.pressure.clone(new)
         new.oom = self.oom.clone(new)
+        new.memcg = self.memcg.clone(new)
         return new
 
     # --- frames ---------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from typing import TypeVar
 
 from lang.errors import ConfigError, DisallowedChoice, IdleCpu, UnknownCpu, UnknownPid
 from spec.alloc import buddy
+from spec.memcg.state import NO_MEMCG, Memcg
 from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, KERNEL_VA, KERNEL_WORD, Vma
 from spec.paging.address import PAGE_SHIFT
 from spec.paging.tlb import Tlb
@@ -237,6 +238,8 @@ class Kernel:
 
     The OOM killer (:mod:`spec.oom`): ``oom_score_adj`` of every process whose value is not 0, and the OOM
     sysctls (``vm.panic_on_oom``, ``vm.oom_kill_allocating_task``) that are not 0.
+
+    Memory cgroups (:mod:`spec.memcg`): the groups, their processes and the charges (:class:`Memcg`).
     """
 
     buddy: buddy.BuddyState
@@ -271,6 +274,7 @@ class Kernel:
     workingset: Workingset = NO_WORKINGSET
     oom_score_adj: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
     oom_sysctls: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    memcg: Memcg = NO_MEMCG
 
     @property
     def zero_pfn(self) -> int:
