@@ -215,6 +215,7 @@ FAULT_AROUND_MACHINE = machine_detector(
 )
 PRESSURE_MACHINE = machine_detector("pressure-machine", "properties.pressure.pressure_machine:PressureMachine")
 OOM_MACHINE = machine_detector("oom-machine", "properties.oom.oom_machine:OomMachine")
+MEMCG_MACHINE = machine_detector("memcg-machine", "properties.oom.memcg_machine:MemcgMachine")
 WORKINGSET_MACHINE = machine_detector("workingset-machine", "properties.pressure.workingset_machine:WorkingsetMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
@@ -233,6 +234,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "flushall": (CEILING_ZERO_MACHINE,),
     "smaps": (FAULT_AROUND_MACHINE,),
     "oom": (OOM_MACHINE,),
+    "memcg": (MEMCG_MACHINE,),
     "workingset": (WORKINGSET_MACHINE,),
 }
 

@@ -37,6 +37,7 @@ CHECK_MODULES = (
     "properties.mm.five_level_machine",
     "properties.pressure.fault_around_machine",
     "properties.oom.oom_machine",
+    "properties.oom.memcg_machine",
     "properties.pressure.workingset_machine",
 )
 

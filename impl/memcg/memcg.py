@@ -20,6 +20,7 @@ returns and the fault is retried for ever) and a syscall ENOMEM.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain, compress
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ PAGE_SIZE = 4096
 PAGE_COUNTER_MAX = ((1 << 63) - 1) // PAGE_SIZE
 NO_KILLABLE = "Out of memory and no killable processes..."
 MEMCG_OOM = "Memory cgroup out of memory"
-PG_HUGE = 4
+PG_ANON, PG_HUGE = 1, 4
 
 
 class Counter:
@@ -117,10 +118,10 @@ class MemCgroups:
         """Frames a charge covers, by kind."""
         k = self.k
         out: dict[int, str] = {}
-        flags, refcount, mapcount = k.flags, k.refcount, k.mapcount
-        for pfn in range(len(flags)):
-            if (refcount[pfn] or mapcount[pfn] or flags[pfn]) and not flags[pfn] & PG_HUGE:
-                out[pfn] = "anon" if flags[pfn] & 1 else "file"
+        flags, frames = k.flags, range(len(k.flags))
+        for pfn in set(chain(compress(frames, k.refcount), compress(frames, k.mapcount), compress(frames, flags))):
+            if not flags[pfn] & PG_HUGE:
+                out[pfn] = "anon" if flags[pfn] & PG_ANON else "file"
         for proc in k.procs.values():
             out[proc.root] = "table"
             for _, _, _, pfn in k._tables(proc.root, 4, 0, 0, 1 << 35):

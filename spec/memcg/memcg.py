@@ -58,7 +58,7 @@ from types import MappingProxyType
 from lang.errors import DisallowedChoice
 from spec.memcg.state import PAGE_COUNTER_MAX, PAGE_SIZE, ROOT, Group, Memcg, under
 from spec.mm.kernel import Kernel, space, updated
-from spec.oom.badness import NO_KILLABLE, badness, kill_report
+from spec.oom.badness import NO_KILLABLE, badness, chosen_victim, kill_report, memcg_domain_total
 from spec.outcome import ENOMEM, Errno, MemcgOom, MemcgRetry, MemcgStat, Ok, OomKill, OomPanic, Outcome
 
 LIMIT_FILES = ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
@@ -239,7 +239,7 @@ def bump(k: Kernel, path: str, **counts: int) -> Kernel:
 def get_max(k: Kernel, path: str) -> int:
     """``mem_cgroup_get_max`` of a v1 group with swap accounting: ``limit + min(memsw - limit, total swap)``."""
     g = k.memcg.groups[path]
-    return g.limit + min(g.memsw_limit - g.limit, k.swap_slots)
+    return memcg_domain_total(g.limit, g.memsw_limit, k.swap_slots)
 
 
 def preorder(m: Memcg, path: str) -> list[str]:
@@ -265,11 +265,7 @@ def candidates(k: Kernel, path: str) -> list[tuple[int, int]]:
 
 def select_victim(k: Kernel, path: str) -> tuple[int, int] | None:
     """``mem_cgroup_scan_tasks(oom_evaluate_task)``: the highest badness, a later task winning a tie."""
-    chosen: tuple[int, int] | None = None
-    for pid, points in candidates(k, path):
-        if chosen is None or points >= chosen[1]:
-            chosen = (pid, points)
-    return chosen
+    return chosen_victim(candidates(k, path))
 
 
 def charged_step(
@@ -298,6 +294,8 @@ def charged_step(
             if not exact:
                 after, outcome = run(k)
                 after = recharge(k, after, actor)
+            if kills:  # the kills' effects come first, as the kernel's OOM ran inside the operation
+                after = replace(after, events=(*k.events, *after.events), lru_steps=k.lru_steps + after.lru_steps)
             after = watermarks(after)
             return after, (MemcgOom(path, tuple(kills), outcome) if kills else outcome)
         path, memsw = over
