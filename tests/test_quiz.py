@@ -8,7 +8,7 @@ from impl.alloc.buddy import BuddyAllocator
 from lang.hardware_ops import AllocPages, FreePages
 from lang.kernel_ops import Load, Step, Store
 from mmcheck.cli import main
-from mmcheck.views import quiz_buddy, quiz_cow, quiz_faults, quiz_tlb
+from mmcheck.views import quiz_buddy, quiz_cow, quiz_faults, quiz_oom, quiz_tlb
 from mmcheck.views.quiz import TOPICS, generate, render
 from properties.drivers import ImplRunner
 from properties.replay import replay
@@ -234,3 +234,19 @@ def test_faults_answer_names_the_reason(capsys: pytest.CaptureFixture[str]) -> N
     assert "pid 1 anon page 1 (0x10001000): swapped out to slot 2" in out
     assert "answer: major: swap-in; reads 4" in out
     assert "filemap_fault reads it from disk (VM_FAULT_MAJOR)" in out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_who_dies_kills_the_highest_and_never_an_immune_process(seed: int) -> None:
+    """Each round's victim has the most points of the eligible; -1000 and init never die; with none left
+    eligible the machine panics."""
+    answer = quiz_oom.solve(generate("who-dies", seed))
+    for r in answer.rounds:
+        eligible = [(row.points, row.pid) for row in r.table if row.points is not None]
+        kill = r.result.get("oom_kill")
+        if not eligible:
+            assert "panic" in r.result and kill is None
+            continue
+        assert isinstance(kill, dict)
+        assert (kill["points"], kill["pid"]) == max(eligible)
+        assert all(row.adj != -1000 and row.pid != 1 for row in r.table if row.pid == kill["pid"])

@@ -51,6 +51,7 @@ loop (``MAX_RECLAIM_RETRIES``), slab charges.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from types import MappingProxyType
@@ -118,6 +119,17 @@ def move(k: Kernel, pid: int, path: str) -> tuple[Kernel, Outcome]:
 def usage(m: Memcg, path: str) -> int:
     """``memcg->memory``: the pages charged to the group and its descendants."""
     return sum(1 for group, _ in m.charges.values() if under(group, path))
+
+
+def usages(m: Memcg) -> dict[str, tuple[int, int]]:
+    """Every group's ``usage`` and ``memsw_usage`` at once (one pass over the charges)."""
+    own = Counter(group for group, _ in m.charges.values())
+    swapped = Counter(m.swap.values())
+    out = {}
+    for path in m.groups:
+        used = sum(n for group, n in own.items() if under(group, path))
+        out[path] = (used, used + sum(n for group, n in swapped.items() if under(group, path)))
+    return out
 
 
 def memsw_usage(m: Memcg, path: str) -> int:
@@ -207,11 +219,12 @@ def recharge(before: Kernel, after: Kernel, actor: int | None) -> Kernel:
 
 def over_limit(m: Memcg, path: str) -> tuple[str, bool] | None:
     """``page_counter_try_charge`` from ``path`` up: the first group past a limit, and whether it is memsw's."""
+    used = usages(m)
     while True:
         g = m.groups[path]
-        if usage(m, path) > g.limit:
+        if used[path][0] > g.limit:
             return path, False
-        if memsw_usage(m, path) > g.memsw_limit:
+        if used[path][1] > g.memsw_limit:
             return path, True
         if g.parent is None:
             return None
@@ -222,8 +235,9 @@ def watermarks(k: Kernel) -> Kernel:
     """Each group's ``max_usage`` raised to its usage (``page_counter_charge``'s watermark)."""
     m = k.memcg
     groups = dict(m.groups)
+    counts = usages(m)
     for path, g in m.groups.items():
-        used, both = usage(m, path), memsw_usage(m, path)
+        used, both = counts[path]
         if used > g.max_usage or both > g.memsw_max_usage:
             groups[path] = replace(g, max_usage=max(used, g.max_usage), memsw_max_usage=max(both, g.memsw_max_usage))
     return k if groups == dict(m.groups) else replace(k, memcg=replace(m, groups=MappingProxyType(groups)))
