@@ -114,11 +114,12 @@ def kernel_record(case: OomCase, killed: list[int], stuck: bool, release: str) -
 
 
 def load_records(data: object) -> list[tuple[OomCase, list[int], bool]]:
-    """The records :func:`kernel_record` wrote (a JSON list); a malformed one is an InvalidArgument."""
-    if not isinstance(data, list):
-        raise InvalidArgument(f"recorded OOM answers are a JSON list, not {type(data).__name__}")
+    """The records :func:`kernel_record` wrote, under ``"records"`` of a JSON object; a malformed one is an
+    InvalidArgument."""
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        raise InvalidArgument(f"recorded OOM answers are a JSON object with a records list, not {type(data).__name__}")
     out = []
-    for n, item in enumerate(data):
+    for n, item in enumerate(data["records"]):
         try:
             killed = [int(i) for i in item["killed"]]
             out.append((OomCase.from_json(item["case"]), killed, bool(item["stuck"])))

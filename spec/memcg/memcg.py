@@ -44,9 +44,11 @@ past its limit the operation is taken back, the group's OOM killer kills (choosi
 before the operation, the state the kernel's charge sees) and the operation runs again, until it fits or
 nothing is left to kill.  The victim's badness therefore never counts the page being charged, as in Linux.
 
-Not modelled yet: reclaim inside a group before its OOM (``try_to_free_mem_cgroup_pages``), ``memory.high``,
-``memory.min``/``memory.low`` (``effective_protection``), ``memory.oom.group``, the kernel's own OOM retry
-loop (``MAX_RECLAIM_RETRIES``), slab charges.
+Not modelled yet: reclaim inside a group before its OOM (``try_to_free_mem_cgroup_pages``), the kernel's own
+OOM retry loop (``MAX_RECLAIM_RETRIES``), slab charges, and cgroup v2: ``memory.high``, ``memory.min`` and
+``memory.low`` (mm/page_counter.c ``effective_protection``) and ``memory.oom.group`` are files of the v2
+hierarchy only (``memory_files``; v1's ``mem_cgroup_legacy_files`` has none of them, and
+``mem_cgroup_get_oom_group`` returns NULL unless ``cgroup_subsys_on_dfl``), so a v1 group cannot set them.
 """
 
 from __future__ import annotations
