@@ -385,6 +385,11 @@ class Lockstep:
             difference = None if equal_but_tlbs(expected, actual) else kernel_difference(expected, actual)
             if difference:
                 raise DivergenceError(Divergence(index, op, "kernel state differs", *difference))
+            rmap = impl.rmap_problem()
+            if rmap:
+                raise DivergenceError(
+                    Divergence(index, op, "the reverse map disagrees with the page tables", "(page tables)", rmap)
+                )
             extra = tlb_difference(expected, actual)
             if extra:
                 raise DivergenceError(

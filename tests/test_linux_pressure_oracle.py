@@ -13,6 +13,7 @@ root, a memory cgroup or the swap tools every live test skips, saying which
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from lang.errors import OracleUnsupported
 from lang.scenario import OP_TYPES, Scenario, load
 from mmcheck.cli import main
 from oracles.linux import meminfo, pressure
-from oracles.linux.pressure_host import unavailable_pressure
+from oracles.linux.pressure_host import PAGE_CLUSTER, PressureHost, unavailable_pressure
 from oracles.linux.pressure_scenarios import over_limit, pressure_scenarios
 from properties.recording import save_counterexample
 
@@ -133,6 +134,46 @@ def test_contents_stay_exact_under_the_cgroup_limit() -> None:
     for model in pressure.MODELS:
         assert verdict.agreed[model]["contents"] == verdict.compared[model]["contents"] == 512
         assert verdict.agreed[model]["VmRSS+VmSwap"] == verdict.compared[model]["VmRSS+VmSwap"]
+
+
+@needs_pressure
+def test_a_second_host_waits_for_the_first() -> None:
+    """Swap, page-cluster and charges are machine-wide: a second host (another test process, here a thread)
+    is not set up while the first holds the machine, and is once the first has undone its setup."""
+    entered = threading.Event()
+
+    def second() -> None:
+        with PressureHost(swap=False):
+            entered.set()
+
+    with PressureHost(swap=False) as first:
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        assert not entered.wait(0.5), "a second host was set up while the first held the machine"
+        assert first.exists()
+    assert entered.wait(30), "the second host never got the machine after the first closed"
+    waiter.join(30)
+
+
+@needs_pressure
+def test_the_next_host_undoes_a_killed_run() -> None:
+    """A run killed inside its host leaves its swap file on, its cgroup and page-cluster 0; the next host, once it
+    holds the lock, turns that swap off, removes the cgroup and folder, and restores the value the dead run found."""
+    before = PAGE_CLUSTER.read_text().strip()
+    dead = PressureHost()
+    dead.setup()
+    affinity = dead.affinity
+    assert dead.lock is not None
+    os.close(dead.lock)  # the process dies: the kernel drops its flock, nothing else is undone
+    assert PAGE_CLUSTER.read_text().strip() == "0"
+    assert str(dead.swapfile) in Path("/proc/swaps").read_text()
+    with PressureHost(swap=False):
+        assert str(dead.swapfile) not in Path("/proc/swaps").read_text()
+        assert not dead.cgroup.exists()
+        assert not dead.folder.exists()
+    assert PAGE_CLUSTER.read_text().strip() == before
+    assert affinity is not None
+    os.sched_setaffinity(0, affinity)
 
 
 @needs_pressure

@@ -114,6 +114,7 @@ class Kernel:
         self.next_pid = self.next_object = self.next_pin = 1
         self.current = [0] * len(mmu.cpus)
         self.gathered: list[int] | None = None
+        self.rmap: dict[int, dict[int, tuple[int, int]]] = {}
         self.pressure = Pressure(self, swap, fault_around, workingset)
         self.oom = Oom(self)
         self.memcg = MemCgroups(self)
@@ -131,6 +132,7 @@ class Kernel:
             *("mmu", "mem", "buddy", "refcount", "mapcount", "flags", "effects", "procs", "objects", "obj_users"),
             *("pins", "next_pid", "next_object", "next_pin", "current", "boot", "zero_pfn", "kernel_pfn", "init_root"),
             "gathered",
+            "rmap",
             "pressure",
             "oom",
             "memcg",
@@ -155,6 +157,7 @@ class Kernel:
         new.objects = {obj: dict(cache) for obj, cache in self.objects.items()}
         new.obj_users, new.pins, new.current = dict(self.obj_users), dict(self.pins), list(self.current)
         new.gathered = None if self.gathered is None else list(self.gathered)
+        new.rmap = {pfn: dict(users) for pfn, users in self.rmap.items()}
         new.pressure = self.pressure.clone(new)
         new.oom = self.oom.clone(new)
         new.memcg = self.memcg.clone(new)
@@ -312,11 +315,7 @@ class Kernel:
         shift = 9 * (level - 1)
         first = max(0, (lo - base) >> shift)
         last = min(512, ((hi - 1 - base) >> shift) + 1)
-        for i, entry in self.mem.frame_entries(table):
-            if i < first:
-                continue
-            if i >= last:
-                break
+        for i, entry in self.mem.frame_entries(table, first, last):
             pa = (table << 12) + i * 8
             if level == 1 or (level == 2 and entry & _PS):
                 yield base + (i << shift), pa, entry
@@ -328,11 +327,7 @@ class Kernel:
         shift = 9 * (level - 1)
         first = max(0, (lo - base) >> shift)
         last = min(512, ((hi - 1 - base) >> shift) + 1)
-        for i, entry in self.mem.frame_entries(table):
-            if i < first:
-                continue
-            if i >= last:
-                break
+        for i, entry in self.mem.frame_entries(table, first, last):
             pa = (table << 12) + i * 8
             if not entry & _P or (level == 2 and entry & _PS):
                 continue
@@ -344,6 +339,55 @@ class Kernel:
     def user_ptes(self, proc: Process, lo: int = 0, hi: int = USER_PAGES) -> Iterator[tuple[int, int, int]]:
         """The process's non-empty PTEs in pages ``lo .. hi-1``."""
         return self._ptes(proc.root, 4, 0, lo, min(hi, USER_PAGES))
+
+    def set_pte(self, pa: int, entry: int, pid: int, vpn: int) -> None:
+        """Write the leaf at ``pa`` (``pid``'s entry for page ``vpn``) and keep the reverse map: the frame it maps
+        loses this entry and the frame ``entry`` maps gains it (``folio_remove_rmap_pte`` /
+        ``folio_add_anon_rmap_pte``, ``folio_add_file_rmap_pte``, mm/rmap.c).
+
+        Every leaf write that can change which 4 KiB frame an entry maps, or whether it maps one (present or
+        PROT_NONE, not a 2 MiB leaf: the entries :meth:`rmapped` counts), goes through here; writes that only
+        change the A, D or R/W bits of a mapping entry leave the reverse map as it is.
+        """
+        old = self.rmapped(self.mem.read_unchecked(pa))
+        if old is not None:
+            users = self.rmap[old]
+            del users[pa]
+            if not users:
+                del self.rmap[old]
+        new = self.rmapped(entry)
+        if new is not None:
+            self.rmap.setdefault(new, {})[pa] = (pid, vpn)
+        self.mem.write(pa, entry)
+
+    @staticmethod
+    def rmapped(entry: int) -> int | None:
+        """The frame a leaf entry maps for the reverse map: present or PROT_NONE, not a 2 MiB leaf; else None."""
+        if entry & (_P | _PROTNONE) and not entry & _PS:
+            return (entry & _PFN) >> 12
+        return None
+
+    def rmap_scan(self) -> dict[int, dict[int, tuple[int, int]]]:
+        """The reverse map read off every process's page tables: what :attr:`rmap` must equal."""
+        found: dict[int, dict[int, tuple[int, int]]] = {}
+        for pid, proc in self.procs.items():
+            for vpn, pa, entry in self.user_ptes(proc):
+                pfn = self.rmapped(entry)
+                if pfn is not None:
+                    found.setdefault(pfn, {})[pa] = (pid, vpn)
+        return found
+
+    def rmap_problem(self) -> str | None:
+        """The self-check of the reverse map: None if :attr:`rmap` equals :meth:`rmap_scan`, else what differs."""
+        found = self.rmap_scan()
+        if found == self.rmap:
+            return None
+        wrong = sorted(pfn for pfn in found.keys() | self.rmap.keys() if found.get(pfn) != self.rmap.get(pfn))
+        pfn = wrong[0]
+        return (
+            f"reverse map of frame {pfn:#x} is {self.rmap.get(pfn, {})} but the page tables map it at "
+            f"{found.get(pfn, {})} (pte address: (pid, vpn)); {len(wrong)} frame(s) differ"
+        )
 
     def _leaf(self, vma: Vma, pfn: int, writable: bool, dirty: bool | None = None) -> int:
         """``vm_get_page_prot`` plus the per-entry write bit: PROT_NONE is not present, XD unless executable; D if
@@ -402,14 +446,14 @@ class Kernel:
         root = self._new_root(child)
         for vpn, pa, entry in copied:
             if is_swap(entry):
-                self.mem.write(self._pte_pa_alloc(child, root, vpn), entry)
+                self.set_pte(self._pte_pa_alloc(child, root, vpn), entry, child, vpn)
                 self.pressure.swap_map[swp_offset(entry)] += 1
                 continue
             if entry & _RW:
                 entry &= ~_RW
                 self.mem.write(pa, entry)
             leaf_level = 2 if entry & _PS else 1
-            self.mem.write(self._pte_pa_alloc(child, root, vpn, leaf_level), entry)
+            self.set_pte(self._pte_pa_alloc(child, root, vpn, leaf_level), entry, child, vpn)
             pfn = (entry & _PFN) >> 12
             if pfn != self.zero_pfn:
                 self._get(pfn)
@@ -450,8 +494,8 @@ class Kernel:
     # --- mappings -------------------------------------------------------------------------------
 
     def _zap(self, proc: Process, lo: int, hi: int) -> None:
-        for _, pa, entry in list(self.user_ptes(proc, lo, hi)):
-            self.mem.write(pa, 0)
+        for vpn, pa, entry in list(self.user_ptes(proc, lo, hi)):
+            self.set_pte(pa, 0, proc.pid, vpn)
             if is_swap(entry):
                 self.pressure.swap_free(swp_offset(entry))
             else:
@@ -566,9 +610,9 @@ class Kernel:
         self._split(proc, end)
         for vma in proc.vmas.within(lo, end):
             vma.read, vma.write, vma.exec = rwx
-            for _, pa, entry in list(self.user_ptes(proc, vma.start, vma.end)):
+            for vpn, pa, entry in list(self.user_ptes(proc, vma.start, vma.end)):
                 if not is_swap(entry):
-                    self.mem.write(pa, self._changed(vma, entry))
+                    self.set_pte(pa, self._changed(vma, entry), proc.pid, vpn)
         self._merge(proc, lo, end)
         return result
 
@@ -665,7 +709,7 @@ class Kernel:
             return self._missing(proc, vma, vpn, kind == WRITE)
         assert pa is not None
         if is_swap(entry):
-            failed = self.pressure.swap_fault(proc, vma, pa, entry, kind == WRITE)
+            failed = self.pressure.swap_fault(proc, vma, vpn, pa, entry, kind == WRITE)
             entry = self.mem.read(pa)
             if failed is not None or kind != WRITE or entry & _RW:
                 return failed
@@ -712,13 +756,13 @@ class Kernel:
             return errno("ENOMEM")
         pa = self._pte_pa_alloc(proc.pid, proc.root, vpn)
         if not write:
-            self.mem.write(pa, self._leaf(vma, self.zero_pfn, False))
+            self.set_pte(pa, self._leaf(vma, self.zero_pfn, False), proc.pid, vpn)
             return None
         pfn = self._alloc(("page", proc.pid, vpn, 0))
         self.refcount[pfn], self.mapcount[pfn], self.flags[pfn] = 1, 1, PG_ANON | PG_EXCLUSIVE
         self.pressure.lru_add(pfn, ANON_INACTIVE)
         proc.vmas.prepare_anon(vma)
-        self.mem.write(pa, self._leaf(vma, pfn, True))
+        self.set_pte(pa, self._leaf(vma, pfn, True), proc.pid, vpn)
         return None
 
     def _shmem(self, proc: Process, vma: Vma, vpn: int) -> Result | None:
@@ -732,7 +776,8 @@ class Kernel:
             pfn = cache[index] = self._alloc(("shmem", vma.obj, index, 0))
             self.refcount[pfn], self.mapcount[pfn], self.flags[pfn] = 1, 0, 0
         self._get(pfn)
-        self.mem.write(pa, self._leaf(vma, pfn, vma.write, dirty=False))  # a read maps clean; the store sets D
+        # a read maps clean; the store sets D
+        self.set_pte(pa, self._leaf(vma, pfn, vma.write, dirty=False), proc.pid, vpn)
         return None
 
     def _wp(self, proc: Process, vma: Vma, vpn: int, pa: int, entry: int) -> Result | None:
@@ -751,7 +796,7 @@ class Kernel:
         self.refcount[new], self.mapcount[new], self.flags[new] = 1, 1, PG_ANON | PG_EXCLUSIVE
         self.pressure.lru_add(new, ANON_INACTIVE)
         proc.vmas.prepare_anon(vma)
-        self.mem.write(pa, (entry & ~_PFN) | (new << 12) | _RW | _D)
+        self.set_pte(pa, (entry & ~_PFN) | (new << 12) | _RW | _D, proc.pid, vpn)
         self._put(old)
         return None
 
@@ -824,7 +869,7 @@ class Kernel:
             raise NotModelled(f"pin of {va:#x}: pinning a hugetlb page is not modelled: pin a page of a normal mapping")
         pa = self._pte_pa(proc.root, vpn)
         if pa is not None and is_swap(self.mem.read(pa)):
-            failed = self.pressure.swap_fault(proc, vma, pa, self.mem.read(pa), False)
+            failed = self.pressure.swap_fault(proc, vma, vpn, pa, self.mem.read(pa), False)
             if failed is not None:
                 return failed
         elif pa is None or not self.mem.read(pa):

@@ -22,6 +22,7 @@ the node's slab and object counters) and the frame-to-slab map that
 from __future__ import annotations
 
 import random
+from collections import deque
 
 from impl.alloc.buddy import BuddyAllocator
 from impl.paging.physmem import PhysMem
@@ -120,7 +121,7 @@ class KmemCache:
         self.refcount = 1
         self.kmalloc = kmalloc
         self.cpu_slab: list[Slab | None] = [None] * cpus
-        self.partial: list[Slab] = []
+        self.partial: deque[Slab] = deque()  # the node's list_head: taken from the head, added at the tail
         self.nr_slabs = 0
         self.total_objects = 0
 
@@ -287,7 +288,7 @@ class Slub:
                 slab.frozen = False
                 s.cpu_slab[cpu] = None
             if s.partial:
-                slab = s.partial.pop(0)
+                slab = s.partial.popleft()
                 self.last_choice = (slab.pfn, None, None)
             else:
                 slab = self.allocate_slab(s)
@@ -402,7 +403,7 @@ class Slub:
             s.refcount -= 1
             del self.names[name]
             return
-        listed = [slab for slab in s.cpu_slab if slab is not None] + s.partial
+        listed = [*(slab for slab in s.cpu_slab if slab is not None), *s.partial]
         live = sum(slab.inuse for slab in listed)
         full = s.nr_slabs - len(listed)
         if live or full:

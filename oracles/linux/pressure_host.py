@@ -28,12 +28,24 @@
 - The files of a scenario are real files in the same folder, on disk: their
   pages are file-backed page cache (not shmem, which is swap-backed), as the
   model's files are.
+- One run at a time on the machine: the swap file, page-cluster and the
+  cgroup's charges are machine-wide, so a second run beside the first would
+  see the other's swap slots and restore the other's page-cluster.  The host
+  holds an exclusive ``flock`` on :data:`LOCK` from setup to close; a second
+  test process waits for it (two suites run at once on one machine).  The
+  lock file holds the page-cluster value found at setup until close, so a run
+  that was killed is undone by the next one: holding the lock, it restores
+  that value, turns off the dead run's swap file and removes its cgroup and
+  folder (:meth:`PressureHost.undo_stale`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -52,6 +64,8 @@ BASE = Path("/var/tmp")
 # default), so the cgroup holds what the scenario faults in, a few hundred kB; 16 MiB is never reached.
 LIMIT = 16 << 20
 SWAP_MIB = 16
+# Held while a host is set up (see the module docstring): one live-kernel run per machine at a time.
+LOCK = BASE / "mmcheck-live-kernel.lock"
 
 
 def cgroup_kind() -> str | None:
@@ -101,6 +115,25 @@ def run(*argv: str) -> None:
         raise OracleError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
 
 
+def swaps_used_kb() -> dict[str, int]:
+    """Every active swap area by path, with how much of it is in use (/proc/swaps ``Filename`` and ``Used``)."""
+    rows = (line.split() for line in Path("/proc/swaps").read_text().splitlines()[1:])
+    return {fields[0]: int(fields[3]) for fields in rows if fields}
+
+
+def remove_cgroup(cgroup: Path) -> None:
+    """rmdir the cgroup once the workers killed a moment ago have left it (a dying task stays a while)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            cgroup.rmdir()
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise OracleError(f"cannot remove the cgroup {cgroup}: {exc}") from exc
+            time.sleep(0.01)
+
+
 class PressureHost:
     """The cgroup, the swap file (unless ``swap`` is false) and page-cluster for one run.  A context manager:
     everything is undone on exit."""
@@ -118,6 +151,7 @@ class PressureHost:
         self.swap_on = False
         self.page_cluster: str | None = None
         self.affinity: set[int] | None = None
+        self.lock: int | None = None
 
     def __enter__(self) -> PressureHost:
         try:
@@ -131,6 +165,9 @@ class PressureHost:
         self.close()
 
     def setup(self) -> None:
+        self.lock = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        self.undo_stale(self.lock)
         if self.swap:
             run("dd", "if=/dev/zero", f"of={self.swapfile}", "bs=1M", f"count={SWAP_MIB}", "status=none")
             self.swapfile.chmod(0o600)
@@ -138,6 +175,8 @@ class PressureHost:
             run("swapon", "--priority", "32767", str(self.swapfile))
             self.swap_on = True
         self.page_cluster = PAGE_CLUSTER.read_text().strip()
+        os.ftruncate(self.lock, 0)
+        os.pwrite(self.lock, self.page_cluster.encode(), 0)
         PAGE_CLUSTER.write_text("0")
         self.affinity = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {min(self.affinity)})
@@ -148,6 +187,33 @@ class PressureHost:
         self.cgroup.mkdir()
         limit = "memory.limit_in_bytes" if self.kind == "v1" else "memory.max"
         (self.cgroup / limit).write_text(str(self.limit))
+
+    def undo_stale(self, lock: int) -> None:
+        """Undo what a killed run left (called with the lock held, so no other host is live): the page-cluster
+        value it found, its swap file if still on, its cgroup, its folder.
+
+        A folder is a dead run's when its swap file is in /proc/swaps or its cgroup exists; a folder with
+        neither may be a host still waiting for the lock, and is left alone.
+        """
+        saved = os.pread(lock, 64, 0).decode().strip()
+        if saved:
+            PAGE_CLUSTER.write_text(saved)
+        swaps = swaps_used_kb()
+        for folder in sorted(BASE.glob("mmcheck-pressure-*")):
+            if folder == self.folder:
+                continue
+            cgroup = self.cgroup.parent / folder.name
+            swapfile = folder / "swap"
+            if str(swapfile) not in swaps and not cgroup.exists():
+                continue
+            if str(swapfile) in swaps:
+                run("swapoff", str(swapfile))
+            if cgroup.exists():
+                for pid in (cgroup / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+                remove_cgroup(cgroup)
+            shutil.rmtree(folder, ignore_errors=True)
 
     def enter(self, pid: int) -> None:
         """Move process ``pid`` into the cgroup."""
@@ -161,39 +227,28 @@ class PressureHost:
     def close(self) -> None:
         """Undo what :meth:`setup` did: the cgroup (its processes must be gone), swap, page-cluster, the folder."""
         if self.cgroup.exists():
-            self.remove_cgroup()
+            remove_cgroup(self.cgroup)
         if self.swap_on:
             self.swapoff()
         if self.page_cluster is not None:
             PAGE_CLUSTER.write_text(self.page_cluster)
             self.page_cluster = None
+            if self.lock is not None:
+                os.ftruncate(self.lock, 0)
         if self.affinity is not None:
             os.sched_setaffinity(0, self.affinity)
             self.affinity = None
         shutil.rmtree(self.folder, ignore_errors=True)
-
-    def remove_cgroup(self) -> None:
-        """rmdir the cgroup once the workers killed a moment ago have left it (a dying task stays a while)."""
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.cgroup.rmdir()
-                return
-            except OSError as exc:
-                if time.monotonic() > deadline:
-                    raise OracleError(f"cannot remove the cgroup {self.cgroup}: {exc}") from exc
-                time.sleep(0.01)
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
 
     def file_path(self, name: str) -> str:
         return str(self.folder / f"file-{name}")
 
     def swapped_kb(self) -> int:
         """How much of the swap file is in use (/proc/swaps ``Used``)."""
-        for line in Path("/proc/swaps").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields and fields[0] == str(self.swapfile):
-                return int(fields[3])
-        return 0
+        return swaps_used_kb().get(str(self.swapfile), 0)
 
     def exists(self) -> bool:
         return os.path.exists(self.folder)
