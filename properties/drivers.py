@@ -390,6 +390,11 @@ class Lockstep:
                 raise DivergenceError(
                     Divergence(index, op, "the reverse map disagrees with the page tables", "(page tables)", rmap)
                 )
+            counters = impl.mm_counters_problem()
+            if counters:
+                raise DivergenceError(
+                    Divergence(index, op, "the mm counters disagree with the page tables", "(page tables)", counters)
+                )
             extra = tlb_difference(expected, actual)
             if extra:
                 raise DivergenceError(

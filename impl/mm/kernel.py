@@ -49,6 +49,7 @@ _P, _RW, _US, _A, _D, _PS, _G = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80, 0x100
 _PROTNONE = 0x100  # _PAGE_PROTNONE reuses the global bit of a non-present entry
 _NX = 1 << 63
 _PFN = ((1 << 52) - 1) & ~0xFFF
+MM_RSS, MM_SWAPENTS, MM_TABLES = 0, 1, 2  # the indexes of Kernel.mm_counters
 _PAGE_TABLE = _P | _RW | _US | _A | _D
 _KERNPG_TABLE = _P | _RW | _A | _D
 _PAGE_KERNEL_RO = _P | _A | _G | _NX
@@ -115,6 +116,12 @@ class Kernel:
         self.current = [0] * len(mmu.cpus)
         self.gathered: list[int] | None = None
         self.rmap: dict[int, dict[int, tuple[int, int]]] = {}
+        # The mm counters oom_badness reads, kept as the kernel keeps them, by pid: [``get_mm_rss``,
+        # ``MM_SWAPENTS``, ``mm_pgtables_bytes / PAGE_SIZE``].  The first two by :meth:`set_pte` from
+        # :meth:`mm_counter` of the old and new leaf (include/linux/mm.h ``add_mm_counter``), the third as tables
+        # are made and freed (mm/memory.c ``__pte_alloc`` -> ``mm_inc_nr_ptes``, ``__pmd_alloc`` ->
+        # ``mm_inc_nr_pmds``, ``__pud_alloc`` -> ``mm_inc_nr_puds``; ``free_pte_range`` -> ``mm_dec_nr_ptes``).
+        self.mm_counters: dict[int, list[int]] = {}
         self.pressure = Pressure(self, swap, fault_around, workingset)
         self.oom = Oom(self)
         self.memcg = MemCgroups(self)
@@ -133,6 +140,7 @@ class Kernel:
             *("pins", "next_pid", "next_object", "next_pin", "current", "boot", "zero_pfn", "kernel_pfn", "init_root"),
             "gathered",
             "rmap",
+            "mm_counters",
             "pressure",
             "oom",
             "memcg",
@@ -158,6 +166,7 @@ class Kernel:
         new.obj_users, new.pins, new.current = dict(self.obj_users), dict(self.pins), list(self.current)
         new.gathered = None if self.gathered is None else list(self.gathered)
         new.rmap = {pfn: dict(users) for pfn, users in self.rmap.items()}
+        new.mm_counters = {pid: list(counts) for pid, counts in self.mm_counters.items()}
         new.pressure = self.pressure.clone(new)
         new.oom = self.oom.clone(new)
         new.memcg = self.memcg.clone(new)
@@ -306,6 +315,7 @@ class Kernel:
                 child = self._alloc(("table", pid, level - 1, vpn >> (9 * (level - 1))))
                 entry = (child << 12) | _PAGE_TABLE
                 self.mem.write(pa, entry)
+                self.mm_counters.setdefault(pid, [0, 0, 0])[MM_TABLES] += 1
             table = (entry & _PFN) >> 12
         return (table << 12) + ((vpn >> (9 * (leaf_level - 1))) & 511) * 8
 
@@ -349,7 +359,8 @@ class Kernel:
         PROT_NONE, not a 2 MiB leaf: the entries :meth:`rmapped` counts), goes through here; writes that only
         change the A, D or R/W bits of a mapping entry leave the reverse map as it is.
         """
-        old = self.rmapped(self.mem.read_unchecked(pa))
+        was = self.mem.read_unchecked(pa)
+        old = self.rmapped(was)
         if old is not None:
             users = self.rmap[old]
             del users[pa]
@@ -358,7 +369,24 @@ class Kernel:
         new = self.rmapped(entry)
         if new is not None:
             self.rmap.setdefault(new, {})[pa] = (pid, vpn)
+        gone, came = self.mm_counter(was), self.mm_counter(entry)
+        if gone != came:
+            counts = self.mm_counters.setdefault(pid, [0, 0, 0])
+            if gone is not None:
+                counts[gone] -= 1
+            if came is not None:
+                counts[came] += 1
         self.mem.write(pa, entry)
+
+    def mm_counter(self, entry: int) -> int | None:
+        """Which of :attr:`mm_counters` the leaf ``entry`` counts in: :data:`MM_SWAPENTS` for a swap entry,
+        :data:`MM_RSS` for one mapping a 4 KiB frame other than the zero page (mm/memory.c counts no zero-page
+        or hugetlb leaf in the rss), else None."""
+        if not entry:
+            return None
+        if not entry & (_P | _PROTNONE):
+            return MM_SWAPENTS  # is_swap_pte
+        return None if entry & _PS or (entry & _PFN) >> 12 == self.zero_pfn else MM_RSS
 
     @staticmethod
     def rmapped(entry: int) -> int | None:
@@ -387,6 +415,39 @@ class Kernel:
         return (
             f"reverse map of frame {pfn:#x} is {self.rmap.get(pfn, {})} but the page tables map it at "
             f"{found.get(pfn, {})} (pte address: (pid, vpn)); {len(wrong)} frame(s) differ"
+        )
+
+    def mm_counts(self, pid: int) -> tuple[int, int, int]:
+        """``pid``'s kept mm counters: (``get_mm_rss``, ``MM_SWAPENTS``, ``mm_pgtables_bytes / PAGE_SIZE``)."""
+        rss, swapents, tables = self.mm_counters.get(pid, (0, 0, 0))
+        return rss, swapents, tables
+
+    def mm_counters_scan(self) -> dict[int, tuple[int, int, int]]:
+        """Every process's mm counters read off its page tables: what :attr:`mm_counters` must hold."""
+        found = {}
+        for pid, proc in self.procs.items():
+            counts = [0, 0, 0]
+            for _, _, entry in self.user_ptes(proc):
+                counter = self.mm_counter(entry)
+                if counter is not None:
+                    counts[counter] += 1
+            counts[MM_TABLES] = sum(1 for _ in self._tables(proc.root, 4, 0, 0, USER_PAGES))
+            found[pid] = (counts[0], counts[1], counts[2])
+        return found
+
+    def mm_counters_problem(self) -> str | None:
+        """The self-check of the kept mm counters: None if they equal :meth:`mm_counters_scan`, else what differs."""
+        stale = sorted(self.mm_counters.keys() - self.procs.keys())
+        if stale:
+            return f"mm counters kept for processes that are gone: {stale}"
+        found = self.mm_counters_scan()
+        wrong = sorted(pid for pid in found if found[pid] != self.mm_counts(pid))
+        if not wrong:
+            return None
+        pid = wrong[0]
+        return (
+            f"process {pid}'s mm counters are {self.mm_counts(pid)} but its page tables hold {found[pid]}"
+            f" (rss, swap entries, table pages); {len(wrong)} process(es) differ"
         )
 
     def _leaf(self, vma: Vma, pfn: int, writable: bool, dirty: bool | None = None) -> int:
@@ -472,6 +533,7 @@ class Kernel:
         for _, _, _, pfn in list(self._tables(proc.root, 4, 0, 0, USER_PAGES)):
             self.buddy.free(pfn, 0)
         self.buddy.free(proc.root, 0)
+        self.mm_counters.pop(pid, None)
         for vma in proc.vmas:
             if vma.shared:
                 self._unuse_object(vma.obj)
@@ -532,6 +594,7 @@ class Kernel:
             if not proc.vmas.intersects(key << span, (key + 1) << span):
                 self.mem.write(parent_pa, 0)
                 self.buddy.free(pfn, 0)
+                self.mm_counters[proc.pid][MM_TABLES] -= 1
 
     @staticmethod
     def _mmap_error(va: int, pages: int, huge: bool) -> str | None:
