@@ -395,19 +395,33 @@ class Kernel:
             return (entry & _PFN) >> 12
         return None
 
-    def rmap_scan(self) -> dict[int, dict[int, tuple[int, int]]]:
-        """The reverse map read off every process's page tables: what :attr:`rmap` must equal."""
+    def page_tables_scan(self) -> tuple[dict[int, dict[int, tuple[int, int]]], dict[int, tuple[int, int, int]]]:
+        """What the page tables hold, read in one walk of every process's: the reverse map (what :attr:`rmap`
+        must equal) and each process's mm counters (what :attr:`mm_counters` must hold)."""
         found: dict[int, dict[int, tuple[int, int]]] = {}
+        counted: dict[int, tuple[int, int, int]] = {}
         for pid, proc in self.procs.items():
+            counts = [0, 0, 0]
             for vpn, pa, entry in self.user_ptes(proc):
                 pfn = self.rmapped(entry)
                 if pfn is not None:
                     found.setdefault(pfn, {})[pa] = (pid, vpn)
-        return found
+                counter = self.mm_counter(entry)
+                if counter is not None:
+                    counts[counter] += 1
+            counts[MM_TABLES] = sum(1 for _ in self._tables(proc.root, 4, 0, 0, USER_PAGES))
+            counted[pid] = (counts[0], counts[1], counts[2])
+        return found, counted
 
-    def rmap_problem(self) -> str | None:
-        """The self-check of the reverse map: None if :attr:`rmap` equals :meth:`rmap_scan`, else what differs."""
-        found = self.rmap_scan()
+    def rmap_scan(self) -> dict[int, dict[int, tuple[int, int]]]:
+        """The reverse map read off every process's page tables: what :attr:`rmap` must equal."""
+        return self.page_tables_scan()[0]
+
+    def rmap_problem(self, found: dict[int, dict[int, tuple[int, int]]] | None = None) -> str | None:
+        """The self-check of the reverse map: None if :attr:`rmap` equals :meth:`rmap_scan` (or ``found``, the
+        reverse map of a :meth:`page_tables_scan` of this state), else what differs."""
+        if found is None:
+            found = self.rmap_scan()
         if found == self.rmap:
             return None
         wrong = sorted(pfn for pfn in found.keys() | self.rmap.keys() if found.get(pfn) != self.rmap.get(pfn))
@@ -424,23 +438,16 @@ class Kernel:
 
     def mm_counters_scan(self) -> dict[int, tuple[int, int, int]]:
         """Every process's mm counters read off its page tables: what :attr:`mm_counters` must hold."""
-        found = {}
-        for pid, proc in self.procs.items():
-            counts = [0, 0, 0]
-            for _, _, entry in self.user_ptes(proc):
-                counter = self.mm_counter(entry)
-                if counter is not None:
-                    counts[counter] += 1
-            counts[MM_TABLES] = sum(1 for _ in self._tables(proc.root, 4, 0, 0, USER_PAGES))
-            found[pid] = (counts[0], counts[1], counts[2])
-        return found
+        return self.page_tables_scan()[1]
 
-    def mm_counters_problem(self) -> str | None:
-        """The self-check of the kept mm counters: None if they equal :meth:`mm_counters_scan`, else what differs."""
+    def mm_counters_problem(self, found: dict[int, tuple[int, int, int]] | None = None) -> str | None:
+        """The self-check of the kept mm counters: None if they equal :meth:`mm_counters_scan` (or ``found``, the
+        counters of a :meth:`page_tables_scan` of this state), else what differs."""
         stale = sorted(self.mm_counters.keys() - self.procs.keys())
         if stale:
             return f"mm counters kept for processes that are gone: {stale}"
-        found = self.mm_counters_scan()
+        if found is None:
+            found = self.mm_counters_scan()
         wrong = sorted(pid for pid in found if found[pid] != self.mm_counts(pid))
         if not wrong:
             return None
