@@ -5,8 +5,9 @@ two in three, an ``oom_score_adj`` spread over -1000..1000 (so some are ineligib
 decides); it is built once on the implementation through the replay runner's ops (not timed), and the spec's
 state is its abstraction (:func:`properties.abstraction.abstract_kernel`), so both scan the same processes.
 Timed: one whole scan, mm/oom_kill.c ``select_bad_process`` with the machine's ``totalpages``: the
-implementation's :meth:`impl.oom.oom.Oom.select` (the mm counters counted from the page tables of each
-process) and the spec's :func:`spec.oom.badness.select_bad_process`; both must choose the same victim.
+implementation's :meth:`impl.oom.oom.Oom.select` (the mm counters the kernel keeps as leaves and tables
+change, :attr:`impl.mm.kernel.Kernel.mm_counters`) and the spec's :func:`spec.oom.badness.select_bad_process`;
+both must choose the same victim.
 """
 
 from __future__ import annotations
