@@ -11,6 +11,7 @@ Each row is measured in this run on the implementation and on the spec
 - pressure: faults per second by kind (minor zero page, minor page-cache hit,
   major file read, major swap-in) and reclaim of up to 10**5 page-cache pages
   and of anonymous pages to swap (:mod:`benchmarks.bench_pressure`);
+- oom: the OOM killer's scan, ``oom_badness`` of 10**4 processes (:mod:`benchmarks.bench_oom`);
 - shootdown: IPIs, INVLPGs and full flushes of a munmap against a broadcast
   (:mod:`benchmarks.bench_tlb`; counts, not timings);
 - harness: state-machine steps per second and explorer distinct states per
@@ -39,7 +40,17 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from benchmarks import bench_buddy, bench_kernel, bench_pressure, bench_slab, bench_thp, bench_tlb, harness, translation
+from benchmarks import (
+    bench_buddy,
+    bench_kernel,
+    bench_oom,
+    bench_pressure,
+    bench_slab,
+    bench_thp,
+    bench_tlb,
+    harness,
+    translation,
+)
 from benchmarks.report import (
     Report,
     Row,
@@ -84,6 +95,7 @@ class Plan:
     spec_cache_reclaim_sizes: tuple[int, ...]
     anon_reclaim_sizes: tuple[int, ...]
     spec_anon_reclaim_sizes: tuple[int, ...]
+    oom_processes: int
 
     def __post_init__(self) -> None:
         if self.spec_fork_shifts[-1] != self.fork_shifts[0]:
@@ -113,6 +125,7 @@ FULL = Plan(
     spec_cache_reclaim_sizes=(128, 256, 512),
     anon_reclaim_sizes=(128, 256, 512),
     spec_anon_reclaim_sizes=(32, 64, 128),
+    oom_processes=10_000,
 )
 QUICK = Plan(
     buddy_shifts=(10, 12, 14),
@@ -137,6 +150,7 @@ QUICK = Plan(
     spec_cache_reclaim_sizes=(8, 16, 32),
     anon_reclaim_sizes=(8, 16, 32),
     spec_anon_reclaim_sizes=(4, 8, 16),
+    oom_processes=200,
 )
 
 TRANSLATION_HIT_RATIO = 20.0
@@ -493,6 +507,22 @@ def flat_series(
     )
 
 
+def oom_family(plan: Plan, report: Report) -> None:
+    say(f"oom: select_bad_process over {plan.oom_processes:,} processes")
+    result = bench_oom.scan(plan.oom_processes, plan.repeats)
+    report.rows.append(
+        compared(
+            "oom",
+            f"oom_badness scan of {result.processes:,} processes",
+            "ms",
+            1e3 * result.impl_seconds,
+            1e3 * result.spec_seconds,
+            rate=False,
+            note=f"select_bad_process, best of {plan.repeats}; both chose pid {result.victim[0]}",
+        )
+    )
+
+
 def shootdown_family(plan: Plan, report: Report) -> None:
     sizes = ", ".join(map(str, plan.tlb_sizes))
     say(f"shootdown: munmap of {sizes} pages, {bench_tlb.CPUS} CPUs, {bench_tlb.RUNNING} of them ran the mm")
@@ -547,6 +577,7 @@ FAMILIES = {
     "slab": slab_family,
     "kernel": kernel_family,
     "pressure": pressure_family,
+    "oom": oom_family,
     "shootdown": shootdown_family,
     "thp": thp_family,
     "harness": harness_family,

@@ -32,6 +32,7 @@ from lang.kernel_ops import (
     TlbEvict,
     Unpin,
 )
+from lang.memcg_ops import MemcgCreate, MemcgMove, MemcgOp, MemcgRead, MemcgSet
 from lang.oom_ops import OomOp, OomScoreAdj, OomScoreOp, OutOfMemory, Sysctl
 from lang.pressure_ops import (
     FileCreate,
@@ -98,6 +99,11 @@ __all__ = [
     "Load",
     "Madvise",
     "MemInfo",
+    "MemcgCreate",
+    "MemcgMove",
+    "MemcgOp",
+    "MemcgRead",
+    "MemcgSet",
     "MeminfoOp",
     "Mmap",
     "MmapFile",

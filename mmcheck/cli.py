@@ -326,19 +326,37 @@ def cmd_oracle_oom(args: argparse.Namespace) -> int:
     refused = oom.negative_adj_refused() if min(case.adjs) < 0 else None
     if refused:
         raise OracleUnavailable(f"oracle oom: {refused}")
-    verdict = oom.check(case, oom.run_case(case))
+    from oracles.linux import oom_model
+
+    kernel = oom.run_case(case)
+    verdict = oom.check(case, kernel)
+    why_not = oom_model.comparable(case)
+    own = None if why_not else oom_model.model_run(case)
+    own_problems = [] if own is None else oom_model.compare(kernel.killed, kernel.stuck, own)
     if args.json:
         out = {
             "case": case.to_json(),
             "oom_score": [{"process": i, "kernel": got, "model": want} for i, got, want in verdict.scores],
             "victims": [{"kernel": k, "model": m} for k, m in verdict.victims],
             "problems": verdict.problems,
+            "own_run": {
+                "kernel": kernel.killed,
+                "model": None if own is None else list(own.victims),
+                "not_compared": why_not,
+                "problems": own_problems,
+            },
         }
         print(json.dumps(out))
     else:
         for line in oom.report(verdict):
             print(line)
-    return 0 if verdict.agree else 1
+        if own is None:
+            print(f"the model's own run not compared: {why_not}")
+        else:
+            print(f"the model's own run: the kernel killed {kernel.killed}, the model {list(own.victims)}")
+            for problem in own_problems:
+                print(f"DISAGREES: {problem}")
+    return 0 if verdict.agree and not own_problems else 1
 
 
 def cmd_oracle_thp(args: argparse.Namespace) -> int:

@@ -385,7 +385,7 @@ KERNEL_FIELDS = frozenset(
         *("gathering", "gathered"),
         *("files", "swap_slots", "swap_map", "swap_data", "swap_cache", "pgfault", "pgmajfault", "lru_steps"),
         *("fault_around", "workingset"),
-        *("oom_score_adj", "oom_sysctls", "slab", "thp"),
+        *("oom_score_adj", "oom_sysctls", "slab", "thp", "memcg"),
     }
 )
 SPACE_FIELDS = frozenset(
@@ -492,6 +492,7 @@ def kernel_key(
     """L1 without the last op's events and the counters of fresh pids, flights and pins; pids, flights, pins
     and generations renamed."""
     expect(k, KERNEL_FIELDS)
+    assert not k.memcg.enabled, "the SMP explorer's states have no memory cgroups: its key leaves them out"
     gens = generations(k)
     none: dict[int, int] = {}
 

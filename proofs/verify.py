@@ -38,6 +38,7 @@ CHECK_MODULES = (
     "properties.mm.five_level_machine",
     "properties.pressure.fault_around_machine",
     "properties.oom.oom_machine",
+    "properties.oom.memcg_machine",
     "properties.pressure.workingset_machine",
     "properties.pressure.slab_pressure_machine",
     "properties.mm.thp_machine",

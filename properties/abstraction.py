@@ -22,6 +22,7 @@ from impl.paging.physmem import PhysMem
 from impl.pressure.pressure import PG_DIRTY, PG_REFERENCED, PG_THP, is_swap, swp_offset
 from properties.frame_cache import Entries, FrameCache
 from spec.alloc.buddy import Block, BuddyState
+from spec.memcg.state import NO_MEMCG, Group, Memcg
 from spec.mm.kernel import File, Kernel, Leaf, Page, Pin, Space, Thp, Workingset
 from spec.mm.vma import Prot
 from spec.mm.vma import Vma as SpecVma
@@ -236,6 +237,7 @@ def abstract_kernel(kernel: ImplKernel, frames: FrameCache | None = None) -> Ker
         oom_sysctls=MappingProxyType(dict(sorted(kernel.oom.sysctls.items()))),
         slab=frozenset(kernel.slab_frames),
         thp=abstract_thp(kernel),
+        memcg=abstract_memcg(kernel),
     )
 
 
@@ -251,6 +253,32 @@ def abstract_thp(kernel: ImplKernel) -> Thp:
         t.fault_alloc,
         t.fault_fallback,
         t.split_pmd,
+    )
+
+
+def abstract_memcg(kernel: ImplKernel) -> Memcg:
+    """The memory cgroups: each group's limits and counters, the tasks, ``memcg_data`` as the charges."""
+    m = kernel.memcg
+    if not m.enabled:
+        return NO_MEMCG
+    groups = {}
+    for path, g in sorted(m.groups.items()):
+        groups[path] = Group(
+            None if g.parent is None else m.parent_path(path),
+            g.memory.max,
+            g.memsw.max,
+            g.memory.watermark,
+            g.memsw.watermark,
+            g.memory.failcnt,
+            g.memsw.failcnt,
+            g.oom,
+            g.oom_kill,
+        )
+    return Memcg(
+        True,
+        MappingProxyType(groups),
+        MappingProxyType(dict(sorted(m.tasks.items()))),
+        MappingProxyType(dict(sorted(m.memcg_data.items()))),
     )
 
 

@@ -391,10 +391,16 @@ class Lockstep:
             difference = None if equal_but_tlbs(expected, actual) else kernel_difference(expected, actual)
             if difference:
                 raise DivergenceError(Divergence(index, op, "kernel state differs", *difference))
-            rmap = impl.rmap_problem()
+            mapped, counted = impl.page_tables_scan()  # one walk for both self-checks
+            rmap = impl.rmap_problem(mapped)
             if rmap:
                 raise DivergenceError(
                     Divergence(index, op, "the reverse map disagrees with the page tables", "(page tables)", rmap)
+                )
+            counters = impl.mm_counters_problem(counted)
+            if counters:
+                raise DivergenceError(
+                    Divergence(index, op, "the mm counters disagree with the page tables", "(page tables)", counters)
                 )
             extra = tlb_difference(expected, actual)
             if extra:

@@ -208,6 +208,34 @@ class OomPanic:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class MemcgStat:
+    """A memory cgroup's files (v1 names), in bytes where the file is: ``values`` as (file name, value) pairs."""
+
+    values: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MemcgRetry:
+    """A page fault whose charge a memory cgroup refused with nothing left to kill: the fault is retried for ever
+    (mm/oom_kill.c ``pagefault_out_of_memory`` returns and the access faults again); ``report`` is the line
+    ``out_of_memory`` printed, ``group`` the group at its limit."""
+
+    group: str
+    report: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemcgOom:
+    """An operation whose charge took the memory cgroup ``group`` past its limit: the kills of the group's OOM
+    killer, then the operation's own ``outcome`` (if nothing was left to kill, a :class:`MemcgRetry` for a
+    fault and ENOMEM for a syscall; None when the operation's own process was killed)."""
+
+    group: str
+    kills: tuple[OomKill, ...]
+    outcome: Outcome | None
+
+
 Outcome = (
     Ok
     | Value
@@ -228,4 +256,7 @@ Outcome = (
     | OomScore
     | OomKill
     | OomPanic
+    | MemcgStat
+    | MemcgRetry
+    | MemcgOom
 )

@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-FAMILIES = {"translation", "buddy", "slab", "kernel", "pressure", "shootdown", "thp", "harness"}
+FAMILIES = {"translation", "buddy", "slab", "kernel", "pressure", "oom", "shootdown", "thp", "harness"}
 MACHINES = {"mmu", "buddy", "kernel", "smp"}
 
 
@@ -96,6 +96,7 @@ def test_the_rows_cover_what_the_issue_lists(report: dict[str, Any]) -> None:
     assert {f"faults/s, {kind}" for kind in kinds} <= set(measures)
     assert sum(m.startswith("reclaim of ") and m.endswith("clean page-cache pages") for m in measures) == 2
     assert sum(m.startswith("reclaim of ") and m.endswith("anonymous pages to swap") for m in measures) == 2
+    assert sum(m.startswith("oom_badness scan of ") and m.endswith(" processes") for m in measures) == 1
 
 
 def test_scaling_has_three_sizes_and_the_growth_between_them(report: dict[str, Any]) -> None:

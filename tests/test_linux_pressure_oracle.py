@@ -22,11 +22,11 @@ import pytest
 from dependencies import requires
 from hypothesis import Phase, given, settings
 
-from lang.errors import OracleUnsupported
+from lang.errors import OracleError, OracleUnsupported
 from lang.scenario import OP_TYPES, Scenario, load
 from mmcheck.cli import main
 from oracles.linux import meminfo, pressure
-from oracles.linux.pressure_host import PAGE_CLUSTER, PressureHost, unavailable_pressure
+from oracles.linux.pressure_host import PAGE_CLUSTER, PressureHost, saved_sysctls, unavailable_pressure
 from oracles.linux.pressure_scenarios import over_limit, pressure_scenarios
 from properties.recording import save_counterexample
 
@@ -174,6 +174,49 @@ def test_the_next_host_undoes_a_killed_run() -> None:
     assert PAGE_CLUSTER.read_text().strip() == before
     assert affinity is not None
     os.sched_setaffinity(0, affinity)
+
+
+@needs_pressure
+def test_the_next_host_restores_a_killed_runs_other_sysctls() -> None:
+    """A caller's sysctl (the OOM oracle's vm.oom_dump_tasks) is kept in the lock file with page-cluster: a run
+    killed with it changed leaves it changed, and the next host restores the value the dead run found."""
+    dump_tasks = Path("/proc/sys/vm/oom_dump_tasks")
+    before, flipped = dump_tasks.read_text().strip(), "0" if dump_tasks.read_text().strip() == "1" else "1"
+    dead = PressureHost(swap=False, sysctls={dump_tasks: flipped})
+    dead.setup()
+    affinity = dead.affinity
+    assert dead.lock is not None
+    os.close(dead.lock)  # the process dies: the kernel drops its flock, nothing else is undone
+    assert dump_tasks.read_text().strip() == flipped
+    with PressureHost(swap=False):
+        assert dump_tasks.read_text().strip() == before
+        assert not dead.cgroup.exists() and not dead.folder.exists()
+    assert dump_tasks.read_text().strip() == before
+    assert affinity is not None
+    os.sched_setaffinity(0, affinity)
+
+
+@needs_pressure
+def test_a_host_refuses_a_sysctl_that_is_not_one() -> None:
+    with pytest.raises(OracleError, match="is not a sysctl of this kernel"):
+        PressureHost(swap=False, sysctls={Path("/etc/hostname"): "x"})
+    with pytest.raises(OracleError, match="is not a sysctl of this kernel"):
+        PressureHost(swap=False, sysctls={Path("/proc/sys/vm/no-such-sysctl"): "1"})
+
+
+def test_the_lock_files_saved_sysctls_are_read_in_both_forms() -> None:
+    """The lock file holds a JSON object of sysctl path to value; a bare value (as written before other sysctls
+    were kept) is page-cluster's; empty is no live run; anything else is an error naming the lock file."""
+    assert saved_sysctls("") == {}
+    assert saved_sysctls("3\n") == {PAGE_CLUSTER: "3"}
+    both = '{"/proc/sys/vm/page-cluster": "3", "/proc/sys/vm/oom_dump_tasks": "0"}'
+    assert saved_sysctls(both) == {PAGE_CLUSTER: "3", Path("/proc/sys/vm/oom_dump_tasks"): "0"}
+    with pytest.raises(OracleError, match="neither a sysctl value nor a JSON object"):
+        saved_sysctls("{not json")
+    with pytest.raises(OracleError, match="not a JSON object of sysctl paths to values"):
+        saved_sysctls('{"/proc/sys/vm/page-cluster": 3}')
+    with pytest.raises(OracleError, match="which is not a sysctl"):
+        saved_sysctls('{"/etc/passwd": "x"}')
 
 
 @needs_pressure

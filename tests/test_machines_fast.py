@@ -1,6 +1,6 @@
-"""The kernel, hugetlb, transparent-huge-page, SMP, memory-pressure, OOM and slab refinement machines run clean
-under the loaded profile (mutmut: 60 programs), so mutation testing of every module of impl/ has machine
-tests to fail."""
+"""The kernel, hugetlb, transparent-huge-page, SMP, memory-pressure, OOM, memory cgroup and slab refinement
+machines run clean under the loaded profile (mutmut: 60 programs), so mutation testing of every module of impl/
+has machine tests to fail."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from properties.machinery import run_machine
 from properties.mm.huge_machine import HugeMachine
 from properties.mm.kernel_machine import KernelMachine
 from properties.mm.thp_machine import ThpMachine
+from properties.oom.memcg_machine import MemcgMachine
 from properties.oom.oom_machine import OomMachine
 from properties.pressure.pressure_machine import PressureMachine
 from properties.slab.slab_debug_machine import SlabDebugMachine
@@ -28,6 +29,7 @@ MACHINES = [
     SmpMachine,
     PressureMachine,
     OomMachine,
+    MemcgMachine,
     SlabMachine,
     SlabDebugMachine,
 ]

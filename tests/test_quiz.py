@@ -8,7 +8,7 @@ from impl.alloc.buddy import BuddyAllocator
 from lang.hardware_ops import AllocPages, FreePages
 from lang.kernel_ops import Load, Step, Store
 from mmcheck.cli import main
-from mmcheck.views import quiz_buddy, quiz_buddyinfo, quiz_cow, quiz_faults, quiz_tlb
+from mmcheck.views import quiz_buddy, quiz_buddyinfo, quiz_cow, quiz_faults, quiz_oom, quiz_tlb
 from mmcheck.views.quiz import TOPICS, generate, quiz_json, render
 from properties.drivers import ImplRunner, Lockstep
 from properties.replay import replay
@@ -261,3 +261,19 @@ def test_buddyinfo_quizzes_cover_success_compaction_and_no_compaction() -> None:
 def test_buddyinfo_json_gives_the_counts_and_answers() -> None:
     out = quiz_json(generate("buddyinfo", 3), answers=True)
     assert 6 == len(out["buddyinfo"]) and all("answer" in q for q in out["questions"])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_who_dies_kills_the_highest_and_never_an_immune_process(seed: int) -> None:
+    """Each round's victim has the most points of the eligible; -1000 and init never die; with none left
+    eligible the machine panics."""
+    answer = quiz_oom.solve(generate("who-dies", seed))
+    for r in answer.rounds:
+        eligible = [(row.points, row.pid) for row in r.table if row.points is not None]
+        kill = r.result.get("oom_kill")
+        if not eligible:
+            assert "panic" in r.result and kill is None
+            continue
+        assert isinstance(kill, dict)
+        assert (kill["points"], kill["pid"]) == max(eligible)
+        assert all(row.adj != -1000 and row.pid != 1 for row in r.table if row.pid == kill["pid"])

@@ -198,3 +198,22 @@ def test_the_reverse_map_follows_a_thp_from_pmd_to_ptes() -> None:
     assert [(1, base + 512 + 3)] == list(rmap[written].values())
     run.apply(Exit(1))
     assert {} == impl_rmap(run)
+
+
+def test_a_thp_counts_its_512_pages_and_its_deposited_table_in_the_oom_score() -> None:
+    """oom_badness reads get_mm_rss and mm_pgtables_bytes: a THP's PMD adds 512 pages to MM_ANONPAGES and its
+    deposited PT one table (__do_huge_pmd_anonymous_page), on both sides; the split moves the 512 to the PTEs
+    and the deposit into the tree, and the exit drops them all."""
+    from lang.ops import OomScoreOp
+
+    run = thp_run(Store(0, H, 1))
+    before = run.apply(OomScoreOp(1))
+    impl = run.impl.kernel.kernel
+    assert impl is not None
+    rss, swapents, tables = impl.mm_counts(1)
+    assert (rss, swapents) == (512, 0) and tables == len(spec_state(run).procs[1].tables)
+    run.apply(Munmap(1, H + 0x1000, 1))
+    assert impl.mm_counts(1) == (511, 0, tables)
+    assert run.apply(OomScoreOp(1))["oom_score"] <= before["oom_score"]
+    run.apply(Exit(1))
+    assert impl.mm_counts(1) == (0, 0, 0)

@@ -35,7 +35,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from impl.alloc.buddy import BuddyAllocator
-from impl.mm.thp import Thp
+from impl.memcg.memcg import MemCgroups
+from impl.mm.thp import PG_THP, Thp
 from impl.mm.vma import Vma, VmaList
 from impl.oom.oom import Oom
 from impl.paging.mmu import WRITE, Fault, Mmu, Translated
@@ -49,6 +50,7 @@ _P, _RW, _US, _A, _D, _PS, _G = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80, 0x100
 _PROTNONE = 0x100  # _PAGE_PROTNONE reuses the global bit of a non-present entry
 _NX = 1 << 63
 _PFN = ((1 << 52) - 1) & ~0xFFF
+MM_RSS, MM_SWAPENTS, MM_TABLES = 0, 1, 2  # the indexes of Kernel.mm_counters
 _PAGE_TABLE = _P | _RW | _US | _A | _D
 _KERNPG_TABLE = _P | _RW | _A | _D
 _PAGE_KERNEL_RO = _P | _A | _G | _NX
@@ -117,9 +119,16 @@ class Kernel:
         self.rmap: dict[int, dict[int, tuple[int, int]]] = {}
         # The slab allocator's frames on this kernel's buddy, as account_slab (mm/slab.h) counts them.
         self.slab_frames: set[int] = set()
+        # The mm counters oom_badness reads, kept as the kernel keeps them, by pid: [``get_mm_rss``,
+        # ``MM_SWAPENTS``, ``mm_pgtables_bytes / PAGE_SIZE``].  The first two by :meth:`set_pte` from
+        # :meth:`mm_counter` of the old and new leaf (include/linux/mm.h ``add_mm_counter``), the third as tables
+        # are made and freed (mm/memory.c ``__pte_alloc`` -> ``mm_inc_nr_ptes``, ``__pmd_alloc`` ->
+        # ``mm_inc_nr_pmds``, ``__pud_alloc`` -> ``mm_inc_nr_puds``; ``free_pte_range`` -> ``mm_dec_nr_ptes``).
+        self.mm_counters: dict[int, list[int]] = {}
         self.pressure = Pressure(self, swap, fault_around, workingset)
         self.oom = Oom(self)
         self.thp = Thp(self)
+        self.memcg = MemCgroups(self)
         if self.free_frames() < 6:
             raise ConfigError("the kernel needs 6 free frames to boot: give the config more frames")
         self.boot = tuple(self._alloc(("boot", i, 0, 0)) for i in range(6))
@@ -139,6 +148,8 @@ class Kernel:
             "pressure",
             "oom",
             "thp",
+            "mm_counters",
+            "memcg",
         }
     )
 
@@ -165,6 +176,8 @@ class Kernel:
         new.pressure = self.pressure.clone(new)
         new.oom = self.oom.clone(new)
         new.thp = self.thp.clone(new)
+        new.mm_counters = {pid: list(counts) for pid, counts in self.mm_counters.items()}
+        new.memcg = self.memcg.clone(new)
         return new
 
     # --- frames ---------------------------------------------------------------------------------
@@ -310,6 +323,7 @@ class Kernel:
                 child = self._alloc(("table", pid, level - 1, vpn >> (9 * (level - 1))))
                 entry = (child << 12) | _PAGE_TABLE
                 self.mem.write(pa, entry)
+                self.mm_counters.setdefault(pid, [0, 0, 0])[MM_TABLES] += 1
             table = (entry & _PFN) >> 12
         return (table << 12) + ((vpn >> (9 * (leaf_level - 1))) & 511) * 8
 
@@ -353,7 +367,8 @@ class Kernel:
         PROT_NONE, not a 2 MiB leaf: the entries :meth:`rmapped` counts), goes through here; writes that only
         change the A, D or R/W bits of a mapping entry leave the reverse map as it is.
         """
-        old = self.rmapped(self.mem.read_unchecked(pa))
+        was = self.mem.read_unchecked(pa)
+        old = self.rmapped(was)
         if old is not None:
             users = self.rmap[old]
             del users[pa]
@@ -362,7 +377,27 @@ class Kernel:
         new = self.rmapped(entry)
         if new is not None:
             self.rmap.setdefault(new, {})[pa] = (pid, vpn)
+        gone, came = self.mm_counter(was), self.mm_counter(entry)
+        if gone is not None or came is not None:
+            counts = self.mm_counters.setdefault(pid, [0, 0, 0])
+            if gone is not None:
+                counts[gone] -= HUGE_PAGES if was & _PS else 1
+            if came is not None:
+                counts[came] += HUGE_PAGES if entry & _PS else 1
         self.mem.write(pa, entry)
+
+    def mm_counter(self, entry: int) -> int | None:
+        """Which of :attr:`mm_counters` the leaf ``entry`` counts in: :data:`MM_SWAPENTS` for a swap entry,
+        :data:`MM_RSS` for one mapping a 4 KiB frame other than the zero page, or a THP's PMD (512 pages; mm/memory.c
+        and mm/huge_memory.c count no zero-page, huge-zero-page or hugetlb leaf in the rss), else None."""
+        if not entry:
+            return None
+        if not entry & (_P | _PROTNONE):
+            return MM_SWAPENTS  # is_swap_pte
+        if entry & _PS:  # a THP's PMD counts its 512 pages (__do_huge_pmd_anonymous_page: add_mm_counter)
+            pfn = (entry & _PFN) >> 12
+            return MM_RSS if pfn != self.thp.zero_pfn and self.flags[pfn] & PG_THP else None
+        return None if (entry & _PFN) >> 12 == self.zero_pfn else MM_RSS
 
     @staticmethod
     def rmapped(entry: int) -> int | None:
@@ -371,19 +406,34 @@ class Kernel:
             return (entry & _PFN) >> 12
         return None
 
-    def rmap_scan(self) -> dict[int, dict[int, tuple[int, int]]]:
-        """The reverse map read off every process's page tables: what :attr:`rmap` must equal."""
+    def page_tables_scan(self) -> tuple[dict[int, dict[int, tuple[int, int]]], dict[int, tuple[int, int, int]]]:
+        """What the page tables hold, read in one walk of every process's: the reverse map (what :attr:`rmap`
+        must equal) and each process's mm counters (what :attr:`mm_counters` must hold)."""
         found: dict[int, dict[int, tuple[int, int]]] = {}
+        counted: dict[int, tuple[int, int, int]] = {}
         for pid, proc in self.procs.items():
+            counts = [0, 0, 0]
             for vpn, pa, entry in self.user_ptes(proc):
                 pfn = self.rmapped(entry)
                 if pfn is not None:
                     found.setdefault(pfn, {})[pa] = (pid, vpn)
-        return found
+                counter = self.mm_counter(entry)
+                if counter is not None:
+                    counts[counter] += HUGE_PAGES if entry & _PS else 1
+            tables = sum(1 for _ in self._tables(proc.root, 4, 0, 0, USER_PAGES))
+            counts[MM_TABLES] = tables + len(self.thp.deposit_frames(pid))
+            counted[pid] = (counts[0], counts[1], counts[2])
+        return found, counted
 
-    def rmap_problem(self) -> str | None:
-        """The self-check of the reverse map: None if :attr:`rmap` equals :meth:`rmap_scan`, else what differs."""
-        found = self.rmap_scan()
+    def rmap_scan(self) -> dict[int, dict[int, tuple[int, int]]]:
+        """The reverse map read off every process's page tables: what :attr:`rmap` must equal."""
+        return self.page_tables_scan()[0]
+
+    def rmap_problem(self, found: dict[int, dict[int, tuple[int, int]]] | None = None) -> str | None:
+        """The self-check of the reverse map: None if :attr:`rmap` equals :meth:`rmap_scan` (or ``found``, the
+        reverse map of a :meth:`page_tables_scan` of this state), else what differs."""
+        if found is None:
+            found = self.rmap_scan()
         if found == self.rmap:
             return None
         wrong = sorted(pfn for pfn in found.keys() | self.rmap.keys() if found.get(pfn) != self.rmap.get(pfn))
@@ -391,6 +441,32 @@ class Kernel:
         return (
             f"reverse map of frame {pfn:#x} is {self.rmap.get(pfn, {})} but the page tables map it at "
             f"{found.get(pfn, {})} (pte address: (pid, vpn)); {len(wrong)} frame(s) differ"
+        )
+
+    def mm_counts(self, pid: int) -> tuple[int, int, int]:
+        """``pid``'s kept mm counters: (``get_mm_rss``, ``MM_SWAPENTS``, ``mm_pgtables_bytes / PAGE_SIZE``)."""
+        rss, swapents, tables = self.mm_counters.get(pid, (0, 0, 0))
+        return rss, swapents, tables
+
+    def mm_counters_scan(self) -> dict[int, tuple[int, int, int]]:
+        """Every process's mm counters read off its page tables: what :attr:`mm_counters` must hold."""
+        return self.page_tables_scan()[1]
+
+    def mm_counters_problem(self, found: dict[int, tuple[int, int, int]] | None = None) -> str | None:
+        """The self-check of the kept mm counters: None if they equal :meth:`mm_counters_scan` (or ``found``, the
+        counters of a :meth:`page_tables_scan` of this state), else what differs."""
+        stale = sorted(self.mm_counters.keys() - self.procs.keys())
+        if stale:
+            return f"mm counters kept for processes that are gone: {stale}"
+        if found is None:
+            found = self.mm_counters_scan()
+        wrong = sorted(pid for pid in found if found[pid] != self.mm_counts(pid))
+        if not wrong:
+            return None
+        pid = wrong[0]
+        return (
+            f"process {pid}'s mm counters are {self.mm_counts(pid)} but its page tables hold {found[pid]}"
+            f" (rss, swap entries, table pages); {len(wrong)} process(es) differ"
         )
 
     def _leaf(self, vma: Vma, pfn: int, writable: bool, dirty: bool | None = None) -> int:
@@ -481,6 +557,7 @@ class Kernel:
         for _, _, _, pfn in list(self._tables(proc.root, 4, 0, 0, USER_PAGES)):
             self.buddy.free(pfn, 0)
         self.buddy.free(proc.root, 0)
+        self.mm_counters.pop(pid, None)
         for vma in proc.vmas:
             if vma.shared:
                 self._unuse_object(vma.obj)
@@ -547,6 +624,7 @@ class Kernel:
             if not proc.vmas.intersects(key << span, (key + 1) << span):
                 self.mem.write(parent_pa, 0)
                 self.buddy.free(pfn, 0)
+                self.mm_counters[proc.pid][MM_TABLES] -= 1
 
     @staticmethod
     def _mmap_error(va: int, pages: int, huge: bool) -> str | None:

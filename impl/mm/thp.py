@@ -30,6 +30,7 @@ _P, _RW, _US, _A, _D, _PS = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80
 _PFN = ((1 << 52) - 1) & ~0xFFF
 _PAGE_TABLE = _P | _RW | _US | _A | _D
 PG_ANON, PG_EXCLUSIVE, PG_HUGE, PG_THP = 1, 2, 4, 32
+MM_RSS, MM_TABLES = 0, 2  # indexes of Kernel.mm_counters (impl.mm.kernel)
 ANON_INACTIVE = 0
 
 
@@ -109,13 +110,17 @@ class Thp:
         return bool(entry & _PS) and (pfn == self.zero_pfn or bool(self.k.flags[pfn] & PG_THP))
 
     def deposit(self, pid: int, head: int) -> None:
-        """``pte_alloc_one`` + ``pgtable_trans_huge_deposit``: a zeroed PT kept under the PMD at ``head``."""
+        """``pte_alloc_one`` + ``pgtable_trans_huge_deposit``: a zeroed PT kept under the PMD at ``head``, counted in
+        the process's page tables (``mm_inc_nr_ptes`` in ``__do_huge_pmd_anonymous_page`` and ``copy_huge_pmd``)."""
         self.deposits[(pid, head)] = self.k._alloc(("table", pid, 1, head >> 9))
+        self.k.mm_counters.setdefault(pid, [0, 0, 0])[MM_TABLES] += 1
 
     def withdraw_and_free(self, pid: int, head: int) -> None:
-        """``zap_deposited_table``: the deposited PT freed at once (``pte_free``; never walked, so no gather)."""
+        """``zap_deposited_table``: the deposited PT freed at once (``pte_free``; never walked, so no gather) and
+        no longer counted (``mm_dec_nr_ptes``)."""
         buddy = self.k.buddy
         getattr(buddy, "buddy", buddy).free(self.deposits.pop((pid, head)), 0)
+        self.k.mm_counters[pid][MM_TABLES] -= 1
 
     def deposit_frames(self, pid: int) -> set[int]:
         """The deposited PTs of process ``pid``."""
@@ -157,6 +162,7 @@ class Thp:
         self.deposit(proc.pid, head)
         self.fault_alloc += 1
         k.mem.write(pa, k._leaf(vma, pfn, vma.write, dirty=True) | _PS)
+        k.mm_counters.setdefault(proc.pid, [0, 0, 0])[MM_RSS] += HUGE_PAGES  # add_mm_counter(MM_ANONPAGES, 512)
         return None, True
 
     def split(self, proc: Process, head: int, pa: int, entry: int) -> None:
@@ -192,6 +198,7 @@ class Thp:
                 k.set_pte((table << 12) + 8 * i, bits | ((pfn + i) << 12), proc.pid, head + i)
                 k.refcount[pfn + i], k.mapcount[pfn + i], k.flags[pfn + i] = 1, 1, sub
                 k.pressure.lru_add(pfn + i, ANON_INACTIVE)
+            k.mm_counters[proc.pid][MM_RSS] -= HUGE_PAGES  # the PMD's 512 pages, now counted by the PTEs
         k.mem.write(pa, (table << 12) | _PAGE_TABLE)
 
     def refuse_shared(self, proc: Process, head: int, entry: int) -> None:

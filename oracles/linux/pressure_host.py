@@ -15,7 +15,9 @@
 - ``/proc/sys/vm/page-cluster`` is set to 0 for the run: a major swap fault
   then reads only its own slot (mm/swap_state.c ``swapin_readahead``: the
   window is ``1 << page_cluster`` slots for both the cluster and the VMA-based
-  readahead), as the model does; restored afterwards.
+  readahead), as the model does; restored afterwards.  A caller may give more
+  sysctls to set for the run (the OOM oracle's ``vm.oom_dump_tasks``): they are
+  set and restored with page-cluster, under the same lock.
 - The driver, and with it every worker it forks, runs on one CPU for the run
   (``sched_setaffinity``; the driver's affinity is restored afterwards).  A
   page just faulted in, or read into the page cache, waits in the CPU's
@@ -33,22 +35,25 @@
   see the other's swap slots and restore the other's page-cluster.  The host
   holds an exclusive ``flock`` on :data:`LOCK` from setup to close; a second
   test process waits for it (two suites run at once on one machine).  The
-  lock file holds the page-cluster value found at setup until close, so a run
-  that was killed is undone by the next one: holding the lock, it restores
-  that value, turns off the dead run's swap file and removes its cgroup and
-  folder (:meth:`PressureHost.undo_stale`).
+  lock file holds the sysctl values found at setup (page-cluster and the
+  caller's, as a JSON object by path) until close, so a run that was killed is
+  undone by the next one: holding the lock, it restores those values, turns
+  off the dead run's swap file and removes its cgroup and folder
+  (:meth:`PressureHost.undo_stale`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -57,7 +62,8 @@ from oracles.linux.host import unavailable
 
 V1 = Path("/sys/fs/cgroup/memory")
 V2 = Path("/sys/fs/cgroup")
-PAGE_CLUSTER = Path("/proc/sys/vm/page-cluster")
+SYSCTLS = Path("/proc/sys")
+PAGE_CLUSTER = SYSCTLS / "vm" / "page-cluster"
 SWAP_FS = ("ext4", "xfs", "btrfs")
 BASE = Path("/var/tmp")
 # Bytes: a worker's memory from before its move stays charged where it was (cgroup v1 moves no charges by
@@ -121,6 +127,27 @@ def swaps_used_kb() -> dict[str, int]:
     return {fields[0]: int(fields[3]) for fields in rows if fields}
 
 
+def saved_sysctls(text: str) -> dict[Path, str]:
+    """The sysctl values a lock file holds (see the module docstring): a JSON object of path to value, or, as
+    written before other sysctls were kept, page-cluster's value alone; empty when no run is live."""
+    text = text.strip()
+    if not text:
+        return {}
+    if not text.startswith("{"):
+        return {PAGE_CLUSTER: text}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OracleError(f"{LOCK} holds neither a sysctl value nor a JSON object of them: {text!r}") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise OracleError(f"{LOCK} holds {text!r}, not a JSON object of sysctl paths to values")
+    saved = {Path(path): value for path, value in data.items()}
+    for path in saved:
+        if not path.is_relative_to(SYSCTLS):
+            raise OracleError(f"{LOCK} names {path}, which is not a sysctl (a file under {SYSCTLS})")
+    return saved
+
+
 def remove_cgroup(cgroup: Path) -> None:
     """rmdir the cgroup once the workers killed a moment ago have left it (a dying task stays a while)."""
     deadline = time.monotonic() + 10
@@ -135,21 +162,25 @@ def remove_cgroup(cgroup: Path) -> None:
 
 
 class PressureHost:
-    """The cgroup, the swap file (unless ``swap`` is false) and page-cluster for one run.  A context manager:
-    everything is undone on exit."""
+    """The cgroup, the swap file (unless ``swap`` is false), page-cluster and the ``sysctls`` given (path to the
+    value for the run) for one run.  A context manager: everything is undone on exit."""
 
-    def __init__(self, limit: int = LIMIT, swap: bool = True) -> None:
+    def __init__(self, limit: int = LIMIT, swap: bool = True, sysctls: Mapping[Path, str] | None = None) -> None:
         self.limit = limit
         self.swap = swap
         why = unavailable_pressure()
         if why:
             raise OracleError(why)
+        self.sysctls = {PAGE_CLUSTER: "0", **(sysctls or {})}
+        for path in self.sysctls:
+            if not path.is_relative_to(SYSCTLS) or not path.is_file():
+                raise OracleError(f"{path} is not a sysctl of this kernel (a file under {SYSCTLS})")
         self.kind = cgroup_kind()
         self.folder = Path(tempfile.mkdtemp(prefix="mmcheck-pressure-", dir=BASE))
         self.swapfile = self.folder / "swap"
         self.cgroup = (V1 if self.kind == "v1" else V2) / self.folder.name
         self.swap_on = False
-        self.page_cluster: str | None = None
+        self.saved: dict[Path, str] | None = None
         self.affinity: set[int] | None = None
         self.lock: int | None = None
 
@@ -174,10 +205,11 @@ class PressureHost:
             run("mkswap", str(self.swapfile))
             run("swapon", "--priority", "32767", str(self.swapfile))
             self.swap_on = True
-        self.page_cluster = PAGE_CLUSTER.read_text().strip()
+        self.saved = {path: path.read_text().strip() for path in self.sysctls}
         os.ftruncate(self.lock, 0)
-        os.pwrite(self.lock, self.page_cluster.encode(), 0)
-        PAGE_CLUSTER.write_text("0")
+        os.pwrite(self.lock, json.dumps({str(path): value for path, value in self.saved.items()}).encode(), 0)
+        for path, value in self.sysctls.items():
+            path.write_text(value)
         self.affinity = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {min(self.affinity)})
         if self.kind == "v2":
@@ -189,15 +221,14 @@ class PressureHost:
         (self.cgroup / limit).write_text(str(self.limit))
 
     def undo_stale(self, lock: int) -> None:
-        """Undo what a killed run left (called with the lock held, so no other host is live): the page-cluster
-        value it found, its swap file if still on, its cgroup, its folder.
+        """Undo what a killed run left (called with the lock held, so no other host is live): the sysctl values
+        it found (page-cluster and its caller's), its swap file if still on, its cgroup, its folder.
 
         A folder is a dead run's when its swap file is in /proc/swaps or its cgroup exists; a folder with
         neither may be a host still waiting for the lock, and is left alone.
         """
-        saved = os.pread(lock, 64, 0).decode().strip()
-        if saved:
-            PAGE_CLUSTER.write_text(saved)
+        for path, value in saved_sysctls(os.pread(lock, 1 << 16, 0).decode()).items():
+            path.write_text(value)
         swaps = swaps_used_kb()
         for folder in sorted(BASE.glob("mmcheck-pressure-*")):
             if folder == self.folder:
@@ -225,14 +256,15 @@ class PressureHost:
         self.swap_on = False
 
     def close(self) -> None:
-        """Undo what :meth:`setup` did: the cgroup (its processes must be gone), swap, page-cluster, the folder."""
+        """Undo what :meth:`setup` did: the cgroup (its processes must be gone), swap, the sysctls, the folder."""
         if self.cgroup.exists():
             remove_cgroup(self.cgroup)
         if self.swap_on:
             self.swapoff()
-        if self.page_cluster is not None:
-            PAGE_CLUSTER.write_text(self.page_cluster)
-            self.page_cluster = None
+        if self.saved is not None:
+            for path, value in self.saved.items():
+                path.write_text(value)
+            self.saved = None
             if self.lock is not None:
                 os.ftruncate(self.lock, 0)
         if self.affinity is not None:

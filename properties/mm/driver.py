@@ -10,11 +10,13 @@ programmer's view allows (L1 refines L0).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from impl.alloc.buddy import BuddyAllocator
+from impl.memcg.memcg import MemCgroups
 from impl.mm.kernel import Kernel as ImplKernel
 from impl.paging.mmu import FETCH, READ, WRITE, Mmu
 from impl.pressure.pressure import FAULT_AROUND_PAGES
@@ -24,12 +26,16 @@ from lang.errors import MMCheckError, NotModelled, UnknownCpu, UnknownPid
 from lang.scenario import Config, Result
 from spec import memory as l0
 from spec.alloc.buddy import BuddyState
+from spec.memcg import memcg
 from spec.mm import accounting, aspace, cow, thp
 from spec.mm.kernel import NO_CHOICES, Choices, Kernel, boot, check_cpu
 from spec.mm.vma import Prot, huge_pages
 from spec.oom import badness
 from spec.outcome import (
     Errno,
+    MemcgOom,
+    MemcgRetry,
+    MemcgStat,
     Meminfo,
     NewPid,
     NewPin,
@@ -117,6 +123,14 @@ def outcome_json(outcome: Outcome) -> Result:
         return fields if outcome.anon_huge_pages is None else {**fields, "AnonHugePages": outcome.anon_huge_pages}
     if isinstance(outcome, OomScore | OomKill | OomPanic):
         return oom_json(outcome)
+    if isinstance(outcome, MemcgStat):
+        return dict(outcome.values)
+    if isinstance(outcome, MemcgRetry):
+        return {"memcg_retry": outcome.group, "report": outcome.report}
+    if isinstance(outcome, MemcgOom):
+        kills = [oom_json(kill)["oom_kill"] for kill in outcome.kills]
+        inner = {} if outcome.outcome is None else outcome_json(outcome.outcome)
+        return {**inner, "memcg_oom": {"group": outcome.group, "kills": kills}}
     raise AssertionError(f"no JSON form for {outcome!r}")
 
 
@@ -276,7 +290,54 @@ def spec_oom_step(k: Kernel, op: ops.KernelOp) -> tuple[Kernel, Outcome] | None:
     return None
 
 
+def spec_memcg_step(k: Kernel, op: ops.MemcgOp) -> tuple[Kernel, Outcome]:
+    """A memory cgroup operation on the L1 spec."""
+    if isinstance(op, ops.MemcgCreate):
+        return memcg.create(k, op.group)
+    if isinstance(op, ops.MemcgMove):
+        return memcg.move(k, op.pid, op.group)
+    if isinstance(op, ops.MemcgSet):
+        return memcg.set_limit(k, op.group, op.knob, op.size)
+    assert isinstance(op, ops.MemcgRead)
+    return k, memcg.stat(k, op.group)
+
+
+FAULTING = (ops.Load, ops.Store, ops.Fetch)
+
+
+def actor(op: ops.KernelOp, current: tuple[int, ...] | list[int]) -> int | None:
+    """The process an operation runs for: its pid, or the process on its CPU for an access (None: none)."""
+    if isinstance(op, FAULTING):
+        pid = current[op.cpu] if 0 <= op.cpu < len(current) else 0
+        return pid or None
+    named = getattr(op, "pid", None)
+    return named if isinstance(named, int) else None
+
+
+def spec_memcg_kill(k: Kernel, pid: int) -> tuple[Kernel, Outcome]:
+    """A memory cgroup OOM victim's death: the exit of :func:`spec_kill`, its ``oom_score_adj`` gone with it."""
+    k, outcome = spec_kill(k, pid)
+    return badness.exited(k, outcome, pid)
+
+
 def spec_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
+    """One kernel-layer operation on the L1 spec, charged to its memory cgroup (:mod:`spec.memcg.memcg`)."""
+    if isinstance(op, ops.MemcgOp):
+        k = replace(k, events=()) if k.events else k
+        return spec_memcg_step(replace(k, lru_steps=0) if k.lru_steps else k, op)
+    if not k.memcg.enabled:
+        return spec_plain_step(k, op, choices)
+    return memcg.charged_step(
+        k,
+        lambda k: spec_plain_step(k, op, choices),
+        lambda k: spec_plain_step(k, op, NO_CHOICES),
+        actor(op, k.current),
+        isinstance(op, FAULTING),
+        spec_memcg_kill,
+    )
+
+
+def spec_plain_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
     """One kernel-layer operation on the L1 spec; the events it records replace the last operation's."""
     k = replace(k, events=()) if k.events else k
     k = replace(k, lru_steps=0) if k.lru_steps else k
@@ -387,12 +448,48 @@ class ImplKernelSide:
             self.kernel.effects.clear()
             self.smp.events.clear()
             self.kernel.pressure.lru_steps = 0
-        return impl_step(self.kernel, op, self.smp)
+        if isinstance(op, ops.MemcgOp):
+            return impl_memcg_step(self.kernel, op)
+        k, smp = self.kernel, self.smp
+        if not k.memcg.enabled:
+            return impl_step(k, op, smp)
+        pid = actor(op, k.current)
+        if not k.memcg.limited(pid):
+            procs = set(k.procs)
+            result = impl_step(k, op, smp)
+            k.memcg.sync(pid, procs)
+            return result
+
+        def dry() -> MemCgroups:
+            mem = k.mem.clone()
+            clone = k.clone(k.mmu.clone(mem), k.buddy.clone())
+            procs = set(clone.procs)
+            with contextlib.suppress(MMCheckError):
+                impl_step(clone, op, smp.clone(clone))
+            clone.memcg.sync(pid, procs)
+            return clone.memcg
+
+        def kill(victim: int) -> object:
+            return smp.syscall("exit", victim, lambda: k.exit(victim), 0, 0, True, False)
+
+        return k.memcg.charged(pid, isinstance(op, FAULTING), dry, lambda: impl_step(k, op, smp), kill)
 
     def adopt_slab(self, slab: frozenset[int]) -> None:
         """After a slab op on the kernel's buddy: the kernel holds the slab frames ``slab`` (no-op unbooted)."""
         if self.kernel is not None:
             self.kernel.slab_frames = set(slab)
+
+
+def impl_memcg_step(k: ImplKernel, op: ops.MemcgOp) -> Result:
+    """A memory cgroup operation on the implementation."""
+    if isinstance(op, ops.MemcgCreate):
+        return k.memcg.create(op.group)
+    if isinstance(op, ops.MemcgMove):
+        return k.memcg.move(op.pid, op.group)
+    if isinstance(op, ops.MemcgSet):
+        return k.memcg.set_limit(op.group, op.knob, op.size)
+    assert isinstance(op, ops.MemcgRead)
+    return k.memcg.read(op.group)
 
 
 def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
@@ -644,6 +741,16 @@ class L0Side:
             return None
         if isinstance(l1, OomKill):
             return self.killed(l1.pid)
+        if isinstance(op, ops.MemcgOp) or isinstance(l1, MemcgRetry):
+            return None
+        if isinstance(l1, MemcgOom):
+            for kill in l1.kills:
+                problem = self.killed(kill.pid)
+                if problem:
+                    return problem
+            if l1.outcome is None or isinstance(l1.outcome, MemcgRetry) or l1.outcome == Errno("ENOMEM"):
+                return None
+            return self.check(op, l1.outcome)
         kept: list[Candidate] = []
         expected: Outcome | None = None
         for candidate in self.candidates:
@@ -787,7 +894,7 @@ def kernel_difference(expected: Kernel, actual: Kernel) -> tuple[str, str] | Non
             return f"{name}: {dict(mine) if hasattr(mine, 'items') else mine}", f"{name}: {theirs}"
     for name in (
         *("next_pid", "next_object", "next_pin", "next_flight", "events"),
-        *("oom_score_adj", "oom_sysctls", "workingset", "slab"),
+        *("oom_score_adj", "oom_sysctls", "workingset", "slab", "memcg"),
     ):
         if getattr(expected, name) != getattr(actual, name):
             return f"{name}: {getattr(expected, name)}", f"{name}: {getattr(actual, name)}"

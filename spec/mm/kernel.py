@@ -40,6 +40,7 @@ from typing import TypeVar
 
 from lang.errors import ConfigError, DisallowedChoice, IdleCpu, UnknownCpu, UnknownPid
 from spec.alloc import buddy
+from spec.memcg.state import NO_MEMCG, Memcg
 from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, KERNEL_VA, KERNEL_WORD, Vma
 from spec.paging.address import PAGE_SHIFT
 from spec.paging.tlb import Tlb
@@ -279,6 +280,8 @@ class Kernel:
     node's ``NR_SLAB_UNRECLAIMABLE_B``, ``unaccount_slab`` takes them off when the slab goes back to the buddy).
 
     Transparent huge pages (:mod:`spec.mm.thp`): ``thp`` is the policy and the THP counters (:class:`Thp`).
+
+    Memory cgroups (:mod:`spec.memcg`): the groups, their processes and the charges (:class:`Memcg`).
     """
 
     buddy: buddy.BuddyState
@@ -315,6 +318,7 @@ class Kernel:
     oom_sysctls: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     slab: frozenset[int] = frozenset()
     thp: Thp = NO_THP
+    memcg: Memcg = NO_MEMCG
 
     @property
     def zero_pfn(self) -> int:

@@ -22,6 +22,7 @@ from properties.minimise import failure_kind
 from properties.mutants import MUTANTS, Mutant
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
+from properties.mutants.memcg import MEMCG_MUTANTS
 from properties.mutants.oom import OOM_MUTANTS
 from properties.mutants.pressure import PRESSURE_MUTANTS
 from properties.mutants.thp import THP_MUTANTS
@@ -47,6 +48,7 @@ MAX_OPS = {
     "workingset-machine": 20,
     "slab-pressure-machine": 10,
     "thp-machine": 10,
+    "memcg-machine": 20,
 }
 
 
@@ -172,6 +174,22 @@ def test_the_workingset_mutants_are_registered() -> None:
     assert {"shadow-kept-after-truncate", "refault-ignores-anon"} == {m.name for m in WORKINGSET_MUTANTS}
     assert {"workingset"} == {m.layer for m in WORKINGSET_MUTANTS}
     assert set(WORKINGSET_MUTANTS) <= set(MUTANTS)
+
+
+def test_the_memcg_mutants_are_registered() -> None:
+    """An uncharge missed, the group OOM scanning outside the group or scaled by the machine, failcnt not
+    counted, the parent's limit ignored, oom_kill counted on the wrong group."""
+    expected = {
+        "memcg-leak",
+        "memcg-victim-outside-group",
+        "memcg-domain-machine-total",
+        "memcg-failcnt-not-incremented",
+        "memcg-hierarchy-ignored",
+        "memcg-oom-kill-counted-on-limit-group",
+    }
+    assert expected == {m.name for m in MEMCG_MUTANTS}
+    assert {"memcg"} == {m.layer for m in MEMCG_MUTANTS}
+    assert set(MEMCG_MUTANTS) <= set(MUTANTS)
 
 
 KERNEL_REMAP_SCENARIO = {
