@@ -17,7 +17,9 @@ default task policy and an empty address space; the steps are those of
 ``init.c`` (its header lists them with their system calls).  The script goes
 in as a second, uncompressed cpio archive appended to the cached gzip one:
 the kernel unpacks concatenated archives, compressed or not, one after the
-other into the same rootfs (``init/initramfs.c``, ``unpack_to_rootfs``).
+other into the same rootfs (``init/initramfs.c``, ``unpack_to_rootfs``), an
+uncompressed one only at an offset that is a multiple of 4, so the gzip one
+is padded with zero bytes, which it skips.
 
 Every mapping is made with ``MADV_NOHUGEPAGE``, so each page of a region is
 its own 4 KiB folio and ``move_pages`` reports and moves pages one by one.
@@ -63,7 +65,7 @@ MODE_FLAGS = ("static", "relative")
 MBIND_FLAGS = ("strict", "move", "move_all")
 MAX_NODES = 64
 MAX_REGIONS = 16
-MAX_PAGES = 4096
+MAX_PAGES = 65536
 NUMASTAT_FIELDS = ("numa_hit", "numa_miss", "numa_foreign", "interleave_hit", "local_node", "other_node")
 
 
@@ -98,12 +100,12 @@ def _run_tool(command: Sequence[str], what: str, cwd: Path | None = None) -> str
 
 
 def kernel_package() -> str:
-    """The versioned package ``linux-image-amd64`` depends on (``apt-cache depends``), e.g. ``linux-image-6.1.0-57-amd64``."""
+    """The versioned package ``linux-image-amd64`` depends on (``apt-cache depends``): linux-image-6.1.0-57-amd64."""
     out = _run_tool(["apt-cache", "depends", PACKAGE], f"finding the kernel package {PACKAGE} depends on")
     found = re.findall(r"Depends:\s*(linux-image-[0-9][^\s]*-amd64)\b", out)
     if not found:
         raise OracleUnavailable(f"apt-cache depends {PACKAGE} names no linux-image-<version>-amd64: {out.strip()!r}")
-    return found[0]
+    return str(found[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,9 +315,11 @@ def step_line(step: Step, where: str, regions: dict[int, int]) -> str:
         "mmap": {"op", "region", "pages"},
         "mbind": {"op", "region", "first", "count", "mode", "nodes", "flags"},
         "touch": {"op", "region", "page", "cpu"},
+        "fill": {"op", "region", "first", "count", "cpu"},
         "where": {"op", "region"},
         "migrate": {"op", "region", "first", "count", "node"},
         "numastat": {"op"},
+        "meminfo": {"op"},
     }
     if op not in keys:
         raise OracleUnsupported(f"{where}: op {op!r} is not one of {', '.join(keys)}")
@@ -338,7 +342,7 @@ def step_line(step: Step, where: str, regions: dict[int, int]) -> str:
         pages = regions[region]
         if "page" in step:
             words.append(str(_int(step, "page", where, 0, pages - 1)))
-        if "first" in step or op in ("mbind", "migrate"):
+        if "first" in step or op in ("mbind", "migrate", "fill"):
             first = _int(step, "first", where, 0, pages - 1)
             count = _int(step, "count", where, 1, pages - first)
             words += [str(first), str(count)]
@@ -349,7 +353,7 @@ def step_line(step: Step, where: str, regions: dict[int, int]) -> str:
             raise OracleUnsupported(f"{where}: nodes={nodes!r} must be a list of node numbers")
         words.append(_nodes_word(nodes, where))
         words += _flags(step, MODE_FLAGS + (MBIND_FLAGS if op == "mbind" else ()), where)
-    if op == "touch":
+    if op in ("touch", "fill"):
         words.append(str(_int(step, "cpu", where, 0, 1023)))
     if op == "migrate":
         words.append(str(_int(step, "node", where, 0, MAX_NODES - 1)))
@@ -436,7 +440,9 @@ def check_topology(found: Mapping[str, Any], topology: Topology) -> None:
         if [int(d) for d in entry["distance"].split()] != list(row):
             raise OracleError(f"node {entry['node']} has distances {entry['distance']!r}, not {list(row)}")
         if not 0 < entry["memtotal_kb"] <= topology.mib_per_node * 1024:
-            raise OracleError(f"node {entry['node']} has MemTotal {entry['memtotal_kb']} kB, not up to {topology.mib_per_node} MiB")
+            raise OracleError(
+                f"node {entry['node']} has MemTotal {entry['memtotal_kb']} kB, not up to {topology.mib_per_node} MiB"
+            )
 
 
 def parse(lines: Iterable[str], console: str) -> tuple[dict[str, Any], dict[str, CaseRun]]:
@@ -478,7 +484,11 @@ def run(cases: Sequence[Case], topology: Topology | None = None, timeout: float 
     with tempfile.TemporaryDirectory(prefix="mmcheck-numa-") as tmp:
         work = Path(tmp)
         initramfs = work / "initramfs.cpio"
-        initramfs.write_bytes(guest.initramfs.read_bytes() + cpio_newc([("script", 0o100644, text.encode(), 0)]))
+        base = guest.initramfs.read_bytes()
+        # The kernel takes a cpio archive after a compressed one only at an offset that is a multiple of 4
+        # and skips zero bytes before it (init/initramfs.c, unpack_to_rootfs: ``!(this_header & 3)``).
+        base += b"\0" * (-len(base) % 4)
+        initramfs.write_bytes(base + cpio_newc([("script", 0o100644, text.encode(), 0)]))
         console, output = work / "console.txt", work / "output.txt"
         command = [
             QEMU,
@@ -508,6 +518,12 @@ def run(cases: Sequence[Case], topology: Topology | None = None, timeout: float 
     if done.returncode:
         raise OracleError(f"QEMU exited {done.returncode}: {done.stderr.strip()}")
     found, answers = parse(lines, log)
+    for case in cases:
+        answer = answers.get(case.name)
+        if answer is None or answer.exit != 0:
+            status = "no exit status" if answer is None else f"exit status {answer.exit}"
+            last = answer.steps[-1] if answer and answer.steps else None
+            raise OracleError(f"case {case.name}: the guest's process ended with {status}; its last answer: {last}")
     if found.get("release") != guest.kernel.version:
         raise OracleError(f"the guest runs kernel {found.get('release')!r}, not {guest.kernel.version!r}")
     check_topology(found, topology)

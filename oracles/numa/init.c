@@ -14,9 +14,11 @@
  *   mmap R N                                       mmap(2) anonymous private, N pages, MADV_NOHUGEPAGE
  *   mbind R FIRST COUNT MODE NODES [FLAG...]       mbind(2); FLAG: strict move move_all static relative
  *   touch R P CPU                                  sched_setaffinity(2) to CPU, then a write to the page
+ *   fill R FIRST COUNT CPU                         touch of COUNT pages from FIRST, all from CPU
  *   where R                                        move_pages(2) with nodes=NULL: each page's node or -errno
  *   migrate R FIRST COUNT NODE                     move_pages(2) to NODE: return value and status per page
  *   numastat                                       /sys/devices/system/node/nodeN/numastat of every node
+ *   meminfo                                        MemTotal, MemFree of /sys/devices/system/node/nodeN/meminfo
  *
  * NODES is "-" (empty) or a comma list; MODE is default, preferred, bind,
  * interleave, local or preferred_many.  A failing system call is an answer,
@@ -44,7 +46,7 @@
 
 #define MAX_REGIONS 16
 #define MAX_NODES 64
-#define MAX_PAGES 4096
+#define MAX_PAGES 65536
 #define PAGE 4096UL
 
 static FILE *out;
@@ -129,7 +131,8 @@ static const char *mode_name(int mode)
 static int parse_flags(char **tok, int n, int *mode_flags, unsigned *mf)
 {
 	*mode_flags = 0;
-	*mf = 0;
+	if (mf)
+		*mf = 0;
 	for (int i = 0; i < n; i++) {
 		if (!strcmp(tok[i], "static"))
 			*mode_flags |= MPOL_F_STATIC_NODES;
@@ -232,6 +235,44 @@ static void numastat(void)
 	}
 	snprintf(buf + pos, sizeof(buf) - pos, "}");
 	emit("%s", buf);
+}
+
+static void meminfo(void)
+{
+	int nodes[MAX_NODES], n = online_nodes(nodes);
+	char buf[2048], path[96], line[160];
+	size_t pos = 0;
+	pos += snprintf(buf + pos, sizeof(buf) - pos, "\"op\": \"meminfo\", \"meminfo\": {");
+	for (int i = 0; i < n; i++) {
+		long total = -1, free_kb = -1;
+		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/meminfo", nodes[i]);
+		FILE *f = fopen(path, "r");
+		while (f && fgets(line, sizeof(line), f)) {
+			char *p;
+			if ((p = strstr(line, "MemTotal:")))
+				sscanf(p + 9, "%ld", &total);
+			else if ((p = strstr(line, "MemFree:")))
+				sscanf(p + 8, "%ld", &free_kb);
+		}
+		if (f)
+			fclose(f);
+		pos += snprintf(buf + pos, sizeof(buf) - pos, "%s\"%d\": {\"total_kb\": %ld, \"free_kb\": %ld}",
+				i ? ", " : "", nodes[i], total, free_kb);
+	}
+	snprintf(buf + pos, sizeof(buf) - pos, "}");
+	emit("%s", buf);
+}
+
+static int pin(long cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+		emit_errno("sched_setaffinity", errno);
+		return -1;
+	}
+	return 0;
 }
 
 static void do_get_mempolicy(char *addr, unsigned long flags, const char *op)
@@ -359,14 +400,18 @@ static int step(char **tok, int n)
 		if (n != 4 || parse_int(tok[1], &a) || parse_int(tok[2], &b) || parse_int(tok[3], &c) || c < 0 ||
 		    c >= CPU_SETSIZE || !(addr = page_addr(a, b)))
 			goto bad;
-		cpu_set_t set;
-		CPU_ZERO(&set);
-		CPU_SET(c, &set);
-		if (sched_setaffinity(0, sizeof(set), &set) < 0) {
-			emit_errno("sched_setaffinity", errno);
+		if (pin(c) < 0)
 			return 0;
-		}
 		*(volatile char *)addr = 1;
+		emit("\"op\": \"%s\", \"cpu\": %d", op, sched_getcpu());
+	} else if (!strcmp(op, "fill")) {
+		if (n != 5 || parse_int(tok[1], &a) || parse_int(tok[2], &b) || parse_int(tok[3], &c) || parse_int(tok[4], &d) ||
+		    c <= 0 || d < 0 || d >= CPU_SETSIZE || !page_addr(a, b) || !page_addr(a, b + c - 1))
+			goto bad;
+		if (pin(d) < 0)
+			return 0;
+		for (long i = 0; i < c; i++)
+			*(volatile char *)page_addr(a, b + i) = 1;
 		emit("\"op\": \"%s\", \"cpu\": %d", op, sched_getcpu());
 	} else if (!strcmp(op, "where")) {
 		if (n != 2 || parse_int(tok[1], &a))
@@ -378,6 +423,8 @@ static int step(char **tok, int n)
 		do_migrate(a, b, c, d);
 	} else if (!strcmp(op, "numastat") && n == 1) {
 		numastat();
+	} else if (!strcmp(op, "meminfo") && n == 1) {
+		meminfo();
 	} else {
 		goto bad;
 	}

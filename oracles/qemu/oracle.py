@@ -133,7 +133,7 @@ def missing_tools() -> str | None:
 
 
 def cache_root() -> Path:
-    """Where every QEMU oracle caches what it builds: ``$MMCHECK_CACHE`` or ``.cache/`` at the project root (not in git)."""
+    """Where the QEMU oracles cache their builds: ``$MMCHECK_CACHE`` or ``.cache/`` at the project root (not in git)."""
     return Path(os.environ.get("MMCHECK_CACHE", ROOT / ".cache"))
 
 
