@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import lzma
 import re
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -342,8 +344,10 @@ def test_preferred_spills_to_the_nearest_node_and_counts_misses(four: Run) -> No
 
     Each page off node 0 is a ``numa_miss`` on the node it lands on and a
     ``numa_foreign`` on node 0 (``zone_statistics``: the preferred zone is
-    node 0's); every miss counts one foreign, so the sums agree exactly.
-    MPOL_BIND would not spill: it fails over to reclaim and the OOM killer instead.
+    node 0's); every miss counts one foreign, so the sums agree exactly.  The
+    counters may exceed the region's pages by the page-table pages the faults
+    allocate once node 0 is full (one per 512 pages, under the default task
+    policy, so also spilled) and a few kernel allocations meanwhile.
     """
     free = answers(four, "spill", "meminfo")[0]["meminfo"]
     assert int(free["0"]["free_kb"]) < SPILL * 4
@@ -351,9 +355,10 @@ def test_preferred_spills_to_the_nearest_node_and_counts_misses(four: Run) -> No
     assert set(counts) == {0, 1} and counts[1] > 0
     delta = numastat_delta(*answers(four, "spill", "numastat"))
     assert sum(d["numa_miss"] for d in delta.values()) == sum(d["numa_foreign"] for d in delta.values())
-    assert counts[1] <= delta[1]["numa_miss"] <= counts[1] + 16
-    assert counts[1] <= delta[0]["numa_foreign"] <= counts[1] + 16
-    assert counts[0] <= delta[0]["numa_hit"] <= counts[0] + 256
+    slack = SPILL // 512 + 16
+    assert counts[1] <= delta[1]["numa_miss"] <= counts[1] + slack
+    assert counts[1] <= delta[0]["numa_foreign"] <= counts[1] + slack
+    assert counts[0] <= delta[0]["numa_hit"] <= counts[0] + slack
 
 
 # ---- without QEMU --------------------------------------------------------------------------------------------------
@@ -486,7 +491,7 @@ def test_missing_tools_name_the_tool(monkeypatch: pytest.MonkeyPatch) -> None:
         guest.kernel()
 
 
-def test_the_cached_initramfs_holds_init(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cached_initramfs_holds_init() -> None:
     """The cached archive is gzip'd newc with /dev, /dev/console and a static /init, keyed by kernel and source."""
     if MISSING:
         skip_without("qemu", MISSING)
@@ -498,3 +503,50 @@ def test_the_cached_initramfs_holds_init(tmp_path: Any, monkeypatch: pytest.Monk
     archive = gzip.decompress(built.initramfs.read_bytes())
     assert b"dev/console\0" in archive and b"init\0" in archive and b"\x7fELF" in archive
     assert built.kernel.vmlinuz.name == f"vmlinuz-{built.kernel.version}"
+    if built.kernel.boot != built.kernel.vmlinuz:
+        assert guest.elf_has_pvh_entry(built.kernel.boot.read_bytes())
+
+
+def elf_with_note(name: bytes, kind: int) -> bytes:
+    """A minimal ELF64 file: its header, one PT_NOTE program header, and one note."""
+    note = len(name).to_bytes(4, "little") + (4).to_bytes(4, "little") + kind.to_bytes(4, "little")
+    note += name + b"\0" * (-len(name) % 4) + b"\0\0\0\1"
+    header = bytearray(64)
+    header[:5] = b"\x7fELF\x02"
+    header[0x20:0x28] = (64).to_bytes(8, "little")
+    header[0x36], header[0x38] = 56, 1
+    program = bytearray(56)
+    program[0:4] = (4).to_bytes(4, "little")
+    program[8:16] = (64 + 56).to_bytes(8, "little")
+    program[32:40] = len(note).to_bytes(8, "little")
+    return bytes(header + program) + note
+
+
+def bzimage(payload: bytes) -> bytes:
+    """A bzImage shell: setup_sects=1, the payload right after the setup sectors (payload_offset 0)."""
+    image = bytearray(1024)
+    image[0x1F1] = 1
+    image[0x24C:0x250] = len(payload).to_bytes(4, "little")
+    return bytes(image) + payload
+
+
+def test_vmlinux_comes_out_of_the_bzimage_with_its_pvh_note() -> None:
+    pvh, xen_other, other = elf_with_note(b"Xen\0", 18), elf_with_note(b"Xen\0", 17), elf_with_note(b"GNU\0", 18)
+    assert guest.elf_has_pvh_entry(pvh)
+    assert not guest.elf_has_pvh_entry(xen_other) and not guest.elf_has_pvh_entry(other)
+    assert not guest.elf_has_pvh_entry(b"MZ" + pvh[2:])
+    assert guest.vmlinux_of(bzimage(lzma.compress(pvh, format=lzma.FORMAT_XZ))) == pvh
+    assert guest.vmlinux_of(bzimage(gzip.compress(pvh))) == pvh
+    assert guest.vmlinux_of(bzimage(b"\x28\xb5\x2f\xfd zstd")) is None
+    assert guest.vmlinux_of(bzimage(b"\xfd7zXZ\0 broken")) is None
+
+
+def test_a_kernel_without_the_pvh_note_boots_as_it_is(tmp_path: Path) -> None:
+    vmlinuz = tmp_path / "vmlinuz-9.9"
+    vmlinuz.write_bytes(bzimage(lzma.compress(elf_with_note(b"GNU\0", 18), format=lzma.FORMAT_XZ)))
+    assert guest.boot_image(vmlinuz) == vmlinuz
+    assert (tmp_path / "vmlinux-9.9.not-pvh").exists()
+    good = tmp_path / "vmlinuz-9.8"
+    good.write_bytes(bzimage(gzip.compress(elf_with_note(b"Xen\0", 18))))
+    assert guest.boot_image(good) == tmp_path / "vmlinux-9.8"
+    assert guest.elf_has_pvh_entry((tmp_path / "vmlinux-9.8").read_bytes())
