@@ -262,12 +262,27 @@ def test_mbind_moves_only_with_mpol_mf_move(two: Run) -> None:
 @pytest.mark.qemu
 def test_set_mempolicy_answers(two: Run) -> None:
     """``mpol_new`` (``mm/mempolicy.c``): bind with no nodes is EINVAL; a node that is not online is EINVAL
-    (``mpol_set_nodemask``); preferred with no nodes becomes local, but not with MPOL_F_STATIC_NODES."""
+    (``mpol_set_nodemask`` masks it with the allowed nodes, ``mpol_new_nodemask`` refuses the empty result);
+    preferred with no nodes becomes local, but not with MPOL_F_STATIC_NODES; a page bound to node 1 lands there."""
     steps = two.cases["policies"].steps
     results = [s.get("error", s.get("mode", "ok")) for s in steps if s["op"] in ("set_mempolicy", "get_mempolicy")]
     assert results == ["default", "EINVAL", "EINVAL", "ok", "local", "EINVAL", "ok", "bind"]
     assert answers(two, "policies", "get_mempolicy")[-1]["static"] is True
-    assert answers(two, "policies", "where")[0]["nodes"] == [1, -14]
+    assert answers(two, "policies", "where")[0]["nodes"] == [1, untouched_status(two.release)]
+
+
+def untouched_status(release: str) -> int:
+    """``move_pages``' status for a mapped page never touched.
+
+    Linux 6.1 ``mm/migrate.c`` ``do_pages_stat_array`` passes on the error of
+    ``follow_page(vma, addr, FOLL_GET | FOLL_DUMP)``, -EFAULT for an empty
+    entry with FOLL_DUMP (``mm/gup.c`` ``no_page_table``); 6.12's finds no folio
+    with ``folio_walk_start`` and answers -ENOENT.
+    """
+    version = tuple(int(part) for part in release.split("-")[0].split(".")[:2])
+    if version not in ((6, 1), (6, 12)):
+        pytest.skip(f"no move_pages status recorded for an untouched page on kernel {release} (6.1 and 6.12 are)")
+    return -14 if version == (6, 1) else -2
 
 
 # ---- the four-node boot --------------------------------------------------------------------------------------------
