@@ -29,6 +29,8 @@ from oracles.numa.guest import Case, Run, Topology, numastat_delta
 
 MISSING = guest.missing_tools()
 needs_qemu = requires("qemu", MISSING)
+# One worker runs every guest test, so each boot happens once under xdist (module fixtures are per worker).
+pytestmark = pytest.mark.xdist_group("numa-guest")
 PAGE_SHIFT = 12
 TIMES: list[str] = []
 
@@ -283,6 +285,18 @@ def untouched_status(release: str) -> int:
     if version not in ((6, 1), (6, 12)):
         pytest.skip(f"no move_pages status recorded for an untouched page on kernel {release} (6.1 and 6.12 are)")
     return -14 if version == (6, 1) else -2
+
+
+@needs_qemu
+@pytest.mark.qemu
+def test_a_guest_that_does_not_finish_in_time_is_an_error() -> None:
+    """QEMU is stopped at the timeout and the error says so (no answer is made up)."""
+    try:
+        guest.build()
+    except OracleUnavailable as exc:
+        skip_without("linux-image-amd64", str(exc))
+    with pytest.raises(OracleError, match="did not power off within 1 s"):
+        guest.run([case("late", NUMASTAT)], TWO, timeout=1.0)
 
 
 # ---- the four-node boot --------------------------------------------------------------------------------------------
