@@ -303,19 +303,21 @@ def test_a_guest_that_does_not_finish_in_time_is_an_error() -> None:
 
 FOUR = Topology(
     nodes=4,
-    cpus_per_node=1,
+    cpus_per_node=2,
     mib_per_node=128,
     distances=((10, 20, 30, 40), (20, 10, 20, 30), (30, 20, 10, 20), (40, 30, 20, 10)),
 )
 SPILL = 120 * 256  # 120 MiB of pages preferring node 0, more than node 0 has free
 FOUR_CASES = [
-    case("bind-nearest", mmap(0, 8), mbind(0, 8, "bind", [0, 3]), fill(0, 8, cpu=2), WHERE),
-    case("preferred-many", mmap(0, 8), mbind(0, 8, "preferred_many", [0, 3]), fill(0, 8, cpu=1), WHERE),
+    case("first-touch-each-cpu", mmap(0, 8), *[touch(cpu, cpu=cpu) for cpu in range(8)], WHERE),
+    case("bind-nearest", mmap(0, 8), mbind(0, 8, "bind", [0, 3]), fill(0, 8, cpu=FOUR.node_cpus(2)[1]), WHERE),
+    case("preferred-many", mmap(0, 8), mbind(0, 8, "preferred_many", [0, 3]), fill(0, 8, cpu=FOUR.node_cpus(1)[0]),
+         WHERE),
     case("interleave-3", mmap(0, 12), mbind(0, 12, "interleave", [1, 2, 3]), fill(0, 12, cpu=0), WHERE),
     case("task-interleave", {"op": "set_mempolicy", "mode": "interleave", "nodes": [0, 2, 3]}, mmap(0, 9),
-         fill(0, 9, cpu=1), WHERE),
+         fill(0, 9, cpu=FOUR.node_cpus(1)[1]), WHERE),
     case("spill", {"op": "meminfo"}, mmap(0, SPILL), mbind(0, SPILL, "preferred", [0]), NUMASTAT,
-         fill(0, SPILL, cpu=0), NUMASTAT, WHERE),
+         fill(0, SPILL, cpu=FOUR.node_cpus(0)[1]), NUMASTAT, WHERE),
 ]  # fmt: skip
 
 
@@ -328,8 +330,12 @@ def four() -> Run:
 @pytest.mark.qemu
 @pytest.mark.slow
 def test_four_nodes_with_distances(four: Run) -> None:
-    """The SLIT QEMU builds from ``-numa dist`` is what the kernel reports in ``nodeN/distance``."""
+    """The SLIT QEMU builds from ``-numa dist`` is what the kernel reports in ``nodeN/distance``; two CPUs a node,
+    and a first touch from each CPU lands on that CPU's node."""
     assert [n["distance"] for n in four.topology["nodes"]] == [" ".join(map(str, row)) for row in FOUR.distances]
+    assert [n["cpulist"] for n in four.topology["nodes"]] == ["0-1", "2-3", "4-5", "6-7"]
+    assert [t["cpu"] for t in answers(four, "first-touch-each-cpu", "touch")] == list(range(8))
+    assert answers(four, "first-touch-each-cpu", "where")[0]["nodes"] == [FOUR.node_of_cpu(c) for c in range(8)]
 
 
 @needs_qemu
@@ -395,8 +401,8 @@ def test_preferred_spills_to_the_nearest_node_and_counts_misses(four: Run) -> No
 
 def test_topology_options() -> None:
     args = FOUR.qemu_args()
-    assert args[:4] == ["-smp", "4,sockets=4,cores=1,threads=1", "-m", "512M"]
-    assert "node,nodeid=2,cpus=2-2,memdev=mem2" in args
+    assert args[:4] == ["-smp", "8,sockets=4,cores=2,threads=1", "-m", "512M"]
+    assert "node,nodeid=2,cpus=4-5,memdev=mem2" in args
     assert "dist,src=0,dst=3,val=40" in args and "dist,src=3,dst=0,val=40" in args
     assert Topology(nodes=2, cpus_per_node=2).node_cpus(1) == range(2, 4)
     assert Topology(nodes=3).matrix()[0] == (10, 20, 20)
