@@ -153,6 +153,16 @@ def qemu(session: nox.Session) -> None:
 
 
 @nox.session
+def numa(session: nox.Session) -> None:
+    """Debian's kernel under QEMU with two and four NUMA nodes: placement, policies, migration, numastat.
+
+    Needs qemu-system-x86, gcc and apt-get (for linux-image-amd64); the slow four-node boot runs too.
+    """
+    session.install("-c", CONSTRAINTS, "-e", ".[check]")
+    session.run("pytest", "tests/test_numa_guest.py", *session.posargs)
+
+
+@nox.session
 def mutants(session: nox.Session) -> None:
     """Each catalogued mutant against the ci checks of its layer; table, medians, ``mutants: K killed of N``.
 
