@@ -109,12 +109,14 @@ class SpecRunner:
         """Run a slab op on the physical layer's buddy (the kernel's, once booted), taking the implementation's
         ``choice``; a booted kernel then holds the slab frames (:mod:`properties.slab.driver`)."""
         self.buddy, result = self.slab.apply(op, self.buddy, choice)
-        self.kernel.adopt_slab(self.buddy, self.slab.frames())
+        if self.kernel.kernel is not None:
+            self.kernel.adopt_slab(self.buddy, self.slab.frames())
         return result
 
     def apply_kernel(self, op: KernelOp, choices: Choices = NO_CHOICES) -> Result:
         """Run a kernel-layer op on L1, taking the implementation's frame ``choices`` by role."""
-        self.buddy = self.kernel.boot_if_needed(self.buddy, choices, self.slab.frames())
+        before_boot = self.slab.frames() if self.kernel.kernel is None else frozenset()
+        self.buddy = self.kernel.boot_if_needed(self.buddy, choices, before_boot)
         self.buddy, result = self.kernel.apply(op, self.buddy, choices)
         return result
 
@@ -171,10 +173,12 @@ class ImplRunner:
     def apply(self, op: Op) -> Result:
         """Run ``op``; bad input raises and leaves the implementation as it was."""
         if isinstance(op, KernelOp):
-            return self.kernel.apply(op, self.mmu, self.buddy, self.slab.frames())
+            before_boot = self.slab.frames() if self.kernel.kernel is None else frozenset()
+            return self.kernel.apply(op, self.mmu, self.buddy, before_boot)
         if isinstance(op, SlabOp):
             result = self.slab.apply(op, self.buddy, self.mem)
-            self.kernel.adopt_slab(self.slab.frames())
+            if self.kernel.kernel is not None:
+                self.kernel.adopt_slab(self.slab.frames())
             return result
         if isinstance(op, WritePhys):
             self.mem.write(op.pa, op.value)

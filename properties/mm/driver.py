@@ -404,7 +404,7 @@ class SpecKernelSide:
         return buddy
 
     def adopt_slab(self, buddy: BuddyState, slab: frozenset[int]) -> None:
-        """After a slab op on the kernel's ``buddy``: the kernel holds the slab frames ``slab`` (no-op unbooted)."""
+        """After a slab op on the kernel's ``buddy``: the kernel holds the slab frames ``slab``."""
         if self.kernel is not None and (self.kernel.buddy is not buddy or self.kernel.slab != slab):
             self.kernel = replace(self.kernel, buddy=buddy, slab=slab)
 
@@ -475,7 +475,7 @@ class ImplKernelSide:
         return k.memcg.charged(pid, isinstance(op, FAULTING), dry, lambda: impl_step(k, op, smp), kill)
 
     def adopt_slab(self, slab: frozenset[int]) -> None:
-        """After a slab op on the kernel's buddy: the kernel holds the slab frames ``slab`` (no-op unbooted)."""
+        """After a slab op on the kernel's buddy: the kernel holds the slab frames ``slab``."""
         if self.kernel is not None:
             self.kernel.slab_frames = set(slab)
 
