@@ -71,13 +71,15 @@ def swab64(value: int) -> int:
 class Slab:
     """``struct slab``: the block, its cache, the freelist head (0 for NULL) and the counts.
 
-    ``free`` is the set of the objects on the freelist, kept with every push and
-    pop of the chain in memory, so that the double-free check of a free costs
-    the same however many objects are free (SLUB's own ``on_freelist`` walks the
-    chain, under slub_debug only; this model checks every free).
+    ``free`` is a bitmap of the objects on the freelist (byte ``i`` for object
+    ``i``), kept with every push and pop of the chain in memory, so that the
+    double-free check of a free costs one access however many objects are free
+    (SLUB's own ``on_freelist`` walks the chain, under slub_debug only, and
+    ``validate_slab`` marks the free objects in such a bitmap, ``__fill_map``
+    in mm/slub.c; this model checks every free).
     """
 
-    __slots__ = ("cache", "corrupt", "free", "freelist", "frozen", "inuse", "objects", "order", "pfn")
+    __slots__ = ("cache", "corrupt", "first", "free", "freelist", "frozen", "inuse", "objects", "order", "pfn")
 
     def __init__(self, cache: KmemCache, pfn: int, order: int, objects: int) -> None:
         self.corrupt = False  # a flip cut the chain or made inuse disagree with it (debug caches)
@@ -85,10 +87,26 @@ class Slab:
         self.pfn = pfn
         self.order = order
         self.objects = objects
+        self.first = PAGE_OFFSET + (pfn << 12) + cache.red_left_pad  # object 0's address
         self.inuse = 0
         self.freelist = 0
-        self.free: set[int] = set()
+        self.free = bytearray(objects)
         self.frozen = False
+
+    def index(self, obj: int) -> int:
+        """The index of the object starting at ``obj`` (``obj_to_index``)."""
+        return (obj - self.first) // self.cache.size
+
+    def is_free(self, obj: int) -> bool:
+        """Whether the object at ``obj`` is on the freelist."""
+        return bool(self.free[(obj - self.first) // self.cache.size])
+
+    def mark_free(self, chain: list[int]) -> None:
+        """The bitmap rebuilt from the freelist ``chain`` (its objects free, every other in use)."""
+        size, first = self.cache.size, self.first
+        self.free = bytearray(self.objects)
+        for obj in chain:
+            self.free[(obj - first) // size] = 1
 
     @property
     def base(self) -> int:
@@ -209,7 +227,7 @@ class Slub:
         self.rng = random.Random(f"{seed}/shuffle")
         self.caches: list[KmemCache] = []
         self.names: dict[str, KmemCache] = {}
-        self.page_slab: dict[int, Slab] = {}
+        self.page_slab: list[Slab | None] = [None] * buddy.frames
         self.last_choice: tuple[int | None, int | None, tuple[int, ...] | None] = (None, None, None)
         for _, name, size in geometry.KMALLOC_INFO:
             cache = KmemCache(
@@ -327,7 +345,7 @@ class Slub:
         for i, obj in enumerate(addresses):
             self.set_freepointer(s, obj, addresses[i + 1] if i + 1 < len(addresses) else 0)
         slab.freelist = addresses[0]
-        slab.free = set(addresses)
+        slab.free = bytearray(b"\x01") * slab.objects
         s.nr_slabs += 1
         s.total_objects += slab.objects
         self.last_choice = (None, pfn, addresses)
@@ -336,7 +354,7 @@ class Slub:
     def discard_slab(self, s: KmemCache, slab: Slab) -> None:
         """``discard_slab``: forget the slab and return its block to the buddy."""
         for frame in range(slab.pfn, slab.pfn + (1 << slab.order)):
-            del self.page_slab[frame]
+            self.page_slab[frame] = None
         s.nr_slabs -= 1
         s.total_objects -= slab.objects
         self.buddy.free(slab.pfn, slab.order)
@@ -370,7 +388,7 @@ class Slub:
             s.cpu_slab[cpu] = slab
         obj = slab.freelist
         slab.freelist = self.get_freepointer(s, obj)
-        slab.free.discard(obj)
+        slab.free[(obj - slab.first) // s.size] = 0
         slab.inuse += 1
         return obj
 
@@ -386,7 +404,8 @@ class Slub:
     # --- freeing ---
 
     def virt_to_slab(self, addr: int) -> Slab:
-        slab = self.page_slab.get((addr - PAGE_OFFSET) >> 12) if addr >= PAGE_OFFSET else None
+        pfn = (addr - PAGE_OFFSET) >> 12
+        slab = self.page_slab[pfn] if 0 <= pfn < len(self.page_slab) else None
         if slab is None:
             raise NotSlabObject(
                 f"address {addr:#x} is in no slab page: only objects from kmalloc or a cache can be freed"
@@ -408,7 +427,7 @@ class Slub:
 
     def on_freelist(self, slab: Slab, addr: int) -> bool:
         """``on_freelist``: whether ``addr`` is on the slab's freelist (the set kept with the chain)."""
-        return addr in slab.free
+        return slab.is_free(addr)
 
     def free(self, name: str | None, addr: int) -> None:
         """``kmem_cache_free`` into cache ``name``, or ``kfree`` (None)."""
@@ -432,7 +451,7 @@ class Slub:
         prior = slab.freelist
         self.set_freepointer(s, addr, prior)
         slab.freelist = addr
-        slab.free.add(addr)
+        slab.free[(addr - slab.first) // s.size] = 1
         slab.inuse -= 1
         if slab.frozen:
             return
@@ -499,7 +518,7 @@ class Slub:
             self.last_choice = (slab.pfn, None, None)
         obj = slab.freelist
         slab.freelist = self.get_freepointer(s, obj)
-        slab.free.discard(obj)
+        slab.free[slab.index(obj)] = 0
         slab.inuse += 1
         if fresh and slab.inuse < slab.objects:
             s.partial.insert(0, slab)
@@ -551,7 +570,7 @@ class Slub:
                 f"{-s.red_left_pad}..{s.size_from_object - 1} (the left red zone through the padding of a "
                 f"{s.size}-byte slot)"
             )
-        free = addr == slab.freelist or addr in slab.free
+        free = addr == slab.freelist or slab.is_free(addr)
         pointer_bytes = s.fp_outside or free
         masks = mask.to_bytes(width, "little")
         touched = False
@@ -577,7 +596,7 @@ class Slub:
             except FreelistCycle:
                 self.write_bytes(addr + offset, old)
                 raise
-            slab.free = set(chain)
+            slab.mark_free(chain)
             slab.corrupt = garbage or slab.inuse != slab.objects - len(chain)
 
     def objects_of(self, slab: Slab) -> range:
@@ -630,10 +649,10 @@ class Slub:
             errors += 2  # slab_err "Wrong object count" and slab_fix
             slab.inuse = slab.objects - nr
         chain, _ = self.chain(slab)
-        slab.free = set(chain)
+        slab.mark_free(chain)
         slab.corrupt = False
         for p in self.objects_of(slab):
-            found = self.check_object(slab, p, SLUB_RED_INACTIVE if p in slab.free else SLUB_RED_ACTIVE)
+            found = self.check_object(slab, p, SLUB_RED_INACTIVE if slab.is_free(p) else SLUB_RED_ACTIVE)
             errors += found
             if found:
                 break
@@ -727,7 +746,12 @@ class Slub:
 
     def slabs(self) -> list[Slab]:
         """Every slab, by pfn."""
-        return sorted({id(slab): slab for slab in self.page_slab.values()}.values(), key=lambda slab: slab.pfn)
+        slabs = {id(slab): slab for slab in self.page_slab if slab is not None}
+        return sorted(slabs.values(), key=lambda slab: slab.pfn)
+
+    def frames(self) -> frozenset[int]:
+        """The frames of every slab."""
+        return frozenset(pfn for pfn, slab in enumerate(self.page_slab) if slab is not None)
 
     def slabinfo(self) -> str:
         """/proc/slabinfo (version 2.1), newest cache first (``cache_show``, mm/slab_common.c)."""

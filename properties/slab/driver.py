@@ -226,7 +226,7 @@ class ImplSlabSide:
 
     def frames(self) -> frozenset[int]:
         """The frames of every slab now."""
-        return frozenset(self.slub.page_slab) if self.slub is not None else frozenset()
+        return self.slub.frames() if self.slub is not None else frozenset()
 
 
 def check_config(config: Config) -> None:
