@@ -8,7 +8,7 @@ vocabulary.
 
 from __future__ import annotations
 
-from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, SetCpu, WritePhys
+from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, ReadVirt, SetCpu, WritePhys
 from lang.kernel_ops import (
     Exit,
     Fetch,
@@ -108,6 +108,7 @@ __all__ = [
     "PressureOp",
     "ReadPhys",
     "ReadPin",
+    "ReadVirt",
     "Reclaim",
     "Scenario",
     "SetCpu",

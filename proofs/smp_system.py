@@ -109,7 +109,7 @@ class SmpBounds:
         )
 
 
-RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "buddy", "buddy_error", "kernel", "slab"})
+RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "tlbs", "buddy", "buddy_error", "kernel", "slab"})
 SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling", "pcid", "swap", "fault_around", "workingset"})
 
 
@@ -123,6 +123,7 @@ def clone_impl(impl: ImplRunner) -> ImplRunner:
     new.slab = copy.copy(impl.slab)
     new.mem = impl.mem.clone()
     new.mmu = impl.mmu.clone(new.mem)
+    new.tlbs = [tlb.clone() for tlb in impl.tlbs]
     new.buddy = impl.buddy.clone()
     new.kernel = side = copy.copy(impl.kernel)
     if impl.kernel.kernel is not None and impl.kernel.smp is not None:

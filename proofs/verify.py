@@ -34,6 +34,7 @@ CHECK_MODULES = (
     "properties.slab.slab_machine",
     "properties.pressure.pressure_machine",
     "properties.paging.maxphyaddr_machine",
+    "properties.paging.translate_machine",
     "properties.mm.five_level_machine",
     "properties.pressure.fault_around_machine",
     "properties.oom.oom_machine",
