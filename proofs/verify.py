@@ -35,6 +35,7 @@ CHECK_MODULES = (
     "properties.pressure.pressure_machine",
     "properties.paging.maxphyaddr_machine",
     "properties.paging.translate_machine",
+    "properties.paging.small_tlb_machine",
     "properties.mm.five_level_machine",
     "properties.pressure.fault_around_machine",
     "properties.oom.oom_machine",
