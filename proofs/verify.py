@@ -32,6 +32,7 @@ CHECK_MODULES = (
     "properties.smp.ceiling_machine",
     "properties.mm.huge_machine",
     "properties.slab.slab_machine",
+    "properties.slab.slab_debug_machine",
     "properties.pressure.pressure_machine",
     "properties.paging.maxphyaddr_machine",
     "properties.paging.translate_machine",
@@ -39,7 +40,10 @@ CHECK_MODULES = (
     "properties.mm.five_level_machine",
     "properties.pressure.fault_around_machine",
     "properties.oom.oom_machine",
+    "properties.oom.memcg_machine",
     "properties.pressure.workingset_machine",
+    "properties.pressure.slab_pressure_machine",
+    "properties.mm.thp_machine",
 )
 
 
