@@ -41,8 +41,10 @@ CHECK_MODULES = (
     "properties.pressure.fault_around_machine",
     "properties.oom.oom_machine",
     "properties.oom.memcg_machine",
+    "properties.oom.memcg_refusals_machine",
     "properties.pressure.workingset_machine",
     "properties.pressure.slab_pressure_machine",
+    "properties.pressure.bad_input_machine",
     "properties.mm.thp_machine",
 )
 
