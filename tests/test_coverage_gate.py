@@ -90,3 +90,17 @@ def test_a_benchmarked_function_verify_does_not_run_fails_the_gate(tmp_path: Pat
     lines, ok = coverage_gate.judge(found, {}, {"impl/x.py::Cache.lookup", "impl/x.py::free"}, reached)
     assert not ok
     assert "timed by the benchmarks (docs/bench-paths.txt) but run by no verify check: impl/x.py::free" in lines
+
+
+def test_the_committed_listing_has_reasons_and_names_tests_that_exist() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    listing = coverage_gate.load_listing(root / coverage_gate.LISTING)
+    assert listing, "docs/uncovered-branches.toml lists nothing"
+    for name, reason in listing.items():
+        assert name.startswith("impl/") and " -> " in name, name
+        for test in re.findall(r"tests/[\w/]+\.py(?:::\w+)?", reason):
+            path, _, function = test.partition("::")
+            assert (root / path).exists(), f"{name}: {path} does not exist"
+            assert not function or f"def {function}(" in (root / path).read_text(), f"{name}: no {test}"
