@@ -112,6 +112,34 @@ class Access(Op):
         return {"op": self.name, "cpu": self.cpu, "va": hex(self.va), "kind": self.kind, "mode": self.mode}
 
 
+@register
+@dataclass(frozen=True, slots=True)
+class ReadVirt(Op):
+    """A 64-bit data read by a CPU through a linear address: the word it reaches, or the access's fault.
+
+    The read is an ``access`` of kind ``read`` (the same walk, faults and
+    accessed flags) followed by a load of the word at the physical address it
+    gives.  ``va`` must be 8-byte aligned (words are 64-bit).  A translation
+    to a frame outside memory gives a machine check, as a walk reading a
+    paging-structure entry outside memory does.  Result ``{"value": "0x..."}``
+    or ``{"fault": {...}}``.
+    """
+
+    cpu: int
+    va: int
+    mode: str = "user"
+    name: ClassVar[str] = "read_virt"
+    layer: ClassVar[str] = "machine"
+    FIELDS: ClassVar[Mapping[str, Field]] = {
+        "cpu": CPU,
+        "va": integer(meaning="the linear address read (8-byte aligned)"),
+        "mode": choice(MODES, "the privilege it runs at"),
+    }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.name, "cpu": self.cpu, "va": hex(self.va), "mode": self.mode}
+
+
 MAX_ORDER_FIELD = 63
 ORDER = integer(0, MAX_ORDER_FIELD, "the block is 2**order frames (above the config's max_order: EINVAL)")
 

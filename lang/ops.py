@@ -8,7 +8,7 @@ so :func:`lang.scenario.parse_op` knows the whole vocabulary.
 
 from __future__ import annotations
 
-from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, SetCpu, WritePhys
+from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, ReadVirt, SetCpu, WritePhys
 from lang.kernel_ops import (
     Exit,
     Fetch,
@@ -120,6 +120,7 @@ __all__ = [
     "PressureOp",
     "ReadPhys",
     "ReadPin",
+    "ReadVirt",
     "Reclaim",
     "Scenario",
     "SetCpu",

@@ -11,7 +11,11 @@ module reads coverage.py's JSON report of that run and judges it:
   not (unreachable by construction, a defensive check of bad input that
   ``tests/`` covers, ...); a branch missing from the listing fails the gate,
   and so does a listed branch that verify now takes (the listing stays exact);
-- ``impl/`` below :data:`TARGET` percent fails the gate.
+- ``impl/`` below :data:`TARGET` percent fails the gate;
+- so does a function of ``impl/`` the benchmarks time (:data:`BENCH_PATHS`,
+  ``docs/bench-paths.txt``, written by ``python -m benchmarks.paths``) of
+  which verify's checks ran no line: a speed figure is worth something only
+  for a path a refinement check drives.
 
 A branch is named by where it is, not by line numbers, so the listing
 survives edits elsewhere in the file: the module, the enclosing function's
@@ -34,6 +38,7 @@ from pathlib import Path
 
 TARGET = 97.0
 LISTING = Path("docs/uncovered-branches.toml")
+BENCH_PATHS = Path("docs/bench-paths.txt")
 GATED = "impl/"
 
 
@@ -100,6 +105,26 @@ def modules(report: Mapping[str, object], root: Path) -> list[ModuleCoverage]:
     return result
 
 
+def reached_functions(report: Mapping[str, object]) -> set[str]:
+    """Every function of the JSON ``report`` with a line run, as ``path::qualified name`` (coverage.py's names)."""
+    files = report["files"]
+    assert isinstance(files, dict)
+    return {
+        f"{path}::{name}"
+        for path, data in files.items()
+        for name, function in data.get("functions", {}).items()
+        if function.get("executed_lines")
+    }
+
+
+def load_bench_paths(path: Path) -> set[str]:
+    """The functions the benchmarks call (``docs/bench-paths.txt``: one a line, ``#`` comments)."""
+    if not path.exists():
+        return set()
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return {line for line in lines if line and not line.startswith("#")}
+
+
 def load_listing(path: Path) -> dict[str, str]:
     """The listed branches, each with its reason; an entry without a reason is an error."""
     if not path.exists():
@@ -113,8 +138,13 @@ def load_listing(path: Path) -> dict[str, str]:
     return listing
 
 
-def judge(found: Sequence[ModuleCoverage], listing: Mapping[str, str]) -> tuple[list[str], bool]:
-    """The gate's lines and its verdict (True: passed)."""
+def judge(
+    found: Sequence[ModuleCoverage],
+    listing: Mapping[str, str],
+    benched: set[str] | None = None,
+    reached: set[str] | None = None,
+) -> tuple[list[str], bool]:
+    """The gate's lines and its verdict (True: passed); ``benched`` functions must be among the ``reached``."""
     gated = [m for m in found if m.path.startswith(GATED)]
     branches = sum(m.branches for m in gated)
     covered = sum(m.covered for m in gated)
@@ -125,11 +155,14 @@ def judge(found: Sequence[ModuleCoverage], listing: Mapping[str, str]) -> tuple[
     stale = sorted(set(listing) - missing)
     lines += [f"not taken by verify and not listed in {LISTING}: {name}" for name in unlisted]
     lines += [f"listed in {LISTING} but taken by verify now (remove it): {name}" for name in stale]
-    ok = percent >= TARGET and not unlisted and not stale
+    unchecked = sorted((benched or set()) - (reached or set()))
+    lines += [f"timed by the benchmarks ({BENCH_PATHS}) but run by no verify check: {name}" for name in unchecked]
+    ok = percent >= TARGET and not unlisted and not stale and not unchecked
     verdict = "passed" if ok else "FAILED"
     lines.append(
         f"coverage gate {verdict}: {GATED} {covered} of {branches} branches taken by verify ({percent:.1f}%, "
-        f"target {TARGET:.0f}%), {len(missing)} not taken ({len(missing) - len(unlisted)} listed with a reason)"
+        f"target {TARGET:.0f}%), {len(missing)} not taken ({len(missing) - len(unlisted)} listed with a reason); "
+        f"{len(benched or ()) - len(unchecked)} of {len(benched or ())} benchmarked functions run by verify"
     )
     return lines, ok
 
@@ -138,14 +171,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m proofs.coverage_gate", description=__doc__.split("\n\n")[0])
     p.add_argument("report", type=Path, help="coverage.py's JSON report of a `coverage run -m proofs.verify`")
     p.add_argument("--listing", type=Path, default=LISTING, help=f"the listed branches (default {LISTING})")
+    p.add_argument(
+        "--bench-paths", type=Path, default=BENCH_PATHS, help=f"the benchmarked functions (default {BENCH_PATHS})"
+    )
     args = p.parse_args(argv)
     try:
         report = json.loads(args.report.read_text())
         listing = load_listing(args.listing)
+        benched = load_bench_paths(args.bench_paths)
     except (OSError, ValueError) as exc:
         print(f"coverage gate: {exc}", file=sys.stderr)
         return 2
-    lines, ok = judge(modules(report, Path.cwd()), listing)
+    lines, ok = judge(modules(report, Path.cwd()), listing, benched, reached_functions(report))
     print("\n".join(lines))
     return 0 if ok else 1
 

@@ -213,6 +213,7 @@ SLAB_DEBUG_MACHINE = machine_detector(
 NOPCID_MACHINE = machine_detector("nopcid-machine", "properties.smp.nopcid_machine:NoPcidMachine")
 CEILING_ONE_MACHINE = machine_detector("ceiling-one-machine", "properties.smp.ceiling_machine:CeilingOneMachine")
 CEILING_ZERO_MACHINE = machine_detector("ceiling-zero-machine", "properties.smp.ceiling_machine:CeilingZeroMachine")
+TRANSLATE_MACHINE = machine_detector("translate-machine", "properties.paging.translate_machine:TranslateMachine")
 FAULT_AROUND_MACHINE = machine_detector(
     "fault-around-machine", "properties.pressure.fault_around_machine:FaultAroundOffMachine"
 )
@@ -242,6 +243,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "ceiling": (CEILING_ONE_MACHINE,),
     "flushall": (CEILING_ZERO_MACHINE,),
     "smaps": (FAULT_AROUND_MACHINE,),
+    "fastpath": (TRANSLATE_MACHINE,),
     "oom": (OOM_MACHINE,),
     "memcg": (MEMCG_MACHINE,),
     "workingset": (WORKINGSET_MACHINE,),

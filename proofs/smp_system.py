@@ -66,8 +66,11 @@ class SmpBounds:
     ``prots``: what mprotect sets; ``fork``, ``evict``, ``spawn``: whether those
     ops run; ``pins``: pins held at most (pin, read_pin, unpin); ``shared``:
     also shared mmaps; ``pcid``: False for CPUs without PCIDs (CR4.PCIDE=0,
-    every switch to another mm flushes); ``setup``: ops run (and checked)
-    before the exploration starts, the start of every path and counterexample.
+    every switch to another mm flushes); ``flush_ceiling``: the kernel's
+    ``tlb_single_page_flush_ceiling`` (a range of more pages is flushed whole);
+    ``maxphyaddr``: the CPUs' physical-address width; ``setup``: ops run (and
+    checked) before the exploration starts, the start of every path and
+    counterexample.
     """
 
     cpus: int = 2
@@ -90,11 +93,19 @@ class SmpBounds:
     pins: int = 0
     shared: bool = False
     pcid: bool = True
+    flush_ceiling: int = 33
+    maxphyaddr: int = 46
 
     @property
     def config(self) -> Config:
         return Config(
-            frames=self.frames, cpus=self.cpus, max_order=self.max_order, tlb_entries=self.tlb_entries, pcid=self.pcid
+            frames=self.frames,
+            cpus=self.cpus,
+            max_order=self.max_order,
+            tlb_entries=self.tlb_entries,
+            pcid=self.pcid,
+            flush_ceiling=self.flush_ceiling,
+            maxphyaddr=self.maxphyaddr,
         )
 
     def describe(self) -> str:
@@ -106,10 +117,12 @@ class SmpBounds:
             f"{', mprotect to ' + '/'.join(self.prots) if 'mprotect' in self.syscalls else ''})"
             f"{', fork' if self.fork else ''}{', evict' if self.evict else ''}"
             f"{', kernel_remap' if self.kernel else ''}{', no PCIDs' if not self.pcid else ''}"
+            f"{f', flush ceiling {self.flush_ceiling}' if self.flush_ceiling != 33 else ''}"
+            f"{f', MAXPHYADDR {self.maxphyaddr}' if self.maxphyaddr != 46 else ''}"
         )
 
 
-RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "buddy", "buddy_error", "kernel", "slab"})
+RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "tlbs", "buddy", "buddy_error", "kernel", "slab"})
 SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling", "pcid", "swap", "fault_around", "workingset"})
 
 
@@ -123,6 +136,7 @@ def clone_impl(impl: ImplRunner) -> ImplRunner:
     new.slab = copy.copy(impl.slab)
     new.mem = impl.mem.clone()
     new.mmu = impl.mmu.clone(new.mem)
+    new.tlbs = [tlb.clone() for tlb in impl.tlbs]
     new.buddy = impl.buddy.clone()
     new.kernel = side = copy.copy(impl.kernel)
     if impl.kernel.kernel is not None and impl.kernel.smp is not None:
@@ -649,6 +663,64 @@ HUNT_BOUNDS = (
     ),
 )
 HUNT_BUDGET = 300.0
+
+# The config knobs at their edges, in explorer configurations (tests/test_explore_knobs.py explores each to
+# its depth): one CPU with a one-entry TLB and no PCIDs that flushes every range whole (ceiling 0) on memory near
+# the kernel's minimum (it needs 6 free frames to boot, impl.mm.kernel) with max_order 0; four CPUs with one-entry
+# TLBs flushing page by page only up to one page (ceiling 1) at MAXPHYADDR 36; three CPUs whose ceiling lies above
+# the window (every range page by page) at MAXPHYADDR 52 with max_order 3.
+KNOB_BOUNDS = (
+    (
+        SmpBounds(
+            cpus=1,
+            procs=1,
+            frames=9,
+            pages=2,
+            tlb_entries=1,
+            pcid=False,
+            flush_ceiling=0,
+            max_order=0,
+            fork=False,
+            kernel=True,
+            syscalls=("munmap", "mprotect"),
+            prots=("r--",),
+            setup=(ops.Spawn(), ops.Switch(0, 1), ops.Mmap(1, BASE, 2, "rw-"), ops.Store(0, BASE, 1)),
+        ),
+        4,
+    ),
+    (
+        SmpBounds(
+            cpus=4,
+            procs=1,
+            pages=2,
+            tlb_entries=1,
+            flush_ceiling=1,
+            maxphyaddr=36,
+            fork=False,
+            kernel=True,
+            syscalls=("munmap", "mprotect"),
+            prots=("r--",),
+            setup=(ops.Spawn(), ops.Switch(0, 1), ops.Switch(3, 1), ops.Mmap(1, BASE, 2, "rw-"), ops.Store(3, BASE, 1)),
+        ),
+        2,
+    ),
+    (
+        SmpBounds(
+            cpus=3,
+            procs=1,
+            pages=2,
+            flush_ceiling=3,
+            maxphyaddr=52,
+            max_order=3,
+            fork=False,
+            kernel=False,
+            syscalls=("munmap", "mprotect"),
+            prots=("r--",),
+            setup=(ops.Spawn(), ops.Switch(0, 1), ops.Switch(2, 1), ops.Mmap(1, BASE, 2, "rw-"), ops.Store(2, BASE, 1)),
+        ),
+        2,
+    ),
+)
 
 # The kernel layer alone (one CPU, every change at once): fork, COW, the zero page, shared mappings and pins, from
 # one process running with two private pages mapped.

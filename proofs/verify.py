@@ -35,12 +35,16 @@ CHECK_MODULES = (
     "properties.slab.slab_debug_machine",
     "properties.pressure.pressure_machine",
     "properties.paging.maxphyaddr_machine",
+    "properties.paging.translate_machine",
+    "properties.paging.small_tlb_machine",
     "properties.mm.five_level_machine",
     "properties.pressure.fault_around_machine",
     "properties.oom.oom_machine",
     "properties.oom.memcg_machine",
+    "properties.oom.memcg_refusals_machine",
     "properties.pressure.workingset_machine",
     "properties.pressure.slab_pressure_machine",
+    "properties.pressure.bad_input_machine",
     "properties.mm.thp_machine",
 )
 

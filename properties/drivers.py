@@ -19,8 +19,9 @@ from typing import Any
 from impl.alloc import buddy as impl_buddy
 from impl.paging.mmu import FETCH, READ, WRITE, Fault, Mmu, Translated
 from impl.paging.physmem import PhysMem
-from lang.errors import BuddyError, DisallowedChoice, MMCheckError
-from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, SetCpu, WritePhys
+from impl.paging.tlb import Tlb
+from lang.errors import AddressError, BuddyError, DisallowedChoice, MMCheckError
+from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, ReadVirt, SetCpu, WritePhys
 from lang.kernel_ops import KernelOp
 from lang.scenario import Config, Op, Result
 from lang.slab_ops import KmemRead, SlabOp
@@ -138,6 +139,12 @@ class SpecRunner:
             self.state, outcome = spec_mmu.access(self.state, op.cpu, op.va, Kind(op.kind), Mode(op.mode))
             self.last_outcome = outcome
             return spec_outcome_result(outcome)
+        if isinstance(op, ReadVirt):
+            self.state, outcome, value = spec_mmu.read_virt(self.state, op.cpu, op.va, Mode(op.mode))
+            self.last_outcome = outcome
+            if value is not None:
+                return {"value": hex(value)}
+            return fault_result(VECTOR_MC) if isinstance(outcome, Translation) else spec_outcome_result(outcome)
         if isinstance(op, BuddyOp):
             self.buddy_error = None
             try:
@@ -159,12 +166,36 @@ class SpecRunner:
 
 
 class ImplRunner:
-    """Runs operations on the implementation."""
+    """Runs operations on the implementation.
+
+    A hardware scenario's accesses and word reads go through a TLB per CPU of
+    ``tlb_entries`` entries (``Mmu.translate`` and ``Mmu.load``, the fast
+    path; with 0 there is none and ``Mmu.access`` walks every time).  The
+    hardware layer's spec has no TLB (every access is the walk), so this
+    runner invalidates what software must for the walk to stay the answer:
+
+    - every ``write_phys`` (which may change a paging-structure entry) flushes
+      every TLB, globals included: INVPCID type 2 (Intel SDM Vol. 3A 4.10.4.2);
+    - a ``set_cpu`` that changes CR3 or the paging mode flushes that CPU's TLB
+      the same way (a MOV to CR3 keeps global entries, 4.10.4.1, and the
+      implementation caches G leaves as global);
+    - so does one that clears EFER.NXE: an entry cached with XD=1 translated,
+      but with NXE=0 bit 63 is reserved and a fresh walk faults with RSVD
+      (SDM 4.5.4, Table 4-20), while no instruction is required to drop the
+      entry (4.10.4.1 lists MOV to CR4 for PAE, PGE, PCIDE and SMEP 0 to 1,
+      not a write to IA32_EFER);
+    - so does one that sets CR4.SMEP, as MOV to CR4 does (4.10.4.1).
+
+    Any other change of WP, SMEP, SMAP, AC or NXE keeps the entries: a hit is
+    judged by the rights the entry cached and the new controls (4.10.2.2,
+    4.6), which is what a walk of the same entries decides.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.mem = PhysMem(config.frames)
         self.mmu = Mmu(self.mem, config.cpus, config.maxphyaddr)
+        self.tlbs = [Tlb(config.tlb_entries) for _ in range(config.cpus)] if config.tlb_entries else []
         self.buddy = impl_buddy.BuddyAllocator(config.frames, config.max_order)
         self.buddy_error: BuddyError | None = None
         self.kernel = ImplKernelSide(config)
@@ -182,17 +213,20 @@ class ImplRunner:
             return result
         if isinstance(op, WritePhys):
             self.mem.write(op.pa, op.value)
+            for tlb in self.tlbs:
+                tlb.invpcid(2)
             return {"ok": True}
         if isinstance(op, ReadPhys):
             return {"value": hex(self.mem.read(op.pa))}
         if isinstance(op, SetCpu):
-            self.mmu.set_cpu(
-                op.cpu, cr3=op.cr3, wp=op.wp, smep=op.smep, smap=op.smap, ac=op.ac, nxe=op.nxe, la57=op.la57
-            )
-            return {"ok": True}
+            return self.set_cpu(op)
         if isinstance(op, Access):
-            outcome = self.mmu.access(op.cpu, op.va, IMPL_KINDS[op.kind], op.mode == "user")
-            return impl_outcome_result(outcome)
+            kind, user = IMPL_KINDS[op.kind], op.mode == "user"
+            if self.tlbs and 0 <= op.cpu < len(self.tlbs):
+                return impl_outcome_result(self.mmu.translate(op.cpu, op.va, kind, user, self.tlbs[op.cpu], 0))
+            return impl_outcome_result(self.mmu.access(op.cpu, op.va, kind, user))
+        if isinstance(op, ReadVirt):
+            return self.read_virt(op)
         if isinstance(op, BuddyOp):
             self.buddy_error = None
             try:
@@ -201,6 +235,32 @@ class ImplRunner:
                 self.buddy_error = exc
                 return EINVAL
         raise MMCheckError(f"the implementation runner has no rule for {op.name!r}")
+
+    def set_cpu(self, op: SetCpu) -> Result:
+        """Load the controls; flush the CPU's TLB where the walk's answer may have changed (see the class)."""
+        cpu = self.mmu.cpu(op.cpu)
+        stale = (cpu.cr3, cpu.la57) != (op.cr3, op.la57) or (cpu.nxe and not op.nxe) or (op.smep and not cpu.smep)
+        self.mmu.set_cpu(op.cpu, cr3=op.cr3, wp=op.wp, smep=op.smep, smap=op.smap, ac=op.ac, nxe=op.nxe, la57=op.la57)
+        if self.tlbs and stale:
+            self.tlbs[op.cpu].invpcid(2)
+        return {"ok": True}
+
+    def read_virt(self, op: ReadVirt) -> Result:
+        """A word read through ``op.va``: ``Mmu.load`` through the CPU's TLB (or the walk and a read)."""
+        self.mmu.cpu(op.cpu)
+        if not 0 <= op.va < 1 << 64 or op.va & 7:
+            raise AddressError(f"virtual address {op.va:#x} must be an 8-byte aligned 64-bit value for a word read")
+        user = op.mode == "user"
+        outcome: int | Translated | Fault
+        try:
+            if self.tlbs:
+                outcome = self.mmu.load(op.cpu, op.va, user, self.tlbs[op.cpu], 0)
+            else:
+                walked = self.mmu.access(op.cpu, op.va, READ, user)
+                outcome = self.mem.read(walked.pa) if isinstance(walked, Translated) else walked
+        except AddressError:  # the checks above leave only a translated frame outside memory
+            return fault_result(VECTOR_MC)
+        return {"value": hex(outcome)} if isinstance(outcome, int) else impl_outcome_result(outcome)
 
     def apply_buddy(self, op: BuddyOp) -> Result:
         """Run a buddy allocator op; a refused one raises :class:`BuddyError` (the caller's EINVAL)."""
@@ -298,19 +358,20 @@ class Lockstep:
             spec_result = self.adopt_alloc_choice(index, op, before_buddy, spec_result, impl_result)
         if spec_result != impl_result:
             raise DivergenceError(Divergence(index, op, "results differ", spec_result, impl_result))
-        if isinstance(op, Access):
+        if isinstance(op, Access | ReadVirt):
             self.adopt_ad_choice(index, op, before)
         self.check_abstraction(index, op, self.spec.state)
         assert spec_result is not None
         return spec_result
 
-    def adopt_ad_choice(self, index: int, op: Access, before: spec_mmu.MmuState) -> None:
+    def adopt_ad_choice(self, index: int, op: Access | ReadVirt, before: spec_mmu.MmuState) -> None:
         """Check the implementation's A/D writes are allowed, then continue from them."""
         outcome = self.spec.last_outcome
         assert outcome is not None
         impl_memory = abstract_memory(self.impl.mem)
-        if not ad_update_allowed(before.memory, impl_memory, outcome, Kind(op.kind)):
-            allowed = spec_mmu.access(before, op.cpu, op.va, Kind(op.kind), Mode(op.mode))[0]
+        kind = Kind(op.kind) if isinstance(op, Access) else Kind.READ
+        if not ad_update_allowed(before.memory, impl_memory, outcome, kind):
+            allowed = spec_mmu.access(before, op.cpu, op.va, kind, Mode(op.mode))[0]
             raise DivergenceError(
                 Divergence(index, op, "A/D bits written are not allowed", allowed.memory, impl_memory)
             )

@@ -45,3 +45,24 @@ def test_every_config_field_takes_two_values_in_verify() -> None:
         if len({getattr(c, f.name) for c in configs}) < 2
     }
     assert {} == single, "config fields every verify machine runs with one value only"
+
+
+# Values issue #25 names for the knobs whose edge cases reach their own code: one CPU to four (each CPU's own
+# TLB and the shootdown's targets), a one-entry TLB (eviction on every fill), both paging modes, the ends of
+# MAXPHYADDR, flush ceilings that flush everything (0), at the one-page boundary (1) and the default, and
+# CPUs with and without PCIDs.
+REQUIRED: dict[str, set[object]] = {
+    "cpus": {1, 2, 3, 4},
+    "tlb_entries": {1},
+    "levels": {4, 5},
+    "maxphyaddr": {36, 52},
+    "flush_ceiling": {0, 1, 33},
+    "pcid": {True, False},
+}
+
+
+def test_the_edge_values_are_drawn_in_verify() -> None:
+    configs = [c for cs in machine_configs().values() for c in cs]
+    missing = {name: want - {getattr(c, name) for c in configs} for name, want in REQUIRED.items()}
+    assert {} == {name: values for name, values in missing.items() if values}, "values no verify machine runs with"
+    assert set(REQUIRED) <= {f.name for f in dataclasses.fields(Config)}

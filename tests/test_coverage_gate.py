@@ -9,7 +9,7 @@ import pytest
 
 from proofs import coverage_gate
 
-SOURCE = '''\
+SOURCE = """\
 class Cache:
     def lookup(self, key):
         if key in self.entries:
@@ -23,7 +23,7 @@ class Cache:
 
 def free(x):
     return x
-'''
+"""
 
 
 def test_a_branch_is_named_by_its_function_and_source_text_not_its_line_numbers() -> None:
@@ -75,3 +75,32 @@ def test_a_listed_branch_needs_a_reason(tmp_path: Path, capsys: pytest.CaptureFi
     data.write_text(json.dumps(report(tmp_path, 100, [])))
     assert 2 == coverage_gate.main([str(data), "--listing", str(listing)])
     assert "listed without a reason" in capsys.readouterr().err
+
+
+def test_a_benchmarked_function_verify_does_not_run_fails_the_gate(tmp_path: Path) -> None:
+    data = report(tmp_path, 100, [])
+    files = data["files"]
+    assert isinstance(files, dict)
+    files["impl/x.py"]["functions"] = {"Cache.lookup": {"executed_lines": [3]}, "free": {"executed_lines": []}}
+    found = coverage_gate.modules(data, tmp_path)
+    reached = coverage_gate.reached_functions(data)
+    assert {"impl/x.py::Cache.lookup"} == reached
+    lines, ok = coverage_gate.judge(found, {}, {"impl/x.py::Cache.lookup"}, reached)
+    assert ok and "1 of 1 benchmarked functions run by verify" in lines[-1]
+    lines, ok = coverage_gate.judge(found, {}, {"impl/x.py::Cache.lookup", "impl/x.py::free"}, reached)
+    assert not ok
+    assert "timed by the benchmarks (docs/bench-paths.txt) but run by no verify check: impl/x.py::free" in lines
+
+
+def test_the_committed_listing_has_reasons_and_names_tests_that_exist() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    listing = coverage_gate.load_listing(root / coverage_gate.LISTING)
+    assert listing, "docs/uncovered-branches.toml lists nothing"
+    for name, reason in listing.items():
+        assert name.startswith("impl/") and " -> " in name, name
+        for test in re.findall(r"tests/[\w/]+\.py(?:::\w+)?", reason):
+            path, _, function = test.partition("::")
+            assert (root / path).exists(), f"{name}: {path} does not exist"
+            assert not function or f"def {function}(" in (root / path).read_text(), f"{name}: no {test}"

@@ -23,9 +23,11 @@ from dependencies import requires
 from hypothesis import Phase, given, settings
 
 from lang.errors import OracleUnsupported
+from lang.hardware_ops import SetCpu
 from lang.scenario import Scenario, load
 from mmcheck.cli import main
 from oracles.qemu import oracle as qemu_oracle
+from properties.drivers import ImplRunner
 from properties.paging.page_tables import mmu_batches
 from properties.recording import save_counterexample
 
@@ -181,3 +183,36 @@ def test_a_pcid_false_scenario_replays_identically_on_qemu() -> None:
     expected = [{"pa": None} if "pa" in want else want for want in scenario.expected_results]
     assert expected == second.results
     assert qemu_oracle.compare(with_pcid(scenario, False), second).agree
+
+
+@needs_qemu
+def test_a_cached_xd_entry_after_nxe_is_cleared_is_the_documented_deviation() -> None:
+    """An entry the TLB cached under NXE=1 with XD=1, then NXE cleared: spec and implementation give the RSVD
+    fault 0xf (the runner flushes on NXE 1 to 0), QEMU its documented 0xe, accepted as ``rsvd-without-p``."""
+    scenario = load(SCENARIOS / "tlb-xd-entry-after-nxe-cleared.json")
+    run = qemu_oracle.run(scenario)
+    assert {"fault": {"vector": 14, "error_code": 0xE}} == run.results[-1]
+    verdict = qemu_oracle.compare(scenario, run)
+    assert verdict.agree, [d.describe() for d in verdict.disagreements]
+    assert {"rsvd-without-p": 1} == dict(verdict.deviations)
+
+
+@needs_qemu
+def test_a_divergence_is_shown_as_spec_against_impl_beside_qemus_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the runner's flush on NXE 1 to 0 taken out, the implementation answers 0x7 from its TLB: the
+    comparison names a spec/impl divergence with both answers, and QEMU's own answer (0xe) beside them."""
+    scenario = load(SCENARIOS / "tlb-xd-entry-after-nxe-cleared.json")
+
+    def set_cpu_keeping_entries(self: ImplRunner, op: SetCpu) -> dict[str, object]:
+        self.mmu.set_cpu(op.cpu, cr3=op.cr3, wp=op.wp, smep=op.smep, smap=op.smap, ac=op.ac, nxe=op.nxe, la57=op.la57)
+        return {"ok": True}
+
+    monkeypatch.setattr(ImplRunner, "set_cpu", set_cpu_keeping_entries)
+    run = qemu_oracle.run(scenario)
+    [d] = qemu_oracle.compare(scenario, run).disagreements
+    assert (len(scenario.ops) - 1, "spec and impl diverge") == (d.index, d.reason)
+    assert {
+        "spec": {"fault": {"vector": 14, "error_code": 0xF}},
+        "impl": {"fault": {"vector": 14, "error_code": 7}},
+    } == d.ours
+    assert {"fault": {"vector": 14, "error_code": 0xE}} == d.qemu

@@ -39,7 +39,7 @@ from impl.memcg.memcg import MemCgroups
 from impl.mm.thp import PG_THP, Thp
 from impl.mm.vma import Vma, VmaList
 from impl.oom.oom import Oom
-from impl.paging.mmu import WRITE, Fault, Mmu, Translated
+from impl.paging.mmu import WRITE, Mmu
 from impl.pressure.pressure import ANON_INACTIVE, FAULT_AROUND_PAGES, PG_DIRTY, Pressure, is_swap, swp_offset
 from lang.errors import AddressError, ConfigError, IdleCpu, NotModelled, UnknownCpu, UnknownPid, UnknownPin
 
@@ -768,23 +768,6 @@ class Kernel:
             raise AddressError(f"virtual address {va:#x} is not canonical: bits 63..47 must be equal")
         if va & 7:
             raise AddressError(f"virtual address {va:#x} is not 8-byte aligned: accesses are 64-bit words")
-
-    def access(self, cpu: int, va: int, kind: int, user: bool, value: int = 0) -> Result:
-        """A load, store or fetch through the MMU; a #PF runs the fault handler, then the access is retried."""
-        proc = self.running(cpu)
-        self.check_va(va)
-        for _ in range(3):
-            outcome = self.mmu.access(cpu, va, kind, user)
-            if isinstance(outcome, Translated):
-                if kind == WRITE:
-                    self.mem.write(outcome.pa, value)
-                    return OK
-                return {"value": self.mem.read(outcome.pa)}
-            assert isinstance(outcome, Fault)
-            failed = self._fault(proc, va, kind, outcome.error_code)
-            if failed is not None:
-                return failed
-        raise AssertionError(f"access to {va:#x} still faults after three fixes")
 
     def _fault(self, proc: Process, va: int, kind: int, code: int) -> Result | None:
         """``do_user_addr_fault``: None when fixed, else SIGSEGV or ENOMEM."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from lang.errors import MMCheckError
-from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, SetCpu, WritePhys
+from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, ReadVirt, SetCpu, WritePhys
 from lang.kernel_ops import KernelOp, Load, Madvise, Store
 from lang.pressure_ops import PressureOp
 from lang.scenario import Op, Result, Scenario
@@ -36,7 +36,7 @@ from spec.paging.mmu import MmuState
 from spec.paging.permissions import Kind, Mode
 from spec.paging.pte import P as PRESENT
 from spec.paging.pte import flag_names
-from spec.paging.walk import walk
+from spec.paging.walk import Translation, walk
 from spec.smp.shootdown import violations as shootdown_violations
 
 Narrator = Callable[[Op, MmuState], list[str]]
@@ -77,11 +77,25 @@ def narrate_access(op: Op, before: MmuState) -> list[str]:
     ]
 
 
+def narrate_read_virt(op: Op, before: MmuState) -> list[str]:
+    assert isinstance(op, ReadVirt)
+    lines = narrate_access(Access(op.cpu, op.va, "read", op.mode), before)
+    ctl = before.cpus[op.cpu] if 0 <= op.cpu < len(before.cpus) else None
+    if ctl is not None:
+        outcome = walk(before.memory, ctl, op.va, Kind.READ, Mode(op.mode), before.maxphyaddr)
+        if isinstance(outcome, Translation) and outcome.pa < before.memory.size:
+            lines.append(f"then load the word at physical {outcome.pa:#x}: {before.memory.words.get(outcome.pa, 0):#x}")
+        elif isinstance(outcome, Translation):
+            lines.append(f"then the word at physical {outcome.pa:#x} is outside memory: a machine check")
+    return lines
+
+
 NARRATORS: dict[type[Op], Narrator] = {
     WritePhys: narrate_write_phys,
     ReadPhys: narrate_read_phys,
     SetCpu: narrate_set_cpu,
     Access: narrate_access,
+    ReadVirt: narrate_read_virt,
 }
 
 

@@ -19,6 +19,7 @@ from lang.scenario import Scenario
 from properties.mutants.buddy import BUDDY_MUTANTS
 from properties.mutants.catalogue import Mutant, Patch, Replace, SourcePatch, swapped
 from properties.mutants.ceiling import CEILING_MUTANTS
+from properties.mutants.fastpath import FASTPATH_MUTANTS
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
 from properties.mutants.memcg import MEMCG_MUTANTS
@@ -46,6 +47,7 @@ MUTANTS: tuple[Mutant, ...] = (
     + PRESSURE_MUTANTS
     + CEILING_MUTANTS
     + SMAPS_MUTANTS
+    + FASTPATH_MUTANTS
     + OOM_MUTANTS
     + WORKINGSET_MUTANTS
     + SLAB_MEMINFO_MUTANTS

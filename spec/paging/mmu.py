@@ -19,7 +19,7 @@ from lang.errors import AddressError, ConfigError, UnknownCpu
 from spec.paging.address import PAGE_SIZE
 from spec.paging.permissions import Control, Kind, Mode
 from spec.paging.physmem import PhysMemory
-from spec.paging.walk import Outcome, apply_ad_updates, required_ad_updates, walk
+from spec.paging.walk import Outcome, Translation, apply_ad_updates, required_ad_updates, walk
 
 DEFAULT_MAXPHYADDR = 46
 MIN_MAXPHYADDR = 36
@@ -88,3 +88,21 @@ def access(state: MmuState, cpu: int, va: int, kind: Kind, mode: Mode) -> tuple[
     outcome = walk(state.memory, state.cpus[cpu], va, kind, mode, state.maxphyaddr)
     memory = apply_ad_updates(state.memory, required_ad_updates(outcome, kind))
     return replace(state, memory=memory), outcome
+
+
+def read_virt(state: MmuState, cpu: int, va: int, mode: Mode) -> tuple[MmuState, Outcome, int | None]:
+    """A 64-bit data read of the aligned linear address ``va``: the read :func:`access`, then the word it reaches.
+
+    Returns the new state, the walk's outcome and the word read: None when the
+    walk did not translate, or when it translated to a frame outside memory
+    (the caller reports a machine check, as for a paging-structure entry
+    outside memory).  A misaligned ``va`` is bad input: a 64-bit load of it
+    would span two words (this model stores aligned words only).
+    """
+    check_cpu(state, cpu)
+    if not 0 <= va < 1 << 64 or va & 7:
+        raise AddressError(f"virtual address {va:#x} must be an 8-byte aligned 64-bit value for a word read")
+    state, outcome = access(state, cpu, va, Kind.READ, mode)
+    if not isinstance(outcome, Translation) or outcome.pa >= state.memory.size:
+        return state, outcome, None
+    return state, outcome, state.memory.read(outcome.pa)

@@ -44,6 +44,7 @@ MAX_OPS = {
     "ceiling-one-machine": 10,
     "ceiling-zero-machine": 10,
     "fault-around-machine": 20,
+    "translate-machine": 12,
     "oom-machine": 10,
     "workingset-machine": 20,
     "slab-pressure-machine": 10,
