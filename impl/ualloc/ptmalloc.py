@@ -456,7 +456,7 @@ class Ptmalloc:
 
     # ------------------------------------------------------------------ _int_malloc
     def _int_malloc(self, nbytes: int) -> int:
-        """``_int_malloc``: fastbin, small bin, unsorted scan (binning as it goes), large bin, binmap, top, sysmalloc."""
+        """``_int_malloc``: fastbin, small bin, unsorted scan (binning as it goes), large bin, binmap, top, sys."""
         nb = checked_request2size(nbytes)
         if nb == 0:
             return 0
