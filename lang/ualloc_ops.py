@@ -6,8 +6,9 @@ Results: ``{"ptr": {"region": "heap", "offset": N}}`` (from the heap's start,
 the program break before the first call), ``{"ptr": {"region": "mmapped",
 "offset": N, "length": L}}`` (inside its own mapping of ``L`` bytes) or
 ``{"ptr": null}``, each with ``"usable"`` (``malloc_usable_size``);
-``{"ok": true}`` for a free, ``{"ret": R}`` for ``malloc_trim`` and
-``mallopt``; and every result has ``"brk"`` (the break's offset from the heap
+``{"ret": R}`` for a call returning no pointer (0 for ``free`` and
+``heap_write``, the int ``malloc_trim`` and ``mallopt`` return);
+and every result has ``"brk"`` (the break's offset from the heap
 start) and ``"mallinfo"`` (``mallinfo2 ()``'s fields).  A call glibc aborts
 is ``{"error": "abort", "message": ...}`` with glibc's message and changes
 nothing.
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from lang.errors import ScenarioError
 from lang.scenario import LAYER_NAMES, Field, Op, choice, integer, register
 
 LAYER_NAMES["ualloc"] = "a user-space allocator op (malloc and friends in one process)"
@@ -30,6 +32,26 @@ MALLOPT_PARAMS = {"M_MXFAST": 1, "M_TRIM_THRESHOLD": -1, "M_TOP_PAD": -2, "M_MMA
 
 BYTES = integer(0, MAX_REQUEST, "bytes")
 CALL = integer(0, 99_999, "the index of the op that returned the pointer")
+
+
+MAX_OFFSET = 1 << 40
+
+
+def parse_word_offset(raw: object, where: str) -> int:
+    """A store's offset from its pointer: a JSON integer, a multiple of 8 (one aligned word)."""
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ScenarioError(where, f"expected an integer multiple of 8, got {type(raw).__name__}")
+    if not -MAX_OFFSET <= raw <= MAX_OFFSET or raw % 8:
+        raise ScenarioError(where, f"{raw}: allowed a multiple of 8 in {-MAX_OFFSET} .. {MAX_OFFSET}")
+    return raw
+
+
+WORD_OFFSET = Field(
+    parse_word_offset,
+    {"type": "integer", "minimum": -MAX_OFFSET, "maximum": MAX_OFFSET, "multipleOf": 8},
+    f"a multiple of 8 in {-MAX_OFFSET} .. {MAX_OFFSET}",
+    "bytes from the pointer to the word stored (negative or past the usable bytes: an overflow)",
+)
 
 
 class UallocOp(Op):
@@ -161,3 +183,24 @@ class MallocAnswer:
         out["brk"] = self.brk
         out["mallinfo"] = dict(zip(MALLINFO_FIELDS, self.mallinfo, strict=True))
         return out
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class HeapWrite(UallocOp):
+    """The program stores the 8-byte ``value`` at the pointer op ``call`` returned plus ``offset`` (a multiple
+    of 8, negative or past the usable bytes for an overflow, on a freed block for a use after free): how heap
+    exploits corrupt chunk headers (House of Force writes the top chunk's size word)."""
+
+    call: int
+    offset: int
+    value: int
+    name: ClassVar[str] = "heap_write"
+    FIELDS: ClassVar[Mapping[str, Field]] = {
+        "call": CALL,
+        "offset": WORD_OFFSET,
+        "value": integer(0, (1 << 64) - 1, "the word stored"),
+    }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.name, "call": self.call, "offset": self.offset, "value": self.value}

@@ -41,6 +41,7 @@ would read whatever bytes lie there).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from lang import ualloc_ops as uops
@@ -235,7 +236,10 @@ class Ptmalloc:
         self.where[p] = index
 
     def unlink_chunk(self, p: int) -> None:
-        """``unlink_chunk``: take a free chunk out of its bin (the skip list follows the list order)."""
+        """``unlink_chunk``: take a free chunk out of its bin (the skip list follows the list order), after its
+        boundary-tag check (the fd/bk links are the list itself here, so their check has nothing to read)."""
+        if self.chunksize(p) != self.foot.get(p + self.chunksize(p), 0):
+            raise MallocAbort("corrupted size vs. prev_size", f"chunk {p:#x}")
         index = self.where.pop(p)
         self.bins[index].remove(p)
 
@@ -447,12 +451,31 @@ class Ptmalloc:
             return
         if p == self.top:
             raise MallocAbort("double free or corruption (top)", f"chunk {p:#x}")
-        if nxt >= self.top + self.chunksize(self.top):
+        if nxt >= (self.top + self.chunksize(self.top)) & SIZE_MAX:  # C pointer arithmetic wraps
             raise MallocAbort("double free or corruption (out)", f"chunk {p:#x}")
         if not self.prev_inuse(nxt):
             raise MallocAbort("double free or corruption (!prev)", f"chunk {p:#x}")
         if self.head.get(nxt, 0) <= CHUNK_HDR_SZ or self.chunksize(nxt) >= self.system_mem:
             raise MallocAbort("free(): invalid next size (normal)", f"chunk {p:#x}")
+
+    def _check_unsorted(self, victim: int, size: int) -> None:
+        """``_int_malloc``'s checks of the unsorted bin's last chunk, before it is taken or binned."""
+        nxt = victim + size
+        if size <= CHUNK_HDR_SZ or size > self.system_mem:
+            raise MallocAbort("malloc(): invalid size (unsorted)", f"chunk {victim:#x} has size {size:#x}")
+        nxt_word = self.head.get(nxt, 0)
+        if nxt_word < CHUNK_HDR_SZ or nxt_word > self.system_mem:
+            raise MallocAbort("malloc(): invalid next size (unsorted)", f"chunk {victim:#x}")
+        if self.foot.get(nxt, 0) & ~SIZE_BITS != size:
+            raise MallocAbort("malloc(): mismatching next->prev_size (unsorted)", f"chunk {victim:#x}")
+        if nxt_word & PREV_INUSE:
+            raise MallocAbort("malloc(): invalid next->prev_inuse (unsorted)", f"chunk {victim:#x}")
+
+    def write_word(self, address: int, value: int) -> None:
+        """A program's store of one word at ``address``: memory holds it whatever the allocator meant the word to
+        be (the size word of the chunk 8 bytes below, the prev_size word of the chunk at it)."""
+        self.head[address - SIZE_SZ] = value
+        self.foot[address] = value
 
     # ------------------------------------------------------------------ _int_malloc
     def _int_malloc(self, nbytes: int) -> int:
@@ -495,6 +518,7 @@ class Ptmalloc:
             while unsorted:
                 victim = unsorted[-1]
                 size = self.chunksize(victim)
+                self._check_unsorted(victim, size)
                 if (
                     in_smallbin_range(nb)
                     and len(unsorted) == 1
@@ -545,6 +569,8 @@ class Ptmalloc:
                     return self._take_binned(victim, nb, in_smallbin_range(nb)) + CHUNK_HDR_SZ
             victim = self.top
             size = self.chunksize(victim)
+            if size > self.system_mem:
+                raise MallocAbort("malloc(): corrupted top size", f"top {victim:#x} has size {size:#x}")
             if victim and size >= nb + MINSIZE:
                 self.top = victim + nb
                 self.set_head(victim, nb | PREV_INUSE)
@@ -625,6 +651,8 @@ class Ptmalloc:
         extra = align_down(top_area - pad, PAGE)
         if extra == 0:
             return 0
+        if self.brk != (self.top + top_size) & SIZE_MAX:
+            return 0  # "Only proceed if end of memory is where we last set it."
         self.brk -= extra
         self.system_mem -= extra
         self.set_head(self.top, (top_size - extra) | PREV_INUSE)
@@ -730,7 +758,7 @@ class Ptmalloc:
         nextsize = self.chunksize(nxt)
         if oldsize >= nb:
             newp, newsize = oldp, oldsize
-        elif nxt == self.top and oldsize + nextsize >= nb + MINSIZE:
+        elif nxt == self.top and (oldsize + nextsize) & SIZE_MAX >= nb + MINSIZE:
             newsize = oldsize + nextsize
             self.head[oldp] = nb | (self.head[oldp] & SIZE_BITS)
             self.top = oldp + nb
@@ -769,16 +797,25 @@ class Process:
 
     :meth:`apply` runs one op and answers as the glibc oracle's driver does
     (:class:`lang.ualloc_ops.MallocAnswer`); a call glibc aborts answers with
-    the message and leaves the allocator as it was.
+    the message and leaves the allocator as it was.  Once the program has
+    stored outside its blocks (a ``heap_write`` past a block's usable bytes, or
+    into a freed one) glibc's checks can fire deep inside a call: the
+    allocator is then copied before each call and put back on an abort.
     """
 
     def __init__(self, heap_start: int = HEAP_START) -> None:
         self.heap = Ptmalloc(heap_start)
         self.returned: list[int] = []
+        self.allocating: set[int] = set()
+        self.corrupted = False
 
     def pointer(self, call: int) -> int:
-        if not 0 <= call < len(self.returned):
-            raise UnknownPointer(f"call {call} is not an earlier call (there are {len(self.returned)})")
+        """The pointer allocating op ``call`` returned (0 for a NULL answer)."""
+        if call not in self.allocating:
+            raise UnknownPointer(
+                f"call {call} is not an earlier malloc, calloc or realloc "
+                f"(there are {len(self.returned)} calls, allocating: {sorted(self.allocating)[:8]})"
+            )
         return self.returned[call]
 
     def _place(self, mem: int) -> tuple[str, int, int, int]:
@@ -794,11 +831,31 @@ class Process:
     def answer(self, region: str, offset: int, length: int, usable: int, ret: int) -> uops.MallocAnswer:
         info = self.heap.mallinfo()
         return uops.MallocAnswer(
-            region, offset, length, usable, self.heap.brk - self.heap.heap_start, ret,
+            region,
+            offset,
+            length,
+            usable,
+            self.heap.brk - self.heap.heap_start,
+            ret,
             tuple(getattr(info, name) for name in uops.MALLINFO_FIELDS),
         )
 
+    def heap_write(self, op: uops.HeapWrite) -> None:
+        """The program stores ``op.value`` at the block's pointer plus ``op.offset`` (past its usable bytes, or
+        into a freed block, a heap corruption)."""
+        mem = self.pointer(op.call)
+        if mem == 0:
+            raise UnknownPointer(f"call {op.call} returned NULL: there is no block to write to")
+        self.corrupted = True  # whether it was is the contract's to say; every later call is undone on an abort
+        self.heap.write_word(mem + op.offset, op.value)
+
     def apply(self, op: uops.UallocOp) -> uops.MallocAnswer:
+        """Run one call; bad input (a call naming no allocating op) raises and changes nothing."""
+        if isinstance(op, uops.HeapWrite):
+            self.heap_write(op)
+            self.returned.append(0)
+            return self.answer("none", 0, 0, 0, 0)
+        saved = copy.deepcopy(self.heap) if self.corrupted else None
         heap = self.heap
         try:
             if isinstance(op, uops.Malloc):
@@ -822,7 +879,10 @@ class Process:
             else:
                 raise TypeError(f"not an allocator op: {op!r}")
         except MallocAbort as abort:
+            if saved is not None:
+                self.heap = saved
             self.returned.append(0)
             return uops.MallocAnswer("none", 0, 0, 0, 0, 0, (), abort.message)
+        self.allocating.add(len(self.returned))
         self.returned.append(mem)
         return self.answer(*self._place(mem), 0)
