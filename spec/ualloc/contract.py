@@ -30,7 +30,8 @@ glibc's policy, where the contract leaves a choice:
   ``mp_.mmap_threshold`` bytes (``sysmalloc``: ``nb >= mp_.mmap_threshold &&
   mp_.n_mmaps < mp_.n_mmaps_max``), or the ``realloc`` of a mmapped block
   (``mremap_chunk``); such a chunk grows no break (``sysmalloc`` maps before it
-  extends the heap);
+  extends the heap), but for the first call, which grows the heap for the
+  tcache before it serves the request (``tcache_init``), maybe from the top;
 * ``free`` of a mmapped block unmaps its mapping at once (``munmap_chunk``), and
   raises the threshold to that chunk's size unless ``mallopt`` fixed it
   (``__libc_free``: ``chunksize_nomask (p) > mp_.mmap_threshold`` and at most
@@ -233,7 +234,12 @@ def new_block_problem(state: AllocState, want: int | None, answer: Answer, repla
         others = state.mappings - ({replacing.mapping} if replacing is not None and keeps else set())
         if answer.mapping in others:
             return f"the new block's mapping {answer.mapping} is another live block's"
-    elif answer.brk > state.brk and nb >= state.params.mmap_threshold and state.n_mmapped() < state.params.mmap_max:
+    elif (
+        state.brk > state.heap_start  # the first call grows the heap for the tcache itself (tcache_init)
+        and answer.brk > state.brk
+        and nb >= state.params.mmap_threshold
+        and state.n_mmapped() < state.params.mmap_max
+    ):
         return (
             f"the break grew for a chunk of {nb:#x} bytes at or above the mmap threshold "
             f"{state.params.mmap_threshold:#x} (sysmalloc maps it)"
