@@ -13,16 +13,18 @@ import os
 from pathlib import Path
 
 import pytest
+from dependencies import requires
 
 from lang import ualloc_ops as uops
-from lang.scenario import loads
+from lang.scenario import load, loads
 from oracles.glibc import oracle
 
 SEQUENCES = int(os.environ.get("MMCHECK_GLIBC_SEQUENCES", "40"))
 LENGTH = int(os.environ.get("MMCHECK_GLIBC_LENGTH", "80"))
 REASON = oracle.unavailable()
+SCENARIOS = Path(__file__).parent / "scenarios" / "malloc"
 
-pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+pytestmark = requires("glibc 2.36 and gcc", REASON)
 
 
 def test_generated_sequences_agree_exactly(tmp_path: Path) -> None:
@@ -69,3 +71,13 @@ def test_a_mismatch_becomes_a_scenario() -> None:
     scenario = loads(json.dumps(oracle.mismatch_scenario(comparison, 7)))
     assert [op.to_json() for op in scenario.ops] == [op.to_json() for op in ops]
     assert scenario.expected_results is not None and scenario.expected_results[1] == real[1].to_json()
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.json")), ids=lambda p: p.stem)
+def test_the_malloc_scenarios_are_glibcs_answers(path: Path) -> None:
+    """The teaching scenarios' expected results are what glibc answers (and the model, by the replay tests)."""
+    scenario = load(path)
+    ops = [op for op in scenario.ops if isinstance(op, uops.UallocOp)]
+    assert ops and len(ops) == len(scenario.ops)
+    assert scenario.expected_results is not None
+    assert [answer.to_json() for answer in oracle.run_glibc(ops)] == list(scenario.expected_results)
