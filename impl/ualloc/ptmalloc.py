@@ -134,6 +134,11 @@ def bin_index(size: int) -> int:
     return size >> 4 if in_smallbin_range(size) else largebin_index(size)
 
 
+def to_long(value: int) -> int:
+    """A ``size_t`` value stored in a C ``long`` (two's complement)."""
+    return value - (1 << 64) if value > PTRDIFF_MAX else value
+
+
 def align_up(value: int, to: int) -> int:
     return (value + to - 1) & ~(to - 1)
 
@@ -643,12 +648,18 @@ class Ptmalloc:
         return 0
 
     def systrim(self, pad: int) -> int:
-        """``systrim``: give back whole pages of top above ``pad`` (and MINSIZE) with a negative sbrk."""
+        """``systrim``: give back whole pages of top above ``pad`` (and MINSIZE) with a negative sbrk.
+
+        In C ``top_area`` and ``extra`` are ``long`` and ``pad`` a ``size_t``: a top of exactly MINSIZE makes
+        ``top_area`` -1, which compares as the largest ``size_t``, and ``extra`` then comes out negative, so
+        ``MORECORE (-extra)`` grows the break instead (by a page for a pad below one, and the top with it):
+        glibc 2.36 does so, as the glibc oracle found.
+        """
         top_size = self.chunksize(self.top)
         top_area = top_size - MINSIZE - 1
-        if top_area <= pad:
+        if top_area & SIZE_MAX <= pad:
             return 0
-        extra = align_down(top_area - pad, PAGE)
+        extra = to_long(align_down((top_area - pad) & SIZE_MAX, PAGE))
         if extra == 0:
             return 0
         if self.brk != (self.top + top_size) & SIZE_MAX:

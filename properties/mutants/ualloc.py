@@ -75,7 +75,7 @@ UALLOC_MUTANTS = (
         "the top's start, and with it the end of the last in-use chunk below the top",
         f"{REFINES}; heap blocks below the break, the top ending at the break",
         "ualloc",
-        ptmalloc_patch("systrim", ("align_down(top_area - pad, PAGE)", "align_up(top_area - pad, PAGE)")),
+        ptmalloc_patch("systrim", ("to_long(align_down(", "to_long(align_up(")),
     ),
     Mutant(
         "munmap-deferred",

@@ -36,8 +36,13 @@ glibc's policy, where the contract leaves a choice:
   raises the threshold to that chunk's size unless ``mallopt`` fixed it
   (``__libc_free``: ``chunksize_nomask (p) > mp_.mmap_threshold`` and at most
   ``DEFAULT_MMAP_THRESHOLD_MAX``, 32 MiB on 64-bit);
-* ``free``, ``malloc_trim`` and ``mallopt`` never grow the break (they return
-  memory, ``systrim``; ``mallopt`` only consolidates);
+* ``free`` and ``mallopt`` never grow the break (``free`` returns memory,
+  ``systrim``; ``mallopt`` only consolidates), and ``malloc_trim (pad)`` grows
+  it by at most ``pad`` and a page: glibc 2.36's ``systrim`` computes
+  ``top_area`` and ``extra`` as ``long`` against a ``size_t`` pad, so a top of
+  exactly MINSIZE (``top_area`` -1) makes ``extra`` negative and
+  ``MORECORE (-extra)`` extends the heap (found by the glibc oracle,
+  ``tests/scenarios/malloc/malloc-trim-grows-the-break.json``);
 * ``realloc (p, 0)`` frees ``p`` and answers NULL (``REALLOC_ZERO_BYTES_FREES``);
 * ``mallopt`` answers 1, or 0 for ``M_MXFAST`` above ``MAX_FAST_SIZE``
   (``do_set_mxfast``);
@@ -262,8 +267,10 @@ def answer_problem(state: AllocState, op: uops.UallocOp, answer: Answer) -> str 
         return f"aborted ({answer.abort}) a call on live blocks of an uncorrupted heap"
     if answer.region in ("heap", "mmapped") and not isinstance(op, (uops.Malloc, uops.Calloc, uops.Realloc)):
         return f"{op.name} returned a pointer"
-    if isinstance(op, (uops.Free, uops.MallocTrim, uops.Mallopt)) and answer.brk > state.brk:
+    if isinstance(op, (uops.Free, uops.Mallopt)) and answer.brk > state.brk:
         return f"{op.name} grew the break from {state.brk:#x} to {answer.brk:#x}"
+    if isinstance(op, uops.MallocTrim) and answer.brk > state.brk + op.pad + PAGE:
+        return f"malloc_trim ({op.pad}) grew the break from {state.brk:#x} to {answer.brk:#x}, past pad and a page"
     if isinstance(op, uops.HeapWrite):
         return None if answer.brk == state.brk and answer.region == "none" else "a store moved the break"
     if isinstance(op, uops.Mallopt):
