@@ -84,3 +84,23 @@ def test_an_abort_is_allowed_only_on_a_dead_pointer_or_a_corrupted_heap() -> Non
     corrupted = contract.step(state, 1, uops.HeapWrite(0, -8, 0x41), contract.Answer("none", brk=0x31000))
     assert corrupted.corrupted
     assert contract.answer_problem(corrupted, uops.Free(0), abort) is None
+
+
+def test_an_abort_after_a_corruption_puts_the_heap_back() -> None:
+    """After a store past a block, a call glibc aborts deep inside (the corrupted top) changes nothing."""
+    from impl.ualloc.ptmalloc import Process
+
+    process = Process()
+    process.apply(uops.Malloc(24))
+    heap = process.heap
+    process.apply(uops.HeapWrite(0, heap.top + 8 - process.returned[0], (1 << 64) - 1))
+    before = process.heap.clone()
+    answer = process.apply(uops.Malloc(1 << 20))
+    assert answer.abort == "malloc(): corrupted top size"
+    after = process.heap
+    assert (after.head, after.foot, after.bins, after.tcache, after.brk) == (
+        before.head, before.foot, before.bins, before.tcache, before.brk
+    )
+    clone = after.clone()
+    after.bins[1].append(12345)
+    assert clone.bins[1] == [] and before.bins[1] == []

@@ -203,6 +203,16 @@ class Ptmalloc:
         self.next_mmap = MMAP_TOP
         self.sbrk_base = 0
 
+    def clone(self) -> Ptmalloc:
+        """An independent copy (the words, the lists and the mappings copied; the rest are ints and flags)."""
+        new = copy.copy(self)
+        new.head, new.foot, new.keyed, new.where = dict(self.head), dict(self.foot), set(self.keyed), dict(self.where)
+        new.fastbins = [list(b) for b in self.fastbins]
+        new.bins = [list(b) for b in self.bins]
+        new.tcache = None if self.tcache is None else [list(b) for b in self.tcache]
+        new.mappings = dict(self.mappings)
+        return new
+
     # ------------------------------------------------------------------ words
     @staticmethod
     def _fast_limit(value: int) -> int:
@@ -866,7 +876,7 @@ class Process:
             self.heap_write(op)
             self.returned.append(0)
             return self.answer("none", 0, 0, 0, 0)
-        saved = copy.deepcopy(self.heap) if self.corrupted else None
+        saved = self.heap.clone() if self.corrupted else None
         heap = self.heap
         try:
             if isinstance(op, uops.Malloc):
