@@ -104,3 +104,15 @@ def test_an_abort_after_a_corruption_puts_the_heap_back() -> None:
     clone = after.clone()
     after.bins[1].append(12345)
     assert clone.bins[1] == [] and before.bins[1] == []
+
+
+def test_the_free_of_a_fastbin_sized_chunk_never_moves_the_break() -> None:
+    """The seed's wrong answer, refused: a small chunk's free gives nothing back (tcache or fastbin)."""
+    state = replace(contract.initial(0x10000), brk=0x31000)
+    small = contract.Block(0, "heap", 0x10010, 0x18, 0x18)
+    state = replace(state, blocks=(small,))
+    trimmed = contract.Answer("none", brk=0x30000)
+    assert "neither consolidate nor trim" in (contract.answer_problem(state, uops.Free(0), trimmed) or "")
+    assert contract.answer_problem(state, uops.Free(0), contract.Answer("none", brk=0x31000)) is None
+    no_fastbins = contract.step(state, 1, uops.Mallopt("M_MXFAST", 0), contract.Answer("none", brk=0x31000, ret=1))
+    assert contract.answer_problem(no_fastbins, uops.Free(0), trimmed) is None

@@ -36,6 +36,10 @@ glibc's policy, where the contract leaves a choice:
   raises the threshold to that chunk's size unless ``mallopt`` fixed it
   (``__libc_free``: ``chunksize_nomask (p) > mp_.mmap_threshold`` and at most
   ``DEFAULT_MMAP_THRESHOLD_MAX``, 32 MiB on 64-bit);
+* ``free`` of a heap block whose chunk is at most ``global_max_fast`` (0x80
+  unless ``M_MXFAST`` changed it) never moves the break: the chunk goes to its
+  tcache bin or to a fastbin, and neither path consolidates or trims
+  (``_int_free``; the seed's wrong answer that every free returns memory);
 * ``free`` and ``mallopt`` never grow the break (``free`` returns memory,
   ``systrim``; ``mallopt`` only consolidates), and ``malloc_trim (pad)`` grows
   it by at most ``pad`` and a page: glibc 2.36's ``systrim`` computes
@@ -69,6 +73,7 @@ DEFAULT_MMAP_THRESHOLD = 128 * 1024  # DEFAULT_MMAP_THRESHOLD_MIN (malloc/malloc
 DEFAULT_MMAP_THRESHOLD_MAX = 4 * 1024 * 1024 * SIZE_SZ
 DEFAULT_MMAP_MAX = 65536
 MAX_FAST_SIZE = 80 * SIZE_SZ // 4
+DEFAULT_MXFAST = 64 * SIZE_SZ // 4
 IS_MMAPPED = 2
 
 MALLOPT_NUMBERS = {"M_MXFAST": 1, "M_TRIM_THRESHOLD": -1, "M_TOP_PAD": -2, "M_MMAP_THRESHOLD": -3, "M_MMAP_MAX": -4}
@@ -105,6 +110,7 @@ class Params:
     mmap_threshold: int = DEFAULT_MMAP_THRESHOLD
     no_dyn_threshold: bool = False
     mmap_max: int = DEFAULT_MMAP_MAX
+    max_fast: int = (DEFAULT_MXFAST + SIZE_SZ) & ~(ALIGNMENT - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +279,12 @@ def answer_problem(state: AllocState, op: uops.UallocOp, answer: Answer) -> str 
         return f"malloc_trim ({op.pad}) grew the break from {state.brk:#x} to {answer.brk:#x}, past pad and a page"
     if isinstance(op, uops.HeapWrite):
         return None if answer.brk == state.brk and answer.region == "none" else "a store moved the break"
+    small = old is not None and old.region == "heap" and old.usable + SIZE_SZ <= state.params.max_fast
+    if isinstance(op, uops.Free) and old is not None and small and answer.brk != state.brk:
+        return (
+            f"the free of a block of {old.usable} usable bytes (a tcache or fastbin chunk) moved the break: "
+            "those paths neither consolidate nor trim"
+        )
     if isinstance(op, uops.Mallopt):
         want = 0 if op.param == "M_MXFAST" and op.value > MAX_FAST_SIZE else 1
         if answer.ret != want:
@@ -309,7 +321,10 @@ def _set(params: Params, op: uops.Mallopt) -> Params:
         return replace(params, mmap_max=op.value, no_dyn_threshold=True)
     if op.param in ("M_TRIM_THRESHOLD", "M_TOP_PAD"):
         return replace(params, no_dyn_threshold=True)
-    return params
+    if op.value > MAX_FAST_SIZE:
+        return params  # refused, mallopt answers 0
+    # set_max_fast: 0 disables the fastbins (a limit no chunk meets)
+    return replace(params, max_fast=MINSIZE // 2 if op.value == 0 else (op.value + SIZE_SZ) & ~(ALIGNMENT - 1))
 
 
 def write_corrupts(state: AllocState, op: uops.HeapWrite) -> bool:
