@@ -1,6 +1,6 @@
 """The kernel, hugetlb, transparent-huge-page, SMP, memory-pressure, OOM, memory cgroup, slab and user-space
-allocator refinement machines run clean under the loaded profile (mutmut: 60 programs), so mutation testing of every module of impl/
-has machine tests to fail."""
+allocator refinement machines run clean under the loaded profile (mutmut: 60 programs), so mutation testing of
+every module of impl/ has machine tests to fail."""
 
 from __future__ import annotations
 
