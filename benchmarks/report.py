@@ -8,6 +8,9 @@ A row is one measure taken in this run, of one of three kinds:
 - ``impl-vs-baseline``: a count of the implementation's design against a
   reference design (the shootdown against a broadcast); ``ratio`` is how many
   times fewer the implementation needs;
+- ``impl-vs-native``: a rate of the implementation against the real system
+  it models running the same workload (the ptmalloc model against glibc);
+  ``ratio`` is the implementation's fraction of the real rate;
 - ``harness``: a rate of the checking harness itself (lockstep machines, the
   explorer), which runs both sides at once, so it has one value.
 
@@ -29,7 +32,7 @@ from rich.text import Text
 
 from mmcheck.views import console
 
-Kind = Literal["impl-vs-spec", "impl-vs-baseline", "harness"]
+Kind = Literal["impl-vs-spec", "impl-vs-baseline", "impl-vs-native", "harness"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,8 @@ def cells(report: Report) -> list[tuple[str, ...]]:
         other = figure(row.spec, row.unit) if row.kind == "impl-vs-spec" else figure(row.baseline, row.unit)
         if row.kind == "impl-vs-baseline" and other:
             other += " (broadcast)"
+        if row.kind == "impl-vs-native" and other:
+            other += " (native)"
         measure = f"{row.measure} ({row.note})" if row.note else row.measure
         target = row.target.text() if row.target else ""
         lines.append((row.family, measure, impl, other, ratio_text(row.ratio), target))

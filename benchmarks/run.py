@@ -14,6 +14,8 @@ Each row is measured in this run on the implementation and on the spec
 - oom: the OOM killer's scan, ``oom_badness`` of 10**4 processes (:mod:`benchmarks.bench_oom`);
 - shootdown: IPIs, INVLPGs and full flushes of a munmap against a broadcast
   (:mod:`benchmarks.bench_tlb`; counts, not timings);
+- malloc: malloc+free pairs per second, the ptmalloc model against glibc itself and against the
+  contract's checks (:mod:`benchmarks.bench_malloc`);
 - harness: state-machine steps per second and explorer distinct states per
   second (:mod:`benchmarks.harness`).
 
@@ -43,6 +45,7 @@ from pathlib import Path
 from benchmarks import (
     bench_buddy,
     bench_kernel,
+    bench_malloc,
     bench_oom,
     bench_pressure,
     bench_slab,
@@ -96,6 +99,7 @@ class Plan:
     anon_reclaim_sizes: tuple[int, ...]
     spec_anon_reclaim_sizes: tuple[int, ...]
     oom_processes: int
+    malloc_pairs: int
 
     def __post_init__(self) -> None:
         if self.spec_fork_shifts[-1] != self.fork_shifts[0]:
@@ -126,6 +130,7 @@ FULL = Plan(
     anon_reclaim_sizes=(128, 256, 512),
     spec_anon_reclaim_sizes=(32, 64, 128),
     oom_processes=10_000,
+    malloc_pairs=50_000,
 )
 QUICK = Plan(
     buddy_shifts=(10, 12, 14),
@@ -151,6 +156,7 @@ QUICK = Plan(
     anon_reclaim_sizes=(8, 16, 32),
     spec_anon_reclaim_sizes=(4, 8, 16),
     oom_processes=200,
+    malloc_pairs=500,
 )
 
 TRANSLATION_HIT_RATIO = 20.0
@@ -526,6 +532,46 @@ def oom_family(plan: Plan, report: Report) -> None:
     )
 
 
+def malloc_family(plan: Plan, report: Report) -> None:
+    say(f"malloc: {plan.malloc_pairs:,} free+malloc pairs over {bench_malloc.LIVE} live blocks")
+    result = bench_malloc.measure(plan.malloc_pairs, plan.repeats)
+    report.rows.append(
+        compared(
+            "malloc",
+            "malloc+free pairs/s, the model against the contract's checks",
+            "pairs/s",
+            result.model,
+            result.contract,
+            rate=True,
+            note=f"ptmalloc model, best of {plan.repeats}; the spec checks each answer",
+        )
+    )
+    if result.glibc is None:
+        report.rows.append(
+            Row(
+                "malloc",
+                "malloc+free pairs/s, the model against glibc",
+                "pairs/s",
+                "impl-vs-native",
+                impl=result.model,
+                note=f"glibc not measured: {result.glibc_note}",
+            )
+        )
+        return
+    report.rows.append(
+        Row(
+            "malloc",
+            "malloc+free pairs/s, the model against glibc",
+            "pairs/s",
+            "impl-vs-native",
+            impl=result.model,
+            baseline=result.glibc,
+            ratio=result.model / result.glibc,
+            note=result.glibc_note,
+        )
+    )
+
+
 def shootdown_family(plan: Plan, report: Report) -> None:
     sizes = ", ".join(map(str, plan.tlb_sizes))
     say(f"shootdown: munmap of {sizes} pages, {bench_tlb.CPUS} CPUs, {bench_tlb.RUNNING} of them ran the mm")
@@ -581,6 +627,7 @@ FAMILIES = {
     "kernel": kernel_family,
     "pressure": pressure_family,
     "oom": oom_family,
+    "malloc": malloc_family,
     "shootdown": shootdown_family,
     "thp": thp_family,
     "harness": harness_family,

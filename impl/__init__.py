@@ -20,4 +20,6 @@ function (in ``properties``) that maps its state to theirs:
 - ``impl.pressure.pressure``: ``spec.pressure.files``, ``lru``, ``swap``, ``meminfo``; ``abstraction.abstract_pressure``
   and ``abstraction.abstract_pages`` (LRU, dirty, referenced, swap slot)
 - ``impl.smp.shootdown``: ``spec.smp.state``, ``spec.smp.shootdown``; ``smp.abstraction.abstract_smp``
+- ``impl.ualloc.ptmalloc``: ``spec.ualloc.contract`` (the allowed answers, not one state);
+  ``ualloc.abstraction.answer_of`` and ``owned_ranges``, with the model's own invariants in ``heap_problems``
 """

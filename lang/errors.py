@@ -226,3 +226,19 @@ class CorruptSlab(SlabError):
 
 class UnknownFile(InvalidArgument, LookupError):
     """A file operation named a file that does not exist."""
+
+
+class MallocError(InvalidArgument):
+    """A user-space allocator call glibc's malloc refuses: it would print the message and abort the process."""
+
+
+class MallocAbort(MallocError):
+    """glibc detected heap corruption or a bad pointer (``malloc_printerr``): :attr:`message` is what it prints."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(f"glibc aborts: {message}" + (f" ({detail})" if detail else ""))
+        self.message = message
+
+
+class UnknownPointer(MallocError, LookupError):
+    """A call names a pointer by the index of a call that returned none (an out-of-range index or a free)."""

@@ -2,7 +2,8 @@
 
 The hardware and buddy ops are defined in :mod:`lang.hardware_ops`, the kernel ops in :mod:`lang.kernel_ops`,
 the slab ops in :mod:`lang.slab_ops`, memory pressure's in :mod:`lang.pressure_ops`, the OOM killer's in
-:mod:`lang.oom_ops`, transparent huge pages' in :mod:`lang.thp_ops`; importing this module registers them all,
+:mod:`lang.oom_ops`, transparent huge pages' in :mod:`lang.thp_ops`, the user-space allocator's in
+:mod:`lang.ualloc_ops`; importing this module registers them all,
 so :func:`lang.scenario.parse_op` knows the whole vocabulary.
 """
 
@@ -69,19 +70,23 @@ from lang.slab_ops import (
     ValidateSlabCache,
 )
 from lang.thp_ops import ThpSetting
+from lang.ualloc_ops import Calloc, Free, HeapWrite, Malloc, MallocTrim, Mallopt, Realloc, UallocOp
 
 __all__ = [
     "Access",
     "AllocPages",
     "BuddyInfo",
+    "Calloc",
     "Exit",
     "Fetch",
     "FileCreate",
     "FileRead",
     "FileWrite",
     "Fork",
+    "Free",
     "FreePages",
     "Fsync",
+    "HeapWrite",
     "KernelOp",
     "KernelRemap",
     "KernelThread",
@@ -98,6 +103,9 @@ __all__ = [
     "KmemWrite",
     "Load",
     "Madvise",
+    "Malloc",
+    "MallocTrim",
+    "Mallopt",
     "MemInfo",
     "MemcgCreate",
     "MemcgMove",
@@ -121,6 +129,7 @@ __all__ = [
     "ReadPhys",
     "ReadPin",
     "ReadVirt",
+    "Realloc",
     "Reclaim",
     "Scenario",
     "SetCpu",
@@ -138,6 +147,7 @@ __all__ = [
     "ThpSetting",
     "TlbEvict",
     "Truncate",
+    "UallocOp",
     "Unpin",
     "ValidateSlabCache",
     "VmstatOp",

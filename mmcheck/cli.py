@@ -381,6 +381,40 @@ def cmd_oracle_thp(args: argparse.Namespace) -> int:
     return 0 if verdict.agree else 1
 
 
+def cmd_oracle_glibc(args: argparse.Namespace) -> int:
+    from lang.errors import OracleUnavailable
+    from lang.ualloc_ops import UallocOp
+    from oracles.glibc import oracle as glibc_oracle
+
+    why = glibc_oracle.unavailable()
+    if why is not None:
+        raise OracleUnavailable(f"oracle glibc: {why}")
+    scenario = load(args.file)
+    calls = [op for op in scenario.ops if isinstance(op, UallocOp)]
+    if len(calls) != len(scenario.ops) or not calls:
+        raise InvalidArgument("oracle glibc runs allocator ops (malloc, calloc, realloc, free, malloc_trim, mallopt)")
+    comparison = glibc_oracle.compare(calls)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "glibc": [a.to_json() for a in comparison.glibc],
+                    "model": [a.to_json() for a in comparison.model],
+                    "first_difference": comparison.first_difference,
+                }
+            )
+        )
+    else:
+        for index, op in enumerate(calls[: max(len(comparison.glibc), len(comparison.model))]):
+            print(f"{index:3} {json.dumps(op.to_json())}")
+            for side, answers in (("glibc", comparison.glibc), ("model", comparison.model)):
+                shown = json.dumps(answers[index].to_json()) if index < len(answers) else "(no answer)"
+                print(f"    {side:5} -> {shown}")
+    if not comparison.agrees:
+        print(f"disagreement: {comparison.describe()}", file=sys.stderr)
+    return 0 if comparison.agrees else 1
+
+
 def cmd_oracle(args: argparse.Namespace) -> int:
     from oracles.qemu.oracle import compare, run
 
@@ -394,6 +428,8 @@ def cmd_oracle(args: argparse.Namespace) -> int:
         return cmd_oracle_thp(args)
     if args.file is None:
         raise InvalidArgument(f"oracle {args.oracle} needs a scenario file")
+    if args.oracle == "glibc":
+        return cmd_oracle_glibc(args)
     if args.oracle == "linux":
         return cmd_oracle_linux(args)
     scenario = load(args.file)
@@ -729,21 +765,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("oracle", help="run a scenario on an independent oracle and compare with spec and impl")
     p.add_argument(
         "oracle",
-        choices=("qemu", "linux", "slab", "pressure", "oom", "thp"),
+        choices=("qemu", "linux", "slab", "pressure", "oom", "thp", "glibc"),
         help="qemu: QEMU's x86 page walker in a bare-metal guest; linux: this machine's kernel, in real processes; "
         "slab: this kernel's slab caches (/sys/kernel/slab) against the slab geometry, no scenario file; "
         "pressure: MemAvailable against si_mem_available, and a pressure scenario (if given) in a memory cgroup "
         "with a swap file, with agreement counts per compared quantity; "
         "oom: the OOM killer's victims and oom_score in a cgroup v1 memory group (an OOM case file if given); "
         "thp: transparent huge pages in the kernel's own THP mode (AnonHugePages, the huge zero page, kpageflags), "
-        "an example or a THP scenario",
+        "an example or a THP scenario; glibc: this machine's glibc 2.36 malloc in a process of its own against the "
+        "ptmalloc model, every answer exactly",
     )
     p.add_argument(
         "file",
         nargs="?",
         default=None,
         help="scenario JSON file: MMU ops (write_phys, read_phys, set_cpu, access) for qemu, kernel ops for linux, "
-        "kernel and pressure ops for pressure, an OOM case (limit, swap, tasks, offender_adj, grow) for oom",
+        "kernel and pressure ops for pressure, an OOM case (limit, swap, tasks, offender_adj, grow) for oom, "
+        "allocator ops (malloc, free, ...) for glibc",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object with a results list")
     p.set_defaults(func=cmd_oracle)

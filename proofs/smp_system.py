@@ -25,12 +25,14 @@ from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
+from impl.ualloc.ptmalloc import Process
 from lang import ops
 from lang.errors import MMCheckError
 from lang.scenario import Config, Op, Scenario
 from proofs.explore import Result, Stats, Violation, explore, run_exploration
 from properties.drivers import DivergenceError, ImplRunner, Lockstep
 from properties.mm.driver import Candidate
+from properties.ualloc.driver import UallocSide
 from spec import memory as l0
 from spec.mm.invariants import violations as kernel_violations
 from spec.mm.kernel import Kernel, Space
@@ -122,7 +124,7 @@ class SmpBounds:
         )
 
 
-RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "tlbs", "buddy", "buddy_error", "kernel", "slab"})
+RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "tlbs", "buddy", "buddy_error", "kernel", "slab", "ualloc"})
 SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling", "pcid", "swap", "fault_around", "workingset"})
 
 
@@ -132,7 +134,10 @@ def clone_impl(impl: ImplRunner) -> ImplRunner:
         raise AssertionError("ImplRunner or ImplKernelSide changed: update proofs.smp_system.clone_impl")
     if impl.slab.slub is not None:
         raise AssertionError("the SMP explorer runs no slab ops: its states have no slab allocator to clone")
+    if impl.ualloc.returned:
+        raise AssertionError("the SMP explorer runs no allocator ops: its states have no malloc heap to clone")
     new = copy.copy(impl)
+    new.ualloc = Process()
     new.slab = copy.copy(impl.slab)
     new.mem = impl.mem.clone()
     new.mmu = impl.mmu.clone(new.mem)
@@ -153,6 +158,9 @@ def clone(state: Lockstep) -> Lockstep:
     successor.spec.kernel = copy.copy(state.spec.kernel)
     successor.spec.slab = copy.copy(state.spec.slab)
     successor.impl = clone_impl(state.impl)
+    if state.ualloc.calls:
+        raise AssertionError("the SMP explorer runs no allocator ops: its states have no malloc heap to clone")
+    successor.ualloc = UallocSide()
     successor.l0 = copy.copy(state.l0)
     successor.l0.candidates = list(state.l0.candidates)
     successor.l0.ops = dict(state.l0.ops)

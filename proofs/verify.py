@@ -46,6 +46,7 @@ CHECK_MODULES = (
     "properties.pressure.slab_pressure_machine",
     "properties.pressure.bad_input_machine",
     "properties.mm.thp_machine",
+    "properties.ualloc.ualloc_machine",
 )
 
 

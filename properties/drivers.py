@@ -20,17 +20,20 @@ from impl.alloc import buddy as impl_buddy
 from impl.paging.mmu import FETCH, READ, WRITE, Fault, Mmu, Translated
 from impl.paging.physmem import PhysMem
 from impl.paging.tlb import Tlb
+from impl.ualloc.ptmalloc import Process
 from lang.errors import AddressError, BuddyError, DisallowedChoice, MMCheckError
 from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, ReadVirt, SetCpu, WritePhys
 from lang.kernel_ops import KernelOp
 from lang.scenario import Config, Op, Result
 from lang.slab_ops import KmemRead, SlabOp
+from lang.ualloc_ops import UallocOp
 from properties.abstraction import abstract_buddy, abstract_kernel, abstract_memory, abstract_mmu
 from properties.frame_cache import FrameCache
 from properties.mm.driver import ImplKernelSide, L0Side, SpecKernelSide, kernel_difference, tlb_difference
 from properties.slab.abstraction import abstract_slab, count_violations, debug_differences, words_differences
 from properties.slab.driver import ImplSlabSide, SpecSlabSide, adopt_slab_words
 from properties.smp.abstraction import abstract_smp
+from properties.ualloc.driver import UallocSide
 from spec.alloc import buddy as spec_buddy
 from spec.mm.kernel import NO_CHOICES, Choices, Kernel
 from spec.paging import mmu as spec_mmu
@@ -125,6 +128,12 @@ class SpecRunner:
         """Run ``op``; bad input raises and leaves :attr:`state` as it was."""
         if isinstance(op, KernelOp):
             return self.apply_kernel(op)
+        if isinstance(op, UallocOp):
+            raise MMCheckError(
+                f"{op.name}: the allocator's contract (spec.ualloc.contract) states which answers are allowed, "
+                "not one answer: replay a ualloc scenario with --model both (the model checked by the contract) "
+                "or --model impl"
+            )
         if isinstance(op, SlabOp):
             return self.apply_slab(op)
         if isinstance(op, WritePhys):
@@ -200,9 +209,12 @@ class ImplRunner:
         self.buddy_error: BuddyError | None = None
         self.kernel = ImplKernelSide(config)
         self.slab = ImplSlabSide(config)
+        self.ualloc = Process()
 
     def apply(self, op: Op) -> Result:
         """Run ``op``; bad input raises and leaves the implementation as it was."""
+        if isinstance(op, UallocOp):
+            return self.ualloc.apply(op).to_json()
         if isinstance(op, KernelOp):
             before_boot = self.slab.frames() if self.kernel.kernel is None else frozenset()
             return self.kernel.apply(op, self.mmu, self.buddy, before_boot)
@@ -303,6 +315,7 @@ class Lockstep:
         self.spec = SpecRunner(config)
         self.impl = ImplRunner(config)
         self.l0 = L0Side(config)
+        self.ualloc = UallocSide()
         self.index = 0
         self.frames = FrameCache(self.impl.mem)
 
@@ -329,6 +342,8 @@ class Lockstep:
         """The body of :meth:`apply`, before crashes are turned into divergences."""
         index = self.index
         self.index += 1
+        if isinstance(op, UallocOp):
+            return self.apply_ualloc(index, op)
         if isinstance(op, KernelOp):
             return self.apply_kernel(index, op)
         if isinstance(op, SlabOp):
@@ -376,6 +391,14 @@ class Lockstep:
                 Divergence(index, op, "A/D bits written are not allowed", allowed.memory, impl_memory)
             )
         self.spec.state = spec_mmu.MmuState(impl_memory, self.spec.state.cpus, self.spec.state.maxphyaddr)
+
+    def apply_ualloc(self, index: int, op: UallocOp) -> Result:
+        """A user-space allocator op: the ptmalloc model answers, the contract checks the answer and continues
+        from it (:mod:`properties.ualloc.driver`)."""
+        result, (reason, detail) = self.ualloc.apply(op)
+        if reason:
+            raise DivergenceError(Divergence(index, op, reason, "the contract (spec.ualloc.contract)", detail))
+        return result
 
     def apply_slab(self, index: int, op: SlabOp) -> Result:
         """A slab op: the implementation first, then the spec with its choices; see :mod:`properties.slab.driver`.

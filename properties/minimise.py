@@ -11,8 +11,11 @@ The result is 1-minimal: removing any single operation loses the failure.
 Pids are numbered in order of creation, so a ``spawn`` or ``fork`` whose
 process the failure does not need can only go if the later pids move down
 by one: when deleting such an op alone loses the failure, the deletion is
-tried again with the later ops renumbered.  Passes repeat until one
-deletes nothing, since a deletion late in a pass can free an earlier op.
+tried again with the later ops renumbered.  A user-space allocator op names
+the block it frees, reallocs or writes by the index of the op that returned
+it, so deleting any op of such a scenario is tried with the later indices
+moved down too.  Passes repeat until one deletes nothing, since a deletion
+late in a pass can free an earlier op.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import replace
 from lang.errors import MMCheckError
 from lang.kernel_ops import Fork, Spawn
 from lang.scenario import Op, Scenario
+from lang.ualloc_ops import Free, HeapWrite, Realloc
 from properties.replay import replay
 
 
@@ -59,6 +63,22 @@ def without_process(ops: list[Op], index: int) -> list[Op] | None:
     return ops[:index] + later
 
 
+def without_call(ops: list[Op], index: int) -> list[Op] | None:
+    """``ops`` without the op at ``index``, the later allocator ops' ``call`` indices above it moved down by one;
+    None when a later op names the op deleted, or when no later op names a call past it."""
+    later: list[Op] = []
+    moved = False
+    for op in ops[index + 1 :]:
+        if isinstance(op, Free | Realloc | HeapWrite):
+            if op.call == index:
+                return None
+            if op.call > index:
+                moved = True
+                op = replace(op, call=op.call - 1)
+        later.append(op)
+    return ops[:index] + later if moved else None
+
+
 def minimise(scenario: Scenario) -> Scenario:
     """The scenario with every operation removed that the failure does not need (1-minimal)."""
     kind = failure_kind(scenario)
@@ -69,7 +89,7 @@ def minimise(scenario: Scenario) -> Scenario:
     while len(ops) < before:
         before, index = len(ops), 0
         while index < len(ops):
-            for shorter in (ops[:index] + ops[index + 1 :], without_process(ops, index)):
+            for shorter in (ops[:index] + ops[index + 1 :], without_process(ops, index), without_call(ops, index)):
                 candidate = replace(scenario, ops=tuple(shorter or ()), expected_results=None)
                 if shorter is not None and failure_kind(candidate) == kind:
                     ops = shorter

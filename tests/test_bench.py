@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-FAMILIES = {"translation", "buddy", "slab", "kernel", "pressure", "oom", "shootdown", "thp", "harness"}
+FAMILIES = {"translation", "buddy", "slab", "kernel", "pressure", "oom", "malloc", "shootdown", "thp", "harness"}
 MACHINES = {"mmu", "buddy", "kernel", "smp"}
 
 
@@ -74,6 +74,11 @@ def test_every_family_has_rows_and_every_row_its_figures(report: dict[str, Any])
                 assert expected == pytest.approx(row["ratio"]), row
             else:
                 assert "ratio" not in row and row["note"], row
+        elif row["kind"] == "impl-vs-native":
+            assert row["impl"] > 0, row
+            assert ("ratio" in row) == ("baseline" in row), row
+            if "baseline" in row:
+                assert row["impl"] / row["baseline"] == pytest.approx(row["ratio"]), row
         elif row["kind"] == "impl-vs-baseline":
             assert row["impl"] >= 0 and row["baseline"] >= 0, row
             assert ("ratio" in row) == (row["impl"] > 0 and row["baseline"] > 0), row
@@ -97,6 +102,10 @@ def test_the_rows_cover_what_the_issue_lists(report: dict[str, Any]) -> None:
     assert sum(m.startswith("reclaim of ") and m.endswith("clean page-cache pages") for m in measures) == 2
     assert sum(m.startswith("reclaim of ") and m.endswith("anonymous pages to swap") for m in measures) == 2
     assert sum(m.startswith("oom_badness scan of ") and m.endswith(" processes") for m in measures) == 1
+    assert {
+        "malloc+free pairs/s, the model against glibc",
+        "malloc+free pairs/s, the model against the contract's checks",
+    } <= set(measures)
 
 
 def test_scaling_has_three_sizes_and_the_growth_between_them(report: dict[str, Any]) -> None:

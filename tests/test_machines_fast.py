@@ -1,6 +1,6 @@
-"""The kernel, hugetlb, transparent-huge-page, SMP, memory-pressure, OOM, memory cgroup and slab refinement
-machines run clean under the loaded profile (mutmut: 60 programs), so mutation testing of every module of impl/
-has machine tests to fail."""
+"""The kernel, hugetlb, transparent-huge-page, SMP, memory-pressure, OOM, memory cgroup, slab and user-space
+allocator refinement machines run clean under the loaded profile (mutmut: 60 programs), so mutation testing of
+every module of impl/ has machine tests to fail."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from properties.pressure.pressure_machine import PressureMachine
 from properties.slab.slab_debug_machine import SlabDebugMachine
 from properties.slab.slab_machine import SlabMachine
 from properties.smp.smp_machine import SmpMachine
+from properties.ualloc.ualloc_machine import UallocMachine
 
 MACHINES = [
     KernelMachine,
@@ -32,6 +33,7 @@ MACHINES = [
     MemcgMachine,
     SlabMachine,
     SlabDebugMachine,
+    UallocMachine,
 ]
 
 

@@ -100,6 +100,18 @@ def test_the_pressure_oracle_runs_or_says_why_not(tmp_path: Path) -> None:
         assert out["mem_available"]["agree"] and out["agreement"]["spec"]["contents"][0] > 0
 
 
+def test_the_glibc_oracle_runs_or_says_why_not(tmp_path: Path) -> None:
+    from oracles.glibc.oracle import unavailable
+
+    scenario = str(Path(__file__).parent / "scenarios" / "malloc" / "malloc-mmap-threshold.json")
+    done = mmcheck(["oracle", "glibc", scenario, "--json"], tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert (0 if unavailable() is None else 2) == done.returncode, done.stderr
+    if done.returncode == 0:
+        out = json.loads(done.stdout)
+        assert out["first_difference"] == -1 and out["glibc"] == out["model"] and len(out["glibc"]) == 3
+
+
 def test_the_thp_oracle_runs_or_says_why_not(tmp_path: Path) -> None:
     from oracles.linux.thp import unavailable_thp
 

@@ -19,7 +19,7 @@ from lang import ops
 from lang.errors import InvalidArgument, MMCheckError
 from lang.scenario import Scenario, load
 
-KINDS = ("hardware", "buddy", "kernel", "smp", "slab", "pressure")
+KINDS = ("hardware", "buddy", "kernel", "smp", "slab", "pressure", "malloc")
 """The kinds of scenario, one template each."""
 
 BUDDY_OPS = (ops.AllocPages, ops.FreePages, ops.BuddyInfo)
@@ -28,6 +28,8 @@ BUDDY_OPS = (ops.AllocPages, ops.FreePages, ops.BuddyInfo)
 def kind_of(scenario: Scenario) -> str:
     """The kind of a scenario, from its ops (see the module docstring)."""
     modules = {type(op).__module__ for op in scenario.ops}
+    if "lang.ualloc_ops" in modules:
+        return "malloc"
     if "lang.pressure_ops" in modules:
         return "pressure"
     if "lang.slab_ops" in modules:
@@ -173,6 +175,22 @@ TEMPLATES: dict[str, dict[str, Any]] = {
             _op("vmstat"),
         ],
     },
+    "malloc": {
+        "about": "User-space malloc (glibc 2.36's ptmalloc, checked against the allocator's contract): a 4-byte "
+        "block from the heap, whose first sbrk grew the break by 132 KiB; a 200,000-byte block in a mapping of "
+        "its own (at or above M_MMAP_THRESHOLD, 128 KiB); its free unmaps it and raises the threshold to its "
+        "size, so the same request next comes from the heap and grows the break; a double free aborts as glibc "
+        "does. Change a size or the order of the ops and replay; mmcheck oracle glibc runs it in real glibc.",
+        "config": {"frames": 64},
+        "ops": [
+            _op("malloc", size=4),
+            _op("malloc", size=200000),
+            _op("free", call=1),
+            _op("malloc", size=200000),
+            _op("free", call=0),
+            _op("free", call=0),
+        ],
+    },
 }
 
 
@@ -194,6 +212,14 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
         {"ok": True, "cache": "demo"}, {"addr": "0xffff888000000000"}, {"addr": "0xffff888000000060"}, OK,
         {"value": "0x5"}, {"addr": "0xffff888000001000"}, {}, OK, {"error": "EINVAL", "type": "SlabDoubleFree"}, OK,
         {"meminfo": {"Slab": 8, "SReclaimable": 0, "SUnreclaim": 8}},
+    ],
+    "malloc": [
+        {"ptr": {"region": "heap", "offset": 672}, "brk": 135168},
+        {"ptr": {"region": "mmapped", "offset": 16, "length": 200704}, "brk": 135168},
+        {"brk": 135168},
+        {"ptr": {"region": "heap", "offset": 704}, "brk": 335872},
+        {"ret": 0},
+        {"error": "abort", "message": "free(): double free detected in tcache 2"},
     ],
     "pressure": [
         OK, {"pid": 1}, OK, OK, {"value": 5}, OK, OK, OK, {"reclaimed": 3}, {"value": 7},

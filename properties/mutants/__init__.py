@@ -32,6 +32,7 @@ from properties.mutants.slab_meminfo import SLAB_MEMINFO_MUTANTS
 from properties.mutants.smaps import SMAPS_MUTANTS
 from properties.mutants.thp import THP_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
+from properties.mutants.ualloc import UALLOC_MUTANTS
 from properties.mutants.walk import WALK_MUTANTS
 from properties.mutants.workingset import WORKINGSET_MUTANTS
 
@@ -51,6 +52,7 @@ MUTANTS: tuple[Mutant, ...] = (
     + OOM_MUTANTS
     + WORKINGSET_MUTANTS
     + SLAB_MEMINFO_MUTANTS
+    + UALLOC_MUTANTS
     + THP_MUTANTS
     + MEMCG_MUTANTS
 )

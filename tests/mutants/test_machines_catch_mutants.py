@@ -50,6 +50,7 @@ MAX_OPS = {
     "slab-pressure-machine": 10,
     "thp-machine": 10,
     "memcg-machine": 20,
+    "ualloc-machine": 8,
 }
 
 
