@@ -68,7 +68,7 @@ from lang.slab_ops import (
     SlabOp,
     ValidateSlabCache,
 )
-from lang.thp_ops import ThpSetting
+from lang.thp_ops import Khugepaged, KhugepagedLimit, ThpSetting
 
 __all__ = [
     "Access",
@@ -86,6 +86,8 @@ __all__ = [
     "KernelRemap",
     "KernelThread",
     "Kfree",
+    "Khugepaged",
+    "KhugepagedLimit",
     "Kmalloc",
     "KmallocCache",
     "KmemCacheAlloc",
