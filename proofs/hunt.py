@@ -224,6 +224,7 @@ SLAB_PRESSURE_MACHINE = machine_detector(
     "slab-pressure-machine", "properties.pressure.slab_pressure_machine:SlabPressureMachine"
 )
 THP_MACHINE = machine_detector("thp-machine", "properties.mm.thp_machine:ThpMachine")
+COLLAPSE_MACHINE = machine_detector("collapse-machine", "properties.mm.collapse_machine:CollapseMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -235,6 +236,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "tlb": (SMP_MACHINE, SMP_EXPLORER),
     "huge": (HUGE_MACHINE,),
     "thp": (THP_MACHINE,),
+    "collapse": (COLLAPSE_MACHINE,),
     "slab": (SLAB_MACHINE,),
     "slab_debug": (SLAB_DEBUG_MACHINE,),
     "pcid": (NOPCID_MACHINE,),

@@ -114,7 +114,7 @@ def test_the_limits_take_0_to_511_only() -> None:
         parse_op({"op": "khugepaged_limit", "name": "pages_to_scan", "value": 1}, "op")
     state = started().spec.kernel.kernel
     assert state is not None
-    with pytest.raises(InvalidArgument, match="allowed 0 .. 511"):
+    with pytest.raises(InvalidArgument, match=r"allowed 0 \.\. 511"):
         khugepaged.set_limit(state, "max_ptes_none", 512)
 
 

@@ -48,6 +48,7 @@ MAX_OPS = {
     "workingset-machine": 20,
     "slab-pressure-machine": 10,
     "thp-machine": 10,
+    "collapse-machine": 12,
     "memcg-machine": 20,
 }
 
