@@ -42,6 +42,7 @@ LENGTHS = (1, 512, 512, 513, 1024, 1028)
 SETTINGS = (("enabled", "madvise"), ("enabled", "always"), ("enabled", "never"))
 LIMITS = (("max_ptes_none", 511), ("max_ptes_none", 0), ("max_ptes_shared", 0), ("max_ptes_shared", 256))
 PAGES = (0, 1, 2, 255, 511, 512, 513, 1023, 1024)
+PINNED = (0, 0, 1, 513)
 FILLS = (1, 1, 4, 16)
 MAX_PROCS = 2
 CHECK_NAME = "collapse: khugepaged and MADV_COLLAPSE, impl refines L1 refines L0 (limits, COW, pins, flush, split)"
@@ -74,7 +75,7 @@ class CollapseMachine(RuleBasedStateMachine):
     @initialize()
     def collapse_start(self) -> None:
         """THP in madvise mode, a running process with the region mapped private, writable and not advised, a small
-        page written in each 2 MiB."""
+        page written in each 2 MiB, and a fork's child sharing them."""
         self.run(ThpSetting("enabled", "madvise"))
         result = self.run(Spawn())
         assert result is not None and "pid" in result
@@ -84,6 +85,9 @@ class CollapseMachine(RuleBasedStateMachine):
         self.run(Mmap(result["pid"], BASE, REGION_PAGES, "rw-", False))
         self.run(Store(0, BASE, 1))
         self.run(Store(0, BASE + HUGE + 0x1000, 2))
+        child = self.run(Fork(result["pid"]))
+        assert child is not None and "pid" in child
+        self.pids.append(child["pid"])
 
     @rule(which=st.integers(0, len(SETTINGS) + len(LIMITS) - 1))
     def policy(self, which: int) -> None:
@@ -170,9 +174,9 @@ class CollapseMachine(RuleBasedStateMachine):
         self.run(op)
 
     @precondition(lambda self: bool(self.pids))
-    @rule(i=st.integers(0, MAX_PROCS), page=st.sampled_from(PAGES), read=st.booleans())
+    @rule(i=st.integers(0, MAX_PROCS), page=st.sampled_from(PINNED), read=st.booleans())
     def pin(self, i: int, page: int, read: bool) -> None:
-        """Pin a page (get_user_pages), or read a pin taken before."""
+        """Pin a page (get_user_pages; mostly the pages written at the start), or read a pin taken before."""
         if read and self.pins:
             self.run(ReadPin(self.pins[-1]))
             return
@@ -197,9 +201,9 @@ class CollapseMachine(RuleBasedStateMachine):
             raise AssertionError(f"the L1 state breaks its invariants: {problems} (counterexample: {path})")
 
 
-# As the THP machine: minimised by replay, not shrunk; a step checks 2048 frames, so a quarter of the profile's
+# As the THP machine: minimised by replay, not shrunk; a step checks 2048 frames, so half of the profile's
 # programs keeps the ci run within its share of verify's time.
-machinery.run_as(CollapseMachine, shrink_phase=False, examples_divisor=4)
+machinery.run_as(CollapseMachine, shrink_phase=False, examples_divisor=2)
 
 
 @check("machine", CHECK_NAME)

@@ -20,6 +20,7 @@ from lang.verdict import Status
 from proofs.hunt import DETECTORS, Detector
 from properties.minimise import failure_kind
 from properties.mutants import MUTANTS, Mutant
+from properties.mutants.collapse import COLLAPSE_MUTANTS
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
 from properties.mutants.memcg import MEMCG_MUTANTS
@@ -232,3 +233,15 @@ def test_the_thp_mutants_are_registered() -> None:
         "thp-madvise-no-split",
     } == {m.name for m in THP_MUTANTS}
     assert {"thp"} == {m.layer for m in THP_MUTANTS}
+
+
+def test_the_collapse_mutants_are_registered() -> None:
+    """The collapse layer's mutants are in the catalogue, hunted by the collapse machine."""
+    assert {m.name for m in COLLAPSE_MUTANTS} <= {m.name for m in MUTANTS}
+    assert {
+        "collapse-free-before-flush",
+        "collapse-ignores-cow-shared",
+        "collapse-ignores-pin",
+    } == {m.name for m in COLLAPSE_MUTANTS}
+    assert {"collapse"} == {m.layer for m in COLLAPSE_MUTANTS}
+    assert [d.name for d in machine_detectors("collapse")] == ["collapse-machine"]
