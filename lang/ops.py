@@ -8,6 +8,7 @@ so :func:`lang.scenario.parse_op` knows the whole vocabulary.
 
 from __future__ import annotations
 
+from lang.compaction_ops import CompactMemory
 from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, SetCpu, WritePhys
 from lang.kernel_ops import (
     Exit,
@@ -74,6 +75,7 @@ __all__ = [
     "Access",
     "AllocPages",
     "BuddyInfo",
+    "CompactMemory",
     "Exit",
     "Fetch",
     "FileCreate",

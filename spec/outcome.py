@@ -134,6 +134,15 @@ class Collapsed:
 
 
 @dataclass(frozen=True, slots=True)
+class Compacted:
+    """``compact_memory`` (:mod:`spec.mm.compaction`): how many pages it migrated, and the frames the migration
+    scanner met that it could not move (first frame of the block -> what holds it)."""
+
+    migrated: int
+    unmovable: Mapping[int, str]
+
+
+@dataclass(frozen=True, slots=True)
 class Meminfo:
     """``/proc/meminfo`` fields, in kB; AnonHugePages (``anon_huge_pages``) once transparent huge pages are on."""
 
@@ -261,6 +270,7 @@ Outcome = (
     | Stage
     | Reclaimed
     | Collapsed
+    | Compacted
     | Meminfo
     | Status
     | Vmstat

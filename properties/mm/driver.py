@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 from impl.alloc.buddy import BuddyAllocator
 from impl.memcg.memcg import MemCgroups
+from impl.mm import compaction as impl_compaction
 from impl.mm import khugepaged as impl_khugepaged
 from impl.mm.kernel import USER_PAGES
 from impl.mm.kernel import Kernel as ImplKernel
@@ -29,12 +30,13 @@ from lang.scenario import Config, Result
 from spec import memory as l0
 from spec.alloc.buddy import BuddyState
 from spec.memcg import memcg
-from spec.mm import accounting, aspace, cow, khugepaged, thp
+from spec.mm import accounting, aspace, compaction, cow, khugepaged, thp
 from spec.mm.kernel import NO_CHOICES, Choices, Kernel, boot, check_cpu
 from spec.mm.vma import Prot, huge_pages
 from spec.oom import badness
 from spec.outcome import (
     Collapsed,
+    Compacted,
     Errno,
     MemcgOom,
     MemcgRetry,
@@ -119,6 +121,8 @@ def outcome_json(outcome: Outcome) -> Result:
         return {"stage": "flushed", "cpu": outcome.cpu}
     if isinstance(outcome, Reclaimed):
         return {"reclaimed": outcome.pages}
+    if isinstance(outcome, Compacted):
+        return {"migrated": outcome.migrated, "unmovable": {hex(pfn): why for pfn, why in outcome.unmovable.items()}}
     if isinstance(outcome, Collapsed):
         return {"collapsed": outcome.thps, "scan": {hex(head << 12): r for head, r in outcome.results.items()}}
     if isinstance(outcome, Meminfo | Status | Vmstat):
@@ -364,6 +368,8 @@ def spec_plain_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kern
         return thp.set_policy(k, op.setting, op.value)
     if isinstance(op, ops.KhugepagedLimit):
         return khugepaged.set_limit(k, op.limit, op.value), Ok()
+    if isinstance(op, ops.CompactMemory):
+        return compaction.compact_memory(k, choices)
     if isinstance(op, ops.Khugepaged):
         scan = lambda k: khugepaged.khugepaged_scan(k, op.pid, choices)  # noqa: E731
         return shootdown.run(k, op.name, op.pid, scan, 0, False, False)
@@ -543,6 +549,8 @@ def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result
         return k.thp.set_setting(op.setting, op.value)
     if isinstance(op, ops.KhugepagedLimit):
         return k.thp.set_limit(op.limit, op.value)
+    if isinstance(op, ops.CompactMemory):
+        return impl_compaction.compact_memory(k, smp)
     if isinstance(op, ops.Khugepaged):
         scan = lambda: impl_khugepaged.khugepaged_scan(k, op.pid)  # noqa: E731
         return smp.syscall(op.name, op.pid, scan, 0, USER_PAGES, False, False)
@@ -659,7 +667,7 @@ def l0_step(mem: l0.Memory, op: ops.KernelOp) -> tuple[l0.Memory, Outcome | None
         return pressure
     if isinstance(op, ops.ThpSetting | ops.KhugepagedLimit):
         return mem, Ok()  # the THP policy changes how memory is mapped, never what a program reads
-    if isinstance(op, ops.Khugepaged) or (isinstance(op, ops.Madvise) and op.advice == "collapse"):
+    if isinstance(op, ops.Khugepaged | ops.CompactMemory) or (isinstance(op, ops.Madvise) and op.advice == "collapse"):
         return mem, None  # a collapse changes nothing a program reads; whether it happens is the kernel's affair
     if isinstance(op, ops.Madvise) and op.advice in THP_ADVICE:
         return l0_thp_advice(mem, op)
