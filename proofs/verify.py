@@ -43,6 +43,7 @@ CHECK_MODULES = (
     "properties.pressure.slab_pressure_machine",
     "properties.mm.thp_machine",
     "properties.mm.collapse_machine",
+    "properties.mm.compaction_machine",
 )
 
 
