@@ -69,7 +69,7 @@ limit_total("processes", MAX_PROCESSES, "the spawn and fork ops of one scenario"
 LAYER_NAMES["kernel"] = "a kernel op (the kernel owns physical memory, the CPUs and the buddy allocator)"
 
 PROT_PATTERN = re.compile(r"^[r-][w-][x-]$")
-ADVICE = ("dontneed", "cold", "pageout", "hugepage", "nohugepage")
+ADVICE = ("dontneed", "cold", "pageout", "hugepage", "nohugepage", "collapse")
 
 
 def parse_prot(raw: object, where: str) -> str:
@@ -230,8 +230,8 @@ class Mprotect(KernelOp):
 @register
 @dataclass(frozen=True, slots=True)
 class Madvise(KernelOp):
-    """``madvise(va, pages * 4096, advice)``: ``"dontneed"``, ``"cold"``, ``"pageout"``, ``"hugepage"`` or
-    ``"nohugepage"``."""
+    """``madvise(va, pages * 4096, advice)``: ``"dontneed"``, ``"cold"``, ``"pageout"``, ``"hugepage"``,
+    ``"nohugepage"`` or ``"collapse"`` (``MADV_COLLAPSE``)."""
 
     pid: int
     va: int

@@ -9,6 +9,7 @@ so :func:`lang.scenario.parse_op` knows the whole vocabulary.
 
 from __future__ import annotations
 
+from lang.compaction_ops import CompactMemory
 from lang.hardware_ops import Access, AllocPages, BuddyInfo, FreePages, ReadPhys, ReadVirt, SetCpu, WritePhys
 from lang.kernel_ops import (
     Exit,
@@ -69,7 +70,7 @@ from lang.slab_ops import (
     SlabOp,
     ValidateSlabCache,
 )
-from lang.thp_ops import ThpSetting
+from lang.thp_ops import Khugepaged, KhugepagedLimit, ThpSetting
 from lang.ualloc_ops import Calloc, Free, HeapWrite, Malloc, MallocTrim, Mallopt, Realloc, UallocOp
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "AllocPages",
     "BuddyInfo",
     "Calloc",
+    "CompactMemory",
     "Exit",
     "Fetch",
     "FileCreate",
@@ -91,6 +93,8 @@ __all__ = [
     "KernelRemap",
     "KernelThread",
     "Kfree",
+    "Khugepaged",
+    "KhugepagedLimit",
     "Kmalloc",
     "KmallocCache",
     "KmemCacheAlloc",

@@ -226,6 +226,8 @@ SLAB_PRESSURE_MACHINE = machine_detector(
 )
 THP_MACHINE = machine_detector("thp-machine", "properties.mm.thp_machine:ThpMachine")
 UALLOC_MACHINE = machine_detector("ualloc-machine", "properties.ualloc.ualloc_machine:UallocMachine")
+COLLAPSE_MACHINE = machine_detector("collapse-machine", "properties.mm.collapse_machine:CollapseMachine")
+COMPACTION_MACHINE = machine_detector("compaction-machine", "properties.mm.compaction_machine:CompactionMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -237,6 +239,8 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "tlb": (SMP_MACHINE, SMP_EXPLORER),
     "huge": (HUGE_MACHINE,),
     "thp": (THP_MACHINE,),
+    "collapse": (COLLAPSE_MACHINE,),
+    "compaction": (COMPACTION_MACHINE,),
     "slab": (SLAB_MACHINE,),
     "slab_debug": (SLAB_DEBUG_MACHINE,),
     "pcid": (NOPCID_MACHINE,),

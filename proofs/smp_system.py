@@ -553,8 +553,9 @@ def kernel_key(
         tuple(sorted((pid[p], adj) for p, adj in k.oom_score_adj.items())),
         freeze(k.oom_sysctls),
         k.slab,
-        # The THP policy and the huge zero page; its vmstat counters are left out, as pgfault is.
+        # The THP policy, khugepaged's limits and the huge zero page; its vmstat counters are left out, as pgfault is.
         (k.thp.enabled, k.thp.defrag, k.thp.use_zero_page, k.thp.zero_pfn),
+        (k.thp.max_ptes_none, k.thp.max_ptes_swap, k.thp.max_ptes_shared),
     )
 
 

@@ -47,6 +47,8 @@ CHECK_MODULES = (
     "properties.pressure.bad_input_machine",
     "properties.mm.thp_machine",
     "properties.ualloc.ualloc_machine",
+    "properties.mm.collapse_machine",
+    "properties.mm.compaction_machine",
 )
 
 

@@ -242,7 +242,8 @@ def abstract_kernel(kernel: ImplKernel, frames: FrameCache | None = None) -> Ker
 
 
 def abstract_thp(kernel: ImplKernel) -> Thp:
-    """The THP policy and counters (:class:`impl.mm.thp.Thp`) as the spec's :class:`~spec.mm.kernel.Thp`."""
+    """The THP policy, khugepaged's limits and the counters (:class:`impl.mm.thp.Thp`) as the spec's
+    :class:`~spec.mm.kernel.Thp`."""
     t = kernel.thp
     settings = t.settings
     return Thp(
@@ -253,6 +254,9 @@ def abstract_thp(kernel: ImplKernel) -> Thp:
         t.fault_alloc,
         t.fault_fallback,
         t.split_pmd,
+        int(settings["khugepaged/max_ptes_none"]),
+        int(settings["khugepaged/max_ptes_swap"]),
+        int(settings["khugepaged/max_ptes_shared"]),
     )
 
 

@@ -7,6 +7,7 @@ view (L1) knows the page-fault error code of a SIGSEGV; the programmer's view
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -121,6 +122,24 @@ class Reclaimed:
     """``reclaim`` freed this many pages."""
 
     pages: int
+
+
+@dataclass(frozen=True, slots=True)
+class Collapsed:
+    """A khugepaged scan of one mm (:mod:`spec.mm.khugepaged`): how many THPs it made, and the scan result of every
+    2 MiB range it looked at (its first page -> the tracepoint name of the ``scan_result``)."""
+
+    thps: int
+    results: Mapping[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Compacted:
+    """``compact_memory`` (:mod:`spec.mm.compaction`): how many pages it migrated, and the frames the migration
+    scanner met that it could not move (first frame of the block -> what holds it)."""
+
+    migrated: int
+    unmovable: Mapping[int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +269,8 @@ Outcome = (
     | Pending
     | Stage
     | Reclaimed
+    | Collapsed
+    | Compacted
     | Meminfo
     | Status
     | Vmstat

@@ -169,3 +169,31 @@ def test_thp_faults_and_splits_are_told() -> None:
     assert "do_huge_pmd_anonymous_page" in rule[5] and "set_huge_zero_folio" in rule[6]
     assert "write to the huge zero page; its PMD is split" in rule[7]
     assert "1 THP PMD split where the range or a VMA edge cuts it" in rule[8]
+
+
+def test_collapse_and_compaction_are_narrated() -> None:
+    """khugepaged names each range's scan result and what a collapse does; compact_memory says how many pages
+    moved and what it could not move."""
+    lines, ok = explain(load(Path(__file__).parent / "scenarios" / "khugepaged-khugepaged-max-ptes-none.json"))
+    text = "\n".join(lines)
+    assert ok
+    assert "khugepaged scans pid 1 (hpage_collapse_scan_pmd, with max_ptes_none/swap/shared): 0x40000000 " in text
+    assert "0x40000000 exceed_none_pte; 0 range(s) collapsed" in text
+    assert "0x40000000 succeeded; 1 range(s) collapsed" in text
+    raw = {
+        "config": {"frames": 64, "cpus": 1, "max_order": 5},
+        "ops": [
+            {"op": "spawn"},
+            {"op": "switch", "cpu": 0, "pid": 1},
+            {"op": "mmap", "pid": 1, "va": "0x10000000", "pages": 4, "prot": "rw-", "shared": False, "huge": False},
+            {"op": "store", "cpu": 0, "va": "0x10000000", "value": 5},
+            {"op": "compact_memory"},
+        ],
+    }
+    from lang.scenario import Scenario
+
+    lines, ok = explain(Scenario.from_json(raw))
+    assert ok
+    story = next(line for line in lines if line.startswith("[4]"))
+    assert story.startswith("[4] compact_memory: the migration scanner (from the bottom) moved ")
+    assert "it could not move" in story and "kernel" in story

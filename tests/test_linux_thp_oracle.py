@@ -114,3 +114,45 @@ def test_mmcheck_oracle_thp_runs_the_example(capsys: pytest.CaptureFixture[str])
     assert 0 == main(["oracle", "thp"])
     out = capsys.readouterr().out
     assert "impl agrees with linux on" in out and "AnonHugePages" in out
+
+
+def collapse_program(settings: dict[str, str], pin: bool) -> Scenario:
+    """Small pages written (the oracle's mappings start MADV_NOHUGEPAGE), then MADV_HUGEPAGE and MADV_COLLAPSE on
+    the first 2 MiB, smaps and the pages read back.
+
+    MADV_HUGEPAGE wakes an idle khugepaged, which scans at once (mm/khugepaged.c ``khugepaged_wait_work``), so the
+    range must be one khugepaged refuses and MADV_COLLAPSE does not: 300 pages shared with a fork's child (more
+    than ``max_ptes_shared``, 256) and one more written by the parent; or, with ``pin``, three pages, one of them
+    pinned, which both refuse (``is_refcount_suitable``)."""
+    program = [*thp.prelude(settings)[:-1]]
+    written = (0, 1, 7) if pin else tuple(range(300))
+    program += [ops.Store(0, thp.BASE + 0x1000 * i + 8, i + 1) for i in written]
+    if pin:
+        program.append(ops.PinOp(1, thp.BASE + 0x1000))
+    else:
+        program += [ops.Fork(1), ops.Store(0, thp.BASE + 0x1000 * 300 + 8, 301)]
+    program += [
+        ops.Madvise(1, thp.BASE, 512, "hugepage"),
+        ops.Madvise(1, thp.BASE, 512, "collapse"),
+        ops.SmapsOp(1),
+        *(ops.Load(0, thp.BASE + 0x1000 * i + 8) for i in (0, 1, 7, 299, 300, 301)),
+    ]
+    if not pin:
+        program.append(ops.SmapsOp(2))
+    return Scenario(thp.CONFIG, tuple(program))
+
+
+@needs_thp
+@pytest.mark.linux
+@pytest.mark.parametrize("pin", [False, True], ids=["collapsed", "pinned"])
+def test_madv_collapse_agrees_with_the_kernel(pin: bool) -> None:
+    """MADV_COLLAPSE ignoring max_ptes_shared: one THP in the parent on every side (AnonHugePages 2048, contents
+    kept, the child's pages untouched); with a page pinned, EAGAIN everywhere and the small pages stay."""
+    scenario = collapse_program(thp.live_settings(), pin)
+    verdict = assert_agrees(scenario)
+    assert verdict.known is None
+    collapse = next(s for s in verdict.steps if isinstance(s.op, ops.Madvise) and s.op.advice == "collapse")
+    expected = {"error": "EAGAIN"} if pin else {"ok": True}
+    assert {side: expected for side in collapse.results} == collapse.results
+    smaps = next(s for s in verdict.steps if isinstance(s.op, ops.SmapsOp))
+    assert (0 if pin else 2048) == smaps.results["linux"]["AnonHugePages"]

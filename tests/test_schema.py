@@ -132,7 +132,8 @@ PROBES: list[object] = [
     "0x10", "16", " 5", "0o7", "0b1", "1_0", "-1", "+3", "", "x", "abc", "a.b-c_1", "a" * 65, "rw-", "r-x", "rwz",
     "user", "supervisor", "read", "write", "fetch", "dontneed", "cold", "pageout", "kernel",
     "vm.panic_on_oom", "vm.oom_kill_allocating_task", -1000, 1000, -1001, 1001, "enabled", "madvise", "hugepage",
-    "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "/", "a/b", "a/b/c/d", "A",
+    "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "/", "a/b", "a/b/c/d", "A", "max_ptes_none", "collapse",
+    511, 512,
     "0x" + "f" * 17, "1" * 81, "M_MXFAST",
 ]  # fmt: skip
 

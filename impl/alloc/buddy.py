@@ -143,6 +143,30 @@ class BuddyAllocator:
             high -= 1
         return pfn
 
+    def isolate_frame(self, pfn: int) -> None:
+        """Take the single free frame ``pfn`` out of its free block, leaving the halves that do not hold it free
+        (compaction's ``__isolate_free_page`` + ``split_map_pages`` + ``release_freepages``, mm/compaction.c)."""
+        head, order, free = self.block_at(pfn)
+        if not free:
+            raise NotAllocated(f"frame {pfn:#x} is not free: only a free frame can be isolated")
+        self._del_from_free_list(head, order)
+        while order > 0:
+            order -= 1
+            upper = head + (1 << order)
+            if pfn >= upper:
+                self._add_to_free_list(head, order)
+                head = upper
+            else:
+                self._add_to_free_list(upper, order)
+        self._order[pfn] = 0
+        self._refcount[pfn] = 1
+
+    def block_at(self, pfn: int) -> tuple[int, int, bool]:
+        """The block frame ``pfn`` lies in, as (first pfn, order, is free)."""
+        if not 0 <= pfn < self.frames:
+            raise BlockOutOfRange(f"pfn {pfn:#x} is outside memory: allowed 0 .. {self.frames - 1:#x}")
+        return self._block_containing(pfn)
+
     # --- freeing ---
 
     def free(self, pfn: int, order: int) -> None:

@@ -2,7 +2,9 @@
 
 The policy is ``/sys/kernel/mm/transparent_hugepage/{enabled,defrag,use_zero_page}`` (mm/huge_memory.c
 ``enabled_store``, ``defrag_store``, ``use_zero_page_store``); the counters are ``/proc/vmstat``'s
-``thp_fault_alloc``, ``thp_fault_fallback`` and ``thp_split_pmd``.  Boots with ``enabled`` at ``never``.
+``thp_fault_alloc``, ``thp_fault_fallback`` and ``thp_split_pmd``; khugepaged's limits are the settings
+``khugepaged/max_ptes_none``, ``_swap`` and ``_shared`` (:mod:`impl.mm.khugepaged`).  Boots with ``enabled`` at
+``never``.
 ``madvise(MADV_HUGEPAGE / MADV_NOHUGEPAGE)`` sets the VMA flag (mm/khugepaged.c ``hugepage_madvise``),
 splitting the VMAs at the range's edges and merging them with compatible neighbours (``madvise_update_vma``
 → ``vma_modify_flags_name``, mm/vma.c), ENOMEM after the change if the range has a hole.
@@ -24,7 +26,16 @@ THP_VALUES = {
     "defrag": ("always", "defer", "defer+madvise", "madvise", "never"),
     "use_zero_page": ("0", "1"),
 }
-DEFAULTS = {"enabled": "never", "defrag": "madvise", "use_zero_page": "1"}
+LIMITS = ("khugepaged/max_ptes_none", "khugepaged/max_ptes_swap", "khugepaged/max_ptes_shared")
+DEFAULTS = {
+    "enabled": "never",
+    "defrag": "madvise",
+    "use_zero_page": "1",
+    # mm/khugepaged.c: khugepaged_max_ptes_none = HPAGE_PMD_NR - 1, _swap = HPAGE_PMD_NR / 8, _shared = / 2
+    "khugepaged/max_ptes_none": "511",
+    "khugepaged/max_ptes_swap": "64",
+    "khugepaged/max_ptes_shared": "256",
+}
 HUGE_PAGES, HUGE_ORDER = 512, 9
 _P, _RW, _US, _A, _D, _PS = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80
 _PFN = ((1 << 52) - 1) & ~0xFFF
@@ -68,6 +79,17 @@ class Thp:
         if value not in allowed:
             raise InvalidArgument(f"THP setting {name} cannot be {value!r}: allowed {', '.join(allowed)}")
         self.settings[name] = value
+        return {"ok": True}
+
+    def set_limit(self, name: str, value: int) -> Result:
+        """Write ``value`` to ``khugepaged/<name>``: 0 .. 511 (mm/khugepaged.c ``max_ptes_none_store``: EINVAL above
+        ``HPAGE_PMD_NR - 1``)."""
+        key = "khugepaged/" + name
+        if key not in LIMITS:
+            raise InvalidArgument(f"khugepaged setting {name!r} does not exist: allowed max_ptes_none, _swap, _shared")
+        if not 0 <= value <= HUGE_PAGES - 1:
+            raise InvalidArgument(f"khugepaged/{name} cannot be {value}: allowed 0 .. {HUGE_PAGES - 1}")
+        self.settings[key] = str(value)
         return {"ok": True}
 
     def madvise(self, pid: int, va: int, pages: int, advice: str) -> Result:

@@ -207,8 +207,40 @@ def op_rule(op: ops.KernelOp, before: Kernel, after: Kernel, result: Result) -> 
             f"step of operation {op.pending}: every target has handled its IPI; the mmu_gather frees its frames and "
             "drops its page references, and the syscall returns (tlb_finish_mmu)"
         )
+    collapse = collapse_rule(op, result)
+    if collapse is not None:
+        return collapse
     fields = {key: value for key, value in op.to_json().items() if key != "op"}
     return f"{op.name} {fields}" if fields else op.name
+
+
+def collapse_rule(op: ops.KernelOp, result: Result) -> str | None:
+    """khugepaged, MADV_COLLAPSE and compact_memory: what they decided and why (spec.mm.khugepaged,
+    spec.mm.compaction)."""
+    if isinstance(op, ops.Khugepaged) and "scan" in result:
+        scans = ", ".join(f"{va} {why}" for va, why in result["scan"].items()) or "no eligible VMA"
+        return (
+            f"khugepaged scans pid {op.pid} (hpage_collapse_scan_pmd, with max_ptes_none/swap/shared): {scans}; "
+            f"{result['collapsed']} range(s) collapsed: a new order-9 folio gets the 512 pages' contents, one PMD "
+            "maps it, the old PT is kept as its deposit, and the old pages are freed after every CPU flushed"
+        )
+    if isinstance(op, ops.Madvise) and op.advice == "collapse":
+        verdict = "every aligned 2 MiB is one THP now" if result.get("ok") else f"failed with {result.get('error')}"
+        return (
+            f"MADV_COLLAPSE pid {op.pid} {op.pages} page(s) at {op.va:#x}, ignoring khugepaged's limits "
+            f"(madvise_collapse): {verdict}"
+        )
+    if isinstance(op, ops.CompactMemory) and "migrated" in result:
+        stuck: dict[str, int] = {}
+        for why in result["unmovable"].values():
+            stuck[why] = stuck.get(why, 0) + 1
+        held = ", ".join(f"{n} {why}" for why, n in stuck.items()) or "nothing"
+        return (
+            f"compact_memory: the migration scanner (from the bottom) moved {result['migrated']} page(s) to free "
+            f"frames the free scanner found (from the top), each unmapped, flushed, copied and remapped "
+            f"(migrate_pages); it could not move {held}"
+        )
+    return None
 
 
 def leaf_changes(before: Kernel | None, after: Kernel) -> Iterator[str]:

@@ -17,6 +17,9 @@ from types import MappingProxyType
 
 from impl.alloc.buddy import BuddyAllocator
 from impl.memcg.memcg import MemCgroups
+from impl.mm import compaction as impl_compaction
+from impl.mm import khugepaged as impl_khugepaged
+from impl.mm.kernel import USER_PAGES
 from impl.mm.kernel import Kernel as ImplKernel
 from impl.paging.mmu import FETCH, READ, WRITE, Mmu
 from impl.pressure.pressure import FAULT_AROUND_PAGES
@@ -27,11 +30,13 @@ from lang.scenario import Config, Result
 from spec import memory as l0
 from spec.alloc.buddy import BuddyState
 from spec.memcg import memcg
-from spec.mm import accounting, aspace, cow, thp
+from spec.mm import accounting, aspace, compaction, cow, khugepaged, thp
 from spec.mm.kernel import NO_CHOICES, Choices, Kernel, boot, check_cpu
 from spec.mm.vma import Prot, huge_pages
 from spec.oom import badness
 from spec.outcome import (
+    Collapsed,
+    Compacted,
     Errno,
     MemcgOom,
     MemcgRetry,
@@ -116,6 +121,10 @@ def outcome_json(outcome: Outcome) -> Result:
         return {"stage": "flushed", "cpu": outcome.cpu}
     if isinstance(outcome, Reclaimed):
         return {"reclaimed": outcome.pages}
+    if isinstance(outcome, Compacted):
+        return {"migrated": outcome.migrated, "unmovable": {hex(pfn): why for pfn, why in outcome.unmovable.items()}}
+    if isinstance(outcome, Collapsed):
+        return {"collapsed": outcome.thps, "scan": {hex(head << 12): r for head, r in outcome.results.items()}}
     if isinstance(outcome, Meminfo | Status | Vmstat):
         return pressure_json(outcome)
     if isinstance(outcome, Smaps):
@@ -234,7 +243,16 @@ def spec_edit(op: ShootdownOp, choices: Choices) -> SpecEdit:
         return lambda k: aspace.mprotect(k, op.pid, op.va, op.pages, prot)
     if op.advice in THP_ADVICE:
         return lambda k: thp.madvise_thp(k, op.pid, op.va, op.pages, op.advice)
+    if op.advice == "collapse":
+        return lambda k: khugepaged.madvise_collapse(k, op.pid, op.va, op.pages, choices)
     return lambda k: aspace.madvise_dontneed(k, op.pid, op.va, op.pages)
+
+
+def refuse_background_collapse(op: ShootdownOp) -> None:
+    """A collapse runs as one whole shootdown (:mod:`spec.mm.khugepaged`: ``collapse_huge_page`` flushes under
+    ``mmap_write_lock`` before it copies)."""
+    if isinstance(op, ops.Madvise) and op.advice == "collapse" and op.background:
+        raise NotModelled('madvise collapse in the background is not modelled: drop "async"')
 
 
 def spec_pressure_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome] | None:
@@ -348,9 +366,17 @@ def spec_plain_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kern
         return pressure
     if isinstance(op, ops.ThpSetting):
         return thp.set_policy(k, op.setting, op.value)
+    if isinstance(op, ops.KhugepagedLimit):
+        return khugepaged.set_limit(k, op.limit, op.value), Ok()
+    if isinstance(op, ops.CompactMemory):
+        return compaction.compact_memory(k, choices)
+    if isinstance(op, ops.Khugepaged):
+        scan = lambda k: khugepaged.khugepaged_scan(k, op.pid, choices)  # noqa: E731
+        return shootdown.run(k, op.name, op.pid, scan, 0, False, False)
     if isinstance(op, ops.Spawn):
         return aspace.spawn(k, choices)
     if isinstance(op, ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise):
+        refuse_background_collapse(op)
         whole = isinstance(op, ops.Fork | ops.Exit)
         lo = 0 if whole else op.va >> 12  # type: ignore[union-attr]
         return shootdown.run(k, op.name, op.pid, spec_edit(op, choices), lo, whole, op.background)
@@ -506,6 +532,8 @@ def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
         return lambda: k.mprotect(op.pid, op.va, op.pages, rwx(op.prot))
     if op.advice in THP_ADVICE:
         return lambda: k.thp.madvise(op.pid, op.va, op.pages, op.advice)
+    if op.advice == "collapse":
+        return lambda: impl_khugepaged.madvise_collapse(k, op.pid, op.va, op.pages)
     return lambda: k.madvise_dontneed(op.pid, op.va, op.pages)
 
 
@@ -519,9 +547,17 @@ def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result
         return pressure
     if isinstance(op, ops.ThpSetting):
         return k.thp.set_setting(op.setting, op.value)
+    if isinstance(op, ops.KhugepagedLimit):
+        return k.thp.set_limit(op.limit, op.value)
+    if isinstance(op, ops.CompactMemory):
+        return impl_compaction.compact_memory(k, smp)
+    if isinstance(op, ops.Khugepaged):
+        scan = lambda: impl_khugepaged.khugepaged_scan(k, op.pid)  # noqa: E731
+        return smp.syscall(op.name, op.pid, scan, 0, USER_PAGES, False, False)
     if isinstance(op, ops.Spawn):
         return k.spawn()
     if isinstance(op, ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise):
+        refuse_background_collapse(op)
         whole = isinstance(op, ops.Fork | ops.Exit)
         lo = 0 if whole else op.va >> 12  # type: ignore[union-attr]
         hi = 0 if whole else lo + op.pages  # type: ignore[union-attr]
@@ -629,8 +665,10 @@ def l0_step(mem: l0.Memory, op: ops.KernelOp) -> tuple[l0.Memory, Outcome | None
     pressure = l0_pressure_step(mem, op)
     if pressure is not None:
         return pressure
-    if isinstance(op, ops.ThpSetting):
+    if isinstance(op, ops.ThpSetting | ops.KhugepagedLimit):
         return mem, Ok()  # the THP policy changes how memory is mapped, never what a program reads
+    if isinstance(op, ops.Khugepaged | ops.CompactMemory) or (isinstance(op, ops.Madvise) and op.advice == "collapse"):
+        return mem, None  # a collapse changes nothing a program reads; whether it happens is the kernel's affair
     if isinstance(op, ops.Madvise) and op.advice in THP_ADVICE:
         return l0_thp_advice(mem, op)
     if isinstance(op, ops.Spawn):
@@ -894,7 +932,7 @@ def kernel_difference(expected: Kernel, actual: Kernel) -> tuple[str, str] | Non
             return f"{name}: {dict(mine) if hasattr(mine, 'items') else mine}", f"{name}: {theirs}"
     for name in (
         *("next_pid", "next_object", "next_pin", "next_flight", "events"),
-        *("oom_score_adj", "oom_sysctls", "workingset", "slab", "memcg"),
+        *("oom_score_adj", "oom_sysctls", "workingset", "slab", "thp", "memcg"),
     ):
         if getattr(expected, name) != getattr(actual, name):
             return f"{name}: {getattr(expected, name)}", f"{name}: {getattr(actual, name)}"

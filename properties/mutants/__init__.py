@@ -19,6 +19,8 @@ from lang.scenario import Scenario
 from properties.mutants.buddy import BUDDY_MUTANTS
 from properties.mutants.catalogue import Mutant, Patch, Replace, SourcePatch, swapped
 from properties.mutants.ceiling import CEILING_MUTANTS
+from properties.mutants.collapse import COLLAPSE_MUTANTS
+from properties.mutants.compaction import COMPACTION_MUTANTS
 from properties.mutants.fastpath import FASTPATH_MUTANTS
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
@@ -54,6 +56,8 @@ MUTANTS: tuple[Mutant, ...] = (
     + SLAB_MEMINFO_MUTANTS
     + UALLOC_MUTANTS
     + THP_MUTANTS
+    + COLLAPSE_MUTANTS
+    + COMPACTION_MUTANTS
     + MEMCG_MUTANTS
 )
 LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))

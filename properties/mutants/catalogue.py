@@ -52,7 +52,8 @@ class SourcePatch:
     """Replace ``owner.attribute`` by its own source with ``edits`` (old text, new text) applied.
 
     The rewritten source is compiled in the namespace of the module that
-    defines ``owner``, so it sees the same constants and helpers.
+    defines ``owner`` (or of ``owner`` itself, a module whose function is patched), so it sees the same
+    constants and helpers.
     """
 
     owner: Any
@@ -71,7 +72,7 @@ class SourcePatch:
 
     def build(self) -> Any:
         """The mutated function (or staticmethod), ready to install."""
-        module = sys.modules[self.owner.__module__]
+        module = self.owner if inspect.ismodule(self.owner) else sys.modules[self.owner.__module__]
         namespace = dict(vars(module))
         exec(compile(self.mutated_source(), f"<mutant of {self.attribute}>", "exec"), namespace)
         return namespace[self.attribute]

@@ -260,6 +260,29 @@ def alloc_at(state: BuddyState, order: int, pfn: int) -> BuddyState:
     return replace(state, free=(state.free - {source}) | set(leftovers), allocated=state.allocated | {given})
 
 
+def isolate_frame(state: BuddyState, pfn: int) -> BuddyState:
+    """The state after taking the single free frame ``pfn`` out of the free block holding it, the rest of that block
+    left free as the halves that do not hold it.
+
+    Compaction's free scanner takes whole free blocks (``isolate_freepages_block`` → ``__isolate_free_page``),
+    splits them into order-0 pages (``split_map_pages``, mm/compaction.c) and gives back those it did not use
+    (``release_freepages``), which merge again: for the buddy, one frame taken.  A frame that is not free is
+    refused with :class:`~lang.errors.InvalidArgument`.
+    """
+    if not 0 <= pfn < state.frames:
+        raise InvalidArgument(f"pfn {pfn:#x} is outside memory: allowed 0 .. {state.frames - 1:#x}")
+    block, free = block_containing(state, pfn)
+    if not free:
+        raise InvalidArgument(f"frame {pfn:#x} is not free: only a free frame can be isolated")
+    pieces = []
+    part = block
+    while part.order > 0:
+        low, high = Block(part.pfn, part.order - 1), Block(part.pfn + (1 << (part.order - 1)), part.order - 1)
+        pieces.append(low if pfn >= high.pfn else high)
+        part = high if pfn >= high.pfn else low
+    return replace(state, free=(state.free - {block}) | set(pieces), allocated=state.allocated | {Block(pfn, 0)})
+
+
 def least_choice(state: BuddyState, order: int) -> int | None:
     """The allowed pfn from the smallest sufficient order, lowest pfn first; None when there is none."""
     candidates = [b for b in state.free if b.order >= order]

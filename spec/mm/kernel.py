@@ -190,9 +190,11 @@ class Thp:
     ``enabled`` and ``defrag`` are the sysfs files' settings (Documentation/admin-guide/mm/transhuge.rst);
     ``use_zero_page`` is ``use_zero_page``; ``zero_pfn`` is the huge zero page's order-9 block once
     ``mm_get_huge_zero_folio`` allocated it (None before); ``fault_alloc``, ``fault_fallback`` and ``split_pmd`` are
-    ``thp_fault_alloc``, ``thp_fault_fallback`` and ``thp_split_pmd``.  The model boots with ``enabled`` at
-    ``never`` so that a config without THP behaves as before; Linux's boot default is a Kconfig choice
-    (``CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS`` / ``_MADVISE`` / ``_NEVER``).
+    ``thp_fault_alloc``, ``thp_fault_fallback`` and ``thp_split_pmd``; ``max_ptes_none``, ``max_ptes_swap`` and
+    ``max_ptes_shared`` are khugepaged's limits (``khugepaged/`` in sysfs; mm/khugepaged.c defaults
+    ``HPAGE_PMD_NR - 1``, ``HPAGE_PMD_NR / 8``, ``HPAGE_PMD_NR / 2``: :mod:`spec.mm.khugepaged`).  The model
+    boots with ``enabled`` at ``never`` so that a config without THP behaves as before; Linux's boot default is a
+    Kconfig choice (``CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS`` / ``_MADVISE`` / ``_NEVER``).
     """
 
     enabled: str = "never"
@@ -202,6 +204,9 @@ class Thp:
     fault_alloc: int = 0
     fault_fallback: int = 0
     split_pmd: int = 0
+    max_ptes_none: int = 511
+    max_ptes_swap: int = 64
+    max_ptes_shared: int = 256
 
     @property
     def shown(self) -> bool:

@@ -20,6 +20,8 @@ from lang.verdict import Status
 from proofs.hunt import DETECTORS, Detector
 from properties.minimise import failure_kind
 from properties.mutants import MUTANTS, Mutant
+from properties.mutants.collapse import COLLAPSE_MUTANTS
+from properties.mutants.compaction import COMPACTION_MUTANTS
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
 from properties.mutants.memcg import MEMCG_MUTANTS
@@ -49,6 +51,8 @@ MAX_OPS = {
     "workingset-machine": 20,
     "slab-pressure-machine": 10,
     "thp-machine": 10,
+    "collapse-machine": 12,
+    "compaction-machine": 12,
     "memcg-machine": 20,
     "ualloc-machine": 8,
 }
@@ -233,3 +237,23 @@ def test_the_thp_mutants_are_registered() -> None:
         "thp-madvise-no-split",
     } == {m.name for m in THP_MUTANTS}
     assert {"thp"} == {m.layer for m in THP_MUTANTS}
+
+
+def test_the_collapse_mutants_are_registered() -> None:
+    """The collapse layer's mutants are in the catalogue, hunted by the collapse machine."""
+    assert {m.name for m in COLLAPSE_MUTANTS} <= {m.name for m in MUTANTS}
+    assert {
+        "collapse-free-before-flush",
+        "collapse-ignores-cow-shared",
+        "collapse-ignores-pin",
+    } == {m.name for m in COLLAPSE_MUTANTS}
+    assert {"collapse"} == {m.layer for m in COLLAPSE_MUTANTS}
+    assert [d.name for d in machine_detectors("collapse")] == ["collapse-machine"]
+
+
+def test_the_compaction_mutants_are_registered() -> None:
+    """The compaction layer's mutants are in the catalogue, hunted by the compaction machine."""
+    assert {m.name for m in COMPACTION_MUTANTS} <= {m.name for m in MUTANTS}
+    assert {"migrate-drops-dirty", "compaction-moves-pinned"} == {m.name for m in COMPACTION_MUTANTS}
+    assert {"compaction"} == {m.layer for m in COMPACTION_MUTANTS}
+    assert [d.name for d in machine_detectors("compaction")] == ["compaction-machine"]
