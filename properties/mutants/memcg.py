@@ -76,6 +76,6 @@ MEMCG_MUTANTS = (
         "wrong group's memory.oom_control",
         f"{REFINES}; oom_kill counts on the victim's own group",
         "memcg",
-        patch("charged", ("self.groups[self.group(victim)].oom_kill += 1", "self.groups[path].oom_kill += 1")),
+        patch("oom_kill", ("self.groups[self.group(pid)].oom_kill += 1", "self.groups[path].oom_kill += 1")),
     ),
 )
