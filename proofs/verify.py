@@ -39,6 +39,7 @@ CHECK_MODULES = (
     "properties.pressure.fault_around_machine",
     "properties.oom.oom_machine",
     "properties.oom.memcg_machine",
+    "properties.oom.memcg_v2_machine",
     "properties.pressure.workingset_machine",
     "properties.pressure.slab_pressure_machine",
     "properties.mm.thp_machine",

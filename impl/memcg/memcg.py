@@ -500,7 +500,9 @@ class MemCgroups:
         retries, drained, calls = MAX_RECLAIM_RETRIES, False, 0
         while True:
             trial = dry()
-            over = trial.over(actor if actor is None or actor in self.k.procs else None)
+            old = self.memcg_data
+            new = any(old.get(pfn, (ROOT, ""))[1] != kind for pfn, (_, kind) in trial.memcg_data.items())
+            over = trial.over(actor if actor is None or actor in self.k.procs else None) if new else None
             if over is None:
                 procs = set(self.k.procs)
                 start = self.group(actor if actor is None or actor in procs else None)

@@ -233,6 +233,13 @@ def recharge(before: Kernel, after: Kernel, actor: int | None) -> Kernel:
     return replace(after, memcg=memcg)
 
 
+def charged_new(before: Memcg, after: Memcg) -> bool:
+    """The operation charged a frame (``try_charge_memcg`` runs only for a new charge: an operation that charges
+    nothing never fails at a limit, even in a group a v2 ``memory.max`` left above it)."""
+    old = before.charges
+    return any(pfn not in old or old[pfn][1] != kind for pfn, (_, kind) in after.charges.items())
+
+
 def over_limit(m: Memcg, path: str) -> tuple[str, bool] | None:
     """``page_counter_try_charge`` from ``path`` up: the first group past a limit, and whether it is memsw's."""
     used = usages(m)
@@ -466,7 +473,7 @@ def charged_step(
             after, outcome = trial(k)
         after = recharge(k, after, actor)
         start = group_of(k.memcg, actor) if actor is not None and actor in k.procs else ROOT
-        over = over_limit(after.memcg, start)
+        over = over_limit(after.memcg, start) if charged_new(k.memcg, after.memcg) else None
         if over is None:
             if not exact:
                 after, outcome = run(k)

@@ -31,6 +31,7 @@ from properties.mutants.workingset import WORKINGSET_MUTANTS
 
 # The longest counterexample each machine may need, after minimisation.
 # The slab machine's programs start with three kmem_cache_create ops, the slab_debug machine's with five.
+# The memcg v2 machine's programs start with thirteen ops (the hierarchy, five groups, three writes, three processes).
 MAX_OPS = {
     "mmu-machine": 8,
     "buddy-machine": 8,
@@ -49,6 +50,7 @@ MAX_OPS = {
     "slab-pressure-machine": 10,
     "thp-machine": 10,
     "memcg-machine": 20,
+    "memcg-v2-machine": 26,
 }
 
 
