@@ -5,8 +5,8 @@ Hypothesis drives a :class:`~properties.recording.RecordingLockstep` on a machin
 with the memory controller on cgroup v2 and the groups ``a``, ``a/b``, ``a/b/x``, ``a/b/y`` and ``c``
 (``memory.max`` 10 pages on ``a``, ``memory.high`` 6 pages on ``c``, ``memory.oom.group`` on ``a/b``).  The
 rules spawn and fork processes into the groups (each with a private anonymous region), store runs of pages
-(charges that reclaim inside the group at its limit, swapping its pages out, then OOM-kill; or above high, reclaim after the fault), write
-``memory.max``, ``memory.high``, ``memory.low``, ``memory.min`` and ``memory.oom.group``, reclaim through
+(charges that reclaim inside the group at its limit, swapping its pages out, then OOM-kill; or above high,
+reclaim after the fault), write ``memory.max``, ``memory.high``, ``memory.low``, ``memory.min`` and ``memory.oom.group``, reclaim through
 ``memory.reclaim``, set ``oom_score_adj``, read the files and exit.  After every operation the lockstep runner
 has checked that the implementation agrees with the L1 spec on results and on the abstracted state (its
 reclaim steps each allowed by :mod:`spec.memcg.reclaim`: a page of a group the reclaim may take, the
