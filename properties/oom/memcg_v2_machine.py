@@ -3,16 +3,16 @@ memory.high, memory.min/low through effective_protection, memory.oom.group and m
 
 Hypothesis drives a :class:`~properties.recording.RecordingLockstep` on a machine of 400 frames and 4 swap slots
 with the memory controller on cgroup v2 and the groups ``a``, ``a/b``, ``a/b/x``, ``a/b/y`` and ``c``
-(``memory.max`` 10 pages on ``a``, ``memory.high`` 6 pages on ``c``, ``memory.oom.group`` on ``a/b``).  The
-rules spawn and fork processes into the groups (each with a private anonymous region), store runs of pages
-(charges that reclaim inside the group at its limit, swapping its pages out, then OOM-kill; or above high,
-reclaim after the fault), write ``memory.max``, ``memory.high``, ``memory.low``, ``memory.min`` and ``memory.oom.group``, reclaim through
-``memory.reclaim``, set ``oom_score_adj``, read the files and exit.  After every operation the lockstep runner
-has checked that the implementation agrees with the L1 spec on results and on the abstracted state (its
-reclaim steps each allowed by :mod:`spec.memcg.reclaim`: a page of a group the reclaim may take, the
-protected groups spared), and the machine checks the L1 invariants (charges equal the pages held, no leak)
-and every OOM against the state before it (:func:`spec.memcg.v2_invariants.v2_oom_violations`: never
-outside the group, never for memory.high, the highest badness, the whole oom group).  A failure is saved as
+(``memory.max`` 10 pages on ``a``, ``memory.high`` 6 pages on ``c``, ``memory.oom.group`` on ``a/b``). The rules
+spawn and fork processes into the groups (each with a private anonymous region), store runs of pages (charges that
+reclaim inside the group at its limit, swapping its pages out, then OOM-kill; or above high, reclaim after the
+fault), write ``memory.max``, ``memory.high``, ``memory.low``, ``memory.min`` and ``memory.oom.group``, reclaim
+through ``memory.reclaim``, set ``oom_score_adj``, read the files and exit. After every operation the lockstep
+runner has checked that the implementation agrees with the L1 spec on results and on the abstracted state (its
+reclaim steps each allowed by :mod:`spec.memcg.reclaim`: a page of a group the reclaim may take, the protected
+groups spared), and the machine checks the L1 invariants (charges equal the pages held, no leak) and every OOM
+against the state before it (:func:`spec.memcg.v2_invariants.v2_oom_violations`: never outside the group, never for
+memory.high, the highest badness, the whole oom group). A failure is saved as
 ``counterexamples/memcg_v2_machine.json`` and minimised.
 """
 
