@@ -417,7 +417,8 @@ class MemCgroups:
             path = self.parent_path(path)
 
     def oom_kill(self, path: str, kill: Callable[[int], object]) -> list[Result] | None:
-        """``mem_cgroup_out_of_memory(path)``: kill the victim and, with ``memory.oom.group``, its group."""
+        """``mem_cgroup_out_of_memory(path)``: kill the victim and, with ``memory.oom.group``, every task of its
+        group (the victim again in its place: it is still a task when the group is scanned)."""
         chosen = self.select(path)
         if chosen is None:
             return None
@@ -430,18 +431,24 @@ class MemCgroups:
                 pid
                 for g in self.subtree(group)
                 for pid in sorted(self.k.procs)
-                if self.group(pid) == g and pid not in (victim, 1) and self.k.oom.adj.get(pid, 0) != OOM_SCORE_ADJ_MIN
+                if self.group(pid) == g and pid != 1 and self.k.oom.adj.get(pid, 0) != OOM_SCORE_ADJ_MIN
             ]
         totalpages = self.get_max(path)
-        kills = []
+        kills: list[Result] = []
+        first: tuple[Result, str] | None = None
         for pid in members:
-            if pid not in self.k.procs:
+            if pid == victim and first is not None:
+                kills.append(first[0])
+                self.groups[first[1]].oom_kill += 1
                 continue
             score = points if pid == victim else self.k.oom.badness(pid, totalpages) or 0
+            home = self.group(pid)
             self.groups[self.group(pid)].oom_kill += 1
             procs = set(self.k.procs)
             kills.append(self.k.oom.kill(pid, score, MEMCG_OOM, kill)["oom_kill"])
             self.sync(None, procs)
+            if pid == victim:
+                first = (kills[-1], home)
         return kills
 
     def chain(self, path: str) -> list[str]:

@@ -761,16 +761,18 @@ class L0Side:
             return None
         if isinstance(l1, OomKill):
             return self.killed(l1.pid)
-        if isinstance(op, ops.MemcgOp) or isinstance(l1, MemcgRetry):
-            return None
         if isinstance(l1, MemcgOom):
-            for kill in l1.kills:
-                problem = self.killed(kill.pid)
+            for pid in dict.fromkeys(kill.pid for kill in l1.kills):  # a memory.oom.group victim is reported twice
+                problem = self.killed(pid)
                 if problem:
                     return problem
+            if isinstance(op, ops.MemcgOp):  # a write of memory.max that killed
+                return None
             if l1.outcome is None or isinstance(l1.outcome, MemcgRetry) or l1.outcome == Errno("ENOMEM"):
                 return None
             return self.check(op, l1.outcome)
+        if isinstance(op, ops.MemcgOp) or isinstance(l1, MemcgRetry):
+            return None
         kept: list[Candidate] = []
         expected: Outcome | None = None
         for candidate in self.candidates:

@@ -347,10 +347,12 @@ def oom_group_of(k: Kernel, victim: int, domain: str) -> str | None:
 
 def oom_kill(k: Kernel, path: str, kill: Exit) -> tuple[Kernel, list[OomKill]] | None:
     """``mem_cgroup_out_of_memory(path)`` after its ``oom`` event: the victim's kill (``oom_kill`` on its group)
-    and, if it is in a ``memory.oom.group``, the kill of every other task of that group but init and those at
-    -1000 (``oom_kill_memcg_member``; ``oom_group_kill`` on the group), each its own "Killed process" report.
-    None when nothing is eligible.  The kernel kills the victim first and then scans the whole group, so it may
-    report the victim a second time; here the victim has exited by then."""
+    and, if it is in a ``memory.oom.group``, ``oom_kill_memcg_member`` over every task of that group but init and
+    those at -1000 (``oom_group_kill`` on the group), each its own "Killed process" report.  The victim is still
+    a task while the group is scanned (it has only been sent SIGKILL), so it is killed, reported and counted a
+    second time in its place in the scan, as tools/testing/selftests/cgroup/test_memcontrol.c
+    ``test_memcg_oom_group_score_events`` expects (``oom_kill`` 3 for two killable tasks).  None when nothing is
+    eligible."""
     chosen = select_victim(k, path)
     if chosen is None:
         return None
@@ -363,15 +365,22 @@ def oom_kill(k: Kernel, path: str, kill: Exit) -> tuple[Kernel, list[OomKill]] |
             pid
             for g in preorder(k.memcg, group)
             for pid in sorted(k.procs)
-            if group_of(k.memcg, pid) == g and pid != victim and pid != 1 and k.oom_score_adj.get(pid, 0) != -1000
+            if group_of(k.memcg, pid) == g and pid != 1 and k.oom_score_adj.get(pid, 0) != -1000
         ]
     totalpages = get_max(k, path)
-    kills = []
+    kills: list[OomKill] = []
+    first: OomKill | None = None
+    first_group = ROOT
     for pid in members:
-        if pid not in k.procs:
+        if pid == victim and first is not None:
+            kills.append(first)
+            k = bump(k, first_group, oom_kill=1)
             continue
         score = points if pid == victim else badness(k, pid, totalpages)
-        kills.append(kill_report(k, pid, score or 0, MEMCG_OOM))
+        report = kill_report(k, pid, score or 0, MEMCG_OOM)
+        kills.append(report)
+        if pid == victim:
+            first, first_group = report, group_of(k.memcg, pid)
         k = bump(k, group_of(k.memcg, pid), oom_kill=1)
         killed, _ = kill(k, pid)
         k = watermarks(recharge(k, killed, None))
