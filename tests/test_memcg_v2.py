@@ -208,3 +208,30 @@ def test_memory_min_shields_a_group_and_low_yields_only_when_nothing_else_can() 
     assert (cached(lk, "p/x"), cached(lk, "p/y"), cached(lk, "p/z")) == (8, 0, 0)
     assert files(lk, "p/y")["memory.events.local"]["low"] > 0
     assert files(lk, "p/x")["memory.events.local"]["low"] == 0
+
+
+def test_v2_oom_violations_name_a_partial_oom_group_kill_an_outsider_and_a_high_only_group() -> None:
+    """The v2 OOM invariants against the state before the OOM: a memory.oom.group kill that spares a member, a
+    victim outside the group at its limit, and an OOM for a group with only memory.high are each named."""
+    from spec.memcg.v2_invariants import v2_oom_violations
+    from spec.outcome import MemcgOom, OomKill
+
+    lk = machine()
+    victim = process(lk, "a/b", 5)
+    mate = process(lk, "a/b", 1)
+    outsider = process(lk, "c", 6)
+    assert lk.apply(MemcgSet("a/b", "memory.oom.group", 1)) == {"ok": True}
+    assert lk.apply(MemcgSet("a", "memory.max", 64 * PAGE)) == {"ok": True}
+    before = kernel(lk)
+
+    def kill(pid: int) -> OomKill:
+        return OomKill(pid, 0, 0, 0, 0, 0, 0, 0, "Memory cgroup out of memory")
+
+    whole = MemcgOom("a", (kill(victim), kill(victim), kill(mate)), None)
+    assert v2_oom_violations(before, before, whole) == []
+    partial = MemcgOom("a", (kill(victim),), None)
+    assert any("were to die with it" in p for p in v2_oom_violations(before, before, partial))
+    outside = MemcgOom("a", (kill(outsider),), None)
+    assert any("outside the group" in p for p in v2_oom_violations(before, before, outside))
+    high_only = MemcgOom("c", (kill(outsider),), None)  # group c has no memory.max
+    assert any("memory.high never kills" in p for p in v2_oom_violations(before, before, high_only))
