@@ -1,4 +1,5 @@
-"""Scenario operations of memory cgroups (cgroup v1 names): create a group, move a process, set and read its files.
+"""Scenario operations of memory cgroups (cgroup v1 or v2 files): create a group, move a process, set and read its
+files.
 
 ::
 
@@ -19,6 +20,15 @@ the group's usage ``EBUSY``.  ``cache``, ``rss``, ``swap`` are the group's own `
 ``pagetables`` the v2 line (v1 counts page tables only in the usage), ``oom`` and ``oom_kill`` the
 ``memory.oom_control``/``memory.events`` counters.
 
+cgroup v2 (``{"op": "memcg_hierarchy", "version": 2}`` while only the root exists; EBUSY after): ``memcg_set``
+writes ``memory.max``, ``memory.high``, ``memory.low``, ``memory.min`` (bytes, ``-1`` for ``max``),
+``memory.oom.group`` (0 or 1, else EINVAL) or ``memory.reclaim`` (bytes to reclaim; EAGAIN when reclaim gives
+up), and ``memcg_read`` answers ``memory.current``, ``memory.peak``, ``memory.min``, ``memory.low``,
+``memory.high``, ``memory.max`` (``"max"`` for none), ``memory.oom.group``, ``memory.events`` and
+``memory.events.local`` (``low``, ``high``, ``max``, ``oom``, ``oom_kill``, ``oom_group_kill``) and
+``memory.stat`` (``anon``, ``file``, ``kernel``, ``pagetables``, ``shmem``); a file of the other hierarchy is
+``ENOENT``, as are the limit files of the root.
+
 Once a group exists, an operation whose charge takes a group past a limit runs the group's OOM killer
 (:mod:`spec.memcg.memcg`): its result carries ``"memcg_oom": {"group", "kills": [the "Killed process"
 fields...]}`` beside the operation's own result; a fault with nothing to kill answers
@@ -38,6 +48,7 @@ from lang.scenario import choice, integer, pattern, register, shown
 
 GROUP_PATTERN = re.compile(r"^(/|[a-z0-9_-]{1,16}(/[a-z0-9_-]{1,16}){0,2})$")
 LIMIT_FILES = ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
+V2_FILES = ("memory.max", "memory.high", "memory.low", "memory.min", "memory.oom.group", "memory.reclaim")
 
 
 def parse_group(raw: object, where: str) -> str:
@@ -56,7 +67,8 @@ PARSERS.update(
         "group": pattern(
             GROUP_PATTERN.pattern, parse_group, 'a path like `"a/b"`, `"/"` the root', "the memory cgroup"
         ),
-        "knob": choice(LIMIT_FILES, "the limit file written"),
+        "knob": choice((*LIMIT_FILES, *V2_FILES), "the file written (v1 limits, or a v2 file)"),
+        "version": integer(1, 2, "the cgroup hierarchy of the memory controller"),
         "size": integer(-1, (1 << 63) - 1, "bytes, rounded down to pages; -1 for no limit"),
     }
 )
@@ -105,4 +117,14 @@ class MemcgRead(MemcgOp):
     name: ClassVar[str] = "memcg_read"
 
 
-MEMCG_OPS = (MemcgCreate, MemcgMove, MemcgSet, MemcgRead)
+@register
+@dataclass(frozen=True, slots=True)
+class MemcgHierarchy(MemcgOp):
+    """Put the memory controller on cgroup v1 or v2 (the default is v1): only while no group but the root
+    exists."""
+
+    version: int
+    name: ClassVar[str] = "memcg_hierarchy"
+
+
+MEMCG_OPS = (MemcgCreate, MemcgMove, MemcgSet, MemcgRead, MemcgHierarchy)

@@ -34,7 +34,7 @@ from lang.kernel_ops import (
     TlbEvict,
     Unpin,
 )
-from lang.memcg_ops import MemcgCreate, MemcgMove, MemcgOp, MemcgRead, MemcgSet
+from lang.memcg_ops import MemcgCreate, MemcgHierarchy, MemcgMove, MemcgOp, MemcgRead, MemcgSet
 from lang.oom_ops import OomOp, OomScoreAdj, OomScoreOp, OutOfMemory, Sysctl
 from lang.pressure_ops import (
     FileCreate,
@@ -112,6 +112,7 @@ __all__ = [
     "Mallopt",
     "MemInfo",
     "MemcgCreate",
+    "MemcgHierarchy",
     "MemcgMove",
     "MemcgOp",
     "MemcgRead",

@@ -220,6 +220,7 @@ FAULT_AROUND_MACHINE = machine_detector(
 PRESSURE_MACHINE = machine_detector("pressure-machine", "properties.pressure.pressure_machine:PressureMachine")
 OOM_MACHINE = machine_detector("oom-machine", "properties.oom.oom_machine:OomMachine")
 MEMCG_MACHINE = machine_detector("memcg-machine", "properties.oom.memcg_machine:MemcgMachine")
+MEMCG_V2_MACHINE = machine_detector("memcg-v2-machine", "properties.oom.memcg_v2_machine:MemcgV2Machine")
 WORKINGSET_MACHINE = machine_detector("workingset-machine", "properties.pressure.workingset_machine:WorkingsetMachine")
 SLAB_PRESSURE_MACHINE = machine_detector(
     "slab-pressure-machine", "properties.pressure.slab_pressure_machine:SlabPressureMachine"
@@ -251,6 +252,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "fastpath": (TRANSLATE_MACHINE,),
     "oom": (OOM_MACHINE,),
     "memcg": (MEMCG_MACHINE,),
+    "memcg2": (MEMCG_V2_MACHINE,),
     "workingset": (WORKINGSET_MACHINE,),
     "slab_meminfo": (SLAB_PRESSURE_MACHINE,),
     "ualloc": (UALLOC_MACHINE,),

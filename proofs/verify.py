@@ -42,6 +42,7 @@ CHECK_MODULES = (
     "properties.oom.oom_machine",
     "properties.oom.memcg_machine",
     "properties.oom.memcg_refusals_machine",
+    "properties.oom.memcg_v2_machine",
     "properties.pressure.workingset_machine",
     "properties.pressure.slab_pressure_machine",
     "properties.pressure.bad_input_machine",

@@ -277,9 +277,18 @@ def abstract_memcg(kernel: ImplKernel) -> Memcg:
             g.memsw.failcnt,
             g.oom,
             g.oom_kill,
+            g.memory.high,
+            g.memory.low,
+            g.memory.min,
+            g.oom_group,
+            g.high_events,
+            g.max_events,
+            g.low_events,
+            g.oom_group_kill,
         )
     return Memcg(
         True,
+        m.v2,
         MappingProxyType(groups),
         MappingProxyType(dict(sorted(m.tasks.items()))),
         MappingProxyType(dict(sorted(m.memcg_data.items()))),

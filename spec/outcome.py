@@ -227,11 +227,15 @@ class OomPanic:
     reason: str
 
 
+MemcgValue = int | str | tuple[tuple[str, int], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class MemcgStat:
-    """A memory cgroup's files (v1 names), in bytes where the file is: ``values`` as (file name, value) pairs."""
+    """A memory cgroup's files, in bytes where the file is: ``values`` as (file name, value) pairs; a v2 value may
+    be ``"max"`` (no limit) or the (key, value) lines of a flat-keyed file (``memory.events``, ``memory.stat``)."""
 
-    values: tuple[tuple[str, int], ...]
+    values: tuple[tuple[str, MemcgValue], ...]
 
 
 @dataclass(frozen=True, slots=True)

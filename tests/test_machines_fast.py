@@ -16,6 +16,7 @@ from properties.mm.huge_machine import HugeMachine
 from properties.mm.kernel_machine import KernelMachine
 from properties.mm.thp_machine import ThpMachine
 from properties.oom.memcg_machine import MemcgMachine
+from properties.oom.memcg_v2_machine import MemcgV2Machine
 from properties.oom.oom_machine import OomMachine
 from properties.pressure.pressure_machine import PressureMachine
 from properties.slab.slab_debug_machine import SlabDebugMachine
@@ -31,6 +32,7 @@ MACHINES = [
     PressureMachine,
     OomMachine,
     MemcgMachine,
+    MemcgV2Machine,
     SlabMachine,
     SlabDebugMachine,
     UallocMachine,

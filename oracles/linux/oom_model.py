@@ -51,7 +51,10 @@ class ModelOom:
 def comparable(case: OomCase) -> str | None:
     """Why the model's own run cannot be compared with the kernel's for ``case``, or None when it can."""
     if case.swap:
-        return "with swap the kernel reclaims inside the group before it kills; the model has no group reclaim"
+        return (
+            "with swap the kernel reclaims inside the group before it kills; the model's group reclaim does too, "
+            "but which pages it swaps out is not the kernel's choice, so the victims' sizes at the OOM differ"
+        )
     return None
 
 

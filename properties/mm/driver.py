@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from impl.alloc.buddy import BuddyAllocator
-from impl.memcg.memcg import MemCgroups
+from impl.memcg.memcg import V2_FILES, MemCgroups
 from impl.mm import compaction as impl_compaction
 from impl.mm import khugepaged as impl_khugepaged
 from impl.mm.kernel import USER_PAGES
@@ -30,6 +30,7 @@ from lang.scenario import Config, Result
 from spec import memory as l0
 from spec.alloc.buddy import BuddyState
 from spec.memcg import memcg
+from spec.memcg import v2 as memcg_v2
 from spec.mm import accounting, aspace, compaction, cow, khugepaged, thp
 from spec.mm.kernel import NO_CHOICES, Choices, Kernel, boot, check_cpu
 from spec.mm.vma import Prot, huge_pages
@@ -133,7 +134,7 @@ def outcome_json(outcome: Outcome) -> Result:
     if isinstance(outcome, OomScore | OomKill | OomPanic):
         return oom_json(outcome)
     if isinstance(outcome, MemcgStat):
-        return dict(outcome.values)
+        return {name: dict(value) if isinstance(value, tuple) else value for name, value in outcome.values}
     if isinstance(outcome, MemcgRetry):
         return {"memcg_retry": outcome.group, "report": outcome.report}
     if isinstance(outcome, MemcgOom):
@@ -308,16 +309,20 @@ def spec_oom_step(k: Kernel, op: ops.KernelOp) -> tuple[Kernel, Outcome] | None:
     return None
 
 
-def spec_memcg_step(k: Kernel, op: ops.MemcgOp) -> tuple[Kernel, Outcome]:
-    """A memory cgroup operation on the L1 spec."""
+def spec_memcg_step(k: Kernel, op: ops.MemcgOp, choices: Choices = NO_CHOICES) -> tuple[Kernel, Outcome]:
+    """A memory cgroup operation on the L1 spec (v1 files in :mod:`spec.memcg.memcg`, v2 in :mod:`spec.memcg.v2`)."""
     if isinstance(op, ops.MemcgCreate):
         return memcg.create(k, op.group)
     if isinstance(op, ops.MemcgMove):
         return memcg.move(k, op.pid, op.group)
+    if isinstance(op, ops.MemcgHierarchy):
+        return memcg_v2.set_hierarchy(k, op.version)
     if isinstance(op, ops.MemcgSet):
-        return memcg.set_limit(k, op.group, op.knob, op.size)
+        if op.knob in memcg_v2.V2_FILES:
+            return memcg_v2.write(k, op.group, op.knob, op.size, choices, spec_memcg_kill)
+        return memcg.set_limit(k, op.group, op.knob, op.size, choices)
     assert isinstance(op, ops.MemcgRead)
-    return k, memcg.stat(k, op.group)
+    return k, (memcg_v2.stat(k, op.group) if k.memcg.v2 else memcg.stat(k, op.group))
 
 
 FAULTING = (ops.Load, ops.Store, ops.Fetch)
@@ -342,7 +347,8 @@ def spec_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Ou
     """One kernel-layer operation on the L1 spec, charged to its memory cgroup (:mod:`spec.memcg.memcg`)."""
     if isinstance(op, ops.MemcgOp):
         k = replace(k, events=()) if k.events else k
-        return spec_memcg_step(replace(k, lru_steps=0) if k.lru_steps else k, op)
+        return spec_memcg_step(replace(k, lru_steps=0) if k.lru_steps else k, op, choices)
+    k = replace(k, lru_steps=0) if k.lru_steps else k
     if not k.memcg.enabled:
         return spec_plain_step(k, op, choices)
     return memcg.charged_step(
@@ -352,13 +358,15 @@ def spec_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Ou
         actor(op, k.current),
         isinstance(op, FAULTING),
         spec_memcg_kill,
+        choices,
     )
 
 
 def spec_plain_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
-    """One kernel-layer operation on the L1 spec; the events it records replace the last operation's."""
+    """One kernel-layer operation on the L1 spec; the events it records replace the last operation's.  Its
+    reclaim steps count on from ``k.lru_steps`` (0 at an operation's start; the memory cgroups' reclaim of a
+    charge before the operation runs again counts first)."""
     k = replace(k, events=()) if k.events else k
-    k = replace(k, lru_steps=0) if k.lru_steps else k
     pressure = spec_pressure_step(k, op, choices)
     if pressure is None and isinstance(op, ops.OomOp):
         pressure = spec_oom_step(k, op)
@@ -474,9 +482,9 @@ class ImplKernelSide:
             self.kernel.effects.clear()
             self.smp.events.clear()
             self.kernel.pressure.lru_steps = 0
-        if isinstance(op, ops.MemcgOp):
-            return impl_memcg_step(self.kernel, op)
         k, smp = self.kernel, self.smp
+        if isinstance(op, ops.MemcgOp):
+            return impl_memcg_step(k, op, smp)
         if not k.memcg.enabled:
             return impl_step(k, op, smp)
         pid = actor(op, k.current)
@@ -495,10 +503,9 @@ class ImplKernelSide:
             clone.memcg.sync(pid, procs)
             return clone.memcg
 
-        def kill(victim: int) -> object:
-            return smp.syscall("exit", victim, lambda: k.exit(victim), 0, 0, True, False)
-
-        return k.memcg.charged(pid, isinstance(op, FAULTING), dry, lambda: impl_step(k, op, smp), kill)
+        return k.memcg.charged(
+            pid, isinstance(op, FAULTING), dry, lambda: impl_step(k, op, smp), impl_killer(k, smp), smp.flush_all
+        )
 
     def adopt_slab(self, slab: frozenset[int]) -> None:
         """After a slab op on the kernel's buddy: the kernel holds the slab frames ``slab``."""
@@ -506,14 +513,27 @@ class ImplKernelSide:
             self.kernel.slab_frames = set(slab)
 
 
-def impl_memcg_step(k: ImplKernel, op: ops.MemcgOp) -> Result:
+def impl_killer(k: ImplKernel, smp: Smp) -> Callable[[int], object]:
+    """An OOM victim's exit on the implementation, through a TLB shootdown like the ``exit`` op's."""
+
+    def kill(victim: int) -> object:
+        return smp.syscall("exit", victim, lambda: k.exit(victim), 0, 0, True, False)
+
+    return kill
+
+
+def impl_memcg_step(k: ImplKernel, op: ops.MemcgOp, smp: Smp) -> Result:
     """A memory cgroup operation on the implementation."""
     if isinstance(op, ops.MemcgCreate):
         return k.memcg.create(op.group)
     if isinstance(op, ops.MemcgMove):
         return k.memcg.move(op.pid, op.group)
+    if isinstance(op, ops.MemcgHierarchy):
+        return k.memcg.hierarchy(op.version)
     if isinstance(op, ops.MemcgSet):
-        return k.memcg.set_limit(op.group, op.knob, op.size)
+        if op.knob in V2_FILES:
+            return k.memcg.write(op.group, op.knob, op.size, impl_killer(k, smp), smp.flush_all)
+        return k.memcg.set_limit(op.group, op.knob, op.size, smp.flush_all)
     assert isinstance(op, ops.MemcgRead)
     return k.memcg.read(op.group)
 
@@ -779,16 +799,18 @@ class L0Side:
             return None
         if isinstance(l1, OomKill):
             return self.killed(l1.pid)
-        if isinstance(op, ops.MemcgOp) or isinstance(l1, MemcgRetry):
-            return None
         if isinstance(l1, MemcgOom):
-            for kill in l1.kills:
-                problem = self.killed(kill.pid)
+            for pid in dict.fromkeys(kill.pid for kill in l1.kills):  # a memory.oom.group victim is reported twice
+                problem = self.killed(pid)
                 if problem:
                     return problem
+            if isinstance(op, ops.MemcgOp):  # a write of memory.max that killed
+                return None
             if l1.outcome is None or isinstance(l1.outcome, MemcgRetry) or l1.outcome == Errno("ENOMEM"):
                 return None
             return self.check(op, l1.outcome)
+        if isinstance(op, ops.MemcgOp) or isinstance(l1, MemcgRetry):
+            return None
         kept: list[Candidate] = []
         expected: Outcome | None = None
         for candidate in self.candidates:

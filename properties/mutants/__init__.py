@@ -24,7 +24,7 @@ from properties.mutants.compaction import COMPACTION_MUTANTS
 from properties.mutants.fastpath import FASTPATH_MUTANTS
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
-from properties.mutants.memcg import MEMCG_MUTANTS
+from properties.mutants.memcg import MEMCG_MUTANTS, MEMCG_V2_MUTANTS
 from properties.mutants.oom import OOM_MUTANTS
 from properties.mutants.pcid import NOPCID_MUTANTS
 from properties.mutants.pressure import PRESSURE_MUTANTS
@@ -59,6 +59,7 @@ MUTANTS: tuple[Mutant, ...] = (
     + COLLAPSE_MUTANTS
     + COMPACTION_MUTANTS
     + MEMCG_MUTANTS
+    + MEMCG_V2_MUTANTS
 )
 LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))
 

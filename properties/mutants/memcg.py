@@ -76,6 +76,60 @@ MEMCG_MUTANTS = (
         "wrong group's memory.oom_control",
         f"{REFINES}; oom_kill counts on the victim's own group",
         "memcg",
-        patch("charged", ("self.groups[self.group(victim)].oom_kill += 1", "self.groups[path].oom_kill += 1")),
+        patch("oom_kill", ("self.groups[self.group(pid)].oom_kill += 1", "self.groups[path].oom_kill += 1")),
+    ),
+)
+
+
+REFINES_V2 = (
+    "memcg v2: impl state, abstracted, equals L1; each memcg reclaim step is one the spec allows; every group OOM "
+    "obeys its rules"
+)
+
+MEMCG_V2_MUTANTS = (
+    Mutant(
+        "memcg-high-as-max",
+        "memory.high treated as a hard limit: page_counter_try_charge refusing a charge above memcg->memory.high "
+        "instead of letting it through and reclaiming on the way back to user space (mem_cgroup_handle_over_high): "
+        "a group over its high is OOM-killed, which memory.high exists to avoid",
+        f"{REFINES_V2}; memory.high never kills",
+        "memcg2",
+        patch("over", ("if g.memory.usage > g.memory.max:", "if g.memory.usage > min(g.memory.max, g.memory.high):")),
+    ),
+    Mutant(
+        "memcg-protection-not-bounded-by-parent",
+        "page_counter_calculate_protection taking every group's memory.min/low as it is, as though its parent were "
+        "the reclaim's target (effective_protection skipped): a grandchild keeps protection its parent does not "
+        "have or that its siblings overcommit, and reclaim skips pages it should take",
+        f"{REFINES_V2}; effective protection is bounded by the parent's and shared when siblings overcommit it",
+        "memcg2",
+        patch("protections", ("elif parent == target:", "elif True:")),
+    ),
+    Mutant(
+        "memcg-oom-group-only-victim",
+        "memory.oom.group ignored by the kill: mem_cgroup_get_oom_group's result not used, so only the chosen "
+        "victim dies and the rest of a workload that asked to die together lives on half-broken",
+        f"{REFINES_V2}; with memory.oom.group the victim's whole group is killed",
+        "memcg2",
+        patch("oom_kill", ("group = self.oom_group_of(victim, path)", "group = None")),
+    ),
+    Mutant(
+        "memcg-reclaim-outside-group",
+        "a group's reclaim walking every memory cgroup (mem_cgroup_iter from the root instead of "
+        "sc->target_mem_cgroup): a group at its limit takes the pages of its neighbours",
+        f"{REFINES_V2}; a group's reclaim takes only the pages of its own subtree",
+        "memcg2",
+        patch("reclaim_pass", ("for path in self.subtree(target):", "for path in self.subtree(ROOT):")),
+    ),
+    Mutant(
+        "memcg-no-reclaim-retries",
+        "try_charge_memcg going to the OOM killer after the first reclaim that freed nothing (no drain retry, no "
+        "MAX_RECLAIM_RETRIES): the group OOMs early and memory.events max and failcnt undercount",
+        f"{REFINES_V2}; a refused charge retries MAX_RECLAIM_RETRIES times before the OOM",
+        "memcg2",
+        patch(
+            "charged",
+            ("retries, drained, calls = MAX_RECLAIM_RETRIES, False, 0", "retries, drained, calls = 0, True, 0"),
+        ),
     ),
 )

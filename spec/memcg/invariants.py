@@ -7,8 +7,9 @@ State (:func:`violations`, joined to :func:`spec.mm.invariants.violations`):
   group that exists: charges equal the pages the groups' processes and files hold, no leak, none twice;
   with them off, nothing is kept;
 - ``group_violations``: every group's parent exists, no group is past its limits (a charge past a limit never
-  stays: mm/memcontrol.c ``try_charge_memcg``), the memory limit is not above the memsw limit
-  (``mem_cgroup_resize_max``), watermarks are not below the usage;
+  stays: mm/memcontrol.c ``try_charge_memcg``; on cgroup v2 the usage may stay above a ``memory.max``
+  written below it when reclaim and the OOM killer cannot bring the usage down, ``memory_max_write``), the memory
+  limit is not above the memsw limit (``mem_cgroup_resize_max``), watermarks are not below the usage;
 - ``task_violations``: every process kept in a group is live and the group exists and is not the root.
 
 A group OOM (:func:`oom_violations`, checked by the memcg machine after every operation that killed):
@@ -61,7 +62,7 @@ def group_violations(k: Kernel) -> list[str]:
             problems.append(f"group {path!r} has parent {g.parent!r}")
             continue
         used, both = usage(m, path), memsw_usage(m, path)
-        if used > g.limit or both > g.memsw_limit:
+        if (used > g.limit and not m.v2) or both > g.memsw_limit:
             problems.append(f"group {path!r} holds {used} pages (memsw {both}), limits {g.limit} / {g.memsw_limit}")
         if g.limit > g.memsw_limit:
             problems.append(f"group {path!r} has a memory limit {g.limit} above its memsw limit {g.memsw_limit}")

@@ -1,4 +1,4 @@
-"""The state of the memory cgroups (cgroup v1 memory controller): groups, their members, the charges.
+"""The state of the memory cgroups (the memory controller on cgroup v1 or v2): groups, their members, the charges.
 
 Kept apart from the rules (:mod:`spec.memcg.memcg`) so the kernel state (:class:`spec.mm.kernel.Kernel`) can hold
 it without an import cycle.
@@ -42,6 +42,14 @@ class Group:
     memsw_failcnt: int = 0
     oom: int = 0
     oom_kill: int = 0
+    high: int = PAGE_COUNTER_MAX
+    low: int = 0
+    min: int = 0
+    oom_group: bool = False
+    high_events: int = 0
+    max_events: int = 0
+    low_events: int = 0
+    oom_group_kill: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +60,13 @@ class Memcg:
     is charged.  ``groups`` by path (the root is ``"/"``, a child ``"a"``, a grandchild ``"a/b"``); ``tasks``
     the group of every process not in the root; ``charges`` the group and kind of every charged frame
     (``folio->memcg_data``); ``swap`` the group each swap slot in use is charged to (v1 ``swap_cgroup``,
-    ``memory.memsw.usage_in_bytes``): empty until swap charging is modelled.
+    ``memory.memsw.usage_in_bytes``): empty until swap charging is modelled.  ``v2``: the memory controller is
+    on the unified hierarchy (cgroup2), whose files are ``memory.max``, ``memory.high`` and the like
+    (``memory_files``) rather than v1's ``memory.limit_in_bytes`` (``mem_cgroup_legacy_files``).
     """
 
     enabled: bool = False
+    v2: bool = False
     groups: Mapping[str, Group] = field(default_factory=lambda: MappingProxyType({ROOT: Group(None)}))
     tasks: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
     charges: Mapping[int, tuple[str, str]] = field(default_factory=lambda: MappingProxyType({}))

@@ -33,6 +33,7 @@ from properties.mutants.workingset import WORKINGSET_MUTANTS
 
 # The longest counterexample each machine may need, after minimisation.
 # The slab machine's programs start with three kmem_cache_create ops, the slab_debug machine's with five.
+# The memcg v2 machine's programs start with thirteen ops (the hierarchy, five groups, three writes, three processes).
 MAX_OPS = {
     "mmu-machine": 8,
     "buddy-machine": 8,
@@ -55,6 +56,7 @@ MAX_OPS = {
     "compaction-machine": 12,
     "memcg-machine": 20,
     "ualloc-machine": 8,
+    "memcg-v2-machine": 26,
 }
 
 
