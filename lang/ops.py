@@ -33,6 +33,7 @@ from lang.kernel_ops import (
     Unpin,
 )
 from lang.memcg_ops import MemcgCreate, MemcgMove, MemcgOp, MemcgRead, MemcgSet
+from lang.numa_ops import GetMempolicy, Mbind, MovePages, NumaMaps, NumaOp, Numastat, NumastatP, SetMempolicy
 from lang.oom_ops import OomOp, OomScoreAdj, OomScoreOp, OutOfMemory, Sysctl
 from lang.pressure_ops import (
     FileCreate,
@@ -82,6 +83,7 @@ __all__ = [
     "Fork",
     "FreePages",
     "Fsync",
+    "GetMempolicy",
     "KernelOp",
     "KernelRemap",
     "KernelThread",
@@ -98,6 +100,7 @@ __all__ = [
     "KmemWrite",
     "Load",
     "Madvise",
+    "Mbind",
     "MemInfo",
     "MemcgCreate",
     "MemcgMove",
@@ -107,9 +110,14 @@ __all__ = [
     "MeminfoOp",
     "Mmap",
     "MmapFile",
+    "MovePages",
     "Mprotect",
     "Msync",
     "Munmap",
+    "NumaMaps",
+    "NumaOp",
+    "Numastat",
+    "NumastatP",
     "OomOp",
     "OomScoreAdj",
     "OomScoreOp",
@@ -123,6 +131,7 @@ __all__ = [
     "Reclaim",
     "Scenario",
     "SetCpu",
+    "SetMempolicy",
     "SlabInfo",
     "SlabOp",
     "SmapsOp",

@@ -133,7 +133,7 @@ PROBES: list[object] = [
     "user", "supervisor", "read", "write", "fetch", "dontneed", "cold", "pageout", "kernel",
     "vm.panic_on_oom", "vm.oom_kill_allocating_task", -1000, 1000, -1001, 1001, "enabled", "madvise", "hugepage",
     "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "/", "a/b", "a/b/c/d", "A",
-    "0x" + "f" * 17, "1" * 81,
+    "0x" + "f" * 17, "1" * 81, "bind", "interleave", ["static"], ["relative", "static"], [1024], ["x"],
 ]  # fmt: skip
 
 
