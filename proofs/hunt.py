@@ -224,6 +224,7 @@ SLAB_PRESSURE_MACHINE = machine_detector(
     "slab-pressure-machine", "properties.pressure.slab_pressure_machine:SlabPressureMachine"
 )
 THP_MACHINE = machine_detector("thp-machine", "properties.mm.thp_machine:ThpMachine")
+NUMA_MACHINE = machine_detector("numa-machine", "properties.numa.numa_machine:NumaMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -246,6 +247,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "memcg": (MEMCG_MACHINE,),
     "workingset": (WORKINGSET_MACHINE,),
     "slab_meminfo": (SLAB_PRESSURE_MACHINE,),
+    "numa": (NUMA_MACHINE,),
 }
 
 

@@ -385,7 +385,7 @@ KERNEL_FIELDS = frozenset(
         *("gathering", "gathered"),
         *("files", "swap_slots", "swap_map", "swap_data", "swap_cache", "pgfault", "pgmajfault", "lru_steps"),
         *("fault_around", "workingset"),
-        *("oom_score_adj", "oom_sysctls", "slab", "thp", "memcg"),
+        *("oom_score_adj", "oom_sysctls", "slab", "thp", "memcg", "numa"),
     }
 )
 SPACE_FIELDS = frozenset(
@@ -533,6 +533,11 @@ def kernel_key(
         k.slab,
         # The THP policy and the huge zero page; its vmstat counters are left out, as pgfault is.
         (k.thp.enabled, k.thp.defrag, k.thp.use_zero_page, k.thp.zero_pfn),
+        # The memory policies by renamed pid; the numastat counters are left out, as pgfault is, and so is the
+        # CPU and process of the last op (each op sets its own).
+        tuple(sorted((pid[p], pol) for p, pol in k.numa.task.items())),
+        tuple(sorted((pid[p], n) for p, n in k.numa.il_prev.items())),
+        tuple(sorted((pid[p], rs) for p, rs in k.numa.ranges.items())),
     )
 
 

@@ -42,6 +42,7 @@ CHECK_MODULES = (
     "properties.pressure.workingset_machine",
     "properties.pressure.slab_pressure_machine",
     "properties.mm.thp_machine",
+    "properties.numa.numa_machine",
 )
 
 

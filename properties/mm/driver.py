@@ -1034,7 +1034,7 @@ def kernel_difference(expected: Kernel, actual: Kernel) -> tuple[str, str] | Non
             return f"{name}: {dict(mine) if hasattr(mine, 'items') else mine}", f"{name}: {theirs}"
     for name in (
         *("next_pid", "next_object", "next_pin", "next_flight", "events"),
-        *("oom_score_adj", "oom_sysctls", "workingset", "slab", "memcg"),
+        *("oom_score_adj", "oom_sysctls", "workingset", "slab", "memcg", "numa"),
     ):
         if getattr(expected, name) != getattr(actual, name):
             return f"{name}: {getattr(expected, name)}", f"{name}: {getattr(actual, name)}"

@@ -22,6 +22,7 @@ from properties.mutants.ceiling import CEILING_MUTANTS
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
 from properties.mutants.memcg import MEMCG_MUTANTS
+from properties.mutants.numa import NUMA_MUTANTS
 from properties.mutants.oom import OOM_MUTANTS
 from properties.mutants.pcid import NOPCID_MUTANTS
 from properties.mutants.pressure import PRESSURE_MUTANTS
@@ -51,6 +52,7 @@ MUTANTS: tuple[Mutant, ...] = (
     + SLAB_MEMINFO_MUTANTS
     + THP_MUTANTS
     + MEMCG_MUTANTS
+    + NUMA_MUTANTS
 )
 LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))
 

@@ -37,6 +37,7 @@ from collections import Counter
 from fractions import Fraction
 
 from spec.memcg import invariants as memcg
+from spec.numa import invariants as numa
 from spec.mm.kernel import Kernel, is_zero_pfn
 from spec.mm.pagetable import is_thp_leaf, table_keys
 from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, find, mergeable
@@ -249,6 +250,6 @@ INVARIANTS = (
 def violations(k: Kernel) -> list[str]:
     """Every kernel invariant ``k`` breaks, each named by its function, memory pressure's
     (:mod:`spec.pressure.invariants`), the OOM killer's (:mod:`spec.oom.invariants`) and the memory
-    cgroups' (:mod:`spec.memcg.invariants`) included."""
+    cgroups' (:mod:`spec.memcg.invariants`) and NUMA's (:mod:`spec.numa.invariants`) included."""
     own = [f"{check.__name__}: {problem}" for check in INVARIANTS for problem in check(k)]
-    return own + pressure.violations(k) + oom.violations(k) + memcg.violations(k)
+    return own + pressure.violations(k) + oom.violations(k) + memcg.violations(k) + numa.violations(k)
