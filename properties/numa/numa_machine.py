@@ -1,6 +1,6 @@
 """The refinement machine of NUMA: memory policies, first touch, fallback and the numastat counters on four nodes.
 
-Hypothesis drives a :class:`~properties.recording.RecordingLockstep` on a machine of four nodes of 16 frames and
+Hypothesis drives a :class:`~properties.recording.RecordingLockstep` on a machine of four nodes of 8 frames and
 one CPU each, at the distances ``10 20 30 40 / 20 10 20 30 / 30 20 10 20 / 40 30 20 10`` (the four-node boot of
 ``docs/numa-oracle.md``), so zonelists differ from node to node and nodes fill up within a few programs.
 Programs set process policies (``set_mempolicy``: every mode, node sets with offline nodes and the mode flags,
@@ -34,8 +34,8 @@ from spec.mm.kernel import Kernel
 from spec.numa import invariants as numa_invariants
 
 DISTANCES = ((10, 20, 30, 40), (20, 10, 20, 30), (30, 20, 10, 20), (40, 30, 20, 10))
-CONFIG = Config(frames=64, cpus=4, max_order=4, nodes=4, distances=DISTANCES)
-BASE = 0x7F0000000000
+CONFIG = Config(frames=32, cpus=4, max_order=3, nodes=4, distances=DISTANCES)
+BASE = 0x7F0000001000  # its page number is 1 modulo 12 in its low 32 bits: interleave offsets show
 REGION_PAGES = 8
 MODES = ("default", "preferred", "bind", "bind", "interleave", "interleave", "local", "preferred_many")
 NODE_SETS = ((0,), (1,), (3,), (0, 1), (1, 2, 3), (0, 3), (0, 1, 2, 3), (), (2, 5))

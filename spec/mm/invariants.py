@@ -37,10 +37,10 @@ from collections import Counter
 from fractions import Fraction
 
 from spec.memcg import invariants as memcg
-from spec.numa import invariants as numa
 from spec.mm.kernel import Kernel, is_zero_pfn
 from spec.mm.pagetable import is_thp_leaf, table_keys
 from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, find, mergeable
+from spec.numa import invariants as numa
 from spec.oom import invariants as oom
 from spec.pressure import invariants as pressure
 

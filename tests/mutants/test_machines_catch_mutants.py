@@ -49,7 +49,7 @@ MAX_OPS = {
     "slab-pressure-machine": 10,
     "thp-machine": 10,
     "memcg-machine": 20,
-    "numa-machine": 12,
+    "numa-machine": 14,
 }
 
 
