@@ -14,7 +14,7 @@ from impl.numa.numa import build_zonelists
 from lang.errors import MMCheckError, NotModelled, OracleUnavailable, ScenarioError
 from lang.kernel_ops import Exit, Fork, Mmap, Munmap, Spawn, Store, Switch
 from lang.numa_ops import GetMempolicy, Mbind, MovePages, NumaMaps, Numastat, NumastatP, SetMempolicy
-from lang.scenario import Config, Scenario, parse_op
+from lang.scenario import Config, parse_op
 from oracles.numa import compare as numa_compare
 from oracles.numa import guest
 from oracles.numa.guest import Case, CaseRun, Run
