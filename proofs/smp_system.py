@@ -110,7 +110,9 @@ class SmpBounds:
 
 
 RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "buddy", "buddy_error", "kernel", "slab"})
-SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling", "pcid", "swap", "fault_around", "workingset"})
+SIDE_FIELDS = frozenset(
+    {"kernel", "smp", "tlb_entries", "flush_ceiling", "pcid", "swap", "fault_around", "workingset", "nodes", "distances"}
+)
 
 
 def clone_impl(impl: ImplRunner) -> ImplRunner:
