@@ -8,6 +8,7 @@
     {"op": "get_mempolicy", "pid": 1}                    -> {"mode", "nodes", "static", "relative"}
     {"op": "get_mempolicy", "pid": 1, "va": "0x..."}     -> the VMA's policy at va (MPOL_F_ADDR), or EFAULT
     {"op": "move_pages", "pid": 1, "va": "0x...", "pages": 4}   -> {"nodes": [node or -errno per page]}
+    {"op": "move_pages", "pid": 1, "va": "0x...", "pages": 4, "node": 1}   -> the same, after moving them to node 1
     {"op": "numastat"}                                   -> {"nodes": [{"numa_hit": N, ...} per node]}
     {"op": "numastat_p", "pid": 1}                       -> {"pages": [pages mapped on each node]}
     {"op": "numa_maps", "pid": 1}                        -> {"lines": ["<start> <policy> anon=N ... N0=x ..."]}
@@ -70,10 +71,11 @@ PARSERS.update(
             'a list of `"static"`, `"relative"`',
             "MPOL_F_STATIC_NODES, MPOL_F_RELATIVE_NODES",
         ),
+        "node": integer(0, MAX_NUMNODES - 1, "the node to move every page to (absent: only report where they are)"),
         "at": integer(meaning="an address: the policy of the VMA there (MPOL_F_ADDR); absent: the process's"),
     }
 )
-DEFAULTS.update({"nodes": (), "flags": (), "at": None})
+DEFAULTS.update({"nodes": (), "flags": (), "at": None, "node": None})
 
 
 class NumaOp(KernelOp):
@@ -88,6 +90,8 @@ class NumaOp(KernelOp):
             at = out.pop("at")
             if at is not None:
                 out["at"] = hex(at)
+        if out.get("node", 0) is None:
+            del out["node"]
         return out
 
 
@@ -130,11 +134,15 @@ class GetMempolicy(NumaOp):
 @register
 @dataclass(frozen=True, slots=True)
 class MovePages(NumaOp):
-    """``move_pages(pid, pages, addresses, NULL, status, 0)``: the node of each page from ``va``."""
+    """``move_pages(pid, pages, addresses, nodes, status, 0)``: with ``node``, move each page from ``va`` there
+    (:mod:`spec.numa.migrate`; ``async``: only its first step, as the other mapping changes); without, ``nodes ==
+    NULL``: report the node of each page."""
 
     pid: int
     va: int
     pages: int
+    node: int | None = None
+    background: bool = False
     name: ClassVar[str] = "move_pages"
 
 

@@ -111,7 +111,10 @@ class SmpBounds:
 
 RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "buddy", "buddy_error", "kernel", "slab"})
 SIDE_FIELDS = frozenset(
-    {"kernel", "smp", "tlb_entries", "flush_ceiling", "pcid", "swap", "fault_around", "workingset", "nodes", "distances"}
+    {
+        *("kernel", "smp", "tlb_entries", "flush_ceiling", "pcid", "swap", "fault_around", "workingset"),
+        *("nodes", "distances"),
+    }
 )
 
 

@@ -155,6 +155,8 @@ class Numa:
         """The zones an allocation for ``role`` tries, its preferred node and interleave target."""
         kind, pid = role[0], role[1]
         index = -1
+        if kind == "migrate":  # alloc_migration_target: __GFP_THISNODE
+            return [role[3]], role[3], -1, False
         if kind in DATA_ROLES and pid in k.procs:
             vpn = role[2]
             pol = self.vma_policy(pid, vpn) or self.task.get(pid, DEFAULT)
@@ -336,6 +338,53 @@ class Numa:
     def move_pages(self, k: Kernel, pid: int, va: int, pages: int) -> dict[str, Any]:
         k.proc(pid)
         return {"nodes": [self.page_node(k, pid, (va >> 12) + i) for i in range(pages)]}
+
+    def migrate(self, k: Kernel, pid: int, va: int, pages: int, node: int) -> dict[str, Any]:
+        """``move_pages`` to ``node`` (mm/migrate.c ``do_pages_move``, ``migrate_pages``), as the edit of a syscall
+        whose shootdown frees the old frames (:meth:`impl.smp.shootdown.Smp.syscall`): each exclusive anonymous
+        4 KiB page not on ``node`` gets a frame there, its contents and page state, and its entry rewritten with
+        all its bits; the old frame's reference goes to the gather (:meth:`impl.mm.kernel.Kernel._put`)."""
+        if node >= self.nodes:
+            return {"error": "ENODEV"}
+        proc = k.proc(pid)
+        if k.memcg.enabled:
+            raise NotModelled("move_pages with memory cgroups: the charge moving with the page is not modelled")
+        first = va >> 12
+        found = [k._leaf_entry(proc.root, vpn) for vpn in range(first, first + pages)]
+        if any(f is not None and f[1] & PS and not is_swap(f[1]) for f in found):
+            raise NotModelled("move_pages of a huge page (hugetlb or THP) is not modelled")
+        status = []
+        for i, f in enumerate(found):
+            vpn = first + i
+            entry = 0 if f is None else f[1]
+            pfn = (entry & PFN_MASK) >> 12
+            if not entry or is_swap(entry) or proc.vmas.find(vpn) is None or pfn == k.zero_pfn:
+                status.append(-14)
+            elif self.node_of_pfn(pfn) == node:
+                status.append(node)
+            elif k.mapcount[pfn] > 1:
+                status.append(-13)  # EACCES
+            elif k.refcount[pfn] != k.mapcount[pfn] or k.pressure.swap_slot[pfn] or not k.flags[pfn] & PG_ANON:
+                status.append(-16)  # EBUSY: folio_migrate_mapping's reference count check
+            elif not k.buddy.can_alloc(0, node):
+                status.append(-12)  # ENOMEM
+            else:
+                assert f is not None
+                status.append(self.move_page(k, pid, vpn, f[0], entry, node))
+        return {"nodes": status}
+
+    def move_page(self, k: Kernel, pid: int, vpn: int, pa: int, entry: int, node: int) -> int:
+        """Copy the page at ``entry`` to a frame on ``node`` and point the entry at it (``migrate_folio``,
+        ``folio_migrate_flags``, ``remove_migration_pte``)."""
+        old = (entry & PFN_MASK) >> 12
+        new = k._alloc(("migrate", pid, vpn, node))
+        k.mem.copy_frame(old, new)
+        k.refcount[new], k.mapcount[new], k.flags[new] = 1, 1, k.flags[old]
+        if k.pressure.lru_of[old]:
+            k.pressure.lru_add(new, k.pressure.lru_of[old] - 1)
+        k.set_pte(pa, (entry & ~PFN_MASK) | (new << 12), pid, vpn)
+        k._put(old)
+        return node
 
     def numastat(self) -> dict[str, Any]:
         return {"nodes": [dict(zip(STAT_NAMES, s, strict=True)) for s in self.stats]}

@@ -31,6 +31,7 @@ from spec.memcg import memcg
 from spec.mm import accounting, aspace, cow, thp
 from spec.mm.kernel import NO_CHOICES, Choices, Kernel, boot, check_cpu
 from spec.mm.vma import Prot, huge_pages
+from spec.numa import migrate
 from spec.numa import policy as mempolicy
 from spec.numa import syscalls as numa_calls
 from spec.numa.policy import STAT_NAMES
@@ -392,7 +393,7 @@ def spec_numa_after(k: Kernel, op: ops.KernelOp, before: frozenset[int], outcome
     return k if numa is k.numa else replace(k, numa=numa)
 
 
-def spec_numa_step(k: Kernel, op: ops.NumaOp) -> tuple[Kernel, Outcome]:
+def spec_numa_step(k: Kernel, op: ops.NumaOp, choices: Choices) -> tuple[Kernel, Outcome]:
     """A NUMA system call or file on the L1 spec (:mod:`spec.numa.syscalls`)."""
     if isinstance(op, ops.SetMempolicy):
         return numa_calls.set_mempolicy(k, op.pid, op.policy, op.nodes, op.flags)
@@ -400,6 +401,13 @@ def spec_numa_step(k: Kernel, op: ops.NumaOp) -> tuple[Kernel, Outcome]:
         return numa_calls.mbind(k, op.pid, op.va, op.pages, op.policy, op.nodes, op.flags)
     if isinstance(op, ops.GetMempolicy):
         return k, numa_calls.get_mempolicy(k, op.pid, op.at)
+    if isinstance(op, ops.MovePages) and op.node is not None:
+        node = op.node
+
+        def edit(k: Kernel) -> tuple[Kernel, Outcome]:
+            return migrate.move_pages(k, op.pid, op.va, op.pages, node, choices)
+
+        return shootdown.run(k, op.name, op.pid, edit, op.va >> 12, False, op.background)
     if isinstance(op, ops.MovePages):
         return k, numa_calls.move_pages(k, op.pid, op.va, op.pages)
     if isinstance(op, ops.Numastat):
@@ -417,7 +425,7 @@ def spec_plain_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kern
         k = replace(k, numa=replace(k.numa, cpu=cpu, pid=pid))
     if isinstance(op, ops.NumaOp):
         k = replace(k, events=()) if k.events else k
-        return spec_numa_step(replace(k, lru_steps=0) if k.lru_steps else k, op)
+        return spec_numa_step(replace(k, lru_steps=0) if k.lru_steps else k, op, choices)
     before = frozenset(k.procs)
     k, outcome = spec_kernel_step(k, op, choices)
     return spec_numa_after(k, op, before, outcome), outcome
@@ -607,9 +615,22 @@ def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
     return lambda: k.madvise_dontneed(op.pid, op.va, op.pages)
 
 
-def impl_numa_step(k: ImplKernel, op: ops.NumaOp) -> Result:
+def impl_numa_step(k: ImplKernel, op: ops.NumaOp, smp: Smp | None) -> Result:
     """A NUMA system call or file on the implementation (:mod:`impl.numa.numa`)."""
     numa = k.numa
+    if isinstance(op, ops.MovePages) and op.node is not None:
+        node, smp = op.node, smp or Smp(k)
+        k.proc(op.pid)
+        lo = op.va >> 12
+        return smp.syscall(
+            op.name,
+            op.pid,
+            lambda: numa.migrate(k, op.pid, op.va, op.pages, node),
+            lo,
+            lo + op.pages,
+            False,
+            op.background,
+        )
     if isinstance(op, ops.SetMempolicy):
         return numa.set_mempolicy(k, op.pid, op.policy, op.nodes, op.flags)
     if isinstance(op, ops.Mbind):
@@ -633,7 +654,7 @@ def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result
     before = set(k.procs)
     try:
         if isinstance(op, ops.NumaOp):
-            return impl_numa_step(k, op)
+            return impl_numa_step(k, op, smp)
         result = impl_kernel_step(k, op, smp)
     except MMCheckError:
         k.numa.cpu, k.numa.pid = context  # bad input changes nothing

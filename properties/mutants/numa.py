@@ -142,4 +142,44 @@ NUMA_MUTANTS = (
         "numa",
         SourcePatch(Numa, "cut", (("if not ranges:", "if ranges or not ranges:"),)),
     ),
+    Mutant(
+        "numa-migrate-free-before-flush",
+        "migration freeing the source page before the TLB flush: the old frame back in the buddy while another "
+        "CPU may still write through its TLB entry (the ordering migrate_folio_unmap / try_to_migrate's flush "
+        "and remove_migration_ptes keep; the same class as the free-before-flush bugs of the SMP layer)",
+        f"{REFINES}; TLB coherence: no TLB entry points at a free frame",
+        "numa",
+        SourcePatch(Numa, "move_page", (("k._put(old)", "k.mapcount[old] -= 1\n    k.drop_reference(old)"),)),
+    ),
+    Mutant(
+        "numa-migrate-drops-dirty",
+        "a migrated page losing its dirty bit: remove_migration_pte rebuilding the entry without pte_mkdirty "
+        "when the migration entry was dirty (is_writable_migration_entry / is_migration_entry_dirty, mm/migrate.c), "
+        "so a written page looks clean and reclaim could drop its data",
+        f"{REFINES}; migration keeps every bit of the entry",
+        "numa",
+        SourcePatch(
+            Numa,
+            "move_page",
+            (("(entry & ~PFN_MASK) | (new << 12)", "(entry & ~PFN_MASK & ~D_BIT) | (new << 12)"),),
+        ),
+    ),
+    Mutant(
+        "numa-migrate-loses-mapcount",
+        "a migrated page losing its map count: the new folio mapped without page_add_anon_rmap / "
+        "folio_add_anon_rmap_pte in remove_migration_pte, so smaps, numa_maps and the next unmap see a page mapped "
+        "zero times",
+        f"{REFINES}; cow: refcount and mapcount equal the references that exist",
+        "numa",
+        SourcePatch(
+            Numa,
+            "move_page",
+            (
+                (
+                    "k.refcount[new], k.mapcount[new], k.flags[new] = 1, 1, k.flags[old]",
+                    "k.refcount[new], k.mapcount[new], k.flags[new] = 1, 0, k.flags[old]",
+                ),
+            ),
+        ),
+    ),
 )

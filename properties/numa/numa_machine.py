@@ -1,18 +1,24 @@
-"""The refinement machine of NUMA: memory policies, first touch, fallback and the numastat counters on four nodes.
+"""The refinement machine of NUMA: memory policies, first touch, fallback, migration and numastat on four nodes.
 
 Hypothesis drives a :class:`~properties.recording.RecordingLockstep` on a machine of four nodes of 8 frames and
 one CPU each, at the distances ``10 20 30 40 / 20 10 20 30 / 30 20 10 20 / 40 30 20 10`` (the four-node boot of
-``docs/numa-oracle.md``), so zonelists differ from node to node and nodes fill up within a few programs.
-Programs set process policies (``set_mempolicy``: every mode, node sets with offline nodes and the mode flags,
-the EINVAL cases too) and VMA policies (``mbind`` over parts of an eight-page region, holes and misaligned
-starts included), touch pages from every CPU, fork (the child inherits both), exit, unmap and map again (the new
-VMA has no policy), and read ``numastat``, ``numastat -p``, ``numa_maps``, ``get_mempolicy`` and ``move_pages``.
+``docs/numa-oracle.md``), so zonelists differ from node to node.  Each program starts with one process on every
+CPU, an eight-page region whose first four pages each CPU writes (node 0, which holds the boot frames, fills up
+at once and the rest spill along the zonelists), and a second region of four pages interleaved over nodes 1-3
+by ``mbind``.  Programs then set process policies (``set_mempolicy``: every mode, node sets with offline nodes
+and the mode flags, the EINVAL cases too; one-node bind and preferred followed by a write) and VMA policies
+(``mbind`` over parts of the region, holes and misaligned starts included), touch pages from every CPU, fork
+(the child inherits both), exit, unmap and map again (the new VMA has no policy), move pages to other nodes
+(``move_pages`` with a node: unmap, shootdown, copy, remap; at once or one step at a time), and read
+``numastat``, ``numastat -p``, ``numa_maps``, ``get_mempolicy`` and ``move_pages``.
 
 After every operation the lockstep runner has checked that the implementation (per-node free lists, zonelists
 built at boot, policies in dicts and range lists, counters in arrays) and the L1 spec agree in results and
-state, the node of every frame included, and that L1 refines L0; the machine then checks the L1 invariants
-(:mod:`spec.mm.invariants`, with :mod:`spec.numa.invariants`) and the step's allocations: each user page on a
-node its policy allows (or the documented fallback), and the counters grown by exactly the pages allocated.  A
+state, the node of every frame included, that its TLBs hold only what the spec allows, and that L1 refines L0
+(a migration changes nothing a program reads); the machine then checks the L1 invariants
+(:mod:`spec.mm.invariants`, with :mod:`spec.numa.invariants`, on the settled state) and the shootdown
+invariants, and the step's allocations: each user page on a node its policy allows (or the documented
+fallback), each migrated page on its target, and the counters grown by exactly the pages allocated.  A
 failure is saved as ``counterexamples/numa_machine.json`` and minimised.
 """
 
@@ -22,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from lang.errors import MMCheckError
-from lang.kernel_ops import Exit, Fork, Load, Mmap, Munmap, Spawn, Store, Switch
+from lang.kernel_ops import Exit, Fork, Load, Mmap, Munmap, Spawn, Step, Store, Switch
 from lang.numa_ops import GetMempolicy, Mbind, MovePages, NumaMaps, Numastat, NumastatP, SetMempolicy
 from lang.scenario import Config, Op, Result
 from lang.verdict import Verdict, check, timed
@@ -32,13 +38,16 @@ from properties.recording import RecordingLockstep, save_counterexample
 from spec.mm import invariants as kernel_invariants
 from spec.mm.kernel import Kernel
 from spec.numa import invariants as numa_invariants
+from spec.smp import shootdown
 
 DISTANCES = ((10, 20, 30, 40), (20, 10, 20, 30), (30, 20, 10, 20), (40, 30, 20, 10))
 CONFIG = Config(frames=32, cpus=4, max_order=3, nodes=4, distances=DISTANCES)
 BASE = 0x7F0000001000  # its page number is 1 modulo 12 in its low 32 bits: interleave offsets show
 REGION_PAGES = 8
-MODES = ("default", "preferred", "bind", "bind", "interleave", "interleave", "local", "preferred_many")
-NODE_SETS = ((0,), (1,), (3,), (0, 1), (1, 2, 3), (0, 3), (0, 1, 2, 3), (), (2, 5))
+IL_BASE = BASE + 0x100000  # a second region, interleaved over nodes 1-3 from the start
+IL_PAGES = 4
+MODES = ("default", "preferred", "preferred", "bind", "bind", "interleave", "interleave", "local", "preferred_many")
+NODE_SETS = ((0,), (0,), (1,), (3,), (0, 1), (1, 2, 3), (0, 3), (0, 1, 2, 3), (), (2, 5))  # node 0 is the full one
 FLAG_SETS = ((), (), (), ("static",), ("relative",), ("static", "relative"))
 MAX_PROCS = 3
 NOT_ALLOCATIONS = frozenset({"tlb", "lru", "slot"})  # the effects that report a TLB hit or a reclaim pick
@@ -55,6 +64,7 @@ class NumaMachine(RuleBasedStateMachine):
         self.recorder = RecordingLockstep(self.name, CONFIG)
         self.pids: list[int] = []
         self.running = [0, 0, 0, 0]
+        self.flights: list[int] = []
 
     def spec_kernel(self) -> Kernel | None:
         return self.recorder.lockstep.spec.kernel.kernel
@@ -86,7 +96,8 @@ class NumaMachine(RuleBasedStateMachine):
 
     @initialize()
     def numa_start(self) -> None:
-        """A process running on every CPU with the region mapped private and writable."""
+        """A process running on every CPU with the region mapped private and writable, its first pages written, and
+        a second region interleaved over nodes 1-3 by ``mbind``."""
         result = self.run(Spawn())
         assert result is not None and "pid" in result
         pid = result["pid"]
@@ -95,6 +106,10 @@ class NumaMachine(RuleBasedStateMachine):
             self.run(Switch(cpu, pid))
             self.running[cpu] = pid
         self.run(Mmap(pid, BASE, REGION_PAGES, "rw-", False))
+        for cpu in range(4):  # first touch of pages 0..3 from each CPU: node 0 fills up at once, the rest spill
+            self.run(Store(cpu, BASE + cpu * 0x1000, cpu + 1))
+        self.run(Mmap(pid, IL_BASE, IL_PAGES, "rw-", False))
+        self.run(Mbind(pid, IL_BASE, IL_PAGES, "interleave", (1, 2, 3)))
 
     @precondition(lambda self: bool(self.pids))
     @rule(
@@ -106,6 +121,33 @@ class NumaMachine(RuleBasedStateMachine):
     def set_policy(self, i: int, mode: str, nodes: tuple[int, ...], flags: tuple[str, ...]) -> None:
         """``set_mempolicy`` with any mode, node set and flags."""
         self.run(SetMempolicy(self.pid(i), mode, nodes, flags))
+
+    @precondition(lambda self: bool(self.pids))
+    @rule(
+        i=st.integers(0, MAX_PROCS),
+        preferred=st.booleans(),
+        node=st.integers(0, 3),
+        cpu=st.integers(0, 3),
+        page=st.integers(0, REGION_PAGES - 1),
+    )
+    def one_node(self, i: int, preferred: bool, node: int, cpu: int, page: int) -> None:
+        """``set_mempolicy`` to one node, bind or preferred, then a write by a CPU: with node 0 full, ENOMEM or the
+        fallback."""
+        pid = self.pid(i)
+        self.run(SetMempolicy(pid, "preferred" if preferred else "bind", (node,)))
+        if self.running[cpu] == pid:
+            self.run(Store(cpu, BASE + page * 0x1000, node + 1))
+
+    @precondition(lambda self: bool(self.pids))
+    @rule(
+        i=st.integers(0, MAX_PROCS),
+        vma=st.booleans(),
+        nodes=st.sampled_from(((1, 2, 3), (0, 1, 2, 3), (0, 3))),
+    )
+    def interleave(self, i: int, vma: bool, nodes: tuple[int, ...]) -> None:
+        """Interleave the whole region (``mbind``) or the process (``set_mempolicy``) over two, three or four nodes."""
+        pid = self.pid(i)
+        self.run(Mbind(pid, BASE, REGION_PAGES, "interleave", nodes) if vma else SetMempolicy(pid, "interleave", nodes))
 
     @precondition(lambda self: bool(self.pids))
     @rule(
@@ -132,7 +174,7 @@ class NumaMachine(RuleBasedStateMachine):
             result = self.run(Fork(pid))
             if result and "pid" in result:
                 self.pids.append(result["pid"])
-        elif kind == "exit" and len(self.pids) > 1:
+        elif kind == "exit" and len(self.pids) > 1 and not self.flights:
             self.run(Exit(pid))
             self.pids.remove(pid)
             self.running = [0 if r == pid else r for r in self.running]
@@ -154,13 +196,41 @@ class NumaMachine(RuleBasedStateMachine):
         self.run(Munmap(pid, va, count) if unmap else Mmap(pid, va, count, "rw-", False))
 
     @precondition(lambda self: any(self.running))
-    @rule(store=st.booleans(), cpu=st.integers(0, 3), page=st.integers(0, REGION_PAGES - 1), value=st.integers(1, 3))
+    @rule(
+        store=st.booleans(),
+        cpu=st.integers(0, 3),
+        page=st.integers(0, REGION_PAGES + IL_PAGES - 1),
+        value=st.integers(1, 3),
+    )
     def touch(self, store: bool, cpu: int, page: int, value: int) -> None:
-        """A CPU's process stores to (first touch) or loads from a page of the region."""
+        """A CPU's process stores to (first touch) or loads from a page of the region or the interleaved one."""
         while not self.running[cpu]:
             cpu = (cpu + 1) % 4
-        va = BASE + page * 0x1000
+        va = BASE + page * 0x1000 if page < REGION_PAGES else IL_BASE + (page - REGION_PAGES) * 0x1000
         self.run(Store(cpu, va, value) if store else Load(cpu, va))
+
+    @precondition(lambda self: bool(self.pids))
+    @rule(
+        i=st.integers(0, MAX_PROCS),
+        first=st.integers(0, REGION_PAGES - 1),
+        count=st.integers(1, 4),
+        node=st.integers(0, 4),
+    )
+    def migrate(self, i: int, first: int, count: int, node: int) -> None:
+        """``move_pages`` of part of the region to a node (node 4 is not online: ENODEV), at once or (with no other
+        change in flight) only its first step, the shootdown under way."""
+        background = not self.flights and node % 2 == 1
+        result = self.run(MovePages(self.pid(i), BASE + first * 0x1000, count, node, background))
+        if result and "pending" in result:
+            self.flights.append(result["pending"])
+
+    @precondition(lambda self: bool(self.flights))
+    @rule()
+    def step(self) -> None:
+        """One more step of the migration in flight."""
+        result = self.run(Step(self.flights[0]))
+        if result is not None and "stage" not in result:
+            self.flights.pop()
 
     @precondition(lambda self: bool(self.pids))
     @rule(i=st.integers(0, MAX_PROCS), which=st.integers(0, 5), page=st.integers(0, REGION_PAGES))
@@ -183,13 +253,14 @@ class NumaMachine(RuleBasedStateMachine):
         state = self.spec_kernel()
         if state is None:
             return
-        problems = kernel_invariants.violations(state)
+        problems = kernel_invariants.violations(shootdown.settled(state)) + shootdown.violations(state)
         if problems:
             path = save_counterexample(self.name, CONFIG, self.recorder.ops, "; ".join(problems))
             raise AssertionError(f"the L1 state breaks its invariants: {problems} (counterexample: {path})")
 
 
-machinery.run_as(NumaMachine)
+# A migration runs a shootdown; half the profile's programs keep the ci run near its share of verify's time.
+machinery.run_as(NumaMachine, examples_divisor=2)
 
 
 @check("machine", CHECK_NAME)

@@ -429,6 +429,8 @@ def place(k: Kernel, role: Role) -> tuple[mempolicy.Numa, mempolicy.Placement]:
     task's policy, interleaved round robin; anything else on the local node."""
     numa = k.numa
     kind, pid = role[0], role[1]
+    if kind == "migrate":  # alloc_migration_target: __GFP_THISNODE on the target node
+        return numa, mempolicy.Placement((role[3],), (), role[3])
     if kind in DATA_ROLES and pid in k.procs:
         vpn = role[2]
         pol = mempolicy.vma_policy(numa, pid, vpn) or numa.task.get(pid, mempolicy.DEFAULT)

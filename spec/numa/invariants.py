@@ -14,7 +14,8 @@ State invariants (:func:`violations`, joined to :func:`spec.mm.invariants.violat
 
 Step invariants, over the allocations of one operation (the implementation's reported picks by role):
 
-- ``placement_violations``: a user page is on a node its policy allows: *bind* inside its nodes; a 4 KiB page
+- ``placement_violations``: a migrated page is on its target node; a user page is on a node its policy allows:
+  *bind* inside its nodes; a 4 KiB page
   under *preferred*, *interleave* or the default on the node they chose unless that node may have been full
   when the page was taken (then anywhere along the zonelist: the documented fallback);
 - ``allocation_count_violations``: the counters grew by exactly the pages allocated (hits plus misses equal
@@ -120,6 +121,8 @@ def placement_violations(before: Kernel, after: Kernel, allocs: Mapping[Role, in
     topo = after.numa.topology
     for role, pfn in allocs.items():
         kind, pid, vpn = role[0], role[1], role[2]
+        if kind == "migrate" and topo.node_of_pfn(pfn) != role[3]:
+            out.append(f"placement_violations: {role} migrated to node {topo.node_of_pfn(pfn)}, not {role[3]}")
         if kind not in DATA_ROLES or pid not in after.procs:
             continue
         pol = mp.vma_policy(after.numa, pid, vpn) or after.numa.task.get(pid, mp.DEFAULT)
