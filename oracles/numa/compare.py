@@ -2,14 +2,15 @@
 
 :func:`generate` draws cases from a seed: one region of 3 to 12 pages, perhaps a process policy
 (``set_mempolicy``: any mode, node sets with offline nodes, the mode flags, the EINVAL cases included), perhaps
-a VMA policy over part of the region (``mbind``), then writes to some of its pages from chosen CPUs, and finally
-asks where every page is (``move_pages`` with no nodes) and what the process policy reads back.  The guest runs
+a VMA policy over part of the region (``mbind``), then writes to some of its pages from chosen CPUs, asks where
+every page is (``move_pages`` with no nodes), perhaps moves some of them to a node (``move_pages`` to it: each
+page's status) and asks again, and finally reads the process policy back.  The guest runs
 them all in one boot (:func:`oracles.numa.guest.run`); then each case becomes a model scenario
 (:func:`scenario_of`) with the region mapped at the address the guest's ``mmap`` returned (the interleave node
 of a page depends on its page number), on a machine of the guest's nodes, CPUs and distances, and runs in
 lockstep on the spec and the implementation (:class:`properties.drivers.Lockstep`, which fails at any
 disagreement between them).  :func:`compare` counts the cases whose every answer matches: each call's success or
-errno, each page's node (or -EFAULT for a page never written), the policy read back.
+errno, each page's node (or -EFAULT for a page never written), each migration's statuses, the policy read back.
 
 The cases stay far from a full node (the guest's nodes have 64 MiB and more), so no fallback and no
 watermark, which the model does not have, comes into play.
@@ -66,7 +67,15 @@ def generate(seed: int, count: int, topology: Topology) -> list[Case]:
             steps.append(mbind)
         for page in rng.sample(range(pages), rng.randint(1, pages)):
             steps.append({"op": "touch", "region": 0, "page": page, "cpu": rng.randrange(cpus)})
-        steps += [{"op": "where", "region": 0}, {"op": "get_mempolicy"}]
+        steps.append({"op": "where", "region": 0})
+        if rng.random() < 0.5:
+            first = rng.randrange(pages)
+            target = rng.randrange(topology.nodes + (1 if rng.random() < 0.1 else 0))
+            steps.append(
+                {"op": "migrate", "region": 0, "first": first, "count": rng.randint(1, pages - first), "node": target}
+            )
+            steps.append({"op": "where", "region": 0})
+        steps.append({"op": "get_mempolicy"})
         cases.append(Case(f"gen{seed}-{n}", tuple(steps)))
     return cases
 
@@ -102,6 +111,8 @@ def scenario_of(case: Case, start: int, topology: Topology) -> Scenario:
             ops.append(Store(step["cpu"], start + step["page"] * PAGE, 1))
         elif op == "where":
             ops.append(MovePages(1, start, pages))
+        elif op == "migrate":
+            ops.append(MovePages(1, start + step["first"] * PAGE, step["count"], step["node"]))
         elif op == "get_mempolicy":
             ops.append(GetMempolicy(1))
     return Scenario(config, tuple(ops))
@@ -150,6 +161,13 @@ def compare_case(case: Case, run: Run, topology: Topology, agreement: Agreement)
             agreement.pages += len(theirs["nodes"])
             agreement.pages_agreed += sum(a == b for a, b in zip(theirs["nodes"], mine["nodes"], strict=True))
             same = theirs["nodes"] == mine["nodes"]
+        elif step["op"] == "migrate":
+            agreement.calls += 1
+            if "error" in theirs or "error" in mine:
+                same = call_result(theirs) == call_result(mine)
+            else:
+                same = theirs["status"] == mine["nodes"]
+            agreement.calls_agreed += same
         elif step["op"] == "get_mempolicy":
             agreement.calls += 1
             same = (theirs["mode"], list(theirs["nodes"])) == (mine["mode"], mine["nodes"])
