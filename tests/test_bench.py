@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-FAMILIES = {"translation", "buddy", "slab", "kernel", "pressure", "oom", "shootdown", "thp", "harness"}
+FAMILIES = {"translation", "buddy", "slab", "kernel", "pressure", "oom", "numa", "shootdown", "thp", "harness"}
 MACHINES = {"mmu", "buddy", "kernel", "smp"}
 
 
