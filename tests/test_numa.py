@@ -302,3 +302,13 @@ def test_generated_policy_cases_agree_with_the_guest() -> None:
     agreement = numa_compare.compare(cases, run, topology)
     assert agreement.agreed == agreement.cases == 40, agreement.differences
     print(f"numa guest comparison: {agreement.summary()} in {time.monotonic() - started_at:.1f} s")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_which_node_quiz_rule_matches_the_run(seed: int) -> None:
+    """Every worked answer's rule gives the node spec and implementation put the page on."""
+    from mmcheck.views import quiz_numa
+
+    quiz = quiz_numa.generate(seed, 4)
+    assert [placed for _, placed, _, _ in quiz_numa.solve(quiz)] == [node for _, _, node, _ in quiz_numa.solve(quiz)]
+    assert any("node" in line for line in quiz_numa.render(quiz, True))

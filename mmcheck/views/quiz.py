@@ -17,7 +17,7 @@ from collections.abc import Callable
 from lang.errors import UnknownTopic
 from lang.hardware_ops import Access, SetCpu, WritePhys
 from lang.scenario import Config, Op, Scenario
-from mmcheck.views import quiz_buddy, quiz_buddyinfo, quiz_cow, quiz_faults, quiz_oom, quiz_slab, quiz_tlb
+from mmcheck.views import quiz_buddy, quiz_buddyinfo, quiz_cow, quiz_faults, quiz_numa, quiz_oom, quiz_slab, quiz_tlb
 from mmcheck.views.quizbase import Quiz
 from mmcheck.views.walkview import describe_walk
 from spec.paging import mmu
@@ -38,6 +38,7 @@ TOPICS = {
     "buddyinfo": "from /proc/buddyinfo: can an order-N allocation succeed, fragmentation or lack of memory, "
     "would compaction be tried (mm/vmstat.c, mm/compaction.c)",
     "who-dies": "processes, sizes and oom_score_adj: oom_score, then the OOM killer's victims (oom_badness)",
+    "which-node": "a NUMA policy, then first writes from chosen CPUs: which node gets each page (mm/mempolicy.c)",
 }
 FRAMES = 64
 DATA_BASE = 0x100000  # leaves point at frames above the tables, so answers are easy to read
@@ -65,6 +66,8 @@ RENDERERS["faults"], JSON["faults"] = quiz_faults.render, quiz_faults.quiz_json
 GENERATORS["buddyinfo"] = quiz_buddyinfo.generate
 RENDERERS["buddyinfo"], JSON["buddyinfo"] = quiz_buddyinfo.render, quiz_buddyinfo.quiz_json
 RENDERERS["who-dies"], JSON["who-dies"] = quiz_oom.render, quiz_oom.quiz_json
+GENERATORS["which-node"] = quiz_numa.generate
+RENDERERS["which-node"], JSON["which-node"] = quiz_numa.render, quiz_numa.quiz_json
 
 
 def topic_list() -> list[str]:
