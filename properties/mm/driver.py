@@ -419,16 +419,24 @@ def spec_numa_step(k: Kernel, op: ops.NumaOp, choices: Choices) -> tuple[Kernel,
 
 
 def spec_plain_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
-    """One kernel-layer operation on the L1 spec, on the CPU and for the process of :func:`op_context`."""
-    cpu, pid = op_context(op, k.current)
-    if (cpu, pid) != (k.numa.cpu, k.numa.pid):
-        k = replace(k, numa=replace(k.numa, cpu=cpu, pid=pid))
+    """One kernel-layer operation on the L1 spec, on the CPU and for the process of :func:`op_context`; the
+    state keeps no trace of that context after the op (:func:`with_context`)."""
+    context = k.numa.cpu, k.numa.pid
+    k = with_context(k, *op_context(op, k.current))
     if isinstance(op, ops.NumaOp):
         k = replace(k, events=()) if k.events else k
-        return spec_numa_step(replace(k, lru_steps=0) if k.lru_steps else k, op, choices)
+        k, outcome = spec_numa_step(replace(k, lru_steps=0) if k.lru_steps else k, op, choices)
+        return with_context(k, *context), outcome
     before = frozenset(k.procs)
     k, outcome = spec_kernel_step(k, op, choices)
-    return spec_numa_after(k, op, before, outcome), outcome
+    return with_context(spec_numa_after(k, op, before, outcome), *context), outcome
+
+
+def with_context(k: Kernel, cpu: int, pid: int) -> Kernel:
+    """The state with the allocating CPU and process of the NUMA placement rules set."""
+    if (cpu, pid) == (k.numa.cpu, k.numa.pid):
+        return k
+    return replace(k, numa=replace(k.numa, cpu=cpu, pid=pid))
 
 
 def spec_kernel_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
@@ -656,9 +664,8 @@ def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result
         if isinstance(op, ops.NumaOp):
             return impl_numa_step(k, op, smp)
         result = impl_kernel_step(k, op, smp)
-    except MMCheckError:
-        k.numa.cpu, k.numa.pid = context  # bad input changes nothing
-        raise
+    finally:
+        k.numa.cpu, k.numa.pid = context  # the context lasts only for the op
     where = mapping_range(op)
     if where is not None and "error" not in result:
         k.numa.cut(*where)
