@@ -7,6 +7,7 @@ gives the state the spec's step reaches from the abstraction before it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from itertools import chain, compress
 from types import MappingProxyType
@@ -252,7 +253,7 @@ def abstract_numa(kernel: ImplKernel) -> Numa:
     implementation built differently shows up as a difference."""
     n = kernel.numa
     distances = tuple(tuple(row) for row in n.distances)
-    topo = Topology(n.nodes, n.node_frames, n.node_cpus, distances, tuple(tuple(z) for z in n.zonelists))
+    topo = abstract_topology(n.nodes, n.node_frames, n.node_cpus, distances, tuple(tuple(z) for z in n.zonelists))
     return mempolicy.Numa(
         topo,
         n.cpu,
@@ -264,6 +265,18 @@ def abstract_numa(kernel: ImplKernel) -> Numa:
         ),
         tuple(mempolicy.NodeStat(*s) for s in n.stats),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def abstract_topology(
+    nodes: int,
+    node_frames: int,
+    node_cpus: int,
+    distances: tuple[tuple[int, ...], ...],
+    lists: tuple[tuple[int, ...], ...],
+) -> Topology:
+    """The spec's topology of these figures, built once (a run's topology never changes)."""
+    return Topology(nodes, node_frames, node_cpus, distances, lists)
 
 
 def abstract_policy(pol: tuple[str, tuple[int, ...], tuple[str, ...], tuple[int, ...]]) -> mempolicy.Policy:

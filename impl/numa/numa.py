@@ -181,6 +181,8 @@ class Numa:
             nodes = pol[1]
             if index >= 0:
                 target = nodes[(index & IL_MASK) % len(nodes)]
+            elif self.nodes == 1:  # one node: il_prev is never read
+                target = nodes[0]
             else:
                 prev = self.il_prev.get(self.pid, MAX_NUMNODES - 1)
                 target = next((n for n in nodes if n > prev), nodes[0])

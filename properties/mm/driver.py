@@ -422,7 +422,8 @@ def spec_plain_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kern
     """One kernel-layer operation on the L1 spec, on the CPU and for the process of :func:`op_context`; the
     state keeps no trace of that context after the op (:func:`with_context`)."""
     context = k.numa.cpu, k.numa.pid
-    k = with_context(k, *op_context(op, k.current))
+    if k.numa.topology.nodes > 1:  # on one node every placement is node 0's, whoever allocates
+        k = with_context(k, *op_context(op, k.current))
     if isinstance(op, ops.NumaOp):
         k = replace(k, events=()) if k.events else k
         k, outcome = spec_numa_step(replace(k, lru_steps=0) if k.lru_steps else k, op, choices)
@@ -658,7 +659,8 @@ def impl_numa_step(k: ImplKernel, op: ops.NumaOp, smp: Smp | None) -> Result:
 def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result:
     """One kernel-layer operation on the implementation, on the CPU and for the process of :func:`op_context`."""
     context = k.numa.cpu, k.numa.pid
-    k.numa.cpu, k.numa.pid = op_context(op, k.current)
+    if k.numa.nodes > 1:  # on one node every placement is node 0's, whoever allocates
+        k.numa.cpu, k.numa.pid = op_context(op, k.current)
     before = set(k.procs)
     try:
         if isinstance(op, ops.NumaOp):

@@ -256,6 +256,8 @@ def placement(numa: Numa, policy: Policy, index: int | None) -> tuple[Numa, Plac
         nodes = policy.nodes
         if index is not None:
             target = nodes[interleave_index(index) % len(nodes)]
+        elif topo.nodes == 1:  # one node: interleave_nodes can only give node 0, and il_prev is never read
+            target = nodes[0]
         else:
             target = next_node_in(numa.il_prev.get(numa.pid, MAX_NUMNODES - 1), nodes)
             numa = replace(numa, il_prev=_set(numa.il_prev, numa.pid, target))
