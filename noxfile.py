@@ -159,7 +159,7 @@ def numa(session: nox.Session) -> None:
     Needs qemu-system-x86, gcc and apt-get (for linux-image-amd64); the slow four-node boot runs too.
     """
     session.install("-c", CONSTRAINTS, "-e", ".[check]")
-    session.run("pytest", "tests/test_numa_guest.py", *session.posargs)
+    session.run("pytest", "tests/test_numa_guest.py", "tests/test_numa.py", *session.posargs)
 
 
 @nox.session

@@ -12,6 +12,7 @@ Each row is measured in this run on the implementation and on the spec
   major file read, major swap-in) and reclaim of up to 10**5 page-cache pages
   and of anonymous pages to swap (:mod:`benchmarks.bench_pressure`);
 - oom: the OOM killer's scan, ``oom_badness`` of 10**4 processes (:mod:`benchmarks.bench_oom`);
+- numa: first-touch allocations per second with 1, 2, 4 and 8 nodes under interleave (:mod:`benchmarks.bench_numa`);
 - shootdown: IPIs, INVLPGs and full flushes of a munmap against a broadcast
   (:mod:`benchmarks.bench_tlb`; counts, not timings);
 - malloc: malloc+free pairs per second, the ptmalloc model against glibc itself and against the
@@ -46,6 +47,7 @@ from benchmarks import (
     bench_buddy,
     bench_kernel,
     bench_malloc,
+    bench_numa,
     bench_oom,
     bench_pressure,
     bench_slab,
@@ -100,6 +102,8 @@ class Plan:
     spec_anon_reclaim_sizes: tuple[int, ...]
     oom_processes: int
     malloc_pairs: int
+    numa_pages: int = 2048
+    spec_numa_pages: int = 256
 
     def __post_init__(self) -> None:
         if self.spec_fork_shifts[-1] != self.fork_shifts[0]:
@@ -157,6 +161,8 @@ QUICK = Plan(
     spec_anon_reclaim_sizes=(4, 8, 16),
     oom_processes=200,
     malloc_pairs=500,
+    numa_pages=64,
+    spec_numa_pages=32,
 )
 
 TRANSLATION_HIT_RATIO = 20.0
@@ -570,6 +576,21 @@ def malloc_family(plan: Plan, report: Report) -> None:
             note=result.glibc_note,
         )
     )
+def numa_family(plan: Plan, report: Report) -> None:
+    say(f"numa: first-touch allocations under interleave with {', '.join(map(str, bench_numa.NODES))} nodes")
+    for nodes in bench_numa.NODES:
+        result = bench_numa.rate(nodes, plan.numa_pages, plan.spec_numa_pages)
+        report.rows.append(
+            compared(
+                "numa",
+                f"allocations/s with {nodes} node{'s' * (nodes > 1)}",
+                "/s",
+                result.impl_per_second,
+                result.spec_per_second,
+                rate=True,
+                note=f"{plan.numa_pages} pages on impl, {plan.spec_numa_pages} on spec, interleaved over every node",
+            )
+        )
 
 
 def shootdown_family(plan: Plan, report: Report) -> None:
@@ -628,6 +649,7 @@ FAMILIES = {
     "pressure": pressure_family,
     "oom": oom_family,
     "malloc": malloc_family,
+    "numa": numa_family,
     "shootdown": shootdown_family,
     "thp": thp_family,
     "harness": harness_family,

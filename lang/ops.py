@@ -35,6 +35,7 @@ from lang.kernel_ops import (
     Unpin,
 )
 from lang.memcg_ops import MemcgCreate, MemcgHierarchy, MemcgMove, MemcgOp, MemcgRead, MemcgSet
+from lang.numa_ops import GetMempolicy, Mbind, MovePages, NumaMaps, NumaOp, Numastat, NumastatP, SetMempolicy
 from lang.oom_ops import OomOp, OomScoreAdj, OomScoreOp, OutOfMemory, Sysctl
 from lang.pressure_ops import (
     FileCreate,
@@ -88,6 +89,7 @@ __all__ = [
     "Free",
     "FreePages",
     "Fsync",
+    "GetMempolicy",
     "HeapWrite",
     "KernelOp",
     "KernelRemap",
@@ -110,6 +112,7 @@ __all__ = [
     "Malloc",
     "MallocTrim",
     "Mallopt",
+    "Mbind",
     "MemInfo",
     "MemcgCreate",
     "MemcgHierarchy",
@@ -120,9 +123,14 @@ __all__ = [
     "MeminfoOp",
     "Mmap",
     "MmapFile",
+    "MovePages",
     "Mprotect",
     "Msync",
     "Munmap",
+    "NumaMaps",
+    "NumaOp",
+    "Numastat",
+    "NumastatP",
     "OomOp",
     "OomScoreAdj",
     "OomScoreOp",
@@ -138,6 +146,7 @@ __all__ = [
     "Reclaim",
     "Scenario",
     "SetCpu",
+    "SetMempolicy",
     "SlabInfo",
     "SlabOp",
     "SmapsOp",

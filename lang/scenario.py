@@ -242,6 +242,9 @@ class Config:
     rounds other values down (``rounddown_pow_of_two``); a config must give one it keeps as written.
     ``workingset`` 1 turns on refault-distance detection for file pages (mm/workingset.c, the two-list LRU's:
     :mod:`spec.pressure.workingset`); 0, the default, leaves a reclaimed page no shadow entry.
+    ``nodes`` is the number of NUMA nodes (:mod:`spec.numa.topology`): each gets ``frames / nodes`` frames (a
+    multiple of ``2**max_order``) and ``cpus / nodes`` CPUs, in order; ``distances`` is their distance table as
+    ``numactl --hardware`` prints it, one row per node (default: 10 to itself, 20 to the others).
     """
 
     frames: int
@@ -258,6 +261,8 @@ class Config:
     swap: int = 0
     fault_around_bytes: int = 65536
     workingset: int = 0
+    nodes: int = 1
+    distances: tuple[tuple[int, ...], ...] | None = None
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "frames": (1, 1 << 24),
@@ -273,6 +278,7 @@ class Config:
         "swap": (0, 1 << 16),
         "fault_around_bytes": (4096, 512 * 4096),
         "workingset": (0, 1),
+        "nodes": (1, 8),
     }
     FLAGS: ClassVar[tuple[str, ...]] = ("pcid",)  # true or false, not numbers
     MEANINGS: ClassVar[dict[str, str]] = {
@@ -290,6 +296,8 @@ class Config:
         "swap": "swap slots (0: no swap)",
         "fault_around_bytes": "bytes a read fault on a file or shmem mapping maps around it (4096: off)",
         "workingset": "1: a file page read back soon after reclaim goes straight to the active list (mm/workingset.c)",
+        "nodes": "NUMA nodes, each with frames/nodes frames and cpus/nodes CPUs",
+        "distances": "the nodes' distance table, rows as numactl --hardware prints them (default 10/20)",
     }
     """What each key means, for the docs (:mod:`lang.schema`)."""
     # Written only when they differ from the default, so scenarios from before they existed read the same.
@@ -303,6 +311,7 @@ class Config:
         "swap": 0,
         "fault_around_bytes": 65536,
         "workingset": 0,
+        "nodes": 1,
     }
 
     @classmethod
@@ -310,7 +319,7 @@ class Config:
         """Check and build a config; unknown keys are errors, not ignored."""
         if not isinstance(raw, Mapping):
             raise ScenarioError(where, f"expected an object, got {type(raw).__name__}")
-        allowed = (*cls.LIMITS, *cls.FLAGS)
+        allowed = (*cls.LIMITS, *cls.FLAGS, "distances")
         unknown = sorted(set(raw) - set(allowed))
         if unknown:
             raise ScenarioError(f"{where}.{unknown[0]}", f"unknown key: allowed {', '.join(allowed)}")
@@ -324,7 +333,11 @@ class Config:
                 f"{where}.fault_around_bytes",
                 f"{around} is not a power of two multiple of 4096: allowed 4096 (no fault-around), 8192, ..., 2097152",
             )
-        return cls(**numbers, pcid=pcid)
+        distances = parse_distances(raw["distances"], f"{where}.distances") if "distances" in raw else None
+        try:
+            return cls(**numbers, pcid=pcid, distances=distances)
+        except ConfigError as exc:
+            raise ScenarioError(f"{where}.nodes" if "node" in str(exc) else where, str(exc)) from None
 
     def __post_init__(self) -> None:
         around = self.fault_around_bytes
@@ -332,17 +345,50 @@ class Config:
             raise ConfigError(
                 f"fault_around_bytes {around} is not a power of two from 4096 (no fault-around) to 2097152"
             )
+        if self.nodes > 1:
+            per = self.frames // self.nodes
+            if self.frames % self.nodes or per % (1 << self.max_order):
+                raise ConfigError(
+                    f"{self.frames} frames do not split into {self.nodes} nodes of a multiple of "
+                    f"2**max_order = {1 << self.max_order} frames: give frames = nodes * k * 2**max_order"
+                )
+            if self.cpus % self.nodes:
+                raise ConfigError(f"{self.cpus} CPUs do not split evenly into {self.nodes} nodes")
+        if self.distances is not None:
+            rows = self.distances
+            if len(rows) != self.nodes or any(len(r) != self.nodes for r in rows):
+                raise ConfigError(f"distances must be {self.nodes} rows of {self.nodes} numbers, one per node")
+            for i, row in enumerate(rows):
+                for j, d in enumerate(row):
+                    if (i == j and d != 10) or (i != j and not 10 < d <= 254):
+                        raise ConfigError(
+                            f"distances[{i}][{j}] is {d}: a node is at 10 from itself and 11..254 from the others"
+                        )
 
     @property
     def fault_around_pages(self) -> int:
         """``fault_around_pages``: the pages a read fault maps around itself (1: none)."""
         return self.fault_around_bytes >> 12
 
-    def to_json(self) -> dict[str, int | bool]:
+    def to_json(self) -> dict[str, Any]:
         """The config as a scenario writes it (every field, so replays are exact)."""
-        return {
-            f.name: getattr(self, f.name) for f in fields(self) if self.OPTIONAL.get(f.name) != getattr(self, f.name)
+        out: dict[str, Any] = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "distances" and self.OPTIONAL.get(f.name) != getattr(self, f.name)
         }
+        if self.distances is not None:
+            out["distances"] = [list(row) for row in self.distances]
+        return out
+
+
+def parse_distances(raw: object, where: str) -> tuple[tuple[int, ...], ...]:
+    """A distance table: a list of rows, each a list of numbers 10..254."""
+    if not isinstance(raw, list) or not all(isinstance(row, list) for row in raw):
+        raise ScenarioError(where, "expected a list of rows, each a list of distances (10 on the diagonal)")
+    return tuple(
+        tuple(parse_int(d, f"{where}[{i}][{j}]", 10, 254) for j, d in enumerate(row)) for i, row in enumerate(raw)
+    )
 
 
 class Op:

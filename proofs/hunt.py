@@ -229,6 +229,7 @@ THP_MACHINE = machine_detector("thp-machine", "properties.mm.thp_machine:ThpMach
 UALLOC_MACHINE = machine_detector("ualloc-machine", "properties.ualloc.ualloc_machine:UallocMachine")
 COLLAPSE_MACHINE = machine_detector("collapse-machine", "properties.mm.collapse_machine:CollapseMachine")
 COMPACTION_MACHINE = machine_detector("compaction-machine", "properties.mm.compaction_machine:CompactionMachine")
+NUMA_MACHINE = machine_detector("numa-machine", "properties.numa.numa_machine:NumaMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -256,6 +257,7 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "workingset": (WORKINGSET_MACHINE,),
     "slab_meminfo": (SLAB_PRESSURE_MACHINE,),
     "ualloc": (UALLOC_MACHINE,),
+    "numa": (NUMA_MACHINE,),
 }
 
 

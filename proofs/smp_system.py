@@ -125,7 +125,12 @@ class SmpBounds:
 
 
 RUNNER_FIELDS = frozenset({"config", "mem", "mmu", "tlbs", "buddy", "buddy_error", "kernel", "slab", "ualloc"})
-SIDE_FIELDS = frozenset({"kernel", "smp", "tlb_entries", "flush_ceiling", "pcid", "swap", "fault_around", "workingset"})
+SIDE_FIELDS = frozenset(
+    {
+        *("kernel", "smp", "tlb_entries", "flush_ceiling", "pcid", "swap", "fault_around", "workingset"),
+        *("nodes", "distances"),
+    }
+)
 
 
 def clone_impl(impl: ImplRunner) -> ImplRunner:
@@ -407,7 +412,7 @@ KERNEL_FIELDS = frozenset(
         *("gathering", "gathered"),
         *("files", "swap_slots", "swap_map", "swap_data", "swap_cache", "pgfault", "pgmajfault", "lru_steps"),
         *("fault_around", "workingset"),
-        *("oom_score_adj", "oom_sysctls", "slab", "thp", "memcg"),
+        *("oom_score_adj", "oom_sysctls", "slab", "thp", "memcg", "numa"),
     }
 )
 SPACE_FIELDS = frozenset(
@@ -556,6 +561,11 @@ def kernel_key(
         # The THP policy, khugepaged's limits and the huge zero page; its vmstat counters are left out, as pgfault is.
         (k.thp.enabled, k.thp.defrag, k.thp.use_zero_page, k.thp.zero_pfn),
         (k.thp.max_ptes_none, k.thp.max_ptes_swap, k.thp.max_ptes_shared),
+        # The memory policies by renamed pid; the numastat counters are left out, as pgfault is, and so is the
+        # CPU and process of the last op (each op sets its own).
+        tuple(sorted((pid[p], pol) for p, pol in k.numa.task.items())),
+        tuple(sorted((pid[p], n) for p, n in k.numa.il_prev.items())),
+        tuple(sorted((pid[p], rs) for p, rs in k.numa.ranges.items())),
     )
 
 

@@ -50,6 +50,7 @@ CHECK_MODULES = (
     "properties.ualloc.ualloc_machine",
     "properties.mm.collapse_machine",
     "properties.mm.compaction_machine",
+    "properties.numa.numa_machine",
 )
 
 

@@ -7,6 +7,7 @@ gives the state the spec's step reaches from the abstraction before it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from itertools import chain, compress
 from types import MappingProxyType
@@ -26,6 +27,9 @@ from spec.memcg.state import NO_MEMCG, Group, Memcg
 from spec.mm.kernel import File, Kernel, Leaf, Page, Pin, Space, Thp, Workingset
 from spec.mm.vma import Prot
 from spec.mm.vma import Vma as SpecVma
+from spec.numa import policy as mempolicy
+from spec.numa.policy import Numa
+from spec.numa.topology import Topology
 from spec.paging.mmu import MmuState
 from spec.paging.permissions import Control
 from spec.paging.physmem import PhysMemory
@@ -238,7 +242,46 @@ def abstract_kernel(kernel: ImplKernel, frames: FrameCache | None = None) -> Ker
         slab=frozenset(kernel.slab_frames),
         thp=abstract_thp(kernel),
         memcg=abstract_memcg(kernel),
+        numa=abstract_numa(kernel),
     )
+
+
+def abstract_numa(kernel: ImplKernel) -> Numa:
+    """The nodes, policies and counters (:class:`impl.numa.numa.Numa`) as the spec's :class:`~spec.numa.policy.Numa`.
+
+    The implementation's topology is rebuilt as the spec's from its node sizes and distances, so a zonelist the
+    implementation built differently shows up as a difference."""
+    n = kernel.numa
+    distances = tuple(tuple(row) for row in n.distances)
+    topo = abstract_topology(n.nodes, n.node_frames, n.node_cpus, distances, tuple(tuple(z) for z in n.zonelists))
+    return mempolicy.Numa(
+        topo,
+        n.cpu,
+        n.pid,
+        MappingProxyType({pid: abstract_policy(p) for pid, p in sorted(n.task.items())}),
+        MappingProxyType(dict(sorted(n.il_prev.items()))),
+        MappingProxyType(
+            {pid: tuple((lo, hi, abstract_policy(p)) for lo, hi, p in rs) for pid, rs in sorted(n.ranges.items())}
+        ),
+        tuple(mempolicy.NodeStat(*s) for s in n.stats),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def abstract_topology(
+    nodes: int,
+    node_frames: int,
+    node_cpus: int,
+    distances: tuple[tuple[int, ...], ...],
+    lists: tuple[tuple[int, ...], ...],
+) -> Topology:
+    """The spec's topology of these figures, built once (a run's topology never changes)."""
+    return Topology(nodes, node_frames, node_cpus, distances, lists)
+
+
+def abstract_policy(pol: tuple[str, tuple[int, ...], tuple[str, ...], tuple[int, ...]]) -> mempolicy.Policy:
+    """An implementation policy tuple as the spec's :class:`~spec.numa.policy.Policy`."""
+    return mempolicy.Policy(*pol)
 
 
 def abstract_thp(kernel: ImplKernel) -> Thp:

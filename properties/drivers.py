@@ -205,7 +205,8 @@ class ImplRunner:
         self.mem = PhysMem(config.frames)
         self.mmu = Mmu(self.mem, config.cpus, config.maxphyaddr)
         self.tlbs = [Tlb(config.tlb_entries) for _ in range(config.cpus)] if config.tlb_entries else []
-        self.buddy = impl_buddy.BuddyAllocator(config.frames, config.max_order)
+        node_frames = config.frames // config.nodes if config.nodes > 1 else 0
+        self.buddy = impl_buddy.BuddyAllocator(config.frames, config.max_order, node_frames)
         self.buddy_error: BuddyError | None = None
         self.kernel = ImplKernelSide(config)
         self.slab = ImplSlabSide(config)

@@ -259,6 +259,44 @@ class MemcgOom:
     outcome: Outcome | None
 
 
+@dataclass(frozen=True, slots=True)
+class Mempolicy:
+    """``get_mempolicy``: the mode, its nodes and flags (:mod:`spec.numa.policy`)."""
+
+    mode: str
+    nodes: tuple[int, ...]
+    static: bool = False
+    relative: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NodeList:
+    """``move_pages`` status: each page's node, or a negative errno (-14, EFAULT: no page there)."""
+
+    nodes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Numastat:
+    """Every node's ``numastat`` counters, in the order of :data:`spec.numa.policy.STAT_NAMES`."""
+
+    nodes: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NodePages:
+    """``numastat -p``: the process's 4 KiB pages on each node."""
+
+    pages: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NumaMapsLines:
+    """``/proc/PID/numa_maps``, one line per VMA."""
+
+    lines: tuple[str, ...]
+
+
 Outcome = (
     Ok
     | Value
@@ -284,4 +322,9 @@ Outcome = (
     | MemcgStat
     | MemcgRetry
     | MemcgOom
+    | Mempolicy
+    | NodeList
+    | Numastat
+    | NodePages
+    | NumaMapsLines
 )

@@ -27,7 +27,10 @@ from hypothesis.stateful import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-FAMILIES = {"translation", "buddy", "slab", "kernel", "pressure", "oom", "malloc", "shootdown", "thp", "harness"}
+FAMILIES = {
+    *("translation", "buddy", "slab", "kernel", "pressure", "oom"),
+    *("malloc", "numa", "shootdown", "thp", "harness"),
+}
 MACHINES = {"mmu", "buddy", "kernel", "smp"}
 
 

@@ -135,6 +135,7 @@ PROBES: list[object] = [
     "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "/", "a/b", "a/b/c/d", "A", "max_ptes_none", "collapse",
     511, 512,
     "0x" + "f" * 17, "1" * 81, "M_MXFAST",
+    "bind", "interleave", ["static"], ["relative", "static"], [1024], ["x"],
 ]  # fmt: skip
 
 

@@ -11,6 +11,11 @@ O(max_order) whatever the size of memory.  Taking the most recently added
 block is what ``list_add`` at the head plus ``list_first_entry`` do in
 ``__rmqueue_smallest`` (mm/page_alloc.c).
 
+With NUMA nodes (``node_frames`` > 0) each node's frames form their own zone with their own free lists
+(``zone->free_area``, one ``pg_data_t`` per node, include/linux/mmzone.h): :meth:`alloc` takes from the
+zone it is given, and the node size is a multiple of ``2**max_order`` so a merge never reaches across zones
+(``page_is_buddy`` compares the zones, mm/internal.h).
+
 Only setting up memory touches every frame.
 """
 
@@ -56,19 +61,26 @@ def is_aligned(pfn: int, order: int) -> bool:
 class BuddyAllocator:
     """The free lists and per-frame metadata of one zone of ``frames`` frames, orders ``0 .. max_order``."""
 
-    __slots__ = ("_buddy", "_free_lists", "_order", "_refcount", "frames", "max_order", "nr_free")
+    __slots__ = (
+        *("_buddy", "_free_lists", "_order", "_refcount"),
+        *("frames", "max_order", "node_frames", "nr_free", "zones"),
+    )
 
-    def __init__(self, frames: int, max_order: int = DEFAULT_MAX_ORDER) -> None:
+    def __init__(self, frames: int, max_order: int = DEFAULT_MAX_ORDER, node_frames: int = 0) -> None:
         if frames < 1:
             raise ConfigError(f"frames must be at least 1, got {frames}")
         if not 0 <= max_order <= LIMIT_ORDER:
             raise ConfigError(f"max_order must be 0..{LIMIT_ORDER}, got {max_order}")
+        if node_frames and (frames % node_frames or node_frames % (1 << max_order)):
+            raise ConfigError(f"{frames} frames do not split into nodes of {node_frames}, a multiple of 2**max_order")
         self.frames = frames
         self.max_order = max_order
+        self.node_frames = node_frames or frames
+        self.zones = frames // self.node_frames
         self._buddy = bytearray(frames)
         self._order = bytearray(frames)
         self._refcount = array("i", bytes(4 * frames))
-        self._free_lists: list[dict[int, None]] = [{} for _ in range(max_order + 1)]
+        self._free_lists: list[list[dict[int, None]]] = [[{} for _ in range(max_order + 1)] for _ in range(self.zones)]
         self.nr_free = [0] * (max_order + 1)
         self._free_boot_memory()
 
@@ -76,9 +88,10 @@ class BuddyAllocator:
         """An independent copy: metadata arrays and free lists (in their order) copied."""
         new = BuddyAllocator.__new__(BuddyAllocator)
         new.frames, new.max_order = self.frames, self.max_order
+        new.node_frames, new.zones = self.node_frames, self.zones
         new._buddy, new._order = bytearray(self._buddy), bytearray(self._order)
         new._refcount = array("i", self._refcount)
-        new._free_lists = [dict(free_list) for free_list in self._free_lists]
+        new._free_lists = [[dict(free_list) for free_list in zone] for zone in self._free_lists]
         new.nr_free = list(self.nr_free)
         return new
 
@@ -94,14 +107,18 @@ class BuddyAllocator:
 
     # --- free list primitives (mm/page_alloc.c __add_to_free_list, __del_page_from_free_list) ---
 
+    def zone_of(self, pfn: int) -> int:
+        """The zone (node) frame ``pfn`` is in."""
+        return pfn // self.node_frames
+
     def _add_to_free_list(self, pfn: int, order: int) -> None:
-        self._free_lists[order][pfn] = None
+        self._free_lists[pfn // self.node_frames][order][pfn] = None
         self._buddy[pfn] = 1
         self._order[pfn] = order
         self.nr_free[order] += 1
 
     def _del_from_free_list(self, pfn: int, order: int) -> None:
-        del self._free_lists[order][pfn]
+        del self._free_lists[pfn // self.node_frames][order][pfn]
         self._buddy[pfn] = 0
         self._order[pfn] = 0
         self.nr_free[order] -= 1
@@ -112,16 +129,17 @@ class BuddyAllocator:
 
     # --- allocation ---
 
-    def alloc(self, order: int) -> int | None:
-        """The pfn of a newly allocated order-``order`` block, or None when nothing fits (ENOMEM).
+    def alloc(self, order: int, zone: int = 0) -> int | None:
+        """The pfn of a newly allocated order-``order`` block from ``zone``, or None when nothing fits (ENOMEM).
 
         ``__rmqueue_smallest``: the first non-empty list from ``order`` up,
         its most recently added block, split by :meth:`_expand`.
         """
         if not 0 <= order <= self.max_order:
             raise OrderOutOfRange(f"order {order} is out of range: allowed 0..{self.max_order}")
+        lists = self._free_lists[zone]
         for current in range(order, self.max_order + 1):
-            free_list = self._free_lists[current]
+            free_list = lists[current]
             if free_list:
                 pfn, _ = free_list.popitem()
                 self._buddy[pfn] = 0
@@ -238,14 +256,23 @@ class BuddyAllocator:
     # --- observation ---
 
     def free_list(self, order: int) -> list[int]:
-        """The pfns on the free list of ``order``, in the order :meth:`alloc` would take them."""
-        return list(reversed(self._free_lists[order]))
+        """The pfns on the free lists of ``order``, zone by zone, each in the order :meth:`alloc` would take them."""
+        return [pfn for zone in self._free_lists for pfn in reversed(zone[order])]
+
+    def can_alloc(self, order: int, zone: int) -> bool:
+        """``zone`` has a free block of ``order`` or more."""
+        return any(self._free_lists[zone][order:])
+
+    def zone_free(self, zone: int) -> int:
+        """The free frames of ``zone``."""
+        return sum(len(free_list) << order for order, free_list in enumerate(self._free_lists[zone]))
 
     def free_blocks(self) -> Iterator[tuple[int, int]]:
         """Every block on a free list, as ``(pfn, order)``."""
-        for order, free_list in enumerate(self._free_lists):
-            for pfn in free_list:
-                yield pfn, order
+        for zone in self._free_lists:
+            for order, free_list in enumerate(zone):
+                for pfn in free_list:
+                    yield pfn, order
 
     def allocated_blocks(self) -> Iterator[tuple[int, int]]:
         """Every allocated block, as ``(pfn, order)``, found by walking memory block by block.
@@ -264,5 +291,8 @@ class BuddyAllocator:
                 pfn += 1
 
     def buddyinfo(self) -> str:
-        """The zone's line of ``/proc/buddyinfo`` (``frag_show_print``, mm/vmstat.c)."""
-        return f"Node {0}, zone {'Normal':>8} " + "".join(f"{count:6d} " for count in self.nr_free) + "\n"
+        """Each zone's line of ``/proc/buddyinfo`` (``frag_show_print``, mm/vmstat.c)."""
+        return "".join(
+            f"Node {node}, zone {'Normal':>8} " + "".join(f"{len(free_list):6d} " for free_list in zone) + "\n"
+            for node, zone in enumerate(self._free_lists)
+        )

@@ -38,6 +38,7 @@ from impl.alloc.buddy import BuddyAllocator
 from impl.memcg.memcg import MemCgroups
 from impl.mm.thp import PG_THP, Thp
 from impl.mm.vma import Vma, VmaList
+from impl.numa.numa import Numa
 from impl.oom.oom import Oom
 from impl.paging.mmu import WRITE, Mmu
 from impl.pressure.pressure import ANON_INACTIVE, FAULT_AROUND_PAGES, PG_DIRTY, Pressure, is_swap, swp_offset
@@ -102,8 +103,11 @@ class Kernel:
         swap: int = 0,
         fault_around: int = FAULT_AROUND_PAGES,
         workingset: bool = False,
+        numa: Numa | None = None,
     ) -> None:
         self.mmu, self.mem, self.buddy = mmu, mmu.mem, buddy
+        # The nodes, the memory policies and the numastat counters (impl.numa.numa); every frame comes from a node.
+        self.numa = numa or Numa(buddy.frames, len(mmu.cpus))
         frames = buddy.frames
         self.refcount = array("i", bytes(4 * frames))
         self.mapcount = array("i", bytes(4 * frames))
@@ -150,6 +154,7 @@ class Kernel:
             "thp",
             "mm_counters",
             "memcg",
+            "numa",
         }
     )
 
@@ -178,6 +183,7 @@ class Kernel:
         new.thp = self.thp.clone(new)
         new.mm_counters = {pid: list(counts) for pid, counts in self.mm_counters.items()}
         new.memcg = self.memcg.clone(new)
+        new.numa = self.numa.clone()
         return new
 
     # --- frames ---------------------------------------------------------------------------------
@@ -191,7 +197,7 @@ class Kernel:
         return any(self.buddy.nr_free[HUGE_ORDER:])
 
     def _alloc(self, role: Role, order: int = 0) -> int:
-        pfn = self.buddy.alloc(order)
+        pfn = self.numa.alloc(self, role, order)
         assert pfn is not None, "callers check free_frames() or can_alloc_huge() first"
         for frame in range(pfn, pfn + (1 << order)):
             self.mem.zero_frame(frame)
@@ -855,6 +861,8 @@ class Kernel:
         if not write:
             self.set_pte(pa, self._leaf(vma, self.zero_pfn, False), proc.pid, vpn)
             return None
+        if not self.numa.can_place(self, ("page", proc.pid, vpn, 0)):
+            return errno("ENOMEM")  # MPOL_BIND with its nodes full
         pfn = self._alloc(("page", proc.pid, vpn, 0))
         self.refcount[pfn], self.mapcount[pfn], self.flags[pfn] = 1, 1, PG_ANON | PG_EXCLUSIVE
         self.pressure.lru_add(pfn, ANON_INACTIVE)
@@ -885,7 +893,7 @@ class Kernel:
             self.flags[old] |= PG_EXCLUSIVE
             self.mem.write(pa, entry | _RW | _D)
             return None
-        if self.free_frames() < 1:
+        if self.free_frames() < 1 or not self.numa.can_place(self, ("page", proc.pid, vpn, 0)):
             return errno("ENOMEM")
         new = self._alloc(("page", proc.pid, vpn, 0))
         if old != self.zero_pfn:

@@ -23,6 +23,7 @@ from mmcheck.views import (
     quiz_cow,
     quiz_faults,
     quiz_malloc,
+    quiz_numa,
     quiz_oom,
     quiz_slab,
     quiz_tlb,
@@ -48,6 +49,7 @@ TOPICS = {
     "would compaction be tried (mm/vmstat.c, mm/compaction.c)",
     "who-dies": "processes, sizes and oom_score_adj: oom_score, then the OOM killer's victims (oom_badness)",
     "malloc": "glibc's malloc: brk or mmap and where the chunk lands; does RSS drop after this free (malloc.c)",
+    "which-node": "a NUMA policy, then first writes from chosen CPUs: which node gets each page (mm/mempolicy.c)",
 }
 FRAMES = 64
 DATA_BASE = 0x100000  # leaves point at frames above the tables, so answers are easy to read
@@ -77,6 +79,8 @@ RENDERERS["buddyinfo"], JSON["buddyinfo"] = quiz_buddyinfo.render, quiz_buddyinf
 RENDERERS["who-dies"], JSON["who-dies"] = quiz_oom.render, quiz_oom.quiz_json
 GENERATORS["malloc"] = quiz_malloc.generate
 RENDERERS["malloc"], JSON["malloc"] = quiz_malloc.render, quiz_malloc.quiz_json
+GENERATORS["which-node"] = quiz_numa.generate
+RENDERERS["which-node"], JSON["which-node"] = quiz_numa.render, quiz_numa.quiz_json
 
 
 def topic_list() -> list[str]:

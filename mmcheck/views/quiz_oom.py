@@ -194,7 +194,6 @@ def quiz_json(quiz: Quiz, answers: bool) -> dict[str, object]:
         answer = solve(quiz)
         out["oom_score"] = {str(pid): dict(score) for pid, score in answer.scores}
         out["rounds"] = [
-            {"points": {str(row.pid): row.points for row in r.table}, "result": dict(r.result)}
-            for r in answer.rounds
+            {"points": {str(row.pid): row.points for row in r.table}, "result": dict(r.result)} for r in answer.rounds
         ]
     return out

@@ -21,6 +21,7 @@ from impl.mm import compaction as impl_compaction
 from impl.mm import khugepaged as impl_khugepaged
 from impl.mm.kernel import USER_PAGES
 from impl.mm.kernel import Kernel as ImplKernel
+from impl.numa.numa import Numa as ImplNuma
 from impl.paging.mmu import FETCH, READ, WRITE, Mmu
 from impl.pressure.pressure import FAULT_AROUND_PAGES
 from impl.smp.shootdown import Smp
@@ -34,6 +35,11 @@ from spec.memcg import v2 as memcg_v2
 from spec.mm import accounting, aspace, compaction, cow, khugepaged, thp
 from spec.mm.kernel import NO_CHOICES, Choices, Kernel, boot, check_cpu
 from spec.mm.vma import Prot, huge_pages
+from spec.numa import migrate
+from spec.numa import policy as mempolicy
+from spec.numa import syscalls as numa_calls
+from spec.numa.policy import STAT_NAMES
+from spec.numa.topology import topology
 from spec.oom import badness
 from spec.outcome import (
     Collapsed,
@@ -43,8 +49,13 @@ from spec.outcome import (
     MemcgRetry,
     MemcgStat,
     Meminfo,
+    Mempolicy,
     NewPid,
     NewPin,
+    NodeList,
+    NodePages,
+    NumaMapsLines,
+    Numastat,
     Ok,
     OneOf,
     OomKill,
@@ -137,6 +148,21 @@ def outcome_json(outcome: Outcome) -> Result:
         return {name: dict(value) if isinstance(value, tuple) else value for name, value in outcome.values}
     if isinstance(outcome, MemcgRetry):
         return {"memcg_retry": outcome.group, "report": outcome.report}
+    if isinstance(outcome, Mempolicy):
+        return {
+            "mode": outcome.mode,
+            "nodes": list(outcome.nodes),
+            "static": outcome.static,
+            "relative": outcome.relative,
+        }
+    if isinstance(outcome, NodeList):
+        return {"nodes": list(outcome.nodes)}
+    if isinstance(outcome, Numastat):
+        return {"nodes": [dict(zip(STAT_NAMES, counts, strict=True)) for counts in outcome.nodes]}
+    if isinstance(outcome, NodePages):
+        return {"pages": list(outcome.pages)}
+    if isinstance(outcome, NumaMapsLines):
+        return {"lines": list(outcome.lines)}
     if isinstance(outcome, MemcgOom):
         kills = [oom_json(kill)["oom_kill"] for kill in outcome.kills]
         inner = {} if outcome.outcome is None else outcome_json(outcome.outcome)
@@ -362,7 +388,84 @@ def spec_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Ou
     )
 
 
+def op_context(op: ops.KernelOp, current: tuple[int, ...] | list[int]) -> tuple[int, int]:
+    """The CPU and the process an operation runs on, for NUMA placement: an access's CPU, else the lowest CPU
+    running the op's process (CPU 0 when none does); the process is :func:`actor`'s (0: none)."""
+    pid = actor(op, current) or 0
+    if isinstance(op, FAULTING):
+        return op.cpu, pid
+    return next((cpu for cpu, running in enumerate(current) if pid and running == pid), 0), pid
+
+
+def mapping_range(op: ops.KernelOp) -> tuple[int, int, int] | None:
+    """The pid and pages of an op that makes or removes mappings there (a new VMA has no memory policy)."""
+    if isinstance(op, ops.Mmap | ops.Munmap | ops.MmapFile):
+        pages = huge_pages(op.pages) if isinstance(op, ops.Mmap) and op.huge else op.pages
+        return op.pid, op.va >> 12, (op.va >> 12) + pages
+    return None
+
+
+def spec_numa_after(k: Kernel, op: ops.KernelOp, before: frozenset[int], outcome: Outcome) -> Kernel:
+    """The NUMA side of an op that made, removed or forked mappings or processes (:mod:`spec.numa.policy`)."""
+    numa = k.numa
+    where = mapping_range(op)
+    if where is not None and not isinstance(outcome, Errno):
+        numa = mempolicy.set_range(numa, where[0], where[1], where[2], None)
+    if isinstance(op, ops.Fork):
+        for child in sorted(set(k.procs) - before):
+            numa = mempolicy.forked(numa, op.pid, child)
+    numa = mempolicy.pruned(numa, set(k.procs))
+    return k if numa is k.numa else replace(k, numa=numa)
+
+
+def spec_numa_step(k: Kernel, op: ops.NumaOp, choices: Choices) -> tuple[Kernel, Outcome]:
+    """A NUMA system call or file on the L1 spec (:mod:`spec.numa.syscalls`)."""
+    if isinstance(op, ops.SetMempolicy):
+        return numa_calls.set_mempolicy(k, op.pid, op.policy, op.nodes, op.flags)
+    if isinstance(op, ops.Mbind):
+        return numa_calls.mbind(k, op.pid, op.va, op.pages, op.policy, op.nodes, op.flags)
+    if isinstance(op, ops.GetMempolicy):
+        return k, numa_calls.get_mempolicy(k, op.pid, op.at)
+    if isinstance(op, ops.MovePages) and op.node is not None:
+        node = op.node
+
+        def edit(k: Kernel) -> tuple[Kernel, Outcome]:
+            return migrate.move_pages(k, op.pid, op.va, op.pages, node, choices)
+
+        return shootdown.run(k, op.name, op.pid, edit, op.va >> 12, False, op.background)
+    if isinstance(op, ops.MovePages):
+        return k, numa_calls.move_pages(k, op.pid, op.va, op.pages)
+    if isinstance(op, ops.Numastat):
+        return k, numa_calls.numastat(k)
+    if isinstance(op, ops.NumastatP):
+        return k, numa_calls.numastat_p(k, op.pid)
+    assert isinstance(op, ops.NumaMaps)
+    return k, numa_calls.numa_maps(k, op.pid)
+
+
 def spec_plain_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
+    """One kernel-layer operation on the L1 spec, on the CPU and for the process of :func:`op_context`; the
+    state keeps no trace of that context after the op (:func:`with_context`)."""
+    context = k.numa.cpu, k.numa.pid
+    if k.numa.topology.nodes > 1:  # on one node every placement is node 0's, whoever allocates
+        k = with_context(k, *op_context(op, k.current))
+    if isinstance(op, ops.NumaOp):
+        k = replace(k, events=()) if k.events else k
+        k, outcome = spec_numa_step(replace(k, lru_steps=0) if k.lru_steps else k, op, choices)
+        return with_context(k, *context), outcome
+    before = frozenset(k.procs)
+    k, outcome = spec_kernel_step(k, op, choices)
+    return with_context(spec_numa_after(k, op, before, outcome), *context), outcome
+
+
+def with_context(k: Kernel, cpu: int, pid: int) -> Kernel:
+    """The state with the allocating CPU and process of the NUMA placement rules set."""
+    if (cpu, pid) == (k.numa.cpu, k.numa.pid):
+        return k
+    return replace(k, numa=replace(k.numa, cpu=cpu, pid=pid))
+
+
+def spec_kernel_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
     """One kernel-layer operation on the L1 spec; the events it records replace the last operation's.  Its
     reclaim steps count on from ``k.lru_steps`` (0 at an operation's start; the memory cgroups' reclaim of a
     charge before the operation runs again counts first)."""
@@ -423,6 +526,7 @@ class SpecKernelSide:
         self.swap = config.swap
         self.fault_around = config.fault_around_pages
         self.workingset = bool(config.workingset)
+        self.nodes = topology(config.frames, config.cpus, config.nodes, config.max_order, config.distances)
         self.kernel: Kernel | None = None
         self.last: Outcome | None = None
 
@@ -431,7 +535,15 @@ class SpecKernelSide:
         slabs made before it (``slab``)."""
         if self.kernel is None:
             self.kernel = boot(
-                buddy, self.cpus, choices, self.flush_ceiling, self.pcid, self.swap, self.fault_around, self.workingset
+                buddy,
+                self.cpus,
+                choices,
+                self.flush_ceiling,
+                self.pcid,
+                self.swap,
+                self.fault_around,
+                self.workingset,
+                self.nodes,
             )
             self.adopt_slab(self.kernel.buddy, slab)
             return self.kernel.buddy
@@ -466,6 +578,8 @@ class ImplKernelSide:
         self.swap = 0 if config is None else config.swap
         self.fault_around = FAULT_AROUND_PAGES if config is None else config.fault_around_pages
         self.workingset = False if config is None else bool(config.workingset)
+        self.nodes = 1 if config is None else config.nodes
+        self.distances = None if config is None or config.distances is None else [list(r) for r in config.distances]
 
     def choices(self) -> Choices:
         """The frames the last operation allocated, by role, and the TLB entries its accesses hit."""
@@ -475,7 +589,8 @@ class ImplKernelSide:
         """Run ``op``; bad input raises and changes nothing (but the boot, which holds the frames of the slabs
         made before it, ``slab``)."""
         if self.kernel is None or self.smp is None:
-            self.kernel = ImplKernel(mmu, buddy, self.swap, self.fault_around, self.workingset)
+            numa = ImplNuma(buddy.frames, len(mmu.cpus), self.nodes, self.distances)
+            self.kernel = ImplKernel(mmu, buddy, self.swap, self.fault_around, self.workingset, numa)
             self.kernel.slab_frames = set(slab)
             self.smp = Smp(self.kernel, self.tlb_entries, self.flush_ceiling, self.pcid)
         else:
@@ -557,7 +672,62 @@ def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
     return lambda: k.madvise_dontneed(op.pid, op.va, op.pages)
 
 
+def impl_numa_step(k: ImplKernel, op: ops.NumaOp, smp: Smp | None) -> Result:
+    """A NUMA system call or file on the implementation (:mod:`impl.numa.numa`)."""
+    numa = k.numa
+    if isinstance(op, ops.MovePages) and op.node is not None:
+        node, smp = op.node, smp or Smp(k)
+        k.proc(op.pid)
+        lo = op.va >> 12
+        return smp.syscall(
+            op.name,
+            op.pid,
+            lambda: numa.migrate(k, op.pid, op.va, op.pages, node),
+            lo,
+            lo + op.pages,
+            False,
+            op.background,
+        )
+    if isinstance(op, ops.SetMempolicy):
+        return numa.set_mempolicy(k, op.pid, op.policy, op.nodes, op.flags)
+    if isinstance(op, ops.Mbind):
+        return numa.mbind(k, op.pid, op.va, op.pages, op.policy, op.nodes, op.flags)
+    if isinstance(op, ops.GetMempolicy):
+        return numa.get_mempolicy(k, op.pid, op.at)
+    if isinstance(op, ops.MovePages):
+        return numa.move_pages(k, op.pid, op.va, op.pages)
+    if isinstance(op, ops.Numastat):
+        return numa.numastat()
+    if isinstance(op, ops.NumastatP):
+        return numa.numastat_p(k, op.pid)
+    assert isinstance(op, ops.NumaMaps)
+    return numa.numa_maps(k, op.pid)
+
+
 def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result:
+    """One kernel-layer operation on the implementation, on the CPU and for the process of :func:`op_context`."""
+    context = k.numa.cpu, k.numa.pid
+    if k.numa.nodes > 1:  # on one node every placement is node 0's, whoever allocates
+        k.numa.cpu, k.numa.pid = op_context(op, k.current)
+    before = set(k.procs)
+    try:
+        if isinstance(op, ops.NumaOp):
+            return impl_numa_step(k, op, smp)
+        result = impl_kernel_step(k, op, smp)
+    finally:
+        k.numa.cpu, k.numa.pid = context  # the context lasts only for the op
+    where = mapping_range(op)
+    if where is not None and "error" not in result:
+        k.numa.cut(*where)
+    if isinstance(op, ops.Fork):
+        for child in sorted(set(k.procs) - before):
+            k.numa.fork(op.pid, child)
+    for pid in [p for p in (*k.numa.task, *k.numa.il_prev, *k.numa.ranges) if p not in k.procs]:
+        k.numa.exit(pid)
+    return result
+
+
+def impl_kernel_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result:
     """One kernel-layer operation on the implementation (its CPUs default to a fresh :class:`Smp`)."""
     smp = smp or Smp(k)
     pressure = impl_pressure_step(k, op, smp)
@@ -954,7 +1124,7 @@ def kernel_difference(expected: Kernel, actual: Kernel) -> tuple[str, str] | Non
             return f"{name}: {dict(mine) if hasattr(mine, 'items') else mine}", f"{name}: {theirs}"
     for name in (
         *("next_pid", "next_object", "next_pin", "next_flight", "events"),
-        *("oom_score_adj", "oom_sysctls", "workingset", "slab", "thp", "memcg"),
+        *("oom_score_adj", "oom_sysctls", "workingset", "slab", "thp", "memcg", "numa"),
     ):
         if getattr(expected, name) != getattr(actual, name):
             return f"{name}: {getattr(expected, name)}", f"{name}: {getattr(actual, name)}"

@@ -17,7 +17,7 @@ from impl.paging.tlb import Tlb as ImplTlb
 from impl.smp.shootdown import Flight as ImplFlight
 from impl.smp.shootdown import Smp
 from spec.mm.kernel import Kernel
-from spec.outcome import Errno, NewPid, Ok, Outcome
+from spec.outcome import Errno, NewPid, NodeList, Ok, Outcome
 from spec.paging.tlb import GLOBAL_PCID, Tlb, TlbEntry
 from spec.smp.state import CpuTlb, Event, Flight, Slot
 
@@ -31,6 +31,9 @@ def result_outcome(result: dict[str, object]) -> Outcome:
     pid = result.get("pid")
     if isinstance(pid, int):
         return NewPid(pid)
+    nodes = result.get("nodes")
+    if isinstance(nodes, list):
+        return NodeList(tuple(int(n) for n in nodes))
     raise AssertionError(f"no syscall outcome for {result!r}")
 
 

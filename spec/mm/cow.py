@@ -55,6 +55,7 @@ from spec.mm.kernel import (
     Kernel,
     Leaf,
     Space,
+    can_place,
     can_take_huge,
     free_frames,
     frozen,
@@ -92,7 +93,7 @@ def wp_fault(k: Kernel, pid: int, vma: Vma, vpn: int, leaf: Leaf, choices: Choic
     if can_reuse(k, leaf.pfn):
         k = with_page(k, leaf.pfn, exclusive=True)
         return set_leaf(k, pid, vpn, replace(leaf, writable=True, dirty=True)), None
-    if free_frames(k) < 1:
+    if free_frames(k) < 1 or not can_place(k, ("page", pid, vpn, 0)):
         return k, ENOMEM
     k, pfn = take(k, ("page", pid, vpn, 0), choices)
     words = k.zero_words if leaf.pfn == k.zero_pfn else k.pages[leaf.pfn].words

@@ -53,6 +53,7 @@ from spec.mm.kernel import (
     Choices,
     Kernel,
     Leaf,
+    can_place,
     can_take_huge,
     count_fault,
     free_frames,
@@ -218,6 +219,8 @@ def anon_missing_fault(
     k = ensure_tables(k, pid, vpn, choices)
     if not write:
         return set_leaf(k, pid, vpn, leaf_for(vma, k.zero_pfn, writable=False)), None
+    if not can_place(k, ("page", pid, vpn, 0)):
+        return k, ENOMEM
     k, pfn = take(k, ("page", pid, vpn, 0), choices)
     k = cow.mark_anon(new_anon_page(k, pfn), pid, vpn)
     return set_leaf(k, pid, vpn, leaf_for(vma, pfn, writable=True)), None

@@ -40,6 +40,7 @@ from spec.memcg import invariants as memcg
 from spec.mm.kernel import Kernel, is_zero_pfn
 from spec.mm.pagetable import is_thp_leaf, table_keys
 from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, find, mergeable
+from spec.numa import invariants as numa
 from spec.oom import invariants as oom
 from spec.pressure import invariants as pressure
 
@@ -249,6 +250,6 @@ INVARIANTS = (
 def violations(k: Kernel) -> list[str]:
     """Every kernel invariant ``k`` breaks, each named by its function, memory pressure's
     (:mod:`spec.pressure.invariants`), the OOM killer's (:mod:`spec.oom.invariants`) and the memory
-    cgroups' (:mod:`spec.memcg.invariants`) included."""
+    cgroups' (:mod:`spec.memcg.invariants`) and NUMA's (:mod:`spec.numa.invariants`) included."""
     own = [f"{check.__name__}: {problem}" for check in INVARIANTS for problem in check(k)]
-    return own + pressure.violations(k) + oom.violations(k) + memcg.violations(k)
+    return own + pressure.violations(k) + oom.violations(k) + memcg.violations(k) + numa.violations(k)

@@ -42,6 +42,8 @@ from lang.errors import ConfigError, DisallowedChoice, IdleCpu, UnknownCpu, Unkn
 from spec.alloc import buddy
 from spec.memcg.state import NO_MEMCG, Memcg
 from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, KERNEL_VA, KERNEL_WORD, Vma
+from spec.numa import policy as mempolicy
+from spec.numa.topology import Topology, topology
 from spec.paging.address import PAGE_SHIFT
 from spec.paging.tlb import Tlb
 from spec.smp.state import CpuTlb, Event, Flight
@@ -287,6 +289,9 @@ class Kernel:
     Transparent huge pages (:mod:`spec.mm.thp`): ``thp`` is the policy and the THP counters (:class:`Thp`).
 
     Memory cgroups (:mod:`spec.memcg`): the groups, their processes and the charges (:class:`Memcg`).
+
+    NUMA (:mod:`spec.numa`): the nodes, the memory policies and the numastat counters (:class:`mempolicy.Numa`);
+    every allocation goes to a node as :func:`place` says.
     """
 
     buddy: buddy.BuddyState
@@ -324,6 +329,7 @@ class Kernel:
     slab: frozenset[int] = frozenset()
     thp: Thp = NO_THP
     memcg: Memcg = NO_MEMCG
+    numa: mempolicy.Numa = field(default_factory=lambda: NO_NUMA)
 
     @property
     def zero_pfn(self) -> int:
@@ -337,6 +343,9 @@ class Kernel:
 
 
 BOOT_FRAMES = 6
+NO_NUMA: mempolicy.Numa = mempolicy.initial(topology(1 << 52, 1, 1, 0, None))
+DATA_ROLES = frozenset({"page", "thp", "huge"})
+TASK_ROLES = frozenset({"table", "root"})
 
 
 def leaf_of(leaves: Mapping[int, Leaf], vpn: int) -> tuple[int, Leaf] | None:
@@ -369,14 +378,84 @@ def take(k: Kernel, role: Role, choices: Choices, order: int = 0) -> tuple[Kerne
     The caller has checked a block is free.  A pick the buddy does not allow
     raises :class:`DisallowedChoice`.
     """
+    numa, where = place(k, role)
+    node = first_node_with(k, where, order)
+    assert node is not None, "take() needs a free block: check free_frames or can_take_huge first"
     pfn = choices.get(role)
+    blocks = node_blocks(k, node, order)
+    allowed = [b.pfn for b in blocks]
     if pfn is None:
-        least = buddy.least_choice(k.buddy, order)
-        assert least is not None, "take() needs a free block: check free_frames or can_take_huge first"
-        pfn = least
-    elif pfn not in buddy.allowed_pfns(k.buddy, order):
-        raise DisallowedChoice(f"frame {pfn:#x} for {role} is not one the buddy allocator may hand out")
-    return replace(k, buddy=buddy.alloc_at(k.buddy, order, pfn)), pfn
+        pfn = min(blocks, key=lambda b: (b.order, b.pfn)).pfn
+    elif pfn not in allowed:
+        raise DisallowedChoice(
+            f"frame {pfn:#x} for {role} is not one the buddy allocator may hand out: "
+            f"node {node}'s free blocks of order >= {order} start at {sorted(allowed)}"
+        )
+    numa = mempolicy.counted(numa, node, where, 1 << order)
+    return replace(k, buddy=buddy.alloc_at(k.buddy, order, pfn), numa=numa), pfn
+
+
+def node_blocks(k: Kernel, node: int, order: int) -> list[buddy.Block]:
+    """The free blocks an order-``order`` allocation may split from node ``node``'s zone."""
+    topo = k.numa.topology
+    if topo.nodes == 1:
+        return [b for b in k.buddy.free if b.order >= order]
+    return [b for b in k.buddy.free if b.order >= order and topo.node_of_pfn(b.pfn) == node]
+
+
+def node_free(k: Kernel, node: int) -> int:
+    """The free frames of node ``node``'s zone (``NR_FREE_PAGES`` of its zone)."""
+    return sum(b.size for b in node_blocks(k, node, 0))
+
+
+def first_node_with(k: Kernel, where: mempolicy.Placement, order: int) -> int | None:
+    """The first node of the placement's order with a free block of ``order`` or more: ``get_page_from_freelist``
+    walking the zonelist (watermarks are not modelled); a strict bind falls back only for a role that cannot
+    fail here (see :mod:`spec.numa.policy`)."""
+    for node in where.first + where.then:
+        if node_blocks(k, node, order):
+            return node
+    if where.strict:
+        local = k.numa.topology.node_of_cpu(k.numa.cpu)
+        return next((n for n in k.numa.topology.zonelists[local] if node_blocks(k, n, order)), None)
+    return None
+
+
+def can_place(k: Kernel, role: Role, order: int = 0) -> bool:
+    """Some node the policy of ``role`` allows has a free block of ``order``: false only for a bind whose nodes
+    are full, where ``__alloc_pages`` fails (the fault's ENOMEM here)."""
+    where = place(k, role)[1]
+    return any(node_blocks(k, node, order) for node in where.first + where.then)
+
+
+def place(k: Kernel, role: Role) -> tuple[mempolicy.Numa, mempolicy.Placement]:
+    """The policy an allocation for ``role`` follows and where that puts it (:mod:`spec.numa.policy`): a user
+    page by its VMA's policy, else its process's, interleaved by its offset; a page table by the allocating
+    task's policy, interleaved round robin; anything else on the local node."""
+    numa = k.numa
+    kind, pid = role[0], role[1]
+    if kind == "migrate":  # alloc_migration_target: __GFP_THISNODE on the target node
+        return numa, mempolicy.Placement((role[3],), (), role[3])
+    if kind in DATA_ROLES and pid in k.procs:
+        vpn = role[2]
+        pol = mempolicy.vma_policy(numa, pid, vpn) or numa.task.get(pid, mempolicy.DEFAULT)
+        return mempolicy.placement(numa, pol, interleave_offset(k, pid, vpn, kind != "page"))
+    if kind in TASK_ROLES:
+        return mempolicy.placement(numa, numa.task.get(numa.pid, mempolicy.DEFAULT), None)
+    return mempolicy.placement(numa, mempolicy.DEFAULT, None)
+
+
+def interleave_offset(k: Kernel, pid: int, vpn: int, huge: bool) -> int:
+    """``interleave_nid``'s offset of page ``vpn``: ``vm_pgoff + (addr - vm_start) >> PAGE_SHIFT``, counted in
+    huge pages for a huge page (``vm_pgoff >> 9`` plus the huge pages from ``vm_start``).  A private anonymous
+    VMA's ``vm_pgoff`` is its first page (``do_mmap``); a hugetlb VMA is a file's, from offset ``pgoff``."""
+    vma = next((v for v in k.procs[pid].vmas if v.start <= vpn < v.end), None)
+    if vma is None:
+        return vpn
+    pgoff = vma.pgoff if vma.obj else vma.start
+    if not huge:
+        return pgoff + vpn - vma.start
+    return (pgoff >> 9) + ((vpn - vma.start) >> 9)
 
 
 def block_order(state: buddy.BuddyState, pfn: int) -> int:
@@ -501,14 +580,17 @@ def boot(
     swap: int = 0,
     fault_around: int = FAULT_AROUND_PAGES,
     workingset: bool = False,
+    nodes: Topology | None = None,
 ) -> Kernel:
     """Take the boot frames (roles ``("boot", i, 0, 0)``) and write the kernel page; every CPU idle on ``init_mm``,
     with CR4.PCIDE set when the CPUs have PCIDs (``pcid``); ``swap`` slots of swap space (``swapon``), all free;
-    read faults map ``fault_around`` pages around them; refaults are detected when ``workingset``."""
+    read faults map ``fault_around`` pages around them; refaults are detected when ``workingset``; the machine's
+    NUMA nodes are ``nodes`` (None: one node).  The boot frames come from node 0, where the boot CPU is."""
     if free_frames(Kernel(state, (), ())) < BOOT_FRAMES:
         raise ConfigError(f"the kernel needs {BOOT_FRAMES} free frames to boot: give the config more frames")
     cpu = CpuTlb(pcide=pcid)
-    k = Kernel(state, (), (0,) * cpus, cpus=(cpu,) * cpus, tlbs=(Tlb(),) * cpus, flush_ceiling=flush_ceiling)
+    numa = mempolicy.initial(topology(state.frames, cpus, 1, 0, None) if nodes is None else nodes)
+    k = Kernel(state, (), (0,) * cpus, cpus=(cpu,) * cpus, tlbs=(Tlb(),) * cpus, flush_ceiling=flush_ceiling, numa=numa)
     frames = []
     for i in range(BOOT_FRAMES):
         k, pfn = take(k, ("boot", i, 0, 0), choices)

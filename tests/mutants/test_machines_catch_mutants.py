@@ -57,6 +57,7 @@ MAX_OPS = {
     "memcg-machine": 20,
     "ualloc-machine": 8,
     "memcg-v2-machine": 26,
+    "numa-machine": 14,
 }
 
 
