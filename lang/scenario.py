@@ -391,6 +391,14 @@ def parse_distances(raw: object, where: str) -> tuple[tuple[int, ...], ...]:
     )
 
 
+DISTANCES = Field(
+    parse_distances,
+    {"type": "array", "items": {"type": "array", "items": integer(10, 254).schema}},
+    "a list of rows, each a list of integers 10 .. 254",
+)
+"""The config's ``distances``: the NUMA distance table (:func:`parse_distances`)."""
+
+
 class Op:
     """Base of every scenario operation.  Subclasses are frozen dataclasses.
 

@@ -28,6 +28,7 @@ from typing import Any
 from lang import ops as _ops  # noqa: F401  (importing it registers every op)
 from lang.scenario import (
     BOOLEAN,
+    DISTANCES,
     MAX_OPS,
     OP_TYPES,
     RECORDED_KEYS,
@@ -118,6 +119,7 @@ def config_fields() -> tuple[JsonField, ...]:
         for key, (lo, hi) in Config.LIMITS.items()
     ]
     out += [JsonField(key, BOOLEAN.means(Config.MEANINGS.get(key, "")), defaults[key]) for key in Config.FLAGS]
+    out.append(JsonField("distances", DISTANCES.means(Config.MEANINGS["distances"]), defaults["distances"]))
     return tuple(out)
 
 
