@@ -21,7 +21,7 @@ import hashlib
 import marshal
 import random
 import time
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
@@ -156,6 +156,81 @@ def fast_apply(state: Lockstep, op: Op) -> None:
     state.l0.check(op, outcome)
 
 
+def vocabulary(
+    bounds: SmpBounds, windows: list[tuple[int, int]], k: Kernel | None, evictable: Callable[[int], bool]
+) -> Iterator[Op]:
+    """Every op of the vocabulary ``bounds`` allows from L1 state ``k`` (``None``: not booted); ``evictable(cpu)``:
+    whether a ``tlb_evict`` of that CPU runs (the lockstep explorer: its implementation TLB holds an entry)."""
+    b = bounds
+    pids = sorted(k.procs) if k is not None else []
+    flights = sorted(k.flights) if k is not None else []
+    current = k.current if k is not None else (0,) * b.cpus
+    room = len(flights) < b.flights
+    if len(pids) < b.procs and b.spawn:
+        yield ops.Spawn()
+    for pid in pids:
+        if b.fork and len(pids) < b.procs:
+            yield ops.Fork(pid)
+            if room:
+                yield ops.Fork(pid, background=True)
+        if len(pids) > 1 and not flights:
+            yield ops.Exit(pid)
+        for background in (True, False) if b.sync else (True,):
+            if background and not room:
+                continue
+            yield from syscalls(b, windows, pid, background)
+    for number in flights:
+        yield ops.Step(number)
+    if b.pins and k is not None:
+        if len(k.pins) < b.pins:
+            for pid in pids:
+                yield from (ops.PinOp(pid, BASE + page * 4096) for page in range(b.pages))
+        for pin in sorted(k.pins):
+            yield ops.ReadPin(pin)
+            yield ops.Unpin(pin)
+    for cpu in range(b.cpus):
+        for pid in pids:
+            if current[cpu] != pid:
+                yield ops.Switch(cpu, pid)
+        if current[cpu]:
+            yield ops.KernelThread(cpu)
+            for page in range(b.pages):
+                va = BASE + page * 4096
+                yield ops.Load(cpu, va)
+                for value in b.values:
+                    yield ops.Store(cpu, va, value)
+            if b.kernel:
+                yield ops.Load(cpu, KERNEL_VA, "supervisor")
+        if b.evict and evictable(cpu):
+            yield ops.TlbEvict(cpu)
+    if b.kernel and k is not None:
+        yield ops.KernelRemap()
+
+
+def syscalls(bounds: SmpBounds, windows: list[tuple[int, int]], pid: int, background: bool) -> Iterator[Op]:
+    """The mapping changes of ``bounds`` by ``pid`` over each window."""
+    for va, count in windows:
+        if "mmap" in bounds.syscalls:
+            yield ops.Mmap(pid, va, count, "rw-", background=background)
+            if bounds.shared:
+                yield ops.Mmap(pid, va, count, "rw-", shared=True, background=background)
+        if "munmap" in bounds.syscalls:
+            yield ops.Munmap(pid, va, count, background=background)
+        if "mprotect" in bounds.syscalls:
+            for prot in bounds.prots:
+                yield ops.Mprotect(pid, va, count, prot, background=background)
+        if "madvise" in bounds.syscalls:
+            yield ops.Madvise(pid, va, count, "dontneed", background=background)
+
+
+def windows(bounds: SmpBounds) -> list[tuple[int, int]]:
+    """The (first address, pages) runs mapping changes cover: the whole window, or every run of pages in it."""
+    if bounds.ranges == "window":
+        return [(BASE, bounds.pages)]
+    pages = bounds.pages
+    return [(BASE + first * 4096, count) for first in range(pages) for count in range(1, pages - first + 1)]
+
+
 class SmpSystem:
     """The SMP kernel layer, spec and implementation in lockstep, over :class:`SmpBounds`."""
 
@@ -163,13 +238,7 @@ class SmpSystem:
         self.bounds = bounds
         self.shuffle = None if seed is None else random.Random(seed).shuffle
         self.config = bounds.config
-        self.windows = self._windows()
-
-    def _windows(self) -> list[tuple[int, int]]:
-        pages = self.bounds.pages
-        if self.bounds.ranges == "window":
-            return [(BASE, pages)]
-        return [(BASE + first * 4096, count) for first in range(pages) for count in range(1, pages - first + 1)]
+        self.windows = windows(bounds)
 
     def initial(self) -> Lockstep:
         """The start: a fresh run with :attr:`SmpBounds.setup` applied and checked like any other op."""
@@ -196,65 +265,13 @@ class SmpSystem:
         return enabled
 
     def _enabled(self, state: Lockstep) -> Iterator[Op]:
-        b = self.bounds
-        k = state.spec.kernel.kernel
-        pids = sorted(k.procs) if k is not None else []
-        flights = sorted(k.flights) if k is not None else []
-        current = k.current if k is not None else (0,) * b.cpus
-        room = len(flights) < b.flights
-        if len(pids) < b.procs and b.spawn:
-            yield ops.Spawn()
-        for pid in pids:
-            if b.fork and len(pids) < b.procs:
-                yield ops.Fork(pid)
-                if room:
-                    yield ops.Fork(pid, background=True)
-            if len(pids) > 1 and not flights:
-                yield ops.Exit(pid)
-            for background in (True, False) if b.sync else (True,):
-                if background and not room:
-                    continue
-                yield from self._syscalls(pid, background)
-        for number in flights:
-            yield ops.Step(number)
-        if b.pins and k is not None:
-            if len(k.pins) < b.pins:
-                for pid in pids:
-                    yield from (ops.PinOp(pid, BASE + page * 4096) for page in range(b.pages))
-            for pin in sorted(k.pins):
-                yield ops.ReadPin(pin)
-                yield ops.Unpin(pin)
-        for cpu in range(b.cpus):
-            for pid in pids:
-                if current[cpu] != pid:
-                    yield ops.Switch(cpu, pid)
-            if current[cpu]:
-                yield ops.KernelThread(cpu)
-                for page in range(b.pages):
-                    va = BASE + page * 4096
-                    yield ops.Load(cpu, va)
-                    for value in b.values:
-                        yield ops.Store(cpu, va, value)
-                if b.kernel:
-                    yield ops.Load(cpu, KERNEL_VA, "supervisor")
-            if b.evict and state.impl.kernel.smp is not None and state.impl.kernel.smp.tlbs[cpu].entries:
-                yield ops.TlbEvict(cpu)
-        if b.kernel and k is not None:
-            yield ops.KernelRemap()
-
-    def _syscalls(self, pid: int, background: bool) -> Iterator[Op]:
-        for va, count in self.windows:
-            if "mmap" in self.bounds.syscalls:
-                yield ops.Mmap(pid, va, count, "rw-", background=background)
-                if self.bounds.shared:
-                    yield ops.Mmap(pid, va, count, "rw-", shared=True, background=background)
-            if "munmap" in self.bounds.syscalls:
-                yield ops.Munmap(pid, va, count, background=background)
-            if "mprotect" in self.bounds.syscalls:
-                for prot in self.bounds.prots:
-                    yield ops.Mprotect(pid, va, count, prot, background=background)
-            if "madvise" in self.bounds.syscalls:
-                yield ops.Madvise(pid, va, count, "dontneed", background=background)
+        smp = state.impl.kernel.smp
+        return vocabulary(
+            self.bounds,
+            self.windows,
+            state.spec.kernel.kernel,
+            lambda cpu: smp is not None and bool(smp.tlbs[cpu].entries),
+        )
 
     def step(self, state: Lockstep, op: Op) -> Lockstep:
         successor = clone(state)

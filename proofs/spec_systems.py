@@ -1,0 +1,119 @@
+"""Systems for the spec explorer (:mod:`proofs.spec_explore`): the buddy allocator's and the SMP kernel's L1 spec.
+
+Each has the vocabulary of its lockstep counterpart (:class:`proofs.systems.BuddySystem`,
+:class:`proofs.smp_system.SmpSystem`), the spec's step function, a canonical key
+and the spec's invariants.  Ops the spec refuses (bad input: a free of the wrong
+order) and ops that leave the spec state as it was (``buddyinfo``, ``tlb_evict``:
+the spec's TLB is what a CPU *may* hold, which an eviction does not change) add no
+transition; the lockstep replay of the reported paths still runs them where
+they occur.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+from collections.abc import Hashable, Iterator
+from dataclasses import replace
+
+from lang.errors import MMCheckError
+from lang.hardware_ops import AllocPages, FreePages
+from lang.scenario import Config, Op, Scenario
+from proofs import smp_system
+from proofs.smp_system import SmpBounds, kernel_key, kernel_pids, ranks
+from proofs.systems import BuddyBounds
+from properties.drivers import Lockstep
+from properties.mm.driver import spec_step
+from spec.alloc import buddy
+from spec.alloc.buddy import Block, BuddyState
+from spec.mm.invariants import violations as kernel_violations
+from spec.mm.kernel import NO_CHOICES, Kernel
+from spec.smp import shootdown
+
+
+class SpecBuddySystem:
+    """The buddy allocator's spec (:mod:`spec.alloc.buddy`): every allocation branches over every block the spec
+    allows (:func:`~spec.alloc.buddy.allowed_pfns`), so the states are those of every conforming allocator."""
+
+    def __init__(self, bounds: BuddyBounds) -> None:
+        self.bounds = bounds
+        self.config = Config(frames=bounds.frames, max_order=bounds.max_order)
+        self._successors: dict[tuple[frozenset[Block], frozenset[Block]], list[tuple[Op, BuddyState]]] = {}
+
+    def initial(self) -> BuddyState:
+        return buddy.initial(self.bounds.frames, self.bounds.max_order)
+
+    def successors(self, state: BuddyState) -> Iterator[tuple[Op, BuddyState]]:
+        for order in range(self.bounds.max_alloc_order + 1):
+            op = AllocPages(order)
+            for block in sorted(state.free):
+                if block.order >= order:
+                    yield op, buddy.alloc_at(state, order, block.pfn)
+        for block in sorted(state.allocated):
+            yield FreePages(block.pfn, block.order), buddy.free(state, block.pfn, block.order)
+
+    def key(self, state: BuddyState) -> Hashable:
+        # Frozensets cache their hash: the pair costs two cached lookups once built.
+        return state.free, state.allocated
+
+    def check(self, state: BuddyState) -> list[str]:
+        return buddy.violations(state)
+
+    def scenario(self, ops: list[Op], about: str) -> Scenario:
+        return Scenario(self.config, tuple(ops), about=about)
+
+
+class SpecSmpSystem:
+    """The SMP kernel layer's L1 spec (:mod:`spec.mm.kernel`, :mod:`spec.smp.shootdown`) over :class:`SmpBounds`.
+
+    The state is the spec's :class:`~spec.mm.kernel.Kernel`; a step is
+    :func:`properties.mm.driver.spec_step` with no choices (the least frame, every access walks); the key is the
+    digest of :func:`proofs.smp_system.kernel_key` (pids, flights, pins and TLB generations renamed as the
+    lockstep explorer renames them, without the implementation's and L0's parts); the invariants are the
+    kernel's of the state the gathers will leave and the shootdown invariants, as
+    :meth:`proofs.smp_system.SmpSystem.check` checks them.
+    """
+
+    def __init__(self, bounds: SmpBounds) -> None:
+        self.bounds = bounds
+        self.config = bounds.config
+        self.windows = smp_system.windows(bounds)
+        self.spec_bounds = replace(bounds, evict=False)
+
+    def initial(self) -> Kernel:
+        """The spec state after :attr:`SmpBounds.setup`, run in lockstep (checked) like the lockstep explorer's."""
+        state = Lockstep(self.config)
+        for op in self.bounds.setup:
+            state.apply(op)
+        if state.spec.kernel.kernel is None:
+            state.spec.kernel.boot_if_needed(state.spec.buddy, NO_CHOICES)
+        k = state.spec.kernel.kernel
+        assert k is not None
+        return replace(k, events=()) if k.events else k
+
+    def successors(self, state: Kernel) -> Iterator[tuple[Op, Kernel]]:
+        for op in smp_system.vocabulary(self.spec_bounds, self.windows, state, _never):
+            try:
+                successor, _ = spec_step(state, op, NO_CHOICES)  # type: ignore[arg-type]
+            except MMCheckError:
+                continue
+            if successor.events:
+                successor = replace(successor, events=())
+            yield op, successor
+
+    def key(self, state: Kernel) -> Hashable:
+        pid = ranks(kernel_pids(state))
+        flight = ranks(state.flights)
+        pin = ranks(state.pins)
+        form = kernel_key(state, pid, flight, pin)
+        return hashlib.blake2b(marshal.dumps(form), digest_size=16).digest()  # type: ignore[arg-type]
+
+    def check(self, state: Kernel) -> list[str]:
+        return kernel_violations(shootdown.settled(state)) + shootdown.violations(state)
+
+    def scenario(self, ops: list[Op], about: str) -> Scenario:
+        return Scenario(self.config, (*self.bounds.setup, *ops), about=about)
+
+
+def _never(cpu: int) -> bool:
+    return False
