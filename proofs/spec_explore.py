@@ -36,21 +36,21 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from lang.scenario import Scenario
 from proofs.explore import Stats
 
 S = TypeVar("S")
 Op = TypeVar("Op")
+Op_co = TypeVar("Op_co", covariant=True)
 
 
-class SpecSystem(Protocol[S, Op]):
+class SpecSystem(Protocol[S, Op_co]):
     """What the spec explorer needs: a start, the successors of a state, a canonical key, the invariants."""
 
     def initial(self) -> S:
         """The start state."""
         ...
 
-    def successors(self, state: S) -> Iterable[tuple[Op, S]]:
+    def successors(self, state: S) -> Iterable[tuple[Op_co, S]]:
         """Every (op, successor) the bound allows from ``state``; ops the spec refuses, or that leave the state as
         it was, are left out."""
         ...
@@ -61,10 +61,6 @@ class SpecSystem(Protocol[S, Op]):
 
     def check(self, state: S) -> list[str]:
         """Every invariant ``state`` breaks (empty: none)."""
-        ...
-
-    def scenario(self, ops: list[Op], about: str) -> Scenario:
-        """The path ``ops`` as a replayable scenario saying ``about``."""
         ...
 
 
@@ -91,7 +87,8 @@ def explore_spec(
     """Breadth-first search of ``system`` to ``max_depth`` ops (at most ``max_states`` states, ``time_limit`` s).
 
     Stops at the first state that breaks an invariant: breadth-first, so its path is a shortest one.  Otherwise
-    returns up to ``sample`` paths to states of the deepest level reached, drawn with ``seed``.
+    returns up to ``sample`` paths to the deepest states reached, drawn with ``seed``: from the deepest level, and
+    when it has fewer states than ``sample``, from the levels above it in turn.
     """
     start = time.perf_counter()
     stats = Stats()
@@ -104,6 +101,8 @@ def explore_spec(
         stats.seconds = time.perf_counter() - start
         return SpecResult(stats, [], f"the start state breaks its invariants: {problems}")
     level: list[tuple[S, Hashable]] = [(root, root_key)]
+    levels: list[list[Hashable]] = [[root_key]]
+    following: list[tuple[S, Hashable]] = []
     truncated = False
     last_report = start
     depth = 0
@@ -115,7 +114,7 @@ def explore_spec(
         if depth >= max_depth:
             truncated = any(key_of(s) not in parent for state, _ in level for _, s in successors(state))
             break
-        following: list[tuple[S, Hashable]] = []
+        following = []
         for state, key in level:
             stats.explored += 1
             for op, successor in successors(state):
@@ -149,20 +148,31 @@ def explore_spec(
                 stats.seconds = now - start
                 stats.distinct = len(parent)
                 progress(stats)
-        if stats.stopped:
-            level = following or level
-            break
-        if not following:
+        if stats.stopped or not following:
             break
         level = following
+        levels.append([key for _, key in following])
         depth += 1
     stats.depth = depth
     stats.seconds = time.perf_counter() - start
     stats.distinct = len(parent)
     stats.exhausted = not truncated
     stats.visited_bytes = _visited_bytes(parent)
-    chosen = random.Random(seed).sample(level, min(sample, len(level)))
-    return SpecResult(stats, deepest=[_path_to(parent, key) for _, key in chosen])
+    if stats.stopped and following:
+        levels.append([key for _, key in following])
+    return SpecResult(stats, deepest=[_path_to(parent, key) for key in deepest(levels, sample, seed)])
+
+
+def deepest(levels: list[list[Hashable]], sample: int, seed: int) -> list[Hashable]:
+    """Up to ``sample`` keys, deepest level first, drawn at random (``seed``) within the level that runs out."""
+    rng = random.Random(seed)
+    chosen: list[Hashable] = []
+    for keys in reversed(levels):
+        room = sample - len(chosen)
+        if room <= 0:
+            break
+        chosen += keys if len(keys) <= room else rng.sample(keys, room)
+    return chosen
 
 
 def _path_to(parent: dict[Hashable, tuple[Hashable, Op] | None], key: Hashable) -> list[Op]:

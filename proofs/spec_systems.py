@@ -18,17 +18,20 @@ from dataclasses import replace
 
 from lang.errors import MMCheckError
 from lang.hardware_ops import AllocPages, FreePages
-from lang.scenario import Config, Op, Scenario
+from lang.scenario import Config, Op, Result
 from proofs import smp_system
 from proofs.smp_system import SmpBounds, kernel_key, kernel_pids, ranks
 from proofs.systems import BuddyBounds
 from properties.drivers import Lockstep
 from properties.mm.driver import spec_step
 from spec.alloc import buddy
-from spec.alloc.buddy import Block, BuddyState
+from spec.alloc.buddy import BuddyState
 from spec.mm.invariants import violations as kernel_violations
 from spec.mm.kernel import NO_CHOICES, Kernel
 from spec.smp import shootdown
+
+# A buddy move: the op and, for an allocation, the block the spec picked (None for a free).
+Pick = tuple[Op, int | None]
 
 
 class SpecBuddySystem:
@@ -38,19 +41,32 @@ class SpecBuddySystem:
     def __init__(self, bounds: BuddyBounds) -> None:
         self.bounds = bounds
         self.config = Config(frames=bounds.frames, max_order=bounds.max_order)
-        self._successors: dict[tuple[frozenset[Block], frozenset[Block]], list[tuple[Op, BuddyState]]] = {}
+        self.setup: tuple[Op, ...] = ()
 
     def initial(self) -> BuddyState:
         return buddy.initial(self.bounds.frames, self.bounds.max_order)
 
-    def successors(self, state: BuddyState) -> Iterator[tuple[Op, BuddyState]]:
+    def successors(self, state: BuddyState) -> Iterator[tuple[Pick, BuddyState]]:
         for order in range(self.bounds.max_alloc_order + 1):
             op = AllocPages(order)
             for block in sorted(state.free):
                 if block.order >= order:
-                    yield op, buddy.alloc_at(state, order, block.pfn)
+                    yield (op, block.pfn), buddy.alloc_at(state, order, block.pfn)
         for block in sorted(state.allocated):
-            yield FreePages(block.pfn, block.order), buddy.free(state, block.pfn, block.order)
+            yield (FreePages(block.pfn, block.order), None), buddy.free(state, block.pfn, block.order)
+
+    def lockstep_op(self, pick: Pick, renaming: dict[int, int]) -> Op:
+        """The op to run in lockstep: a free names the block the implementation handed out for the spec's."""
+        op, _ = pick
+        if isinstance(op, FreePages):
+            return FreePages(renaming.pop(op.pfn, op.pfn), op.order)
+        return op
+
+    def observe(self, pick: Pick, result: Result, renaming: dict[int, int]) -> None:
+        """After an allocation in lockstep: remember which block the implementation chose for the spec's pick."""
+        op, pfn = pick
+        if isinstance(op, AllocPages) and pfn is not None and "pfn" in result:
+            renaming[pfn] = int(result["pfn"])
 
     def key(self, state: BuddyState) -> Hashable:
         # Frozensets cache their hash: the pair costs two cached lookups once built.
@@ -59,8 +75,8 @@ class SpecBuddySystem:
     def check(self, state: BuddyState) -> list[str]:
         return buddy.violations(state)
 
-    def scenario(self, ops: list[Op], about: str) -> Scenario:
-        return Scenario(self.config, tuple(ops), about=about)
+    def start(self) -> Lockstep:
+        return Lockstep(self.config)
 
 
 class SpecSmpSystem:
@@ -77,14 +93,13 @@ class SpecSmpSystem:
     def __init__(self, bounds: SmpBounds) -> None:
         self.bounds = bounds
         self.config = bounds.config
+        self.setup = bounds.setup
         self.windows = smp_system.windows(bounds)
         self.spec_bounds = replace(bounds, evict=False)
 
     def initial(self) -> Kernel:
         """The spec state after :attr:`SmpBounds.setup`, run in lockstep (checked) like the lockstep explorer's."""
-        state = Lockstep(self.config)
-        for op in self.bounds.setup:
-            state.apply(op)
+        state = self.start()
         if state.spec.kernel.kernel is None:
             state.spec.kernel.boot_if_needed(state.spec.buddy, NO_CHOICES)
         k = state.spec.kernel.kernel
@@ -111,8 +126,19 @@ class SpecSmpSystem:
     def check(self, state: Kernel) -> list[str]:
         return kernel_violations(shootdown.settled(state)) + shootdown.violations(state)
 
-    def scenario(self, ops: list[Op], about: str) -> Scenario:
-        return Scenario(self.config, (*self.bounds.setup, *ops), about=about)
+    def start(self) -> Lockstep:
+        """The lockstep run after :attr:`SmpBounds.setup`: where a replay of a path starts."""
+        state = Lockstep(self.config)
+        for op in self.bounds.setup:
+            state.apply(op)
+        return state
+
+    def lockstep_op(self, op: Op, renaming: dict[int, int]) -> Op:
+        """Ops name no frames: the same op runs in lockstep."""
+        return op
+
+    def observe(self, op: Op, result: Result, renaming: dict[int, int]) -> None:
+        """Nothing to rename."""
 
 
 def _never(cpu: int) -> bool:
