@@ -148,6 +148,8 @@ def explore_and_replay(
     with ``seed``, each saved as a scenario under ``folder`` (default ``<counterexamples>/explore-<name>-spec``)."""
     result = explore_spec(system, depth, max_states, time_limit, progress, progress_every, sample, seed)
     where = folder if folder is not None else counterexample_folder() / f"explore-{name}-spec"
+    for stale in (*where.glob("deepest-*.json"), *where.glob("violation.json")):
+        stale.unlink()  # the scenarios of an earlier run: the folder holds this run's alone
     replays = []
     paths = [("violation", result.path)] if result.path is not None else []
     paths += [(f"deepest-{number:02d}", path) for number, path in enumerate(result.deepest)]

@@ -57,7 +57,7 @@ def test_a_meter_with_a_total_counts_up_to_it() -> None:
 
 
 def test_explore_off_a_terminal_prints_what_it_printed(capsys: pytest.CaptureFixture[str]) -> None:
-    assert 0 == main(["explore", "--frames", "6", "--max-order", "1"])
+    assert 0 == main(["explore", "--lockstep", "--frames", "6", "--max-order", "1"])
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert "ARG layer buddy frames 6 max_order 1 alloc_order 1 depth 20 max_states None" == lines[0]
@@ -68,7 +68,7 @@ def test_explore_off_a_terminal_prints_what_it_printed(capsys: pytest.CaptureFix
 def test_explore_on_a_terminal_draws_the_display(monkeypatch: pytest.MonkeyPatch) -> None:
     buffer = io.StringIO()
     monkeypatch.setattr("proofs.progress.Console", lambda file: terminal(buffer))
-    assert 0 == main(["explore", "--frames", "6", "--max-order", "1", "--time-limit", "30"])
+    assert 0 == main(["explore", "--lockstep", "--frames", "6", "--max-order", "1", "--time-limit", "30"])
     shown = buffer.getvalue()
     assert "explore" in shown and "states" in shown and "done" in shown and "left of 30s" in shown
 
