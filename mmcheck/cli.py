@@ -414,6 +414,33 @@ def cmd_oracle_pressure(args: argparse.Namespace) -> int:
     return 0 if agree else 1
 
 
+def cmd_oracle_oom(args: argparse.Namespace) -> int:
+    from lang.errors import OracleUnavailable
+    from oracles.linux import oom
+    from oracles.linux.pressure_host import cgroup_kind, unavailable_pressure
+
+    case = oom.EXAMPLE if args.file is None else oom.load_case(args.file)
+    why = unavailable_pressure() or (None if cgroup_kind() == "v1" else "no cgroup v1 memory controller")
+    if why is not None:
+        raise OracleUnavailable(f"oracle oom: {why}")
+    refused = oom.negative_adj_refused() if min(case.adjs) < 0 else None
+    if refused:
+        raise OracleUnavailable(f"oracle oom: {refused}")
+    verdict = oom.check(case, oom.run_case(case))
+    if args.json:
+        out = {
+            "case": case.to_json(),
+            "oom_score": [{"process": i, "kernel": got, "model": want} for i, got, want in verdict.scores],
+            "victims": [{"kernel": k, "model": m} for k, m in verdict.victims],
+            "problems": verdict.problems,
+        }
+        print(json.dumps(out))
+    else:
+        for line in oom.report(verdict):
+            print(line)
+    return 0 if verdict.agree else 1
+
+
 def cmd_oracle(args: argparse.Namespace) -> int:
     from oracles.qemu.oracle import compare, run
 
@@ -421,6 +448,8 @@ def cmd_oracle(args: argparse.Namespace) -> int:
         return cmd_oracle_slab(args)
     if args.oracle == "pressure":
         return cmd_oracle_pressure(args)
+    if args.oracle == "oom":
+        return cmd_oracle_oom(args)
     if args.file is None:
         raise InvalidArgument(f"oracle {args.oracle} needs a scenario file")
     if args.oracle == "linux":
@@ -772,18 +801,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("oracle", help="run a scenario on an independent oracle and compare with spec and impl")
     p.add_argument(
         "oracle",
-        choices=("qemu", "linux", "slab", "pressure"),
+        choices=("qemu", "linux", "slab", "pressure", "oom"),
         help="qemu: QEMU's x86 page walker in a bare-metal guest; linux: this machine's kernel, in real processes; "
         "slab: this kernel's slab caches (/sys/kernel/slab) against the slab geometry, no scenario file; "
         "pressure: MemAvailable against si_mem_available, and a pressure scenario (if given) in a memory cgroup "
-        "with a swap file, with agreement counts per compared quantity",
+        "with a swap file, with agreement counts per compared quantity; "
+        "oom: the OOM killer's victims and oom_score in a cgroup v1 memory group (an OOM case file if given)",
     )
     p.add_argument(
         "file",
         nargs="?",
         default=None,
         help="scenario JSON file: MMU ops (write_phys, read_phys, set_cpu, access) for qemu, kernel ops for linux, "
-        "kernel and pressure ops for pressure",
+        "kernel and pressure ops for pressure, an OOM case (limit, swap, tasks, offender_adj, grow) for oom",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object with a results list")
     p.set_defaults(func=cmd_oracle)

@@ -119,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m proofs.mutmut_run", description=__doc__.split("\n\n")[0])
     p.add_argument("--budget", type=float, default=900.0, help="seconds before mutmut is stopped (default 900)")
     p.add_argument("--children", type=int, default=1, help="mutants run at once (mutmut --max-children)")
+    p.add_argument("names", nargs="*", help="run only these mutants (mutmut run NAMES); all by default")
     return p
 
 
@@ -128,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mutmut_run: --budget must be a positive number of seconds, --children at least 1", file=sys.stderr)
         return 2
     with Meter("mutmut", "mutants", budget=args.budget) as meter:
-        code, stopped, last = run([*COMMAND, "--max-children", str(args.children)], args.budget, meter)
+        code, stopped, last = run([*COMMAND, "--max-children", str(args.children), *args.names], args.budget, meter)
     if last is not None:
         print(f"mutmut: {last.note()}" + (f" when the {args.budget:.0f}s budget ran out" if stopped else ""))
     if stopped:

@@ -34,6 +34,9 @@ from properties.recording import save_counterexample
 from properties.replay import result_matches
 from spec.pressure import files as spec_files
 
+# The live kernel, its memory cgroups, swap files and page-cluster are shared: its tests run on one worker.
+pytestmark = pytest.mark.xdist_group("live-kernel")
+
 UNAVAILABLE = linux_oracle.unavailable()
 needs_kernel = requires("root/gcc", UNAVAILABLE)
 

@@ -29,6 +29,9 @@ from oracles.linux.pressure_host import unavailable_pressure
 from oracles.linux.pressure_scenarios import over_limit, pressure_scenarios
 from properties.recording import save_counterexample
 
+# The live kernel, its memory cgroups, swap files and page-cluster are shared: its tests run on one worker.
+pytestmark = pytest.mark.xdist_group("live-kernel")
+
 UNAVAILABLE = unavailable_pressure()
 needs_pressure = requires("root/memory cgroup/swap", UNAVAILABLE)
 needs_proc = requires("/proc/zoneinfo", None if Path("/proc/zoneinfo").exists() else "no /proc/zoneinfo: not Linux")

@@ -80,22 +80,28 @@ def cache_folder() -> Path:
     return Path(os.environ.get("MMCHECK_CACHE", ROOT / ".cache")) / "linux-oracle"
 
 
-def build_helper() -> Path:
-    """The access helper as a shared object, compiled once per source version."""
-    digest = hashlib.sha256(" ".join(CFLAGS).encode() + HELPER_SOURCE.read_bytes()).hexdigest()[:16]
-    target = cache_folder() / digest / "access.so"
+def compiled(source: Path, flags: Sequence[str], name: str, what: str) -> Path:
+    """``source`` compiled by gcc with ``flags`` into the cache folder as ``name``, once per source and flags
+    (the folder is named by their digest); ``what`` names the program in the error of a failed build."""
+    digest = hashlib.sha256(" ".join(flags).encode() + source.read_bytes()).hexdigest()[:16]
+    target = cache_folder() / digest / name
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        built = Path(tmp) / "access.so"
+        built = Path(tmp) / name
         done = subprocess.run(
-            ["gcc", *CFLAGS, "-o", str(built), str(HELPER_SOURCE)], capture_output=True, text=True, check=False
+            ["gcc", *flags, "-o", str(built), str(source)], capture_output=True, text=True, check=False
         )
         if done.returncode:
-            raise OracleError(f"building the access helper failed:\n{done.stderr}")
+            raise OracleError(f"building {what} failed:\n{done.stderr}")
         os.replace(built, target)
     return target
+
+
+def build_helper() -> Path:
+    """The access helper as a shared object, compiled once per source version."""
+    return compiled(HELPER_SOURCE, CFLAGS, "access.so", "the access helper")
 
 
 def libc() -> ctypes.CDLL:

@@ -40,7 +40,7 @@ from lang.scenario import Config, Op, Result, Scenario
 from oracles.linux.host import ADVICE, PAGE, PAGE_SHIFT, PM_PRESENT, PM_SWAP, TASK_SIZE, WINDOW, libc, read_pagemap
 from oracles.linux.live import LinuxRun, prot_bits
 from oracles.linux.oracle import check_supported, range_outside_window
-from oracles.linux.pressure_host import PressureHost, unavailable_pressure
+from oracles.linux.pressure_host import LIMIT, PressureHost, unavailable_pressure
 from properties.drivers import ImplRunner, SpecRunner
 from properties.replay import ReplayInputError
 
@@ -419,9 +419,8 @@ def run(scenario: Scenario, models: Sequence[str] = MODELS, limit: int | None = 
     sides = {m: PressureModel(scenario.config, m, pages) for m in models}
     model_steps = {m: [(s.apply(i, op), s.view()) for i, op in enumerate(scenario.ops)] for m, s in sides.items()}
     verdict = PressureVerdict()
-    host_limit = {} if limit is None else {"limit": limit}
     comparison = compare if limit is None else compare_chosen
-    with PressureHost(**host_limit) as host, PressureRun(scenario.config, pages, host) as linux:
+    with PressureHost(LIMIT if limit is None else limit) as host, PressureRun(scenario.config, pages, host) as linux:
         for index, op in enumerate(scenario.ops):
             result = linux.apply(op)
             view = linux.view()

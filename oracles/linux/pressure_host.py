@@ -102,10 +102,12 @@ def run(*argv: str) -> None:
 
 
 class PressureHost:
-    """The cgroup, the swap file and page-cluster for one run.  A context manager: everything is undone on exit."""
+    """The cgroup, the swap file (unless ``swap`` is false) and page-cluster for one run.  A context manager:
+    everything is undone on exit."""
 
-    def __init__(self, limit: int = LIMIT) -> None:
+    def __init__(self, limit: int = LIMIT, swap: bool = True) -> None:
         self.limit = limit
+        self.swap = swap
         why = unavailable_pressure()
         if why:
             raise OracleError(why)
@@ -129,11 +131,12 @@ class PressureHost:
         self.close()
 
     def setup(self) -> None:
-        run("dd", "if=/dev/zero", f"of={self.swapfile}", "bs=1M", f"count={SWAP_MIB}", "status=none")
-        self.swapfile.chmod(0o600)
-        run("mkswap", str(self.swapfile))
-        run("swapon", "--priority", "32767", str(self.swapfile))
-        self.swap_on = True
+        if self.swap:
+            run("dd", "if=/dev/zero", f"of={self.swapfile}", "bs=1M", f"count={SWAP_MIB}", "status=none")
+            self.swapfile.chmod(0o600)
+            run("mkswap", str(self.swapfile))
+            run("swapon", "--priority", "32767", str(self.swapfile))
+            self.swap_on = True
         self.page_cluster = PAGE_CLUSTER.read_text().strip()
         PAGE_CLUSTER.write_text("0")
         self.affinity = os.sched_getaffinity(0)

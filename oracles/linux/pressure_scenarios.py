@@ -1,12 +1,13 @@
 """Small memory-pressure scenarios for the live-kernel pressure oracle (:mod:`oracles.linux.pressure`).
 
 One or two live processes (a spawn, sometimes a fork), a few mapping slots at
-the start of the oracle's window: private anonymous mappings of one to three
-pages, shared anonymous ones of one page, and one-page file mappings (shared
-or private, of one page of one of two files): a file mapping one page long
-has no neighbour for fault-around to map (mm/memory.c ``do_fault_around``
-stays inside the VMA), so what is present does not depend on
-``fault_around_bytes``.  Then loads, stores, ``madvise`` (pageout, cold,
+the start of the oracle's window: anonymous mappings, private or shared, of
+one to three pages, and file mappings (shared or private) of one to three
+pages of one of two files, never past the file's end when made.  A read fault
+on a file or shared anonymous mapping of more than one page maps the
+neighbours already in the page cache (mm/memory.c ``do_fault_around``, the
+default 64 KiB window, as the model's ``fault_around_bytes``), so present
+bits, RSS and later fault counts depend on it on both sides.  Then loads, stores, ``madvise`` (pageout, cold,
 dontneed) over a slot, ``pread``/``pwrite``, ``fsync``, ``msync``,
 ``truncate``, ``status``, ``pagemap``, and at most one ``swapoff`` near the
 end.  A shared anonymous slot gets ``cold`` where another would get
@@ -58,11 +59,12 @@ def pressure_scenarios(draw: st.DrawFn, max_steps: int = 16) -> Scenario:
                 shared = draw(st.booleans())
                 prot = draw(st.sampled_from(["rw-", "rw-", "r--"]))
                 offset = draw(st.integers(0, FILES[name] - 1))
-                program.append(pops.MmapFile(pid, slot_va(slot), 1, prot, name, shared, offset))
-                mapped[slot] = 1
+                pages = draw(st.integers(1, min(3, FILES[name] - offset)))
+                program.append(pops.MmapFile(pid, slot_va(slot), pages, prot, name, shared, offset))
+                mapped[slot] = pages
                 shmem.discard(slot)
             else:
-                pages = 1 if shape == "shared" else draw(st.integers(1, 3))
+                pages = draw(st.integers(1, 3))
                 program.append(ops.Mmap(pid, slot_va(slot), pages, "rw-", shape == "shared"))
                 mapped[slot] = pages
                 if shape == "shared":

@@ -44,7 +44,7 @@ runs ``out_of_memory`` as the allocator would), a kill whose memory is freed lat
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from spec.mm.kernel import Kernel, space, updated, without
@@ -109,23 +109,51 @@ def c_div(a: int, b: int) -> int:
     return q if (a >= 0) == (b > 0) else -q
 
 
+def badness_of(rss: int, swapents: int, pgtables: int, adj: int, totalpages: int) -> int | None:
+    """``oom_badness()`` on its inputs, all in pages: ``get_mm_rss`` (anon + file + shmem), ``MM_SWAPENTS``,
+    ``mm_pgtables_bytes / PAGE_SIZE``, plus ``adj * (totalpages / 1000)`` (the division first); None for
+    LONG_MIN (``oom_score_adj`` -1000)."""
+    if adj == OOM_SCORE_ADJ_MIN:
+        return None
+    return rss + swapents + pgtables + adj * (totalpages // 1000)
+
+
+def displayed_score(points: int | None, totalpages: int) -> int:
+    """What ``/proc/PID/oom_score`` shows for a badness (fs/proc/base.c ``proc_oom_score``): 0 for LONG_MIN,
+    else ``(1000 + badness * 1000 / totalpages) * 2 / 3`` in C's truncating division."""
+    return 0 if points is None else c_div((1000 + c_div(points * 1000, totalpages)) * 2, 3)
+
+
+def memcg_domain_total(limit: int, memsw_limit: int, total_swap: int, swappiness: int = 60) -> int:
+    """The domain of a cgroup v1 OOM (mm/memcontrol.c ``mem_cgroup_get_max``, memsw accounting on), in
+    pages: the memory limit plus the swap the group may use, ``min(memsw.max - memory.max,
+    total_swap_pages)``, when its swappiness is not 0; the limit alone otherwise."""
+    return limit + min(memsw_limit - limit, total_swap) if swappiness else limit
+
+
+def chosen_victim(points: Iterable[tuple[int, int | None]]) -> tuple[int, int] | None:
+    """``select_bad_process`` over (pid, badness) pairs in scan order: the highest badness, a later task
+    winning a tie (``oom_evaluate_task`` skips only ``points < chosen_points``); None if none is eligible."""
+    chosen: tuple[int, int] | None = None
+    for pid, value in points:
+        if value is not None and (chosen is None or value >= chosen[1]):
+            chosen = (pid, value)
+    return chosen
+
+
 def badness(k: Kernel, pid: int, totalpages: int) -> int | None:
     """``oom_badness(p, totalpages)``; None for LONG_MIN (init, or ``oom_score_adj`` -1000)."""
-    adj = oom_score_adj(k, pid)
-    if pid == INIT_PID or adj == OOM_SCORE_ADJ_MIN:
+    if pid == INIT_PID:
         return None
     anon, file, shmem, swapents = rss_and_swap(k, pid)
-    points = anon + file + shmem + swapents + page_tables(k, pid)
-    return points + adj * (totalpages // 1000)
+    return badness_of(anon + file + shmem, swapents, page_tables(k, pid), oom_score_adj(k, pid), totalpages)
 
 
 def oom_score(k: Kernel, pid: int) -> OomScore:
     """``/proc/PID/oom_score`` with the machine's totals, and ``oom_score_adj``."""
     space(k, pid)
     totalpages = total_pages(k)
-    points = badness(k, pid, totalpages)
-    score = 0 if points is None else c_div((1000 + c_div(points * 1000, totalpages)) * 2, 3)
-    return OomScore(score, oom_score_adj(k, pid))
+    return OomScore(displayed_score(badness(k, pid, totalpages), totalpages), oom_score_adj(k, pid))
 
 
 def candidates(k: Kernel, totalpages: int) -> list[tuple[int, int]]:
@@ -140,11 +168,7 @@ def candidates(k: Kernel, totalpages: int) -> list[tuple[int, int]]:
 
 def select_bad_process(k: Kernel, totalpages: int) -> tuple[int, int] | None:
     """The victim and its points: the highest badness, a later task winning a tie; None if none is eligible."""
-    chosen: tuple[int, int] | None = None
-    for pid, points in candidates(k, totalpages):
-        if chosen is None or points >= chosen[1]:
-            chosen = (pid, points)
-    return chosen
+    return chosen_victim(candidates(k, totalpages))
 
 
 def kill_report(k: Kernel, pid: int, points: int, message: str) -> OomKill:
