@@ -9,9 +9,13 @@ so the rules executed are the invariant checks less the teardowns.  The time
 includes Hypothesis's own work (drawing the data, choosing rules): it is the
 rate a user of ``nox -s verify`` sees.
 
-The explorer runs each system of :mod:`proofs.systems` (the buddy allocator
-to exhaustion or a state budget, the SMP layer for a time budget) and reports
-:attr:`proofs.explore.Stats.rate`.
+The spec explorer (:mod:`proofs.spec_explore`) runs the buddy allocator's and
+the SMP layer's L1 spec (:mod:`proofs.spec_systems`) for a time budget each and
+reports :attr:`proofs.explore.Stats.rate`, distinct states per second on one
+core: the targeted rows.  The lockstep explorer (:mod:`proofs.explore`: spec,
+implementation and L0 at every transition) is reported beside it, without a
+target.  Then each configuration of :data:`EXHAUST` is run by the spec explorer
+to exhaustion or its budget: states, transitions, depth, seconds, exhausted or not.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine
 
 from lang.verdict import Status
-from proofs import systems
+from proofs import smp_system, systems
 from proofs.explore import Stats, explore
-from proofs.systems import VERIFY_BOUNDS, BuddySystem
+from proofs.spec_explore import explore_spec
+from proofs.spec_systems import SpecBuddySystem, SpecSmpSystem
+from proofs.systems import VERIFY_BOUNDS, BuddyBounds, BuddySystem
 from properties import machinery
 from properties.alloc.buddy_machine import BuddyMachine
 from properties.mm.kernel_machine import KernelMachine
@@ -119,10 +125,30 @@ def machine_rate(name: str, examples: int) -> MachineRate:
 class ExplorerRate:
     system: str
     stats: Stats
+    bounds: str = ""
+
+
+# The spec explorer's rate bounds: the buddy allocator of 16 frames (orders 0-2 allocated, max_order 3), every block
+# the spec allows; the SMP layer of proofs.smp_system.RATE_BOUNDS (2 CPUs, 2 processes, 2 pages, every change in
+# flight).  Neither is exhausted within a budget of seconds, so the rate is that of a run well past its start.
+SPEC_BUDDY_BOUNDS = BuddyBounds(frames=16, max_order=3, max_alloc_order=2)
+
+
+def spec_explorer_rates(seconds: float) -> list[ExplorerRate]:
+    """Distinct states per second of the spec explorer, buddy and SMP, each run for about ``seconds``."""
+    runs: list[tuple[str, Any, str]] = [
+        ("buddy", SpecBuddySystem(SPEC_BUDDY_BOUNDS), describe_buddy(SPEC_BUDDY_BOUNDS)),
+        ("smp", SpecSmpSystem(smp_system.RATE_BOUNDS), smp_system.RATE_BOUNDS.describe()),
+    ]
+    return [ExplorerRate(name, _explore_spec(system, seconds), bounds) for name, system, bounds in runs]
+
+
+def describe_buddy(bounds: BuddyBounds) -> str:
+    return f"{bounds.frames} frames, max_order {bounds.max_order}, allocations of order 0-{bounds.max_alloc_order}"
 
 
 def explorer_rates(max_states: int | None, smp_seconds: float) -> list[ExplorerRate]:
-    """Distinct states per second of each explorer system.
+    """Distinct states per second of each lockstep explorer system.
 
     Buddy: breadth-first over the bounds ``verify`` exhausts (at most
     ``max_states``); SMP: :func:`proofs.systems.smp_rate` for ``smp_seconds``.
@@ -139,3 +165,39 @@ def _explore(system: BuddySystem, max_states: int | None) -> Stats:
     if result.path is not None:
         raise BenchmarkCrash(f"the explorer found a violation while measured: {result.reason}")
     return result.stats
+
+
+def _explore_spec(system: Any, seconds: float, max_depth: int = 1000) -> Stats:
+    result = explore_spec(system, max_depth=max_depth, time_limit=seconds, sample=0)
+    if result.path is not None:
+        raise BenchmarkCrash(f"the spec explorer found a violation while measured: {result.reason}")
+    return result.stats
+
+
+# The configurations the spec explorer is run to exhaustion on (or its budget): name, system, description.  The last
+# is the issue's 2 CPUs x 2 processes x 2 pages with fork, munmap, mprotect and madvise in flight.
+EXHAUST: tuple[tuple[str, Callable[[], Any], str], ...] = (
+    ("buddy, verify's bound", lambda: SpecBuddySystem(VERIFY_BOUNDS), describe_buddy(VERIFY_BOUNDS)),
+    ("buddy, 16 frames", lambda: SpecBuddySystem(SPEC_BUDDY_BOUNDS), describe_buddy(SPEC_BUDDY_BOUNDS)),
+    (
+        "smp, verify's bound",
+        lambda: SpecSmpSystem(smp_system.VERIFY_BOUNDS),
+        smp_system.VERIFY_BOUNDS.describe(),
+    ),
+    (
+        "smp, 2 CPUs x 2 procs x 1 page",
+        lambda: SpecSmpSystem(smp_system.SMALL_BOUNDS),
+        smp_system.SMALL_BOUNDS.describe(),
+    ),
+    (
+        "smp, 2 CPUs x 2 procs x 2 pages",
+        lambda: SpecSmpSystem(smp_system.RATE_BOUNDS),
+        smp_system.RATE_BOUNDS.describe(),
+    ),
+)
+
+
+def exhausted(budget: float, only: int | None = None) -> list[ExplorerRate]:
+    """Each configuration of :data:`EXHAUST` (the first ``only`` of them) run by the spec explorer for at most
+    ``budget`` seconds: exhausted, or how far it got."""
+    return [ExplorerRate(name, _explore_spec(make(), budget), bounds) for name, make, bounds in EXHAUST[:only]]

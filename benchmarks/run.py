@@ -13,8 +13,9 @@ Each row is measured in this run on the implementation and on the spec
   and of anonymous pages to swap (:mod:`benchmarks.bench_pressure`);
 - shootdown: IPIs, INVLPGs and full flushes of a munmap against a broadcast
   (:mod:`benchmarks.bench_tlb`; counts, not timings);
-- harness: state-machine steps per second and explorer distinct states per
-  second (:mod:`benchmarks.harness`).
+- harness: state-machine steps per second, the spec explorer's and the lockstep
+  explorer's distinct states per second, and the spec explorer run to exhaustion
+  on each configuration of :data:`benchmarks.harness.EXHAUST` (:mod:`benchmarks.harness`).
 
 Buddy, fork, translation, faults and reclaim also run at three sizes each; the growth of the
 per-unit cost from one size to the next is reported and plotted (one panel
@@ -76,6 +77,9 @@ class Plan:
     machine_examples: int
     explorer_states: int | None
     smp_explorer_seconds: float
+    spec_explorer_seconds: float
+    exhaust_seconds: float
+    exhaust_only: int | None
     fault_pages: int
     swapin_pages: int
     fault_sizes: tuple[int, ...]
@@ -105,6 +109,9 @@ FULL = Plan(
     machine_examples=50,
     explorer_states=None,
     smp_explorer_seconds=15.0,
+    spec_explorer_seconds=20.0,
+    exhaust_seconds=60.0,
+    exhaust_only=None,
     fault_pages=256,
     swapin_pages=128,
     fault_sizes=(256, 1024, 4096),
@@ -129,6 +136,9 @@ QUICK = Plan(
     machine_examples=2,
     explorer_states=300,
     smp_explorer_seconds=0.5,
+    spec_explorer_seconds=0.5,
+    exhaust_seconds=2.0,
+    exhaust_only=3,
     fault_pages=32,
     swapin_pages=16,
     fault_sizes=(16, 32, 64),
@@ -492,19 +502,30 @@ def harness_family(plan: Plan, report: Report) -> None:
             note=f"{rate.steps} steps in {rate.seconds:.1f}s",
         )
         report.rows.append(at_least(row, "value", MACHINE_STEPS, f">= {MACHINE_STEPS:,.0f} steps/s"))
-    say("harness: the explorer")
+    say(f"harness: the spec explorer, {plan.spec_explorer_seconds:g}s a system")
+    for explored in harness.spec_explorer_rates(plan.spec_explorer_seconds):
+        row = explorer_row(f"spec explorer distinct states/s, {explored.system}", explored, rate=True)
+        report.rows.append(at_least(row, "value", EXPLORER_STATES, f">= {EXPLORER_STATES:,.0f} states/s per core"))
+    say("harness: the lockstep explorer (spec, implementation and L0 at every transition)")
     for explored in harness.explorer_rates(plan.explorer_states, plan.smp_explorer_seconds):
-        stats = explored.stats
-        bound = "exhausted" if stats.exhausted else "stopped at its budget"
-        row = Row(
-            "harness",
-            f"explorer distinct states/s, {explored.system}",
-            "states/s",
-            "harness",
-            value=stats.rate,
-            note=f"{stats.distinct} states, depth {stats.depth}, {bound}, {stats.seconds:.1f}s",
-        )
-        report.rows.append(at_least(row, "value", EXPLORER_STATES, f">= {EXPLORER_STATES:,.0f} states/s"))
+        report.rows.append(explorer_row(f"lockstep explorer distinct states/s, {explored.system}", explored, rate=True))
+    say(f"harness: the spec explorer to exhaustion, at most {plan.exhaust_seconds:g}s a configuration")
+    for explored in harness.exhausted(plan.exhaust_seconds, plan.exhaust_only):
+        report.rows.append(explorer_row(f"spec explorer states, {explored.system}", explored, rate=False))
+
+
+def explorer_row(measure: str, explored: harness.ExplorerRate, rate: bool) -> Row:
+    """A row of the explorer's rate (``rate``) or of the states it reached, with what it ran over and how far."""
+    stats = explored.stats
+    bound = "exhausted" if stats.exhausted else f"not exhausted ({stats.bound})"
+    note = (
+        f"{stats.distinct:,} states, {stats.transitions:,} transitions, depth {stats.depth}, {bound}, "
+        f"{stats.seconds:.1f}s"
+        + (f", {stats.rate:,.0f} states/s" if not rate else "")
+        + (f"; {explored.bounds}" if explored.bounds else "")
+    )
+    value = stats.rate if rate else float(stats.distinct)
+    return Row("harness", measure, "states/s" if rate else "states", "harness", value=value, note=note)
 
 
 FAMILIES = {

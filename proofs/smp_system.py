@@ -636,6 +636,8 @@ def rate(seconds: float, bounds: SmpBounds | None = None) -> Stats:
 
 
 RATE_BOUNDS = SmpBounds()
+# RATE_BOUNDS over one page: 2 CPUs, 2 processes, every change in flight.
+SMALL_BOUNDS = replace(RATE_BOUNDS, pages=1)
 # verify's bound: exhausted (every reachable state, to the depth where no new one appears) or not a pass.  One
 # process runs on both CPUs with one written page; from there every interleaving of munmap and mprotect (to r--)
 # in flight, step by step, with loads, stores, switches, kernel threads (lazy TLB) and evictions on both CPUs.

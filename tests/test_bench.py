@@ -91,7 +91,9 @@ def test_the_rows_cover_what_the_issue_lists(report: dict[str, Any]) -> None:
     for name in ("IPIs", "INVLPGs", "full flushes"):
         assert any(m.endswith(f": {name}") for m in measures)
     assert {f"{name} machine steps/s" for name in MACHINES} <= set(measures)
-    assert {"explorer distinct states/s, buddy", "explorer distinct states/s, smp"} <= set(measures)
+    for explorer in ("spec", "lockstep"):
+        assert {f"{explorer} explorer distinct states/s, {s}" for s in ("buddy", "smp")} <= set(measures)
+    assert {"spec explorer states, buddy, verify's bound", "spec explorer states, smp, verify's bound"} <= set(measures)
     kinds = ("minor, anonymous zero page", "minor, page-cache hit", "major, file read", "major, swap-in")
     assert {f"faults/s, {kind}" for kind in kinds} <= set(measures)
     assert sum(m.startswith("reclaim of ") and m.endswith("clean page-cache pages") for m in measures) == 2
