@@ -165,11 +165,15 @@ def check_db(text: str) -> str:
     """``text`` if it names a usable database: a directory (made if missing) or ``redis://host[:port][/db]``."""
     if "://" not in text:
         if Path(text).exists() and not Path(text).is_dir():
-            raise FuzzArgumentError(f"--db {text!r} is a file: give a directory (made if missing) or redis://host:port/db")
+            raise FuzzArgumentError(
+                f"--db {text!r} is a file: give a directory (made if missing) or redis://host:port/db"
+            )
         return text
     url = urlparse(text)
     if url.scheme != "redis":
-        raise FuzzArgumentError(f"--db {text!r}: scheme {url.scheme!r} is not redis: give a directory or redis://host:port/db")
+        raise FuzzArgumentError(
+            f"--db {text!r}: scheme {url.scheme!r} is not redis: give a directory or redis://host:port/db"
+        )
     try:
         url.port  # noqa: B018 - parsing the port is the check
     except ValueError:
@@ -177,7 +181,9 @@ def check_db(text: str) -> str:
     if not url.hostname:
         raise FuzzArgumentError(f"--db {text!r} names no host: give redis://host:port/db")
     if url.path not in ("", "/") and not url.path[1:].isdigit():
-        raise FuzzArgumentError(f"--db {text!r}: the database after the port must be a number, like redis://host:6379/0")
+        raise FuzzArgumentError(
+            f"--db {text!r}: the database after the port must be a number, like redis://host:6379/0"
+        )
     return text
 
 
