@@ -31,7 +31,7 @@ The state is immutable; every rule returns a new one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import NewType
 
@@ -45,6 +45,7 @@ from lang.errors import (
     OrderOutOfRange,
     WrongOrder,
 )
+from lang.records import replace
 
 Order = NewType("Order", int)
 

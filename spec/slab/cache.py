@@ -45,7 +45,7 @@ for a cache without a constructor holds whatever it held before.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from lang.errors import (
@@ -65,6 +65,7 @@ from lang.errors import (
     UnknownCpu,
     WrongCache,
 )
+from lang.records import replace
 from spec.alloc import buddy as spec_buddy
 from spec.alloc.buddy import BuddyState, OutOfMemory
 from spec.slab import geometry
