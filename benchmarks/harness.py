@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine
 
 from lang.verdict import Status
-from proofs import smp_system, systems
+from proofs import promela, smp_system, systems
 from proofs.explore import Stats, explore
 from proofs.spec_explore import explore_spec
 from proofs.spec_systems import SpecBuddySystem, SpecSmpSystem
@@ -201,3 +201,17 @@ def exhausted(budget: float, only: int | None = None) -> list[ExplorerRate]:
     """Each configuration of :data:`EXHAUST` (the first ``only`` of them) run by the spec explorer for at most
     ``budget`` seconds: exhausted, or how far it got."""
     return [ExplorerRate(name, _explore_spec(make(), budget), bounds) for name, make, bounds in EXHAUST[:only]]
+
+
+def shared_model(processes: int) -> tuple[Stats, promela.SpinRun | None, str]:
+    """The lost update of ``processes`` processes (:func:`proofs.promela.lost_update`) counted by the spec explorer
+    and, when it is installed, by SPIN without partial-order reduction; the name of the model.  Unequal counts are
+    a crash: the explorer and SPIN disagree on what is reachable."""
+    model = promela.lost_update(processes)
+    stats = _explore_spec(promela.ModelSystem(model, invariant=False), 10_000)
+    if not stats.exhausted:
+        raise BenchmarkCrash(f"{model.name} was not exhausted")
+    spin = None if promela.spin_missing() else promela.spin_count(model)
+    if spin is not None and spin.states != stats.distinct:
+        raise BenchmarkCrash(f"{model.name}: the explorer reached {stats.distinct} states, SPIN stored {spin.states}")
+    return stats, spin, model.name

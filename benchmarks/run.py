@@ -80,6 +80,7 @@ class Plan:
     spec_explorer_seconds: float
     exhaust_seconds: float
     exhaust_only: int | None
+    shared_processes: int
     fault_pages: int
     swapin_pages: int
     fault_sizes: tuple[int, ...]
@@ -112,6 +113,7 @@ FULL = Plan(
     spec_explorer_seconds=20.0,
     exhaust_seconds=60.0,
     exhaust_only=None,
+    shared_processes=6,
     fault_pages=256,
     swapin_pages=128,
     fault_sizes=(256, 1024, 4096),
@@ -139,6 +141,7 @@ QUICK = Plan(
     spec_explorer_seconds=0.5,
     exhaust_seconds=2.0,
     exhaust_only=3,
+    shared_processes=3,
     fault_pages=32,
     swapin_pages=16,
     fault_sizes=(16, 32, 64),
@@ -159,6 +162,7 @@ BUDDY_RATIO = 50.0
 FLAT = 1.5
 MACHINE_STEPS = 1_000.0
 EXPLORER_STATES = 20_000.0
+MUSIL = "musil not run: it needs Python 3.12, this machine has 3.11"
 
 
 def say(text: str) -> None:
@@ -509,6 +513,30 @@ def harness_family(plan: Plan, report: Report) -> None:
     say("harness: the lockstep explorer (spec, implementation and L0 at every transition)")
     for explored in harness.explorer_rates(plan.explorer_states, plan.smp_explorer_seconds):
         report.rows.append(explorer_row(f"lockstep explorer distinct states/s, {explored.system}", explored, rate=True))
+    say(f"harness: a shared model, the lost update of {plan.shared_processes} processes, by the explorer and SPIN")
+    stats, spin, name = harness.shared_model(plan.shared_processes)
+    agreed = "SPIN not installed" if spin is None else f"SPIN -DNOREDUCE stores {spin.states:,}: equal"
+    report.rows.append(
+        Row(
+            "harness",
+            f"shared model states/s, {name}: spec explorer",
+            "states/s",
+            "harness",
+            value=stats.rate,
+            note=f"{stats.distinct:,} states, exhausted, {stats.seconds:.2f}s; {agreed}; {MUSIL}",
+        )
+    )
+    if spin is not None:
+        report.rows.append(
+            Row(
+                "harness",
+                f"shared model states/s, {name}: SPIN",
+                "states/s",
+                "harness",
+                value=spin.rate,
+                note=f"{spin.states:,} states stored, pan's run {spin.seconds:.2f}s with its start (not its build)",
+            )
+        )
     say(f"harness: the spec explorer to exhaustion, at most {plan.exhaust_seconds:g}s a configuration")
     for explored in harness.exhausted(plan.exhaust_seconds, plan.exhaust_only):
         report.rows.append(explorer_row(f"spec explorer states, {explored.system}", explored, rate=False))

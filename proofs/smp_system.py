@@ -535,8 +535,8 @@ def kernel_key(
         tuple(sorted((pid[p], space_key(sp, gens[p])) for p, sp in k.procs.items())),
         freeze_shared(k.objects),
         tuple(sorted((pin[n], freeze(p)) for n, p in k.pins.items())),
-        freeze(k.zero_words),
-        freeze(k.kernel_words),
+        freeze_shared(k.zero_words),
+        freeze_shared(k.kernel_words),
         k.next_object,
         tuple(cpus),
         tuple(freeze_shared(tlb) for tlb in k.tlbs),
@@ -545,7 +545,7 @@ def kernel_key(
         k.gathering,
         k.gathered,
         tuple(sorted((pid[p], adj) for p, adj in k.oom_score_adj.items())),
-        freeze(k.oom_sysctls),
+        freeze_shared(k.oom_sysctls),
     )
 
 

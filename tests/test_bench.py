@@ -94,6 +94,7 @@ def test_the_rows_cover_what_the_issue_lists(report: dict[str, Any]) -> None:
     for explorer in ("spec", "lockstep"):
         assert {f"{explorer} explorer distinct states/s, {s}" for s in ("buddy", "smp")} <= set(measures)
     assert {"spec explorer states, buddy, verify's bound", "spec explorer states, smp, verify's bound"} <= set(measures)
+    assert "shared model states/s, lost update, 3 processes: spec explorer" in measures
     kinds = ("minor, anonymous zero page", "minor, page-cache hit", "major, file read", "major, swap-in")
     assert {f"faults/s, {kind}" for kind in kinds} <= set(measures)
     assert sum(m.startswith("reclaim of ") and m.endswith("clean page-cache pages") for m in measures) == 2
