@@ -20,9 +20,13 @@ to exhaustion or its budget: states, transitions, depth, seconds, exhausted or n
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
@@ -215,3 +219,49 @@ def shared_model(processes: int) -> tuple[Stats, promela.SpinRun | None, str]:
     if spin is not None and spin.states != stats.distinct:
         raise BenchmarkCrash(f"{model.name}: the explorer reached {stats.distinct} states, SPIN stored {spin.states}")
     return stats, spin, model.name
+
+
+MUSIL_PYTHON = "MMCHECK_MUSIL_PYTHON"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class MusilRun:
+    states: int
+    seconds: float
+    version: str
+
+    @property
+    def rate(self) -> float:
+        return self.states / self.seconds if self.seconds else 0.0
+
+
+def musil_python() -> str | None:
+    """musil's interpreter: ``$MMCHECK_MUSIL_PYTHON``, else that of ``nox -s musil`` when it has run, else None."""
+    named = os.environ.get(MUSIL_PYTHON)
+    if named:
+        return named
+    made = ROOT / ".nox" / "musil" / "bin" / "python"
+    return str(made) if made.exists() else None
+
+
+def musil_rate(processes: int) -> MusilRun | None:
+    """The lost update of ``processes`` processes checked by musil (:mod:`benchmarks.musil_rate`), or None when no
+    interpreter with musil is at hand.  A failed run is a crash."""
+    python = musil_python()
+    if python is None:
+        return None
+    done = subprocess.run(
+        [python, str(ROOT / "benchmarks" / "musil_rate.py"), str(processes)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchmarkCrash(f"musil's run failed ({python}):\n{done.stderr}")
+    figures = json.loads(done.stdout.splitlines()[-1])
+    if not figures["ok"] or figures["truncated"]:
+        raise BenchmarkCrash(f"musil did not exhaust the model: {figures}")
+    return MusilRun(int(figures["states"]), float(figures["seconds"]), str(figures["musil"]))

@@ -135,6 +135,37 @@ def generated(model: Model) -> tuple[Callable[[State], Iterator[tuple[str, State
     return scope["successors"], scope["invariant"]  # type: ignore[return-value]
 
 
+def actions(model: Model) -> list[tuple[str, Callable[[State], bool], Callable[[State], State]]]:
+    """Each action of ``model`` as (name, enabled, apply) on the tuple state, the same generated Python as
+    :func:`generated` one action at a time: the form a checker of guarded actions (musil) takes."""
+    check_model(model)
+    names = model.names
+    unpack = f"    ({', '.join(names)},) = state\n"
+    out = []
+    for process, process_actions in model.processes:
+        for a in process_actions:
+            values = dict(a.assign)
+            after = [values.get(n, n) for n in names]
+            after[names.index(f"pc_{process}")] = str(a.to)
+            wrapped = [
+                f"({python_expression(v)}) & 255" if n in values else v for n, v in zip(names, after, strict=True)
+            ]
+            guard = python_expression(a.guard)
+            source = (
+                f"def enabled(state):\n{unpack}    return pc_{process} == {a.at} and bool({guard})\n"
+                f"def apply(state):\n{unpack}    return ({', '.join(wrapped)},)\n"
+            )
+            scope: dict[str, object] = {}
+            exec(source, scope)  # built from the model's own expressions, checked by check_model
+            out.append((a.name, scope["enabled"], scope["apply"]))
+    return out  # type: ignore[return-value]
+
+
+def invariant_of(model: Model) -> Callable[[State], bool]:
+    """The invariant of ``model`` on the tuple state."""
+    return generated(model)[1]
+
+
 class ModelSystem:
     """A :class:`Model` as a system for :func:`proofs.spec_explore.explore_spec`; ``invariant=False`` checks nothing
     (to count every reachable state)."""

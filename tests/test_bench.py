@@ -118,10 +118,12 @@ def test_targets_are_judged_and_counted(report: dict[str, Any]) -> None:
     judged = [r["target"] for r in report["rows"] if "target" in r] + [
         s["target"] for s in report["scaling"] if "target" in s
     ]
-    assert 15 == len(judged)
+    # and the spec explorer against musil on the shared model, when an interpreter with musil is at hand
+    expected = 15 + any(r["measure"].endswith("against musil") for r in report["rows"])
+    assert expected == len(judged)
     assert all(isinstance(t["met"], bool) and t["wanted"] for t in judged)
     assert sum(t["met"] for t in judged) == report["targets"]["met"]
-    assert 15 == report["targets"]["met"] + report["targets"]["missed"]
+    assert expected == report["targets"]["met"] + report["targets"]["missed"]
 
 
 def test_meta_records_the_run(report: dict[str, Any]) -> None:
