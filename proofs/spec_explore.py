@@ -131,6 +131,9 @@ def _explore_spec(
     depth = 0
     key_of = system.key
     check = system.check
+    # One object per distinct op: a system builds its ops afresh for each state, and the visited set keeps one
+    # per state (an op with its fields is a few hundred bytes, more than the rest of the entry).
+    interned: dict[Op, Op] = {}
     successors = system.successors
     while level:
         stats.depth = depth
@@ -145,7 +148,7 @@ def _explore_spec(
                 succ_key = key_of(successor)
                 if succ_key in parent:
                     continue
-                parent[succ_key] = (key, op)
+                parent[succ_key] = (key, interned.setdefault(op, op))
                 problems = check(successor)
                 if problems:
                     stats.distinct = len(parent)
