@@ -164,6 +164,16 @@ def qemu(session: nox.Session) -> None:
 
 
 @nox.session
+def numa(session: nox.Session) -> None:
+    """Debian's kernel under QEMU with two and four NUMA nodes: placement, policies, migration, numastat.
+
+    Needs qemu-system-x86, gcc and apt-get (for linux-image-amd64); the slow four-node boot runs too.
+    """
+    session.install("-c", CONSTRAINTS, "-e", ".[check]")
+    session.run("pytest", "tests/test_numa_guest.py", *session.posargs)
+
+
+@nox.session
 def mutants(session: nox.Session) -> None:
     """Each catalogued mutant against the ci checks of its layer; table, medians, ``mutants: K killed of N``.
 
@@ -177,7 +187,8 @@ def mutants(session: nox.Session) -> None:
 def linux(session: nox.Session) -> None:
     """Spec and impl against the live Linux kernel: COW, the zero page, pagemap and smaps (needs root and gcc);
     memory pressure in a memory cgroup with a swap file, and MemAvailable against si_mem_available; the
-    OOM killer's victims and oom_score in a cgroup v1 memory group, with and without swap.
+    OOM killer's victims and oom_score in a cgroup v1 memory group, with and without swap; transparent huge
+    pages in the kernel's own THP mode (AnonHugePages, the huge zero page, kpageflags).
 
     ``MMCHECK_LINUX_SCENARIOS`` (default 300) sets how many generated
     scenarios run, of each kind; the scenario files under tests/scenarios/ run as well.
@@ -187,7 +198,12 @@ def linux(session: nox.Session) -> None:
         "MMCHECK_LINUX_SCENARIOS": os.environ.get("MMCHECK_LINUX_SCENARIOS", "300"),
         "MMCHECK_PROFILE": os.environ.get("MMCHECK_PROFILE", "ci"),
     }
-    tests = ["tests/test_linux_oracle.py", "tests/test_linux_pressure_oracle.py", "tests/test_linux_oom_oracle.py"]
+    tests = [
+        "tests/test_linux_oracle.py",
+        "tests/test_linux_pressure_oracle.py",
+        "tests/test_linux_oom_oracle.py",
+        "tests/test_linux_thp_oracle.py",
+    ]
     session.run("pytest", *tests, *session.posargs, env=env)
 
 

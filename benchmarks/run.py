@@ -11,6 +11,7 @@ Each row is measured in this run on the implementation and on the spec
 - pressure: faults per second by kind (minor zero page, minor page-cache hit,
   major file read, major swap-in) and reclaim of up to 10**5 page-cache pages
   and of anonymous pages to swap (:mod:`benchmarks.bench_pressure`);
+- oom: the OOM killer's scan, ``oom_badness`` of 10**4 processes (:mod:`benchmarks.bench_oom`);
 - shootdown: IPIs, INVLPGs and full flushes of a munmap against a broadcast
   (:mod:`benchmarks.bench_tlb`; counts, not timings);
 - harness: state-machine steps per second, the spec explorer's and the lockstep
@@ -36,11 +37,21 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from benchmarks import bench_buddy, bench_kernel, bench_pressure, bench_slab, bench_tlb, harness, translation
+from benchmarks import (
+    bench_buddy,
+    bench_kernel,
+    bench_oom,
+    bench_pressure,
+    bench_slab,
+    bench_thp,
+    bench_tlb,
+    harness,
+    translation,
+)
 from benchmarks.report import (
     Report,
     Row,
@@ -89,6 +100,7 @@ class Plan:
     spec_cache_reclaim_sizes: tuple[int, ...]
     anon_reclaim_sizes: tuple[int, ...]
     spec_anon_reclaim_sizes: tuple[int, ...]
+    oom_processes: int
 
     def __post_init__(self) -> None:
         if self.spec_fork_shifts[-1] != self.fork_shifts[0]:
@@ -122,6 +134,7 @@ FULL = Plan(
     spec_cache_reclaim_sizes=(128, 256, 512),
     anon_reclaim_sizes=(128, 256, 512),
     spec_anon_reclaim_sizes=(32, 64, 128),
+    oom_processes=10_000,
 )
 QUICK = Plan(
     buddy_shifts=(10, 12, 14),
@@ -150,6 +163,7 @@ QUICK = Plan(
     spec_cache_reclaim_sizes=(8, 16, 32),
     anon_reclaim_sizes=(8, 16, 32),
     spec_anon_reclaim_sizes=(4, 8, 16),
+    oom_processes=200,
 )
 
 TRANSLATION_HIT_RATIO = 20.0
@@ -249,16 +263,18 @@ def buddy_family(plan: Plan, report: Report) -> None:
 
 @dataclass(frozen=True, slots=True)
 class SlabPlan:
-    """How much the slab benchmark runs: live objects for the implementation and for the spec, pairs timed."""
+    """How much the slab benchmark runs: live objects for the implementation and for the spec, pairs timed, and
+    random object touches timed for the memory floor."""
 
     impl_lives: tuple[int, ...]
     spec_lives: tuple[int, ...]
     impl_pairs: int
     spec_pairs: int
+    touches: int
 
 
-SLAB_FULL = SlabPlan((1_000, 30_000, 1_000_000), (300, 1_000, 3_000), 20_000, 500)
-SLAB_QUICK = SlabPlan((100, 300, 1_000), (30, 100, 300), 500, 50)
+SLAB_FULL = SlabPlan((1_000, 30_000, 1_000_000), (300, 1_000, 3_000), 20_000, 500, 100_000)
+SLAB_QUICK = SlabPlan((100, 300, 1_000), (30, 100, 300), 500, 50, 1_000)
 SLAB_SEED = 20242
 SLAB_RATIO = 10.0
 
@@ -287,8 +303,28 @@ def slab_family(plan: Plan, report: Report) -> None:
         if run.live == common:
             row = at_least(row, "ratio", SLAB_RATIO, f"impl >= {SLAB_RATIO:.0f}x spec")
         report.rows.append(row)
+    calls = [bench_slab.calls_per_pair(live, work, slab.impl_pairs) for live in slab.impl_lives]
+    floors = [bench_slab.touch_floor(live, work, slab.touches) for live in slab.impl_lives]
+    for live, count, floor in zip(slab.impl_lives, calls, floors, strict=True):
+        report.rows.append(
+            Row(
+                "slab",
+                f"calls per kmalloc+kfree pair, {sizes_text([live])} live objects",
+                "calls",
+                "impl-vs-spec",
+                impl=count,
+                note=f"cProfile's count of the timed loop; one random live object's word read+written: {floor:.2f} us",
+            )
+        )
+    call_spread = max(calls) / min(calls)
+    report.rows[-1] = replace(
+        report.rows[-1],
+        target=Target(
+            f"impl calls per pair within {FLAT}x across sizes (is {call_spread:.2f}x)", call_spread, call_spread <= FLAT
+        ),
+    )
     costs = tuple(m.microseconds_per_pair for m in impl)
-    spread = max(costs) / min(costs)
+    growth, floor_growth = costs[-1] / costs[0], floors[-1] / floors[0]
     report.scalings.append(
         Scaling(
             "slab",
@@ -298,7 +334,12 @@ def slab_family(plan: Plan, report: Report) -> None:
             costs,
             slab.spec_lives,
             tuple(m.microseconds_per_pair for m in spec),
-            Target(f"impl cost per pair within {FLAT}x across sizes (is {spread:.2f}x)", spread, spread <= FLAT),
+            Target(
+                f"impl cost {sizes_text([slab.impl_lives[-1]])} / {sizes_text([slab.impl_lives[0]])} no more than a "
+                f"random object touch's growth (is {growth:.2f}x, touch {floor_growth:.2f}x)",
+                growth,
+                growth <= floor_growth,
+            ),
         )
     )
 
@@ -481,6 +522,22 @@ def flat_series(
     )
 
 
+def oom_family(plan: Plan, report: Report) -> None:
+    say(f"oom: select_bad_process over {plan.oom_processes:,} processes")
+    result = bench_oom.scan(plan.oom_processes, plan.repeats)
+    report.rows.append(
+        compared(
+            "oom",
+            f"oom_badness scan of {result.processes:,} processes",
+            "ms",
+            1e3 * result.impl_seconds,
+            1e3 * result.spec_seconds,
+            rate=False,
+            note=f"select_bad_process, best of {plan.repeats}; both chose pid {result.victim[0]}",
+        )
+    )
+
+
 def shootdown_family(plan: Plan, report: Report) -> None:
     sizes = ", ".join(map(str, plan.tlb_sizes))
     say(f"shootdown: munmap of {sizes} pages, {bench_tlb.CPUS} CPUs, {bench_tlb.RUNNING} of them ran the mm")
@@ -492,6 +549,13 @@ def shootdown_family(plan: Plan, report: Report) -> None:
                     "shootdown", f"munmap of {pages} page{'s' * (pages > 1)}: {name}", "", ours[kind], broadcast[kind]
                 )
             )
+
+
+def thp_family(plan: Plan, report: Report) -> None:
+    say(f"thp: writing one aligned 2 MiB range, a THP against {bench_thp.PAGES} 4 KiB pages")
+    huge, small = bench_thp.touch_costs(True), bench_thp.touch_costs(False)
+    for measure, count in huge.items():
+        report.rows.append(against_baseline("thp", f"2 MiB written: {measure}", "", count, small[measure]))
 
 
 def harness_family(plan: Plan, report: Report) -> None:
@@ -579,7 +643,9 @@ FAMILIES = {
     "slab": slab_family,
     "kernel": kernel_family,
     "pressure": pressure_family,
+    "oom": oom_family,
     "shootdown": shootdown_family,
+    "thp": thp_family,
     "harness": harness_family,
 }
 

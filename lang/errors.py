@@ -202,5 +202,27 @@ class KmallocCacheDestroy(SlabError):
     """``kmem_cache_destroy`` of a kmalloc cache: those live as long as the kernel."""
 
 
+class BadCacheFlags(SlabError):
+    """``kmem_cache_create`` flags the model does not know, or slab_debug flags with a constructor."""
+
+
+class FlipOutsideObject(SlabError):
+    """A byte flip outside the object's slot (its left red zone through its padding), or with no bits."""
+
+
+class FlipNotModelled(SlabError):
+    """A byte flip the model cannot follow: into a cache without slab_debug flags, a free pointer kept in
+    the object or beside a requested size, or the requested size itself."""
+
+
+class FreelistCycle(SlabError):
+    """A flip that would make a slab's freelist loop: ``validate_slab_cache`` would never end (``__fill_map``)."""
+
+
+class CorruptSlab(SlabError):
+    """An allocation, free, shrink or destroy in a cache whose freelist or object count was corrupted and not
+    yet repaired by ``validate_slab_cache``: Linux would follow the corrupt pointer; the model does not."""
+
+
 class UnknownFile(InvalidArgument, LookupError):
     """A file operation named a file that does not exist."""

@@ -69,7 +69,7 @@ limit_total("processes", MAX_PROCESSES, "the spawn and fork ops of one scenario"
 LAYER_NAMES["kernel"] = "a kernel op (the kernel owns physical memory, the CPUs and the buddy allocator)"
 
 PROT_PATTERN = re.compile(r"^[r-][w-][x-]$")
-ADVICE = ("dontneed", "cold", "pageout")
+ADVICE = ("dontneed", "cold", "pageout", "hugepage", "nohugepage")
 
 
 def parse_prot(raw: object, where: str) -> str:
@@ -230,7 +230,8 @@ class Mprotect(KernelOp):
 @register
 @dataclass(frozen=True, slots=True)
 class Madvise(KernelOp):
-    """``madvise(va, pages * 4096, advice)``: ``"dontneed"``, ``"cold"`` or ``"pageout"``."""
+    """``madvise(va, pages * 4096, advice)``: ``"dontneed"``, ``"cold"``, ``"pageout"``, ``"hugepage"`` or
+    ``"nohugepage"``."""
 
     pid: int
     va: int

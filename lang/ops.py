@@ -2,8 +2,8 @@
 
 The hardware and buddy ops are defined in :mod:`lang.hardware_ops`, the kernel ops in :mod:`lang.kernel_ops`,
 the slab ops in :mod:`lang.slab_ops`, memory pressure's in :mod:`lang.pressure_ops`, the OOM killer's in
-:mod:`lang.oom_ops`; importing this module registers them all, so :func:`lang.scenario.parse_op` knows the whole
-vocabulary.
+:mod:`lang.oom_ops`, transparent huge pages' in :mod:`lang.thp_ops`; importing this module registers them all,
+so :func:`lang.scenario.parse_op` knows the whole vocabulary.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from lang.kernel_ops import (
     TlbEvict,
     Unpin,
 )
+from lang.memcg_ops import MemcgCreate, MemcgMove, MemcgOp, MemcgRead, MemcgSet
 from lang.oom_ops import OomOp, OomScoreAdj, OomScoreOp, OutOfMemory, Sysctl
 from lang.pressure_ops import (
     FileCreate,
@@ -53,17 +54,21 @@ from lang.scenario import Op, Scenario
 from lang.slab_ops import (
     Kfree,
     Kmalloc,
+    KmallocCache,
     KmemCacheAlloc,
     KmemCacheCreate,
     KmemCacheDestroy,
     KmemCacheFree,
     KmemCacheShrink,
+    KmemFlip,
     KmemRead,
     KmemWrite,
     MemInfo,
     SlabInfo,
     SlabOp,
+    ValidateSlabCache,
 )
+from lang.thp_ops import ThpSetting
 
 __all__ = [
     "Access",
@@ -82,16 +87,23 @@ __all__ = [
     "KernelThread",
     "Kfree",
     "Kmalloc",
+    "KmallocCache",
     "KmemCacheAlloc",
     "KmemCacheCreate",
     "KmemCacheDestroy",
     "KmemCacheFree",
     "KmemCacheShrink",
+    "KmemFlip",
     "KmemRead",
     "KmemWrite",
     "Load",
     "Madvise",
     "MemInfo",
+    "MemcgCreate",
+    "MemcgMove",
+    "MemcgOp",
+    "MemcgRead",
+    "MemcgSet",
     "MeminfoOp",
     "Mmap",
     "MmapFile",
@@ -122,9 +134,11 @@ __all__ = [
     "Swapoff",
     "Switch",
     "Sysctl",
+    "ThpSetting",
     "TlbEvict",
     "Truncate",
     "Unpin",
+    "ValidateSlabCache",
     "VmstatOp",
     "WritePhys",
 ]

@@ -13,7 +13,8 @@
     {"op": "reclaim", "pages": 4}                                         -> {"reclaimed": N}
     {"op": "swapoff"}                                                     -> {"ok": true} or {"error": "ENOMEM"}
     {"op": "meminfo"}   -> {"MemTotal", "MemFree", "MemAvailable", "Cached", "SwapCached", "Dirty", "AnonPages",
-                            "Mapped", "SwapTotal", "SwapFree", "PageTables"} in kB
+                            "Mapped", "SwapTotal", "SwapFree", "PageTables", "Slab", "SReclaimable",
+                            "SUnreclaim"} in kB
     {"op": "status", "pid": 1}  -> {"VmRSS", "RssAnon", "RssFile", "RssShmem", "VmSwap"} in kB, "minflt", "majflt"
     {"op": "vmstat"}            -> {"pgfault", "pgmajfault"}, with the config's workingset also
                                    {"workingset_refault_file", "workingset_activate_file"}

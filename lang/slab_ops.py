@@ -9,6 +9,11 @@ objperslab, pagesperslab, active_slabs, num_slabs], ...]}``, ``{"meminfo":
 {"Slab": kB, "SReclaimable": kB, "SUnreclaim": kB}}``.  Refused input (a
 double free, a free into the wrong cache, an unknown cache) is ``{"error":
 "EINVAL", "type": ERROR}`` with the error class's name, and changes nothing.
+
+slab_debug: ``kmem_cache_create`` takes ``flags`` as Linux spells them
+(``"SLAB_RED_ZONE|SLAB_NO_MERGE"``); ``kmem_flip`` XORs bytes of an
+object's slot (``{"ok": true}``); ``validate_slab_cache`` answers
+``{"errors": N}``, the reports KUnit would count.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from lang.errors import ScenarioError
-from lang.scenario import BOOLEAN, Field, Op, integer, register, shown
+from lang.scenario import BOOLEAN, Field, Op, integer, pattern, register, shown
 
 MAX_SIZE_FIELD = 1 << 32
 
@@ -31,6 +36,29 @@ def parse_name(raw: object, where: str) -> str:
 
 
 CACHE = Field(parse_name, {"type": "string"}, "a string", "the cache's name")
+
+# The flags kmem_cache_create knows here (spec.slab.geometry.CACHE_FLAGS; lang sits below spec).
+CACHE_FLAGS = ("SLAB_RED_ZONE", "SLAB_POISON", "SLAB_STORE_USER", "SLAB_KMALLOC", "SLAB_NO_MERGE")
+FLAGS_PATTERN = r"^(|(" + "|".join(CACHE_FLAGS) + r")(\|(" + "|".join(CACHE_FLAGS) + r"))*)$"
+
+
+def parse_flags(raw: object, where: str) -> tuple[str, ...]:
+    """Cache flags joined by ``|``, as C spells them; "" for none.  Returned sorted, each once."""
+    if not isinstance(raw, str):
+        raise ScenarioError(where, f"expected flags joined by | (a string), got {shown(raw)}")
+    names = raw.split("|") if raw else []
+    for n in names:
+        if n not in CACHE_FLAGS:
+            raise ScenarioError(where, f"unknown cache flag {shown(n)}: allowed {', '.join(CACHE_FLAGS)}")
+    return tuple(sorted(set(names)))
+
+
+FLAGS = pattern(
+    FLAGS_PATTERN,
+    parse_flags,
+    "flags joined by `|`: " + ", ".join(f"`{n}`" for n in CACHE_FLAGS) + ' ("" for none)',
+    "slab_debug and merge flags, as kmem_cache_create takes them",
+)
 CPU = integer(0, 63, "the CPU whose per-CPU slab serves it (below the config's cpus)")
 SIZE = integer(0, MAX_SIZE_FIELD, "bytes")
 ADDR = integer(meaning="the object's direct-map address, as an allocation answered")
@@ -49,17 +77,28 @@ class KmemCacheCreate(SlabOp):
     size: int
     align: int = 0
     ctor: bool = False
+    flags: tuple[str, ...] = ()
     name: ClassVar[str] = "kmem_cache_create"
     FIELDS: ClassVar[Mapping[str, Field]] = {
         "cache": CACHE,
         "size": SIZE.means("each object's size in bytes"),
         "align": SIZE.means("the objects' alignment in bytes (0: a word)"),
         "ctor": BOOLEAN.means("whether the cache has a constructor (it then keeps the freelist pointer apart)"),
+        "flags": FLAGS,
     }
-    DEFAULTS: ClassVar[Mapping[str, object]] = {"align": 0, "ctor": False}
+    DEFAULTS: ClassVar[Mapping[str, object]] = {"align": 0, "ctor": False, "flags": ()}
 
     def to_json(self) -> dict[str, Any]:
-        return {"op": self.name, "cache": self.cache, "size": self.size, "align": self.align, "ctor": self.ctor}
+        raw: dict[str, Any] = {
+            "op": self.name,
+            "cache": self.cache,
+            "size": self.size,
+            "align": self.align,
+            "ctor": self.ctor,
+        }
+        if self.flags:
+            raw["flags"] = "|".join(self.flags)
+        return raw
 
 
 @register
@@ -190,3 +229,61 @@ class MemInfo(SlabOp):
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name}
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class KmallocCache(SlabOp):
+    """kmalloc ``size`` bytes from ``cache`` itself (``__kmalloc_cache_noprof``): a SLAB_KMALLOC cache with
+    SLAB_STORE_USER keeps the size asked for and red-zones the rest of the object."""
+
+    cache: str
+    size: int
+    cpu: int = 0
+    name: ClassVar[str] = "kmalloc_cache"
+    FIELDS: ClassVar[Mapping[str, Field]] = {
+        "cache": CACHE,
+        "size": SIZE.means("the bytes asked for (at most the object size)"),
+        "cpu": CPU,
+    }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.name, "cache": self.cache, "size": self.size, "cpu": self.cpu}
+
+
+MAX_OFFSET = 1 << 16
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class KmemFlip(SlabOp):
+    """XOR ``mask`` into the bytes at ``offset`` from the object at ``addr`` (allocated or free): an overflow
+    into a red zone, a use after free, a corrupted free pointer.  ``mask`` is little-endian, its low byte at
+    ``offset``; ``offset`` may be negative, into the left red zone."""
+
+    addr: int
+    offset: int
+    mask: int
+    name: ClassVar[str] = "kmem_flip"
+    FIELDS: ClassVar[Mapping[str, Field]] = {
+        "addr": ADDR,
+        "offset": integer(-MAX_OFFSET, MAX_OFFSET, "bytes from the object's start (negative: its left red zone)"),
+        "mask": integer(1, (1 << 64) - 1, "the bits to flip, its low byte at offset (0xff: every bit of one byte)"),
+    }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.name, "addr": hex(self.addr), "offset": self.offset, "mask": hex(self.mask)}
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class ValidateSlabCache(SlabOp):
+    """Run ``validate_slab_cache`` on ``cache``: ``{"errors": N}``, the reports slab_debug makes (KUnit's count),
+    every damaged byte restored and the freelist and count repaired as SLUB repairs them."""
+
+    cache: str
+    name: ClassVar[str] = "validate_slab_cache"
+    FIELDS: ClassVar[Mapping[str, Field]] = {"cache": CACHE}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.name, "cache": self.cache}

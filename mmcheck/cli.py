@@ -426,17 +426,57 @@ def cmd_oracle_oom(args: argparse.Namespace) -> int:
     refused = oom.negative_adj_refused() if min(case.adjs) < 0 else None
     if refused:
         raise OracleUnavailable(f"oracle oom: {refused}")
-    verdict = oom.check(case, oom.run_case(case))
+    from oracles.linux import oom_model
+
+    kernel = oom.run_case(case)
+    verdict = oom.check(case, kernel)
+    why_not = oom_model.comparable(case)
+    own = None if why_not else oom_model.model_run(case)
+    own_problems = [] if own is None else oom_model.compare(kernel.killed, kernel.stuck, own)
     if args.json:
         out = {
             "case": case.to_json(),
             "oom_score": [{"process": i, "kernel": got, "model": want} for i, got, want in verdict.scores],
             "victims": [{"kernel": k, "model": m} for k, m in verdict.victims],
             "problems": verdict.problems,
+            "own_run": {
+                "kernel": kernel.killed,
+                "model": None if own is None else list(own.victims),
+                "not_compared": why_not,
+                "problems": own_problems,
+            },
         }
         print(json.dumps(out))
     else:
         for line in oom.report(verdict):
+            print(line)
+        if own is None:
+            print(f"the model's own run not compared: {why_not}")
+        else:
+            print(f"the model's own run: the kernel killed {kernel.killed}, the model {list(own.victims)}")
+            for problem in own_problems:
+                print(f"DISAGREES: {problem}")
+    return 0 if verdict.agree and not own_problems else 1
+
+
+def cmd_oracle_thp(args: argparse.Namespace) -> int:
+    from lang.errors import OracleUnavailable
+    from oracles.linux import thp
+
+    why = thp.unavailable_thp()
+    if why is not None:
+        raise OracleUnavailable(f"oracle thp: {why}")
+    scenario = thp.example(thp.live_settings()) if args.file is None else load(args.file)
+    verdict = thp.run(scenario)
+    if args.json:
+        out = {
+            "agreement": {m: {q: list(v) for q, v in thp.agreement([verdict], m).items()} for m in thp.MODELS},
+            "known": None if verdict.known is None else {"name": verdict.known[0], "op": verdict.known[1]},
+            "disagreements": [{"op": i, "model": m, "differs_in": list(w)} for i, m, w in verdict.disagreements],
+        }
+        print(json.dumps(out))
+    else:
+        for line in thp.report(verdict):
             print(line)
     return 0 if verdict.agree else 1
 
@@ -450,6 +490,8 @@ def cmd_oracle(args: argparse.Namespace) -> int:
         return cmd_oracle_pressure(args)
     if args.oracle == "oom":
         return cmd_oracle_oom(args)
+    if args.oracle == "thp":
+        return cmd_oracle_thp(args)
     if args.file is None:
         raise InvalidArgument(f"oracle {args.oracle} needs a scenario file")
     if args.oracle == "linux":
@@ -483,10 +525,10 @@ def cmd_buddy(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(buddy_json(load(args.file), args.model)))
         return 0
-    if is_terminal():
+    if is_terminal() and not args.fragmentation:
         print_table(buddy_table(buddy_json(load(args.file), args.model)))
         return 0
-    for line in buddy_view(load(args.file), args.model):
+    for line in buddy_view(load(args.file), args.model, args.fragmentation):
         print(line)
     return 0
 
@@ -801,12 +843,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("oracle", help="run a scenario on an independent oracle and compare with spec and impl")
     p.add_argument(
         "oracle",
-        choices=("qemu", "linux", "slab", "pressure", "oom"),
+        choices=("qemu", "linux", "slab", "pressure", "oom", "thp"),
         help="qemu: QEMU's x86 page walker in a bare-metal guest; linux: this machine's kernel, in real processes; "
         "slab: this kernel's slab caches (/sys/kernel/slab) against the slab geometry, no scenario file; "
         "pressure: MemAvailable against si_mem_available, and a pressure scenario (if given) in a memory cgroup "
         "with a swap file, with agreement counts per compared quantity; "
-        "oom: the OOM killer's victims and oom_score in a cgroup v1 memory group (an OOM case file if given)",
+        "oom: the OOM killer's victims and oom_score in a cgroup v1 memory group (an OOM case file if given); "
+        "thp: transparent huge pages in the kernel's own THP mode (AnonHugePages, the huge zero page, kpageflags), "
+        "an example or a THP scenario",
     )
     p.add_argument(
         "file",
@@ -827,6 +871,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="spec: free sets, lowest pfn first; impl: free lists in the order allocation takes them",
     )
     p.add_argument("--json", action="store_true", help="print the free lists at the start and after each op as JSON")
+    p.add_argument(
+        "--fragmentation",
+        action="store_true",
+        help="with each buddyinfo line, the extfrag_index and unusable_index lines (mm/vmstat.c formulas) and "
+        "the orders compaction would be tried for (vm.extfrag_threshold 500)",
+    )
     p.set_defaults(func=cmd_buddy)
 
     p = sub.add_parser("slab", help="show each slab cache's slabs and freelists after each step of a slab scenario")

@@ -207,6 +207,9 @@ KERNEL_MACHINE = machine_detector("kernel-machine", "properties.mm.kernel_machin
 SMP_MACHINE = machine_detector("smp-machine", "properties.smp.smp_machine:SmpMachine")
 HUGE_MACHINE = machine_detector("huge-machine", "properties.mm.huge_machine:HugeMachine")
 SLAB_MACHINE = machine_detector("slab-machine", "properties.slab.slab_machine:SlabMachine", shrink=True)
+SLAB_DEBUG_MACHINE = machine_detector(
+    "slab-debug-machine", "properties.slab.slab_debug_machine:SlabDebugMachine", shrink=True
+)
 NOPCID_MACHINE = machine_detector("nopcid-machine", "properties.smp.nopcid_machine:NoPcidMachine")
 CEILING_ONE_MACHINE = machine_detector("ceiling-one-machine", "properties.smp.ceiling_machine:CeilingOneMachine")
 CEILING_ZERO_MACHINE = machine_detector("ceiling-zero-machine", "properties.smp.ceiling_machine:CeilingZeroMachine")
@@ -215,7 +218,12 @@ FAULT_AROUND_MACHINE = machine_detector(
 )
 PRESSURE_MACHINE = machine_detector("pressure-machine", "properties.pressure.pressure_machine:PressureMachine")
 OOM_MACHINE = machine_detector("oom-machine", "properties.oom.oom_machine:OomMachine")
+MEMCG_MACHINE = machine_detector("memcg-machine", "properties.oom.memcg_machine:MemcgMachine")
 WORKINGSET_MACHINE = machine_detector("workingset-machine", "properties.pressure.workingset_machine:WorkingsetMachine")
+SLAB_PRESSURE_MACHINE = machine_detector(
+    "slab-pressure-machine", "properties.pressure.slab_pressure_machine:SlabPressureMachine"
+)
+THP_MACHINE = machine_detector("thp-machine", "properties.mm.thp_machine:ThpMachine")
 BUDDY_EXPLORER = Detector("model checker", "explore", buddy_explorer)
 SMP_EXPLORER = Detector("model checker", "explore-smp", smp_explorer)
 COW_EXPLORER = Detector("model checker", "explore-cow", cow_explorer)
@@ -226,14 +234,18 @@ DETECTORS: dict[str, tuple[Detector, ...]] = {
     "aspace": (KERNEL_MACHINE,),
     "tlb": (SMP_MACHINE, SMP_EXPLORER),
     "huge": (HUGE_MACHINE,),
+    "thp": (THP_MACHINE,),
     "slab": (SLAB_MACHINE,),
+    "slab_debug": (SLAB_DEBUG_MACHINE,),
     "pcid": (NOPCID_MACHINE,),
     "pressure": (PRESSURE_MACHINE,),
     "ceiling": (CEILING_ONE_MACHINE,),
     "flushall": (CEILING_ZERO_MACHINE,),
     "smaps": (FAULT_AROUND_MACHINE,),
     "oom": (OOM_MACHINE,),
+    "memcg": (MEMCG_MACHINE,),
     "workingset": (WORKINGSET_MACHINE,),
+    "slab_meminfo": (SLAB_PRESSURE_MACHINE,),
 }
 
 

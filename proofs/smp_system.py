@@ -402,7 +402,7 @@ KERNEL_FIELDS = frozenset(
         *("gathering", "gathered"),
         *("files", "swap_slots", "swap_map", "swap_data", "swap_cache", "pgfault", "pgmajfault", "lru_steps"),
         *("fault_around", "workingset"),
-        *("oom_score_adj", "oom_sysctls"),
+        *("oom_score_adj", "oom_sysctls", "slab", "thp", "memcg"),
     }
 )
 SPACE_FIELDS = frozenset(
@@ -509,6 +509,7 @@ def kernel_key(
     """L1 without the last op's events and the counters of fresh pids, flights and pins; pids, flights, pins
     and generations renamed."""
     expect(k, KERNEL_FIELDS)
+    assert not k.memcg.enabled, "the SMP explorer's states have no memory cgroups: its key leaves them out"
     gens = generations(k)
     none: dict[int, int] = {}
 
@@ -546,6 +547,9 @@ def kernel_key(
         k.gathered,
         tuple(sorted((pid[p], adj) for p, adj in k.oom_score_adj.items())),
         freeze_shared(k.oom_sysctls),
+        tuple(sorted(k.slab)),
+        # The THP policy and the huge zero page; its vmstat counters are left out, as pgfault is.
+        (k.thp.enabled, k.thp.defrag, k.thp.use_zero_page, k.thp.zero_pfn),
     )
 
 

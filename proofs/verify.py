@@ -32,12 +32,16 @@ CHECK_MODULES = (
     "properties.smp.ceiling_machine",
     "properties.mm.huge_machine",
     "properties.slab.slab_machine",
+    "properties.slab.slab_debug_machine",
     "properties.pressure.pressure_machine",
     "properties.paging.maxphyaddr_machine",
     "properties.mm.five_level_machine",
     "properties.pressure.fault_around_machine",
     "properties.oom.oom_machine",
+    "properties.oom.memcg_machine",
     "properties.pressure.workingset_machine",
+    "properties.pressure.slab_pressure_machine",
+    "properties.mm.thp_machine",
 )
 
 

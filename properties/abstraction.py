@@ -19,10 +19,11 @@ from impl.mm.kernel import Process as ImplProcess
 from impl.mm.vma import Vma as ImplVma
 from impl.paging.mmu import Mmu
 from impl.paging.physmem import PhysMem
-from impl.pressure.pressure import PG_DIRTY, PG_REFERENCED, is_swap, swp_offset
+from impl.pressure.pressure import PG_DIRTY, PG_REFERENCED, PG_THP, is_swap, swp_offset
 from properties.frame_cache import Entries, FrameCache
 from spec.alloc.buddy import Block, BuddyState
-from spec.mm.kernel import File, Kernel, Leaf, Page, Pin, Space, Workingset
+from spec.memcg.state import NO_MEMCG, Group, Memcg
+from spec.mm.kernel import File, Kernel, Leaf, Page, Pin, Space, Thp, Workingset
 from spec.mm.vma import Prot
 from spec.mm.vma import Vma as SpecVma
 from spec.paging.mmu import MmuState
@@ -73,7 +74,7 @@ _PTE_D = 0x40
 def abstract_vma(vma: ImplVma) -> SpecVma:
     """An implementation VMA as the spec's."""
     prot = Prot(vma.read, vma.write, vma.exec)
-    return SpecVma(vma.start, vma.end, prot, vma.shared, vma.obj, vma.pgoff, vma.anon, vma.forked, vma.huge)
+    return SpecVma(vma.start, vma.end, prot, vma.shared, vma.obj, vma.pgoff, vma.anon, vma.forked, vma.huge, vma.thp)
 
 
 def decode_leaf(entry: int, writable: bool, user: bool, nx: bool, huge: bool = False) -> Leaf:
@@ -149,6 +150,8 @@ def decode_cached(mem: PhysMem, root: int, indices: range, frames: FrameCache | 
 def abstract_space(kernel: ImplKernel, proc: ImplProcess, frames: FrameCache | None = None) -> Space:
     """One process: VMAs, PML4 frame, user tables and leaves, and the kernel half's leaves."""
     tables, decoded = decode_cached(kernel.mem, proc.root, range(256), frames)
+    deposits = {(1, head >> 9): pfn for (pid, head), pfn in kernel.thp.deposits.items() if pid == proc.pid}
+    tables = {**tables, **deposits}  # a THP's deposited PT, under its PMD
     _, kernel_leaves = decode_cached(kernel.mem, proc.root, range(256, 512), frames)
     vmas = tuple(abstract_vma(v) for v in proc.vmas)
     swapped = {vpn: swp_offset(entry) for vpn, entry in swap_entries(kernel, proc, decoded)}
@@ -204,6 +207,7 @@ def abstract_pages(kernel: ImplKernel, entries: EntryReader | None = None) -> di
             dirty=bool(flags & PG_DIRTY),
             referenced=bool(flags & PG_REFERENCED),
             slot=pressure.swap_slot[pfn],
+            thp=bool(flags & PG_THP),
         )
     return pages
 
@@ -231,6 +235,50 @@ def abstract_kernel(kernel: ImplKernel, frames: FrameCache | None = None) -> Ker
         **abstract_pressure(kernel),
         oom_score_adj=MappingProxyType(dict(sorted(kernel.oom.adj.items()))),
         oom_sysctls=MappingProxyType(dict(sorted(kernel.oom.sysctls.items()))),
+        slab=frozenset(kernel.slab_frames),
+        thp=abstract_thp(kernel),
+        memcg=abstract_memcg(kernel),
+    )
+
+
+def abstract_thp(kernel: ImplKernel) -> Thp:
+    """The THP policy and counters (:class:`impl.mm.thp.Thp`) as the spec's :class:`~spec.mm.kernel.Thp`."""
+    t = kernel.thp
+    settings = t.settings
+    return Thp(
+        settings["enabled"],
+        settings["defrag"],
+        settings["use_zero_page"] == "1",
+        t.zero_pfn,
+        t.fault_alloc,
+        t.fault_fallback,
+        t.split_pmd,
+    )
+
+
+def abstract_memcg(kernel: ImplKernel) -> Memcg:
+    """The memory cgroups: each group's limits and counters, the tasks, ``memcg_data`` as the charges."""
+    m = kernel.memcg
+    if not m.enabled:
+        return NO_MEMCG
+    groups = {}
+    for path, g in sorted(m.groups.items()):
+        groups[path] = Group(
+            None if g.parent is None else m.parent_path(path),
+            g.memory.max,
+            g.memsw.max,
+            g.memory.watermark,
+            g.memsw.watermark,
+            g.memory.failcnt,
+            g.memsw.failcnt,
+            g.oom,
+            g.oom_kill,
+        )
+    return Memcg(
+        True,
+        MappingProxyType(groups),
+        MappingProxyType(dict(sorted(m.tasks.items()))),
+        MappingProxyType(dict(sorted(m.memcg_data.items()))),
     )
 
 

@@ -27,7 +27,7 @@ from lang.slab_ops import KmemRead, SlabOp
 from properties.abstraction import abstract_buddy, abstract_kernel, abstract_memory, abstract_mmu
 from properties.frame_cache import FrameCache
 from properties.mm.driver import ImplKernelSide, L0Side, SpecKernelSide, kernel_difference, tlb_difference
-from properties.slab.abstraction import abstract_slab, count_violations, words_differences
+from properties.slab.abstraction import abstract_slab, count_violations, debug_differences, words_differences
 from properties.slab.driver import ImplSlabSide, SpecSlabSide, adopt_slab_words
 from properties.smp.abstraction import abstract_smp
 from spec.alloc import buddy as spec_buddy
@@ -106,13 +106,17 @@ class SpecRunner:
         self.slab = SpecSlabSide(config)
 
     def apply_slab(self, op: SlabOp, choice: AllocChoice = NO_SLAB_CHOICE) -> Result:
-        """Run a slab op on the physical layer's buddy, taking the implementation's ``choice``."""
-        self.buddy, result = self.slab.apply(op, self.buddy, self.kernel.kernel is not None, choice)
+        """Run a slab op on the physical layer's buddy (the kernel's, once booted), taking the implementation's
+        ``choice``; a booted kernel then holds the slab frames (:mod:`properties.slab.driver`)."""
+        self.buddy, result = self.slab.apply(op, self.buddy, choice)
+        if self.kernel.kernel is not None:
+            self.kernel.adopt_slab(self.buddy, self.slab.frames())
         return result
 
     def apply_kernel(self, op: KernelOp, choices: Choices = NO_CHOICES) -> Result:
         """Run a kernel-layer op on L1, taking the implementation's frame ``choices`` by role."""
-        self.buddy = self.kernel.boot_if_needed(self.buddy, choices)
+        before_boot = self.slab.frames() if self.kernel.kernel is None else frozenset()
+        self.buddy = self.kernel.boot_if_needed(self.buddy, choices, before_boot)
         self.buddy, result = self.kernel.apply(op, self.buddy, choices)
         return result
 
@@ -169,9 +173,13 @@ class ImplRunner:
     def apply(self, op: Op) -> Result:
         """Run ``op``; bad input raises and leaves the implementation as it was."""
         if isinstance(op, KernelOp):
-            return self.kernel.apply(op, self.mmu, self.buddy)
+            before_boot = self.slab.frames() if self.kernel.kernel is None else frozenset()
+            return self.kernel.apply(op, self.mmu, self.buddy, before_boot)
         if isinstance(op, SlabOp):
-            return self.slab.apply(op, self.buddy, self.mem, self.kernel.kernel is not None)
+            result = self.slab.apply(op, self.buddy, self.mem)
+            if self.kernel.kernel is not None:
+                self.kernel.adopt_slab(self.slab.frames())
+            return result
         if isinstance(op, WritePhys):
             self.mem.write(op.pa, op.value)
             return {"ok": True}
@@ -362,10 +370,12 @@ class Lockstep:
             if (slub is None) != (expected is None):
                 raise DivergenceError(Divergence(index, op, "only one side has a slab allocator", expected, slub))
             return
-        actual = abstract_slab(slub, expected.words)
+        actual = abstract_slab(slub, expected)
         if actual != expected:
             raise DivergenceError(Divergence(index, op, "slab allocator differs", *slab_difference(expected, actual)))
-        problems = count_violations(slub, actual) + words_differences(slub, expected.words)
+        problems = (
+            count_violations(slub, actual) + words_differences(slub, expected.words) + debug_differences(slub, expected)
+        )
         if problems:
             raise DivergenceError(Divergence(index, op, "slab implementation inconsistent", "", "; ".join(problems)))
 
@@ -385,6 +395,17 @@ class Lockstep:
             difference = None if equal_but_tlbs(expected, actual) else kernel_difference(expected, actual)
             if difference:
                 raise DivergenceError(Divergence(index, op, "kernel state differs", *difference))
+            mapped, counted = impl.page_tables_scan()  # one walk for both self-checks
+            rmap = impl.rmap_problem(mapped)
+            if rmap:
+                raise DivergenceError(
+                    Divergence(index, op, "the reverse map disagrees with the page tables", "(page tables)", rmap)
+                )
+            counters = impl.mm_counters_problem(counted)
+            if counters:
+                raise DivergenceError(
+                    Divergence(index, op, "the mm counters disagree with the page tables", "(page tables)", counters)
+                )
             extra = tlb_difference(expected, actual)
             if extra:
                 raise DivergenceError(
@@ -476,6 +497,14 @@ def slab_difference(expected: SlabState, actual: SlabState) -> tuple[str, str]:
         return f"caches {mine}", f"caches {theirs}"
     if expected.names != actual.names:
         return f"names {dict(expected.names)}", f"names {dict(actual.names)}"
+    for part in ("freeptrs", "orig_sizes"):
+        mine, theirs = getattr(expected, part), getattr(actual, part)
+        if mine != theirs:
+            keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))[:4]
+            return (
+                f"{part} {[(hex(k), mine.get(k)) for k in keys]}",
+                f"{part} {[(hex(k), theirs.get(k)) for k in keys]}",
+            )
     mine_slabs = sorted(set(expected.slabs.values()) - set(actual.slabs.values()), key=lambda s: s.pfn)
     their_slabs = sorted(set(actual.slabs.values()) - set(expected.slabs.values()), key=lambda s: s.pfn)
     return f"slabs {mine_slabs}", f"slabs {their_slabs}"

@@ -73,7 +73,7 @@ class Stat:
 class Smaps:
     """``/proc/PID/smaps_rollup`` fields in kB (fs/proc/task_mmu.c ``__show_smap``): Rss, Pss and its dirty,
     anonymous, file and shmem parts, Shared_Clean, Shared_Dirty, Private_Clean, Private_Dirty, Anonymous, Swap,
-    SwapPss."""
+    SwapPss; and once transparent huge pages are on, AnonHugePages (``anon_huge_pages``, None before)."""
 
     rss: int
     pss: int
@@ -88,6 +88,7 @@ class Smaps:
     anonymous: int
     swap: int
     swap_pss: int
+    anon_huge_pages: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ class Reclaimed:
 
 @dataclass(frozen=True, slots=True)
 class Meminfo:
-    """``/proc/meminfo`` fields, in kB."""
+    """``/proc/meminfo`` fields, in kB; AnonHugePages (``anon_huge_pages``) once transparent huge pages are on."""
 
     mem_total: int
     mem_free: int
@@ -137,6 +138,10 @@ class Meminfo:
     swap_total: int
     swap_free: int
     page_tables: int
+    slab: int
+    s_reclaimable: int
+    s_unreclaim: int
+    anon_huge_pages: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,12 +161,14 @@ class Status:
 @dataclass(frozen=True, slots=True)
 class Vmstat:
     """``/proc/vmstat`` fault counters, and with workingset detection on its file refault counters
-    (``workingset_refault_file``, ``workingset_activate_file``; None when off)."""
+    (``workingset_refault_file``, ``workingset_activate_file``; None when off), and once transparent huge pages
+    are on ``thp_fault_alloc``, ``thp_fault_fallback``, ``thp_split_pmd`` (``thp``; None before)."""
 
     pgfault: int
     pgmajfault: int
     workingset_refault_file: int | None = None
     workingset_activate_file: int | None = None
+    thp: tuple[int, int, int] | None = None
 
 
 ENOMEM = Errno("ENOMEM")
@@ -201,6 +208,34 @@ class OomPanic:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class MemcgStat:
+    """A memory cgroup's files (v1 names), in bytes where the file is: ``values`` as (file name, value) pairs."""
+
+    values: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MemcgRetry:
+    """A page fault whose charge a memory cgroup refused with nothing left to kill: the fault is retried for ever
+    (mm/oom_kill.c ``pagefault_out_of_memory`` returns and the access faults again); ``report`` is the line
+    ``out_of_memory`` printed, ``group`` the group at its limit."""
+
+    group: str
+    report: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemcgOom:
+    """An operation whose charge took the memory cgroup ``group`` past its limit: the kills of the group's OOM
+    killer, then the operation's own ``outcome`` (if nothing was left to kill, a :class:`MemcgRetry` for a
+    fault and ENOMEM for a syscall; None when the operation's own process was killed)."""
+
+    group: str
+    kills: tuple[OomKill, ...]
+    outcome: Outcome | None
+
+
 Outcome = (
     Ok
     | Value
@@ -221,4 +256,7 @@ Outcome = (
     | OomScore
     | OomKill
     | OomPanic
+    | MemcgStat
+    | MemcgRetry
+    | MemcgOom
 )

@@ -152,3 +152,20 @@ def test_a_refault_tells_the_list_workingset_detection_chose() -> None:
     page_7 = next(line for line in lines if line.startswith("[21] read() of file f at 0x7008 (page 7)"))
     assert "page-cache miss" in page_7 and "refault" not in page_7  # its shadow went with the truncation
     assert text.count("; a refault") == 3
+
+
+def test_thp_faults_and_splits_are_told() -> None:
+    """A THP write fault, the huge zero page on a read, the split of both at an mprotect that changes the VMA, and
+    a write to the huge zero page that splits its PMD."""
+    from lang.kernel_ops import Mprotect, Store
+    from lang.scenario import Scenario
+
+    scenario = load(SCENARIOS / "linux-thp-mprotect-same-prot.json")
+    base = 0x100000000000
+    ops = (*scenario.ops[:7], Store(0, base + 0x300000, 4), Mprotect(1, base + 0x1FF000, 2, "r--"))
+    lines, ok = explain(Scenario(scenario.config, ops))
+    assert ok
+    rule = {int(line[1 : line.index("]")]): line for line in lines if line.startswith("[")}
+    assert "do_huge_pmd_anonymous_page" in rule[5] and "set_huge_zero_folio" in rule[6]
+    assert "write to the huge zero page; its PMD is split" in rule[7]
+    assert "1 THP PMD split where the range or a VMA edge cuts it" in rule[8]

@@ -23,7 +23,7 @@ from hypothesis import Phase, given, settings
 
 from lang.errors import InvalidArgument
 from mmcheck.cli import main
-from oracles.linux import oom
+from oracles.linux import oom, oom_model
 from oracles.linux.oom_cases import oom_cases
 from oracles.linux.pressure_host import cgroup_kind, unavailable_pressure
 from properties.recording import counterexample_folder
@@ -112,7 +112,9 @@ def summary(request: pytest.FixtureRequest) -> Iterator[None]:
             f"linux OOM oracle: {RUNS['cases']} cases on the live kernel ({RUNS['swap']} with swap,"
             f" {RUNS['disable']} with oom_kill_disable), {RUNS['ooms']} OOMs: the model names the kernel's victim"
             f" {RUNS['victims']}/{RUNS['ooms']} times and its oom_score {RUNS['scores']}/{RUNS['processes']} times;"
-            f" {RUNS['negative']} generated cases with a negative oom_score_adj not run ({REFUSED or 'none refused'})"
+            f" {RUNS['negative']} generated cases with a negative oom_score_adj not run ({REFUSED or 'none refused'});"
+            f" the model's own run of the {RUNS['own']} cases without swap chose the kernel's victims in order"
+            f" {RUNS['own_agree']}/{RUNS['own']} times"
         )
         reporter = request.config.pluginmanager.get_plugin("terminalreporter")
         capture = request.config.pluginmanager.get_plugin("capturemanager")
@@ -123,7 +125,13 @@ def summary(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def run_and_check(case: oom.OomCase) -> oom.OomVerdict:
     """Run on the kernel; on a disagreement save the case (replay: ``mmcheck oracle oom FILE``)."""
-    verdict = oom.check(case, oom.run_case(case))
+    kernel = oom.run_case(case)
+    verdict = oom.check(case, kernel)
+    if oom_model.comparable(case) is None:  # the model's own run of the case, its memory cgroup faulting
+        own = oom_model.compare(kernel.killed, kernel.stuck, oom_model.model_run(case))
+        RUNS["own"] += 1
+        RUNS["own_agree"] += not own
+        verdict.problems.extend(f"the model's own run: {p}" for p in own)
     RUNS["cases"] += 1
     RUNS["swap"] += case.swap
     RUNS["disable"] += case.kill_disable

@@ -13,6 +13,7 @@ root, a memory cgroup or the swap tools every live test skips, saying which
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +22,11 @@ import pytest
 from dependencies import requires
 from hypothesis import Phase, given, settings
 
-from lang.errors import OracleUnsupported
+from lang.errors import OracleError, OracleUnsupported
 from lang.scenario import OP_TYPES, Scenario, load
 from mmcheck.cli import main
 from oracles.linux import meminfo, pressure
-from oracles.linux.pressure_host import unavailable_pressure
+from oracles.linux.pressure_host import PAGE_CLUSTER, PressureHost, saved_sysctls, unavailable_pressure
 from oracles.linux.pressure_scenarios import over_limit, pressure_scenarios
 from properties.recording import save_counterexample
 
@@ -133,6 +134,89 @@ def test_contents_stay_exact_under_the_cgroup_limit() -> None:
     for model in pressure.MODELS:
         assert verdict.agreed[model]["contents"] == verdict.compared[model]["contents"] == 512
         assert verdict.agreed[model]["VmRSS+VmSwap"] == verdict.compared[model]["VmRSS+VmSwap"]
+
+
+@needs_pressure
+def test_a_second_host_waits_for_the_first() -> None:
+    """Swap, page-cluster and charges are machine-wide: a second host (another test process, here a thread)
+    is not set up while the first holds the machine, and is once the first has undone its setup."""
+    entered = threading.Event()
+
+    def second() -> None:
+        with PressureHost(swap=False):
+            entered.set()
+
+    with PressureHost(swap=False) as first:
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        assert not entered.wait(0.5), "a second host was set up while the first held the machine"
+        assert first.exists()
+    assert entered.wait(30), "the second host never got the machine after the first closed"
+    waiter.join(30)
+
+
+@needs_pressure
+def test_the_next_host_undoes_a_killed_run() -> None:
+    """A run killed inside its host leaves its swap file on, its cgroup and page-cluster 0; the next host, once it
+    holds the lock, turns that swap off, removes the cgroup and folder, and restores the value the dead run found."""
+    before = PAGE_CLUSTER.read_text().strip()
+    dead = PressureHost()
+    dead.setup()
+    affinity = dead.affinity
+    assert dead.lock is not None
+    os.close(dead.lock)  # the process dies: the kernel drops its flock, nothing else is undone
+    assert PAGE_CLUSTER.read_text().strip() == "0"
+    assert str(dead.swapfile) in Path("/proc/swaps").read_text()
+    with PressureHost(swap=False):
+        assert str(dead.swapfile) not in Path("/proc/swaps").read_text()
+        assert not dead.cgroup.exists()
+        assert not dead.folder.exists()
+    assert PAGE_CLUSTER.read_text().strip() == before
+    assert affinity is not None
+    os.sched_setaffinity(0, affinity)
+
+
+@needs_pressure
+def test_the_next_host_restores_a_killed_runs_other_sysctls() -> None:
+    """A caller's sysctl (the OOM oracle's vm.oom_dump_tasks) is kept in the lock file with page-cluster: a run
+    killed with it changed leaves it changed, and the next host restores the value the dead run found."""
+    dump_tasks = Path("/proc/sys/vm/oom_dump_tasks")
+    before, flipped = dump_tasks.read_text().strip(), "0" if dump_tasks.read_text().strip() == "1" else "1"
+    dead = PressureHost(swap=False, sysctls={dump_tasks: flipped})
+    dead.setup()
+    affinity = dead.affinity
+    assert dead.lock is not None
+    os.close(dead.lock)  # the process dies: the kernel drops its flock, nothing else is undone
+    assert dump_tasks.read_text().strip() == flipped
+    with PressureHost(swap=False):
+        assert dump_tasks.read_text().strip() == before
+        assert not dead.cgroup.exists() and not dead.folder.exists()
+    assert dump_tasks.read_text().strip() == before
+    assert affinity is not None
+    os.sched_setaffinity(0, affinity)
+
+
+@needs_pressure
+def test_a_host_refuses_a_sysctl_that_is_not_one() -> None:
+    with pytest.raises(OracleError, match="is not a sysctl of this kernel"):
+        PressureHost(swap=False, sysctls={Path("/etc/hostname"): "x"})
+    with pytest.raises(OracleError, match="is not a sysctl of this kernel"):
+        PressureHost(swap=False, sysctls={Path("/proc/sys/vm/no-such-sysctl"): "1"})
+
+
+def test_the_lock_files_saved_sysctls_are_read_in_both_forms() -> None:
+    """The lock file holds a JSON object of sysctl path to value; a bare value (as written before other sysctls
+    were kept) is page-cluster's; empty is no live run; anything else is an error naming the lock file."""
+    assert saved_sysctls("") == {}
+    assert saved_sysctls("3\n") == {PAGE_CLUSTER: "3"}
+    both = '{"/proc/sys/vm/page-cluster": "3", "/proc/sys/vm/oom_dump_tasks": "0"}'
+    assert saved_sysctls(both) == {PAGE_CLUSTER: "3", Path("/proc/sys/vm/oom_dump_tasks"): "0"}
+    with pytest.raises(OracleError, match="neither a sysctl value nor a JSON object"):
+        saved_sysctls("{not json")
+    with pytest.raises(OracleError, match="not a JSON object of sysctl paths to values"):
+        saved_sysctls('{"/proc/sys/vm/page-cluster": 3}')
+    with pytest.raises(OracleError, match="which is not a sysctl"):
+        saved_sysctls('{"/etc/passwd": "x"}')
 
 
 @needs_pressure

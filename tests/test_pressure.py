@@ -227,3 +227,60 @@ def test_a_store_dirties_the_entry_of_a_swap_cache_page(model: str) -> None:
     assert (results[8]["Private_Clean"], results[8]["Private_Dirty"], results[8]["Pss_Dirty"]) == (0, 4, 4)
     assert (results[9]["minflt"], results[9]["majflt"]) == (1, 1)
     assert results[10]["SwapCached"] == 4 and results[10]["Dirty"] == 0
+
+
+SLAB_AND_KERNEL = (
+    {"op": "kmalloc", "size": 64, "cpu": 0},
+    {"op": "spawn"},
+    {"op": "switch", "cpu": 0, "pid": 1},
+    {"op": "mmap", "pid": 1, "va": hex(BASE), "pages": 2, "prot": "rw-"},
+    {"op": "store", "cpu": 0, "va": hex(BASE), "value": 3},
+    {"op": "kmem_cache_create", "cache": "big", "size": 2000},
+    {"op": "kmem_cache_alloc", "cache": "big", "cpu": 0},
+    {"op": "store", "cpu": 0, "va": hex(BASE + PAGE), "value": 4},
+    {"op": "meminfo"},
+)
+
+
+def test_the_kernel_holds_the_slab_frames_made_before_and_after_it_boots() -> None:
+    """A slab made before the kernel boots and one made after are both the kernel's slab frames, on each side;
+    the L1 invariants hold, and without the slab frames the no-leak accounting finds them allocated but
+    unreachable.  meminfo's Slab is theirs, and MemTotal is the sum of what is free and what is used."""
+    from dataclasses import replace as dc_replace
+
+    from properties.drivers import Lockstep
+    from spec.mm import invariants
+    from spec.slab.cache import slab_frames
+
+    lockstep = Lockstep(Config(frames=64, max_order=3))
+    results = [lockstep.apply(op) for op in ops(*SLAB_AND_KERNEL)]
+    k, slab = lockstep.spec.kernel.kernel, lockstep.spec.slab.state
+    assert k is not None and slab is not None and len(slab.slabs) == 2
+    frames = slab_frames(slab)
+    assert k.slab == frames and len(frames) == 1 + 4  # an order-0 kmalloc-64 slab, an order-2 slab of "big"
+    impl = lockstep.impl.kernel.kernel
+    assert impl is not None and impl.slab_frames == set(frames) == set(lockstep.impl.slab.frames())
+    assert invariants.violations(k) == []
+    assert any("leaked" in p for p in invariants.leak_violations(dc_replace(k, slab=frozenset())))
+    info = results[-1]
+    assert (info["Slab"], info["SReclaimable"], info["SUnreclaim"]) == (20, 0, 20)
+    boot_and_pgd = (6 + 1) * 4
+    used = boot_and_pgd + info["PageTables"] + info["AnonPages"] + info["Slab"]
+    assert info["MemTotal"] == info["MemFree"] + used
+    assert info["MemAvailable"] == info["MemFree"]  # no page cache, no reclaimable slab
+
+
+def test_a_slab_freed_back_to_the_buddy_leaves_the_kernel() -> None:
+    """kmem_cache_destroy of an emptied cache returns its slab to the buddy: the kernel no longer holds those
+    frames, meminfo's Slab drops by them and MemFree grows by them."""
+    from properties.drivers import Lockstep
+
+    lockstep = Lockstep(Config(frames=64, max_order=3))
+    results = [lockstep.apply(op) for op in ops(*SLAB_AND_KERNEL)]
+    addr = results[6]["addr"]
+    lockstep.apply(ops({"op": "kmem_cache_free", "cache": "big", "addr": addr})[0])
+    lockstep.apply(ops({"op": "kmem_cache_destroy", "cache": "big"})[0])
+    after = lockstep.apply(ops({"op": "meminfo"})[0])
+    k = lockstep.spec.kernel.kernel
+    assert k is not None and len(k.slab) == 1
+    assert (after["Slab"], after["MemFree"]) == (results[-1]["Slab"] - 16, results[-1]["MemFree"] + 16)

@@ -8,9 +8,9 @@ from impl.alloc.buddy import BuddyAllocator
 from lang.hardware_ops import AllocPages, FreePages
 from lang.kernel_ops import Load, Step, Store
 from mmcheck.cli import main
-from mmcheck.views import quiz_buddy, quiz_cow, quiz_faults, quiz_tlb
-from mmcheck.views.quiz import TOPICS, generate, render
-from properties.drivers import ImplRunner
+from mmcheck.views import quiz_buddy, quiz_buddyinfo, quiz_cow, quiz_faults, quiz_oom, quiz_tlb
+from mmcheck.views.quiz import TOPICS, generate, quiz_json, render
+from properties.drivers import ImplRunner, Lockstep
 from properties.replay import replay
 
 SEEDS = range(200)
@@ -57,7 +57,7 @@ def test_unknown_topic_exits_2_naming_the_topics(capsys: pytest.CaptureFixture[s
     assert all(topic in err for topic in TOPICS)
 
 
-@pytest.mark.parametrize("topic", ["buddy", "cow", "tlb", "faults"])
+@pytest.mark.parametrize("topic", ["buddy", "cow", "tlb", "faults", "buddyinfo"])
 def test_new_topics_echo_arguments_and_work_the_answer(topic: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["quiz", "--topic", topic, "--seed", "5", "--questions", "3"]) == 0
     question = capsys.readouterr().out
@@ -234,3 +234,46 @@ def test_faults_answer_names_the_reason(capsys: pytest.CaptureFixture[str]) -> N
     assert "pid 1 anon page 1 (0x10001000): swapped out to slot 2" in out
     assert "answer: major: swap-in; reads 4" in out
     assert "filemap_fault reads it from disk (VM_FAULT_MAJOR)" in out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_buddyinfo_answers_are_what_the_allocator_does(seed: int) -> None:
+    """'Can order N succeed' is what the implementation, in lockstep with the spec, does after the setup."""
+    quiz = quiz_buddyinfo.generate(seed)
+    counts = quiz_buddyinfo.counts_of(quiz)
+    for order in quiz_buddyinfo.asked_orders(quiz):
+        lockstep = Lockstep(quiz.scenario.config)
+        for op in quiz.scenario.ops[: quiz.setup]:
+            lockstep.apply(op)
+        assert ("pfn" in lockstep.apply(AllocPages(order))) == quiz_buddyinfo.answer(counts, order)["succeeds"]
+
+
+def test_buddyinfo_quizzes_cover_success_compaction_and_no_compaction() -> None:
+    answers = [
+        quiz_buddyinfo.answer(quiz_buddyinfo.counts_of(q), order)
+        for q in (quiz_buddyinfo.generate(seed) for seed in range(40))
+        for order in quiz_buddyinfo.asked_orders(q)
+    ]
+    assert {True, False} == {a["succeeds"] for a in answers}
+    assert {True, False} == {a["compaction"] for a in answers if not a["succeeds"]}
+
+
+def test_buddyinfo_json_gives_the_counts_and_answers() -> None:
+    out = quiz_json(generate("buddyinfo", 3), answers=True)
+    assert 6 == len(out["buddyinfo"]) and all("answer" in q for q in out["questions"])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_who_dies_kills_the_highest_and_never_an_immune_process(seed: int) -> None:
+    """Each round's victim has the most points of the eligible; -1000 and init never die; with none left
+    eligible the machine panics."""
+    answer = quiz_oom.solve(generate("who-dies", seed))
+    for r in answer.rounds:
+        eligible = [(row.points, row.pid) for row in r.table if row.points is not None]
+        kill = r.result.get("oom_kill")
+        if not eligible:
+            assert "panic" in r.result and kill is None
+            continue
+        assert isinstance(kill, dict)
+        assert (kill["points"], kill["pid"]) == max(eligible)
+        assert all(row.adj != -1000 and row.pid != 1 for row in r.table if row.pid == kill["pid"])

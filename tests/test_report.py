@@ -11,12 +11,14 @@ is set.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import itertools
 import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -86,7 +88,7 @@ def test_a_divergence_is_marked_and_exits_one(tmp_path: Path, capsys: pytest.Cap
     assert 1 == code
     assert "divergence at op 5" in capsys.readouterr().err
     steps = sections(page)
-    assert ['ok'] * 5 + ["divergence"] == [re.search(r'data-status="(\w+)"', s).group(1) for s in steps]  # type: ignore[union-attr]
+    assert ["ok"] * 5 + ["divergence"] == [re.search(r'data-status="(\w+)"', s).group(1) for s in steps]  # type: ignore[union-attr]
     assert "Divergence at op 5" in steps[5] and "Divergence" not in "".join(steps[:5])
     assert 'class="verdict bad"' in page
 
@@ -201,9 +203,11 @@ class DevTools:
 @pytest.fixture
 def browser() -> Iterator[DevTools]:
     chromium = chromium_or_skip()
-    with tempfile.TemporaryDirectory(prefix="mmcheck-test-chromium-") as profile:
+    # Chromium's helpers (renderer, GPU, crash handler) can still write to the profile for a moment after the
+    # browser is gone, so its removal may find a folder refilled: that is no failure of the test.
+    with tempfile.TemporaryDirectory(prefix="mmcheck-test-chromium-", ignore_cleanup_errors=True) as profile:
         command = [chromium, *headless_flags(Path(profile)), "--remote-debugging-port=0", "--window-size=1280,1000"]
-        process = subprocess.Popen([*command, "about:blank"], stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen([*command, "about:blank"], stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             assert process.stderr is not None
             url = None
@@ -218,8 +222,10 @@ def browser() -> Iterator[DevTools]:
             yield tools
             tools.ws.close()
         finally:
-            process.terminate()
+            os.killpg(process.pid, signal.SIGTERM)  # the browser and the helpers it started
             process.wait(timeout=30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def open_page(tools: DevTools, page: Path) -> None:

@@ -131,7 +131,8 @@ PROBES: list[object] = [
     (1 << 64) - 1, 1 << 64, -1, 1.5, 2.0, math.inf, True, False, None, [], [1], {}, {"0x8": 5}, {"0x3": 5}, {"x": 1},
     "0x10", "16", " 5", "0o7", "0b1", "1_0", "-1", "+3", "", "x", "abc", "a.b-c_1", "a" * 65, "rw-", "r-x", "rwz",
     "user", "supervisor", "read", "write", "fetch", "dontneed", "cold", "pageout", "kernel",
-    "vm.panic_on_oom", "vm.oom_kill_allocating_task", -1000, 1000, -1001, 1001,
+    "vm.panic_on_oom", "vm.oom_kill_allocating_task", -1000, 1000, -1001, 1001, "enabled", "madvise", "hugepage",
+    "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "/", "a/b", "a/b/c/d", "A",
     "0x" + "f" * 17, "1" * 81,
 ]  # fmt: skip
 

@@ -160,12 +160,18 @@ def test_merge_rule() -> None:
     ctor=st.booleans(),
     cpus=st.integers(1, 64),
     min_objects=st.sampled_from((0, 1, 3, 16)),
+    flags=st.frozensets(st.sampled_from(geometry.CACHE_FLAGS)),
 )
-def test_impl_geometry_agrees_with_spec(size: int, align: int, ctor: bool, cpus: int, min_objects: int) -> None:
-    """The implementation's own geometry code gives the spec's numbers."""
-    spec = geometry.calculate_sizes(size, align, ctor, cpus, min_objects)
-    impl = impl_geometry.calculate_sizes(size, align, ctor, cpus, min_objects)
-    assert spec is not None and impl is not None
+def test_impl_geometry_agrees_with_spec(
+    size: int, align: int, ctor: bool, cpus: int, min_objects: int, flags: frozenset[str]
+) -> None:
+    """The implementation's own geometry code gives the spec's numbers, slab_debug layouts included."""
+    spec = geometry.calculate_sizes(size, align, ctor, cpus, min_objects, flags=flags)
+    impl = impl_geometry.calculate_sizes(size, align, ctor, cpus, min_objects, flags=flags)
+    if spec is None:
+        assert impl is None
+        return
+    assert impl is not None
     assert (
         spec.size,
         spec.offset,
@@ -175,8 +181,12 @@ def test_impl_geometry_agrees_with_spec(size: int, align: int, ctor: bool, cpus:
         spec.min_order,
         spec.min_objects,
         spec.min_partial,
+        spec.inuse,
+        spec.red_left_pad,
     ) == tuple(impl)
     assert spec.objects * spec.size <= 4096 << spec.order
+    if not flags & geometry.DEBUG_FLAGS:  # no debug areas: the slot is the object (and pointer) aligned
+        assert spec.red_left_pad == 0 and spec.size == geometry.align_up(spec.pad_offset, spec.align)
 
 
 @given(size=st.integers(1, 8192))

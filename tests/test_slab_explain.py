@@ -66,3 +66,19 @@ def test_the_hardened_pointer_decodes_to_the_spec_next_object() -> None:
     assert stored != BASE + 0x80
     assert "but the spec" not in pointer
     assert stored ^ swab(ptr_addr) != BASE + 0x80
+
+
+def test_a_first_slab_op_that_is_not_a_create_is_told() -> None:
+    """The allocator is made at the first slab op: a kmalloc first is told against the empty kmalloc caches."""
+    told = rules(Scenario(Config(frames=16), (ops.Kmalloc(64, 0), ops.Kfree(BASE))))
+    assert "kmalloc-class kmalloc-64" in told[0] and "new slab (new_slab, allocate_slab)" in told[0]
+    assert told[1].startswith("kfree(")
+
+
+def test_meminfo_in_a_kernel_with_slabs_tells_the_slab_frames() -> None:
+    """In a kernel scenario meminfo's Slab is the slab allocator's frames, and none of it is available."""
+    lines, ok = explain(load(SCENARIOS / "meminfo-slab-in-the-kernel.json"))
+    assert ok
+    told = [line for line in lines if line.strip().startswith("Slab ") and "kB: the slab" in line]
+    assert len(told) == 2 and "Slab 20 kB: the slab allocator's 5 frame(s)" in told[0]
+    assert all("MemAvailable counts none of it" in line for line in told)

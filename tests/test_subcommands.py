@@ -98,3 +98,14 @@ def test_the_pressure_oracle_runs_or_says_why_not(tmp_path: Path) -> None:
     if done.returncode == 0:
         out = json.loads(done.stdout)
         assert out["mem_available"]["agree"] and out["agreement"]["spec"]["contents"][0] > 0
+
+
+def test_the_thp_oracle_runs_or_says_why_not(tmp_path: Path) -> None:
+    from oracles.linux.thp import unavailable_thp
+
+    done = mmcheck(["oracle", "thp", "--json"], tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert (0 if unavailable_thp() is None else 2) == done.returncode, done.stderr
+    if done.returncode == 0:
+        out = json.loads(done.stdout)
+        assert out["disagreements"] == [] and out["agreement"]["impl"]["AnonHugePages"][0] > 0

@@ -155,6 +155,14 @@ class BuddyAllocator:
         self._order[pfn] = 0
         self._merge(pfn, order)
 
+    def split_page(self, pfn: int, order: int) -> None:
+        """The allocated order-``order`` block at ``pfn`` becomes ``2**order`` allocated order-0 blocks, each freed on
+        its own later (``split_page``, mm/page_alloc.c)."""
+        self._check_free(pfn, order)
+        for frame in range(pfn, pfn + (1 << order)):
+            self._order[frame] = 0
+            self._refcount[frame] = 1
+
     def _merge(self, pfn: int, order: int) -> None:
         """The merge loop of ``__free_one_page``: absorb free buddies up to ``max_order``, then list the result."""
         while order < self.max_order:

@@ -35,6 +35,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from impl.alloc.buddy import BuddyAllocator
+from impl.memcg.memcg import MemCgroups
+from impl.mm.thp import PG_THP, Thp
 from impl.mm.vma import Vma, VmaList
 from impl.oom.oom import Oom
 from impl.paging.mmu import WRITE, Fault, Mmu, Translated
@@ -48,6 +50,7 @@ _P, _RW, _US, _A, _D, _PS, _G = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80, 0x100
 _PROTNONE = 0x100  # _PAGE_PROTNONE reuses the global bit of a non-present entry
 _NX = 1 << 63
 _PFN = ((1 << 52) - 1) & ~0xFFF
+MM_RSS, MM_SWAPENTS, MM_TABLES = 0, 1, 2  # the indexes of Kernel.mm_counters
 _PAGE_TABLE = _P | _RW | _US | _A | _D
 _KERNPG_TABLE = _P | _RW | _A | _D
 _PAGE_KERNEL_RO = _P | _A | _G | _NX
@@ -113,8 +116,19 @@ class Kernel:
         self.next_pid = self.next_object = self.next_pin = 1
         self.current = [0] * len(mmu.cpus)
         self.gathered: list[int] | None = None
+        self.rmap: dict[int, dict[int, tuple[int, int]]] = {}
+        # The slab allocator's frames on this kernel's buddy, as account_slab (mm/slab.h) counts them.
+        self.slab_frames: set[int] = set()
+        # The mm counters oom_badness reads, kept as the kernel keeps them, by pid: [``get_mm_rss``,
+        # ``MM_SWAPENTS``, ``mm_pgtables_bytes / PAGE_SIZE``].  The first two by :meth:`set_pte` from
+        # :meth:`mm_counter` of the old and new leaf (include/linux/mm.h ``add_mm_counter``), the third as tables
+        # are made and freed (mm/memory.c ``__pte_alloc`` -> ``mm_inc_nr_ptes``, ``__pmd_alloc`` ->
+        # ``mm_inc_nr_pmds``, ``__pud_alloc`` -> ``mm_inc_nr_puds``; ``free_pte_range`` -> ``mm_dec_nr_ptes``).
+        self.mm_counters: dict[int, list[int]] = {}
         self.pressure = Pressure(self, swap, fault_around, workingset)
         self.oom = Oom(self)
+        self.thp = Thp(self)
+        self.memcg = MemCgroups(self)
         if self.free_frames() < 6:
             raise ConfigError("the kernel needs 6 free frames to boot: give the config more frames")
         self.boot = tuple(self._alloc(("boot", i, 0, 0)) for i in range(6))
@@ -129,8 +143,13 @@ class Kernel:
             *("mmu", "mem", "buddy", "refcount", "mapcount", "flags", "effects", "procs", "objects", "obj_users"),
             *("pins", "next_pid", "next_object", "next_pin", "current", "boot", "zero_pfn", "kernel_pfn", "init_root"),
             "gathered",
+            "rmap",
+            "slab_frames",
             "pressure",
             "oom",
+            "thp",
+            "mm_counters",
+            "memcg",
         }
     )
 
@@ -152,8 +171,13 @@ class Kernel:
         new.objects = {obj: dict(cache) for obj, cache in self.objects.items()}
         new.obj_users, new.pins, new.current = dict(self.obj_users), dict(self.pins), list(self.current)
         new.gathered = None if self.gathered is None else list(self.gathered)
+        new.rmap = {pfn: dict(users) for pfn, users in self.rmap.items()}
+        new.slab_frames = set(self.slab_frames)
         new.pressure = self.pressure.clone(new)
         new.oom = self.oom.clone(new)
+        new.thp = self.thp.clone(new)
+        new.mm_counters = {pid: list(counts) for pid, counts in self.mm_counters.items()}
+        new.memcg = self.memcg.clone(new)
         return new
 
     # --- frames ---------------------------------------------------------------------------------
@@ -175,7 +199,7 @@ class Kernel:
         return pfn
 
     def _get(self, pfn: int, maps: int = 1) -> None:
-        if pfn != self.zero_pfn:
+        if pfn != self.zero_pfn and pfn != self.thp.zero_pfn:
             self.refcount[pfn] += 1
             self.mapcount[pfn] += maps
 
@@ -189,7 +213,7 @@ class Kernel:
         (``tlb_flush_mmu_tlbonly``) before ``tlb_batch_pages_flush`` drops the
         references (``free_pages_and_swap_cache``, mm/mmu_gather.c).
         """
-        if pfn == self.zero_pfn:
+        if pfn == self.zero_pfn or pfn == self.thp.zero_pfn:
             return
         self.mapcount[pfn] -= unmaps
         if self.gathered is not None:
@@ -299,6 +323,7 @@ class Kernel:
                 child = self._alloc(("table", pid, level - 1, vpn >> (9 * (level - 1))))
                 entry = (child << 12) | _PAGE_TABLE
                 self.mem.write(pa, entry)
+                self.mm_counters.setdefault(pid, [0, 0, 0])[MM_TABLES] += 1
             table = (entry & _PFN) >> 12
         return (table << 12) + ((vpn >> (9 * (leaf_level - 1))) & 511) * 8
 
@@ -308,11 +333,7 @@ class Kernel:
         shift = 9 * (level - 1)
         first = max(0, (lo - base) >> shift)
         last = min(512, ((hi - 1 - base) >> shift) + 1)
-        for i, entry in self.mem.frame_entries(table):
-            if i < first:
-                continue
-            if i >= last:
-                break
+        for i, entry in self.mem.frame_entries(table, first, last):
             pa = (table << 12) + i * 8
             if level == 1 or (level == 2 and entry & _PS):
                 yield base + (i << shift), pa, entry
@@ -324,11 +345,7 @@ class Kernel:
         shift = 9 * (level - 1)
         first = max(0, (lo - base) >> shift)
         last = min(512, ((hi - 1 - base) >> shift) + 1)
-        for i, entry in self.mem.frame_entries(table):
-            if i < first:
-                continue
-            if i >= last:
-                break
+        for i, entry in self.mem.frame_entries(table, first, last):
             pa = (table << 12) + i * 8
             if not entry & _P or (level == 2 and entry & _PS):
                 continue
@@ -340,6 +357,117 @@ class Kernel:
     def user_ptes(self, proc: Process, lo: int = 0, hi: int = USER_PAGES) -> Iterator[tuple[int, int, int]]:
         """The process's non-empty PTEs in pages ``lo .. hi-1``."""
         return self._ptes(proc.root, 4, 0, lo, min(hi, USER_PAGES))
+
+    def set_pte(self, pa: int, entry: int, pid: int, vpn: int) -> None:
+        """Write the leaf at ``pa`` (``pid``'s entry for page ``vpn``) and keep the reverse map: the frame it maps
+        loses this entry and the frame ``entry`` maps gains it (``folio_remove_rmap_pte`` /
+        ``folio_add_anon_rmap_pte``, ``folio_add_file_rmap_pte``, mm/rmap.c).
+
+        Every leaf write that can change which 4 KiB frame an entry maps, or whether it maps one (present or
+        PROT_NONE, not a 2 MiB leaf: the entries :meth:`rmapped` counts), goes through here; writes that only
+        change the A, D or R/W bits of a mapping entry leave the reverse map as it is.
+        """
+        was = self.mem.read_unchecked(pa)
+        old = self.rmapped(was)
+        if old is not None:
+            users = self.rmap[old]
+            del users[pa]
+            if not users:
+                del self.rmap[old]
+        new = self.rmapped(entry)
+        if new is not None:
+            self.rmap.setdefault(new, {})[pa] = (pid, vpn)
+        gone, came = self.mm_counter(was), self.mm_counter(entry)
+        if gone is not None or came is not None:
+            counts = self.mm_counters.setdefault(pid, [0, 0, 0])
+            if gone is not None:
+                counts[gone] -= HUGE_PAGES if was & _PS else 1
+            if came is not None:
+                counts[came] += HUGE_PAGES if entry & _PS else 1
+        self.mem.write(pa, entry)
+
+    def mm_counter(self, entry: int) -> int | None:
+        """Which of :attr:`mm_counters` the leaf ``entry`` counts in: :data:`MM_SWAPENTS` for a swap entry,
+        :data:`MM_RSS` for one mapping a 4 KiB frame other than the zero page, or a THP's PMD (512 pages; mm/memory.c
+        and mm/huge_memory.c count no zero-page, huge-zero-page or hugetlb leaf in the rss), else None."""
+        if not entry:
+            return None
+        if not entry & (_P | _PROTNONE):
+            return MM_SWAPENTS  # is_swap_pte
+        if entry & _PS:  # a THP's PMD counts its 512 pages (__do_huge_pmd_anonymous_page: add_mm_counter)
+            pfn = (entry & _PFN) >> 12
+            return MM_RSS if pfn != self.thp.zero_pfn and self.flags[pfn] & PG_THP else None
+        return None if (entry & _PFN) >> 12 == self.zero_pfn else MM_RSS
+
+    @staticmethod
+    def rmapped(entry: int) -> int | None:
+        """The frame a leaf entry maps for the reverse map: present or PROT_NONE, not a 2 MiB leaf; else None."""
+        if entry & (_P | _PROTNONE) and not entry & _PS:
+            return (entry & _PFN) >> 12
+        return None
+
+    def page_tables_scan(self) -> tuple[dict[int, dict[int, tuple[int, int]]], dict[int, tuple[int, int, int]]]:
+        """What the page tables hold, read in one walk of every process's: the reverse map (what :attr:`rmap`
+        must equal) and each process's mm counters (what :attr:`mm_counters` must hold)."""
+        found: dict[int, dict[int, tuple[int, int]]] = {}
+        counted: dict[int, tuple[int, int, int]] = {}
+        for pid, proc in self.procs.items():
+            counts = [0, 0, 0]
+            for vpn, pa, entry in self.user_ptes(proc):
+                pfn = self.rmapped(entry)
+                if pfn is not None:
+                    found.setdefault(pfn, {})[pa] = (pid, vpn)
+                counter = self.mm_counter(entry)
+                if counter is not None:
+                    counts[counter] += HUGE_PAGES if entry & _PS else 1
+            tables = sum(1 for _ in self._tables(proc.root, 4, 0, 0, USER_PAGES))
+            counts[MM_TABLES] = tables + len(self.thp.deposit_frames(pid))
+            counted[pid] = (counts[0], counts[1], counts[2])
+        return found, counted
+
+    def rmap_scan(self) -> dict[int, dict[int, tuple[int, int]]]:
+        """The reverse map read off every process's page tables: what :attr:`rmap` must equal."""
+        return self.page_tables_scan()[0]
+
+    def rmap_problem(self, found: dict[int, dict[int, tuple[int, int]]] | None = None) -> str | None:
+        """The self-check of the reverse map: None if :attr:`rmap` equals :meth:`rmap_scan` (or ``found``, the
+        reverse map of a :meth:`page_tables_scan` of this state), else what differs."""
+        if found is None:
+            found = self.rmap_scan()
+        if found == self.rmap:
+            return None
+        wrong = sorted(pfn for pfn in found.keys() | self.rmap.keys() if found.get(pfn) != self.rmap.get(pfn))
+        pfn = wrong[0]
+        return (
+            f"reverse map of frame {pfn:#x} is {self.rmap.get(pfn, {})} but the page tables map it at "
+            f"{found.get(pfn, {})} (pte address: (pid, vpn)); {len(wrong)} frame(s) differ"
+        )
+
+    def mm_counts(self, pid: int) -> tuple[int, int, int]:
+        """``pid``'s kept mm counters: (``get_mm_rss``, ``MM_SWAPENTS``, ``mm_pgtables_bytes / PAGE_SIZE``)."""
+        rss, swapents, tables = self.mm_counters.get(pid, (0, 0, 0))
+        return rss, swapents, tables
+
+    def mm_counters_scan(self) -> dict[int, tuple[int, int, int]]:
+        """Every process's mm counters read off its page tables: what :attr:`mm_counters` must hold."""
+        return self.page_tables_scan()[1]
+
+    def mm_counters_problem(self, found: dict[int, tuple[int, int, int]] | None = None) -> str | None:
+        """The self-check of the kept mm counters: None if they equal :meth:`mm_counters_scan` (or ``found``, the
+        counters of a :meth:`page_tables_scan` of this state), else what differs."""
+        stale = sorted(self.mm_counters.keys() - self.procs.keys())
+        if stale:
+            return f"mm counters kept for processes that are gone: {stale}"
+        if found is None:
+            found = self.mm_counters_scan()
+        wrong = sorted(pid for pid in found if found[pid] != self.mm_counts(pid))
+        if not wrong:
+            return None
+        pid = wrong[0]
+        return (
+            f"process {pid}'s mm counters are {self.mm_counts(pid)} but its page tables hold {found[pid]}"
+            f" (rss, swap entries, table pages); {len(wrong)} process(es) differ"
+        )
 
     def _leaf(self, vma: Vma, pfn: int, writable: bool, dirty: bool | None = None) -> int:
         """``vm_get_page_prot`` plus the per-entry write bit: PROT_NONE is not present, XD unless executable; D if
@@ -388,8 +516,11 @@ class Kernel:
             if not vma.shared and vma.anon
             for pte in self.user_ptes(parent, vma.start, vma.end)
         ]
+        thp = self.thp
         keys = {
-            (level, vpn >> (9 * level)) for vpn, _, entry in copied for level in ((2, 3) if entry & _PS else (1, 2, 3))
+            (level, vpn >> (9 * level))
+            for vpn, _, entry in copied
+            for level in ((2, 3) if entry & _PS and not thp.is_thp(entry) else (1, 2, 3))
         }
         if self.free_frames() < 1 + len(keys):
             return errno("ENOMEM")
@@ -398,16 +529,18 @@ class Kernel:
         root = self._new_root(child)
         for vpn, pa, entry in copied:
             if is_swap(entry):
-                self.mem.write(self._pte_pa_alloc(child, root, vpn), entry)
+                self.set_pte(self._pte_pa_alloc(child, root, vpn), entry, child, vpn)
                 self.pressure.swap_map[swp_offset(entry)] += 1
                 continue
             if entry & _RW:
                 entry &= ~_RW
                 self.mem.write(pa, entry)
             leaf_level = 2 if entry & _PS else 1
-            self.mem.write(self._pte_pa_alloc(child, root, vpn, leaf_level), entry)
+            self.set_pte(self._pte_pa_alloc(child, root, vpn, leaf_level), entry, child, vpn)
+            if thp.is_thp(entry):
+                thp.deposit(child, vpn)  # copy_huge_pmd: pte_alloc_one for the child's deposit
             pfn = (entry & _PFN) >> 12
-            if pfn != self.zero_pfn:
+            if pfn != self.zero_pfn and pfn != thp.zero_pfn:
                 self._get(pfn)
                 self.flags[pfn] &= ~PG_EXCLUSIVE
         vmas = parent.vmas.fork_copy()
@@ -424,6 +557,7 @@ class Kernel:
         for _, _, _, pfn in list(self._tables(proc.root, 4, 0, 0, USER_PAGES)):
             self.buddy.free(pfn, 0)
         self.buddy.free(proc.root, 0)
+        self.mm_counters.pop(pid, None)
         for vma in proc.vmas:
             if vma.shared:
                 self._unuse_object(vma.obj)
@@ -446,8 +580,12 @@ class Kernel:
     # --- mappings -------------------------------------------------------------------------------
 
     def _zap(self, proc: Process, lo: int, hi: int) -> None:
-        for _, pa, entry in list(self.user_ptes(proc, lo, hi)):
-            self.mem.write(pa, 0)
+        """``zap_pte_range``, and ``zap_huge_pmd`` for a THP PMD (callers split one the range cuts), whose deposited
+        PT goes with it."""
+        for vpn, pa, entry in list(self.user_ptes(proc, lo, hi)):
+            self.set_pte(pa, 0, proc.pid, vpn)
+            if entry & _PS and self.thp.is_thp(entry):
+                self.thp.withdraw_and_free(proc.pid, vpn)
             if is_swap(entry):
                 self.pressure.swap_free(swp_offset(entry))
             else:
@@ -472,7 +610,9 @@ class Kernel:
                 self.obj_users[vma.obj] -= 1
 
     def _unmap(self, proc: Process, lo: int, hi: int) -> None:
-        """Zap, remove the VMAs, free the tables no VMA reaches, drop unused objects."""
+        """Split the THP PMDs the edges cut, zap, remove the VMAs, free the tables no VMA reaches, drop unused
+        objects."""
+        self.thp.split_edges(proc, lo, hi)
         self._zap(proc, lo, hi)
         self._split(proc, lo)
         self._split(proc, hi)
@@ -484,6 +624,7 @@ class Kernel:
             if not proc.vmas.intersects(key << span, (key + 1) << span):
                 self.mem.write(parent_pa, 0)
                 self.buddy.free(pfn, 0)
+                self.mm_counters[proc.pid][MM_TABLES] -= 1
 
     @staticmethod
     def _mmap_error(va: int, pages: int, huge: bool) -> str | None:
@@ -558,13 +699,21 @@ class Kernel:
             end, result = max(lo, last.start), errno("EINVAL")
             if end == lo:
                 return result
+        # mprotect_fixup leaves a VMA whose flags do not change alone (mm/mprotect.c: newflags == oldflags), so
+        # only an edge inside a VMA that changes splits a THP PMD there (vma_adjust_trans_huge).
+        cut_at = [
+            e
+            for e in (lo, end)
+            if (v := proc.vmas.find(e)) is not None and v.start < e and (v.read, v.write, v.exec) != rwx
+        ]
+        self.thp.split_edges(proc, *cut_at)
         self._split(proc, lo)
         self._split(proc, end)
         for vma in proc.vmas.within(lo, end):
             vma.read, vma.write, vma.exec = rwx
-            for _, pa, entry in list(self.user_ptes(proc, vma.start, vma.end)):
+            for vpn, pa, entry in list(self.user_ptes(proc, vma.start, vma.end)):
                 if not is_swap(entry):
-                    self.mem.write(pa, self._changed(vma, entry))
+                    self.set_pte(pa, self._changed(vma, entry), proc.pid, vpn)
         self._merge(proc, lo, end)
         return result
 
@@ -576,10 +725,10 @@ class Kernel:
             writable = vma.write and not clean_file  # write-notify: a clean file page stays read-only
         elif vma.huge:
             writable = False  # hugetlb_change_protection: huge_pte_modify, no upgrade
-        else:
-            exclusive_anon = self.flags[pfn] & (PG_ANON | PG_EXCLUSIVE | PG_HUGE) == PG_ANON | PG_EXCLUSIVE
-            writable = vma.write and pfn != self.zero_pfn and exclusive_anon
-        return self._leaf(vma, pfn, writable, dirty=bool(entry & _D))  # pte_modify keeps the dirty bit
+        else:  # change_pte_range, or change_huge_pmd for a THP PMD (can_change_pmd_writable), never a zero page
+            exclusive_anon = self.flags[pfn] & (PG_ANON | PG_EXCLUSIVE) == PG_ANON | PG_EXCLUSIVE
+            writable = vma.write and pfn != self.zero_pfn and pfn != self.thp.zero_pfn and exclusive_anon
+        return self._leaf(vma, pfn, writable, dirty=bool(entry & _D)) | (entry & _PS)  # pte_modify keeps D
 
     def madvise_dontneed(self, pid: int, va: int, pages: int) -> Result:
         """``madvise(MADV_DONTNEED)``: zap the range VMA by VMA, keep the tables; in a hugetlb VMA the start must be
@@ -598,6 +747,7 @@ class Kernel:
                 if start % HUGE_PAGES:
                     return errno("EINVAL")
                 end -= end % HUGE_PAGES
+            self.thp.split_edges(proc, start, end)
             self._zap(proc, start, end)
         return OK if proc.vmas.mapped_pages(lo, hi) == hi - lo else errno("ENOMEM")
 
@@ -655,13 +805,21 @@ class Kernel:
             if failed is None and fixes:
                 self.pressure.count_fault(proc, False)
             return failed
+        pmd = self.thp.thp_pmd(proc, vpn)
+        if pmd is not None:  # a THP PMD: only a write to a read-only one is a fault to fix (do_huge_pmd_wp_page)
+            if kind != WRITE or pmd[2] & _RW:
+                return None
+            failed = self.thp.wp(proc, vma, vpn, *pmd)
+            if failed is None:
+                self.pressure.count_fault(proc, False)
+            return failed
         pa = self._pte_pa(proc.root, vpn)
         entry = 0 if pa is None else self.mem.read(pa)
         if not entry:
             return self._missing(proc, vma, vpn, kind == WRITE)
         assert pa is not None
         if is_swap(entry):
-            failed = self.pressure.swap_fault(proc, vma, pa, entry, kind == WRITE)
+            failed = self.pressure.swap_fault(proc, vma, vpn, pa, entry, kind == WRITE)
             entry = self.mem.read(pa)
             if failed is not None or kind != WRITE or entry & _RW:
                 return failed
@@ -703,18 +861,22 @@ class Kernel:
         return failed
 
     def _anon_missing(self, proc: Process, vma: Vma, vpn: int, write: bool) -> Result | None:
-        """``do_anonymous_page``: the zero page, read-only, for a read; a new exclusive page for a write."""
+        """``do_anonymous_page``: the zero page, read-only, for a read; a new exclusive page for a write; first a THP
+        where one may go (:meth:`impl.mm.thp.Thp.fault`)."""
+        failed, handled = self.thp.fault(proc, vma, vpn, write)
+        if handled:
+            return failed
         if self.free_frames() < self._missing_tables(proc.root, vpn) + (1 if write else 0):
             return errno("ENOMEM")
         pa = self._pte_pa_alloc(proc.pid, proc.root, vpn)
         if not write:
-            self.mem.write(pa, self._leaf(vma, self.zero_pfn, False))
+            self.set_pte(pa, self._leaf(vma, self.zero_pfn, False), proc.pid, vpn)
             return None
         pfn = self._alloc(("page", proc.pid, vpn, 0))
         self.refcount[pfn], self.mapcount[pfn], self.flags[pfn] = 1, 1, PG_ANON | PG_EXCLUSIVE
         self.pressure.lru_add(pfn, ANON_INACTIVE)
         proc.vmas.prepare_anon(vma)
-        self.mem.write(pa, self._leaf(vma, pfn, True))
+        self.set_pte(pa, self._leaf(vma, pfn, True), proc.pid, vpn)
         return None
 
     def _shmem(self, proc: Process, vma: Vma, vpn: int) -> Result | None:
@@ -728,7 +890,8 @@ class Kernel:
             pfn = cache[index] = self._alloc(("shmem", vma.obj, index, 0))
             self.refcount[pfn], self.mapcount[pfn], self.flags[pfn] = 1, 0, 0
         self._get(pfn)
-        self.mem.write(pa, self._leaf(vma, pfn, vma.write, dirty=False))  # a read maps clean; the store sets D
+        # a read maps clean; the store sets D
+        self.set_pte(pa, self._leaf(vma, pfn, vma.write, dirty=False), proc.pid, vpn)
         return None
 
     def _wp(self, proc: Process, vma: Vma, vpn: int, pa: int, entry: int) -> Result | None:
@@ -747,7 +910,7 @@ class Kernel:
         self.refcount[new], self.mapcount[new], self.flags[new] = 1, 1, PG_ANON | PG_EXCLUSIVE
         self.pressure.lru_add(new, ANON_INACTIVE)
         proc.vmas.prepare_anon(vma)
-        self.mem.write(pa, (entry & ~_PFN) | (new << 12) | _RW | _D)
+        self.set_pte(pa, (entry & ~_PFN) | (new << 12) | _RW | _D, proc.pid, vpn)
         self._put(old)
         return None
 
@@ -818,9 +981,11 @@ class Kernel:
             return errno("EFAULT")
         if vma.huge:
             raise NotModelled(f"pin of {va:#x}: pinning a hugetlb page is not modelled: pin a page of a normal mapping")
+        if self.thp.thp_pmd(proc, vpn) is not None or self.thp.allowed(vma, vpn - vpn % HUGE_PAGES):
+            raise NotModelled(f"pin of {va:#x}: pinning a transparent huge page is not modelled: pin where THP is off")
         pa = self._pte_pa(proc.root, vpn)
         if pa is not None and is_swap(self.mem.read(pa)):
-            failed = self.pressure.swap_fault(proc, vma, pa, self.mem.read(pa), False)
+            failed = self.pressure.swap_fault(proc, vma, vpn, pa, self.mem.read(pa), False)
             if failed is not None:
                 return failed
         elif pa is None or not self.mem.read(pa):
@@ -863,7 +1028,7 @@ class Kernel:
         pressure = self.pressure
         files = {f.obj for f in pressure.files.values()}
         in_file = {pfn for obj, cache in self.objects.items() if obj in files for pfn in cache.values()}
-        out = dict.fromkeys(SMAPS_FIELDS, 0)
+        out = dict.fromkeys((*SMAPS_FIELDS, "AnonHugePages"), 0)
         whole = PAGE_SIZE << PSS_SHIFT
         for _, _, entry in self.user_ptes(proc):
             if is_swap(entry):
@@ -873,18 +1038,23 @@ class Kernel:
                 out["SwapPss"] += whole // count if count >= 2 else whole
                 continue
             pfn = (entry & _PFN) >> 12
-            if pfn == self.zero_pfn or entry & _PS:
+            thp = bool(entry & _PS) and self.thp.is_thp(entry)
+            if pfn == self.zero_pfn or pfn == self.thp.zero_pfn or (entry & _PS and not thp):
                 continue  # hugetlb pages count as Private_Hugetlb / Shared_Hugetlb only (smaps_hugetlb_range)
             flags, mapcount = self.flags[pfn], self.mapcount[pfn]
+            n = HUGE_PAGES if thp else 1  # smaps_pmd_entry: the THP's 512 pages, each by the PMD map count
             private = self.refcount[pfn] == 1 or mapcount < 2
-            share = whole if private else whole // mapcount
+            share = (whole if private else whole // mapcount) * n
             dirty = bool(entry & _D or flags & PG_DIRTY)
-            out["Rss"] += PAGE_SIZE
-            out["Anonymous"] += PAGE_SIZE if flags & PG_ANON else 0
-            out[("Private_" if private else "Shared_") + ("Dirty" if dirty else "Clean")] += PAGE_SIZE
+            out["Rss"] += PAGE_SIZE * n
+            out["Anonymous"] += PAGE_SIZE * n if flags & PG_ANON else 0
+            out["AnonHugePages"] += PAGE_SIZE * n if thp else 0
+            out[("Private_" if private else "Shared_") + ("Dirty" if dirty else "Clean")] += PAGE_SIZE * n
             out["Pss"] += share
             out["Pss_Dirty"] += share if dirty else 0
             out["Pss_Anon" if flags & PG_ANON else "Pss_File" if pfn in in_file else "Pss_Shmem"] += share
+        if not self.thp.shown:
+            del out["AnonHugePages"]
         return {key: value >> (10 + (PSS_SHIFT if key in PSS_FIELDS else 0)) for key, value in out.items()}
 
     def stat(self, pid: int) -> Result:
@@ -905,6 +1075,9 @@ class Kernel:
         if is_swap(entry):  # PM_SWAP, with the swap offset where the pfn would be (type 0)
             return {"present": False, "pfn": swp_offset(entry), "exclusive": False, "swapped": True}
         pfn = (entry & _PFN) >> 12
+        if entry & _PS and self.thp.is_thp(entry):  # pagemap_pmd_range: exclusive if the precise map count is 1
+            exclusive = pfn != self.thp.zero_pfn and self.mapcount[pfn] == 1
+            return {"present": True, "pfn": pfn + vpn % HUGE_PAGES, "exclusive": exclusive}
         if entry & _PS:  # pagemap_hugetlb_range: the subpage's pfn; exclusive unless mapped shared
             return {"present": True, "pfn": pfn + vpn % HUGE_PAGES, "exclusive": self.mapcount[pfn] <= 1}
         return {"present": True, "pfn": pfn, "exclusive": pfn != self.zero_pfn and self.mapcount[pfn] == 1}

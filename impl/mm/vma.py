@@ -9,7 +9,8 @@ and merged with compatible neighbours where mmap and mprotect change them
 ``forked`` marks one fork gave it (its ``anon_vma_chain`` is not singular).
 ``huge`` marks a hugetlb VMA (``VM_HUGETLB``): it splits only on 2 MiB
 boundaries (``hugetlb_vm_op_split``, mm/hugetlb.c) and never merges
-(``VM_DONTEXPAND`` is in ``VM_SPECIAL``, mm/vma.c).
+(``VM_DONTEXPAND`` is in ``VM_SPECIAL``, mm/vma.c).  ``thp`` is the THP advice,
+``"hugepage"`` (``VM_HUGEPAGE``), ``"nohugepage"`` (``VM_NOHUGEPAGE``) or ``""``: a flag merging compares.
 Page numbers (vpn), not addresses, throughout.
 """
 
@@ -21,7 +22,7 @@ import bisect
 class Vma:
     """Pages ``start .. end-1``: rights, private or shared (with its object and offset), and ``anon_vma``."""
 
-    __slots__ = ("anon", "end", "exec", "forked", "huge", "obj", "pgoff", "read", "shared", "start", "write")
+    __slots__ = ("anon", "end", "exec", "forked", "huge", "obj", "pgoff", "read", "shared", "start", "thp", "write")
 
     def __init__(
         self,
@@ -34,17 +35,18 @@ class Vma:
         anon: int = 0,
         forked: bool = False,
         huge: bool = False,
+        thp: str = "",
     ) -> None:
         self.start, self.end = start, end
         self.read, self.write, self.exec = rwx
         self.shared, self.obj, self.pgoff, self.anon, self.forked = shared, obj, pgoff, anon, forked
-        self.huge = huge
+        self.huge, self.thp = huge, thp
 
     def __repr__(self) -> str:
         rwx = ("r" if self.read else "-") + ("w" if self.write else "-") + ("x" if self.exec else "-")
         return (
             f"Vma({self.start:#x}..{self.end:#x} {rwx} shared={self.shared} obj={self.obj} "
-            f"anon={self.anon} forked={self.forked}{' huge' if self.huge else ''})"
+            f"anon={self.anon} forked={self.forked}{' huge' if self.huge else ''}{' ' + self.thp if self.thp else ''})"
         )
 
     @property
@@ -69,11 +71,11 @@ class Vma:
         hi = self.end if end is None else end
         rwx = (self.read, self.write, self.exec)
         pgoff = self.pgoff + lo - self.start
-        return Vma(lo, hi, rwx, self.shared, self.obj, pgoff, self.anon, self.forked, self.huge)
+        return Vma(lo, hi, rwx, self.shared, self.obj, pgoff, self.anon, self.forked, self.huge, self.thp)
 
     def merges_with(self, upper: Vma) -> bool:
         """``upper`` begins where this ends and one VMA can cover both (``can_vma_merge_after``, mm/vma.c)."""
-        if self.huge or upper.huge or self.end != upper.start or self.flags != upper.flags:
+        if self.huge or upper.huge or self.end != upper.start or self.flags != upper.flags or self.thp != upper.thp:
             return False
         if (self.shared or self.obj or upper.obj) and (
             self.obj != upper.obj or self.pgoff + self.end - self.start != upper.pgoff
@@ -181,6 +183,7 @@ class VmaList:
             neighbours.append(self.vmas[i - 1])
         for other in neighbours:
             compatible = other.flags[4] == vma.flags[4] and other.huge == vma.huge and other.obj == vma.obj
+            compatible = compatible and other.thp == vma.thp
             if not other.shared and other.anon and not other.forked and compatible:
                 vma.anon = other.anon
                 return

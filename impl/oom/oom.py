@@ -1,9 +1,10 @@
 """The OOM killer of the implementation kernel (mm/oom_kill.c, fs/proc/base.c, Linux 6.x).
 
 ``oom_score_adj`` lives per process (``signal_struct::oom_score_adj``; a dict by pid here, holding the
-non-zero values), the OOM sysctls beside it.  The mm counters ``oom_badness`` reads are counted from the
-real page tables in one walk (``MM_ANONPAGES``, ``MM_FILEPAGES``, ``MM_SHMEMPAGES``, ``MM_SWAPENTS``) and
-the lower tables of the process (``mm_pgtables_bytes``: PDPT, PD, PT; not the PGD).  Badness is
+non-zero values), the OOM sysctls beside it.  ``oom_badness`` reads the mm counters the kernel keeps as its
+leaves and tables change (``get_mm_rss + MM_SWAPENTS`` and ``mm_pgtables_bytes``: PDPT, PD, PT; not the PGD;
+:attr:`Kernel.mm_counters`); the kill report's split into ``MM_ANONPAGES``,
+``MM_FILEPAGES``, ``MM_SHMEMPAGES`` is counted from the real page tables in one walk.  Badness is
 ``rss + swapents + pgtables + adj * (totalpages // 1000)``, -1000 and init (pid 1) never eligible;
 ``oom_evaluate_task`` walks the processes in task-list (pid) order and keeps a later task on a tie.
 The kill is the exit path, run by the caller's ``kill`` (the exit syscall with its TLB shootdown).
@@ -86,12 +87,16 @@ class Oom:
         return self.k.buddy.frames + self.k.pressure.swap_slots
 
     def badness(self, pid: int, totalpages: int) -> int | None:
-        """``oom_badness``; None for LONG_MIN."""
+        """``oom_badness``; None for LONG_MIN.  It reads the mm counters the kernel keeps
+        (:meth:`Kernel.mm_counts`: ``get_mm_rss``, ``MM_SWAPENTS``, ``mm_pgtables_bytes / PAGE_SIZE``), as
+        mm/oom_kill.c does, not a walk of the page tables."""
+        k = self.k
+        k.proc(pid)
         adj = self.adj.get(pid, 0)
         if pid == INIT_PID or adj == OOM_SCORE_ADJ_MIN:
             return None
-        anon, file, shmem, swap, tables = self.counters(pid)
-        points = anon + file + shmem + swap + tables
+        rss, swap, tables = k.mm_counts(pid)
+        points = rss + swap + tables
         return points + adj * (totalpages // 1000)
 
     def oom_score(self, pid: int) -> Result:

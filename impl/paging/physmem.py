@@ -119,15 +119,18 @@ class PhysMem:
         """The non-zero words of frame ``pfn`` by byte offset."""
         return {index * 8: value for index, value in self.frame_entries(pfn)}
 
-    def frame_entries(self, pfn: int) -> list[tuple[int, int]]:
-        """The non-zero words of frame ``pfn`` as ``(index, value)`` in index order (``index`` = offset / 8).
+    def frame_entries(self, pfn: int, first: int = 0, last: int = _WORDS_PER_FRAME) -> list[tuple[int, int]]:
+        """The non-zero words of frame ``pfn`` with index ``first .. last-1`` as ``(index, value)`` in index order
+        (``index`` = offset / 8); by default the whole frame.
 
-        On a little-endian host the zero words are skipped in C (``compress`` over a ``Q`` view of the frame).
+        On a little-endian host the zero words are skipped in C (``compress`` over a ``Q`` view of the indexes
+        asked for, so a walk of one page reads one word of each table, not all 512).
         """
         frame = self._frames.get(pfn)
-        if frame is None:
+        if frame is None or first >= last:
             return []
         if not _NATIVE_LITTLE:
-            return [(i, value) for i, (value,) in enumerate(_WORD.iter_unpack(frame)) if value]
-        with memoryview(frame) as raw, raw.cast("Q") as words:
-            return [(i, words[i]) for i in compress(range(_WORDS_PER_FRAME), words)]
+            part = frame[first * 8 : last * 8]
+            return [(first + i, value) for i, (value,) in enumerate(_WORD.iter_unpack(part)) if value]
+        with memoryview(frame) as raw, raw.cast("Q") as words, words[first:last] as span:
+            return [(i, words[i]) for i in compress(range(first, last), span)]

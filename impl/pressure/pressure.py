@@ -6,8 +6,9 @@ heads past the last frame: inactive and active, anonymous and file
 (``enum lru_list``, include/linux/mmzone.h).  New pages go to the head of
 their inactive list; reclaim scans from the tail (mm/vmscan.c
 ``shrink_lruvec``): an inactive page that is referenced (``PG_referenced``
-or an accessed bit in a PTE mapping it, found by walking every process's
-tables, the reverse map) is activated; one that is not is evicted if it
+or an accessed bit in a PTE mapping it, found through the reverse map the
+kernel keeps with every leaf write, :attr:`impl.mm.kernel.Kernel.rmap`,
+mm/rmap.c's ``rmap_walk``) is activated; one that is not is evicted if it
 can be; when a scan of an inactive list is done short of the target, the
 active list is deactivated into it.  Aging clears the accessed bits and
 flushes every TLB (``ptep_clear_flush_young``).  The anonymous lists are
@@ -44,12 +45,13 @@ _P, _RW, _A, _D, _PS, _PROTNONE = 0x1, 0x2, 0x20, 0x40, 0x80, 0x100
 _PFN = ((1 << 52) - 1) & ~0xFFF
 _MASK64 = (1 << 64) - 1
 SWP_TYPE_BITS, SWP_OFFSET_SHIFT = 5, 14
-PG_ANON, PG_EXCLUSIVE, PG_HUGE, PG_DIRTY, PG_REFERENCED = 1, 2, 4, 8, 16
+PG_ANON, PG_EXCLUSIVE, PG_HUGE, PG_DIRTY, PG_REFERENCED, PG_THP = 1, 2, 4, 8, 16, 32
 ANON_INACTIVE, ANON_ACTIVE, FILE_INACTIVE, FILE_ACTIVE = 0, 1, 2, 3
 EVICT, ACTIVATE, DEACTIVATE = 0, 1, 2
 WMARK_MIN, WMARK_LOW = 4, 5
 DEF_PRIORITY = 12
 PAGE_SIZE = 4096
+HUGE_PAGES = 512
 MAX_FILE_PAGES = 1 << 20
 FAULT_AROUND_PAGES, PTRS_PER_PTE = 65536 // PAGE_SIZE, 512
 OK: Result = {"ok": True}
@@ -107,8 +109,10 @@ class Pressure:
         self.swap_slot = array("i", bytes(4 * frames))
         self.swap_slots = swap
         self.swap_map = array("i", bytes(4 * (swap + 1)))
+        self.swap_low = 1  # every slot below it is in use: where the search for a free one starts
         self.swap_data: dict[int, dict[int, int]] = {}
         self.swap_cache: dict[int, int] = {}
+        self.cache_pos: dict[int, tuple[int, int]] = {}  # frame -> (object, index) it was cached at
         self.files: dict[str, File] = {}
         self.pgfault = self.pgmajfault = self.lru_steps = 0
 
@@ -125,6 +129,7 @@ class Pressure:
         )
         new.swap_data = {s: dict(w) for s, w in self.swap_data.items()}
         new.swap_cache = dict(self.swap_cache)
+        new.cache_pos = dict(self.cache_pos)
         new.shadows = dict(self.shadows)
         new.files = {n: File(f.obj, f.pages, {i: dict(w) for i, w in f.disk.items()}) for n, f in self.files.items()}
         return new
@@ -167,11 +172,16 @@ class Pressure:
     # --- the reverse map --------------------------------------------------------------------------
 
     def mappers(self, pfn: int) -> Iterator[tuple[Process, int, int, int]]:
-        """(process, vpn, pte address, entry) of every entry mapping ``pfn`` (``rmap_walk``)."""
-        for _, proc in sorted(self.k.procs.items()):
-            for vpn, pa, entry in list(self.k.user_ptes(proc)):
-                if entry & (_P | _PROTNONE) and not entry & _PS and (entry & _PFN) >> 12 == pfn:
-                    yield proc, vpn, pa, entry
+        """(process, vpn, pte address, entry) of every entry mapping ``pfn``, by pid and page (``rmap_walk``,
+        mm/rmap.c): read off the kernel's reverse map (:attr:`impl.mm.kernel.Kernel.rmap`), so the walk costs the
+        page's mappings, not every entry of every process."""
+        k = self.k
+        users = k.rmap.get(pfn)
+        if not users:
+            return
+        read = k.mem.read_unchecked
+        for pa, (pid, vpn) in sorted(users.items(), key=lambda user: user[1]):
+            yield k.procs[pid], vpn, pa, read(pa)
 
     def referenced(self, pfn: int) -> bool:
         """``PG_referenced`` or a young PTE mapping it (``folio_referenced``)."""
@@ -184,9 +194,13 @@ class Pressure:
             self.k.mem.write(pa, entry & ~_A)
 
     def free_slot(self) -> int | None:
-        for slot in range(1, self.swap_slots + 1):
+        """The lowest free slot, searched from :attr:`swap_low` (every slot below is in use, as the
+        ``lowest_bit`` of ``struct swap_info_struct`` bounds ``scan_swap_map_slots``' search)."""
+        for slot in range(self.swap_low, self.swap_slots + 1):
             if not self.swap_map[slot]:
+                self.swap_low = slot
                 return slot
+        self.swap_low = self.swap_slots + 1
         return None
 
     def evictable(self, pfn: int) -> bool:
@@ -216,8 +230,8 @@ class Pressure:
                 self.swap_data[slot] = dict(words)
             else:
                 self.swap_data.pop(slot, None)
-            for _, _, pa, _ in list(self.mappers(pfn)):
-                k.mem.write(pa, swp_entry(0, slot))
+            for proc, vpn, pa, _ in list(self.mappers(pfn)):
+                k.set_pte(pa, swp_entry(0, slot), proc.pid, vpn)
                 self.swap_map[slot] += 1
                 k.mapcount[pfn] -= 1
                 k.refcount[pfn] -= 1
@@ -230,11 +244,12 @@ class Pressure:
             obj, index = self.cached_at(pfn)
             if k.flags[pfn] & PG_DIRTY:
                 self.writeback(obj, index)
-            for _, _, pa, _ in list(self.mappers(pfn)):
-                k.mem.write(pa, 0)
+            for proc, vpn, pa, _ in list(self.mappers(pfn)):
+                k.set_pte(pa, 0, proc.pid, vpn)
                 k.mapcount[pfn] -= 1
                 k.refcount[pfn] -= 1
             del k.objects[obj][index]
+            self.cache_pos.pop(pfn, None)
             k.refcount[pfn] -= 1
             if self.workingset:
                 self.shadows[obj, index] = self.nonresident_age
@@ -361,6 +376,7 @@ class Pressure:
         self.swap_map[slot] -= 1
         if not self.swap_map[slot]:
             self.swap_data.pop(slot, None)
+            self.swap_low = min(self.swap_low, slot)
 
     def drop_swap_cache(self, pfn: int) -> None:
         slot = self.swap_slot[pfn]
@@ -388,7 +404,7 @@ class Pressure:
         self.lru_add(pfn, ANON_INACTIVE)
         return pfn
 
-    def swap_fault(self, proc: Process, vma: Vma, pa: int, entry: int, write: bool) -> Result | None:
+    def swap_fault(self, proc: Process, vma: Vma, vpn: int, pa: int, entry: int, write: bool) -> Result | None:
         """``do_swap_page``."""
         k = self.k
         slot = swp_offset(entry)
@@ -404,7 +420,7 @@ class Pressure:
             writable = vma.write
             if write:
                 self.drop_swap_cache(pfn)
-        k.mem.write(pa, k._leaf(vma, pfn, writable, dirty=write and writable))
+        k.set_pte(pa, k._leaf(vma, pfn, writable, dirty=write and writable), proc.pid, vpn)
         self.count_fault(proc, major)
         return None
 
@@ -433,7 +449,7 @@ class Pressure:
                 pfn = self.swap_cache[slot]
                 k._get(pfn)
                 self.swap_free(slot)
-                k.mem.write(pa, k._leaf(vma, pfn, False) & ~_A)
+                k.set_pte(pa, k._leaf(vma, pfn, False) & ~_A, proc.pid, vpn)
         for pfn in [p for _, p in sorted(self.swap_cache.items())]:
             self.drop_swap_cache(pfn)
             if k.refcount[pfn] == 1 and k.mapcount[pfn] == 1:
@@ -506,6 +522,7 @@ class Pressure:
         active = self.workingset and self.workingset_refault(f.obj, index, write)
         self.lru_add(pfn, FILE_ACTIVE if active else FILE_INACTIVE)
         k.objects[f.obj][index] = pfn
+        self.cache_pos[pfn] = f.obj, index
         return pfn
 
     def mark_accessed(self, pfn: int) -> None:
@@ -547,6 +564,11 @@ class Pressure:
         return OK
 
     def cached_at(self, pfn: int) -> tuple[int, int]:
+        """(object, index) of the page-cache page in frame ``pfn`` (``folio->mapping``, ``folio->index``): where
+        :meth:`cache_page` put it, if it is still there; else searched for in every file's cache."""
+        pos = self.cache_pos.get(pfn)
+        if pos is not None and self.k.objects.get(pos[0], {}).get(pos[1]) == pfn:
+            return pos
         for f in self.files.values():
             for index, frame in self.k.objects[f.obj].items():
                 if frame == pfn:
@@ -604,6 +626,7 @@ class Pressure:
                         k._zap(proc, first, vma.end)
         for index in sorted(i for i in k.objects[f.obj] if i >= pages):
             pfn = k.objects[f.obj].pop(index)
+            self.cache_pos.pop(pfn, None)
             k._put(pfn, 0)
         for obj, index in [s for s in self.shadows if s[0] == f.obj and s[1] >= pages]:
             del self.shadows[obj, index]
@@ -664,12 +687,12 @@ class Pressure:
             k.refcount[new], k.mapcount[new], k.flags[new] = 1, 1, PG_ANON | PG_EXCLUSIVE
             self.lru_add(new, ANON_INACTIVE)
             proc.vmas.prepare_anon(vma)
-            k.mem.write(pa, k._leaf(vma, new, True))
+            k.set_pte(pa, k._leaf(vma, new, True), proc.pid, vpn)
         else:
             k._get(pfn)
             if write:
                 k.flags[pfn] |= PG_DIRTY
-            k.mem.write(pa, k._leaf(vma, pfn, write))
+            k.set_pte(pa, k._leaf(vma, pfn, write), proc.pid, vpn)
         self.count_fault(proc, major)
         return None
 
@@ -702,11 +725,13 @@ class Pressure:
             if pfn is None or index >= end or k.mem.read(table + pte * 8):
                 continue
             k._get(pfn)
-            k.mem.write(table + pte * 8, k._leaf(vma, pfn, writable, dirty=False))
+            k.set_pte(table + pte * 8, k._leaf(vma, pfn, writable, dirty=False), proc.pid, vpn - pte_off + pte)
 
     # --- observations ---------------------------------------------------------------------------
 
     def meminfo(self) -> Result:
+        """``/proc/meminfo`` (fs/proc/meminfo.c ``meminfo_proc_show``); every slab page is unreclaimable (no cache
+        is made with ``SLAB_RECLAIM_ACCOUNT``), so MemAvailable has no slab term and SReclaimable is 0."""
         k = self.k
         files = {f.obj for f in self.files.values()}
         file_pages = [pfn for obj, c in k.objects.items() if obj in files for pfn in c.values()]
@@ -715,10 +740,13 @@ class Pressure:
         ]
         frames = range(len(self.lru_of))
         anon = sum(1 for p in frames if k.flags[p] & PG_ANON and not k.flags[p] & PG_HUGE and k.mapcount[p] > 0)
+        thps = sum(1 for p in frames if k.flags[p] & PG_THP and k.mapcount[p] > 0)
+        anon += thps * HUGE_PAGES
         lru_file = sum(1 for p in frames if self.lru_of[p] > FILE_INACTIVE)
         free = k.free_frames()
         tables = sum(1 for proc in k.procs.values() for _ in k._tables(proc.root, 4, 0, 0, 1 << 35))
-        return {
+        tables += len(k.thp.deposits)
+        info = {
             "MemTotal": len(self.lru_of) * 4,
             "MemFree": free * 4,
             "MemAvailable": si_mem_available(free, 0, lru_file, 0, WMARK_LOW) * 4,
@@ -730,7 +758,13 @@ class Pressure:
             "SwapTotal": self.swap_slots * 4,
             "SwapFree": sum(1 for s in range(1, self.swap_slots + 1) if not self.swap_map[s]) * 4,
             "PageTables": tables * 4,
+            "Slab": len(k.slab_frames) * 4,
+            "SReclaimable": 0,
+            "SUnreclaim": len(k.slab_frames) * 4,
         }
+        if k.thp.shown:
+            info["AnonHugePages"] = thps * HUGE_PAGES * 4
+        return info
 
     def rss_counts(self, proc: Process) -> tuple[int, int, int, int]:
         """``proc``'s mapped anonymous, file and shmem pages and its swap entries (``MM_ANONPAGES``,
@@ -744,6 +778,9 @@ class Pressure:
                 swap += 1
                 continue
             pfn = (entry & _PFN) >> 12
+            if entry & _PS and pfn != k.thp.zero_pfn and k.flags[pfn] & PG_THP:
+                anon += HUGE_PAGES  # a THP's PMD: add_mm_counter(MM_ANONPAGES, HPAGE_PMD_NR)
+                continue
             if pfn == k.zero_pfn or entry & _PS:
                 continue
             if k.flags[pfn] & PG_ANON:
@@ -772,4 +809,8 @@ class Pressure:
         if self.workingset:
             counts["workingset_refault_file"] = self.workingset_refault_file
             counts["workingset_activate_file"] = self.workingset_activate_file
+        thp = self.k.thp
+        if thp.shown:
+            counts.update(thp_fault_alloc=thp.fault_alloc, thp_fault_fallback=thp.fault_fallback)
+            counts["thp_split_pmd"] = thp.split_pmd
         return counts

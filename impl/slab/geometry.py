@@ -13,6 +13,17 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 KMALLOC_MAX_CACHE_SIZE = 8192
 SLUB_MAX_ORDER = 3
 MAX_OBJS_PER_PAGE = 32767
+TRACK_SIZE = 32  # sizeof(struct track) with CONFIG_STACKDEPOT
+RED_ZONE, POISON, STORE_USER, KMALLOC, NO_MERGE = (
+    "SLAB_RED_ZONE",
+    "SLAB_POISON",
+    "SLAB_STORE_USER",
+    "SLAB_KMALLOC",
+    "SLAB_NO_MERGE",
+)
+KNOWN_FLAGS = (RED_ZONE, POISON, STORE_USER, KMALLOC, NO_MERGE)
+DEBUG = frozenset({RED_ZONE, POISON, STORE_USER})
+NEVER_MERGE = DEBUG | {NO_MERGE}
 
 # kmalloc_info[]: index -> (name, size), in create_kmalloc_caches() order.
 KMALLOC_INFO = (
@@ -34,7 +45,8 @@ KMALLOC_NAMES = {index: name for index, name, _ in KMALLOC_INFO}
 
 
 class Layout(NamedTuple):
-    """``s->size``, ``s->offset``, ``s->align``, ``oo`` and ``min`` (order, objects) and ``min_partial``."""
+    """``s->size``, ``s->offset``, ``s->align``, ``oo`` and ``min`` (order, objects), ``min_partial``,
+    ``s->inuse`` and ``s->red_left_pad``."""
 
     size: int
     offset: int
@@ -44,6 +56,8 @@ class Layout(NamedTuple):
     min_order: int
     min_objects: int
     min_partial: int
+    inuse: int = 0
+    red_left_pad: int = 0
 
 
 def page_order(size: int) -> int:
@@ -99,17 +113,34 @@ def calculate_order(size: int, nr_cpus: int, slub_min_objects: int, page_max_ord
 
 
 def calculate_sizes(
-    object_size: int, align: int, ctor: bool, nr_cpus: int, slub_min_objects: int = 0, page_max_order: int = 10
+    object_size: int,
+    align: int,
+    ctor: bool,
+    nr_cpus: int,
+    slub_min_objects: int = 0,
+    page_max_order: int = 10,
+    flags: frozenset[str] = frozenset(),
 ) -> Layout | None:
-    """The layout of a cache, or None when its objects fit no slab."""
+    """The layout of a cache, or None when its objects fit no slab (the debug areas as ``calculate_sizes``
+    adds them: red zone word, free pointer after the object, two tracks, the requested size, left red zone)."""
     align = max(align, 8)
     align = (align + 7) & ~7
     size = (object_size + 7) & ~7
-    if ctor:
+    if RED_ZONE in flags and size == object_size:
+        size += 8
+    inuse = size
+    orig = STORE_USER in flags and KMALLOC in flags
+    if ctor or POISON in flags or (RED_ZONE in flags and (object_size < 8 or orig)):
         offset = size
         size += 8
     else:
         offset = (object_size // 2) & ~7
+    if STORE_USER in flags:
+        size += 2 * TRACK_SIZE + (8 if KMALLOC in flags else 0)
+    red_left_pad = 0
+    if RED_ZONE in flags:
+        red_left_pad = (8 + align - 1) & ~(align - 1)
+        size += 8 + red_left_pad
     size = (size + align - 1) & ~(align - 1)
     order = calculate_order(size, nr_cpus, slub_min_objects, page_max_order)
     if order < 0:
@@ -126,6 +157,8 @@ def calculate_sizes(
         min_order,
         (PAGE_SIZE << min_order) // size,
         min_partial,
+        inuse,
+        red_left_pad,
     )
 
 

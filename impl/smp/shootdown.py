@@ -146,9 +146,9 @@ class Gather:
 def needs_flush(old: int, new: int, fault: bool) -> bool:
     """A present entry changed: a syscall always flushes (x86 ``pte_needs_flush``); a fault only when it moves or
     narrows the entry (``ptep_clear_flush`` in ``wp_page_copy``)."""
-    if not old & _P or old & _SEEN == new & _SEEN:
+    if not old & _P or old & (_SEEN | _PS) == new & (_SEEN | _PS):
         return False
-    if not fault or not new & _P or new & _PFN != old & _PFN:
+    if not fault or not new & _P or new & _PFN != old & _PFN or (new ^ old) & _PS:
         return True
     return bool(old & ~new & (_RW | _US) or new & ~old & _NX)
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from lang.hardware_ops import AllocPages, BuddyInfo, FreePages
 from lang.scenario import Scenario
 from properties.drivers import ImplRunner, SpecRunner
+from spec.alloc import fragmentation
 from spec.paging.address import PAGE_SHIFT
 
 BUDDY_OPS = (AllocPages, FreePages, BuddyInfo)
@@ -51,9 +52,24 @@ def impl_free_lists(runner: ImplRunner) -> list[list[int]]:
     return [runner.buddy.free_list(order) for order in range(runner.buddy.max_order + 1)]
 
 
-def buddy_view(scenario: Scenario, model: str = "spec") -> Iterator[str]:
+def fragmentation_lines(counts: Sequence[int]) -> Iterator[str]:
+    """``extfrag_index`` and ``unusable_index`` of the zone (:mod:`spec.alloc.fragmentation`), and for each order
+    no free block can serve, whether compaction's fragmentation test would let it try."""
+    yield f"extfrag_index  {fragmentation.extfrag_line(counts)}"
+    yield f"unusable_index {fragmentation.unusable_line(counts)}"
+    failing = [o for o in range(len(counts)) if fragmentation.fragmentation_index(counts, o) >= 0 and any(counts)]
+    if failing:
+        free = sum(c << o for o, c in enumerate(counts))
+        verdicts = ", ".join(
+            f"{o}: {'compact' if fragmentation.fragindex_allows_compaction(counts, o) else 'reclaim'}" for o in failing
+        )
+        yield f"{free} pages free, no block of order {failing[0]} or more; by order, {verdicts}"
+
+
+def buddy_view(scenario: Scenario, model: str = "spec", fragmentation_shown: bool = False) -> Iterator[str]:
     """Run ``scenario`` on one side; after the start, after each buddy op and after each other op that allocated
-    or freed frames (a kernel op: the kernel's boot, spawn, fork, a fault), show the free lists."""
+    or freed frames (a kernel op: the kernel's boot, spawn, fork, a fault), show the free lists (and, with
+    ``fragmentation_shown``, the zone's fragmentation indices)."""
     runner: SpecRunner | ImplRunner = SpecRunner(scenario.config) if model == "spec" else ImplRunner(scenario.config)
 
     def lists() -> list[list[int]]:
@@ -62,6 +78,9 @@ def buddy_view(scenario: Scenario, model: str = "spec") -> Iterator[str]:
     def show() -> Iterator[str]:
         current = lists()
         yield f"    {buddyinfo_line([len(pfns) for pfns in current])}"
+        if fragmentation_shown:
+            for line in fragmentation_lines([len(pfns) for pfns in current]):
+                yield f"    {line}"
         for line in free_list_lines(current):
             yield f"    {line}"
 

@@ -65,6 +65,9 @@ def access_rule(op: ops.Load | ops.Store, before: Kernel, after: Kernel, result:
         return f"{where}: no free frame to fix the fault: {result['error']}"
     if old is None and new is not None and new.pfn == after.zero_pfn:
         return f"{where}: page fault on a missing entry; a read maps the shared zero page read-only (do_anonymous_page)"
+    thp = thp_access_rule(where, before, after, old, new)
+    if thp is not None:
+        return thp
     if old is None and new is not None and new.huge:
         page = after.pages.get(new.pfn)
         kind = "the shared file's" if page is not None and not page.anon else "a fresh zeroed private"
@@ -93,6 +96,53 @@ def access_rule(op: ops.Load | ops.Store, before: Kernel, after: Kernel, result:
     return f"{where}: the entry allows it, no fault"
 
 
+def thp_access_rule(where: str, before: Kernel, after: Kernel, old: Leaf | None, new: Leaf | None) -> str | None:
+    """The transparent-huge-page fault paths (mm/huge_memory.c), or None when the access took none of them."""
+    huge_zero = after.thp.zero_pfn
+    fallback = after.thp.fault_fallback > before.thp.fault_fallback
+    if old is None and new is not None and new.huge and new.pfn == huge_zero:
+        return (
+            f"{where}: THP read fault on an empty PMD; the huge zero page is mapped read-only by one PMD leaf "
+            "(set_huge_zero_folio)"
+        )
+    if old is None and new is not None and new.huge and (page := after.pages.get(new.pfn)) is not None and page.thp:
+        return (
+            f"{where}: THP fault on an empty PMD; an order-9 folio, zeroed, is mapped by one PMD leaf and its PT is "
+            "deposited for a later split (do_huge_pmd_anonymous_page)"
+        )
+    if old is None and new is not None and fallback:
+        return (
+            f"{where}: THP fault on an empty PMD, but no order-9 block is free: thp_fault_fallback, and a 4 KiB page "
+            "is mapped instead (VM_FAULT_FALLBACK -> do_anonymous_page)"
+        )
+    if old is not None and old.huge and old.pfn == before.thp.zero_pfn and new is not None and not new.huge:
+        return (
+            f"{where}: write to the huge zero page; its PMD is split into 512 read-only zero-page entries and this "
+            f"page is copied to frame {new.pfn:#x} (do_huge_pmd_wp_page -> __split_huge_pmd, wp_page_copy)"
+        )
+    if old is not None and new is not None and old != new and new.huge and old.pfn == new.pfn:
+        page = after.pages.get(new.pfn)
+        if page is not None and page.thp:
+            return (
+                f"{where}: THP write fault on a read-only PMD; the folio is exclusive or referenced once, reused in "
+                "place, PMD made writable (do_huge_pmd_wp_page)"
+            )
+    return None
+
+
+def thp_notes(before: Kernel, after: Kernel) -> str:
+    """What an op did to THPs beyond its own rule: PMDs split (and where the huge zero page's went)."""
+    splits = after.thp.split_pmd - before.thp.split_pmd
+    if splits <= 0:
+        return ""
+    return (
+        f"; {splits} THP PMD{'s' * (splits > 1)} split where the range or a VMA edge cuts it: the deposited PT "
+        "takes the 512 entries, with the PMD's rights and dirty bit, after the 2 MiB translation is flushed "
+        "(__split_huge_pmd_locked); a THP's folio is split into 4 KiB pages (split_huge_page), the huge zero "
+        "page's entries map the 4 KiB zero page"
+    )
+
+
 def fork_rule(op: ops.Fork, before: Kernel, after: Kernel, result: Result) -> str:
     """How many entries fork shared, and that they are now read-only in both."""
     if "pid" not in result:
@@ -112,6 +162,11 @@ def rule(op: ops.KernelOp, before: Kernel | None, after: Kernel, result: Result)
     """One line: the op and the rule of the spec that fired."""
     if before is None:
         before = after
+    return op_rule(op, before, after, result) + thp_notes(before, after)
+
+
+def op_rule(op: ops.KernelOp, before: Kernel, after: Kernel, result: Result) -> str:
+    """The rule of the spec that fired for ``op``."""
     if isinstance(op, ops.Load | ops.Store):
         return access_rule(op, before, after, result)
     if isinstance(op, ops.Fork):

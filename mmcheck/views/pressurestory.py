@@ -430,13 +430,20 @@ def meminfo_story(after: Kernel, result: Result) -> list[str]:
         for name, f in sorted(after.files.items())
         for index in sorted(after.objects.get(f.obj, {}))
     ]
-    return [
+    lines = [
         "/proc/meminfo (meminfo_proc_show): figures in kB, 4 kB a page",
         f"  Cached {result.get('Cached')} kB: page-cache pages, mapped or not ({', '.join(files) or 'none'}); "
         f"SwapCached {result.get('SwapCached')} kB: {len(after.swap_cache)} swap-cache page(s)",
         f"  AnonPages {result.get('AnonPages')} kB: anonymous pages mapped at least once; Mapped "
         f"{result.get('Mapped')} kB: page-cache pages some process maps",
     ]
+    if after.slab:
+        lines.append(
+            f"  Slab {result.get('Slab')} kB: the slab allocator's {len(after.slab)} frame(s) (account_slab), "
+            f"SUnreclaim {result.get('SUnreclaim')} kB of it: no cache is made with SLAB_RECLAIM_ACCOUNT, so "
+            "MemAvailable counts none of it (si_mem_available adds only the reclaimable slab)"
+        )
+    return lines
 
 
 def status_story(op: pops.StatusOp, after: Kernel, result: Result) -> list[str]:

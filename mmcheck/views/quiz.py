@@ -17,7 +17,7 @@ from collections.abc import Callable
 from lang.errors import UnknownTopic
 from lang.hardware_ops import Access, SetCpu, WritePhys
 from lang.scenario import Config, Op, Scenario
-from mmcheck.views import quiz_buddy, quiz_cow, quiz_faults, quiz_slab, quiz_tlb
+from mmcheck.views import quiz_buddy, quiz_buddyinfo, quiz_cow, quiz_faults, quiz_oom, quiz_slab, quiz_tlb
 from mmcheck.views.quizbase import Quiz
 from mmcheck.views.walkview import describe_walk
 from spec.paging import mmu
@@ -35,6 +35,9 @@ TOPICS = {
     "tlb": "munmap / mprotect on several CPUs: IPIs, INVLPG or full flush, stale entries, when frames are freed",
     "slab": "kmem_cache_create's slot, order and objects (calculate_order); which slab each kmem_cache_alloc uses",
     "faults": "after read(), reclaim and fork: no fault, minor or major, and why (filemap_fault, do_swap_page)",
+    "buddyinfo": "from /proc/buddyinfo: can an order-N allocation succeed, fragmentation or lack of memory, "
+    "would compaction be tried (mm/vmstat.c, mm/compaction.c)",
+    "who-dies": "processes, sizes and oom_score_adj: oom_score, then the OOM killer's victims (oom_badness)",
 }
 FRAMES = 64
 DATA_BASE = 0x100000  # leaves point at frames above the tables, so answers are easy to read
@@ -52,12 +55,16 @@ GENERATORS: dict[str, TopicGenerator] = {
     "tlb": quiz_tlb.generate,
     "slab": quiz_slab.generate,
     "faults": quiz_faults.generate,
+    "who-dies": quiz_oom.generate,
 }
 RENDERERS = {"buddy": quiz_buddy.render, "cow": quiz_cow.render, "tlb": quiz_tlb.render}
 RENDERERS["slab"] = quiz_slab.render
 JSON = {"buddy": quiz_buddy.quiz_json, "cow": quiz_cow.quiz_json, "tlb": quiz_tlb.quiz_json}
 JSON["slab"] = quiz_slab.quiz_json
 RENDERERS["faults"], JSON["faults"] = quiz_faults.render, quiz_faults.quiz_json
+GENERATORS["buddyinfo"] = quiz_buddyinfo.generate
+RENDERERS["buddyinfo"], JSON["buddyinfo"] = quiz_buddyinfo.render, quiz_buddyinfo.quiz_json
+RENDERERS["who-dies"], JSON["who-dies"] = quiz_oom.render, quiz_oom.quiz_json
 
 
 def topic_list() -> list[str]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from lang import ops
 from properties.drivers import Lockstep
 from spec.slab import geometry
-from spec.slab.cache import PAGE_OFFSET, Cache, Slab, SlabState, active_cpu
+from spec.slab.cache import PAGE_OFFSET, Cache, Slab, SlabState, active_cpu, initial
 
 Result = Mapping[str, object]
 
@@ -318,6 +318,8 @@ def slab_step(lockstep: Lockstep, op: ops.SlabOp, before: SlabState | None, resu
     after = lockstep.spec.slab.state
     if after is None:
         return f"{op.name}: {result}", []
+    if before is None:  # the first slab op made the allocator: its kmalloc caches were there, empty
+        before = initial(lockstep.spec.config.cpus, lockstep.spec.config.slub_min_objects)
     lines = [f"    changed: {line}" for line in changes(before, after)]
     slub = lockstep.impl.slab.slub
     refused = result.get("error") == "EINVAL"

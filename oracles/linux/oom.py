@@ -342,13 +342,10 @@ def run_case(case: OomCase) -> KernelOom:
     kernel's ratelimit (:func:`pace`); a kill logged without its table is an :class:`OracleError`."""
     pace(len(case.tasks) + 1)
     exe = build_hog()
-    dump_tasks = DUMP_TASKS.read_text().strip()
-    try:
-        DUMP_TASKS.write_text("1")  # the task table is what the victim is checked against
-        with PressureHost(limit=case.limit * PAGE, swap=case.swap) as host:
-            return run_in(case, exe, host)
-    finally:
-        DUMP_TASKS.write_text(dump_tasks)
+    # The task table is what the victim is checked against; the host sets the sysctl under its machine-wide
+    # lock and restores it after (or the next host does, when this run is killed).
+    with PressureHost(limit=case.limit * PAGE, swap=case.swap, sysctls={DUMP_TASKS: "1"}) as host:
+        return run_in(case, exe, host)
 
 
 def run_in(case: OomCase, exe: Path, host: PressureHost) -> KernelOom:

@@ -132,9 +132,14 @@ def missing_tools() -> str | None:
     return None
 
 
+def cache_root() -> Path:
+    """Where the QEMU oracles cache their builds: ``$MMCHECK_CACHE`` or ``.cache/`` at the project root (not in git)."""
+    return Path(os.environ.get("MMCHECK_CACHE", ROOT / ".cache"))
+
+
 def cache_folder() -> Path:
-    """Where built guests go: ``$MMCHECK_CACHE`` or ``.cache/`` at the project root (not in git)."""
-    return Path(os.environ.get("MMCHECK_CACHE", ROOT / ".cache")) / "qemu-oracle"
+    """Where built guests go: ``qemu-oracle/`` in :func:`cache_root`."""
+    return cache_root() / "qemu-oracle"
 
 
 def build_guest() -> Path:

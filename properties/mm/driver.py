@@ -10,26 +10,32 @@ programmer's view allows (L1 refines L0).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from impl.alloc.buddy import BuddyAllocator
+from impl.memcg.memcg import MemCgroups
 from impl.mm.kernel import Kernel as ImplKernel
 from impl.paging.mmu import FETCH, READ, WRITE, Mmu
 from impl.pressure.pressure import FAULT_AROUND_PAGES
 from impl.smp.shootdown import Smp
 from lang import ops
-from lang.errors import MMCheckError, NotModelled, UnknownCpu
+from lang.errors import MMCheckError, NotModelled, UnknownCpu, UnknownPid
 from lang.scenario import Config, Result
 from spec import memory as l0
 from spec.alloc.buddy import BuddyState
-from spec.mm import accounting, aspace, cow
+from spec.memcg import memcg
+from spec.mm import accounting, aspace, cow, thp
 from spec.mm.kernel import NO_CHOICES, Choices, Kernel, boot, check_cpu
 from spec.mm.vma import Prot, huge_pages
 from spec.oom import badness
 from spec.outcome import (
     Errno,
+    MemcgOom,
+    MemcgRetry,
+    MemcgStat,
     Meminfo,
     NewPid,
     NewPin,
@@ -70,6 +76,7 @@ ALLOCATING = (
     ops.Swapoff,
 )
 PRESSURE_ADVICE = ("cold", "pageout")
+THP_ADVICE = ("hugepage", "nohugepage")
 
 
 def rwx(prot: str) -> tuple[bool, bool, bool]:
@@ -112,9 +119,18 @@ def outcome_json(outcome: Outcome) -> Result:
     if isinstance(outcome, Meminfo | Status | Vmstat):
         return pressure_json(outcome)
     if isinstance(outcome, Smaps):
-        return {key: getattr(outcome, name) for key, name in SMAPS_KEYS}
+        fields = {key: getattr(outcome, name) for key, name in SMAPS_KEYS}
+        return fields if outcome.anon_huge_pages is None else {**fields, "AnonHugePages": outcome.anon_huge_pages}
     if isinstance(outcome, OomScore | OomKill | OomPanic):
         return oom_json(outcome)
+    if isinstance(outcome, MemcgStat):
+        return dict(outcome.values)
+    if isinstance(outcome, MemcgRetry):
+        return {"memcg_retry": outcome.group, "report": outcome.report}
+    if isinstance(outcome, MemcgOom):
+        kills = [oom_json(kill)["oom_kill"] for kill in outcome.kills]
+        inner = {} if outcome.outcome is None else outcome_json(outcome.outcome)
+        return {**inner, "memcg_oom": {"group": outcome.group, "kills": kills}}
     raise AssertionError(f"no JSON form for {outcome!r}")
 
 
@@ -130,6 +146,9 @@ MEMINFO_KEYS = (
     ("SwapTotal", "swap_total"),
     ("SwapFree", "swap_free"),
     ("PageTables", "page_tables"),
+    ("Slab", "slab"),
+    ("SReclaimable", "s_reclaimable"),
+    ("SUnreclaim", "s_unreclaim"),
 )
 SMAPS_KEYS = (
     ("Rss", "rss"),
@@ -164,9 +183,14 @@ def pressure_json(outcome: Meminfo | Status | Vmstat) -> Result:
         if outcome.workingset_refault_file is not None:
             counts["workingset_refault_file"] = outcome.workingset_refault_file
             counts["workingset_activate_file"] = outcome.workingset_activate_file
+        if outcome.thp is not None:
+            counts.update(zip(("thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd"), outcome.thp, strict=True))
         return counts
     keys = MEMINFO_KEYS if isinstance(outcome, Meminfo) else STATUS_KEYS
-    return {key: getattr(outcome, name) for key, name in keys}
+    fields = {key: getattr(outcome, name) for key, name in keys}
+    if isinstance(outcome, Meminfo) and outcome.anon_huge_pages is not None:
+        fields["AnonHugePages"] = outcome.anon_huge_pages
+    return fields
 
 
 def oom_json(outcome: OomScore | OomKill | OomPanic) -> Result:
@@ -208,6 +232,8 @@ def spec_edit(op: ShootdownOp, choices: Choices) -> SpecEdit:
     if isinstance(op, ops.Mprotect):
         prot = Prot.parse(op.prot)
         return lambda k: aspace.mprotect(k, op.pid, op.va, op.pages, prot)
+    if op.advice in THP_ADVICE:
+        return lambda k: thp.madvise_thp(k, op.pid, op.va, op.pages, op.advice)
     return lambda k: aspace.madvise_dontneed(k, op.pid, op.va, op.pages)
 
 
@@ -264,7 +290,54 @@ def spec_oom_step(k: Kernel, op: ops.KernelOp) -> tuple[Kernel, Outcome] | None:
     return None
 
 
+def spec_memcg_step(k: Kernel, op: ops.MemcgOp) -> tuple[Kernel, Outcome]:
+    """A memory cgroup operation on the L1 spec."""
+    if isinstance(op, ops.MemcgCreate):
+        return memcg.create(k, op.group)
+    if isinstance(op, ops.MemcgMove):
+        return memcg.move(k, op.pid, op.group)
+    if isinstance(op, ops.MemcgSet):
+        return memcg.set_limit(k, op.group, op.knob, op.size)
+    assert isinstance(op, ops.MemcgRead)
+    return k, memcg.stat(k, op.group)
+
+
+FAULTING = (ops.Load, ops.Store, ops.Fetch)
+
+
+def actor(op: ops.KernelOp, current: tuple[int, ...] | list[int]) -> int | None:
+    """The process an operation runs for: its pid, or the process on its CPU for an access (None: none)."""
+    if isinstance(op, FAULTING):
+        pid = current[op.cpu] if 0 <= op.cpu < len(current) else 0
+        return pid or None
+    named = getattr(op, "pid", None)
+    return named if isinstance(named, int) else None
+
+
+def spec_memcg_kill(k: Kernel, pid: int) -> tuple[Kernel, Outcome]:
+    """A memory cgroup OOM victim's death: the exit of :func:`spec_kill`, its ``oom_score_adj`` gone with it."""
+    k, outcome = spec_kill(k, pid)
+    return badness.exited(k, outcome, pid)
+
+
 def spec_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
+    """One kernel-layer operation on the L1 spec, charged to its memory cgroup (:mod:`spec.memcg.memcg`)."""
+    if isinstance(op, ops.MemcgOp):
+        k = replace(k, events=()) if k.events else k
+        return spec_memcg_step(replace(k, lru_steps=0) if k.lru_steps else k, op)
+    if not k.memcg.enabled:
+        return spec_plain_step(k, op, choices)
+    return memcg.charged_step(
+        k,
+        lambda k: spec_plain_step(k, op, choices),
+        lambda k: spec_plain_step(k, op, NO_CHOICES),
+        actor(op, k.current),
+        isinstance(op, FAULTING),
+        spec_memcg_kill,
+    )
+
+
+def spec_plain_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Outcome]:
     """One kernel-layer operation on the L1 spec; the events it records replace the last operation's."""
     k = replace(k, events=()) if k.events else k
     k = replace(k, lru_steps=0) if k.lru_steps else k
@@ -273,6 +346,8 @@ def spec_step(k: Kernel, op: ops.KernelOp, choices: Choices) -> tuple[Kernel, Ou
         pressure = spec_oom_step(k, op)
     if pressure is not None:
         return pressure
+    if isinstance(op, ops.ThpSetting):
+        return thp.set_policy(k, op.setting, op.value)
     if isinstance(op, ops.Spawn):
         return aspace.spawn(k, choices)
     if isinstance(op, ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise):
@@ -317,14 +392,21 @@ class SpecKernelSide:
         self.kernel: Kernel | None = None
         self.last: Outcome | None = None
 
-    def boot_if_needed(self, buddy: BuddyState, choices: Choices) -> BuddyState:
-        """Boot on the first use (kept even if the op that triggered it is refused)."""
+    def boot_if_needed(self, buddy: BuddyState, choices: Choices, slab: frozenset[int] = frozenset()) -> BuddyState:
+        """Boot on the first use (kept even if the op that triggered it is refused), holding the frames of the
+        slabs made before it (``slab``)."""
         if self.kernel is None:
             self.kernel = boot(
                 buddy, self.cpus, choices, self.flush_ceiling, self.pcid, self.swap, self.fault_around, self.workingset
             )
+            self.adopt_slab(self.kernel.buddy, slab)
             return self.kernel.buddy
         return buddy
+
+    def adopt_slab(self, buddy: BuddyState, slab: frozenset[int]) -> None:
+        """After a slab op on the kernel's ``buddy``: the kernel holds the slab frames ``slab``."""
+        if self.kernel is not None and (self.kernel.buddy is not buddy or self.kernel.slab != slab):
+            self.kernel = replace(self.kernel, buddy=buddy, slab=slab)
 
     def apply(self, op: ops.KernelOp, buddy: BuddyState, choices: Choices = NO_CHOICES) -> tuple[BuddyState, Result]:
         """Run ``op`` against the current buddy state; returns the new buddy state and the result."""
@@ -355,16 +437,59 @@ class ImplKernelSide:
         """The frames the last operation allocated, by role, and the TLB entries its accesses hit."""
         return {} if self.kernel is None else dict(self.kernel.effects)
 
-    def apply(self, op: ops.KernelOp, mmu: Mmu, buddy: BuddyAllocator) -> Result:
-        """Run ``op``; bad input raises and changes nothing (but the boot)."""
+    def apply(self, op: ops.KernelOp, mmu: Mmu, buddy: BuddyAllocator, slab: frozenset[int] = frozenset()) -> Result:
+        """Run ``op``; bad input raises and changes nothing (but the boot, which holds the frames of the slabs
+        made before it, ``slab``)."""
         if self.kernel is None or self.smp is None:
             self.kernel = ImplKernel(mmu, buddy, self.swap, self.fault_around, self.workingset)
+            self.kernel.slab_frames = set(slab)
             self.smp = Smp(self.kernel, self.tlb_entries, self.flush_ceiling, self.pcid)
         else:
             self.kernel.effects.clear()
             self.smp.events.clear()
             self.kernel.pressure.lru_steps = 0
-        return impl_step(self.kernel, op, self.smp)
+        if isinstance(op, ops.MemcgOp):
+            return impl_memcg_step(self.kernel, op)
+        k, smp = self.kernel, self.smp
+        if not k.memcg.enabled:
+            return impl_step(k, op, smp)
+        pid = actor(op, k.current)
+        if not k.memcg.limited(pid):
+            procs = set(k.procs)
+            result = impl_step(k, op, smp)
+            k.memcg.sync(pid, procs)
+            return result
+
+        def dry() -> MemCgroups:
+            mem = k.mem.clone()
+            clone = k.clone(k.mmu.clone(mem), k.buddy.clone())
+            procs = set(clone.procs)
+            with contextlib.suppress(MMCheckError):
+                impl_step(clone, op, smp.clone(clone))
+            clone.memcg.sync(pid, procs)
+            return clone.memcg
+
+        def kill(victim: int) -> object:
+            return smp.syscall("exit", victim, lambda: k.exit(victim), 0, 0, True, False)
+
+        return k.memcg.charged(pid, isinstance(op, FAULTING), dry, lambda: impl_step(k, op, smp), kill)
+
+    def adopt_slab(self, slab: frozenset[int]) -> None:
+        """After a slab op on the kernel's buddy: the kernel holds the slab frames ``slab``."""
+        if self.kernel is not None:
+            self.kernel.slab_frames = set(slab)
+
+
+def impl_memcg_step(k: ImplKernel, op: ops.MemcgOp) -> Result:
+    """A memory cgroup operation on the implementation."""
+    if isinstance(op, ops.MemcgCreate):
+        return k.memcg.create(op.group)
+    if isinstance(op, ops.MemcgMove):
+        return k.memcg.move(op.pid, op.group)
+    if isinstance(op, ops.MemcgSet):
+        return k.memcg.set_limit(op.group, op.knob, op.size)
+    assert isinstance(op, ops.MemcgRead)
+    return k.memcg.read(op.group)
 
 
 def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
@@ -379,6 +504,8 @@ def impl_edit(k: ImplKernel, op: ShootdownOp) -> Callable[[], Result]:
         return lambda: k.munmap(op.pid, op.va, op.pages)
     if isinstance(op, ops.Mprotect):
         return lambda: k.mprotect(op.pid, op.va, op.pages, rwx(op.prot))
+    if op.advice in THP_ADVICE:
+        return lambda: k.thp.madvise(op.pid, op.va, op.pages, op.advice)
     return lambda: k.madvise_dontneed(op.pid, op.va, op.pages)
 
 
@@ -390,6 +517,8 @@ def impl_step(k: ImplKernel, op: ops.KernelOp, smp: Smp | None = None) -> Result
         pressure = impl_oom_step(k, op, smp)
     if pressure is not None:
         return pressure
+    if isinstance(op, ops.ThpSetting):
+        return k.thp.set_setting(op.setting, op.value)
     if isinstance(op, ops.Spawn):
         return k.spawn()
     if isinstance(op, ops.Fork | ops.Exit | ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise):
@@ -500,6 +629,10 @@ def l0_step(mem: l0.Memory, op: ops.KernelOp) -> tuple[l0.Memory, Outcome | None
     pressure = l0_pressure_step(mem, op)
     if pressure is not None:
         return pressure
+    if isinstance(op, ops.ThpSetting):
+        return mem, Ok()  # the THP policy changes how memory is mapped, never what a program reads
+    if isinstance(op, ops.Madvise) and op.advice in THP_ADVICE:
+        return l0_thp_advice(mem, op)
     if isinstance(op, ops.Spawn):
         return l0.spawn(mem)
     if isinstance(op, ops.Fork):
@@ -532,6 +665,18 @@ def l0_step(mem: l0.Memory, op: ops.KernelOp) -> tuple[l0.Memory, Outcome | None
     if isinstance(op, ops.Unpin):
         return l0.unpin(mem, op.pin)
     return mem, None
+
+
+def l0_thp_advice(mem: l0.Memory, op: ops.Madvise) -> tuple[l0.Memory, Outcome]:
+    """``madvise(MADV_[NO]HUGEPAGE)`` in the programmer's view: nothing a program reads changes; EINVAL for a
+    misaligned start, ENOMEM when some page of the range is not mapped."""
+    if op.pid not in mem.procs:
+        raise UnknownPid(f"pid {op.pid} is not a live process: allowed {sorted(mem.procs)}")
+    if op.va % 4096:
+        return mem, Errno("EINVAL")
+    lo, pages = op.va >> 12, mem.procs[op.pid]
+    mapped = sum(1 for vpn in range(lo, lo + op.pages) if vpn in pages)
+    return mem, Ok() if mapped == op.pages else Errno("ENOMEM")
 
 
 def refines(l1: Outcome, l0_outcome: Outcome) -> bool:
@@ -596,6 +741,16 @@ class L0Side:
             return None
         if isinstance(l1, OomKill):
             return self.killed(l1.pid)
+        if isinstance(op, ops.MemcgOp) or isinstance(l1, MemcgRetry):
+            return None
+        if isinstance(l1, MemcgOom):
+            for kill in l1.kills:
+                problem = self.killed(kill.pid)
+                if problem:
+                    return problem
+            if l1.outcome is None or isinstance(l1.outcome, MemcgRetry) or l1.outcome == Errno("ENOMEM"):
+                return None
+            return self.check(op, l1.outcome)
         kept: list[Candidate] = []
         expected: Outcome | None = None
         for candidate in self.candidates:
@@ -739,7 +894,7 @@ def kernel_difference(expected: Kernel, actual: Kernel) -> tuple[str, str] | Non
             return f"{name}: {dict(mine) if hasattr(mine, 'items') else mine}", f"{name}: {theirs}"
     for name in (
         *("next_pid", "next_object", "next_pin", "next_flight", "events"),
-        *("oom_score_adj", "oom_sysctls", "workingset"),
+        *("oom_score_adj", "oom_sysctls", "workingset", "slab", "memcg"),
     ):
         if getattr(expected, name) != getattr(actual, name):
             return f"{name}: {getattr(expected, name)}", f"{name}: {getattr(actual, name)}"

@@ -21,11 +21,15 @@ from properties.mutants.catalogue import Mutant, Patch, Replace, SourcePatch, sw
 from properties.mutants.ceiling import CEILING_MUTANTS
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
+from properties.mutants.memcg import MEMCG_MUTANTS
 from properties.mutants.oom import OOM_MUTANTS
 from properties.mutants.pcid import NOPCID_MUTANTS
 from properties.mutants.pressure import PRESSURE_MUTANTS
 from properties.mutants.slab import SLAB_MUTANTS
+from properties.mutants.slab_debug import SLAB_DEBUG_MUTANTS
+from properties.mutants.slab_meminfo import SLAB_MEMINFO_MUTANTS
 from properties.mutants.smaps import SMAPS_MUTANTS
+from properties.mutants.thp import THP_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 from properties.mutants.walk import WALK_MUTANTS
 from properties.mutants.workingset import WORKINGSET_MUTANTS
@@ -37,12 +41,16 @@ MUTANTS: tuple[Mutant, ...] = (
     + TLB_MUTANTS
     + HUGE_MUTANTS
     + SLAB_MUTANTS
+    + SLAB_DEBUG_MUTANTS
     + NOPCID_MUTANTS
     + PRESSURE_MUTANTS
     + CEILING_MUTANTS
     + SMAPS_MUTANTS
     + OOM_MUTANTS
     + WORKINGSET_MUTANTS
+    + SLAB_MEMINFO_MUTANTS
+    + THP_MUTANTS
+    + MEMCG_MUTANTS
 )
 LAYERS: tuple[str, ...] = tuple(dict.fromkeys(m.layer for m in MUTANTS))
 

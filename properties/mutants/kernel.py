@@ -60,8 +60,8 @@ KERNEL_MUTANTS = (
             "_unmap",
             (
                 "self._zap(proc, lo, hi)",
-                "for _, pa, entry in list(self.user_ptes(proc, lo, hi)):\n"
-                "        self.mem.write(pa, 0)\n"
+                "for vpn, pa, entry in list(self.user_ptes(proc, lo, hi)):\n"
+                "        self.set_pte(pa, 0, proc.pid, vpn)\n"
                 "        self.mapcount[(entry & _PFN) >> 12] -= (entry & _PFN) >> 12 != self.zero_pfn",
             ),
         ),

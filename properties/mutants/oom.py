@@ -24,7 +24,7 @@ OOM_MUTANTS = (
         "count in the score since a63d83f427fb 'oom: badness heuristic rewrite')",
         f"{REFINES}; badness counts swap entries",
         "oom",
-        patch("badness", ("points = anon + file + shmem + swap + tables", "points = anon + file + shmem + tables")),
+        patch("badness", ("points = rss + swap + tables", "points = rss + tables")),
     ),
     Mutant(
         "badness-ignores-pgtables",
@@ -33,7 +33,7 @@ OOM_MUTANTS = (
         "b4e98d9ac775 'mm: account pud page tables' for PUD ones)",
         f"{REFINES}; badness counts the PDPT, PD and PT pages",
         "oom",
-        patch("badness", ("points = anon + file + shmem + swap + tables", "points = anon + file + shmem + swap")),
+        patch("badness", ("points = rss + swap + tables", "points = rss + swap")),
     ),
     Mutant(
         "adj-unscaled",

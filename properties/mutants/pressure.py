@@ -37,8 +37,8 @@ PRESSURE_MUTANTS = (
         patch(
             "evict",
             (
-                "for _, _, pa, _ in list(self.mappers(pfn)):\n            k.mem.write(pa, 0)",
-                "for _, _, pa, _ in list(self.mappers(pfn))[:1]:\n            k.mem.write(pa, 0)",
+                "for proc, vpn, pa, _ in list(self.mappers(pfn)):\n            k.set_pte(pa, 0, proc.pid, vpn)",
+                "for proc, vpn, pa, _ in list(self.mappers(pfn))[:1]:\n            k.set_pte(pa, 0, proc.pid, vpn)",
             ),
         ),
     ),

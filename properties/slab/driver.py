@@ -6,6 +6,16 @@ simulated memory.  The slab state is made at the first slab op.  Refused
 input becomes ``{"error": "EINVAL", "type": ERROR}``, so a scenario can
 keep a double free as an op with its expected result.
 
+In a scenario that boots the kernel the slab allocator runs on the kernel's
+buddy, the same one: a slab's block is then a frame the kernel neither
+maps nor frees, and the kernel's state holds every slab frame
+(``Kernel.slab``, as ``account_slab`` in mm/slab.h counts them into
+``NR_SLAB_UNRECLAIMABLE_B``) for /proc/meminfo's ``Slab`` and the no-leak
+accounting.  Slab allocations here are ``GFP_NOWAIT``: a new slab that finds
+no free block fails with ENOMEM and starts no reclaim (mm/page_alloc.c
+``__alloc_pages_slowpath`` enters direct reclaim only with
+``__GFP_DIRECT_RECLAIM``).
+
 In lockstep the implementation runs first and reports its free choices (the
 partial slab, the new slab's block and freelist); the spec checks them and
 continues from them.  Then the slab state abstracted from the implementation
@@ -24,11 +34,12 @@ from typing import TYPE_CHECKING
 
 from impl.slab.slub import Slub
 from lang import ops
-from lang.errors import ConfigError, NotModelled, SlabError, UnknownCpu
+from lang.errors import ConfigError, SlabError, UnknownCpu
 from lang.scenario import Config, Result
 from spec.alloc.buddy import BuddyState, OutOfMemory
 from spec.paging.physmem import PhysMemory
 from spec.slab import cache as spec_slab
+from spec.slab import debug as spec_debug
 from spec.slab.cache import NO_CHOICE, AllocChoice, SlabState
 
 if TYPE_CHECKING:
@@ -58,19 +69,15 @@ class SpecSlabSide:
         self.config = config
         self.state: SlabState | None = None
 
-    def ensure(self, booted: bool) -> SlabState:
-        if booted:
-            raise NotModelled("slab ops run on the physical layer: not in a scenario that boots the kernel")
+    def ensure(self) -> SlabState:
         if self.state is None:
             spec_slab.check_slab_config(self.config.max_order)
             self.state = spec_slab.initial(self.config.cpus, self.config.slub_min_objects)
         return self.state
 
-    def apply(
-        self, op: ops.SlabOp, buddy: BuddyState, booted: bool, choice: AllocChoice = NO_CHOICE
-    ) -> tuple[BuddyState, Result]:
+    def apply(self, op: ops.SlabOp, buddy: BuddyState, choice: AllocChoice = NO_CHOICE) -> tuple[BuddyState, Result]:
         """Run ``op``; returns the new buddy state and the result."""
-        state = self.ensure(booted)
+        state = self.ensure()
         try:
             state, buddy, result = self.step(state, buddy, op, choice)
         except REFUSED as exc:
@@ -78,16 +85,28 @@ class SpecSlabSide:
         self.state = state
         return buddy, result
 
+    def frames(self) -> frozenset[int]:
+        """The frames of every slab now."""
+        return frozenset() if self.state is None else spec_slab.slab_frames(self.state)
+
     @staticmethod
     def step(
         state: SlabState, buddy: BuddyState, op: ops.SlabOp, choice: AllocChoice
     ) -> tuple[SlabState, BuddyState, Result]:
         if isinstance(op, ops.KmemCacheCreate):
-            state, real = spec_slab.create(state, op.cache, op.size, op.align, op.ctor)
+            state, real = spec_slab.create(state, op.cache, op.size, op.align, op.ctor, frozenset(op.flags))
             return state, buddy, {"ok": True, "cache": real}
         if isinstance(op, ops.KmemCacheAlloc):
             state, buddy, addr = spec_slab.alloc(state, buddy, op.cache, op.cpu, choice)
             return state, buddy, addr_result(addr)
+        if isinstance(op, ops.KmallocCache):
+            state, buddy, addr = spec_slab.alloc(state, buddy, op.cache, op.cpu, choice, op.size)
+            return state, buddy, addr_result(addr)
+        if isinstance(op, ops.KmemFlip):
+            return spec_debug.flip(state, op.addr, op.offset, op.mask), buddy, OK
+        if isinstance(op, ops.ValidateSlabCache):
+            state, buddy, errors = spec_debug.validate(state, buddy, op.cache)
+            return state, buddy, {"errors": errors}
         if isinstance(op, ops.Kmalloc):
             state, buddy, addr = spec_slab.kmalloc(state, buddy, op.size, op.cpu, choice)
             return state, buddy, addr_result(addr)
@@ -147,9 +166,7 @@ class ImplSlabSide:
         self.config = config
         self.slub: Slub | None = None
 
-    def ensure(self, buddy: BuddyAllocator, mem: PhysMem, booted: bool) -> Slub:
-        if booted:
-            raise NotModelled("slab ops run on the physical layer: not in a scenario that boots the kernel")
+    def ensure(self, buddy: BuddyAllocator, mem: PhysMem) -> Slub:
         if self.slub is None:
             check_config(self.config)
             config = self.config
@@ -158,8 +175,8 @@ class ImplSlabSide:
             )
         return self.slub
 
-    def apply(self, op: ops.SlabOp, buddy: BuddyAllocator, mem: PhysMem, booted: bool) -> Result:
-        slub = self.ensure(buddy, mem, booted)
+    def apply(self, op: ops.SlabOp, buddy: BuddyAllocator, mem: PhysMem) -> Result:
+        slub = self.ensure(buddy, mem)
         slub.last_choice = (None, None, None)
         try:
             return self.step(slub, op)
@@ -169,9 +186,16 @@ class ImplSlabSide:
     @staticmethod
     def step(slub: Slub, op: ops.SlabOp) -> Result:
         if isinstance(op, ops.KmemCacheCreate):
-            return {"ok": True, "cache": slub.create(op.cache, op.size, op.align, op.ctor)}
+            return {"ok": True, "cache": slub.create(op.cache, op.size, op.align, op.ctor, op.flags)}
         if isinstance(op, ops.KmemCacheAlloc):
             return addr_result(slub.alloc(op.cache, op.cpu))
+        if isinstance(op, ops.KmallocCache):
+            return addr_result(slub.alloc(op.cache, op.cpu, op.size))
+        if isinstance(op, ops.KmemFlip):
+            slub.flip(op.addr, op.offset, op.mask)
+            return OK
+        if isinstance(op, ops.ValidateSlabCache):
+            return {"errors": slub.validate_slab_cache(op.cache)}
         if isinstance(op, ops.Kmalloc):
             return addr_result(slub.kmalloc(op.size, op.cpu))
         if isinstance(op, ops.KmemCacheFree | ops.Kfree):

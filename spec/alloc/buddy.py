@@ -333,6 +333,14 @@ def free(state: BuddyState, pfn: int, order: int) -> BuddyState:
     return replace(state, free=merged, allocated=state.allocated - {Block(pfn, order)})
 
 
+def split_allocated(state: BuddyState, pfn: int, order: int) -> BuddyState:
+    """The allocated block ``Block(pfn, order)`` as ``2**order`` allocated order-0 blocks, each freed on its own
+    later (``split_page``, mm/page_alloc.c, as ``__split_huge_page`` leaves a split THP's pages)."""
+    check_free(state, pfn, order)
+    pieces = {Block(f, 0) for f in range(pfn, pfn + (1 << order))}
+    return replace(state, allocated=(state.allocated - {Block(pfn, order)}) | pieces)
+
+
 # --- Invariants (each returns the list of violations) --------------------------------------------
 
 

@@ -31,6 +31,13 @@ page-table walk gives hugetlb VMAs to ``.hugetlb_entry``, never to
 present with the pfn of the 4 KiB subpage (``pte_pfn + (addr & ~hmask) >>
 PAGE_SHIFT``), exclusive when ``folio_likely_mapped_shared`` is false,
 which for a hugetlb folio is a map count of at most 1.
+
+A THP's PMD (``smaps_pmd_entry``) counts its 2 MiB in Rss, Anonymous and AnonHugePages (``anonymous_thp``);
+``smaps_account`` with ``compound``: the whole 2 MiB private when the folio is referenced once, else each of
+its 512 pages by ``folio_precise_page_mapcount`` (here the PMD map count: a THP is split before any PTE maps
+it).  The huge zero page counts nowhere (``vm_normal_page_pmd`` is NULL for it).  Its pagemap entry
+(``pagemap_pmd_range``) is present with the subpage's pfn, exclusive when the precise map count is 1 (never
+for the huge zero page, which has no map count).  AnonHugePages is shown once THP is on.
 """
 
 from __future__ import annotations
@@ -38,8 +45,9 @@ from __future__ import annotations
 from collections import Counter
 
 from spec.memory import check_address
-from spec.mm.kernel import Kernel, leaf_of, space
-from spec.mm.vma import TASK_SIZE
+from spec.mm.kernel import Kernel, is_zero_pfn, leaf_of, space
+from spec.mm.pagetable import is_thp_leaf
+from spec.mm.vma import HUGE_PAGES, TASK_SIZE
 from spec.outcome import Pagemap, Smaps, Stat
 from spec.paging.address import PAGE_SHIFT, PAGE_SIZE
 from spec.pressure.files import file_objects
@@ -61,16 +69,18 @@ def smaps(k: Kernel, pid: int) -> Smaps:
     in_file = {pfn for obj, cache in k.objects.items() if obj in files for pfn in cache.values()}
     size: Counter[str] = Counter()
     pss: Counter[str] = Counter()
-    for leaf in sp.leaves.values():
-        if leaf.pfn == k.zero_pfn or leaf.huge:
+    for vpn, leaf in sp.leaves.items():
+        if is_zero_pfn(k, leaf.pfn) or (leaf.huge and not is_thp_leaf(sp, vpn, leaf)):
             continue
         page = k.pages[leaf.pfn]
-        share = pss_share(page.refcount, page.mapcount)
+        pages = HUGE_PAGES if leaf.huge else 1
+        share = pss_share(page.refcount, page.mapcount) * pages
         dirty = leaf.dirty or page.dirty
         private = page.refcount == 1 or page.mapcount < 2
-        size["rss"] += PAGE_SIZE
-        size["anonymous"] += PAGE_SIZE if page.anon else 0
-        size[("private_" if private else "shared_") + ("dirty" if dirty else "clean")] += PAGE_SIZE
+        size["rss"] += PAGE_SIZE * pages
+        size["anonymous"] += PAGE_SIZE * pages if page.anon else 0
+        size["anon_huge_pages"] += PAGE_SIZE * pages if leaf.huge else 0
+        size[("private_" if private else "shared_") + ("dirty" if dirty else "clean")] += PAGE_SIZE * pages
         pss["pss"] += share
         pss["pss_dirty"] += share if dirty else 0
         pss["pss_anon" if page.anon else "pss_file" if leaf.pfn in in_file else "pss_shmem"] += share
@@ -80,7 +90,8 @@ def smaps(k: Kernel, pid: int) -> Smaps:
         pss["swap_pss"] += (PAGE_SIZE << PSS_SHIFT) // count if count >= 2 else PAGE_SIZE << PSS_SHIFT
     kb = {name: value >> 10 for name, value in size.items()}
     kb.update({name: value >> (10 + PSS_SHIFT) for name, value in pss.items()})
-    return Smaps(**{name: kb.get(name, 0) for name in Smaps.__dataclass_fields__})
+    fields = {name: kb.get(name, 0) for name in Smaps.__dataclass_fields__ if name != "anon_huge_pages"}
+    return Smaps(**fields, anon_huge_pages=kb.get("anon_huge_pages", 0) if k.thp.shown else None)
 
 
 def stat(k: Kernel, pid: int) -> Stat:
@@ -101,6 +112,8 @@ def pagemap(k: Kernel, pid: int, va: int) -> Pagemap:
         return Pagemap(False, 0, False)
     head, leaf = found
     page = k.pages.get(leaf.pfn)
+    if leaf.huge and is_thp_leaf(sp, head, leaf):
+        return Pagemap(True, leaf.pfn + vpn - head, page is not None and page.mapcount == 1)
     if leaf.huge:
         return Pagemap(True, leaf.pfn + vpn - head, page is not None and page.mapcount <= 1)
     return Pagemap(True, leaf.pfn, page is not None and page.mapcount == 1)

@@ -51,6 +51,7 @@ from __future__ import annotations
 from lang.errors import NotModelled, UnknownPin
 from lang.records import replace
 from spec.memory import check_address
+from spec.mm import thp
 from spec.mm.fault import missing_fault
 from spec.mm.kernel import (
     Choices,
@@ -122,8 +123,9 @@ def drop_objects(k: Kernel) -> Kernel:
 
 
 def unmap_range(k: Kernel, pid: int, lo: int, hi: int) -> Kernel:
-    """Pages ``lo .. hi-1`` unmapped: entries cleared, VMAs split, unused tables and objects freed."""
-    k = zap(k, pid, lo, hi)
+    """Pages ``lo .. hi-1`` unmapped: THP PMDs an edge cuts split, entries cleared, VMAs split, unused tables and
+    objects freed."""
+    k = zap(thp.split_edges(k, pid, lo, hi), pid, lo, hi)
     sp = space(k, pid)
     k = with_space(k, pid, replace(sp, vmas=cut(sp.vmas, lo, hi)))
     return drop_objects(free_unused_tables(k, pid))
@@ -202,7 +204,8 @@ def munmap(k: Kernel, pid: int, va: int, pages: int) -> tuple[Kernel, Outcome]:
 def changed_leaf(k: Kernel, vma: Vma, leaf: Leaf) -> Leaf:
     """``change_pte_range``: the entry under the VMA's new protection, upgraded to writable when allowed
     (``hugetlb_change_protection`` never upgrades a private hugetlb entry; a shared file entry only when its page is
-    dirty, ``can_change_pte_writable`` under write-notify)."""
+    dirty, ``can_change_pte_writable`` under write-notify; a THP PMD the range covers whole keeps its size,
+    ``change_huge_pmd`` with ``can_change_pmd_writable``: an exclusive anonymous THP, never the huge zero page)."""
     if vma.shared:
         page = k.pages.get(leaf.pfn)
         writable = vma.prot.write and (page is None or page.anon or page.dirty or not files.is_file_vma(k, vma))
@@ -211,7 +214,7 @@ def changed_leaf(k: Kernel, vma: Vma, leaf: Leaf) -> Leaf:
     else:
         page = k.pages.get(leaf.pfn)
         writable = vma.prot.write and page is not None and page.anon and page.exclusive
-    return leaf_for(vma, leaf.pfn, writable, dirty=leaf.dirty)
+    return leaf_for(vma, leaf.pfn, writable, dirty=leaf.dirty, huge=leaf.huge)
 
 
 def mprotect(k: Kernel, pid: int, va: int, pages: int, prot: Prot) -> tuple[Kernel, Outcome]:
@@ -235,6 +238,11 @@ def mprotect(k: Kernel, pid: int, va: int, pages: int, prot: Prot) -> tuple[Kern
         end, outcome = max(lo, last.start), Errno("EINVAL")
         if end == lo:
             return k, outcome
+    # mprotect_fixup leaves a VMA whose flags do not change alone (mm/mprotect.c: newflags == oldflags), so
+    # only an edge inside a VMA that changes splits a THP PMD there (vma_adjust_trans_huge).
+    cut_at = [e for e in (lo, end) if (v := find(sp.vmas, e)) is not None and v.start < e and v.prot != prot]
+    k = thp.split_edges(k, pid, *cut_at)
+    sp = space(k, pid)
     changed = tuple(replace(v, prot=prot) for v in inside(sp.vmas, lo, end))
     vmas = merge_at(insert(cut(sp.vmas, lo, end), changed), lo, end)
     leaves = dict(sp.leaves)
@@ -261,7 +269,7 @@ def madvise_dontneed(k: Kernel, pid: int, va: int, pages: int) -> tuple[Kernel, 
         if vma.huge and vma.start % HUGE_PAGES:
             return k, Errno("EINVAL")
         end = vma.end - vma.end % HUGE_PAGES if vma.huge else vma.end
-        k = zap(k, pid, vma.start, end)
+        k = zap(thp.split_edges(k, pid, vma.start, end), pid, vma.start, end)
     return k, ENOMEM if has_hole(sp.vmas, lo, hi) else Ok()
 
 
@@ -284,6 +292,11 @@ def pin(k: Kernel, pid: int, va: int, choices: Choices) -> tuple[Kernel, Outcome
         raise NotModelled(
             f"pin of {va:#x}: pinning a hugetlb page is not modelled (hugetlb_wp reuses on the map count, so a "
             "FOLL_GET reference may see another process's writes): pin a page of a mapping with huge=false"
+        )
+    if thp.thp_at(k, pid, vpn) is not None or thp.thp_allowed(k, vma, vpn - vpn % HUGE_PAGES):
+        raise NotModelled(
+            f"pin of {va:#x}: pinning a transparent huge page is not modelled (copy_huge_pmd splits a pinned "
+            "THP): pin a page where THP is off (thp enabled never, or madvise nohugepage)"
         )
     if vpn in sp.swapped:
         k, failed = swap.swap_fault(k, pid, vma, vpn, False, choices)

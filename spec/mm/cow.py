@@ -37,6 +37,11 @@ it copies the 2 MiB into a new page (``copy_user_large_folio``).  The
 fork-time copy of a possibly DMA-pinned page (``folio_needs_cow_for_dma``)
 is not modelled: pinning a hugetlb page is refused (:func:`spec.mm.aspace.pin`).
 
+A THP's PMD is copied the same way (``copy_huge_pmd``, mm/huge_memory.c: ``folio_try_dup_anon_rmap_pmd`` clears
+``PageAnonExclusive``, ``pmdp_set_wrprotect`` in the parent and ``pmd_wrprotect`` in the child), the huge zero
+page's too (``mm_get_huge_zero_folio``); the child gets a PT of its own to deposit (``pte_alloc_one``, role
+``("table", child, 1, index)``).
+
 A swap entry of a VMA that fork copies is copied too, and its slot counts one
 more (``copy_nonpresent_pte`` -> ``swap_duplicate``).
 """
@@ -53,6 +58,7 @@ from spec.mm.kernel import (
     free_frames,
     frozen,
     get_page,
+    is_zero_pfn,
     new_anon_page,
     put_page,
     space,
@@ -61,7 +67,7 @@ from spec.mm.kernel import (
     with_page,
     with_space,
 )
-from spec.mm.pagetable import missing_tables, set_leaf
+from spec.mm.pagetable import is_thp_leaf, missing_tables, set_leaf
 from spec.mm.vma import HUGE_ORDER, Vma, anon_prepare, find, forked_copy
 from spec.outcome import ENOMEM, NewPid, Outcome
 
@@ -126,7 +132,8 @@ def fork(k: Kernel, pid: int, choices: Choices) -> tuple[Kernel, Outcome]:
     copied = copied_leaves(parent)
     swapped = {vpn: slot for vpn, slot in parent.swapped.items() if (v := find(parent.vmas, vpn)) and v.anon}
     vpns = sorted({*copied, *swapped})
-    keys = missing_tables(Space((), 0), vpns, frozenset(v for v, leaf in copied.items() if leaf.huge))
+    hugetlb = frozenset(v for v, leaf in copied.items() if leaf.huge and not is_thp_leaf(parent, v, leaf))
+    keys = missing_tables(Space((), 0), vpns, hugetlb)
     if free_frames(k) < 1 + len(keys):
         return k, ENOMEM
     k, root = take(k, ("root", child, 0, 0), choices)
@@ -139,7 +146,7 @@ def fork(k: Kernel, pid: int, choices: Choices) -> tuple[Kernel, Outcome]:
         if leaf.writable:
             k = set_leaf(k, pid, vpn, leaves[vpn])
         k = get_page(k, leaf.pfn)
-        if leaf.pfn != k.zero_pfn:
+        if not is_zero_pfn(k, leaf.pfn):
             k = with_page(k, leaf.pfn, exclusive=False)
     for slot in swapped.values():
         k = replace(k, swap_map=updated(k.swap_map, slot, k.swap_map[slot] + 1))

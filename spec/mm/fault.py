@@ -20,6 +20,10 @@ SIGSEGV with the hardware's error code:
 - a write to a present read-only private entry is copy-on-write
   (:func:`spec.mm.cow.wp_fault`).
 
+With transparent huge pages on, a fault with no entry in an eligible private anonymous VMA may map the whole
+aligned 2 MiB around it with one PMD, or fall back to 4 KiB pages (:func:`spec.mm.thp.thp_fault`); a write to a
+read-only THP PMD is :func:`spec.mm.thp.thp_wp_fault`.
+
 A fault in a hugetlb VMA (mm/hugetlb.c ``hugetlb_fault``) works on the
 2 MiB page around the address.  There is no zero page: with no entry,
 ``hugetlb_no_page`` gives a private VMA an anon_vma (``__vmf_anon_prepare``)
@@ -43,7 +47,7 @@ from __future__ import annotations
 
 from lang.records import replace
 from spec.memory import check_address
-from spec.mm import cow
+from spec.mm import cow, thp
 from spec.mm.kernel import (
     Choices,
     Kernel,
@@ -168,6 +172,8 @@ def handle_fault(
         return k, None
     if vma.huge:
         k, failed = cow.huge_wp_fault(k, pid, vma, key, leaf, choices)
+    elif leaf.huge:
+        k, failed = thp.thp_wp_fault(k, pid, vma, vpn, key, leaf, choices)
     elif vma.shared and files.is_file_vma(k, vma):
         k, failed = files.shared_wp_fault(k, pid, vpn, leaf), None
     else:
@@ -202,6 +208,9 @@ def anon_missing_fault(
         return huge_missing_fault(k, pid, vma, vpn - vpn % HUGE_PAGES, write, choices)
     if vma.shared:
         return shmem_fault(k, pid, vma, vpn, choices)
+    k, failed, handled = thp.thp_fault(k, pid, vma, vpn, write, choices)
+    if handled:
+        return k, failed
     need = len(missing_tables(space(k, pid), [vpn])) + (1 if write else 0)
     if free_frames(k) < need:
         return k, ENOMEM

@@ -12,7 +12,8 @@
   address space maps the same kernel half.
 - Zero page: never writable, always zero.
 - No leak: the frames the buddy allocator has handed out are exactly the
-  reachable ones (boot frames, PML4s, tables, pages), none used twice.
+  reachable ones (boot frames, PML4s, tables, pages, the slab allocator's
+  slabs), none used twice.
 - Accounting: the sum of PSS over processes (exactly, before rounding) equals
   the number of frames mapped by user entries.
 - Page tables: every leaf's PDPT, PD and PT exist.
@@ -24,6 +25,10 @@
   exactly the leaves of hugetlb VMAs, at a 2 MiB aligned page, mapping a
   hugetlb page (an order-9 block at its first frame).  A hugetlb page's 512
   frames count as used (leak), it is not in PSS, and its leaf needs no PT.
+- THP: a THP PMD maps an aligned order-9 block (a THP folio or the huge zero
+  page) at a 2 MiB aligned page wholly inside a private anonymous VMA, with
+  its deposited PT; the huge zero page is never writable and its 512 frames
+  count as used; a THP counts 512 frames in PSS; its map count is its PMDs.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from __future__ import annotations
 from collections import Counter
 from fractions import Fraction
 
-from spec.mm.kernel import Kernel
-from spec.mm.pagetable import table_keys
+from spec.memcg import invariants as memcg
+from spec.mm.kernel import Kernel, is_zero_pfn
+from spec.mm.pagetable import is_thp_leaf, table_keys
 from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, find, mergeable
 from spec.oom import invariants as oom
 from spec.pressure import invariants as pressure
@@ -76,7 +82,7 @@ def count_violations(k: Kernel) -> list[str]:
                 f"frame {pfn:#x}: refcount {page.refcount}, mapcount {page.mapcount}; "
                 f"entries {maps[pfn]}, pins {pins[pfn]}, page cache {cached[pfn]}"
             )
-    unknown = sorted((set(maps) | set(pins) | set(cached)) - set(k.pages) - {k.zero_pfn})
+    unknown = sorted((set(maps) | set(pins) | set(cached)) - set(k.pages) - {k.zero_pfn, k.thp.zero_pfn})
     problems += [f"frame {pfn:#x} is referenced but has no struct page" for pfn in unknown]
     return problems
 
@@ -111,7 +117,7 @@ def zero_page_violations(k: Kernel) -> list[str]:
         problems += [
             f"pid {pid} maps the zero page writable at page {vpn:#x}"
             for vpn, leaf in sp.leaves.items()
-            if leaf.pfn == k.zero_pfn and leaf.writable
+            if is_zero_pfn(k, leaf.pfn) and leaf.writable
         ]
     return problems
 
@@ -119,6 +125,9 @@ def zero_page_violations(k: Kernel) -> list[str]:
 def leak_violations(k: Kernel) -> list[str]:
     """Allocated frames are exactly the reachable ones, each used once."""
     uses = Counter(k.boot)
+    uses.update(k.slab)
+    if k.thp.zero_pfn is not None:
+        uses.update(range(k.thp.zero_pfn, k.thp.zero_pfn + HUGE_PAGES))
     for sp in k.procs.values():
         uses.update([sp.root, *sp.tables.values()])
     uses.update(f for pfn, page in k.pages.items() for f in range(pfn, pfn + (HUGE_PAGES if page.huge else 1)))
@@ -134,12 +143,14 @@ def leak_violations(k: Kernel) -> list[str]:
 def pss_violations(k: Kernel) -> list[str]:
     """The exact sum of PSS over processes equals the number of frames user entries map (zero page aside)."""
     total = Fraction(0)
-    frames = set()
+    frames: set[int] = set()
     for sp in k.procs.values():
-        for leaf in sp.leaves.values():
-            if leaf.pfn != k.zero_pfn and not leaf.huge:
-                total += Fraction(1, max(1, k.pages[leaf.pfn].mapcount))
-                frames.add(leaf.pfn)
+        for vpn, leaf in sp.leaves.items():
+            thp = is_thp_leaf(sp, vpn, leaf)
+            if not is_zero_pfn(k, leaf.pfn) and (thp or not leaf.huge):
+                size = HUGE_PAGES if thp else 1
+                total += Fraction(size, max(1, k.pages[leaf.pfn].mapcount))
+                frames.update(range(leaf.pfn, leaf.pfn + size))
     return [] if total == len(frames) else [f"sum of PSS is {total} pages, user entries map {len(frames)} frames"]
 
 
@@ -149,7 +160,7 @@ def table_violations(k: Kernel) -> list[str]:
         f"pid {pid} page {vpn:#x} has a leaf but no table {key}"
         for pid, sp in k.procs.items()
         for vpn, leaf in sp.leaves.items()
-        for key in table_keys(vpn, leaf.huge)
+        for key in table_keys(vpn, leaf.huge and not is_thp_leaf(sp, vpn, leaf))
         if key not in sp.tables
     ]
 
@@ -167,10 +178,38 @@ def huge_violations(k: Kernel) -> list[str]:
         for vpn, leaf in sp.leaves.items():
             vma = find(sp.vmas, vpn)
             page = k.pages.get(leaf.pfn)
+            if is_thp_leaf(sp, vpn, leaf):
+                continue  # thp_violations
             if vma is not None and vma.huge != leaf.huge:
                 problems.append(f"pid {pid} page {vpn:#x}: {leaf!r} in {vma!r}")
             if leaf.huge and (vpn % HUGE_PAGES or page is None or not page.huge or leaf.pfn not in blocks):
                 problems.append(f"pid {pid} page {vpn:#x}: 2 MiB {leaf!r} maps {page!r}, not a whole hugetlb page")
+    return problems
+
+
+def thp_violations(k: Kernel) -> list[str]:
+    """A THP PMD sits at a 2 MiB aligned page of a private anonymous VMA covering its 2 MiB and maps a whole
+    order-9 block at its first frame: a THP folio (``thp``) or the huge zero page, which is never writable; THP
+    folios are mapped only by PMDs (a split splits the folio at once, :func:`spec.mm.thp.split_pmd`)."""
+    problems = []
+    blocks = {b.pfn for b in k.buddy.allocated if b.order == HUGE_ORDER}
+    mapped = set()
+    for pid, sp in k.procs.items():
+        for vpn, leaf in sp.leaves.items():
+            if not is_thp_leaf(sp, vpn, leaf):
+                continue
+            vma = find(sp.vmas, vpn)
+            page = k.pages.get(leaf.pfn)
+            inside = vma is not None and vma.start <= vpn and vpn + HUGE_PAGES <= vma.end
+            if vpn % HUGE_PAGES or not inside or vma is None or vma.shared or vma.huge:
+                problems.append(f"pid {pid} page {vpn:#x}: THP {leaf!r} not a whole 2 MiB of anonymous {vma!r}")
+            zero = leaf.pfn == k.thp.zero_pfn
+            if leaf.pfn not in blocks or not (zero or (page is not None and page.thp)):
+                problems.append(f"pid {pid} page {vpn:#x}: THP {leaf!r} maps {page!r}, not an order-9 block")
+            mapped.add(leaf.pfn)
+    for pfn, page in k.pages.items():
+        if page.thp and page.mapcount and pfn not in mapped:
+            problems.append(f"THP {pfn:#x} is mapped {page.mapcount} times but by no PMD")
     return problems
 
 
@@ -203,11 +242,13 @@ INVARIANTS = (
     table_violations,
     vma_violations,
     huge_violations,
+    thp_violations,
 )
 
 
 def violations(k: Kernel) -> list[str]:
     """Every kernel invariant ``k`` breaks, each named by its function, memory pressure's
-    (:mod:`spec.pressure.invariants`) and the OOM killer's (:mod:`spec.oom.invariants`) included."""
+    (:mod:`spec.pressure.invariants`), the OOM killer's (:mod:`spec.oom.invariants`) and the memory
+    cgroups' (:mod:`spec.memcg.invariants`) included."""
     own = [f"{check.__name__}: {problem}" for check in INVARIANTS for problem in check(k)]
-    return own + pressure.violations(k) + oom.violations(k)
+    return own + pressure.violations(k) + oom.violations(k) + memcg.violations(k)

@@ -41,6 +41,7 @@ from typing import TypeVar
 from lang.errors import ConfigError, DisallowedChoice, IdleCpu, UnknownCpu, UnknownPid
 from lang.records import replace
 from spec.alloc import buddy
+from spec.memcg.state import NO_MEMCG, Memcg
 from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, KERNEL_VA, KERNEL_WORD, Vma
 from spec.paging.address import PAGE_SHIFT
 from spec.paging.tlb import Tlb
@@ -80,7 +81,9 @@ class Page:
 
     ``lru`` is the LRU list it is on (``"active"``, ``"inactive"``, or ``""`` for none; anonymous or file by
     ``anon``), ``dirty`` is ``PG_dirty``, ``referenced`` is ``PG_referenced`` and ``slot`` is the swap slot of a
-    page in the swap cache (``folio->swap``, 0 for none): see :mod:`spec.pressure`.
+    page in the swap cache (``folio->swap``, 0 for none): see :mod:`spec.pressure`.  A transparent huge page is
+    ``huge`` and ``thp``: one ``struct page`` for its order-9 folio, words by offset in the 2 MiB, as a hugetlb page
+    (:mod:`spec.mm.thp`).
     """
 
     refcount: int
@@ -93,6 +96,7 @@ class Page:
     dirty: bool = False
     referenced: bool = False
     slot: int = 0
+    thp: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,39 @@ class Workingset:
 
 NO_WORKINGSET = Workingset()
 
+THP_ENABLED = ("always", "madvise", "never")
+THP_DEFRAG = ("always", "defer", "defer+madvise", "madvise", "never")
+
+
+@dataclass(frozen=True, slots=True)
+class Thp:
+    """Transparent huge pages (:mod:`spec.mm.thp`): the policy of ``/sys/kernel/mm/transparent_hugepage`` and the
+    ``/proc/vmstat`` THP counters.
+
+    ``enabled`` and ``defrag`` are the sysfs files' settings (Documentation/admin-guide/mm/transhuge.rst);
+    ``use_zero_page`` is ``use_zero_page``; ``zero_pfn`` is the huge zero page's order-9 block once
+    ``mm_get_huge_zero_folio`` allocated it (None before); ``fault_alloc``, ``fault_fallback`` and ``split_pmd`` are
+    ``thp_fault_alloc``, ``thp_fault_fallback`` and ``thp_split_pmd``.  The model boots with ``enabled`` at
+    ``never`` so that a config without THP behaves as before; Linux's boot default is a Kconfig choice
+    (``CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS`` / ``_MADVISE`` / ``_NEVER``).
+    """
+
+    enabled: str = "never"
+    defrag: str = "madvise"
+    use_zero_page: bool = True
+    zero_pfn: int | None = None
+    fault_alloc: int = 0
+    fault_fallback: int = 0
+    split_pmd: int = 0
+
+    @property
+    def shown(self) -> bool:
+        """The THP counters and fields appear in vmstat, smaps_rollup and meminfo once THP is on, or ever was."""
+        return self != NO_THP
+
+
+NO_THP = Thp()
+
 
 @dataclass(frozen=True, slots=True)
 class Space:
@@ -238,6 +275,14 @@ class Kernel:
 
     The OOM killer (:mod:`spec.oom`): ``oom_score_adj`` of every process whose value is not 0, and the OOM
     sysctls (``vm.panic_on_oom``, ``vm.oom_kill_allocating_task``) that are not 0.
+
+    The slab allocator (:mod:`spec.slab`) runs beside the kernel on its buddy allocator; ``slab`` holds the frames
+    its slabs hold, as the kernel accounts them (``account_slab`` in mm/slab.h adds a new slab's pages to the
+    node's ``NR_SLAB_UNRECLAIMABLE_B``, ``unaccount_slab`` takes them off when the slab goes back to the buddy).
+
+    Transparent huge pages (:mod:`spec.mm.thp`): ``thp`` is the policy and the THP counters (:class:`Thp`).
+
+    Memory cgroups (:mod:`spec.memcg`): the groups, their processes and the charges (:class:`Memcg`).
     """
 
     buddy: buddy.BuddyState
@@ -272,6 +317,9 @@ class Kernel:
     workingset: Workingset = NO_WORKINGSET
     oom_score_adj: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
     oom_sysctls: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    slab: frozenset[int] = frozenset()
+    thp: Thp = NO_THP
+    memcg: Memcg = NO_MEMCG
 
     @property
     def zero_pfn(self) -> int:
@@ -353,9 +401,14 @@ def new_shmem_page(k: Kernel, pfn: int, huge: bool = False) -> Kernel:
     return replace(k, pages=updated(k.pages, pfn, Page(1, 0, False, False, huge=huge)))
 
 
+def is_zero_pfn(k: Kernel, pfn: int) -> bool:
+    """The shared zero page, or the huge zero page (``is_zero_pfn``, ``is_huge_zero_folio``): never counted."""
+    return pfn == k.zero_pfn or pfn == k.thp.zero_pfn
+
+
 def get_page(k: Kernel, pfn: int, maps: int = 1) -> Kernel:
     """One more reference, and ``maps`` more map counts (``folio_get`` + ``folio_add_*_rmap``)."""
-    if pfn == k.zero_pfn:
+    if is_zero_pfn(k, pfn):
         return k
     page = k.pages[pfn]
     return replace(
@@ -375,7 +428,7 @@ def put_page(k: Kernel, pfn: int, unmaps: int = 1) -> Kernel:
     until the flight ends (:func:`drop_reference` then), and another mapper's
     write fault meanwhile sees the raised refcount and copies.
     """
-    if pfn == k.zero_pfn:
+    if is_zero_pfn(k, pfn):
         return k
     page = k.pages[pfn]
     k = with_page(k, pfn, mapcount=page.mapcount - unmaps)
@@ -398,8 +451,8 @@ def with_page(k: Kernel, pfn: int, **changes: object) -> Kernel:
 
 
 def page_words(k: Kernel, pfn: int) -> Words:
-    """The words of a frame that holds data: a user page, the zero page or the kernel page."""
-    if pfn == k.zero_pfn:
+    """The words of a frame that holds data: a user page, the zero page (or the huge one) or the kernel page."""
+    if is_zero_pfn(k, pfn):
         return k.zero_words
     if pfn == k.boot[1]:
         return k.kernel_words

@@ -19,6 +19,7 @@ shared writable ones are writable; without ``PROT_EXEC`` the entry has XD.
 from __future__ import annotations
 
 from lang.records import replace
+from spec.alloc import buddy
 from spec.mm.kernel import (
     Choices,
     Kernel,
@@ -68,13 +69,26 @@ def ensure_tables(k: Kernel, pid: int, vpn: int, choices: Choices, huge: bool = 
     return k
 
 
-def leaf_for(vma: Vma, pfn: int, writable: bool, dirty: bool | None = None) -> Leaf:
-    """The entry ``vma`` gives page ``pfn``: present unless ``PROT_NONE``, XD unless executable; 2 MiB if hugetlb;
-    dirty if ``dirty`` says so, else if it is writable (the write fault's ``pte_mkdirty``)."""
+def leaf_for(vma: Vma, pfn: int, writable: bool, dirty: bool | None = None, huge: bool | None = None) -> Leaf:
+    """The entry ``vma`` gives page ``pfn``: present unless ``PROT_NONE``, XD unless executable; 2 MiB if hugetlb
+    (or ``huge`` says so: a THP's PMD); dirty if ``dirty`` says so, else if it is writable (the write fault's
+    ``pte_mkdirty``)."""
     present = vma.prot.accessible
     writable = writable and present
     dirty = writable if dirty is None else dirty
-    return Leaf(pfn, present, writable, user=True, nx=not vma.prot.exec, huge=vma.huge, dirty=dirty)
+    huge = vma.huge if huge is None else huge
+    return Leaf(pfn, present, writable, user=True, nx=not vma.prot.exec, huge=huge, dirty=dirty)
+
+
+def deposit_key(head: int) -> TableKey:
+    """The PT a THP's PMD keeps deposited (``pgtable_trans_huge_deposit``): the one that would cover its 2 MiB."""
+    return (1, head >> 9)
+
+
+def is_thp_leaf(sp: Space, vpn: int, leaf: Leaf) -> bool:
+    """``leaf`` at ``vpn`` is a THP's PMD (or the huge zero page's): a 2 MiB leaf with a deposited PT under it; a
+    hugetlb leaf has none."""
+    return leaf.huge and deposit_key(vpn) in sp.tables
 
 
 def set_leaf(k: Kernel, pid: int, vpn: int, leaf: Leaf) -> Kernel:
@@ -85,11 +99,17 @@ def set_leaf(k: Kernel, pid: int, vpn: int, leaf: Leaf) -> Kernel:
 
 def zap(k: Kernel, pid: int, lo: int, hi: int) -> Kernel:
     """Clear the leaves and swap entries of pages ``lo .. hi-1`` and drop what they referenced (``zap_pte_range``;
-    ``__unmap_hugepage_range`` for hugetlb leaves, whose callers never cut one)."""
+    ``__unmap_hugepage_range`` for hugetlb leaves, whose callers never cut one; ``zap_huge_pmd`` for a THP's PMD,
+    which callers split first unless the range covers it, and whose deposited PT goes too,
+    ``zap_deposited_table``)."""
     sp = space(k, pid)
     gone = sorted(v for v in sp.leaves if lo <= v < hi)
     swapped = sorted(v for v in sp.swapped if lo <= v < hi)
-    k = with_space(k, pid, replace(sp, leaves=without(sp.leaves, gone), swapped=without(sp.swapped, swapped)))
+    deposits = [deposit_key(v) for v in gone if is_thp_leaf(sp, v, sp.leaves[v])]
+    leaves, tables = without(sp.leaves, gone), without(sp.tables, deposits)
+    k = with_space(k, pid, replace(sp, leaves=leaves, swapped=without(sp.swapped, swapped), tables=tables))
+    for key in deposits:
+        k = replace(k, buddy=buddy.free(k.buddy, sp.tables[key], 0))  # pte_free: never walked, freed at once
     for vpn in gone:
         k = put_page(k, sp.leaves[vpn].pfn)
     for vpn in swapped:

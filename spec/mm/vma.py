@@ -24,6 +24,11 @@ private), starts and ends on 2 MiB boundaries, splits only there
 (``hugetlbfs_file_mmap`` sets ``VM_DONTEXPAND``, part of ``VM_SPECIAL``,
 which ``vma_merge_new_range`` and ``vma_merge_existing_range`` refuse, mm/vma.c).
 
+``thp`` is the VMA's transparent-huge-page advice (``madvise``, mm/khugepaged.c ``hugepage_madvise``):
+``"hugepage"`` for ``VM_HUGEPAGE``, ``"nohugepage"`` for ``VM_NOHUGEPAGE``, ``""`` for neither; they are
+flags like any other, so VMAs that differ in them do not merge (``is_mergeable_vma`` compares ``vm_flags``)
+and a split keeps them on both halves.
+
 Syscall argument rules shared by both views of memory are here too: the
 errors Linux returns for a bad address range (mm/mmap.c ``do_mmap``,
 ``do_vmi_munmap``; mm/mprotect.c; mm/madvise.c).
@@ -98,12 +103,14 @@ class Vma:
     anon: int = 0
     forked: bool = False
     huge: bool = False
+    thp: str = ""
 
     def __repr__(self) -> str:
         return (
             f"Vma(start={self.start:#x}, end={self.end:#x}, prot={self.prot!r}, shared={self.shared}, "
             f"obj={self.obj}, pgoff={self.pgoff}, anon={self.anon}, forked={self.forked}"
-            + (", huge=True)" if self.huge else ")")
+            + (", huge=True" if self.huge else "")
+            + (f", thp={self.thp!r})" if self.thp else ")")
         )
 
     @property
@@ -177,14 +184,14 @@ def anon_compatible(a: Vma, b: Vma) -> bool:
 def mergeable(a: Vma, b: Vma) -> bool:
     """``b`` starts where ``a`` ends and one VMA can cover both (``can_vma_merge_after`` / ``_before``).
 
-    ``is_mergeable_vma``: the same flags (protection, shared, ``VM_ACCOUNT``)
+    ``is_mergeable_vma``: the same flags (protection, shared, ``VM_ACCOUNT``, ``VM_HUGEPAGE``/``VM_NOHUGEPAGE``)
     and the same file (the object of a shared VMA or of a file mapping) at consecutive offsets; a
     private anonymous VMA's offset is its start (``do_mmap``), always
     consecutive.  Then :func:`anon_compatible`.
     """
     if a.huge or b.huge:
         return False  # VM_DONTEXPAND is in VM_SPECIAL: hugetlb VMAs never merge
-    if a.end != b.start or a.prot != b.prot or a.shared != b.shared or a.account != b.account:
+    if a.end != b.start or a.prot != b.prot or a.shared != b.shared or a.account != b.account or a.thp != b.thp:
         return False
     if (a.shared or a.obj or b.obj) and (a.obj != b.obj or a.index_of(a.end) != b.pgoff):
         return False
@@ -226,14 +233,14 @@ def reusable_anon(vmas: tuple[Vma, ...], vma: Vma) -> int:
 
     The next VMA first, then the previous one: it must touch ``vma``, be
     private with the same flags apart from the access rights
-    (``anon_vma_compatible``: here ``VM_ACCOUNT`` and ``VM_HUGETLB``) and the
+    (``anon_vma_compatible``: here ``VM_ACCOUNT``, ``VM_HUGETLB`` and the THP flags) and the
     same file (a hugetlb VMA's object; none for anonymous memory), and have
     an anon_vma not inherited at fork (``reusable_anon_vma``: a singular
     ``anon_vma_chain``).
     """
     for other in (v for v in vmas if v.start == vma.end), (v for v in vmas if v.end == vma.start):
         for n in other:
-            compatible = n.account == vma.account and n.huge == vma.huge and n.obj == vma.obj
+            compatible = n.account == vma.account and n.huge == vma.huge and n.obj == vma.obj and n.thp == vma.thp
             if not n.shared and n.anon and not n.forked and compatible:
                 return n.anon
     return 0

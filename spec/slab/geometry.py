@@ -3,8 +3,12 @@
 Everything here is arithmetic on sizes, as Linux 6.12 computes it when a
 cache is made (``kmem_cache_open`` and ``calculate_sizes`` in mm/slub.c,
 ``kmalloc_index`` in include/linux/slab.h, ``find_mergeable`` in
-mm/slab_common.c), for x86-64 with 4 KiB pages and no debugging: no red
-zones, no poisoning, no tracking.  A cache's *geometry* is its object size,
+mm/slab_common.c), for x86-64 with 4 KiB pages.  The slab_debug flags a
+cache may be created with (``SLAB_RED_ZONE``, ``SLAB_POISON``,
+``SLAB_STORE_USER``, with ``SLAB_KMALLOC`` for a kmalloc-style cache that
+keeps each object's requested size) add red zones, move the free pointer
+after the object and append the two ``struct track`` records, as
+``calculate_sizes`` lays them out.  A cache's *geometry* is its object size,
 the slot each object takes (``s->size``), where the free pointer lives
 (``s->offset``), the order of its slabs and how many objects one holds
 (``s->oo``), the fallback order (``s->min``) and how many empty slabs a node
@@ -27,6 +31,20 @@ SLUB_MAX_ORDER = 3  # slub_max_order defaults to PAGE_ALLOC_COSTLY_ORDER
 MAX_OBJS_PER_PAGE = 32767  # objects is a 15-bit field of struct slab
 MIN_PARTIAL = 5
 MAX_PARTIAL = 10
+
+# kmem_cache_create flags the model knows (include/linux/slab.h).  The first three are slab_debug's
+# (SLAB_DEBUG_FLAGS, mm/slab.h); any of them, or SLAB_NO_MERGE, makes a cache unmergeable (SLAB_NEVER_MERGE,
+# mm/slab_common.c).  SLAB_KMALLOC marks a kmalloc cache: with SLAB_STORE_USER it keeps each object's
+# requested size (slub_debug_orig_size).
+SLAB_RED_ZONE = "SLAB_RED_ZONE"
+SLAB_POISON = "SLAB_POISON"
+SLAB_STORE_USER = "SLAB_STORE_USER"
+SLAB_KMALLOC = "SLAB_KMALLOC"
+SLAB_NO_MERGE = "SLAB_NO_MERGE"
+DEBUG_FLAGS = frozenset({SLAB_RED_ZONE, SLAB_POISON, SLAB_STORE_USER})
+CACHE_FLAGS = (SLAB_RED_ZONE, SLAB_POISON, SLAB_STORE_USER, SLAB_KMALLOC, SLAB_NO_MERGE)
+# sizeof(struct track) (mm/slub.c) with CONFIG_STACKDEPOT: addr, handle, cpu, pid, when.
+TRACK_SIZE = 32
 
 
 def align_up(value: int, alignment: int) -> int:
@@ -170,7 +188,11 @@ def set_min_partial(size: int) -> int:
 class Geometry:
     """A cache's layout: ``size``-byte slots of ``object_size``-byte objects, the free pointer at ``offset``,
     slabs of ``order`` holding ``objects`` each (``min_order``/``min_objects`` the fallback), and
-    ``min_partial`` empty slabs kept per node."""
+    ``min_partial`` empty slabs kept per node.
+
+    With slab_debug flags (``flags``): ``inuse`` is the end of the object and its right red zone
+    (``s->inuse``), ``red_left_pad`` the left red zone before each object, so object ``i`` of a slab starts
+    at ``red_left_pad + i * size`` (``fixup_red_left``)."""
 
     object_size: int
     align: int
@@ -182,6 +204,57 @@ class Geometry:
     min_order: int
     min_objects: int
     min_partial: int
+    flags: frozenset[str] = frozenset()
+    inuse: int = 0
+    red_left_pad: int = 0
+
+    @property
+    def debug(self) -> bool:
+        """Whether slab_debug checks the cache (``kmem_cache_debug``: any of ``SLAB_DEBUG_FLAGS``)."""
+        return bool(self.flags & DEBUG_FLAGS)
+
+    @property
+    def object_poison(self) -> bool:
+        """``__OBJECT_POISON``: SLAB_POISON without a constructor poisons the object itself."""
+        return SLAB_POISON in self.flags and not self.ctor
+
+    @property
+    def orig_size(self) -> bool:
+        """``slub_debug_orig_size``: SLAB_STORE_USER with SLAB_KMALLOC keeps each object's requested size."""
+        return SLAB_STORE_USER in self.flags and SLAB_KMALLOC in self.flags
+
+    @property
+    def freeptr_outside(self) -> bool:
+        """``freeptr_outside_object``: the free pointer sits after the object and its red zone."""
+        return self.offset >= self.inuse
+
+    @property
+    def info_end(self) -> int:
+        """``get_info_end``: the end of the object, its red zone and an outside free pointer."""
+        return self.inuse + WORD if self.freeptr_outside else self.inuse
+
+    @property
+    def track_offset(self) -> int:
+        """Where the two ``struct track`` records start (``get_track``), with SLAB_STORE_USER."""
+        return self.info_end
+
+    @property
+    def orig_size_offset(self) -> int:
+        """Where the requested size is kept (``get_orig_size``), with :attr:`orig_size`."""
+        return self.info_end + 2 * TRACK_SIZE
+
+    @property
+    def pad_offset(self) -> int:
+        """The start of the padding ``check_pad_bytes`` checks: after the metadata."""
+        end = self.info_end
+        if SLAB_STORE_USER in self.flags:
+            end += 2 * TRACK_SIZE + (WORD if SLAB_KMALLOC in self.flags else 0)
+        return end
+
+    @property
+    def size_from_object(self) -> int:
+        """``size_from_object``: the slot's bytes from the object's start (the left red zone excluded)."""
+        return self.size - self.red_left_pad
 
 
 def free_pointer_offset(object_size: int, ctor: bool) -> int:
@@ -206,17 +279,41 @@ def calculate_sizes(
     slub_min_objects: int = 0,
     max_order: int = SLUB_MAX_ORDER,
     page_max_order: int = 10,
+    flags: frozenset[str] = frozenset(),
 ) -> Geometry | None:
     """``calculate_sizes``: the geometry of a cache of ``object_size``-byte objects; None when no slab fits.
 
-    The object is rounded to a word; a constructor adds a word after it for
-    the free pointer; the slot is then rounded to the alignment, so objects
-    laid end to end from offset 0 all stay aligned.
+    The object is rounded to a word (``s->inuse``), plus a word of red zone
+    with SLAB_RED_ZONE when the rounding left none; the free pointer goes
+    after that when there is a constructor, with SLAB_POISON, or with
+    SLAB_RED_ZONE on an object below a word or keeping its requested size
+    (it adds a word), else near the middle of the object; SLAB_STORE_USER
+    adds two ``struct track`` and, with SLAB_KMALLOC, the requested size;
+    SLAB_RED_ZONE adds a word of padding and the left red zone
+    (``red_left_pad``, a word rounded to the alignment); the slot is then
+    rounded to the alignment, so objects laid end to end all stay aligned.
     """
     alignment = calculate_alignment(align)
     size = align_up(object_size, WORD)
-    if ctor:
+    red_zone = SLAB_RED_ZONE in flags
+    if red_zone and size == object_size:
         size += WORD
+    inuse = size
+    orig_size = SLAB_STORE_USER in flags and SLAB_KMALLOC in flags
+    if ctor or SLAB_POISON in flags or (red_zone and (object_size < WORD or orig_size)):
+        offset = size
+        size += WORD
+    else:
+        offset = free_pointer_offset(object_size, False)
+    if SLAB_STORE_USER in flags:
+        size += 2 * TRACK_SIZE
+        if SLAB_KMALLOC in flags:
+            size += WORD
+    red_left_pad = 0
+    if red_zone:
+        size += WORD
+        red_left_pad = align_up(WORD, alignment)
+        size += red_left_pad
     size = align_up(size, alignment)
     order = calculate_order(size, cpus, slub_min_objects, max_order, page_max_order)
     if order is None:
@@ -227,12 +324,15 @@ def calculate_sizes(
         align=alignment,
         ctor=ctor,
         size=size,
-        offset=free_pointer_offset(object_size, ctor),
+        offset=offset,
         order=order,
         objects=order_objects(order, size),
         min_order=min_order,
         min_objects=order_objects(min_order, size),
         min_partial=set_min_partial(size),
+        flags=frozenset(flags),
+        inuse=inuse,
+        red_left_pad=red_left_pad,
     )
 
 
@@ -244,15 +344,19 @@ def kmalloc_geometry(index: int, cpus: int, slub_min_objects: int = 0) -> Geomet
     return geometry
 
 
+NEVER_MERGE = DEBUG_FLAGS | {SLAB_NO_MERGE}
+
+
 def mergeable(geometry: Geometry, size: int, align: int, ctor: bool) -> bool:
     """``find_mergeable``'s test of one existing cache for a new one of ``size``, ``align``, ``ctor``.
 
-    Neither may have a constructor; the new object, rounded to a word and
+    Neither may have a constructor or a flag of ``SLAB_NEVER_MERGE`` (the new cache's flags are the
+    caller's to check); the new object, rounded to a word and
     its alignment, must fit the old slot; the old slot must be a multiple of
     the new alignment; and it may be at most a word larger (less than
     ``sizeof(void *)``), so a merged cache wastes almost nothing.
     """
-    if ctor or geometry.ctor:
+    if ctor or geometry.ctor or geometry.flags & NEVER_MERGE:
         return False
     alignment = calculate_alignment(align)
     rounded = align_up(align_up(size, WORD), alignment)

@@ -11,7 +11,15 @@
 - ``buddy``: every slab is an allocated block of the buddy allocator, and,
   with ``others`` the blocks other users hold, every allocated block is a
   slab or one of those (no leak: a frame is free or a slab page);
-- ``words``: known first words belong to objects of live slabs.
+- ``words``: known first words belong to objects of live slabs;
+- ``debug``: a slab_debug cache has no CPU slab; its debug bytes are kept for
+  exactly the objects they describe (red zone and poison for every object
+  of a cache that writes them, the stored pointer for every object of a
+  cache that keeps it after the object, the requested size for every
+  allocated object of a cache that keeps it, each size within the object);
+  flips lie on bytes SLUB wrote; each chain runs through the stored
+  pointers; a count is off (``miscount``) only in a debug cache, and
+  ``inuse`` stays within ``0..objects``.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from collections.abc import Set
 from itertools import pairwise
 
 from spec.alloc.buddy import Block, BuddyState
+from spec.slab import cache as slab_cache
 from spec.slab.cache import Cache, SlabState
 
 
@@ -107,6 +116,70 @@ def words_violations(state: SlabState) -> list[str]:
     return problems
 
 
+def debug_violations(state: SlabState) -> list[str]:
+    """The debug bytes describe exactly the objects they should, and the chains follow the stored pointers."""
+    problems = []
+    inits: set[int] = set()
+    freeptrs: set[int] = set()
+    orig_sizes: set[int] = set()
+    owner: dict[int, tuple[Cache, int]] = {}
+    for slab in state.slabs.values():
+        cache = _cache(state, slab.cache)
+        if cache is None:
+            continue
+        shape = cache.geometry
+        if slab.miscount and not shape.debug:
+            problems.append(f"{slab!r}: a miscount in {cache.name}, which has no slab_debug flags")
+        if not 0 <= slab.inuse <= slab.objects:
+            problems.append(f"{slab!r}: inuse {slab.inuse} outside 0..{slab.objects}")
+        objects = cache.object_addresses(slab)
+        free = set(slab.freelist)
+        for addr in objects:
+            owner[addr] = (cache, addr)
+            if slab_cache.patterned(shape):
+                inits.add(addr)
+            if slab_cache.tracks_freeptrs(shape):
+                freeptrs.add(addr)
+            if shape.orig_size and addr not in free:
+                orig_sizes.add(addr)
+        if slab_cache.tracks_freeptrs(shape):
+            for here, after in pairwise(slab.freelist):
+                if state.freeptrs.get(here) != after:
+                    problems.append(f"{slab!r}: its chain goes from {here:#x} to {after:#x}, not where it points")
+        for addr, size in state.orig_sizes.items():
+            if slab.contains(addr) and not 0 < size <= shape.object_size:
+                problems.append(f"object {addr:#x} asked for {size} bytes of a {shape.object_size}-byte object")
+    for name, kept, want in (
+        ("inits", set(state.inits), inits),
+        ("freeptrs", set(state.freeptrs), freeptrs),
+        ("orig_sizes", set(state.orig_sizes), orig_sizes),
+    ):
+        if kept != want:
+            odd = sorted(kept ^ want)[:3]
+            problems.append(f"{name} kept for {[hex(a) for a in odd]}..., not exactly the objects they describe")
+    for cache in state.caches:
+        if cache.geometry.debug and any(pfn is not None for pfn in cache.cpu_slab):
+            problems.append(f"{cache.name} has slab_debug flags but a CPU slab")
+    for addr, delta in sorted(state.flips.items()):
+        if not 0 < delta < 256:
+            problems.append(f"flip {delta:#x} at {addr:#x} is not a byte's bits")
+        found = next(
+            (
+                (c, obj)
+                for obj, (c, _) in owner.items()
+                if obj - c.geometry.red_left_pad <= addr < obj - c.geometry.red_left_pad + c.geometry.size
+            ),
+            None,
+        )
+        if found is None:
+            problems.append(f"a flip at {addr:#x} lies in no object's slot")
+            continue
+        c, obj = found
+        if slab_cache.written_byte(c.geometry, state.inits.get(obj), addr - obj) is None:
+            problems.append(f"a flip at byte {addr - obj} of {obj:#x} lies on no byte SLUB wrote")
+    return problems
+
+
 def violations(state: SlabState, buddy: BuddyState, others: Set[Block] = frozenset()) -> list[str]:
     """Every slab invariant ``state`` breaks together with ``buddy`` (empty when well formed)."""
     return (
@@ -116,4 +189,5 @@ def violations(state: SlabState, buddy: BuddyState, others: Set[Block] = frozens
         + placement_violations(state)
         + buddy_violations(state, buddy, others)
         + words_violations(state)
+        + debug_violations(state)
     )

@@ -34,6 +34,7 @@ from spec.mm.kernel import (
     updated,
     without,
 )
+from spec.mm.pagetable import deposit_key, is_thp_leaf
 from spec.mm.vma import HUGE_PAGES, KERNEL_VA, TASK_SIZE
 from spec.outcome import Errno, Ok, Outcome, Pending, Stage
 from spec.paging.address import PAGE_SHIFT
@@ -273,8 +274,8 @@ def needs_flush(old: Leaf, new: Leaf | None, fault: bool) -> bool:
         return False
     if not fault:
         return True
-    if new is None or not new.present:
-        return True
+    if new is None or not new.present or new.huge != old.huge:
+        return True  # a THP PMD split in a fault: pmdp_huge_clear_flush / pmdp_invalidate flush the 2 MiB
     return not TlbEntry(0, 0, old.pfn, old.writable, old.user, old.nx).weaker_or_equal(
         new.pfn, new.writable, new.user, new.nx
     )
@@ -287,10 +288,12 @@ def changed_pages(before: Space, after: Space | None, fault: bool) -> list[int]:
 
 
 def freed_tables(before: Space, after: Space | None) -> list[int]:
-    """The page-table frames (and the PML4 on exit) no longer in the tree."""
+    """The page-table frames (and the PML4 on exit) no longer in the tree; a THP's deposited PT was never in it, and
+    ``zap_deposited_table`` frees it at once (``pte_free``, no ``mmu_gather``)."""
+    deposits = {before.tables[deposit_key(v)] for v, leaf in before.leaves.items() if is_thp_leaf(before, v, leaf)}
     if after is None:
-        return sorted([before.root, *before.tables.values()])
-    return sorted(set(before.tables.values()) - set(after.tables.values()))
+        return sorted({before.root, *before.tables.values()} - deposits)
+    return sorted(set(before.tables.values()) - set(after.tables.values()) - deposits)
 
 
 def remember_old(k: Kernel, pid: int, before: Space, pages: list[int], tables: list[int]) -> Kernel:

@@ -22,13 +22,15 @@ from properties.minimise import failure_kind
 from properties.mutants import MUTANTS, Mutant
 from properties.mutants.huge import HUGE_MUTANTS
 from properties.mutants.kernel import KERNEL_MUTANTS
+from properties.mutants.memcg import MEMCG_MUTANTS
 from properties.mutants.oom import OOM_MUTANTS
 from properties.mutants.pressure import PRESSURE_MUTANTS
+from properties.mutants.thp import THP_MUTANTS
 from properties.mutants.tlb import TLB_MUTANTS
 from properties.mutants.workingset import WORKINGSET_MUTANTS
 
 # The longest counterexample each machine may need, after minimisation.
-# The slab machine's programs start with three kmem_cache_create ops.
+# The slab machine's programs start with three kmem_cache_create ops, the slab_debug machine's with five.
 MAX_OPS = {
     "mmu-machine": 8,
     "buddy-machine": 8,
@@ -36,6 +38,7 @@ MAX_OPS = {
     "smp-machine": 10,
     "huge-machine": 10,
     "slab-machine": 14,
+    "slab-debug-machine": 16,
     "nopcid-machine": 10,
     "pressure-machine": 20,
     "ceiling-one-machine": 10,
@@ -43,6 +46,9 @@ MAX_OPS = {
     "fault-around-machine": 20,
     "oom-machine": 10,
     "workingset-machine": 20,
+    "slab-pressure-machine": 10,
+    "thp-machine": 10,
+    "memcg-machine": 20,
 }
 
 
@@ -170,6 +176,22 @@ def test_the_workingset_mutants_are_registered() -> None:
     assert set(WORKINGSET_MUTANTS) <= set(MUTANTS)
 
 
+def test_the_memcg_mutants_are_registered() -> None:
+    """An uncharge missed, the group OOM scanning outside the group or scaled by the machine, failcnt not
+    counted, the parent's limit ignored, oom_kill counted on the wrong group."""
+    expected = {
+        "memcg-leak",
+        "memcg-victim-outside-group",
+        "memcg-domain-machine-total",
+        "memcg-failcnt-not-incremented",
+        "memcg-hierarchy-ignored",
+        "memcg-oom-kill-counted-on-limit-group",
+    }
+    assert expected == {m.name for m in MEMCG_MUTANTS}
+    assert {"memcg"} == {m.layer for m in MEMCG_MUTANTS}
+    assert set(MEMCG_MUTANTS) <= set(MUTANTS)
+
+
 KERNEL_REMAP_SCENARIO = {
     "config": {"frames": 24, "cpus": 2},
     "ops": [
@@ -191,3 +213,21 @@ def test_invlpg_keeping_global_entries_is_observable() -> None:
     with mutant.applied():
         kind = failure_kind(scenario)
     assert kind is not None and "kernel_remap" in kind, kind
+
+
+def test_the_thp_mutants_are_registered() -> None:
+    """The THP layer's mutants are in the catalogue, hunted by the THP machine."""
+    names = {m.name for m in MUTANTS}
+    assert {m.name for m in THP_MUTANTS} <= names
+    assert {
+        "thp-huge-zero-dirty-cow",
+        "thp-reuse-shared",
+        "thp-split-no-flush",
+        "thp-pmd-misaligned",
+        "thp-split-keeps-anon-huge-pages",
+        "thp-fork-no-wrprotect",
+        "thp-deposit-leaked",
+        "thp-split-drops-dirty",
+        "thp-madvise-no-split",
+    } == {m.name for m in THP_MUTANTS}
+    assert {"thp"} == {m.layer for m in THP_MUTANTS}

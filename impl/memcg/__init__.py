@@ -1,0 +1,1 @@
+"""Memory cgroups of the implementation kernel."""

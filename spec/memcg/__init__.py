@@ -1,0 +1,1 @@
+"""Memory cgroups (cgroup v1): the hierarchy, charges, limits and the group OOM killer."""
