@@ -297,7 +297,7 @@ class SmpSystem:
             raise Violation(f"op {state.index - 1}: the L1 state breaks its invariants: {problems}")
 
     def fingerprint(self, state: Lockstep) -> Hashable:
-        return hashlib.blake2b(marshal.dumps(canonical(state)), digest_size=16).digest()  # type: ignore[arg-type]
+        return digest(canonical(state))
 
     def scenario(self, path: list[Op], about: str) -> Scenario:
         """The path to a violation as a replayable scenario."""
@@ -335,6 +335,19 @@ class SmpSystem:
 #   lists hand out the most recently freed block), so renaming frames does not commute with allocation.
 
 _NAMES: dict[type, tuple[str, ...]] = {}
+
+
+# marshal's version 2: the last without references.  From version 3 on, marshal writes an object met a second time
+# as a back-reference, and only objects with more than one reference are remembered (``w_ref`` in
+# Python/marshal.c), so two equal canonical forms whose parts are shared differently (a frozen part cached by
+# identity in one, built afresh in the other, or a state unpickled in another process) give different bytes and
+# count as two states.  Version 2 writes the value alone: equal forms, equal bytes.
+MARSHAL_VERSION = 2
+
+
+def digest(form: object) -> bytes:
+    """The 128-bit fingerprint of a canonical form (hash compaction): BLAKE2b of its marshal bytes."""
+    return hashlib.blake2b(marshal.dumps(form, MARSHAL_VERSION), digest_size=16).digest()  # type: ignore[arg-type]
 
 
 def field_names(record: object) -> tuple[str, ...]:

@@ -11,8 +11,6 @@ they occur.
 
 from __future__ import annotations
 
-import hashlib
-import marshal
 from collections.abc import Hashable, Iterator
 from dataclasses import replace
 
@@ -20,7 +18,7 @@ from lang.errors import MMCheckError
 from lang.hardware_ops import AllocPages, FreePages
 from lang.scenario import Config, Op, Result
 from proofs import smp_system
-from proofs.smp_system import SmpBounds, kernel_key, kernel_pids, ranks
+from proofs.smp_system import SmpBounds, digest, kernel_key, kernel_pids, ranks
 from proofs.systems import BuddyBounds
 from properties.drivers import Lockstep
 from properties.mm.driver import spec_step
@@ -130,7 +128,7 @@ class SpecSmpSystem:
         flight = ranks(state.flights)
         pin = ranks(state.pins)
         form = kernel_key(state, pid, flight, pin)
-        return hashlib.blake2b(marshal.dumps(form), digest_size=16).digest()  # type: ignore[arg-type]
+        return digest(form)
 
     def check(self, state: Kernel) -> list[str]:
         return kernel_violations(shootdown.settled(state)) + shootdown.violations(state)
