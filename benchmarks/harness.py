@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from lang.verdict import Status
 from proofs import promela, smp_system, systems
 from proofs.explore import Stats, explore
 from proofs.spec_explore import explore_spec
+from proofs.spec_parallel import explore_parallel
 from proofs.spec_systems import SpecBuddySystem, SpecSmpSystem
 from proofs.systems import VERIFY_BOUNDS, BuddyBounds, BuddySystem
 from properties import machinery
@@ -130,6 +132,12 @@ class ExplorerRate:
     system: str
     stats: Stats
     bounds: str = ""
+    cpu: float = 0.0  # the CPU seconds of the run (user and system): on a shared machine, fewer than its wall seconds
+
+    @property
+    def cpu_rate(self) -> float:
+        """Distinct states per CPU second."""
+        return self.stats.distinct / self.cpu if self.cpu else 0.0
 
 
 # The spec explorer's rate bounds: the buddy allocator of 16 frames (orders 0-2 allocated, max_order 3), every block
@@ -144,7 +152,12 @@ def spec_explorer_rates(seconds: float) -> list[ExplorerRate]:
         ("buddy", SpecBuddySystem(SPEC_BUDDY_BOUNDS), describe_buddy(SPEC_BUDDY_BOUNDS)),
         ("smp", SpecSmpSystem(smp_system.RATE_BOUNDS), smp_system.RATE_BOUNDS.describe()),
     ]
-    return [ExplorerRate(name, _explore_spec(system, seconds), bounds) for name, system, bounds in runs]
+    rates = []
+    for name, system, bounds in runs:
+        cpu = time.process_time()
+        stats = _explore_spec(system, seconds)
+        rates.append(ExplorerRate(name, stats, bounds, time.process_time() - cpu))
+    return rates
 
 
 def describe_buddy(bounds: BuddyBounds) -> str:
@@ -205,6 +218,54 @@ def exhausted(budget: float, only: int | None = None) -> list[ExplorerRate]:
     """Each configuration of :data:`EXHAUST` (the first ``only`` of them) run by the spec explorer for at most
     ``budget`` seconds: exhausted, or how far it got."""
     return [ExplorerRate(name, _explore_spec(make(), budget), bounds) for name, make, bounds in EXHAUST[:only]]
+
+
+# The parallel search's configuration: the buddy allocator of 14 frames, exhausted (87,880 states, about 10 CPU
+# seconds), the quick run's of 8.
+PARALLEL_BOUNDS = {"full": BuddyBounds(frames=14, max_order=3, max_alloc_order=2), "quick": BuddyBounds(8, 2, 2)}
+
+
+@dataclass(frozen=True, slots=True)
+class Speedup:
+    """One configuration exhausted by the sequential search and by the parallel one on ``workers`` processes."""
+
+    workers: int
+    sequential: Stats
+    parallel: Stats
+    sequential_cpu: float
+    parallel_cpu: float  # the workers' and the coordinator's
+    bounds: str
+
+    @property
+    def ratio(self) -> float:
+        """Wall-clock speedup."""
+        return self.sequential.seconds / self.parallel.seconds if self.parallel.seconds else 0.0
+
+    @property
+    def overhead(self) -> float:
+        """The parallel run's CPU seconds over the sequential run's: what partitioning costs, load aside."""
+        return self.parallel_cpu / self.sequential_cpu if self.sequential_cpu else 0.0
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def parallel_speedup(bounds: BuddyBounds, workers: int = 2) -> Speedup:
+    """Exhaust the buddy spec over ``bounds`` with one process, then with ``workers`` (:mod:`proofs.spec_parallel`);
+    different states, transitions or depth are a crash."""
+    cpu = _cpu(resource.RUSAGE_SELF)
+    sequential = explore_spec(SpecBuddySystem(bounds), 1000, sample=0)
+    sequential_cpu = _cpu(resource.RUSAGE_SELF) - cpu
+    mine, children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
+    parallel = explore_parallel(SpecBuddySystem(bounds), 1000, workers, sample=0)
+    parallel_cpu = _cpu(resource.RUSAGE_SELF) - mine + _cpu(resource.RUSAGE_CHILDREN) - children
+    one, other = sequential.stats, parallel.stats
+    figures = (one.distinct, one.transitions, one.depth)
+    if not one.exhausted or figures != (other.distinct, other.transitions, other.depth):
+        raise BenchmarkCrash(f"the parallel search reached {other.summary()}, the sequential one {one.summary()}")
+    return Speedup(workers, one, other, sequential_cpu, parallel_cpu, describe_buddy(bounds))
 
 
 def shared_model(processes: int) -> tuple[Stats, promela.SpinRun | None, str]:

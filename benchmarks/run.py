@@ -101,6 +101,7 @@ class Plan:
     anon_reclaim_sizes: tuple[int, ...]
     spec_anon_reclaim_sizes: tuple[int, ...]
     oom_processes: int
+    parallel: str  # which of harness.PARALLEL_BOUNDS the parallel search exhausts
 
     def __post_init__(self) -> None:
         if self.spec_fork_shifts[-1] != self.fork_shifts[0]:
@@ -135,6 +136,7 @@ FULL = Plan(
     anon_reclaim_sizes=(128, 256, 512),
     spec_anon_reclaim_sizes=(32, 64, 128),
     oom_processes=10_000,
+    parallel="full",
 )
 QUICK = Plan(
     buddy_shifts=(10, 12, 14),
@@ -164,6 +166,7 @@ QUICK = Plan(
     anon_reclaim_sizes=(8, 16, 32),
     spec_anon_reclaim_sizes=(4, 8, 16),
     oom_processes=200,
+    parallel="quick",
 )
 
 TRANSLATION_HIT_RATIO = 20.0
@@ -176,6 +179,7 @@ BUDDY_RATIO = 50.0
 FLAT = 1.5
 MACHINE_STEPS = 1_000.0
 EXPLORER_STATES = 20_000.0
+PARALLEL_SPEEDUP = 1.7
 MUSIL = "musil not run: no interpreter with musil (nox -s musil once, or MMCHECK_MUSIL_PYTHON)"
 MUSIL_RATIO = 2.0
 
@@ -574,7 +578,24 @@ def harness_family(plan: Plan, report: Report) -> None:
     say(f"harness: the spec explorer, {plan.spec_explorer_seconds:g}s a system")
     for explored in harness.spec_explorer_rates(plan.spec_explorer_seconds):
         row = explorer_row(f"spec explorer distinct states/s, {explored.system}", explored, rate=True)
+        row = replace(row, note=f"{row.note}; {explored.cpu:.1f} CPU s, {explored.cpu_rate:,.0f} states per CPU s")
         report.rows.append(at_least(row, "value", EXPLORER_STATES, f">= {EXPLORER_STATES:,.0f} states/s per core"))
+    speedup = harness.parallel_speedup(harness.PARALLEL_BOUNDS[plan.parallel])
+    say(f"harness: the parallel spec search, {speedup.workers} workers against one, {speedup.bounds}, exhausted")
+    row = Row(
+        "harness",
+        f"spec explorer, {speedup.workers} workers against 1 (buddy, exhausted)",
+        "x",
+        "harness",
+        value=speedup.ratio,
+        note=(
+            f"{speedup.parallel.distinct:,} states, {speedup.parallel.transitions:,} transitions each; "
+            f"{speedup.sequential.seconds:.1f}s against {speedup.parallel.seconds:.1f}s wall, "
+            f"{speedup.sequential_cpu:.1f} against {speedup.parallel_cpu:.1f} CPU s (x{speedup.overhead:.2f}); "
+            f"{os.cpu_count()} cpus, load {load_average()}"
+        ),
+    )
+    report.rows.append(at_least(row, "value", PARALLEL_SPEEDUP, f">= {PARALLEL_SPEEDUP}x on {speedup.workers} cores"))
     say("harness: the lockstep explorer (spec, implementation and L0 at every transition)")
     for explored in harness.explorer_rates(plan.explorer_states, plan.smp_explorer_seconds):
         report.rows.append(explorer_row(f"lockstep explorer distinct states/s, {explored.system}", explored, rate=True))

@@ -168,7 +168,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
         )
     if args.lockstep and args.sample is not None:
         raise InvalidArgument("--sample: the lockstep explorer replays no paths; leave out --lockstep or --sample")
+    if args.lockstep and args.workers != 1:
+        raise InvalidArgument("--workers: the lockstep explorer runs in one process; leave out --lockstep or --workers")
     mode = "" if args.lockstep else f" mode spec sample {SAMPLE if args.sample is None else args.sample}"
+    if args.workers != 1:
+        mode += f" workers {args.workers}"
     if args.layer == "smp":
         from proofs.smp_system import SmpBounds
 
@@ -271,8 +275,9 @@ def explore_spec_mode(
     seed = 0 if args.seed is None else args.seed
     with meter:
         checked = explore_and_replay(
-            system, args.depth, args.layer, max_states, args.time_limit, progress, every, sample, seed
-        )
+            system, args.depth, args.layer, max_states, args.time_limit, progress, every, sample, seed,
+            workers=args.workers,
+        )  # fmt: skip
         meter.update(checked.result.stats.distinct, "done")
     result = checked.result
     if args.json:
@@ -821,6 +826,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_seconds,
         default=None,
         help=f"stop after this many seconds (not exhausted), at most {MAX_TIME_LIMIT:.0f}",
+    )
+    p.add_argument(
+        "--workers",
+        type=bounded_int(1, 64),
+        default=1,
+        help="spec explorer: processes searching at once, the states partitioned by fingerprint, 1..64 (default 1; "
+        "the number of cores is the most that helps)",
     )
     p.set_defaults(func=cmd_explore)
 

@@ -246,6 +246,7 @@ def explore_parallel(
     max_states: int | None = None,
     time_limit: float | None = None,
     progress: Callable[[Stats], None] | None = None,
+    progress_every: float = 5.0,
     sample: int = 20,
     seed: int = 0,
 ) -> SpecResult[Op]:
@@ -256,7 +257,7 @@ def explore_parallel(
     if workers < 1:
         raise ValueError(f"workers: {workers}; allowed 1 or more")
     if workers == 1:
-        return explore_spec(system, max_depth, max_states, time_limit, progress, sample=sample, seed=seed)
+        return explore_spec(system, max_depth, max_states, time_limit, progress, progress_every, sample, seed)
     register_pickling()
     start = time.perf_counter()
     deadline = None if time_limit is None else time.monotonic() + time_limit
@@ -271,7 +272,8 @@ def explore_parallel(
         conns.append(mine)
         processes.append(process)
     try:
-        return _coordinate(system, conns, start, deadline, max_depth, max_states, progress, sample, seed)
+        report = (progress, progress_every)
+        return _coordinate(system, conns, start, deadline, max_depth, max_states, report, sample, seed)
     finally:
         for conn in conns:
             try:
@@ -293,11 +295,13 @@ def _coordinate(
     deadline: float | None,
     max_depth: int,
     max_states: int | None,
-    progress: Callable[[Stats], None] | None,
+    report: tuple[Callable[[Stats], None] | None, float],
     sample: int,
     seed: int,
 ) -> SpecResult[Op]:
     workers = len(conns)
+    progress, every = report
+    last_report = start
     stats = Stats()
     root = system.initial()
     root_key = system.key(root)
@@ -351,8 +355,10 @@ def _coordinate(
         if not fresh:
             break
         depth += 1
-        if progress is not None:
-            stats.seconds = time.perf_counter() - start
+        now = time.perf_counter()
+        if progress is not None and now - last_report >= every:
+            last_report = now
+            stats.seconds = now - start
             progress(stats)
         if max_states is not None and stats.distinct >= max_states:
             truncated, stats.stopped = True, "states"

@@ -143,10 +143,19 @@ def explore_and_replay(
     seed: int = 0,
     folder: Path | None = None,
     mutant: str | None = None,
+    workers: int = 1,
 ) -> Checked[Move]:
-    """Explore the spec, then replay in lockstep the violation's path (if any) and ``sample`` deepest paths drawn
-    with ``seed``, each saved as a scenario under ``folder`` (default ``<counterexamples>/explore-<name>-spec``)."""
-    result = explore_spec(system, depth, max_states, time_limit, progress, progress_every, sample, seed)
+    """Explore the spec (on ``workers`` processes: :mod:`proofs.spec_parallel`), then replay in lockstep the
+    violation's path (if any) and ``sample`` deepest paths drawn with ``seed``, each saved as a scenario under
+    ``folder`` (default ``<counterexamples>/explore-<name>-spec``)."""
+    if workers > 1:
+        from proofs.spec_parallel import explore_parallel
+
+        result = explore_parallel(
+            system, depth, workers, max_states, time_limit, progress, progress_every, sample, seed
+        )
+    else:
+        result = explore_spec(system, depth, max_states, time_limit, progress, progress_every, sample, seed)
     where = folder if folder is not None else counterexample_folder() / f"explore-{name}-spec"
     for stale in (*where.glob("deepest-*.json"), *where.glob("violation.json")):
         stale.unlink()  # the scenarios of an earlier run: the folder holds this run's alone

@@ -158,3 +158,14 @@ def test_a_state_rebuilt_elsewhere_has_its_key() -> None:
         level = [s for state in level for _, s in system.successors(state)]
     copies = pickle.loads(pickle.dumps(level))
     assert [system.key(s) for s in level] == [system.key(s) for s in copies]
+
+
+def test_cli_workers_search_the_same_states(tmp_path: Path) -> None:
+    out = run_cli("--frames", "6", "--max-order", "1", "--workers", "2", "--sample", "2", folder=tmp_path)
+    assert 0 == out.returncode, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].endswith(" mode spec sample 2 workers 2")
+    assert lines[1].startswith("explore: 125 distinct states") and "(exhausted)" in lines[1]
+    assert lines[2].startswith("replay: 2 paths") and "2 agree" in lines[2]
+    refused = run_cli("--lockstep", "--workers", "2", folder=tmp_path)
+    assert 2 == refused.returncode and "--workers" in refused.stderr
