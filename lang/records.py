@@ -20,7 +20,7 @@ and types it checks.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 _MAKERS: dict[type, Callable[..., Any]] = {}
@@ -76,3 +76,32 @@ else:
     def replace(obj, /, **changes):
         """``obj`` with ``changes``: the record :func:`dataclasses.replace` returns."""
         return maker(type(obj))(obj, **changes)
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def field_names(record: object) -> tuple[str, ...]:
+    """The field names of a dataclass record, cached by type."""
+    kind = type(record)
+    names = _NAMES.get(kind)
+    if names is None:
+        if not dataclasses.is_dataclass(record):
+            raise TypeError(f"no frozen form for {kind.__name__}: not a dataclass record")
+        names = _NAMES[kind] = tuple(f.name for f in dataclasses.fields(record))
+    return names
+
+
+def frozen(value: object) -> object:
+    """A hashable, marshal-able value equal exactly for equal inputs: records as tuples of all their fields (so a
+    field added to a record is covered), sets and mappings sorted."""
+    kind = type(value)
+    if kind is int or kind is bool or kind is str or value is None:
+        return value
+    if kind is tuple:
+        return tuple(frozen(item) for item in value)  # type: ignore[attr-defined]
+    if kind is frozenset or kind is set:
+        return tuple(sorted(frozen(item) for item in value))  # type: ignore[attr-defined,type-var]
+    if isinstance(value, Mapping):
+        return tuple(sorted((frozen(k), frozen(v)) for k, v in value.items()))
+    return tuple(frozen(getattr(value, name)) for name in field_names(value))

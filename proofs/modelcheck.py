@@ -13,7 +13,7 @@ processes x 1 page and x 2 pages with fork, munmap, mprotect and madvise in
 flight, each to exhaustion or its share of the budget; the path to a violation
 and a sample of the deepest paths are replayed in lockstep (spec,
 implementation, L0) and saved as scenarios (:mod:`proofs.spec_replay`), and a
-replay that diverges fails the session.  A table of every run follows (states,
+replay that diverges fails the session; they run on every core (``--workers``).  A table of every run follows (states,
 transitions, diameter, seconds, exhausted or not); the last line is
 ``modelcheck: N passed, M failed``.
 """
@@ -21,6 +21,7 @@ transitions, diameter, seconds, exhausted or not); the last line is
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -36,8 +37,8 @@ from proofs.smp_system import SmpSystem
 from proofs.spec_replay import explore_and_replay
 from proofs.spec_systems import SpecSmpSystem
 
-# A run: its time limit, the progress callback, and how often (seconds) to call it.
-Runner = Callable[[float, Callable[[Stats], None], float], tuple[Result[Op], Path | None]]
+# A run: its time limit, the progress callback, how often (seconds) to call it, and the processes it may use.
+Runner = Callable[[float, Callable[[Stats], None], float, int], tuple[Result[Op], Path | None]]
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,20 @@ class Run:
 
 
 def smp_run(bounds: smp_system.SmpBounds, depth: int, name: str) -> Runner:
-    return lambda limit, progress, every: run_exploration(
+    """The lockstep explorer (one process)."""
+    return lambda limit, progress, every, workers: run_exploration(
         SmpSystem(bounds), depth, None, name, progress=progress, time_limit=limit, progress_every=every
     )
 
 
 def spec_smp_run(bounds: smp_system.SmpBounds, name: str, sample: int = 3) -> Runner:
     """The spec explorer over ``bounds`` to exhaustion (or the time limit), its reported paths replayed in lockstep:
-    the saved scenario of the violation, or of the first replay that diverged, is the failure."""
+    the saved scenario of the violation, or of the first replay that diverged, is the failure.  On ``workers``
+    processes (:mod:`proofs.spec_parallel`)."""
 
-    def run(limit: float, progress: Callable[[Stats], None], every: float) -> tuple[Result[Op], Path | None]:
+    def run(
+        limit: float, progress: Callable[[Stats], None], every: float, workers: int
+    ) -> tuple[Result[Op], Path | None]:
         checked = explore_and_replay(
             SpecSmpSystem(bounds),
             10_000,
@@ -68,6 +73,7 @@ def spec_smp_run(bounds: smp_system.SmpBounds, name: str, sample: int = 3) -> Ru
             progress=progress,
             progress_every=every,
             sample=sample,
+            workers=workers,
         )
         found = checked.result
         if found.path is not None:
@@ -113,7 +119,15 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     """The session; ``console`` (standard output by default) decides whether a progress display is drawn."""
     parser = argparse.ArgumentParser(prog="modelcheck", description=__doc__)
     parser.add_argument("--minutes", type=float, default=4.0, help="total time budget, shared equally by the runs")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes for the spec explorer's runs (default: one per core)",
+    )
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers: {args.workers}; allowed 1 or more")
     share = args.minutes * 60 / len(RUNS)
     print(f"modelcheck: {len(RUNS)} runs, {share:.0f}s each", flush=True)
 
@@ -128,7 +142,7 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             meter.update(stats.distinct, f"depth {stats.depth}")
 
         with meter:
-            result, saved = run.run(share, progress, 0.25 if meter.live else 5.0)
+            result, saved = run.run(share, progress, 0.25 if meter.live else 5.0, args.workers)
             meter.update(result.stats.distinct, "done")
         print(f"    {result.stats.summary()}", flush=True)
         table.append((run.name.split(":")[0], result.stats))

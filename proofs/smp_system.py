@@ -22,11 +22,12 @@ import marshal
 import random
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lang import ops
 from lang.errors import MMCheckError
+from lang.records import field_names, frozen
 from lang.scenario import Config, Op, Scenario
 from proofs.explore import Result, Stats, Violation, explore, run_exploration
 from properties.drivers import DivergenceError, ImplRunner, Lockstep
@@ -334,9 +335,6 @@ class SmpSystem:
 # - *frames*: the buddy allocator's choices depend on the frame numbers (buddies differ in one bit, free
 #   lists hand out the most recently freed block), so renaming frames does not commute with allocation.
 
-_NAMES: dict[type, tuple[str, ...]] = {}
-
-
 # marshal's version 2: the last without references.  From version 3 on, marshal writes an object met a second time
 # as a back-reference, and only objects with more than one reference are remembered (``w_ref`` in
 # Python/marshal.c), so two equal canonical forms whose parts are shared differently (a frozen part cached by
@@ -350,30 +348,7 @@ def digest(form: object) -> bytes:
     return hashlib.blake2b(marshal.dumps(form, MARSHAL_VERSION), digest_size=16).digest()  # type: ignore[arg-type]
 
 
-def field_names(record: object) -> tuple[str, ...]:
-    """The field names of a dataclass record, cached by type."""
-    kind = type(record)
-    names = _NAMES.get(kind)
-    if names is None:
-        if not is_dataclass(record):
-            raise TypeError(f"no canonical form for {kind.__name__}: add one to proofs.smp_system")
-        names = _NAMES[kind] = tuple(f.name for f in fields(record))
-    return names
-
-
-def freeze(value: object) -> object:
-    """A marshal-able value equal for equal inputs: records as tuples of all their fields (so a field added to a
-    spec record is covered), sets and mappings sorted."""
-    kind = type(value)
-    if kind is int or kind is bool or kind is str or value is None:
-        return value
-    if kind is tuple:
-        return tuple(freeze(item) for item in value)  # type: ignore[attr-defined]
-    if kind is frozenset or kind is set:
-        return tuple(sorted(freeze(item) for item in value))  # type: ignore[attr-defined,type-var]
-    if isinstance(value, Mapping):
-        return tuple(sorted((freeze(k), freeze(v)) for k, v in value.items()))
-    return tuple(freeze(getattr(value, name)) for name in field_names(value))
+freeze = frozen  # the canonical form of a value with no pids, flights or pins in it
 
 
 _SHARED: dict[int, tuple[object, object]] = {}
@@ -466,8 +441,8 @@ def memory_pids(mem: l0.Memory) -> Iterator[int]:
 def l0_pids(candidates: list[Candidate], in_flight: Mapping[int, ops.KernelOp]) -> Iterator[int]:
     for c in candidates:
         yield from memory_pids(c.memory)
-        if c.stale is not None:
-            yield from memory_pids(c.stale)
+        for view in c.stale:
+            yield from memory_pids(view)
         yield from (o.pid for o in c.done.values() if isinstance(o, NewPid))
     yield from (op.pid for op in in_flight.values())  # type: ignore[attr-defined]
 
@@ -603,13 +578,13 @@ def memory_cells(mem: l0.Memory) -> Iterator[int]:
 def candidate_key(
     c: Candidate, pid: Mapping[int, int], flight: Mapping[int, int], pin: Mapping[int, int]
 ) -> tuple[object, ...]:
-    cells = [*memory_cells(c.memory), *(memory_cells(c.stale) if c.stale is not None else ())]
+    cells = [*memory_cells(c.memory), *(n for view in c.stale for n in memory_cells(view))]
     cell = ranks(cells)
     return (
         memory_key(c.memory, pid, cell, pin, False),
         tuple(flight[n] for n in c.pending),
         tuple(sorted((flight[n], outcome_key(o, pid)) for n, o in c.done.items())),
-        None if c.stale is None else memory_key(c.stale, pid, cell, pin, True),
+        tuple(memory_key(view, pid, cell, pin, True) for view in c.stale),
     )
 
 
@@ -627,7 +602,7 @@ def canonical(state: Lockstep) -> tuple[object, ...]:
     l0side = state.l0
     pid = ranks([*kernel_pids(k), *l0_pids(l0side.candidates, l0side.ops)])
     flight = ranks([*k.flights, *l0side.ops, *(n for c in l0side.candidates for n in (*c.pending, *c.done))])
-    memories = [m for c in l0side.candidates for m in (c.memory, c.stale) if m is not None]
+    memories = [m for c in l0side.candidates for m in (c.memory, *c.stale)]
     pin = ranks([*k.pins, *(n for m in memories for n in m.pins)])
     buddy = state.impl.buddy
     return (
