@@ -726,7 +726,7 @@ class L0Side:
     one such view per change that took effect (the memory just before it),
     until the changes return.  A view gives the mappings of its time; the
     words are the current memory's for every cell it still has (a TLB entry
-    names a frame, whose contents are what they are now: SDM Vol. 3A 4.10.2.2,
+    names a frame, whose contents are what they are now: SDM Vol. 3A 4.10.2,
     a TLB caches the translation, not the data), the view's own for a cell
     freed since.
     """
