@@ -132,7 +132,7 @@ def musil(session: nox.Session) -> None:
     ``nox -s bench`` compares the spec explorer with it through this session's interpreter (or the one
     ``MMCHECK_MUSIL_PYTHON`` names).  Posargs: the number of processes (default 6).
     """
-    session.install("musil==0.36.7")
+    session.install("-c", CONSTRAINTS, "musil")
     session.run("python", "benchmarks/musil_rate.py", *session.posargs)
 
 
