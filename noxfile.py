@@ -125,6 +125,17 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.run", *session.posargs)
 
 
+@nox.session(python="3.12")
+def musil(session: nox.Session) -> None:
+    """The shared lost-update model (proofs/promela.py) checked by musil, which needs Python 3.12: one JSON line.
+
+    ``nox -s bench`` compares the spec explorer with it through this session's interpreter (or the one
+    ``MMCHECK_MUSIL_PYTHON`` names).  Posargs: the number of processes (default 6).
+    """
+    session.install("-c", CONSTRAINTS, "musil")
+    session.run("python", "benchmarks/musil_rate.py", *session.posargs)
+
+
 @nox.session
 def memory(session: nox.Session) -> None:
     """Peak RSS of every bad-input probe and of the largest scenarios the limits accept, each under 1 GiB.

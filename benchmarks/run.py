@@ -17,8 +17,9 @@ Each row is measured in this run on the implementation and on the spec
   (:mod:`benchmarks.bench_tlb`; counts, not timings);
 - malloc: malloc+free pairs per second, the ptmalloc model against glibc itself and against the
   contract's checks (:mod:`benchmarks.bench_malloc`);
-- harness: state-machine steps per second and explorer distinct states per
-  second (:mod:`benchmarks.harness`).
+- harness: state-machine steps per second, the spec explorer's and the lockstep
+  explorer's distinct states per second, and the spec explorer run to exhaustion
+  on each configuration of :data:`benchmarks.harness.EXHAUST` (:mod:`benchmarks.harness`).
 
 Buddy, fork, translation, faults and reclaim also run at three sizes each; the growth of the
 per-unit cost from one size to the next is reported and plotted (one panel
@@ -92,6 +93,10 @@ class Plan:
     machine_examples: int
     explorer_states: int | None
     smp_explorer_seconds: float
+    spec_explorer_seconds: float
+    exhaust_seconds: float
+    exhaust_only: int | None
+    shared_processes: int
     fault_pages: int
     swapin_pages: int
     fault_sizes: tuple[int, ...]
@@ -102,6 +107,7 @@ class Plan:
     spec_anon_reclaim_sizes: tuple[int, ...]
     oom_processes: int
     malloc_pairs: int
+    parallel: str  # which of harness.PARALLEL_BOUNDS the parallel search exhausts
     numa_pages: int = 2048
     spec_numa_pages: int = 256
 
@@ -125,6 +131,10 @@ FULL = Plan(
     machine_examples=50,
     explorer_states=None,
     smp_explorer_seconds=15.0,
+    spec_explorer_seconds=20.0,
+    exhaust_seconds=60.0,
+    exhaust_only=None,
+    shared_processes=6,
     fault_pages=256,
     swapin_pages=128,
     fault_sizes=(256, 1024, 4096),
@@ -135,6 +145,7 @@ FULL = Plan(
     spec_anon_reclaim_sizes=(32, 64, 128),
     oom_processes=10_000,
     malloc_pairs=50_000,
+    parallel="full",
 )
 QUICK = Plan(
     buddy_shifts=(10, 12, 14),
@@ -151,6 +162,10 @@ QUICK = Plan(
     machine_examples=2,
     explorer_states=300,
     smp_explorer_seconds=0.5,
+    spec_explorer_seconds=0.5,
+    exhaust_seconds=2.0,
+    exhaust_only=3,
+    shared_processes=3,
     fault_pages=32,
     swapin_pages=16,
     fault_sizes=(16, 32, 64),
@@ -163,6 +178,7 @@ QUICK = Plan(
     malloc_pairs=500,
     numa_pages=64,
     spec_numa_pages=32,
+    parallel="quick",
 )
 
 TRANSLATION_HIT_RATIO = 20.0
@@ -175,6 +191,9 @@ BUDDY_RATIO = 50.0
 FLAT = 1.5
 MACHINE_STEPS = 1_000.0
 EXPLORER_STATES = 20_000.0
+PARALLEL_SPEEDUP = 1.7
+MUSIL = "musil not run: no interpreter with musil (nox -s musil once, or MMCHECK_MUSIL_PYTHON)"
+MUSIL_RATIO = 2.0
 
 
 def say(text: str) -> None:
@@ -626,19 +645,87 @@ def harness_family(plan: Plan, report: Report) -> None:
             note=f"{rate.steps} steps in {rate.seconds:.1f}s",
         )
         report.rows.append(at_least(row, "value", MACHINE_STEPS, f">= {MACHINE_STEPS:,.0f} steps/s"))
-    say("harness: the explorer")
+    say(f"harness: the spec explorer, {plan.spec_explorer_seconds:g}s a system")
+    for explored in harness.spec_explorer_rates(plan.spec_explorer_seconds):
+        row = explorer_row(f"spec explorer distinct states/s, {explored.system}", explored, rate=True)
+        row = replace(row, note=f"{row.note}; {explored.cpu:.1f} CPU s, {explored.cpu_rate:,.0f} states per CPU s")
+        report.rows.append(at_least(row, "value", EXPLORER_STATES, f">= {EXPLORER_STATES:,.0f} states/s per core"))
+    speedup = harness.parallel_speedup(harness.PARALLEL_BOUNDS[plan.parallel])
+    say(f"harness: the parallel spec search, {speedup.workers} workers against one, {speedup.bounds}, exhausted")
+    row = Row(
+        "harness",
+        f"spec explorer, {speedup.workers} workers against 1 (buddy, exhausted)",
+        "x",
+        "harness",
+        value=speedup.ratio,
+        note=(
+            f"{speedup.parallel.distinct:,} states, {speedup.parallel.transitions:,} transitions each; "
+            f"{speedup.sequential.seconds:.1f}s against {speedup.parallel.seconds:.1f}s wall, "
+            f"{speedup.sequential_cpu:.1f} against {speedup.parallel_cpu:.1f} CPU s (x{speedup.overhead:.2f}); "
+            f"{os.cpu_count()} cpus, load {load_average()}"
+        ),
+    )
+    report.rows.append(at_least(row, "value", PARALLEL_SPEEDUP, f">= {PARALLEL_SPEEDUP}x on {speedup.workers} cores"))
+    say("harness: the lockstep explorer (spec, implementation and L0 at every transition)")
     for explored in harness.explorer_rates(plan.explorer_states, plan.smp_explorer_seconds):
-        stats = explored.stats
-        bound = "exhausted" if stats.exhausted else "stopped at its budget"
-        row = Row(
+        report.rows.append(explorer_row(f"lockstep explorer distinct states/s, {explored.system}", explored, rate=True))
+    say(f"harness: a shared model, the lost update of {plan.shared_processes} processes, by the explorer and SPIN")
+    stats, spin, name = harness.shared_model(plan.shared_processes)
+    agreed = "SPIN not installed" if spin is None else f"SPIN -DNOREDUCE stores {spin.states:,}: equal"
+    report.rows.append(
+        Row(
             "harness",
-            f"explorer distinct states/s, {explored.system}",
+            f"shared model states/s, {name}: spec explorer",
             "states/s",
             "harness",
             value=stats.rate,
-            note=f"{stats.distinct} states, depth {stats.depth}, {bound}, {stats.seconds:.1f}s",
+            note=f"{stats.distinct:,} states, exhausted, {stats.seconds:.2f}s; {agreed}",
         )
-        report.rows.append(at_least(row, "value", EXPLORER_STATES, f">= {EXPLORER_STATES:,.0f} states/s"))
+    )
+    musil = harness.musil_rate(plan.shared_processes)
+    if musil is None:
+        say(f"harness: {MUSIL}")
+    else:
+        if musil.states != stats.distinct:
+            raise harness.BenchmarkCrash(f"{name}: the explorer reached {stats.distinct} states, musil {musil.states}")
+        row = compared(
+            "harness",
+            f"shared model states/s, {name}: spec explorer against musil",
+            "states/s",
+            stats.rate,
+            musil.rate,
+            rate=True,
+            note=f"musil {musil.version}: {musil.states:,} states, {musil.seconds:.2f}s; the 'spec' column is musil",
+        )
+        report.rows.append(at_least(row, "ratio", MUSIL_RATIO, f"explorer >= {MUSIL_RATIO:.0f}x musil"))
+    if spin is not None:
+        report.rows.append(
+            Row(
+                "harness",
+                f"shared model states/s, {name}: SPIN",
+                "states/s",
+                "harness",
+                value=spin.rate,
+                note=f"{spin.states:,} states stored, pan's run {spin.seconds:.2f}s with its start (not its build)",
+            )
+        )
+    say(f"harness: the spec explorer to exhaustion, at most {plan.exhaust_seconds:g}s a configuration")
+    for explored in harness.exhausted(plan.exhaust_seconds, plan.exhaust_only):
+        report.rows.append(explorer_row(f"spec explorer states, {explored.system}", explored, rate=False))
+
+
+def explorer_row(measure: str, explored: harness.ExplorerRate, rate: bool) -> Row:
+    """A row of the explorer's rate (``rate``) or of the states it reached, with what it ran over and how far."""
+    stats = explored.stats
+    bound = "exhausted" if stats.exhausted else f"not exhausted ({stats.bound})"
+    note = (
+        f"{stats.distinct:,} states, {stats.transitions:,} transitions, depth {stats.depth}, {bound}, "
+        f"{stats.seconds:.1f}s"
+        + (f", {stats.rate:,.0f} states/s" if not rate else "")
+        + (f"; {explored.bounds}" if explored.bounds else "")
+    )
+    value = stats.rate if rate else float(stats.distinct)
+    return Row("harness", measure, "states/s" if rate else "states", "harness", value=value, note=note)
 
 
 FAMILIES = {

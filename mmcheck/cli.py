@@ -140,18 +140,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from mmcheck.views.console import explore_figures, is_terminal, print_table, stats_table
+    """The spec explorer with its paths replayed in lockstep (default), or the lockstep explorer (``--lockstep``)."""
     from proofs.explore import Stats
     from proofs.progress import Meter
 
-    meter = Meter("explore", "states", budget=args.time_limit)
+    # With --json the display, if any, goes to standard error: standard output is the JSON object alone.
+    console = None
+    if args.json:
+        from rich.console import Console
+
+        console = Console(file=sys.stderr)
+    meter = Meter("explore", "states", budget=args.time_limit, console=console)
     every = 0.25 if meter.live else 5.0
 
     def progress(stats: Stats) -> None:
-        meter.quiet(
-            f"  ... {stats.distinct} states, {stats.transitions} transitions, depth {stats.depth}, "
-            f"{stats.rate:,.0f} states/s, {stats.seconds:.0f}s"
-        )
+        if not args.json:
+            meter.quiet(
+                f"  ... {stats.distinct} states, {stats.transitions} transitions, depth {stats.depth}, "
+                f"{stats.rate:,.0f} states/s, {stats.seconds:.0f}s"
+            )
         meter.update(stats.distinct, f"depth {stats.depth}, {stats.transitions} transitions")
 
     max_states = MAX_STATES[args.layer] if args.max_states is None else args.max_states
@@ -159,51 +166,149 @@ def cmd_explore(args: argparse.Namespace) -> int:
         raise InvalidArgument(
             f"--max-states: {max_states} is out of range for --layer {args.layer}: allowed 1..{MAX_STATES[args.layer]}"
         )
+    if args.lockstep and args.sample is not None:
+        raise InvalidArgument("--sample: the lockstep explorer replays no paths; leave out --lockstep or --sample")
+    if args.lockstep and args.workers != 1:
+        raise InvalidArgument("--workers: the lockstep explorer runs in one process; leave out --lockstep or --workers")
+    mode = "" if args.lockstep else f" mode spec sample {SAMPLE if args.sample is None else args.sample}"
+    if args.workers != 1:
+        mode += f" workers {args.workers}"
     if args.layer == "smp":
-        from proofs.explore import run_exploration
-        from proofs.smp_system import SmpBounds, SmpSystem
+        from proofs.smp_system import SmpBounds
 
         frames = 16 if args.frames is None else args.frames
         smp = SmpBounds(
             cpus=args.cpus, procs=args.procs, frames=frames, pages=args.pages, flights=args.flights,
             tlb_entries=args.tlb_entries,
         )  # fmt: skip
-        print(
+        arg = (
             f"ARG layer smp cpus {args.cpus} procs {args.procs} frames {frames} pages {args.pages} "
             f"flights {args.flights} tlb_entries {args.tlb_entries} depth {args.depth} max_states {args.max_states} "
-            f"seed {args.seed} time_limit {args.time_limit}",
-            flush=True,
+            f"seed {args.seed} time_limit {args.time_limit}{mode}"
         )
-        system = SmpSystem(smp, seed=args.seed)
-        with meter:
-            result, saved = run_exploration(system, args.depth, max_states, "smp", progress, args.time_limit, every)
-            meter.update(result.stats.distinct, "done")
     else:
-        from proofs.explore import run_exploration
-        from proofs.systems import BuddyBounds, BuddySystem
+        from proofs.systems import BuddyBounds
 
         frames = 10 if args.frames is None else args.frames
         bounds = BuddyBounds(frames, args.max_order, args.alloc_order, not args.no_bad_frees)
-        print(
+        arg = (
             f"ARG layer {args.layer} frames {frames} max_order {args.max_order} alloc_order {args.alloc_order} "
             f"depth {args.depth} max_states {args.max_states}"
-            + (f" time_limit {args.time_limit}" if args.time_limit else ""),
-            flush=True,
+            + (f" time_limit {args.time_limit}" if args.time_limit else "")
+            + (f" seed {args.seed}" if mode and args.seed is not None else "")
+            + mode
         )
+    if not args.json:
+        print(arg, flush=True)
+    if not args.lockstep:
+        return explore_spec_mode(args, smp if args.layer == "smp" else bounds, max_states, meter, progress, every)
+    from proofs.explore import run_exploration
+
+    if args.layer == "smp":
+        from proofs.smp_system import SmpSystem
+
+        with meter:
+            result, saved = run_exploration(
+                SmpSystem(smp, seed=args.seed), args.depth, max_states, "smp", progress, args.time_limit, every
+            )
+            meter.update(result.stats.distinct, "done")
+    else:
+        from proofs.systems import BuddySystem
+
         with meter:
             result, saved = run_exploration(
                 BuddySystem(bounds), args.depth, max_states, args.layer, progress, args.time_limit, every
             )
             meter.update(result.stats.distinct, "done")
-    if is_terminal():
-        print_table(stats_table("explore", explore_figures(result.stats)))
-    else:
-        print(result.stats.summary())
+    if args.json:
+        violation = None
+        if saved is not None:
+            violation = {"reason": result.reason, "ops": len(result.path or []), "scenario": str(saved)}
+        print(json.dumps({"mode": "lockstep", "layer": args.layer, **stats_json(result.stats), "violation": violation}))
+        return 1 if saved is not None else 0
+    print_stats(result.stats)
     if saved is not None:
         print(f"violation after {len(result.path or [])} ops: {result.reason}")
         print(f"shortest counterexample saved: {saved} (mmcheck replay {saved}; mmcheck explain {saved})")
         return 1
     return 0
+
+
+SAMPLE = 20
+"""How many of the deepest paths the spec explorer replays in lockstep by default."""
+
+
+def stats_json(stats: Any) -> dict[str, object]:
+    """An exploration's figures for ``--json``."""
+    return {
+        "distinct": stats.distinct,
+        "explored": stats.explored,
+        "transitions": stats.transitions,
+        "depth": stats.depth,
+        "exhausted": stats.exhausted,
+        "bound": stats.bound,
+        "seconds": round(stats.seconds, 3),
+        "states_per_second": round(stats.rate, 1),
+        "visited_bytes": stats.visited_bytes,
+    }
+
+
+def print_stats(stats: Any) -> None:
+    """The figures as a table on a terminal, else the one-line summary."""
+    from mmcheck.views.console import explore_figures, is_terminal, print_table, stats_table
+
+    if is_terminal():
+        print_table(stats_table("explore", explore_figures(stats)))
+    else:
+        print(stats.summary())
+
+
+def explore_spec_mode(
+    args: argparse.Namespace, bounds: Any, max_states: int, meter: Meter, progress: Callable[[Any], None], every: float
+) -> int:
+    """``explore`` without ``--lockstep``: the spec explorer, then the replay of its paths in lockstep."""
+    from proofs.spec_replay import explore_and_replay
+    from proofs.spec_systems import SpecBuddySystem, SpecSmpSystem
+
+    system: Any = SpecSmpSystem(bounds) if args.layer == "smp" else SpecBuddySystem(bounds)
+    sample = SAMPLE if args.sample is None else args.sample
+    seed = 0 if args.seed is None else args.seed
+    with meter:
+        checked = explore_and_replay(
+            system, args.depth, args.layer, max_states, args.time_limit, progress, every, sample, seed,
+            workers=args.workers,
+        )  # fmt: skip
+        meter.update(checked.result.stats.distinct, "done")
+    result = checked.result
+    if args.json:
+        violation = None
+        if result.path is not None:
+            violation = {"reason": result.reason, "ops": len(result.path), "scenario": str(checked.replays[0][2])}
+        replays = [
+            {
+                "path": label,
+                "ops": len(replayed.ops),
+                "agrees": replayed.ok,
+                "divergence": None if replayed.divergence is None else replayed.divergence.describe(),
+                "scenario": str(file),
+            }
+            for label, replayed, file in checked.replays
+        ]
+        out = {"mode": "spec", "layer": args.layer, **stats_json(result.stats), "violation": violation}
+        print(json.dumps({**out, "replays": replays}))
+        return 0 if checked.ok else 1
+    print_stats(result.stats)
+    print(checked.summary())
+    if result.path is not None:
+        print(f"spec violation after {len(result.path)} ops: {result.reason}")
+        print(f"shortest counterexample saved: {checked.replays[0][2]}")
+    for _, replayed, file in checked.diverged:
+        assert replayed.divergence is not None
+        print(f"diverges in lockstep after {len(replayed.ops)} ops: {replayed.divergence.describe()}")
+        print(f"counterexample saved: {file} (mmcheck replay {file}; mmcheck explain {file})")
+    if checked.replays:
+        print(f"scenarios: {checked.replays[0][2].parent}/ (mmcheck replay FILE)")
+    return 0 if checked.ok else 1
 
 
 def cmd_quiz(args: argparse.Namespace) -> int:
@@ -705,6 +810,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explore", help="model-check: every reachable state within a bound, breadth-first")
     p.add_argument("--layer", choices=("buddy", "smp"), default="buddy", help="which system to explore")
     p.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="run spec, implementation and L0 together at every transition (refinement at every interleaving; "
+        "slower, for small bounds) instead of the spec alone with its paths replayed in lockstep",
+    )
+    p.add_argument(
+        "--sample",
+        type=bounded_int(0, 10_000),
+        default=None,
+        help=f"spec explorer: how many of the deepest paths to replay in lockstep, 0..10000 (default {SAMPLE})",
+    )
+    p.add_argument("--json", action="store_true", help="print the figures, the violation and the replays as JSON")
+    p.add_argument(
         "--frames", type=bounded_int(1, 256), default=None, help="physical frames, 1..256 (buddy: 10, smp: 16)"
     )
     p.add_argument("--max-order", type=bounded_int(0, 10), default=2, help="largest buddy order, 0..10")
@@ -736,13 +854,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed",
         type=bounded_int(0, (1 << 64) - 1),
         default=None,
-        help="smp: shuffle the order ops are tried in (same seed, same run)",
+        help="the seed of the sampled deepest paths (default 0); with --lockstep, smp: shuffle the order ops are "
+        "tried in (same seed, same run)",
     )
     p.add_argument(
         "--time-limit",
         type=positive_seconds,
         default=None,
         help=f"stop after this many seconds (not exhausted), at most {MAX_TIME_LIMIT:.0f}",
+    )
+    p.add_argument(
+        "--workers",
+        type=bounded_int(1, 64),
+        default=1,
+        help="spec explorer: processes searching at once, the states partitioned by fingerprint, 1..64 (default 1; "
+        "the number of cores is the most that helps)",
     )
     p.set_defaults(func=cmd_explore)
 

@@ -21,13 +21,14 @@ import hashlib
 import marshal
 import random
 import time
-from collections.abc import Hashable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields, is_dataclass, replace
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from impl.ualloc.ptmalloc import Process
 from lang import ops
 from lang.errors import MMCheckError
+from lang.records import field_names, frozen
 from lang.scenario import Config, Op, Scenario
 from proofs.explore import Result, Stats, Violation, explore, run_exploration
 from properties.drivers import DivergenceError, ImplRunner, Lockstep
@@ -183,6 +184,81 @@ def fast_apply(state: Lockstep, op: Op) -> None:
     state.l0.check(op, outcome)
 
 
+def vocabulary(
+    bounds: SmpBounds, windows: list[tuple[int, int]], k: Kernel | None, evictable: Callable[[int], bool]
+) -> Iterator[Op]:
+    """Every op of the vocabulary ``bounds`` allows from L1 state ``k`` (``None``: not booted); ``evictable(cpu)``:
+    whether a ``tlb_evict`` of that CPU runs (the lockstep explorer: its implementation TLB holds an entry)."""
+    b = bounds
+    pids = sorted(k.procs) if k is not None else []
+    flights = sorted(k.flights) if k is not None else []
+    current = k.current if k is not None else (0,) * b.cpus
+    room = len(flights) < b.flights
+    if len(pids) < b.procs and b.spawn:
+        yield ops.Spawn()
+    for pid in pids:
+        if b.fork and len(pids) < b.procs:
+            yield ops.Fork(pid)
+            if room:
+                yield ops.Fork(pid, background=True)
+        if len(pids) > 1 and not flights:
+            yield ops.Exit(pid)
+        for background in (True, False) if b.sync else (True,):
+            if background and not room:
+                continue
+            yield from syscalls(b, windows, pid, background)
+    for number in flights:
+        yield ops.Step(number)
+    if b.pins and k is not None:
+        if len(k.pins) < b.pins:
+            for pid in pids:
+                yield from (ops.PinOp(pid, BASE + page * 4096) for page in range(b.pages))
+        for pin in sorted(k.pins):
+            yield ops.ReadPin(pin)
+            yield ops.Unpin(pin)
+    for cpu in range(b.cpus):
+        for pid in pids:
+            if current[cpu] != pid:
+                yield ops.Switch(cpu, pid)
+        if current[cpu]:
+            yield ops.KernelThread(cpu)
+            for page in range(b.pages):
+                va = BASE + page * 4096
+                yield ops.Load(cpu, va)
+                for value in b.values:
+                    yield ops.Store(cpu, va, value)
+            if b.kernel:
+                yield ops.Load(cpu, KERNEL_VA, "supervisor")
+        if b.evict and evictable(cpu):
+            yield ops.TlbEvict(cpu)
+    if b.kernel and k is not None:
+        yield ops.KernelRemap()
+
+
+def syscalls(bounds: SmpBounds, windows: list[tuple[int, int]], pid: int, background: bool) -> Iterator[Op]:
+    """The mapping changes of ``bounds`` by ``pid`` over each window."""
+    for va, count in windows:
+        if "mmap" in bounds.syscalls:
+            yield ops.Mmap(pid, va, count, "rw-", background=background)
+            if bounds.shared:
+                yield ops.Mmap(pid, va, count, "rw-", shared=True, background=background)
+        if "munmap" in bounds.syscalls:
+            yield ops.Munmap(pid, va, count, background=background)
+        if "mprotect" in bounds.syscalls:
+            for prot in bounds.prots:
+                yield ops.Mprotect(pid, va, count, prot, background=background)
+        if "madvise" in bounds.syscalls:
+            yield ops.Madvise(pid, va, count, "dontneed", background=background)
+
+
+def windows(bounds: SmpBounds) -> list[tuple[int, int]]:
+    """The (first address, pages) runs mapping changes cover: the whole window, or every run of pages in it."""
+    if bounds.ranges == "window":
+        return [(BASE, bounds.pages)]
+    pages = bounds.pages
+    return [(BASE + first * 4096, count) for first in range(pages) for count in range(1, pages - first + 1)]
+
+
 class SmpSystem:
     """The SMP kernel layer, spec and implementation in lockstep, over :class:`SmpBounds`."""
 
@@ -190,13 +266,7 @@ class SmpSystem:
         self.bounds = bounds
         self.shuffle = None if seed is None else random.Random(seed).shuffle
         self.config = bounds.config
-        self.windows = self._windows()
-
-    def _windows(self) -> list[tuple[int, int]]:
-        pages = self.bounds.pages
-        if self.bounds.ranges == "window":
-            return [(BASE, pages)]
-        return [(BASE + first * 4096, count) for first in range(pages) for count in range(1, pages - first + 1)]
+        self.windows = windows(bounds)
 
     def initial(self) -> Lockstep:
         """The start: a fresh run with :attr:`SmpBounds.setup` applied and checked like any other op."""
@@ -223,65 +293,13 @@ class SmpSystem:
         return enabled
 
     def _enabled(self, state: Lockstep) -> Iterator[Op]:
-        b = self.bounds
-        k = state.spec.kernel.kernel
-        pids = sorted(k.procs) if k is not None else []
-        flights = sorted(k.flights) if k is not None else []
-        current = k.current if k is not None else (0,) * b.cpus
-        room = len(flights) < b.flights
-        if len(pids) < b.procs and b.spawn:
-            yield ops.Spawn()
-        for pid in pids:
-            if b.fork and len(pids) < b.procs:
-                yield ops.Fork(pid)
-                if room:
-                    yield ops.Fork(pid, background=True)
-            if len(pids) > 1 and not flights:
-                yield ops.Exit(pid)
-            for background in (True, False) if b.sync else (True,):
-                if background and not room:
-                    continue
-                yield from self._syscalls(pid, background)
-        for number in flights:
-            yield ops.Step(number)
-        if b.pins and k is not None:
-            if len(k.pins) < b.pins:
-                for pid in pids:
-                    yield from (ops.PinOp(pid, BASE + page * 4096) for page in range(b.pages))
-            for pin in sorted(k.pins):
-                yield ops.ReadPin(pin)
-                yield ops.Unpin(pin)
-        for cpu in range(b.cpus):
-            for pid in pids:
-                if current[cpu] != pid:
-                    yield ops.Switch(cpu, pid)
-            if current[cpu]:
-                yield ops.KernelThread(cpu)
-                for page in range(b.pages):
-                    va = BASE + page * 4096
-                    yield ops.Load(cpu, va)
-                    for value in b.values:
-                        yield ops.Store(cpu, va, value)
-                if b.kernel:
-                    yield ops.Load(cpu, KERNEL_VA, "supervisor")
-            if b.evict and state.impl.kernel.smp is not None and state.impl.kernel.smp.tlbs[cpu].entries:
-                yield ops.TlbEvict(cpu)
-        if b.kernel and k is not None:
-            yield ops.KernelRemap()
-
-    def _syscalls(self, pid: int, background: bool) -> Iterator[Op]:
-        for va, count in self.windows:
-            if "mmap" in self.bounds.syscalls:
-                yield ops.Mmap(pid, va, count, "rw-", background=background)
-                if self.bounds.shared:
-                    yield ops.Mmap(pid, va, count, "rw-", shared=True, background=background)
-            if "munmap" in self.bounds.syscalls:
-                yield ops.Munmap(pid, va, count, background=background)
-            if "mprotect" in self.bounds.syscalls:
-                for prot in self.bounds.prots:
-                    yield ops.Mprotect(pid, va, count, prot, background=background)
-            if "madvise" in self.bounds.syscalls:
-                yield ops.Madvise(pid, va, count, "dontneed", background=background)
+        smp = state.impl.kernel.smp
+        return vocabulary(
+            self.bounds,
+            self.windows,
+            state.spec.kernel.kernel,
+            lambda cpu: smp is not None and bool(smp.tlbs[cpu].entries),
+        )
 
     def step(self, state: Lockstep, op: Op) -> Lockstep:
         successor = clone(state)
@@ -307,7 +325,7 @@ class SmpSystem:
             raise Violation(f"op {state.index - 1}: the L1 state breaks its invariants: {problems}")
 
     def fingerprint(self, state: Lockstep) -> Hashable:
-        return hashlib.blake2b(marshal.dumps(canonical(state)), digest_size=16).digest()  # type: ignore[arg-type]
+        return digest(canonical(state))
 
     def scenario(self, path: list[Op], about: str) -> Scenario:
         """The path to a violation as a replayable scenario."""
@@ -344,33 +362,20 @@ class SmpSystem:
 # - *frames*: the buddy allocator's choices depend on the frame numbers (buddies differ in one bit, free
 #   lists hand out the most recently freed block), so renaming frames does not commute with allocation.
 
-_NAMES: dict[type, tuple[str, ...]] = {}
+# marshal's version 2: the last without references.  From version 3 on, marshal writes an object met a second time
+# as a back-reference, and only objects with more than one reference are remembered (``w_ref`` in
+# Python/marshal.c), so two equal canonical forms whose parts are shared differently (a frozen part cached by
+# identity in one, built afresh in the other, or a state unpickled in another process) give different bytes and
+# count as two states.  Version 2 writes the value alone: equal forms, equal bytes.
+MARSHAL_VERSION = 2
 
 
-def field_names(record: object) -> tuple[str, ...]:
-    """The field names of a dataclass record, cached by type."""
-    kind = type(record)
-    names = _NAMES.get(kind)
-    if names is None:
-        if not is_dataclass(record):
-            raise TypeError(f"no canonical form for {kind.__name__}: add one to proofs.smp_system")
-        names = _NAMES[kind] = tuple(f.name for f in fields(record))
-    return names
+def digest(form: object) -> bytes:
+    """The 128-bit fingerprint of a canonical form (hash compaction): BLAKE2b of its marshal bytes."""
+    return hashlib.blake2b(marshal.dumps(form, MARSHAL_VERSION), digest_size=16).digest()  # type: ignore[arg-type]
 
 
-def freeze(value: object) -> object:
-    """A marshal-able value equal for equal inputs: records as tuples of all their fields (so a field added to a
-    spec record is covered), sets and mappings sorted."""
-    kind = type(value)
-    if kind is int or kind is bool or kind is str or value is None:
-        return value
-    if kind is tuple:
-        return tuple(freeze(item) for item in value)  # type: ignore[attr-defined]
-    if kind is frozenset or kind is set:
-        return tuple(sorted(freeze(item) for item in value))  # type: ignore[attr-defined,type-var]
-    if isinstance(value, Mapping):
-        return tuple(sorted((freeze(k), freeze(v)) for k, v in value.items()))
-    return tuple(freeze(getattr(value, name)) for name in field_names(value))
+freeze = frozen  # the canonical form of a value with no pids, flights or pins in it
 
 
 _SHARED: dict[int, tuple[object, object]] = {}
@@ -463,8 +468,8 @@ def memory_pids(mem: l0.Memory) -> Iterator[int]:
 def l0_pids(candidates: list[Candidate], in_flight: Mapping[int, ops.KernelOp]) -> Iterator[int]:
     for c in candidates:
         yield from memory_pids(c.memory)
-        if c.stale is not None:
-            yield from memory_pids(c.stale)
+        for view in c.stale:
+            yield from memory_pids(view)
         yield from (o.pid for o in c.done.values() if isinstance(o, NewPid))
     yield from (op.pid for op in in_flight.values())  # type: ignore[attr-defined]
 
@@ -546,8 +551,8 @@ def kernel_key(
         tuple(sorted((pid[p], space_key(sp, gens[p])) for p, sp in k.procs.items())),
         freeze_shared(k.objects),
         tuple(sorted((pin[n], freeze(p)) for n, p in k.pins.items())),
-        freeze(k.zero_words),
-        freeze(k.kernel_words),
+        freeze_shared(k.zero_words),
+        freeze_shared(k.kernel_words),
         k.next_object,
         tuple(cpus),
         tuple(freeze_shared(tlb) for tlb in k.tlbs),
@@ -556,8 +561,8 @@ def kernel_key(
         k.gathering,
         k.gathered,
         tuple(sorted((pid[p], adj) for p, adj in k.oom_score_adj.items())),
-        freeze(k.oom_sysctls),
-        k.slab,
+        freeze_shared(k.oom_sysctls),
+        tuple(sorted(k.slab)),
         # The THP policy, khugepaged's limits and the huge zero page; its vmstat counters are left out, as pgfault is.
         (k.thp.enabled, k.thp.defrag, k.thp.use_zero_page, k.thp.zero_pfn),
         (k.thp.max_ptes_none, k.thp.max_ptes_swap, k.thp.max_ptes_shared),
@@ -606,13 +611,13 @@ def memory_cells(mem: l0.Memory) -> Iterator[int]:
 def candidate_key(
     c: Candidate, pid: Mapping[int, int], flight: Mapping[int, int], pin: Mapping[int, int]
 ) -> tuple[object, ...]:
-    cells = [*memory_cells(c.memory), *(memory_cells(c.stale) if c.stale is not None else ())]
+    cells = [*memory_cells(c.memory), *(n for view in c.stale for n in memory_cells(view))]
     cell = ranks(cells)
     return (
         memory_key(c.memory, pid, cell, pin, False),
         tuple(flight[n] for n in c.pending),
         tuple(sorted((flight[n], outcome_key(o, pid)) for n, o in c.done.items())),
-        None if c.stale is None else memory_key(c.stale, pid, cell, pin, True),
+        tuple(memory_key(view, pid, cell, pin, True) for view in c.stale),
     )
 
 
@@ -630,7 +635,7 @@ def canonical(state: Lockstep) -> tuple[object, ...]:
     l0side = state.l0
     pid = ranks([*kernel_pids(k), *l0_pids(l0side.candidates, l0side.ops)])
     flight = ranks([*k.flights, *l0side.ops, *(n for c in l0side.candidates for n in (*c.pending, *c.done))])
-    memories = [m for c in l0side.candidates for m in (c.memory, c.stale) if m is not None]
+    memories = [m for c in l0side.candidates for m in (c.memory, *c.stale)]
     pin = ranks([*k.pins, *(n for m in memories for n in m.pins)])
     buddy = state.impl.buddy
     return (
@@ -656,6 +661,8 @@ def rate(seconds: float, bounds: SmpBounds | None = None) -> Stats:
 
 
 RATE_BOUNDS = SmpBounds()
+# RATE_BOUNDS over one page: 2 CPUs, 2 processes, every change in flight.
+SMALL_BOUNDS = replace(RATE_BOUNDS, pages=1)
 # verify's bound: exhausted (every reachable state, to the depth where no new one appears) or not a pass.  One
 # process runs on both CPUs with one written page; from there every interleaving of munmap and mprotect (to r--)
 # in flight, step by step, with loads, stores, switches, kernel threads (lazy TLB) and evictions on both CPUs.

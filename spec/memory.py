@@ -60,7 +60,7 @@ nothing; that is checked by the harness, not modelled here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from lang.errors import (
@@ -73,6 +73,7 @@ from lang.errors import (
     UnknownPid,
     UnknownPin,
 )
+from lang.records import replace
 from spec.mm.vma import (
     HUGE_PAGES,
     KERNEL_VA,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from impl.alloc.buddy import BuddyAllocator
 from lang.errors import (
@@ -199,6 +200,49 @@ def test_each_invariant_finds_its_violation() -> None:
     assert buddy.conservation_violations(leaky)
     assert buddy.counts_violations(good, (0, 0, 1))
     assert [] == buddy.counts_violations(good, (0, 0, 2))
+
+
+blocks = st.builds(Block, st.integers(-2, 17), st.integers(0, 4))
+
+
+@given(
+    st.integers(1, 16),
+    st.integers(0, 3),
+    st.frozensets(blocks, max_size=8),
+    st.frozensets(blocks, max_size=8),
+)
+@settings(max_examples=2000, deadline=None)
+def test_well_formed_is_exactly_no_violations(
+    frames: int, max_order: int, free: frozenset[Block], allocated: frozenset[Block]
+) -> None:
+    """The explorer's one-pass check agrees with the named invariants on arbitrary sets of blocks (mostly broken)."""
+    state = BuddyState(frames, max_order, free, allocated)
+    assert buddy.well_formed(state) == (not buddy.violations(state)), state
+
+
+def test_well_formed_agrees_on_every_reachable_state_and_each_broken_one() -> None:
+    """Every state of every conforming allocator over 8 frames is well formed; each state built to break one
+    invariant is not."""
+    from proofs.spec_explore import explore_spec
+    from proofs.spec_systems import SpecBuddySystem
+    from proofs.systems import BuddyBounds
+
+    class Both(SpecBuddySystem):
+        def check(self, state: BuddyState) -> list[str]:
+            assert buddy.well_formed(state) == (not buddy.violations(state)), state
+            return buddy.violations(state)
+
+    result = explore_spec(Both(BuddyBounds(frames=8, max_order=2, max_alloc_order=2)), 50)
+    assert result.path is None and result.stats.exhausted and result.stats.distinct > 100
+    for broken in (
+        BuddyState(8, 2, frozenset({Block(0, 2), Block(5, 1), Block(4, 0), Block(7, 0)})),
+        BuddyState(8, 2, frozenset({Block(0, 2), Block(2, 1), Block(4, 2)})),
+        BuddyState(8, 2, frozenset({Block(0, 1), Block(2, 1), Block(4, 2)})),
+        BuddyState(8, 2, frozenset({Block(0, 2)})),
+        BuddyState(8, 2, frozenset({Block(0, 2), Block(4, 2)}), frozenset({Block(4, 2)})),
+        BuddyState(6, 3, frozenset({Block(0, 3)})),
+    ):
+        assert buddy.violations(broken) and not buddy.well_formed(broken), broken
 
 
 def test_scenario_ops_round_trip() -> None:

@@ -57,7 +57,7 @@ def test_a_meter_with_a_total_counts_up_to_it() -> None:
 
 
 def test_explore_off_a_terminal_prints_what_it_printed(capsys: pytest.CaptureFixture[str]) -> None:
-    assert 0 == main(["explore", "--frames", "6", "--max-order", "1"])
+    assert 0 == main(["explore", "--lockstep", "--frames", "6", "--max-order", "1"])
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert "ARG layer buddy frames 6 max_order 1 alloc_order 1 depth 20 max_states None" == lines[0]
@@ -68,7 +68,7 @@ def test_explore_off_a_terminal_prints_what_it_printed(capsys: pytest.CaptureFix
 def test_explore_on_a_terminal_draws_the_display(monkeypatch: pytest.MonkeyPatch) -> None:
     buffer = io.StringIO()
     monkeypatch.setattr("proofs.progress.Console", lambda file: terminal(buffer))
-    assert 0 == main(["explore", "--frames", "6", "--max-order", "1", "--time-limit", "30"])
+    assert 0 == main(["explore", "--lockstep", "--frames", "6", "--max-order", "1", "--time-limit", "30"])
     shown = buffer.getvalue()
     assert "explore" in shown and "states" in shown and "done" in shown and "left of 30s" in shown
 
@@ -77,7 +77,7 @@ def test_modelcheck_progress_goes_to_the_console_on_a_terminal(capsys: pytest.Ca
     buffer = io.StringIO()
     modelcheck.main(["--minutes", "0.01"], console=terminal(buffer))
     out = capsys.readouterr().out
-    assert out.startswith("modelcheck: 2 runs, 0s each\n") and out.endswith(" failed\n")
+    assert out.startswith(f"modelcheck: {len(modelcheck.RUNS)} runs, 0s each\n") and out.endswith(" failed\n")
     assert "    ... " not in out
     assert "left of" in buffer.getvalue() and "done" in buffer.getvalue()
 
@@ -87,10 +87,13 @@ def test_modelcheck_off_a_terminal_adds_nothing(capsys: pytest.CaptureFixture[st
     modelcheck.main(["--minutes", "0.01"], console=Console(file=buffer))
     assert "" == buffer.getvalue()
     lines = capsys.readouterr().out.splitlines()
-    assert "modelcheck: 2 runs, 0s each" == lines[0]
+    assert f"modelcheck: {len(modelcheck.RUNS)} runs, 0s each" == lines[0]
     assert [line for line in lines if line.startswith("  ") and not line.startswith("    ")] == [
         f"  {run.name}" for run in modelcheck.RUNS
     ]
+    table = lines[lines.index("run | states | transitions | diameter | seconds | exhausted") + 1 : -1]
+    assert [f"{n}." for n in range(1, len(modelcheck.RUNS) + 1)] == [row.split()[0] for row in table]
+    assert all(row.endswith(("| yes", ")")) for row in table)
 
 
 def test_mutants_off_a_terminal_print_one_line_per_mutant(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

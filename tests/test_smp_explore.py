@@ -78,9 +78,10 @@ def test_generations_keep_order_equality_and_gaps_of_one() -> None:
 
 
 def test_cli_explores_the_smp_layer() -> None:
-    """``mmcheck explore --layer smp`` echoes its arguments and ends with the summary line; exit 0."""
+    """``mmcheck explore --lockstep --layer smp`` echoes its arguments and ends with the summary line; exit 0."""
+    args = ["explore", "--lockstep", "--layer", "smp", "--procs", "1", "--pages", "1", "--depth", "3"]
     out = subprocess.run(
-        [sys.executable, "-m", "mmcheck", "explore", "--layer", "smp", "--procs", "1", "--pages", "1", "--depth", "3"],
+        [sys.executable, "-m", "mmcheck", *args],
         capture_output=True,
         text=True,
         check=False,

@@ -11,7 +11,7 @@ programmer's view allows (L1 refines L0).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -27,6 +27,7 @@ from impl.pressure.pressure import FAULT_AROUND_PAGES
 from impl.smp.shootdown import Smp
 from lang import ops
 from lang.errors import MMCheckError, NotModelled, UnknownCpu, UnknownPid
+from lang.records import frozen
 from lang.scenario import Config, Result
 from spec import memory as l0
 from spec.alloc.buddy import BuddyState
@@ -919,12 +920,17 @@ def refines(l1: Outcome, l0_outcome: Outcome) -> bool:
 @dataclass(frozen=True)
 class Candidate:
     """One way the programmer's view may stand: its memory, the changes in flight not yet applied (in the order
-    they started), and the outcomes of those applied but not yet returned."""
+    they started), the outcomes of those applied but not yet returned, and the views a stale TLB entry may still
+    show: the memory just before each change that took effect and has not returned, oldest first."""
 
     memory: l0.Memory
     pending: tuple[int, ...] = ()
     done: Mapping[int, Outcome | None] = field(default_factory=dict)
-    stale: l0.Memory | None = None
+    stale: tuple[l0.Memory, ...] = ()
+
+    def form(self) -> Hashable:
+        """A hashable form, equal exactly for equal candidates (:func:`lang.records.frozen`)."""
+        return frozen((self.memory, self.pending, self.done, self.stale))
 
 
 class L0Side:
@@ -943,7 +949,14 @@ class L0Side:
     explained by the memory before it (``stale``), even when the new mapping
     would allow it too (a store through a stale entry succeeds either way,
     but lands in the old cell); a store that lands that way writes the old
-    cell, which matters only if the page still has it.
+    cell, which matters only if the page still has it.  With several changes
+    in flight an entry may have been filled between two of them, so there is
+    one such view per change that took effect (the memory just before it),
+    until the changes return.  A view gives the mappings of its time; the
+    words are the current memory's for every cell it still has (a TLB entry
+    names a frame, whose contents are what they are now: SDM Vol. 3A 4.10.2,
+    a TLB caches the translation, not the data), the view's own for a cell
+    freed since.
     """
 
     def __init__(self, config: Config) -> None:
@@ -981,54 +994,58 @@ class L0Side:
             return self.check(op, l1.outcome)
         if isinstance(op, ops.MemcgOp) or isinstance(l1, MemcgRetry):
             return None
-        kept: list[Candidate] = []
+        kept = Kept()
         expected: Outcome | None = None
         for candidate in self.candidates:
             for applied in range(len(candidate.pending) + 1):
                 for c in self.apply_pending(candidate, applied):
                     mem, expected = l0_step(c.memory, op)
                     if expected is None or refines(l1, expected):
-                        keep(kept, replace(c, memory=mem))
+                        kept.add(replace(c, memory=mem))
         if isinstance(op, ops.Load | ops.Store | ops.Fetch):
             for candidate in self.stale_access(op, l1):
-                keep(kept, candidate)
-        if not kept:
+                kept.add(candidate)
+        if not kept.candidates:
             return f"L1 gave {l1!r}, the programmer's view allows {expected!r}"
-        self.candidates = kept
+        self.candidates = kept.candidates
         return None
 
     def killed(self, pid: int) -> str | None:
         """The OOM killer chose ``pid`` (which process is L1's to choose: L0 knows no sizes): it exits."""
-        kept: list[Candidate] = []
+        kept = Kept()
         for candidate in self.candidates:
             try:
                 mem, _ = l0.exit_process(candidate.memory, pid)
             except MMCheckError:
                 continue
-            keep(kept, replace(candidate, memory=mem))
-        if not kept:
+            kept.add(replace(candidate, memory=mem))
+        if not kept.candidates:
             return f"the OOM killer killed {pid}, which the programmer's view has no process for"
-        self.candidates = kept
+        self.candidates = kept.candidates
         return None
 
     def stale_access(self, op: ops.Load | ops.Store | ops.Fetch, l1: Outcome) -> list[Candidate]:
-        """The candidates where ``op`` is explained by the memory before the changes that took effect."""
-        kept: list[Candidate] = []
+        """The candidates where ``op`` is explained by the memory before one of the changes that took effect."""
+        kept = Kept()
         for c in self.candidates:
-            if c.stale is None or c.memory.current[op.cpu] not in c.stale.procs:
-                continue  # nothing took effect, or the process was created since: it has no mapping from before
-            stale = replace(c.stale, current=c.memory.current)  # the mappings before, the CPUs as they run now
-            try:
-                before, expected = l0_step(stale, op)
-            except MMCheckError:
-                continue
-            if not refines(l1, expected or Ok()):
-                continue
-            memory = c.memory
-            if isinstance(op, ops.Store) and before != stale:
-                memory = stale_store(stale, memory, op)
-            keep(kept, replace(c, memory=memory, stale=before))
-        return kept
+            for index, view in enumerate(c.stale):
+                if c.memory.current[op.cpu] not in view.procs:
+                    continue  # the process was created since: it has no mapping from before
+                # The mappings before, the CPUs as they run now, the words of every cell the memory still has.
+                cells = MappingProxyType({**view.cells, **c.memory.cells})
+                stale = replace(view, current=c.memory.current, cells=cells, next_cell=c.memory.next_cell)
+                try:
+                    before, expected = l0_step(stale, op)
+                except MMCheckError:
+                    continue
+                if not refines(l1, expected or Ok()):
+                    continue
+                memory, views = c.memory, c.stale
+                if isinstance(op, ops.Store) and before != stale:
+                    memory = stale_store(stale, memory, op)
+                    views = (*views[:index], replace(before, current=view.current), *views[index + 1 :])
+                kept.add(replace(c, memory=memory, stale=views))
+        return kept.candidates
 
     def apply_pending(self, c: Candidate, count: int) -> list[Candidate]:
         """``c`` with its first ``count`` changes in flight applied, one candidate per way they may have gone.
@@ -1045,34 +1062,37 @@ class L0Side:
         refused (a change of the child of a fork that failed in that way) is
         not one L1 took, as L1 accepted that change: it is dropped (if no way
         is left in any candidate, the caller reports that L1 does not refine L0).
+
+        Each change that takes effect leaves the memory just before it as a view a stale TLB entry may show
+        (:attr:`Candidate.stale`); it shares its parts with that memory.
         """
-        stale = c.memory if count and c.stale is None else c.stale
-        ways: list[tuple[l0.Memory, dict[int, Outcome | None]]] = [(c.memory, dict(c.done))]
+        Way = tuple[l0.Memory, dict[int, Outcome | None], tuple[l0.Memory, ...]]
+        ways: list[Way] = [(c.memory, dict(c.done), c.stale)]
         for number in c.pending[:count]:
             op = self.ops[number]
-            following: list[tuple[l0.Memory, dict[int, Outcome | None]]] = []
-            for mem, done in ways:
+            following: list[Way] = []
+            for mem, done, views in ways:
                 try:
                     after, outcome = l0_step(mem, op)
                 except MMCheckError:
                     continue
-                following.append((after, {**done, number: outcome}))
+                following.append((after, {**done, number: outcome}, (*views, mem)))
                 if isinstance(op, ALLOCATING):
-                    following.append((mem, {**done, number: Errno("ENOMEM")}))
+                    following.append((mem, {**done, number: Errno("ENOMEM")}, views))
             ways = following
-        return [Candidate(mem, c.pending[count:], done, stale) for mem, done in ways]
+        return [Candidate(mem, c.pending[count:], done, views) for mem, done, views in ways]
 
     def returned(self, number: int, l1: Outcome) -> str | None:
         """Flight ``number`` returned ``l1``: keep the candidates where it took effect with that outcome."""
         op = self.ops[number]
-        kept: list[Candidate] = []
+        kept = Kept()
         expected: Outcome | None = None
         for candidate in self.candidates:
             if number in candidate.pending:
                 index = candidate.pending.index(number)
                 if l1 == Errno("ENOMEM") and isinstance(op, ALLOCATING):
                     pending = candidate.pending[:index] + candidate.pending[index + 1 :]
-                    keep(kept, replace(candidate, pending=pending))
+                    kept.add(replace(candidate, pending=pending))
                     continue
                 ways = self.apply_pending(candidate, index + 1)
             else:
@@ -1081,11 +1101,11 @@ class L0Side:
                 expected = way.done.get(number)
                 if expected is None or refines(l1, expected):
                     done = {n: o for n, o in way.done.items() if n != number}
-                    keep(kept, replace(way, done=done, stale=way.stale if done else None))
+                    kept.add(replace(way, done=done, stale=way.stale if done else ()))
         del self.ops[number]
-        if not kept:
+        if not kept.candidates:
             return f"L1 returned {l1!r} for {op.name}, the programmer's view allows {expected!r}"
-        self.candidates = kept
+        self.candidates = kept.candidates
         return None
 
 
@@ -1102,10 +1122,29 @@ def stale_store(stale: l0.Memory, memory: l0.Memory, op: ops.Store) -> l0.Memory
     return replace(memory, cells=MappingProxyType(cells))
 
 
-def keep(kept: list[Candidate], candidate: Candidate) -> None:
-    """Add ``candidate`` unless an equal one is there."""
-    if candidate not in kept:
-        kept.append(candidate)
+class Kept:
+    """Candidates in the order they came, each once.  A few are compared by equality (cheap: candidates share
+    their unchanged parts, and equal parts that are one object compare at once); past :data:`FEW`, by their
+    hashable forms, so many candidates cost linear time, not quadratic."""
+
+    FEW = 8
+
+    def __init__(self) -> None:
+        self.candidates: list[Candidate] = []
+        self.forms: set[Hashable] | None = None
+
+    def add(self, candidate: Candidate) -> None:
+        if self.forms is None:
+            if candidate in self.candidates:
+                return
+            self.candidates.append(candidate)
+            if len(self.candidates) > self.FEW:
+                self.forms = {c.form() for c in self.candidates}
+            return
+        form = candidate.form()
+        if form not in self.forms:
+            self.forms.add(form)
+            self.candidates.append(candidate)
 
 
 def kernel_difference(expected: Kernel, actual: Kernel) -> tuple[str, str] | None:

@@ -31,7 +31,7 @@ The state is immutable; every rule returns a new one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import NewType
 
@@ -45,6 +45,7 @@ from lang.errors import (
     OrderOutOfRange,
     WrongOrder,
 )
+from lang.records import replace
 
 Order = NewType("Order", int)
 
@@ -416,3 +417,24 @@ def violations(state: BuddyState) -> list[str]:
         + coalesced_violations(state)
         + conservation_violations(state)
     )
+
+
+def well_formed(state: BuddyState) -> bool:
+    """True exactly when :func:`violations` finds nothing, decided on ``(pfn, order)`` pairs in one pass.
+
+    The blocks in (pfn, order) order tile ``0 .. frames-1`` when each starts where the one before it ended (the
+    first at 0) and the last ends at ``frames``: no overlap, no gap, nothing outside memory, and a block both free
+    and allocated would occur twice and fail the same test.  Each order is in ``0 .. max_order`` with its pfn aligned
+    to it, and no free block below ``max_order`` has its free buddy beside it.  The explorer checks every state
+    with it and asks :func:`violations` for the messages only when it fails.
+    """
+    limit = state.max_order
+    free = {(b.pfn, b.order) for b in state.free}
+    end = 0
+    for pfn, order in sorted([*free, *((b.pfn, b.order) for b in state.allocated)]):
+        if pfn != end or not 0 <= order <= limit or pfn & ((1 << order) - 1):
+            return False
+        end = pfn + (1 << order)
+    if end != state.frames or len(free) != len(state.free):
+        return False
+    return not any(order < limit and (pfn ^ (1 << order), order) in free for pfn, order in free)

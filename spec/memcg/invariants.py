@@ -22,9 +22,9 @@ A group OOM (:func:`oom_violations`, checked by the memcg machine after every op
 
 from __future__ import annotations
 
-from dataclasses import replace
 from types import MappingProxyType
 
+from lang.records import replace
 from spec.memcg.memcg import candidates, chargeable, memsw_usage, usage
 from spec.memcg.state import NO_MEMCG, ROOT, under
 from spec.mm.kernel import Kernel, free_frames

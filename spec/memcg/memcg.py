@@ -64,10 +64,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from types import MappingProxyType
 
 from lang.errors import DisallowedChoice
+from lang.records import replace
 from spec.memcg.reclaim import MAX_RECLAIM_RETRIES, SWAP_CLUSTER_MAX, try_to_free
 from spec.memcg.state import PAGE_COUNTER_MAX, PAGE_SIZE, ROOT, Group, Memcg, under
 from spec.mm.kernel import NO_CHOICES, Choices, Kernel, space, updated

@@ -48,9 +48,8 @@ not allow.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from lang.errors import NotModelled, UnknownPin
+from lang.records import replace
 from spec.memory import check_address
 from spec.mm import thp
 from spec.mm.fault import missing_fault

@@ -48,8 +48,7 @@ more (``copy_nonpresent_pte`` -> ``swap_duplicate``).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from lang.records import replace
 from spec.mm.kernel import (
     Choices,
     Kernel,

@@ -45,8 +45,7 @@ SIGBUS, where this model answers ENOMEM and changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from lang.records import replace
 from spec.memory import check_address
 from spec.mm import cow, thp
 from spec.mm.kernel import (

@@ -34,11 +34,12 @@ least choice.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
 from lang.errors import ConfigError, DisallowedChoice, IdleCpu, UnknownCpu, UnknownPid
+from lang.records import replace
 from spec.alloc import buddy
 from spec.memcg.state import NO_MEMCG, Memcg
 from spec.mm.vma import HUGE_ORDER, HUGE_PAGES, KERNEL_VA, KERNEL_WORD, Vma

@@ -18,8 +18,7 @@ shared writable ones are writable; without ``PROT_EXEC`` the entry has XD.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from lang.records import replace
 from spec.alloc import buddy
 from spec.mm.kernel import (
     Choices,

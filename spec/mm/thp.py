@@ -21,9 +21,8 @@ and merges them with compatible neighbours (``vma_modify_flags_name``, mm/vma.c)
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from lang.errors import InvalidArgument, NotModelled
+from lang.records import replace
 from spec.alloc import buddy
 from spec.mm import cow
 from spec.mm.kernel import (

@@ -37,9 +37,10 @@ errors Linux returns for a bad address range (mm/mmap.c ``do_mmap``,
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from lang.errors import InvalidArgument
+from lang.records import replace
 from spec.paging.address import PAGE_SHIFT, PAGE_SIZE
 
 # x86-64 TASK_SIZE_MAX with 4-level paging: the user half minus its last page

@@ -45,8 +45,8 @@ runs ``out_of_memory`` as the allocator would), a kill whose memory is freed lat
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 
+from lang.records import replace
 from spec.mm.kernel import Kernel, space, updated, without
 from spec.outcome import NewPid, OomKill, OomPanic, OomScore, Outcome
 from spec.pressure.meminfo import KB, status

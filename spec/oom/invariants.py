@@ -21,8 +21,8 @@ A kill (:func:`kill_violations`, checked by the OOM machine after every ``out_of
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 
+from lang.records import replace
 from spec.mm.kernel import Kernel, free_frames
 from spec.oom.badness import (
     NO_KILLABLE,

@@ -13,9 +13,10 @@ continues from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from lang.errors import AddressError, ConfigError, UnknownCpu
+from lang.records import replace
 from spec.paging.address import PAGE_SIZE
 from spec.paging.permissions import Control, Kind, Mode
 from spec.paging.physmem import PhysMemory

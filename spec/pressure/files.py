@@ -34,9 +34,8 @@ soon after reclaim evicted it may go straight on the active list (:mod:`spec.pre
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from lang.errors import InvalidArgument, UnknownFile
+from lang.records import replace
 from spec.mm import cow
 from spec.mm.kernel import (
     NO_WORDS,

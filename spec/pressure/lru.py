@@ -49,9 +49,8 @@ there (``madvise_cold_or_pageout_pte_range`` skips shared folios);
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from lang.errors import DisallowedChoice
+from lang.records import replace
 from spec.mm.kernel import Choices, Kernel, free_frames, release, space, updated, with_page, with_space, without
 from spec.mm.vma import has_hole, range_error
 from spec.outcome import ENOMEM, Errno, Ok, Outcome, Reclaimed

@@ -31,8 +31,7 @@ there are not frames enough.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from lang.records import replace
 from spec.mm.kernel import (
     NO_WORDS,
     Choices,

@@ -30,8 +30,7 @@ On only with the config's ``workingset`` (1); off, nothing here changes the stat
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from lang.records import replace
 from spec.mm.kernel import Kernel, Shadow, updated, without
 from spec.pressure.swap import free_slots
 

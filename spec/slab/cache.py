@@ -61,7 +61,7 @@ count that chain gives (non-zero only after a corruption, until
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -84,6 +84,7 @@ from lang.errors import (
     UnknownCpu,
     WrongCache,
 )
+from lang.records import replace
 from spec.alloc import buddy as spec_buddy
 from spec.alloc.buddy import BuddyState, OutOfMemory
 from spec.slab import geometry

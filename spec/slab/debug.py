@@ -23,10 +23,10 @@ repair), and the bytes are restored.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from types import MappingProxyType
 
 from lang.errors import FlipNotModelled, FlipOutsideObject, FreelistCycle
+from lang.records import replace
 from spec.alloc.buddy import BuddyState
 from spec.slab import cache as slab
 from spec.slab.cache import (

@@ -10,10 +10,11 @@ address spaces, a mapping change in its three steps, and a change of the kernel'
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from lang.errors import DisallowedChoice, UnknownFlight
+from lang.records import replace
 from spec.alloc import buddy
 from spec.memory import check_address
 from spec.mm.fault import MAX_RETRIES, handle_fault, hardware_allows, hardware_error_code, leaf_at, perform, touch
