@@ -33,9 +33,9 @@ calls (1.05x), time per pair growing 1.96x, 1.54x, 1.44x against the floor's
 2.59x, 3.25x, 3.17x, met in each.  At load average 0.2 to 0.6, three runs: time
 per pair 1.80x, 1.90x, 1.89x against the floor's 1.61x, 2.30x, 1.56x (met in
 one of three: the floor's own growth varies most from run to run), and the
-spec, 24% faster since its records are replaced field by field
-(``lang.records.replace``), at 9.0x to 9.1x of the implementation in four runs (325,138
-against 35,784 pairs/s): both targets missed.
+implementation at 9.0x to 9.1x the spec's throughput in four runs (325,138
+against 35,784 pairs/s), the spec being 24% faster since its records are
+replaced field by field (``lang.records.replace``): both targets missed.
 :mod:`benchmarks.run` reports them (``nox -s bench``).
 """
 
